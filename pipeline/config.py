@@ -1,0 +1,245 @@
+"""Typed, frozen configuration.
+
+`Config` is a tree of frozen dataclasses; every field has a default and a comment. YAML presets in
+`configs/` and `--set section.key=value` options only *override* fields: an unknown key, a wrong
+type or a bad value is a ConfigError naming the file and the key. The resolved config is written
+next to every output (`<output>.config.yaml`) so a result can always be traced to its settings.
+
+Each stage owns its section. Keep sections light: no heavy imports here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, TypeVar, get_args, get_origin, get_type_hints
+
+import yaml
+
+from pipeline.errors import ConfigError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+@dataclass(frozen=True)
+class IOConfig:
+    deinterlace: str = "auto"  # "auto" (when the stream is interlaced), "on" (force bwdif) or "off"
+    inverse_telecine: bool = False  # field matching + decimation for telecined film/cartoons
+    preset: str = "delivery-x264"  # encoder preset: master-ffv1, mezzanine-prores, delivery-x264/-x265
+    crf: int | None = None  # quality override for x264/x265 presets (None = the preset's own)
+    max_damaged_fraction: float = 0.5  # above this fraction of undecodable frames the input is unusable
+
+
+@dataclass(frozen=True)
+class UpscaleConfig:
+    scale: int = 2  # output size = input size * scale
+    method: str = "lanczos"  # classical resampler: "lanczos", "bicubic", "area" or "nearest"
+
+
+@dataclass(frozen=True)
+class ScanConfig:
+    detector: str = "centerface"  # face detector backend
+    detect_size: int = 640  # longer side of the reduced copy the detector sees (px)
+    score_threshold: float = 0.5  # minimum detector confidence
+    min_face: int = 12  # minimum face height in source pixels
+    cut_threshold: float = 27.0  # scene-cut sensitivity (content detector threshold)
+    max_gap: int = 5  # frames a track may miss and still continue (gaps are interpolated)
+    smooth_window: int = 5  # landmark smoothing window in frames (odd)
+
+
+@dataclass(frozen=True)
+class PriorConfig:
+    model: str | None = None  # checkpoint path or model-zoo name; None = no face restoration
+    dtype: str = "float32"  # "float32" or "bfloat16"
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    steps: int = 100  # cold-start optimiser steps (PULSE's default)
+    warm_steps: int = 25  # step budget for a warm-started frame
+    lr: float = 0.4  # Adam learning rate (PULSE's default, with a 1-cycle schedule)
+    eps: float = 2e-3  # stop when the downscaled loss is below this
+    seed: int = 0  # seeds every random start: results are deterministic
+    batch_size: int = 16  # faces searched at once
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    address: str | None = None  # Ray cluster address; None = embedded local Ray
+    executor: str = "ray"  # "ray" or "local" (in-process, for debugging)
+    workdir: str | None = None  # work directory; None = "<output>.work" beside the output
+    num_gpus_per_search: float = 1.0  # GPUs per search actor (fractions share a GPU)
+    device: str = "auto"  # "auto" (cuda when present), "cpu", "cuda", "cuda:1", ...
+
+
+@dataclass(frozen=True)
+class Config:
+    io: IOConfig = field(default_factory=IOConfig)
+    upscale: UpscaleConfig = field(default_factory=UpscaleConfig)
+    scan: ScanConfig = field(default_factory=ScanConfig)
+    prior: PriorConfig = field(default_factory=PriorConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+
+T = TypeVar("T")
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check (and gently convert) one YAML value against a dataclass field type."""
+    origin = get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"{where}: invalid value {value!r}")
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        args = get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+        if len(args) != len(value):
+            raise ConfigError(f"{where}: expected {len(args)} items, got {len(value)}")
+        return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True)))
+    if is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return _from_dict(tp, value, where)  # type: ignore[arg-type]
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    if tp is Fraction:
+        try:
+            return Fraction(str(value))
+        except (ValueError, ZeroDivisionError) as exc:
+            raise ConfigError(f"{where}: expected a fraction such as 30000/1001, got {value!r}") from exc
+    raise ConfigError(f"{where}: unsupported field type {tp!r}")
+
+
+def _from_dict(cls: type[T], data: dict[str, Any], where: str) -> T:
+    hints = get_type_hints(cls)
+    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def _merge(base: Any, overrides: dict[str, Any], where: str) -> Any:
+    """Apply a nested override mapping to a frozen dataclass instance."""
+    if not isinstance(overrides, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {overrides!r}")
+    hints = get_type_hints(type(base))
+    names = {f.name for f in fields(base)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise ConfigError(
+            f"{where or 'config'}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}"
+        )
+    changes: dict[str, Any] = {}
+    for key, value in overrides.items():
+        sub = f"{where}.{key}" if where else key
+        current = getattr(base, key)
+        if is_dataclass(current) and isinstance(value, dict):
+            changes[key] = _merge(current, value, sub)
+        else:
+            changes[key] = _coerce(value, hints[key], sub)
+    return replace(base, **changes)
+
+
+def apply_overrides(config: Config, overrides: dict[str, Any], source: str = "") -> Config:
+    """Return `config` with the nested mapping `overrides` applied; errors name `source`."""
+    try:
+        return typing.cast(Config, _merge(config, overrides, ""))
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}" if source else str(exc)) from None
+
+
+def parse_set_option(item: str) -> dict[str, Any]:
+    """Turn `--set search.steps=50` into {"search": {"steps": 50}} (the value is parsed as YAML)."""
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected section.key=value")
+    dotted, raw = item.split("=", 1)
+    keys = dotted.strip().split(".")
+    if not all(keys):
+        raise ConfigError(f"--set {item!r}: expected section.key=value")
+    value: Any = yaml.safe_load(raw) if raw.strip() else ""
+    for key in reversed(keys):
+        value = {key: value}
+    return typing.cast(dict[str, Any], value)
+
+
+def resolve_preset(name_or_path: str) -> Path:
+    """A preset is a YAML file: a path, or a name in configs/ (e.g. "newsreel")."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") and path.exists():
+        return path
+    candidate = CONFIG_DIR / f"{name_or_path}.yaml"
+    if candidate.exists():
+        return candidate
+    known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml") if p.stem != "models")
+    raise ConfigError(f"preset {name_or_path!r}: no such file, and not one of: {', '.join(known)}")
+
+
+def load_config(presets: list[str] | tuple[str, ...] = (), sets: list[str] | tuple[str, ...] = ()) -> Config:
+    """Defaults, then each preset file in order, then each --set option."""
+    config = Config()
+    for preset in presets:
+        path = resolve_preset(preset)
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        config = apply_overrides(config, data, str(path))
+    for item in sets:
+        config = apply_overrides(config, parse_set_option(item), f"--set {item}")
+    return config
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """Plain, YAML-safe nested dict (Fractions as strings)."""
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, Fraction):
+            return str(v)
+        if isinstance(v, tuple | list):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    return typing.cast(dict[str, Any], plain(dataclasses.asdict(config)))
+
+
+def dump_config(config: Config, path: Path) -> None:
+    """Write the resolved config as YAML (atomically: temporary name, then rename)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+    tmp.replace(path)

@@ -1,0 +1,1 @@
+"""Faces in moving footage: detection, shots, tracks, alignment, paste-back."""

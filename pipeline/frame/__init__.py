@@ -1,0 +1,1 @@
+"""Whole-frame operations: upscaling and compositing restored faces back."""

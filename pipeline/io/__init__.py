@@ -1,0 +1,1 @@
+"""Reading (PyAV) and writing (ffmpeg) video without losing frames, timestamps, audio or colour tags."""

@@ -1,0 +1,1 @@
+"""Measurements: consistency (PSNR), temporal steadiness, identity."""

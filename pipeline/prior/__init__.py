@@ -1,0 +1,1 @@
+"""The generative face prior: StyleGAN2 in plain PyTorch, safe checkpoint loaders, model zoo."""

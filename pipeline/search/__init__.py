@@ -1,0 +1,1 @@
+"""Latent search (PULSE) with temporal warm starts, batched across faces."""
