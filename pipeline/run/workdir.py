@@ -191,7 +191,8 @@ def save_arrays(path: str | Path, **arrays: np.ndarray) -> None:
         if np.asarray(value).dtype == object:
             raise TypeError(f"array {name!r} has dtype object; artifacts never hold pickles")
     with atomic_path(path) as tmp, tmp.open("wb") as f:
-        np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()})
+        payload: dict[str, Any] = {k: np.asarray(v) for k, v in arrays.items()}
+        np.savez(f, **payload)
 
 
 def load_arrays(path: str | Path) -> dict[str, np.ndarray]:
