@@ -74,6 +74,13 @@ class RunConfig:
     workdir: str | None = None  # work directory; None = "<output>.work" beside the output
     num_gpus_per_search: float = 1.0  # GPUs per search actor (fractions share a GPU)
     device: str = "auto"  # "auto" (cuda when present), "cpu", "cuda", "cuda:1", ...
+    num_cpus: int | None = None  # CPUs of the embedded Ray instance; None = all of this machine's
+    temp_dir: str | None = None  # embedded Ray's session/log directory; None = Ray's default (/tmp/ray)
+    search_actors: int | None = None  # None = one per GPU share (GPUs / num_gpus_per_search), 1 without GPUs
+    segment_frames: int = 48  # frames per compose+encode segment; segments encode in parallel
+    max_in_flight: int | None = None  # tasks in flight at once (backpressure); None = 2 per CPU
+    max_retries: int = 3  # retries of a failed task, or of a call on a restarted actor, before the job fails
+    progress: bool = True  # one live progress line on stderr (frames scanned / restored / encoded)
 
 
 @dataclass(frozen=True)
