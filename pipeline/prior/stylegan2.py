@@ -125,6 +125,8 @@ class FullyConnected(nn.Module):
 
 
 class MappingNetwork(nn.Module):
+    w_avg: torch.Tensor  # [w_dim] buffer
+
     def __init__(self, cfg: GeneratorConfig) -> None:
         super().__init__()
         self.cfg = cfg
@@ -154,6 +156,9 @@ class MappingNetwork(nn.Module):
 
 class SynthesisLayer(nn.Module):
     """Modulated 3x3 conv (x2 up-sampling if `up`), + noise * strength, + bias, lrelu * sqrt(2), clamp."""
+
+    noise_const: torch.Tensor  # [res, res] buffer: the fixed noise of noise_mode="const"
+    resample_filter: torch.Tensor  # [4, 4] non-persistent buffer
 
     def __init__(self, cfg: GeneratorConfig, in_ch: int, out_ch: int, res: int, up: bool) -> None:
         super().__init__()
@@ -233,6 +238,8 @@ class ToRGB(nn.Module):
 
 
 class SynthesisBlock(nn.Module):
+    resample_filter: torch.Tensor  # [4, 4] non-persistent buffer
+
     def __init__(self, cfg: GeneratorConfig, res: int) -> None:
         super().__init__()
         self.res = res
@@ -334,7 +341,8 @@ class Generator(nn.Module):
     @property
     def w_avg(self) -> torch.Tensor:
         """Average intermediate latent [w_dim] (the truncation centre and a natural search start)."""
-        return self.mapping.w_avg
+        w_avg: torch.Tensor = self.mapping.w_avg
+        return w_avg
 
     def forward(
         self, z: torch.Tensor, truncation_psi: float = 1.0, noise_mode: NoiseMode = "const"
