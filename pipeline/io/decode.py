@@ -1,0 +1,416 @@
+"""Decoding: frames with exact timestamps, in bounded memory, from any frame index.
+
+A frame's index is the rank of its pts among all the stream's frame timestamps (found by demuxing
+without decoding, `probe.frame_timestamps`). So the same index names the same picture whichever frame
+a reader starts at, and a damaged frame leaves a gap instead of shifting every later index. To start
+at frame `start` the reader seeks to a keyframe at or before it, decodes forward and drops what comes
+before; if the seek lands past the target (a poor index), it seeks further back and tries again.
+
+Deinterlacing (bwdif, one output frame per input frame, timestamps kept) happens here so that every
+later stage sees progressive pictures. Inverse telecine (fieldmatch + decimate) changes the frame
+count and rate: its output frames are numbered in output order and only a read from frame 0 is
+supported.
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+import logging
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.errors import DecodeError
+from pipeline.io.probe import check_input_path, frame_timestamps, main_video_stream, open_input
+from pipeline.types import ColorTags, VideoFrame
+
+log = logging.getLogger(__name__)
+
+# Seek back this far first when a seek overshoots, doubling each retry.
+_RESEEK_SECONDS = 2.0
+
+
+@dataclass
+class DecodeStats:
+    """What a reader saw. `damaged` counts frames FFmpeg flagged corrupt or could not decode."""
+
+    decoded: int = 0  # frames handed out
+    damaged: int = 0  # corrupt frames handed out plus packets that failed to decode
+    decode_errors: int = 0  # packets whose decoding raised (their frames are missing)
+    expected: int = 0  # frames the index says lie in [start, end)
+    missing: int = 0  # indexed frames in [start, end) never produced
+    truncated: int = 0  # frames the header promises after the last one present (read to the end only)
+
+    @property
+    def damaged_fraction(self) -> float:
+        return (self.damaged + self.missing + self.truncated) / max(1, self.expected + self.truncated)
+
+
+def rgb_conversion(color: ColorTags, height: int) -> tuple[str, str]:
+    """The YUV<->RGB matrix and range used for a stream (decode and encode use the same pair).
+
+    Untagged streams follow the players' convention: BT.709 from 720 lines up, BT.601 below.
+    """
+    matrix = color.matrix
+    if matrix in ("bt709",):
+        cs = "ITU709"
+    elif matrix in ("bt470bg", "smpte170m"):
+        cs = "ITU601"
+    elif matrix in ("bt2020nc", "bt2020c"):
+        cs = "BT2020"
+    elif matrix == "smpte240m":
+        cs = "SMPTE240M"
+    elif matrix == "fcc":
+        cs = "FCC"
+    else:
+        cs = "ITU709" if height >= 720 else "ITU601"
+    rng = "JPEG" if color.range == "pc" else "MPEG"
+    return cs, rng
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_index(path: str, mtime_ns: int, size: int) -> tuple[Fraction, tuple[int, ...]]:
+    tb, pts = frame_timestamps(path)
+    return tb, tuple(pts)
+
+
+def frame_index(path: str | Path) -> tuple[Fraction, tuple[int, ...]]:
+    """(time base, sorted frame pts) of the main video stream; cached per file version in-process."""
+    path = check_input_path(path)
+    st = path.stat()
+    return _cached_index(str(path.resolve()), st.st_mtime_ns, st.st_size)
+
+
+def _reduced_size(width: int, height: int, max_size: int | None) -> tuple[int, int]:
+    if not max_size or max(width, height) <= max_size:
+        return width, height
+    s = max_size / max(width, height)
+    return max(1, round(width * s)), max(1, round(height * s))
+
+
+class FrameReader(Iterator[VideoFrame]):
+    """Iterator over VideoFrames of [start, end); `stats` and `time_base` are readable any time."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        start: int = 0,
+        end: int | None = None,
+        max_size: int | None = None,
+        deinterlace: str | bool = "auto",
+        inverse_telecine: bool = False,
+        max_damaged_fraction: float = 0.5,
+        thread_count: int = 0,
+    ) -> None:
+        import av
+
+        self.path = check_input_path(path)
+        if start < 0 or (end is not None and end < start):
+            raise ValueError(f"bad frame range [{start}, {end})")
+        if inverse_telecine and start:
+            raise ValueError("inverse telecine renumbers frames: read from frame 0")
+        self.time_base, self._pts = frame_index(self.path)
+        n = len(self._pts)
+        if n == 0:
+            raise DecodeError(self.path, "its video stream has no frames")
+        self.start = min(start, n)
+        self.end = n if end is None else min(end, n)
+        self.max_size = max_size
+        self.max_damaged_fraction = max_damaged_fraction
+        self.stats = DecodeStats(expected=max(0, self.end - self.start))
+
+        self._container = open_input(self.path)
+        self._stream = main_video_stream(self._container, self.path)
+        cc = self._stream.codec_context
+        cc.thread_type = "AUTO"
+        cc.thread_count = thread_count
+        from pipeline.io.probe import MATRICES, RANGES
+
+        self.color = ColorTags(
+            matrix=MATRICES.get(int(cc.colorspace)) if cc.colorspace is not None else None,
+            range=RANGES.get(int(cc.color_range)) if cc.color_range is not None else None,
+        )
+        self._declared_duration: Fraction | None = (
+            Fraction(self._container.duration, 1_000_000) if self._container.duration else None
+        )
+        self.frame_rate: Fraction | None = (
+            Fraction(self._stream.average_rate) if self._stream.average_rate else None
+        )
+        depth = max((c.bits for c in av.VideoFormat(cc.pix_fmt).components), default=8) if cc.pix_fmt else 8
+        self.rgb_format = "rgb48le" if depth > 8 else "rgb24"
+        self.dtype = np.uint16 if depth > 8 else np.uint8
+
+        self._deinterlace = deinterlace
+        self._field_order = int(cc.field_order or 0)
+        self._filters: list[tuple[str, str]] | None = None  # decided at the first frame
+        self._ivtc = inverse_telecine
+        self._graph: Any = None
+        self._next_ivtc_index = 0
+        self._seen: set[int] = set()
+        self._gen: Generator[VideoFrame, None, None] = self._frames()
+
+    # -- iteration ------------------------------------------------------------------------
+    def __iter__(self) -> FrameReader:
+        return self
+
+    def __next__(self) -> VideoFrame:
+        return next(self._gen)
+
+    def close(self) -> None:
+        self._gen.close()
+        self._container.close()
+
+    def __enter__(self) -> FrameReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- internals --------------------------------------------------------------------------
+    def _frames(self) -> Generator[VideoFrame, None, None]:
+        if self.start >= self.end:
+            self._container.close()
+            return
+        try:
+            yield from self._decode_range()
+        finally:
+            self._container.close()
+        if self._ivtc:
+            self.stats.expected = self.stats.decoded  # decimation drops frames by design
+        self.stats.missing = self.stats.expected - self.stats.decoded
+        if self.end == len(self._pts) and not self._ivtc:
+            self.stats.truncated = self._truncated_frames()
+        if self.stats.decoded == 0:
+            raise DecodeError(self.path, f"no frame in [{self.start}, {self.end}) could be decoded")
+        bad = self.stats.damaged + self.stats.missing + self.stats.truncated
+        total = self.stats.expected + self.stats.truncated
+        if self.stats.damaged_fraction > self.max_damaged_fraction:
+            cut = " (the file is truncated)" if self.stats.truncated else ""
+            raise DecodeError(
+                self.path,
+                f"{bad} of {total} frames are damaged or missing{cut}, more than "
+                f"{self.max_damaged_fraction:.0%}: the file is unusable",
+            )
+        if bad:
+            log.warning(
+                "%s: %d damaged, %d missing and %d truncated frame(s) in [%d, %d)",
+                self.path,
+                self.stats.damaged,
+                self.stats.missing,
+                self.stats.truncated,
+                self.start,
+                self.end,
+            )
+
+    def _truncated_frames(self) -> int:
+        """Frames the container's declared duration promises beyond the last frame present."""
+        declared = self._declared_duration
+        if declared is None or len(self._pts) < 2:
+            return 0
+        span = (self._pts[-1] - self._pts[0]) * self.time_base
+        period = span / (len(self._pts) - 1)
+        if period <= 0:
+            return 0
+        gap = declared - span - period
+        return max(0, int(gap / period)) if gap > 2 * period else 0
+
+    def _decode_range(self) -> Iterator[VideoFrame]:
+        target = self._pts[self.start]
+        last = self._pts[self.end - 1]
+        back = Fraction(0)
+        while True:
+            if self.start > 0:
+                self._seek(target - int(back / self.time_base))
+            first = True
+            overshoot = False
+            for frame in self._decoded_frames():
+                pts = self._frame_pts(frame)
+                if first and not self._ivtc and self.start > 0 and pts > target:
+                    overshoot = True
+                    break
+                first = False
+                if pts < target:
+                    continue
+                if pts > last and not self._ivtc:
+                    return
+                out = self._to_video_frame(frame, pts)
+                if out is not None:
+                    yield out
+                    if self._ivtc and out.index >= self.end - 1:
+                        return
+            if not overshoot:
+                return
+            # The keyframe found was after the target: look further back.
+            back = max(Fraction(_RESEEK_SECONDS), back * 2)
+            if target - back / self.time_base <= self._pts[0]:
+                back = (target - self._pts[0]) * self.time_base + 1
+            self._graph = None
+            self._seen.clear()
+
+    def _seek(self, pts: int) -> None:
+        import av
+
+        try:
+            self._container.seek(max(pts, self._pts[0]), stream=self._stream, backward=True, any_frame=False)
+        except av.error.FFmpegError as exc:
+            raise DecodeError(self.path, f"cannot seek to pts {pts} ({exc})") from exc
+
+    def _frame_pts(self, frame: Any) -> int:
+        """The frame's pts in the stream's time base (bwdif doubles its output time base)."""
+        pts = frame.pts if frame.pts is not None else frame.dts
+        if pts is None:
+            return self._pts[0]
+        tb = Fraction(frame.time_base) if frame.time_base else self.time_base
+        if self._ivtc or tb == self.time_base:
+            return int(pts)
+        return round(pts * tb / self.time_base)
+
+    def _decoded_frames(self) -> Iterator[Any]:
+        """Decoded (and filtered) frames; packets that fail to decode are counted, not fatal."""
+        import av
+
+        for packet in self._container.demux(self._stream):
+            try:
+                frames = packet.decode()
+            except av.error.InvalidDataError as exc:
+                self.stats.decode_errors += 1
+                self.stats.damaged += 1
+                log.debug("%s: undecodable packet at pts %s: %s", self.path, packet.pts, exc)
+                continue
+            except av.error.FFmpegError as exc:
+                raise DecodeError(self.path, f"decoding failed: {exc}") from exc
+            for frame in frames:
+                yield from self._filter(frame)
+        yield from self._filter(None)
+
+    def _filter(self, frame: Any) -> Iterator[Any]:
+        import av
+
+        if self._filters is None and frame is not None:
+            interlaced = self._field_order >= 2 or bool(frame.interlaced_frame)
+            self._filters = _filter_chain(self._deinterlace, self._ivtc, interlaced)
+        if not self._filters:
+            if frame is not None:
+                yield frame
+            return
+        if self._graph is None:
+            if frame is None:
+                return
+            self._graph = self._build_graph(frame)
+        self._graph.push(frame)
+        while True:
+            try:
+                yield self._graph.pull()
+            except (av.error.BlockingIOError, av.error.EOFError):
+                return
+
+    def _build_graph(self, frame: Any) -> Any:
+        import av
+
+        graph = av.filter.Graph()
+        # A plain `buffer` source: decimate needs the input frame rate, which add_buffer cannot set.
+        sar = self._stream.codec_context.sample_aspect_ratio or Fraction(1)
+        src = graph.add(
+            "buffer",
+            video_size=f"{frame.width}x{frame.height}",
+            pix_fmt=frame.format.name,
+            time_base=str(self._stream.time_base),
+            pixel_aspect=str(sar),
+            frame_rate=str(self.frame_rate or Fraction(25)),
+        )
+        node = src
+        for name, args in self._filters or []:
+            nxt = graph.add(name, args)
+            node.link_to(nxt)
+            node = nxt
+        sink = graph.add("buffersink")
+        node.link_to(sink)
+        graph.configure()
+        return graph
+
+    def _to_video_frame(self, frame: Any, pts: int) -> VideoFrame | None:
+        if self._ivtc:
+            index = self._next_ivtc_index
+            self._next_ivtc_index += 1
+            if frame.time_base is not None and Fraction(frame.time_base) != self.time_base:
+                self.time_base = Fraction(frame.time_base)
+        else:
+            index = bisect.bisect_left(self._pts, pts)
+            if index >= len(self._pts) or self._pts[index] != pts or index in self._seen:
+                # A timestamp the index does not know (or a repeat): damaged stream, drop it.
+                self.stats.damaged += 1
+                return None
+            self._seen.add(index)
+        if frame.is_corrupt:
+            self.stats.damaged += 1
+        width, height = _reduced_size(frame.width, frame.height, self.max_size)
+        cs, rng = rgb_conversion(self._frame_color(frame), frame.height)
+        image = frame.to_ndarray(
+            format=self.rgb_format,
+            width=width,
+            height=height,
+            src_colorspace=cs,
+            src_color_range=rng,
+            dst_color_range="JPEG",
+            interpolation="AREA" if (width, height) != (frame.width, frame.height) else "BICUBIC",
+        )  # [H, W, 3] uint8 or uint16
+        self.stats.decoded += 1
+        return VideoFrame(index=index, pts=pts, time=pts * self.time_base, image=image)
+
+    def _frame_color(self, frame: Any) -> ColorTags:
+        from pipeline.io.probe import MATRICES, RANGES
+
+        return ColorTags(
+            matrix=MATRICES.get(int(frame.colorspace)) or self.color.matrix,
+            range=RANGES.get(int(frame.color_range)) or self.color.range,
+        )
+
+
+def _filter_chain(deinterlace: str | bool, inverse_telecine: bool, interlaced: bool) -> list[tuple[str, str]]:
+    """FFmpeg filters applied to decoded frames; `interlaced` is what the stream says of itself."""
+    if inverse_telecine:
+        # Match fields back into whole film frames, then drop the duplicate one in five.
+        # (A deinterlacer between the two would double the rate decimate derives its timestamps from.)
+        return [("fieldmatch", "order=auto:combmatch=full"), ("decimate", "")]
+    mode = ("on" if deinterlace else "off") if isinstance(deinterlace, bool) else deinterlace
+    if mode == "off":
+        return []
+    if mode == "on":
+        return [("bwdif", "mode=send_frame:parity=auto:deint=all")]
+    if mode == "auto":
+        # Only frames flagged interlaced are touched, so mixed material keeps its progressive frames.
+        return [("bwdif", "mode=send_frame:parity=auto:deint=interlaced")] if interlaced else []
+    raise ValueError(f"deinterlace must be 'auto', 'on' or 'off', not {deinterlace!r}")
+
+
+def iter_frames(
+    path: str | Path,
+    *,
+    start: int = 0,
+    end: int | None = None,
+    max_size: int | None = None,
+    deinterlace: str | bool = "auto",
+    inverse_telecine: bool = False,
+    max_damaged_fraction: float = 0.5,
+) -> FrameReader:
+    """Frames [start, end) of `path` as RGB VideoFrames (uint8, or uint16 for deeper sources).
+
+    `max_size` caps the longer side (a reduced copy for detection). The returned reader is an
+    iterator with `.stats` (DecodeStats), `.time_base` and `.frame_rate`; close it (or exhaust it) to
+    release the file. Raises DecodeError when the range yields no frame or too many are damaged.
+    """
+    return FrameReader(
+        path,
+        start=start,
+        end=end,
+        max_size=max_size,
+        deinterlace=deinterlace,
+        inverse_telecine=inverse_telecine,
+        max_damaged_fraction=max_damaged_fraction,
+    )

@@ -1,0 +1,252 @@
+"""`probe`: what a media file holds, exactly — the contract every later stage reads.
+
+Cheap by default (the container's header plus the first decoded frames, which carry rotation,
+interlacing and colour tags reliably); `exact=True` also demuxes every video packet (no decoding) to
+count frames and list every frame's timestamp.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import VideoOpenError
+from pipeline.types import AudioStreamInfo, ColorTags, SubtitleStreamInfo, VideoInfo, VideoStreamInfo
+
+log = logging.getLogger(__name__)
+
+# FFmpeg's enum values (libavutil/pixfmt.h) -> the names ffmpeg's command line takes.
+PRIMARIES = {
+    1: "bt709", 4: "bt470m", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 8: "film", 9: "bt2020",
+    10: "smpte428", 11: "smpte431", 12: "smpte432", 22: "jedec-p22",
+}  # fmt: skip
+TRANSFERS = {
+    1: "bt709", 4: "gamma22", 5: "gamma28", 6: "smpte170m", 7: "smpte240m", 8: "linear", 9: "log100",
+    10: "log316", 11: "iec61966-2-4", 12: "bt1361e", 13: "iec61966-2-1", 14: "bt2020-10",
+    15: "bt2020-12", 16: "smpte2084", 17: "smpte428", 18: "arib-std-b67",
+}  # fmt: skip
+MATRICES = {
+    0: "gbr", 1: "bt709", 4: "fcc", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 8: "ycgco",
+    9: "bt2020nc", 10: "bt2020c", 14: "ictcp",
+}  # fmt: skip
+RANGES = {1: "tv", 2: "pc"}
+FIELD_ORDERS = {0: "unknown", 1: "progressive", 2: "tt", 3: "bb", 4: "tb", 5: "bt"}
+
+# Frames decoded by a cheap probe to read per-frame flags (interlacing, rotation, colour).
+_PROBE_FRAMES = 8
+
+
+def check_input_path(path: str | Path) -> Path:
+    """Fail early, in plain words, for the inputs FFmpeg would describe badly."""
+    path = Path(path)
+    if not path.exists():
+        raise VideoOpenError(path, "no such file")
+    if path.is_dir():
+        raise VideoOpenError(path, "is a directory, not a video file")
+    try:
+        size = path.stat().st_size
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise VideoOpenError(path, f"cannot be read ({exc.strerror})") from exc
+    if size == 0:
+        raise VideoOpenError(path, "is an empty file (0 bytes)")
+    return path
+
+
+def open_input(path: str | Path) -> Any:
+    """Open a container with PyAV, turning its errors into VideoOpenError."""
+    import av
+
+    path = check_input_path(path)
+    try:
+        return av.open(str(path), metadata_errors="replace")
+    except av.error.FFmpegError as exc:
+        raise VideoOpenError(path, f"not a media file FFmpeg can read ({exc.strerror or exc})") from exc
+
+
+def main_video_stream(container: Any, path: Path) -> Any:
+    """The first real video stream (cover art and thumbnails are skipped)."""
+    import av
+
+    for stream in container.streams.video:
+        if stream.disposition & av.stream.Disposition.attached_pic:
+            continue
+        if stream.codec_context is None or not stream.codec_context.width:
+            continue
+        return stream
+    kinds = sorted({s.type for s in container.streams})
+    has = f" (it has only {', '.join(kinds)} streams)" if kinds else ""
+    raise VideoOpenError(path, f"has no video stream{has}")
+
+
+def frame_timestamps(path: str | Path) -> tuple[Fraction, list[int]]:
+    """Every frame's pts of the main video stream, sorted (presentation order), by demuxing only.
+
+    A frame's index everywhere in the pipeline is its position in this list, so the same index names
+    the same picture whichever frame a reader starts at.
+    """
+    path = Path(path)
+    with open_input(path) as container:
+        stream = main_video_stream(container, path)
+        pts: list[int] = []
+        try:
+            for packet in container.demux(stream):
+                if packet.size == 0 or packet.is_discard:
+                    continue
+                ts = packet.pts if packet.pts is not None else packet.dts
+                if ts is not None:
+                    pts.append(ts)
+        except Exception as exc:  # a damaged tail: keep what was read
+            log.warning("%s: demuxing stopped early (%s); %d frames indexed", path, exc, len(pts))
+        pts.sort()
+        return Fraction(stream.time_base), pts
+
+
+def _fraction(value: Any) -> Fraction | None:
+    if value is None:
+        return None
+    f = Fraction(value)
+    return f if f > 0 else None
+
+
+def _bit_depth(pix_fmt: str | None) -> int:
+    import av
+
+    if not pix_fmt:
+        return 8
+    try:
+        fmt = av.VideoFormat(pix_fmt)
+    except (ValueError, av.error.FFmpegError):
+        return 8
+    return max((c.bits for c in fmt.components), default=8)
+
+
+def _variable_rate(pts: list[int]) -> bool:
+    """Frame durations that differ by more than one tick (a 1 ms container rounds CFR to 33/34 ms)."""
+    deltas = [b - a for a, b in itertools.pairwise(pts)]
+    return bool(deltas) and max(deltas) - min(deltas) > 1
+
+
+def probe(path: str | Path, *, exact: bool = False) -> VideoInfo:
+    """Describe `path`; raise VideoOpenError (naming the file) when it holds no usable video."""
+    import av
+
+    path = check_input_path(path)
+    with open_input(path) as container:
+        stream = main_video_stream(container, path)
+        cc = stream.codec_context
+        time_base = Fraction(stream.time_base)
+
+        # Per-frame flags live on decoded frames; read the first few.
+        interlaced = False
+        rotation = 0
+        first_frame = None
+        early_pts: list[int] = []
+        try:
+            for i, frame in enumerate(container.decode(stream)):
+                first_frame = first_frame or frame
+                interlaced = interlaced or bool(frame.interlaced_frame)
+                if frame.pts is not None:
+                    early_pts.append(frame.pts)
+                if i + 1 >= _PROBE_FRAMES:
+                    break
+        except av.error.FFmpegError as exc:
+            log.debug("%s: decoding the first frames failed: %s", path, exc)
+        if first_frame is None:
+            raise VideoOpenError(path, "its video stream has no decodable frame (damaged or truncated file)")
+        rotation = int(-round(first_frame.rotation)) % 360  # PyAV: counter-clockwise degrees
+
+        def tag(table: dict[int, str], frame_value: Any, stream_value: Any) -> str | None:
+            for v in (frame_value, stream_value):
+                if v is not None and int(v) in table:
+                    return table[int(v)]
+            return None
+
+        color = ColorTags(
+            primaries=tag(PRIMARIES, first_frame.color_primaries, cc.color_primaries),
+            transfer=tag(TRANSFERS, first_frame.color_trc, cc.color_trc),
+            matrix=tag(MATRICES, first_frame.colorspace, cc.colorspace),
+            range=tag(RANGES, first_frame.color_range, cc.color_range),
+        )
+        field_order = FIELD_ORDERS.get(int(cc.field_order or 0), "unknown")
+        if interlaced and field_order in ("unknown", "progressive"):
+            field_order = "tt" if first_frame.interlaced_frame and _top_field_first(first_frame) else "bb"
+        interlaced = interlaced or field_order in ("tt", "bb", "tb", "bt")
+
+        frame_rate = _fraction(stream.average_rate) or _fraction(stream.guessed_rate)
+        frame_rate = frame_rate or _fraction(stream.base_rate)
+        sar = _fraction(stream.sample_aspect_ratio) or _fraction(cc.sample_aspect_ratio) or Fraction(1)
+        duration = Fraction(stream.duration) * time_base if stream.duration else None
+        container_duration = Fraction(container.duration, 1_000_000) if container.duration else None
+
+        frame_pts: tuple[int, ...] | None = None
+        if exact:
+            _, all_pts = frame_timestamps(path)
+            frame_pts = tuple(all_pts)
+            frame_count: int | None = len(all_pts)
+            variable = _variable_rate(all_pts)
+        else:
+            frame_count = stream.frames or None
+            span = duration or container_duration
+            if frame_count is None and span and frame_rate:
+                frame_count = round(span * frame_rate)
+            early_pts.sort()
+            variable = _variable_rate(early_pts) or (
+                _fraction(stream.base_rate) is not None
+                and frame_rate is not None
+                and abs(frame_rate - Fraction(stream.base_rate)) > frame_rate / 100
+            )
+
+        video = VideoStreamInfo(
+            index=stream.index,
+            codec=cc.name,
+            width=cc.width,
+            height=cc.height,
+            pix_fmt=cc.pix_fmt or first_frame.format.name,
+            bit_depth=_bit_depth(cc.pix_fmt or first_frame.format.name),
+            time_base=time_base,
+            frame_rate=frame_rate,
+            variable_frame_rate=variable,
+            frame_count=frame_count,
+            duration=duration,
+            start_pts=stream.start_time,
+            sample_aspect_ratio=sar,
+            rotation=rotation,
+            field_order=field_order,
+            interlaced=interlaced,
+            color=color,
+        )
+        audio = tuple(
+            AudioStreamInfo(
+                index=s.index,
+                codec=s.codec_context.name,
+                sample_rate=s.codec_context.sample_rate,
+                channels=s.codec_context.channels,
+                channel_layout=getattr(s.codec_context.layout, "name", None),
+                time_base=Fraction(s.time_base),
+                language=s.metadata.get("language"),
+            )
+            for s in container.streams.audio
+        )
+        subtitles = tuple(
+            SubtitleStreamInfo(index=s.index, codec=s.codec_context.name, language=s.metadata.get("language"))
+            for s in container.streams.subtitles
+        )
+        return VideoInfo(
+            path=path,
+            container=container.format.name,
+            duration=container_duration,
+            video=video,
+            audio=audio,
+            subtitles=subtitles,
+            frame_pts=frame_pts,
+            metadata=dict(container.metadata),
+        )
+
+
+def _top_field_first(frame: Any) -> bool:
+    return bool(getattr(frame, "top_field_first", True))
