@@ -59,17 +59,35 @@ class PriorConfig:
 
 @dataclass(frozen=True)
 class SearchConfig:
-    steps: int = 100  # cold-start optimiser steps (PULSE's default)
-    warm_steps: int = 25  # step budget for a warm-started frame
-    lr: float = 0.4  # Adam learning rate (PULSE's default, with a 1-cycle schedule)
-    eps: float = 2e-3  # stop when the downscaled loss is below this
-    seed: int = 0  # seeds every random start: results are deterministic
+    """Latent search (PULSE) with temporal warm starts, read by pipeline.search."""
+
+    steps: int = 100  # cold-start optimiser step budget (PULSE's default)
+    warm_steps: int = 25  # step budget for a warm-started frame (starts from frame t-1)
+    lr: float = 0.4  # cold Adam learning rate (PULSE's default, 1-cycle schedule over `steps`)
+    warm_lr: float = 0.05  # warm-start learning rate (cosine decay; it starts near the answer)
+    eps: float = 2e-3  # the bound: a frame meets it when its downscaled MSE <= eps (PULSE's eps, ~27 dB)
+    stop_eps: float = 5e-4  # a face stops once its MSE <= this (tighter than eps: a loose stop flickers)
+    patience: int = 8  # ... or once its loss improved by < `converge_tol` (relative) over this many steps
+    converge_tol: float = 1e-3  # relative loss improvement that counts as progress (see patience)
+    l2_weight: float = 100.0  # weight of the downscaled MSE (PULSE's "100*L2")
+    l1_weight: float = 0.0  # weight of the downscaled mean absolute error (PULSE's L1 adds x10 itself)
+    geocross_weight: float = 0.05  # weight of GEOCROSS between a face's layer latents (PULSE's 0.05)
+    pull_weight: float = 2.0  # warm start: weight of the squared distance to frame t-1's latents/noise
+    noise_layers: int = 5  # the first noise maps are optimised, the rest stay fixed (PULSE: 5)
+    seed: int = 0  # seeds every random start (per track): results are deterministic
     batch_size: int = 16  # faces searched at once
 
 
 @dataclass(frozen=True)
 class RunConfig:
     address: str | None = None  # Ray cluster address; None = embedded local Ray
+    gaussian_samples: int = 100_000  # mapping outputs used to fit the Gaussianised W space (PULSE: 1e6)
+    truncate_factor: float = 4.0  # loss on a truncated synthesis at >= this x the target size (0 = off)
+    autocast: str = "none"  # "none" or "bfloat16": mixed-precision synthesis (the loss stays float32)
+    share_coarse_layers: int = 0  # W+ layers fixed to the track's first frame (stable identity; 0 = off)
+    smooth_sigma: float = 0.0  # Gaussian smoothing of latents over time after the search, frames (0 = off)
+    chunk_len: int = 0  # split long tracks into chunks of this many frames for parallel workers (0 = off)
+    chunk_overlap: int = 4  # frames two neighbouring chunks share and cross-fade over
     executor: str = "ray"  # "ray" or "local" (in-process, for debugging)
     workdir: str | None = None  # work directory; None = "<output>.work" beside the output
     num_gpus_per_search: float = 1.0  # GPUs per search actor (fractions share a GPU)
