@@ -42,13 +42,18 @@ class UpscaleConfig:
 
 @dataclass(frozen=True)
 class ScanConfig:
-    detector: str = "centerface"  # face detector backend
-    detect_size: int = 640  # longer side of the reduced copy the detector sees (px)
-    score_threshold: float = 0.5  # minimum detector confidence
+    detector: str = "yunet"  # face detector: "yunet" (best recall on degraded B&W here) or "centerface"
+    detect_size: int = 640  # longer side of the copy the detector sees (px; small sources are enlarged)
+    denoise: float = 0.8  # Gaussian sigma (source px) softening grain before enlarging; 0 = off
+    score_threshold: float = 0.35  # minimum detector confidence
     min_face: int = 12  # minimum face height in source pixels
-    cut_threshold: float = 27.0  # scene-cut sensitivity (content detector threshold)
+    batch_size: int = 8  # frames per detector forward pass
+    cut_threshold: float = 3.0  # a cut's frame change must be this many times its neighbours' average
+    cut_min_change: float = 12.0  # ... and at least this (mean HSV change, 0..255; brightness for B&W)
+    min_shot: int = 4  # shortest shot in frames (cuts closer together are merged)
     max_gap: int = 5  # frames a track may miss and still continue (gaps are interpolated)
-    smooth_window: int = 5  # landmark smoothing window in frames (odd)
+    min_hits: int = 3  # tracks with fewer real detections are dropped as false positives
+    smooth_window: int = 7  # landmark smoothing window in frames (odd)
 
 
 @dataclass(frozen=True)
@@ -76,11 +81,6 @@ class SearchConfig:
     noise_layers: int = 5  # the first noise maps are optimised, the rest stay fixed (PULSE: 5)
     seed: int = 0  # seeds every random start (per track): results are deterministic
     batch_size: int = 16  # faces searched at once
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    address: str | None = None  # Ray cluster address; None = embedded local Ray
     gaussian_samples: int = 100_000  # mapping outputs used to fit the Gaussianised W space (PULSE: 1e6)
     truncate_factor: float = 4.0  # loss on a truncated synthesis at >= this x the target size (0 = off)
     autocast: str = "none"  # "none" or "bfloat16": mixed-precision synthesis (the loss stays float32)
@@ -88,9 +88,15 @@ class RunConfig:
     smooth_sigma: float = 0.0  # Gaussian smoothing of latents over time after the search, frames (0 = off)
     chunk_len: int = 0  # split long tracks into chunks of this many frames for parallel workers (0 = off)
     chunk_overlap: int = 4  # frames two neighbouring chunks share and cross-fade over
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    address: str | None = None  # Ray cluster address; None = embedded local Ray
     executor: str = "ray"  # "ray" or "local" (in-process, for debugging)
     workdir: str | None = None  # work directory; None = "<output>.work" beside the output
     num_gpus_per_search: float = 1.0  # GPUs per search actor (fractions share a GPU)
+    search_resource: str | None = None  # custom Ray resource a search actor also asks one of (node pinning)
     device: str = "auto"  # "auto" (cuda when present), "cpu", "cuda", "cuda:1", ...
     num_cpus: int | None = None  # CPUs of the embedded Ray instance; None = all of this machine's
     temp_dir: str | None = None  # embedded Ray's session/log directory; None = Ray's default (/tmp/ray)

@@ -1,0 +1,157 @@
+"""Synthetic footage with real faces: scikit-image portraits composited into moving, cut clips.
+
+The photographs come from the installed scikit-image package (never copied into the repository).
+Every clip carries its ground truth: which face is where in each frame, and which frames start a
+new shot. Clips are rendered sharp at high resolution and then degraded like archive footage
+(downscale, blur, grain, gray, low contrast).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+# Astronaut (Eileen Collins) head, with a margin: rows, columns of skimage.data.astronaut().
+_HEAD = (slice(20, 250), slice(120, 330))
+# Her 5 landmarks inside that crop (image-left eye first), measured once with YuNet on the clean crop.
+_HEAD_LANDMARKS = np.array(
+    [[82.4, 84.3], [124.7, 84.3], [103.1, 107.3], [84.7, 121.4], [122.1, 123.3]], np.float32
+)
+
+
+@dataclass(frozen=True)
+class Sprite:
+    rgb: np.ndarray  # [h, w, 3] float32 0..1
+    alpha: np.ndarray  # [h, w] float32 0..1, a soft ellipse around the head
+    landmarks: np.ndarray  # [5, 2] in sprite pixels
+
+
+def face_sprites() -> list[Sprite]:
+    """Two different-looking faces: the astronaut, and her mirror image darkened (a second person)."""
+    from skimage.data import astronaut
+
+    head = astronaut()[_HEAD].astype(np.float32) / 255.0
+    h, w = head.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w]
+    r = ((xx + 0.5 - w / 2) / (w * 0.48)) ** 2 + ((yy + 0.5 - h / 2) / (h * 0.5)) ** 2
+    alpha = np.clip((1.0 - r) / 0.15, 0.0, 1.0).astype(np.float32)
+    mirrored = head[:, ::-1] * 0.8
+    marks_m = _HEAD_LANDMARKS.copy()
+    marks_m[:, 0] = w - marks_m[:, 0]
+    marks_m = marks_m[[1, 0, 2, 4, 3]]  # left/right swap under the mirror
+    return [Sprite(head, alpha, _HEAD_LANDMARKS), Sprite(np.ascontiguousarray(mirrored), alpha, marks_m)]
+
+
+@dataclass(frozen=True)
+class Placement:
+    face: int  # which sprite (also the identity in the ground truth)
+    start: tuple[float, float]  # sprite top-left at the first frame of the shot (hr pixels)
+    end: tuple[float, float]  # ... and at the last frame
+    scale: tuple[float, float]  # sprite scale at the first and last frame (zoom)
+
+
+@dataclass(frozen=True)
+class ShotSpec:
+    length: int
+    placements: tuple[Placement, ...]
+    background_seed: int
+
+
+@dataclass
+class Clip:
+    frames: list[np.ndarray]  # [H, W, 3] uint8 RGB, degraded
+    hr_frames: list[np.ndarray]  # [H*f, W*f, 3] uint8 RGB, sharp originals
+    factor: int  # downscale factor hr -> frames
+    cuts: list[int]  # first frame index of every shot after the first
+    # per frame: list of (face id, box [4], landmarks [5, 2]) in degraded-frame pixels
+    truth: list[list[tuple[int, np.ndarray, np.ndarray]]] = field(default_factory=list)
+
+
+def _background(seed: int, size: tuple[int, int]) -> np.ndarray:
+    """Smooth random texture: low-frequency noise at a few scales, plus a tint per shot."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    out = np.zeros((h, w, 3), np.float32)
+    for cells, weight in ((4, 0.5), (16, 0.3), (64, 0.2)):
+        noise = rng.random((cells * h // w + 2, cells + 2, 3)).astype(np.float32)
+        out += weight * cv2.resize(noise, (w, h), interpolation=cv2.INTER_CUBIC)
+    return np.clip(out * rng.uniform(0.5, 1.0, 3), 0, 1)
+
+
+def render(
+    shots: list[ShotSpec],
+    size: tuple[int, int] = (1280, 720),
+    factor: int = 4,
+    blur: float = 0.8,
+    grain: float = 0.04,
+    gray: bool = True,
+    contrast: float = 0.7,
+    seed: int = 0,
+) -> Clip:
+    """Render shots at `size`, then degrade: ×`factor` downscale, blur, gray, low contrast, grain."""
+    sprites = face_sprites()
+    rng = np.random.default_rng(seed)
+    w, h = size
+    frames, hr_frames, truth, cuts = [], [], [], []
+    for shot in shots:
+        if frames:
+            cuts.append(len(frames))
+        bg = _background(shot.background_seed, size)
+        for t in range(shot.length):
+            a = t / max(shot.length - 1, 1)
+            canvas = bg.copy()
+            rows = []
+            for p in shot.placements:
+                sp = sprites[p.face]
+                s = (1 - a) * p.scale[0] + a * p.scale[1]
+                tx = (1 - a) * p.start[0] + a * p.end[0]
+                ty = (1 - a) * p.start[1] + a * p.end[1]
+                m = np.array([[s, 0, tx], [0, s, ty]], np.float64)  # sprite px -> hr px (continuous)
+                mc = m.copy()
+                mc[:, 2] += 0.5 * s - 0.5  # the same map in cv2's integer-centred pixel indices
+                rgb = cv2.warpAffine(sp.rgb, mc, size, flags=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+                al = cv2.warpAffine(sp.alpha, mc, size, flags=cv2.INTER_LINEAR)[..., None]
+                canvas = canvas * (1 - al) + rgb * al
+                marks = (sp.landmarks * s + [tx, ty]) / factor
+                sh, sw = sp.rgb.shape[:2]
+                box = np.array([tx, ty, tx + sw * s, ty + sh * s], np.float32) / factor
+                rows.append((p.face, box, marks.astype(np.float32)))
+            hr = (np.clip(canvas, 0, 1) * 255 + 0.5).astype(np.uint8)
+            lr = cv2.resize(canvas, (w // factor, h // factor), interpolation=cv2.INTER_AREA)
+            if blur > 0:
+                lr = cv2.GaussianBlur(lr, (0, 0), blur)
+            if gray:
+                lr = np.repeat(lr @ np.array([0.299, 0.587, 0.114], np.float32), 3).reshape(lr.shape)
+            lr = 0.5 + (lr - 0.5) * contrast
+            if grain > 0:
+                noise = rng.normal(0, grain, lr.shape[:2]).astype(np.float32)[..., None]
+                lr = lr + (noise if gray else rng.normal(0, grain, lr.shape).astype(np.float32))
+            frames.append((np.clip(lr, 0, 1) * 255 + 0.5).astype(np.uint8))
+            hr_frames.append(hr)
+            truth.append(rows)
+    return Clip(frames, hr_frames, factor, cuts, truth)
+
+
+def standard_shots() -> list[ShotSpec]:
+    """Three shots: two faces panning past each other; one face zooming in; two faces again."""
+    return [
+        ShotSpec(
+            14,
+            (
+                Placement(0, (150, 200), (420, 240), (1.0, 1.0)),
+                Placement(1, (900, 260), (700, 220), (0.9, 0.9)),
+            ),
+            background_seed=1,
+        ),
+        ShotSpec(12, (Placement(0, (500, 150), (420, 110), (0.8, 1.3)),), background_seed=2),
+        ShotSpec(
+            10,
+            (
+                Placement(1, (200, 300), (260, 300), (1.1, 1.1)),
+                Placement(0, (800, 150), (760, 170), (1.0, 1.05)),
+            ),
+            background_seed=3,
+        ),
+    ]
