@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,12 @@ def configure_auth(env: dict[str, str] | None = None) -> dict[str, str]:
     target: Any = os.environ if env is None else env
     if AUTH_MODE_ENV not in target and (auth_token_path().is_file() or "RAY_AUTH_TOKEN" in target):
         target[AUTH_MODE_ENV] = "token"
+        if env is None and "ray" in sys.modules:
+            # Ray caches its config at import; refresh it the way Ray itself does when it turns token
+            # mode on (an explicit cluster address never turns it on by itself).
+            from ray._raylet import Config as RayletConfig  # type: ignore[attr-defined]
+
+            RayletConfig.initialize("")
     return dict(target)
 
 
@@ -94,7 +101,8 @@ def init_ray(run: RunConfig) -> RayInfo | None:
     if ray.is_initialized():
         return None
     configure_auth()
-    address = run.address or os.environ.get("REEL_RAY_ADDRESS")
+    # Inside a Ray job (reel submit) RAY_ADDRESS names the cluster the job runs on.
+    address = run.address or os.environ.get("RAY_ADDRESS")
     # Let worker loggers reach the driver's terminal at WARNING and above; Ray's own INFO chatter stays
     # in the session logs.
     common: dict[str, Any] = {

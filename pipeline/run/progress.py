@@ -1,0 +1,165 @@
+"""One progress display for a whole job, fed by workers on any node.
+
+Workers hold a `ProgressReporter` (a handle to one small `ProgressActor`, picklable, so it travels with
+a task to any node) and add to named counters as they go; updates are batched in time so a frame
+loop costs nothing. The driver polls the actor and draws one line on stderr: a live line on a
+terminal, a log line every few seconds otherwise (logs of Ray jobs are files).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+# The counters every restore reports, in display order, with their display names.
+FRAMES_SCANNED = "frames_scanned"
+FACE_FRAMES_RESTORED = "face_frames_restored"
+SEGMENTS_ENCODED = "segments_encoded"
+LABELS = {
+    FRAMES_SCANNED: "frames scanned",
+    FACE_FRAMES_RESTORED: "face-frames restored",
+    SEGMENTS_ENCODED: "segments encoded",
+}
+
+
+class Progress:
+    """Counters and totals; the state inside the actor (and usable directly in one process)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self.totals: dict[str, int] = {}
+
+    def add(self, counter: str, n: int = 1) -> None:
+        self.counts[counter] = self.counts.get(counter, 0) + int(n)
+
+    def add_many(self, counts: Mapping[str, int]) -> None:
+        for counter, n in counts.items():
+            self.add(counter, n)
+
+    def set_total(self, counter: str, total: int) -> None:
+        self.totals[counter] = int(total)
+
+    def snapshot(self) -> dict[str, dict[str, int]]:
+        return {"counts": dict(self.counts), "totals": dict(self.totals)}
+
+
+def format_progress(snapshot: Mapping[str, Mapping[str, int]], elapsed: float) -> str:
+    """`frames scanned 120/300 | face-frames restored 40/96 | segments encoded 2/7 | 12s`."""
+    counts, totals = snapshot.get("counts", {}), snapshot.get("totals", {})
+    names = list(LABELS) + sorted(set(counts) | set(totals) - set(LABELS))
+    parts = []
+    for name in names:
+        if name not in counts and name not in totals:
+            continue
+        done = counts.get(name, 0)
+        total = totals.get(name)
+        label = LABELS.get(name, name.replace("_", " "))
+        parts.append(f"{label} {done}/{total}" if total is not None else f"{label} {done}")
+    parts.append(f"{elapsed:.0f}s")
+    return " | ".join(parts)
+
+
+class ProgressReporter:
+    """Worker-side handle: `add()` is cheap; updates reach the actor at most every `interval` s."""
+
+    def __init__(self, actor: Any, interval: float = 0.5) -> None:
+        self._actor = actor
+        self._interval = interval
+        self._pending: dict[str, int] = {}
+        self._last = 0.0
+
+    def __reduce__(self) -> tuple[type[ProgressReporter], tuple[Any, float]]:
+        return (ProgressReporter, (self._actor, self._interval))  # pending counts stay behind
+
+    def add(self, counter: str, n: int = 1) -> None:
+        self._pending[counter] = self._pending.get(counter, 0) + int(n)
+        if time.monotonic() - self._last >= self._interval:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._pending and self._actor is not None:
+            # Fire and forget: progress must never slow down or fail the work.
+            self._actor.add_many.remote(self._pending)
+        self._pending = {}
+        self._last = time.monotonic()
+
+    def set_total(self, counter: str, total: int) -> None:
+        if self._actor is not None:
+            self._actor.set_total.remote(counter, total)
+
+
+def make_progress_actor() -> Any:
+    """A Progress in a Ray actor that takes no CPU (it only adds numbers)."""
+    import ray
+
+    return ray.remote(num_cpus=0, max_restarts=-1)(Progress).remote()
+
+
+class ProgressDisplay:
+    """Polls `fetch()` on a thread and draws one line; `close()` draws the final state."""
+
+    def __init__(
+        self,
+        fetch: Callable[[], Mapping[str, Mapping[str, int]]],
+        *,
+        enabled: bool = True,
+        interval: float = 0.5,
+        log_every: float = 10.0,
+        stream: Any = None,
+    ) -> None:
+        self._fetch = fetch
+        self._stream = stream if stream is not None else sys.stderr
+        self._live = enabled and hasattr(self._stream, "isatty") and self._stream.isatty()
+        self._enabled = enabled
+        self._interval = interval
+        self._log_every = log_every
+        self._start = time.monotonic()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.last: Mapping[str, Mapping[str, int]] = {"counts": {}, "totals": {}}
+
+    def __enter__(self) -> ProgressDisplay:
+        if self._enabled:
+            self._thread = threading.Thread(target=self._loop, name="reel-progress", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _poll(self) -> str:
+        try:
+            self.last = self._fetch()
+        except Exception as exc:  # a lost progress actor must not fail the job
+            log.debug("progress poll failed: %s", exc)
+        return format_progress(self.last, time.monotonic() - self._start)
+
+    def _loop(self) -> None:
+        last_log = time.monotonic()
+        while not self._stop.wait(self._interval):
+            line = self._poll()
+            if self._live:
+                self._stream.write("\r\033[K" + line)
+                self._stream.flush()
+            elif time.monotonic() - last_log >= self._log_every:
+                log.info("progress: %s", line)
+                last_log = time.monotonic()
+
+    def close(self) -> str:
+        """Stop polling; returns (and shows, when enabled) the final line."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        line = self._poll()
+        if self._live:
+            self._stream.write("\r\033[K" + line + "\n")
+            self._stream.flush()
+        self._enabled = False
+        return line
