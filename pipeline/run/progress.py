@@ -52,7 +52,7 @@ class Progress:
 def format_progress(snapshot: Mapping[str, Mapping[str, int]], elapsed: float) -> str:
     """`frames scanned 120/300 | face-frames restored 40/96 | segments encoded 2/7 | 12s`."""
     counts, totals = snapshot.get("counts", {}), snapshot.get("totals", {})
-    names = list(LABELS) + sorted(set(counts) | set(totals) - set(LABELS))
+    names = list(LABELS) + sorted((set(counts) | set(totals)) - set(LABELS))
     parts = []
     for name in names:
         if name not in counts and name not in totals:
@@ -82,12 +82,21 @@ class ProgressReporter:
         if time.monotonic() - self._last >= self._interval:
             self.flush()
 
-    def flush(self) -> None:
+    def flush(self, wait: bool = False) -> None:
+        """Send pending counts; `wait=True` (at the end of a task) returns once the actor has them."""
+        ref = None
         if self._pending and self._actor is not None:
-            # Fire and forget: progress must never slow down or fail the work.
-            self._actor.add_many.remote(self._pending)
+            # Fire and forget inside loops: progress must never slow down the work.
+            ref = self._actor.add_many.remote(self._pending)
         self._pending = {}
         self._last = time.monotonic()
+        if wait and ref is not None:
+            import ray
+
+            try:
+                ray.get(ref, timeout=10)
+            except Exception as exc:  # a lost progress actor must never fail the work
+                log.debug("progress update lost: %s", exc)
 
     def set_total(self, counter: str, total: int) -> None:
         if self._actor is not None:

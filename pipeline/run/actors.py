@@ -1,0 +1,204 @@
+"""Ray building blocks for the executor: model-holding actors, and a bounded work queue over them.
+
+`ModelActor` loads a model once (the face generator, on whatever device its node has) and then runs
+module-level stage functions with it, one whole work unit per call, so warm starts stay in order
+inside a unit. `WorkQueue` is the single place where work enters Ray: tasks and actor calls are
+admitted only while fewer than `max_in_flight` are pending (the `ray.wait` backpressure pattern),
+actor calls go to the least-loaded live actor, and every completion is handed to the caller's
+callback, which may queue more work (so stages overlap naturally: a finished scan queues crops, a
+finished search queues a segment...).
+
+Faults: tasks are retried by Ray (`max_retries`) when their worker dies; actors are restarted
+(`max_restarts`) and the interrupted call is retried on the restarted actor (`max_task_retries`).
+Stage functions are deterministic, so a retried unit gives the same bytes. A unit that still fails
+raises `JobError` naming it (and the original error); the remaining work is cancelled.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.errors import JobError, PipelineError
+
+log = logging.getLogger(__name__)
+
+
+class ModelActor:
+    """Loads `loader(*args)` once; `run(fn, ...)` calls `fn(model, ...)` with it."""
+
+    def __init__(self, loader: Callable[..., Any], *args: Any) -> None:
+        started = time.perf_counter()
+        self.model = loader(*args)
+        self.load_seconds = time.perf_counter() - started
+
+    def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return fn(self.model, *args, **kwargs)
+
+    def where(self) -> dict[str, Any]:
+        """Node and process this actor lives in (for logs and tests)."""
+        import os
+
+        import ray
+
+        return {"node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
+
+
+def search_actor_options(
+    *,
+    num_gpus_per_search: float,
+    search_resource: str | None,
+    cluster_gpus: float,
+    max_retries: int,
+) -> dict[str, Any]:
+    """Ray options for a search actor: a GPU share when the cluster has GPUs, else one CPU."""
+    options: dict[str, Any] = {
+        "max_restarts": max_retries,
+        "max_task_retries": max_retries,
+        "num_cpus": 1,
+    }
+    if cluster_gpus > 0 and num_gpus_per_search > 0:
+        options["num_gpus"] = num_gpus_per_search
+        # The GPU does the work; a fractional CPU lets several actors share a small node.
+        options["num_cpus"] = 0.5
+    if search_resource:
+        options["resources"] = {search_resource: 1}
+    return options
+
+
+def default_actor_count(
+    requested: int | None, *, cluster_gpus: float, num_gpus_per_search: float, cluster_resource: float
+) -> int:
+    """Actors to start: as asked, else one per GPU share (or per unit of the custom resource), else 1."""
+    if requested is not None:
+        if requested < 1:
+            raise JobError(f"run.search_actors = {requested}: must be at least 1")
+        return requested
+    if cluster_gpus > 0 and num_gpus_per_search > 0:
+        return max(1, int(cluster_gpus / num_gpus_per_search + 1e-9))
+    if cluster_resource > 0:
+        return max(1, int(cluster_resource))
+    return 1
+
+
+@dataclass
+class _Pending:
+    label: str  # names the unit in errors and logs
+    on_done: Callable[[Any], None]
+    actor: int | None = None  # index of the actor running it
+
+
+@dataclass
+class WorkQueue:
+    """Bounded in-flight Ray work with callbacks; `drain()` runs until everything has finished."""
+
+    max_in_flight: int
+    actors: Sequence[Any] = ()
+    calls_per_actor: int = 2  # one running + one queued keeps an actor busy between units
+    _in_flight: dict[Any, _Pending] = field(default_factory=dict)
+    _waiting: collections.deque[tuple[str, Callable[[], Any], Callable[[Any], None]]] = field(
+        default_factory=collections.deque
+    )
+    _waiting_actor: collections.deque[tuple[str, Callable[[Any], Any], Callable[[Any], None]]] = field(
+        default_factory=collections.deque
+    )
+    _actor_load: list[int] = field(default_factory=list)
+    completed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.max_in_flight < 1:
+            raise JobError(f"max_in_flight = {self.max_in_flight}: must be at least 1")
+        self._actor_load = [0] * len(self.actors)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    def submit(self, label: str, start: Callable[[], Any], on_done: Callable[[Any], None]) -> None:
+        """Queue a task: `start()` returns its ObjectRef (called only when there is room)."""
+        self._waiting.append((label, start, on_done))
+        self._admit()
+
+    def submit_actor(self, label: str, start: Callable[[Any], Any], on_done: Callable[[Any], None]) -> None:
+        """Queue an actor call: `start(actor)` returns its ObjectRef; the least-loaded actor takes it."""
+        if not self.actors:
+            raise JobError(f"{label}: no actors to run it")
+        self._waiting_actor.append((label, start, on_done))
+        self._admit()
+
+    def _admit(self) -> None:
+        while self._waiting_actor:
+            index = min(range(len(self.actors)), key=self._actor_load.__getitem__)
+            if self._actor_load[index] >= self.calls_per_actor:
+                break
+            label, start, on_done = self._waiting_actor.popleft()
+            self._in_flight[start(self.actors[index])] = _Pending(label, on_done, index)
+            self._actor_load[index] += 1
+        tasks = sum(1 for p in self._in_flight.values() if p.actor is None)
+        while self._waiting and tasks < self.max_in_flight:
+            task_label, start_task, task_done = self._waiting.popleft()
+            self._in_flight[start_task()] = _Pending(task_label, task_done)
+            tasks += 1
+
+    def drain(self, timeout: float | None = None) -> None:
+        """Wait for every queued and running item (and whatever their callbacks queue)."""
+        import ray
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._in_flight or self._waiting or self._waiting_actor:
+            self._admit()
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready, _ = ray.wait(list(self._in_flight), num_returns=1, timeout=remaining)
+            if not ready:
+                self.cancel()
+                raise JobError(f"timed out after {timeout:.0f} s with {self.in_flight} unit(s) running")
+            for ref in ready:
+                pending = self._in_flight.pop(ref)
+                if pending.actor is not None:
+                    self._actor_load[pending.actor] -= 1
+                try:
+                    result = ray.get(ref)
+                except Exception as exc:
+                    self.cancel()
+                    raise unit_error(pending.label, exc) from exc
+                self.completed += 1
+                try:
+                    pending.on_done(result)
+                except BaseException:
+                    self.cancel()
+                    raise
+
+    def cancel(self) -> None:
+        """Drop queued work and cancel running tasks (actor calls finish; their results are ignored)."""
+        import ray
+
+        self._waiting.clear()
+        self._waiting_actor.clear()
+        for ref, pending in list(self._in_flight.items()):
+            if pending.actor is None:
+                try:
+                    ray.cancel(ref, force=True)
+                except Exception as exc:  # already finished or lost: nothing to cancel
+                    log.debug("cancel %s: %s", pending.label, exc)
+        self._in_flight.clear()
+        self._actor_load = [0] * len(self.actors)
+
+
+def unit_error(label: str, exc: BaseException) -> JobError:
+    """The JobError a failed unit raises: names the unit, and the cause in plain words."""
+    import ray.exceptions
+
+    cause: BaseException = exc
+    if isinstance(exc, ray.exceptions.RayTaskError):
+        cause = exc.cause if exc.cause is not None else exc
+    if isinstance(cause, PipelineError):
+        detail = str(cause)
+    elif isinstance(cause, ray.exceptions.RayError):
+        detail = f"{type(cause).__name__} (a worker or actor died and the retries were used up)"
+    else:
+        detail = f"{type(cause).__name__}: {cause}"
+    return JobError(f"{label} failed: {detail}")

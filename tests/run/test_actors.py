@@ -1,0 +1,187 @@
+"""The work queue and model actors on a real embedded Ray (2 CPUs): backpressure, retries, errors."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.errors import JobError
+from pipeline.run.actors import ModelActor, WorkQueue, default_actor_count, search_actor_options
+from pipeline.run.progress import (
+    FRAMES_SCANNED,
+    SEGMENTS_ENCODED,
+    ProgressDisplay,
+    ProgressReporter,
+    format_progress,
+    make_progress_actor,
+)
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def embedded_ray() -> Iterator[None]:
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="warning", log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+class Gauge:
+    """Counts how many tasks run at the same time."""
+
+    def __init__(self) -> None:
+        self.now = 0
+        self.peak = 0
+
+    def enter(self) -> None:
+        self.now += 1
+        self.peak = max(self.peak, self.now)
+
+    def leave(self) -> None:
+        self.now -= 1
+
+    def get_peak(self) -> int:
+        return self.peak
+
+
+@ray.remote(num_cpus=0.5)
+def _busy(gauge: Any, x: int) -> int:
+    ray.get(gauge.enter.remote())
+    time.sleep(0.15)
+    ray.get(gauge.leave.remote())
+    return x * x
+
+
+def test_backpressure_bounds_work_in_flight() -> None:
+    gauge = ray.remote(Gauge).remote()
+    results: dict[int, int] = {}
+    queue = WorkQueue(max_in_flight=1)
+    for i in range(4):
+        queue.submit(f"unit {i}", lambda i=i: _busy.remote(gauge, i), lambda r, i=i: results.__setitem__(i, r))
+    assert queue.in_flight == 1  # the rest wait in the driver, not in Ray
+    queue.drain(timeout=60)
+    assert results == {0: 0, 1: 1, 2: 4, 3: 9}
+    # four 0.5-CPU tasks would run together on 2 CPUs without the bound
+    assert ray.get(gauge.get_peak.remote()) == 1
+
+    gauge = ray.remote(Gauge).remote()
+    queue = WorkQueue(max_in_flight=3)
+    for i in range(6):
+        queue.submit(f"unit {i}", lambda i=i: _busy.remote(gauge, i), lambda r: None)
+    queue.drain(timeout=60)
+    assert ray.get(gauge.get_peak.remote()) == 3
+
+
+@ray.remote(num_cpus=0.5)
+def _double(x: int) -> int:
+    return 2 * x
+
+
+def test_callbacks_chain_stages() -> None:
+    out: list[int] = []
+    queue = WorkQueue(max_in_flight=2)
+
+    def second(r: int) -> None:
+        out.append(r)
+
+    def first(r: int) -> None:
+        queue.submit(f"stage 2 of {r}", lambda: _double.remote(r), second)
+
+    for i in range(5):
+        queue.submit(f"stage 1 of {i}", lambda i=i: _double.remote(i), first)
+    queue.drain(timeout=60)
+    assert sorted(out) == [0, 4, 8, 12, 16]
+    assert queue.completed == 10
+
+
+@ray.remote(num_cpus=0.5, max_retries=0)
+def _broken(x: int) -> int:
+    raise ValueError(f"bad frame {x}")
+
+
+def test_a_failing_unit_fails_the_job_naming_it() -> None:
+    queue = WorkQueue(max_in_flight=2)
+    queue.submit("segment 3 (frames 96-144)", lambda: _broken.remote(3), lambda r: None)
+    queue.submit("segment 4 (frames 144-192)", lambda: _double.remote(4), lambda r: None)
+    with pytest.raises(JobError, match=r"segment 3 \(frames 96-144\) failed: ValueError: bad frame 3"):
+        queue.drain(timeout=60)
+    assert queue.in_flight == 0
+
+
+def _load(value: int) -> dict[str, int]:
+    return {"offset": value, "pid": os.getpid()}
+
+
+def _slow_add(model: dict[str, int], x: int, marker: str) -> tuple[int, int]:
+    Path(marker).touch()
+    time.sleep(1.0)
+    return model["offset"] + x, os.getpid()
+
+
+def _die(model: dict[str, int], x: int) -> int:
+    os._exit(1)
+
+
+def test_a_killed_actor_restarts_and_its_unit_is_retried(tmp_path: Path) -> None:
+    options = search_actor_options(num_gpus_per_search=1.0, search_resource=None, cluster_gpus=0, max_retries=2)
+    assert "num_gpus" not in options  # no GPUs here: the same actor runs on a CPU
+    actor = ray.remote(ModelActor).options(**options).remote(_load, 100)
+    first_pid = ray.get(actor.where.remote())["pid"]
+    marker = tmp_path / "started"
+    results: list[tuple[int, int]] = []
+    queue = WorkQueue(max_in_flight=1, actors=[actor])
+    queue.submit_actor(
+        "search track 1 frames 0-8", lambda a: a.run.remote(_slow_add, 5, str(marker)), results.append
+    )
+    deadline = time.monotonic() + 30
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    ray.kill(actor, no_restart=False)  # mid-unit
+    queue.drain(timeout=60)
+    assert results[0][0] == 105  # the model was loaded again and the unit redone
+    assert results[0][1] != first_pid
+
+
+def test_an_actor_that_keeps_dying_fails_the_job_naming_the_unit() -> None:
+    options = search_actor_options(num_gpus_per_search=1.0, search_resource=None, cluster_gpus=0, max_retries=1)
+    actor = ray.remote(ModelActor).options(**options).remote(_load, 0)
+    queue = WorkQueue(max_in_flight=1, actors=[actor])
+    queue.submit_actor("search track 7 frames 24-48", lambda a: a.run.remote(_die, 1), lambda r: None)
+    with pytest.raises(JobError, match="search track 7 frames 24-48 failed: .*retries were used up"):
+        queue.drain(timeout=120)
+
+
+def test_actor_sizing() -> None:
+    assert default_actor_count(None, cluster_gpus=4, num_gpus_per_search=0.5, cluster_resource=0) == 8
+    assert default_actor_count(None, cluster_gpus=0, num_gpus_per_search=1.0, cluster_resource=0) == 1
+    assert default_actor_count(None, cluster_gpus=0, num_gpus_per_search=1.0, cluster_resource=3) == 3
+    assert default_actor_count(2, cluster_gpus=8, num_gpus_per_search=1.0, cluster_resource=0) == 2
+    with pytest.raises(JobError):
+        default_actor_count(0, cluster_gpus=0, num_gpus_per_search=1.0, cluster_resource=0)
+    gpu = search_actor_options(num_gpus_per_search=0.25, search_resource="a100", cluster_gpus=2, max_retries=3)
+    assert gpu["num_gpus"] == 0.25 and gpu["resources"] == {"a100": 1} and gpu["max_task_retries"] == 3
+
+
+@ray.remote(num_cpus=0.5)
+def _scan(reporter: ProgressReporter, frames: int) -> None:
+    for _ in range(frames):
+        reporter.add(FRAMES_SCANNED)
+    reporter.flush(wait=True)
+
+
+def test_progress_from_workers_reaches_one_display() -> None:
+    actor = make_progress_actor()
+    reporter = ProgressReporter(actor)
+    reporter.set_total(FRAMES_SCANNED, 30)
+    ray.get([_scan.remote(reporter, n) for n in (10, 20)])
+    reporter.add(SEGMENTS_ENCODED, 2)
+    reporter.flush(wait=True)
+    display = ProgressDisplay(lambda: ray.get(actor.snapshot.remote()), enabled=False)
+    line = display.close()
+    assert line.startswith("frames scanned 30/30 | segments encoded 2 | ")
+    assert format_progress({"counts": {"x_y": 1}}, 3.0) == "x y 1 | 3s"
