@@ -62,7 +62,7 @@ def test_backpressure_bounds_work_in_flight() -> None:
     results: dict[int, int] = {}
     queue = WorkQueue(max_in_flight=1)
     for i in range(4):
-        queue.submit(f"unit {i}", lambda i=i: _busy.remote(gauge, i), lambda r, i=i: results.__setitem__(i, r))
+        queue.submit(f"unit {i}", lambda i=i: _busy.remote(gauge, i), lambda r, i=i: results.update({i: r}))
     assert queue.in_flight == 1  # the rest wait in the driver, not in Ray
     queue.drain(timeout=60)
     assert results == {0: 0, 1: 1, 2: 4, 3: 9}
@@ -128,7 +128,9 @@ def _die(model: dict[str, int], x: int) -> int:
 
 
 def test_a_killed_actor_restarts_and_its_unit_is_retried(tmp_path: Path) -> None:
-    options = search_actor_options(num_gpus_per_search=1.0, search_resource=None, cluster_gpus=0, max_retries=2)
+    options = search_actor_options(
+        num_gpus_per_search=1.0, search_resource=None, cluster_gpus=0, max_retries=2
+    )
     assert "num_gpus" not in options  # no GPUs here: the same actor runs on a CPU
     actor = ray.remote(ModelActor).options(**options).remote(_load, 100)
     first_pid = ray.get(actor.where.remote())["pid"]
@@ -148,11 +150,13 @@ def test_a_killed_actor_restarts_and_its_unit_is_retried(tmp_path: Path) -> None
 
 
 def test_an_actor_that_keeps_dying_fails_the_job_naming_the_unit() -> None:
-    options = search_actor_options(num_gpus_per_search=1.0, search_resource=None, cluster_gpus=0, max_retries=1)
+    options = search_actor_options(
+        num_gpus_per_search=1.0, search_resource=None, cluster_gpus=0, max_retries=1
+    )
     actor = ray.remote(ModelActor).options(**options).remote(_load, 0)
     queue = WorkQueue(max_in_flight=1, actors=[actor])
     queue.submit_actor("search track 7 frames 24-48", lambda a: a.run.remote(_die, 1), lambda r: None)
-    with pytest.raises(JobError, match="search track 7 frames 24-48 failed: .*retries were used up"):
+    with pytest.raises(JobError, match=r"search track 7 frames 24-48 failed: .*retries were used up"):
         queue.drain(timeout=120)
 
 
@@ -163,7 +167,9 @@ def test_actor_sizing() -> None:
     assert default_actor_count(2, cluster_gpus=8, num_gpus_per_search=1.0, cluster_resource=0) == 2
     with pytest.raises(JobError):
         default_actor_count(0, cluster_gpus=0, num_gpus_per_search=1.0, cluster_resource=0)
-    gpu = search_actor_options(num_gpus_per_search=0.25, search_resource="a100", cluster_gpus=2, max_retries=3)
+    gpu = search_actor_options(
+        num_gpus_per_search=0.25, search_resource="a100", cluster_gpus=2, max_retries=3
+    )
     assert gpu["num_gpus"] == 0.25 and gpu["resources"] == {"a100": 1} and gpu["max_task_retries"] == 3
 
 
