@@ -1,0 +1,202 @@
+"""A restricted unpickler for NVIDIA's network pickles that never runs code from the file.
+
+Python's pickle can call any importable function while loading; NVIDIA's pickles rely on that (their
+`torch_utils.persistence` records carry module source code that the official loader `exec`s, and TF
+pickles `exec` their `build_module_src`). Here `find_class` answers only a short allow-list, and the
+two NVIDIA record types are rebuilt as inert data holders:
+
+- `torch_utils.persistence._reconstruct_persistent_obj(meta)` -> PersistentRecord(meta): the class name,
+  the (never executed) module source and the module state (`_parameters`, `_buffers`, `_modules`, init
+  arguments, attributes).
+- `dnnlib.tflib.network.Network` -> TFNetworkRecord: its pickled state (static kwargs, components and
+  the variables as (name, numpy array) pairs).
+
+Tensors come back through torch's own `weights_only` loader; numpy arrays through numpy's array
+reconstruction (no object arrays). Any other global is refused with UnsafeCheckpointError before it is
+imported, so a malicious file cannot make anything run.
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+import pickle
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import CheckpointError, UnsafeCheckpointError
+
+
+class PersistentRecord:
+    """What NVIDIA's persistence decorator pickled for one module, without its code being run."""
+
+    def __init__(self, meta: dict[str, Any]) -> None:
+        if not isinstance(meta, dict):
+            raise pickle.UnpicklingError("persistent object record is not a dict")
+        self.meta = meta
+
+    @property
+    def class_name(self) -> str:
+        return str(self.meta.get("class_name", ""))
+
+    @property
+    def state(self) -> dict[str, Any]:
+        state = self.meta.get("state") or {}
+        if not isinstance(state, dict):
+            raise pickle.UnpicklingError(f"state of {self.class_name} is not a dict")
+        return state
+
+    def __repr__(self) -> str:
+        return f"PersistentRecord({self.class_name})"
+
+
+class TFNetworkRecord:
+    """The pickled state of a dnnlib.tflib.network.Network (TensorFlow StyleGAN2)."""
+
+    def __init__(self) -> None:
+        self.state: dict[str, Any] = {}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if not isinstance(state, dict):
+            raise pickle.UnpicklingError("TF network state is not a dict")
+        self.state = state
+
+    def __repr__(self) -> str:
+        return f"TFNetworkRecord({self.state.get('name')})"
+
+
+class EasyDictRecord(dict[str, Any]):
+    """dnnlib.util.EasyDict (a dict with attribute access) as a plain dict."""
+
+
+class _Refused(Exception):
+    """Raised inside the unpickler; load_restricted turns it into UnsafeCheckpointError naming the file."""
+
+
+def _load_storage(data: bytes) -> Any:
+    import torch
+
+    if not isinstance(data, bytes | bytearray):
+        raise pickle.UnpicklingError("tensor storage record does not hold bytes")
+    try:
+        return torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError as exc:
+        raise _Refused(f"an embedded tensor record asks for more than tensors ({str(exc)[:200]})") from exc
+
+
+def _rebuild_tensor(storage: Any, offset: int, size: Any, stride: Any, *rest: Any) -> Any:
+    import torch
+
+    if not isinstance(storage, torch.storage.TypedStorage | torch.UntypedStorage):
+        raise pickle.UnpicklingError("tensor record without a storage")
+    # requires_grad and backward hooks from the file are dropped on purpose.
+    return torch._utils._rebuild_tensor_v2(storage, int(offset), tuple(size), tuple(stride), False, {})
+
+
+def _rebuild_parameter(data: Any, requires_grad: bool = False, *rest: Any) -> Any:
+    import torch
+
+    if not isinstance(data, torch.Tensor):
+        raise pickle.UnpicklingError("parameter record without a tensor")
+    return data  # parameters are loaded as plain tensors; hooks and state are dropped
+
+
+def _numpy_reconstruct(subtype: Any, shape: Any, dtype: Any) -> Any:
+    import numpy as np
+
+    if subtype is not np.ndarray:
+        raise pickle.UnpicklingError("numpy record of an unexpected array type")
+    return np.ndarray.__new__(np.ndarray, shape, dtype)
+
+
+def _numpy_dtype(spec: Any, align: bool = False, copy: bool = False) -> Any:
+    import numpy as np
+
+    dt = np.dtype(spec, align, copy)
+    if dt.hasobject:
+        raise _Refused("numpy object arrays are not allowed in a checkpoint")
+    return dt
+
+
+def _numpy_scalar(dtype: Any, data: bytes | None = None) -> Any:
+    import numpy as np
+
+    if not isinstance(dtype, np.dtype) or dtype.hasobject or not isinstance(data, bytes):
+        raise pickle.UnpicklingError("unsupported numpy scalar record")
+    return np.frombuffer(data, dtype=dtype, count=1)[0]
+
+
+def _allowed() -> dict[tuple[str, str], Callable[..., Any] | type]:
+    import numpy as np
+    import torch
+
+    table: dict[tuple[str, str], Callable[..., Any] | type] = {
+        ("torch_utils.persistence", "_reconstruct_persistent_obj"): PersistentRecord,
+        ("dnnlib.util", "EasyDict"): EasyDictRecord,
+        ("dnnlib.tflib.network", "Network"): TFNetworkRecord,
+        ("collections", "OrderedDict"): collections.OrderedDict,
+        ("builtins", "set"): set,
+        ("builtins", "frozenset"): frozenset,
+        ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
+        ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+        ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
+        ("torch.storage", "_load_from_bytes"): _load_storage,
+        ("torch", "device"): torch.device,
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): _numpy_dtype,
+    }
+    for mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        table[(mod, "_reconstruct")] = _numpy_reconstruct
+        table[(mod, "scalar")] = _numpy_scalar
+    for name in ("float16", "float32", "float64", "bfloat16", "int64", "int32", "uint8", "bool"):
+        table[("torch", name)] = getattr(torch, name)
+    return table
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def __init__(self, file: Any, path: Path) -> None:
+        super().__init__(file)
+        self._path = path
+        self._table = _allowed()
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return self._table[(module, name)]
+        except KeyError:
+            raise _Refused(
+                f"the pickle asks for {module}.{name}, which a network checkpoint never needs; refusing to "
+                "load it (loading it could run code)"
+            ) from None
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise pickle.UnpicklingError("persistent ids are not used by network pickles")
+
+
+def load_restricted(path: str | Path) -> Any:
+    """Unpickle `path` with the allow-list; errors name the file."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            return _RestrictedUnpickler(f, path).load()
+    except _Refused as exc:
+        raise UnsafeCheckpointError(path, str(exc)) from None
+    except EOFError as exc:
+        raise CheckpointError(path, "the file ends early (truncated or partial download)") from exc
+    except pickle.UnpicklingError as exc:
+        if "truncated" in str(exc):
+            raise CheckpointError(path, "the file ends early (truncated or partial download)") from exc
+        raise CheckpointError(path, f"not a readable network pickle ({exc})") from exc
+    except (
+        ValueError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        KeyError,
+        RuntimeError,
+        OverflowError,
+        MemoryError,
+    ) as exc:
+        raise CheckpointError(path, f"not a readable network pickle ({type(exc).__name__}: {exc})") from exc
+    except OSError as exc:
+        raise CheckpointError(path, f"cannot read: {exc}") from exc
