@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "probe": "pipeline.cli.probe",
     "restore": "pipeline.cli.restore",
     "submit": "pipeline.cli.jobs",
+    "models": "pipeline.cli.models",
 }
 
 
