@@ -114,6 +114,13 @@ class WorkQueue:
             raise JobError(f"max_in_flight = {self.max_in_flight}: must be at least 1")
         self._actor_load = [0] * len(self.actors)
 
+    def set_actors(self, actors: Sequence[Any]) -> None:
+        """Use these actors for actor calls from now on (set before the first actor call)."""
+        if any(p.actor is not None for p in self._in_flight.values()):
+            raise JobError("cannot replace actors while actor calls are running")
+        self.actors = list(actors)
+        self._actor_load = [0] * len(self.actors)
+
     @property
     def in_flight(self) -> int:
         return len(self._in_flight)

@@ -1,0 +1,43 @@
+"""`reel batch MANIFEST.yaml`: restore many videos on one Ray instance; a summary at the end."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from pipeline.cli import add_config_arguments
+
+HELP = "restore every video of a YAML manifest on one Ray instance (failed items are reported, others go on)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("manifest", help="YAML manifest: items with input, output, preset, set")
+    add_config_arguments(parser)
+    parser.add_argument("--overwrite", action="store_true", help="redo items whose output exists")
+    parser.add_argument("--address", default=None, help="Ray cluster address (default: embedded local Ray)")
+    parser.add_argument(
+        "--summary",
+        default=None,
+        metavar="FILE",
+        help="also write the summary as JSON (default: <manifest>.summary.json beside the manifest)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from pipeline.run.batch import run_batch
+
+    sets = list(args.sets)
+    if args.address:
+        sets.append(f"run.address={args.address}")
+    report = run_batch(args.manifest, presets=args.preset, sets=sets, overwrite=args.overwrite)
+    print(report.summary())
+    manifest = Path(args.manifest)
+    summary = Path(args.summary) if args.summary else manifest.with_name(manifest.stem + ".summary.json")
+    from pipeline.run.workdir import save_json
+
+    save_json(summary, {"manifest": report.manifest, "items": [asdict(r) for r in report.items]})
+    print(f"summary written to {summary}", file=sys.stderr)
+    return 1 if report.failed else 0

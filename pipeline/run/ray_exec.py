@@ -1,0 +1,580 @@
+"""The Ray executor: the in-process pipeline's stage functions as Ray tasks and actors.
+
+    probe (driver) -> scan (task) -> crops (task per track) -> search (actor call per track)
+                   -> compose+encode (task per segment) -> mux (driver)
+
+Everything runs the functions of `pipeline.run.stages` with the same inputs as `pipeline.run.local`,
+so the output is the same frame for frame. What differs is the schedule:
+- Stages overlap: a track is searched as soon as its crops exist, while other tracks are cropped,
+  and a segment is composed and encoded as soon as every track it shows has been searched.
+- Big things never cross the object store: each task decodes its own frame range from the source
+  path, and crops and restored faces go through the work directory (which must be on storage all
+  nodes see); tasks exchange paths and small summaries.
+- Search actors load the generator once and take one whole track per call (warm starts stay in
+  order); they ask for `run.num_gpus_per_search` GPUs where the cluster has GPUs, else a CPU.
+- Work in flight is bounded (`WorkQueue`), faults are retried (task retries, actor restarts), and
+  every result is stored under the same keys the in-process executor uses: a rerun after a crash or
+  Ctrl-C redoes only the units that were not finished, and says which it skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline import INVENTED_DETAIL_NOTICE
+from pipeline.config import Config, dump_config, to_dict
+from pipeline.run import progress as P
+from pipeline.run.workdir import WorkDir, default_workdir, save_json
+
+log = logging.getLogger(__name__)
+
+CROPS_VERSION = "crops-v1"  # the in-process executor's crops key tag
+
+
+# ---------------------------------------------------------------------- worker-side functions
+# Module-level functions: Ray ships them by reference (the package is installed on every node).
+
+
+def scan_task(video: str, config: Config, out: str, reporter: P.ProgressReporter | None) -> dict[str, int]:
+    """Scan the whole video (as the in-process executor does) and store the result; returns counts."""
+    from pipeline.faces import store
+    from pipeline.run import stages
+    from pipeline.run.workdir import save_arrays
+
+    scanned = stages.scan(Path(video), config)
+    save_arrays(out, **store.scan_to_arrays(scanned))
+    if reporter is not None:
+        reporter.add(P.FRAMES_SCANNED, scanned.end - scanned.start)
+        reporter.flush(wait=True)
+    return {"tracks": len(scanned.tracks), "frames": scanned.end - scanned.start}
+
+
+def crops_task(video: str, scan_path: str, track_id: int, config: Config, out: str) -> int:
+    """The aligned crops of one track, stored as npz; returns how many."""
+    from pipeline.faces import store
+    from pipeline.run import stages
+    from pipeline.run.workdir import load_arrays, save_arrays
+
+    scanned = store.scan_from_arrays(load_arrays(scan_path))
+    tracks = [t for t in scanned.tracks if t.track_id == track_id]
+    crops = stages.make_crops(Path(video), tracks, scanned.gray, config)
+    save_arrays(out, **store.crops_to_arrays(crops))
+    return len(crops)
+
+
+@dataclass
+class SearchModel:
+    """What a search actor holds: the generator on its device and the fitted latent space."""
+
+    G: Any
+    space: Any
+    device: str
+    description: str
+    random: bool
+
+
+def load_search_model(model: str, device: str, dtype: str, gaussian_samples: int) -> SearchModel:
+    """Runs once per search actor, on the actor's node (its GPU when it was given one)."""
+    from pipeline.run.local import load_prior, resolve_device
+    from pipeline.search.latent_space import GaussianizedW
+
+    device = resolve_device(device)
+    prior = load_prior(model, device, dtype)
+    space = GaussianizedW.fit(prior.G, n=gaussian_samples, device=device)
+    return SearchModel(prior.G, space, device, prior.description, prior.random)
+
+
+def describe_model(model: SearchModel) -> dict[str, Any]:
+    return {"description": model.description, "random": model.random, "device": model.device}
+
+
+def search_unit(
+    model: SearchModel,
+    crops_path: str,
+    config: Config,
+    out: str,
+    reporter: P.ProgressReporter | None,
+) -> dict[str, Any]:
+    """Search one whole track (warm starts in order) and store its restorations; returns a summary."""
+    import ray
+
+    from pipeline.faces import store
+    from pipeline.run import stages
+    from pipeline.run.workdir import load_arrays, save_arrays
+
+    crops = store.crops_from_arrays(load_arrays(crops_path))
+    faces = stages.search_tracks(model.G, model.space, crops, config, model.device)
+    save_arrays(out, **store.restorations_to_arrays(faces))
+    if reporter is not None:
+        reporter.add(P.FACE_FRAMES_RESTORED, len(faces))
+        reporter.flush(wait=True)
+    return {
+        "faces": [_face_record(f) for f in faces],
+        "node_id": ray.get_runtime_context().get_node_id(),
+        "pid": os.getpid(),
+    }
+
+
+def compose_task(
+    video: str,
+    info: Any,
+    start: int,
+    end: int,
+    sources: Sequence[tuple[str, str]],
+    gray: bool,
+    config: Config,
+    out: str,
+    reporter: P.ProgressReporter | None,
+) -> str:
+    """Decode, upscale, paste the faces of [start, end) and encode a video-only part."""
+    from pipeline.faces import store
+    from pipeline.run import stages
+    from pipeline.run.workdir import load_arrays
+
+    placements: list[stages.FacePlacement] = []
+    for crops_path, search_path in sources:
+        affine = {
+            c.frame_index: (c.crop_to_frame, c.image.shape[0])
+            for c in store.crops_from_arrays(load_arrays(crops_path))
+        }
+        for r in store.restorations_from_arrays(load_arrays(search_path)):
+            if start <= r.frame_index < end:
+                placements.append(stages.FacePlacement(r, *affine[r.frame_index]))
+    placements.sort(key=lambda p: (p.restoration.frame_index, p.restoration.track_id))
+    # The writer encodes to a temporary name and renames at the end: a killed task leaves no part.
+    stages.compose_segment(Path(video), info, start, end, placements, gray, config, Path(out))
+    if reporter is not None:
+        reporter.add(P.SEGMENTS_ENCODED)
+        reporter.flush(wait=True)
+    return out
+
+
+def _face_record(face: Any) -> dict[str, Any]:
+    return {
+        "track_id": int(face.track_id),
+        "frame": int(face.frame_index),
+        "psnr_db": round(float(face.psnr), 3),
+        "met_bound": bool(face.met_bound),
+        "steps": int(face.steps),
+    }
+
+
+# ---------------------------------------------------------------------- the driver
+
+
+@dataclass
+class _Plan:
+    """Keys and paths of one restore, the same as the in-process executor's where they are shared."""
+
+    wd: WorkDir
+    video: str
+    video_key: str
+    scan_key: str
+    crops_key: str
+    search_key: str | None
+    segments: list[tuple[int, int]]
+    skipped: dict[str, int] = field(default_factory=lambda: {"search": 0, "segments": 0})
+    ran: dict[str, int] = field(default_factory=lambda: {"search": 0, "segments": 0})
+
+    def scan_path(self) -> Path:
+        return self.wd.artifact("scan", self.scan_key, "scan.npz")
+
+    def crops_path(self, track_id: int) -> Path:
+        return self.wd.artifact("crops", self.crops_key, f"track-{track_id:06d}.npz")
+
+    def search_path(self, track_id: int) -> Path:
+        assert self.search_key is not None
+        return self.wd.artifact("search", self.search_key, f"track-{track_id:06d}.npz")
+
+
+def model_key(model: str) -> str:
+    """Content key of the generator's weights (as the in-process executor computes it)."""
+    path = Path(model).expanduser()
+    if not path.is_file():
+        try:
+            from pipeline.prior.zoo import resolve_model
+        except ImportError:
+            from pipeline.errors import ModelNotAvailableError
+
+            raise ModelNotAvailableError(f"model {model!r}: no such file") from None
+        path = Path(resolve_model(model))
+    return WorkDir.video_key(path)
+
+
+def _segments(frames: int, length: int) -> list[tuple[int, int]]:
+    length = max(1, length)
+    return [(s, min(s + length, frames)) for s in range(0, frames, length)]
+
+
+def restore(input: str | Path, output: str | Path, config: Config, *, overwrite: bool = False) -> Any:
+    """Restore `input` into `output` with Ray (embedded, or the cluster of `config.run.address`).
+
+    Returns the in-process executor's `RestoreReport`; the output equals `local.restore`'s frame for
+    frame. Raises JobError naming a unit that kept failing.
+    """
+    from pipeline.io.decode import frame_index
+    from pipeline.io.mux import check_output, mux
+    from pipeline.io.probe import probe
+    from pipeline.run.local import RestoreReport
+    from pipeline.run.ray_runtime import ray_session
+
+    input, output = Path(input), Path(output)
+    check_output(output, overwrite=overwrite)
+    info = probe(input)
+    frames = len(frame_index(input)[1])
+    wd = WorkDir(default_workdir(output, config.run.workdir))
+    wd.clean_temporaries()
+    vkey = WorkDir.video_key(input)
+    decode = (config.io.deinterlace, config.io.inverse_telecine)
+    scan_key = WorkDir.settings_key(vkey, config.scan, decode)
+    model = config.prior.model
+    plan = _Plan(
+        wd=wd,
+        video=str(input.resolve()),
+        video_key=vkey,
+        scan_key=scan_key,
+        crops_key=WorkDir.settings_key(scan_key, CROPS_VERSION),
+        search_key=(
+            WorkDir.settings_key(scan_key, model_key(model), config.search, config.prior.dtype)
+            if model is not None
+            else None
+        ),
+        segments=_segments(frames, config.run.segment_frames),
+    )
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    with ray_session(config.run) as cluster:
+        run = _Run(plan, config, info, cluster)
+        try:
+            records = run.execute()
+        finally:
+            run.close()
+    seconds["pipeline"] = time.perf_counter() - t0
+    t = time.perf_counter()
+    vs = info.video
+    mux(
+        [Path(p) for p in run.parts],
+        input,
+        output,
+        overwrite=overwrite,
+        color=vs.color,
+        rotation=vs.rotation,
+        frame_rate=vs.frame_rate,
+        variable_frame_rate=vs.variable_frame_rate,
+    )
+    seconds["mux"] = time.perf_counter() - t
+    seconds["total"] = time.perf_counter() - t0
+    dump_config(config, output.with_name(output.name + ".config.yaml"))
+    report = RestoreReport(
+        output=output,
+        frames=frames,
+        tracks=run.tracks,
+        face_frames=run.face_frames,
+        restored=len(records),
+        met_bound=sum(r["met_bound"] for r in records),
+        random_generator=run.random_generator,
+        model=run.model_description or model,
+        seconds=seconds,
+    )
+    report.report_path = _write_report(report, run, records, config)
+    log.info(
+        "wrote %s: %d frames, %d tracks, %d face-frames restored; search units run %d, skipped %d "
+        "(done earlier); segments encoded %d, skipped %d. %s",
+        output,
+        frames,
+        run.tracks,
+        len(records),
+        plan.ran["search"],
+        plan.skipped["search"],
+        plan.ran["segments"],
+        plan.skipped["segments"],
+        INVENTED_DETAIL_NOTICE if records else "",
+    )
+    return report
+
+
+class _Run:
+    """One restore's schedule: callbacks on a WorkQueue that queue the next stages as results arrive."""
+
+    def __init__(self, plan: _Plan, config: Config, info: Any, cluster: Any) -> None:
+        import ray
+
+        from pipeline.run.actors import WorkQueue
+
+        self.ray = ray
+        self.plan = plan
+        self.config = config
+        self.info = info
+        self.cluster = cluster
+        self.run_cfg = config.run
+        retries = self.run_cfg.max_retries
+        self.task_options: dict[str, Any] = {"num_cpus": 1, "max_retries": retries, "retry_exceptions": False}
+        cpus = max(1, int(cluster.cpus))
+        self.queue = WorkQueue(max_in_flight=self.run_cfg.max_in_flight or 2 * cpus)
+        self.progress_actor = P.make_progress_actor()
+        self.reporter = P.ProgressReporter(self.progress_actor)
+        self.display = P.ProgressDisplay(
+            lambda: ray.get(self.progress_actor.snapshot.remote(), timeout=10), enabled=self.run_cfg.progress
+        )
+        self.parts: list[str] = [""] * len(plan.segments)
+        self.tracks = 0
+        self.face_frames = 0
+        self.random_generator = False
+        self.model_description: str | None = None
+        self.search_nodes: set[str] = set()
+        self._records: dict[int, list[dict[str, Any]]] = {}
+        self._track_spans: dict[int, tuple[int, int]] = {}
+        self._searched: set[int] = set()
+        self._segment_tracks: dict[int, tuple[int, ...]] = {}  # tracks shown in each segment
+        self._segment_waiting: dict[int, set[int]] = {}  # ... not yet searched
+        self._scan: Any = None
+        self._actors: list[Any] = []
+
+    # -- lifecycle
+
+    def execute(self) -> list[dict[str, Any]]:
+        self.reporter.set_total(P.SEGMENTS_ENCODED, len(self.plan.segments))
+        with self.display:
+            if self.config.prior.model is None:
+                # No face model: nothing to scan for; every segment is upscaled and encoded at once.
+                self._plan_segments({})
+                self._queue_ready_segments()
+            else:
+                self._start_scan()
+            self.queue.drain()
+        records = [r for tid in sorted(self._records) for r in self._records[tid]]
+        if self.search_nodes:
+            log.info("search ran on node(s): %s", ", ".join(sorted(self.search_nodes)))
+        return records
+
+    def close(self) -> None:
+        self.display.close()
+        for actor in self._actors:
+            self.ray.kill(actor)
+        self.ray.kill(self.progress_actor)
+
+    # -- scan
+
+    def _start_scan(self) -> None:
+        path = self.plan.scan_path()
+        if self.plan.wd.has("scan", self.plan.scan_key, "scan.npz"):
+            log.info("scan: done earlier, skipped (%s)", path)
+            self._scanned()
+            return
+        remote = self.ray.remote(scan_task).options(**self.task_options)
+        self.queue.submit(
+            "scan",
+            lambda: remote.remote(self.plan.video, self.config, str(path), self.reporter),
+            lambda _: self._scanned(),
+        )
+
+    def _scanned(self) -> None:
+        from pipeline.faces import store
+        from pipeline.run.workdir import load_arrays
+
+        self._scan = store.scan_from_arrays(load_arrays(self.plan.scan_path()))
+        self.reporter.set_total(P.FRAMES_SCANNED, self._scan.end - self._scan.start)
+        tracks = self._scan.tracks
+        self.tracks = len(tracks)
+        self.face_frames = sum(len(t.frames) for t in tracks)
+        self.reporter.set_total(P.FACE_FRAMES_RESTORED, self.face_frames)
+        self._track_spans = {t.track_id: (t.start, t.end) for t in tracks}
+        log.info(
+            "%d shots, %d face tracks (%d face-frames), footage is %s",
+            len(self._scan.shots),
+            len(tracks),
+            self.face_frames,
+            "black and white" if self._scan.gray else "colour",
+        )
+        self._plan_segments(self._track_spans)
+        if tracks:
+            self._start_actors()
+        for track in tracks:
+            self._start_crops(track.track_id)
+        self._queue_ready_segments()
+
+    # -- crops and search
+
+    def _start_crops(self, track_id: int) -> None:
+        plan = self.plan
+        name = f"track-{track_id:06d}.npz"
+        if plan.wd.has("search", str(plan.search_key), name) and plan.wd.has("crops", plan.crops_key, name):
+            self._search_done(track_id, _stored_records(plan.search_path(track_id)), skipped=True)
+            return
+        if plan.wd.has("crops", plan.crops_key, name):
+            self._start_search(track_id)
+            return
+        remote = self.ray.remote(crops_task).options(**self.task_options)
+        scan_path, out = str(plan.scan_path()), str(plan.crops_path(track_id))
+        self.queue.submit(
+            f"crops of track {track_id}",
+            lambda: remote.remote(plan.video, scan_path, track_id, self.config, out),
+            lambda _: self._start_search(track_id),
+        )
+
+    def _start_actors(self) -> None:
+        from pipeline.run.actors import ModelActor, default_actor_count, search_actor_options
+
+        if self._actors:
+            return
+        run = self.run_cfg
+        custom = self.cluster.resources.get(run.search_resource, 0.0) if run.search_resource else 0.0
+        options = search_actor_options(
+            num_gpus_per_search=run.num_gpus_per_search,
+            search_resource=run.search_resource,
+            cluster_gpus=self.cluster.gpus,
+            max_retries=run.max_retries,
+        )
+        count = default_actor_count(
+            run.search_actors,
+            cluster_gpus=self.cluster.gpus,
+            num_gpus_per_search=run.num_gpus_per_search,
+            cluster_resource=custom,
+        )
+        count = min(count, max(1, self.tracks))
+        remote = self.ray.remote(ModelActor).options(**options)
+        prior, search = self.config.prior, self.config.search
+        args = (str(prior.model), run.device, prior.dtype, search.gaussian_samples)
+        self._actors = [remote.remote(load_search_model, *args) for _ in range(count)]
+        self.queue.set_actors(self._actors)
+        # Loading errors (a bad checkpoint) surface here, before any unit is queued.
+        try:
+            about = self.ray.get(self._actors[0].run.remote(describe_model))
+        except Exception as exc:
+            from pipeline.run.actors import unit_error
+
+            raise unit_error(f"loading the face model {prior.model}", exc) from exc
+        self.model_description, self.random_generator = about["description"], about["random"]
+        if self.random_generator:
+            log.warning(
+                "the face prior is a seeded RANDOM TEST GENERATOR (%s): restored faces are not faces; "
+                "this run only exercises the pipeline",
+                self.model_description,
+            )
+        log.info("%d search actor(s): %s", count, {k: v for k, v in options.items() if "retr" not in k})
+
+    def _start_search(self, track_id: int) -> None:
+        plan = self.plan
+        crops, out = str(plan.crops_path(track_id)), str(plan.search_path(track_id))
+        start, end = self._track_spans[track_id]
+        self.queue.submit_actor(
+            f"search of track {track_id} (frames {start}-{end})",
+            lambda actor: actor.run.remote(search_unit, crops, self.config, out, self.reporter),
+            lambda result: self._search_done(track_id, result),
+        )
+
+    def _search_done(self, track_id: int, result: dict[str, Any], skipped: bool = False) -> None:
+        self._records[track_id] = result["faces"]
+        if skipped:
+            self.plan.skipped["search"] += 1
+            self.reporter.add(P.FACE_FRAMES_RESTORED, len(result["faces"]))
+            log.info("search of track %d: done earlier, skipped", track_id)
+        else:
+            self.plan.ran["search"] += 1
+            self.search_nodes.add(result["node_id"])
+            faces = result["faces"]
+            log.info(
+                "track %d: %d frames restored, mean consistency %.1f dB",
+                track_id,
+                len(faces),
+                sum(f["psnr_db"] for f in faces) / max(len(faces), 1),
+            )
+        self._searched.add(track_id)
+        self._queue_ready_segments()
+
+    # -- compose
+
+    def _plan_segments(self, spans: dict[int, tuple[int, int]]) -> None:
+        for i, (s, e) in enumerate(self.plan.segments):
+            shown = tuple(sorted(tid for tid, (a, b) in spans.items() if a < e and b > s))
+            self._segment_tracks[i] = shown
+            self._segment_waiting[i] = set(shown)
+
+    def _segment_key(self, index: int) -> str:
+        """What a part depends on: source, decoding, output settings, and the faces pasted into it.
+
+        A segment without faces does not depend on the scan or search settings, so changing those
+        re-encodes only the segments that show a face.
+        """
+        plan, config = self.plan, self.config
+        tracks = self._segment_tracks[index]
+        return WorkDir.settings_key(
+            WorkDir.settings_key(plan.video_key, config.io.deinterlace, config.io.inverse_telecine),
+            (plan.search_key, plan.scan_key, tracks, bool(self._scan.gray)) if tracks else None,
+            plan.segments[index],
+            config.upscale,
+            config.io,
+        )
+
+    def _queue_ready_segments(self) -> None:
+        ready = [i for i, waiting in self._segment_waiting.items() if not (waiting - self._searched)]
+        for index in ready:
+            del self._segment_waiting[index]
+            self._start_segment(index)
+
+    def _start_segment(self, index: int) -> None:
+        plan = self.plan
+        start, end = plan.segments[index]
+        key = self._segment_key(index)
+        name = f"part-{start:08d}.mkv"
+        out = plan.wd.artifact("compose", key, name)
+        self.parts[index] = str(out)
+        if plan.wd.has("compose", key, name):
+            plan.skipped["segments"] += 1
+            self.reporter.add(P.SEGMENTS_ENCODED)
+            log.info("segment %d (frames %d-%d): done earlier, skipped", index, start, end)
+            return
+        tracks = self._segment_tracks[index]
+        sources = [(str(plan.crops_path(t)), str(plan.search_path(t))) for t in tracks]
+        gray = bool(self._scan.gray) if self._scan is not None else False
+        remote = self.ray.remote(compose_task).options(**self.task_options)
+        self.queue.submit(
+            f"segment {index} (frames {start}-{end})",
+            lambda: remote.remote(
+                plan.video, self.info, start, end, sources, gray, self.config, str(out), self.reporter
+            ),
+            lambda _: plan.ran.__setitem__("segments", plan.ran["segments"] + 1),
+        )
+
+
+def _stored_records(path: Path) -> dict[str, Any]:
+    from pipeline.faces import store
+    from pipeline.run.workdir import load_arrays
+
+    faces = store.restorations_from_arrays(load_arrays(path))
+    return {"faces": [_face_record(f) for f in faces], "node_id": None}
+
+
+def _write_report(report: Any, run: _Run, records: Sequence[dict[str, Any]], config: Config) -> Path:
+    """The same report the in-process executor writes beside the output."""
+    from pipeline.faces.store import track_summary
+
+    path = report.output.with_name(report.output.name + ".report.json")
+    scanned = run._scan
+    save_json(
+        path,
+        {
+            "notice": INVENTED_DETAIL_NOTICE,
+            "random_test_generator": report.random_generator,
+            "model": report.model,
+            "output": str(report.output),
+            "frames": report.frames,
+            "black_and_white": bool(scanned.gray) if scanned is not None else None,
+            "shots": [[s.start, s.end] for s in scanned.shots] if scanned is not None else [],
+            "tracks": track_summary(scanned) if scanned is not None else [],
+            "face_frames": report.face_frames,
+            "restored": report.restored,
+            "met_bound": report.met_bound,
+            "faces": list(records),
+            "seconds": {k: round(v, 3) for k, v in report.seconds.items()},
+            "config": to_dict(config),
+            "executor": "ray",
+        },
+    )
+    return path
