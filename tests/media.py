@@ -59,6 +59,7 @@ class ClipSpec:
     gop: int | None = None  # keyframe interval (frames); None = the encoder's default
     bframes: int | None = None  # x264 B-frames; None = the encoder's default
     title: str | None = None  # container title tag
+    start: float = 0.0  # timestamp of the first frame in seconds (broadcast captures rarely start at 0)
 
     def key(self) -> str:
         return hashlib.sha1(json.dumps(self.__dict__, sort_keys=True, default=str).encode()).hexdigest()[:12]
@@ -141,6 +142,8 @@ def make_clip(path: Path, spec: ClipSpec | None = None, **kwargs: Any) -> Path:
         cmd += ["-color_range", crange]
     if spec.title:
         cmd += ["-metadata", f"title={spec.title}"]
+    if spec.start:
+        cmd += ["-output_ts_offset", f"{spec.start:.6f}"]
     # ffmpeg 5.1's CLI cannot set a display matrix; PyAV adds it afterwards by remuxing.
     raw = path.with_name(path.stem + ".raw" + spec.container) if spec.rotation else path
     _run([*cmd, str(raw)])

@@ -142,6 +142,9 @@ class FrameReader(Iterator[VideoFrame]):
         self.frame_rate: Fraction | None = (
             Fraction(self._stream.average_rate) if self._stream.average_rate else None
         )
+        self._source_rate = self.frame_rate
+        if inverse_telecine and self.frame_rate:
+            self.frame_rate = self.frame_rate * Fraction(4, 5)  # decimation keeps four frames in five
         depth = max((c.bits for c in av.VideoFormat(cc.pix_fmt).components), default=8) if cc.pix_fmt else 8
         self.rgb_format = "rgb48le" if depth > 8 else "rgb24"
         self.dtype = np.uint16 if depth > 8 else np.uint8
@@ -322,7 +325,7 @@ class FrameReader(Iterator[VideoFrame]):
             pix_fmt=frame.format.name,
             time_base=str(self._stream.time_base),
             pixel_aspect=str(sar),
-            frame_rate=str(self.frame_rate or Fraction(25)),
+            frame_rate=str(self._source_rate or Fraction(25)),
         )
         node = src
         for name, args in self._filters or []:

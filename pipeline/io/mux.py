@@ -1,0 +1,329 @@
+"""Joining encoded video parts and the source's audio and subtitles into the output file.
+
+Everything here is a stream copy. Two steps:
+1. `join_parts` (PyAV): the video packets of every part, in order, into one video-only MOV. Each part
+   starts at a keyframe and carries the source's absolute timestamps, so joining is concatenation;
+   ffmpeg's concat demuxer is not used because it re-bases each file on the previous one's duration,
+   which is not exact for variable frame rates. This step also writes what the system ffmpeg (5.1)
+   cannot set itself: the display rotation, the colour description and the declared frame rate.
+2. `mux` (ffmpeg through ffmpeg-python, `-c copy -copyts`): that video plus every audio stream and
+   every subtitle stream the container can hold, with container metadata and chapters, from the
+   source, byte for byte at their original timestamps, so sync is exactly the source's.
+
+Matroska cannot store negative timestamps: when a source has them (AAC priming in MP4), ffmpeg
+shifts every stream by the same amount, which keeps sync but moves the whole programme a few ms.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import subprocess
+from collections.abc import Iterator, Sequence
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import EncodeError, OutputError
+from pipeline.io.presets import CONTAINER_FORMATS, mov_timescale
+from pipeline.io.writer import StderrDrain, ffmpeg_error
+from pipeline.types import ColorTags
+
+log = logging.getLogger(__name__)
+
+_NO_TAG = "\0\0\0\0"  # codec_tag 0: the muxer picks its own
+
+# Codecs libavformat lists for a container but refuses to write there.
+_REFUSED = {"mov": {"flac", "opus", "vorbis"}}
+# Text subtitles MP4/MOV hold only as mov_text: converted (the text is kept; styling may not be).
+_TEXT_SUBTITLES = {"subrip", "srt", "ass", "ssa", "webvtt", "mov_text", "text"}
+
+
+def _time_base(stream: Any) -> Fraction:
+    if stream.time_base is None:
+        raise EncodeError(Path(stream.container.name), "video stream has no time base")
+    return Fraction(stream.time_base)
+
+
+def temporary_path(output: Path, tag: str = "partial") -> Path:
+    """A hidden name beside `output` (same directory, so the final rename is atomic)."""
+    return output.with_name(f".{output.stem}.{tag}{output.suffix}")
+
+
+def check_output(output: Path, *, overwrite: bool) -> None:
+    """Refuse to clobber an existing file without --overwrite; make sure the directory exists."""
+    if output.is_dir():
+        raise OutputError(output, "is a directory")
+    if output.exists() and not overwrite:
+        raise OutputError(output, "already exists (use --overwrite to replace it)")
+    if not output.parent.is_dir():
+        raise OutputError(output, f"directory {output.parent} does not exist")
+    if output.suffix.lower() not in CONTAINER_FORMATS:
+        raise OutputError(
+            output, f"unsupported container {output.suffix!r}; use one of {', '.join(CONTAINER_FORMATS)}"
+        )
+
+
+def _enum_tables() -> dict[str, dict[str, int]]:
+    from pipeline.io.probe import MATRICES, PRIMARIES, RANGES, TRANSFERS
+
+    pairs = (("primaries", PRIMARIES), ("transfer", TRANSFERS), ("matrix", MATRICES), ("range", RANGES))
+    return {key: {v: k for k, v in table.items()} for key, table in pairs}
+
+
+def join_parts(
+    parts: Sequence[Path],
+    output: Path,
+    *,
+    color: ColorTags | None = None,
+    rotation: int = 0,
+    frame_rate: Fraction | None = None,
+    codec_tag: str | None = None,
+) -> Path:
+    """Concatenate video-only MOV parts (stream copy) into one MOV, keeping every timestamp."""
+    import av
+
+    if not parts:
+        raise EncodeError(output, "no video parts to join")
+    with av.open(str(parts[0])) as first:
+        codec = first.streams.video[0].codec_context.name
+        timescale = mov_timescale(_time_base(first.streams.video[0]))
+    # MOV takes any time base exactly; PyAV's libavformat writes FFV1 only in its MP4 flavour.
+    fmt = "mp4" if codec == "ffv1" else "mov"
+    try:
+        with av.open(str(output), "w", format=fmt, options={"movie_timescale": str(timescale)}) as out:
+            with av.open(str(parts[0])) as first:
+                vin = first.streams.video[0]
+                vout = out.add_stream_from_template(vin)
+                vout.time_base = vin.time_base
+            cc = vout.codec_context
+            if color is not None:
+                tables = _enum_tables()
+                for attr, key, value in (
+                    ("color_primaries", "primaries", color.primaries),
+                    ("color_trc", "transfer", color.transfer),
+                    ("colorspace", "matrix", color.matrix),
+                    ("color_range", "range", color.range),
+                ):
+                    if value in tables[key]:
+                        setattr(cc, attr, tables[key][value])
+            if rotation % 360:
+                vout.set_display_rotation(-(rotation % 360))  # PyAV takes counter-clockwise degrees
+            if frame_rate:
+                cc.framerate = frame_rate
+            if codec_tag:
+                cc.codec_tag = codec_tag
+            for packet in _joined_packets(parts):
+                packet.stream = vout
+                out.mux(packet)
+    except EncodeError:
+        output.unlink(missing_ok=True)
+        raise
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
+        output.unlink(missing_ok=True)
+        raise EncodeError(output, f"joining the encoded parts failed: {exc}") from exc
+    return output
+
+
+def _joined_packets(parts: Sequence[Path]) -> Iterator[Any]:
+    import av
+
+    last_dts: int | None = None
+    time_base: Fraction | None = None
+    for part in parts:
+        with av.open(str(part)) as c:
+            stream = c.streams.video[0]
+            if time_base is None:
+                time_base = _time_base(stream)
+            elif _time_base(stream) != time_base:
+                raise EncodeError(
+                    part, f"time base {stream.time_base} differs from the first part's {time_base}"
+                )
+            for packet in c.demux(stream):
+                if packet.size == 0 and packet.dts is None:
+                    continue  # the demuxer's end-of-stream marker
+                # A part may start with a dts at or below the previous part's last (B-frame delay).
+                # Each part starts at a keyframe, so only the order matters: nudge such a dts up
+                # by one tick, never past its pts.
+                if last_dts is not None and packet.dts is not None and packet.dts <= last_dts:
+                    packet.dts = last_dts + 1
+                    if packet.pts is not None and packet.dts > packet.pts:
+                        raise EncodeError(part, "parts overlap in time: cannot join them")
+                if packet.dts is not None:
+                    last_dts = packet.dts
+                yield packet
+
+
+def plan_streams(source: Path, output: Path, fmt: str) -> tuple[list[int], dict[str, str]]:
+    """Which source streams go into the output (by index), and codec options for converted ones.
+
+    Raises EncodeError when an audio stream cannot go into the container as it is: call it before a
+    long encode to fail early.
+    """
+    import av
+
+    with (
+        av.open(str(source), metadata_errors="replace") as src,
+        av.open(os.devnull, "w", format=fmt) as probe_out,
+    ):
+        supported = set(probe_out.supported_codecs) - _REFUSED.get(fmt, set())
+        maps: list[int] = []
+        codecs: dict[str, str] = {}
+        n_sub = 0
+        for s in src.streams:
+            name = s.codec_context.name if s.codec_context is not None else "unknown"
+            if s.type == "audio":
+                if name not in supported:
+                    raise EncodeError(
+                        output,
+                        f"cannot carry audio stream #{s.index} ({name}) in {output.suffix} without "
+                        "re-encoding it; choose a .mkv output (Matroska takes any audio)",
+                    )
+                maps.append(s.index)
+            elif s.type == "subtitle":
+                if name in supported:
+                    maps.append(s.index)
+                    n_sub += 1
+                elif fmt in ("mp4", "mov") and name in _TEXT_SUBTITLES:
+                    maps.append(s.index)
+                    codecs[f"c:s:{n_sub}"] = "mov_text"
+                    n_sub += 1
+                else:
+                    log.warning(
+                        "%s: subtitle stream #%d (%s) cannot be stored in %s and is left out "
+                        "(use .mkv to keep it)",
+                        output,
+                        s.index,
+                        name,
+                        output.suffix,
+                    )
+            elif s.type == "attachment" and fmt == "matroska":
+                maps.append(s.index)  # fonts for styled subtitles
+        return maps, codecs
+
+
+def mux(
+    video_parts: Sequence[Path],
+    source: Path,
+    output: Path,
+    *,
+    overwrite: bool = False,
+    color: ColorTags | None = None,
+    rotation: int = 0,
+    frame_rate: Fraction | None = None,
+    variable_frame_rate: bool = False,
+    sample_aspect_ratio: Fraction | None = None,
+    codec_tag: str | None = None,
+    ffmpeg: str = "ffmpeg",
+) -> Path:
+    """Join `video_parts` (in order) with every audio/subtitle stream of `source` into `output`.
+
+    `color` becomes the video's colour description, `rotation` (degrees clockwise) its display
+    rotation, `sample_aspect_ratio` its pixel aspect, and a constant `frame_rate` its declared
+    rate. Audio the container cannot hold is an error (never dropped or re-encoded); subtitles it
+    cannot hold are converted (text into MP4) or left out with a warning. The file appears at
+    `output` only when complete.
+    """
+    output = Path(output)
+    check_output(output, overwrite=overwrite)
+    fmt = CONTAINER_FORMATS[output.suffix.lower()]
+    maps, sub_codecs = plan_streams(Path(source), output, fmt)
+    joined = output.with_name(f".{output.stem}.video.mov")
+    tmp = temporary_path(output)
+    try:
+        join_parts(
+            video_parts,
+            joined,
+            color=color,
+            rotation=rotation,
+            frame_rate=None if variable_frame_rate else frame_rate,
+            codec_tag=codec_tag if fmt in ("mp4", "mov") else None,
+        )
+        if color is not None:
+            # Also at the container level (ffmpeg applies these to stream copies): Matroska keeps a
+            # range even when the other tags are unspecified, which MP4's colour atom cannot.
+            tags = {
+                "color_primaries": color.primaries,
+                "color_trc": color.transfer,
+                "colorspace": color.matrix,
+                "color_range": color.range,
+            }
+            sub_codecs = {**sub_codecs, **{k: v for k, v in tags.items() if v}}
+        if rotation % 360 and fmt == "matroska":
+            log.warning(
+                "%s: this ffmpeg cannot store a display rotation in Matroska; the %d° rotation is lost "
+                "(use .mp4 or .mov to keep it)",
+                output,
+                rotation,
+            )
+        if sample_aspect_ratio:
+            # Not every codec stores its pixel aspect in the bitstream: declare it in the container.
+            with _open_video(joined) as (width, height, _):
+                dar = Fraction(width, height) * sample_aspect_ratio
+            sub_codecs = {**sub_codecs, "aspect": f"{dar.numerator}:{dar.denominator}"}
+        if fmt in ("mp4", "mov"):
+            with _open_video(joined) as (_, _, time_base):
+                sub_codecs = {**sub_codecs, "movie_timescale": str(mov_timescale(time_base))}
+        cmd = _mux_command(ffmpeg, joined, Path(source), maps, sub_codecs, fmt, codec_tag, tmp)
+        _run_ffmpeg(cmd, output)
+        os.replace(tmp, output)
+    finally:
+        joined.unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
+    return output
+
+
+@contextlib.contextmanager
+def _open_video(path: Path) -> Iterator[tuple[int, int, Fraction]]:
+    import av
+
+    with av.open(str(path)) as c:
+        stream = c.streams.video[0]
+        yield stream.codec_context.width, stream.codec_context.height, _time_base(stream)
+
+
+def _mux_command(
+    ffmpeg_bin: str,
+    video: Path,
+    source: Path,
+    source_streams: list[int],
+    options: dict[str, str],
+    fmt: str,
+    codec_tag: str | None,
+    tmp: Path,
+) -> list[str]:
+    # Built by hand rather than with ffmpeg-python: its graph drops an input none of whose streams
+    # is mapped, and the source must stay an input for its metadata and chapters.
+    cmd = [ffmpeg_bin, "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
+    # -copyts: absolute timestamps, so video and audio keep the source's common clock (ffmpeg would
+    # otherwise shift each input by its own start time).
+    cmd += ["-copyts", "-i", str(video), "-i", str(source), "-map", "0:v:0"]
+    for index in source_streams:
+        cmd += ["-map", f"1:{index}"]
+    cmd += ["-c", "copy"]
+    for key, value in options.items():
+        cmd += [f"-{key}", value]
+    cmd += ["-map_metadata", "1", "-map_chapters", "1"]
+    if fmt in ("mp4", "mov"):
+        # FLAC and Opus in MP4 are standard now but still flagged experimental in ffmpeg 5.1.
+        cmd += ["-movflags", "+faststart", "-strict", "experimental"]
+        if codec_tag:
+            cmd += ["-tag:v", codec_tag]
+    return [*cmd, "-f", fmt, str(tmp)]
+
+
+def _run_ffmpeg(cmd: list[str], output: Path) -> None:
+    log.debug("mux: %s", " ".join(cmd))
+    try:
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+    except OSError as exc:
+        raise EncodeError(output, f"cannot start ffmpeg ({exc.strerror})") from exc
+    drain = StderrDrain(proc.stderr)
+    drain.start()
+    rc = proc.wait()
+    drain.join()
+    if rc != 0:
+        raise ffmpeg_error(output, f"muxing failed (ffmpeg exited with status {rc})", drain)

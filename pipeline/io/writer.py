@@ -1,0 +1,261 @@
+"""Encoding RGB frames with ffmpeg, each at its original timestamp.
+
+PyAV writes the frames as uncompressed video in a NUT stream on ffmpeg's stdin; NUT carries every
+frame's exact pts in the source's own time base, so ffmpeg (driven through ffmpeg-python, with
+`-fps_mode passthrough -enc_time_base -1`) encodes exactly the timestamps it is given: variable frame
+rates survive and 30000/1001 stays 30000/1001. The result is a video-only *part* (MOV, which keeps
+any time base exactly); `mux` joins parts and adds the source's audio and subtitles.
+
+ffmpeg's stderr is drained by a thread into a bounded buffer, so a chatty encoder can never fill the
+pipe and stall; when ffmpeg fails, its own last lines become the EncodeError message.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import subprocess
+import threading
+from fractions import Fraction
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+from pipeline.errors import EncodeError
+from pipeline.io.decode import rgb_conversion
+from pipeline.io.presets import EncoderPreset, encoder_options, get_preset, mov_timescale, output_pix_fmt
+from pipeline.types import ColorTags
+
+log = logging.getLogger(__name__)
+
+# Names the scale filter takes for the matrices and ranges `rgb_conversion` returns.
+_SCALE_MATRIX = {
+    "ITU709": "bt709",
+    "ITU601": "bt601",
+    "BT2020": "bt2020",
+    "SMPTE240M": "smpte240m",
+    "FCC": "fcc",
+}
+_SCALE_RANGE = {"JPEG": "pc", "MPEG": "tv"}
+
+
+class StderrDrain(threading.Thread):
+    """Reads a pipe to its end, keeping the last lines (ffmpeg's error is at the end)."""
+
+    def __init__(self, pipe: Any, keep: int = 60) -> None:
+        super().__init__(daemon=True)
+        self.pipe = pipe
+        self.lines: collections.deque[str] = collections.deque(maxlen=keep)
+
+    def run(self) -> None:
+        for raw in iter(self.pipe.readline, b""):
+            self.lines.append(raw.decode("utf-8", "replace").rstrip())
+        self.pipe.close()
+
+    def tail(self, n: int = 12) -> str:
+        return "\n".join(list(self.lines)[-n:])
+
+
+def ffmpeg_error(path: Path, what: str, drain: StderrDrain) -> EncodeError:
+    tail = drain.tail()
+    return EncodeError(path, f"{what}; ffmpeg said:\n{tail}" if tail else what)
+
+
+class VideoWriter:
+    """Context manager: `write(image, pts)` RGB frames; on clean exit the part file exists, complete.
+
+    The part is written under a temporary name and renamed when ffmpeg has finished; on any error
+    the temporary file is removed and nothing is left at `path`.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        width: int,
+        height: int,
+        time_base: Fraction,
+        frame_rate: Fraction | None = None,
+        preset: str | EncoderPreset = "delivery-x264",
+        crf: int | None = None,
+        deep: bool = False,
+        source_pix_fmt: str | None = None,
+        color: ColorTags | None = None,
+        sample_aspect_ratio: Fraction = Fraction(1),
+        ffmpeg: str = "ffmpeg",
+    ) -> None:
+        self.path = Path(path)
+        self.width, self.height = width, height
+        self.time_base = Fraction(time_base)
+        self.frame_rate = frame_rate
+        self.preset = get_preset(preset) if isinstance(preset, str) else preset
+        self.deep = deep
+        self.pix_fmt = output_pix_fmt(self.preset, source_pix_fmt, deep, width, height)
+        self.color = color or ColorTags()
+        self.sample_aspect_ratio = sample_aspect_ratio
+        self.crf = crf
+        self.ffmpeg = ffmpeg
+        self.frames_written = 0
+        self._tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix or '.mov'}")
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._drain: StderrDrain | None = None
+        self._nut: Any = None
+        self._stream: Any = None
+        self._last_pts: int | None = None
+
+    # -- command ----------------------------------------------------------------------------
+    def command(self) -> list[str]:
+        """The ffmpeg command line (also useful in logs)."""
+        import ffmpeg
+
+        cs, rng = rgb_conversion(self.color, self.height)
+        # RGB in is full range; convert with the same matrix the decoder used, and tag as the source.
+        vf = (
+            f"scale=out_color_matrix={_SCALE_MATRIX[cs]}:out_range={_SCALE_RANGE[rng]}"
+            f":flags=bicubic+accurate_rnd+full_chroma_int,format={self.pix_fmt},"
+            f"setsar={self.sample_aspect_ratio.numerator}/{self.sample_aspect_ratio.denominator}"
+        )
+        out: dict[str, Any] = {
+            "vf": vf,
+            **encoder_options(self.preset, self.pix_fmt, self.crf),
+            "fps_mode": "passthrough",  # never drop, duplicate or retime a frame
+            "enc_time_base": "-1",  # the encoder counts in the source's time base
+            "an": None,
+            "f": "mov",
+            "movie_timescale": str(mov_timescale(self.time_base)),
+            "video_track_timescale": str(mov_timescale(self.time_base)),
+        }
+        tags = {
+            "color_primaries": self.color.primaries,
+            "color_trc": self.color.transfer,
+            "colorspace": self.color.matrix,
+            "color_range": self.color.range,
+        }
+        out.update({k: v for k, v in tags.items() if v})
+        if self.preset.codec_tag:
+            out["tag:v"] = self.preset.codec_tag
+        stream = ffmpeg.input("pipe:0", format="nut").output(str(self._tmp), **out)
+        # -copyts: keep absolute timestamps (ffmpeg would shift the first frame to 0), so a part that
+        # starts mid-programme stays where it belongs.
+        stream = stream.global_args("-nostdin", "-hide_banner", "-loglevel", "error", "-copyts")
+        return list(ffmpeg.compile(stream, cmd=self.ffmpeg, overwrite_output=True))
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def __enter__(self) -> VideoWriter:
+        self.open()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def open(self) -> None:
+        import av
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        cmd = self.command()
+        log.debug("encoder: %s", " ".join(cmd))
+        try:
+            self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+        except OSError as exc:
+            raise EncodeError(self.path, f"cannot start ffmpeg ({exc.strerror})") from exc
+        self._drain = StderrDrain(self._proc.stderr)
+        self._drain.start()
+        self._nut = av.open(self._proc.stdin, mode="w", format="nut")
+        rgb = "rgb48le" if self.deep else "rgb24"
+        stream = self._nut.add_stream("rawvideo", rate=self.frame_rate)
+        stream.width, stream.height, stream.pix_fmt = self.width, self.height, rgb
+        stream.time_base = self.time_base
+        stream.codec_context.time_base = self.time_base
+        self._stream = stream
+        self._rgb = rgb
+
+    def write(self, image: np.ndarray, pts: int) -> None:
+        """Queue one frame ([H, W, 3] RGB, uint8 or uint16 as `deep` says) at `pts` (in time_base)."""
+        import av
+
+        if self._nut is None:
+            raise RuntimeError("VideoWriter.write before open()")
+        expected_dtype = np.uint16 if self.deep else np.uint8
+        if image.shape != (self.height, self.width, 3) or image.dtype != expected_dtype:
+            raise ValueError(
+                f"frame {image.shape} {image.dtype} does not match the writer "
+                f"({self.height}, {self.width}, 3) {np.dtype(expected_dtype)}"
+            )
+        if self._last_pts is not None and pts <= self._last_pts:
+            raise ValueError(f"timestamps must increase: {pts} after {self._last_pts}")
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format=self._rgb)
+        frame.pts = pts
+        frame.time_base = self.time_base
+        try:
+            for packet in self._stream.encode(frame):
+                self._nut.mux(packet)
+        except (BrokenPipeError, OSError, av.error.FFmpegError) as exc:
+            self.abort()
+            raise self._failure("ffmpeg stopped reading frames") from exc
+        self._last_pts = pts
+        self.frames_written += 1
+
+    def close(self) -> Path:
+        """Finish the encode and move the part into place; returns its path."""
+        import av
+
+        if self._proc is None or self._nut is None:
+            raise RuntimeError("VideoWriter.close before open()")
+        try:
+            for packet in self._stream.encode(None):
+                self._nut.mux(packet)
+            self._nut.close()
+            assert self._proc.stdin is not None
+            self._proc.stdin.close()
+        except (BrokenPipeError, OSError, av.error.FFmpegError) as exc:
+            self.abort()
+            raise self._failure("ffmpeg stopped reading frames") from exc
+        rc = self._proc.wait()
+        assert self._drain is not None
+        self._drain.join()
+        if rc != 0:
+            self._remove_tmp()
+            raise self._failure(f"ffmpeg exited with status {rc}")
+        if self.frames_written == 0:
+            self._remove_tmp()
+            raise EncodeError(self.path, "no frames were written")
+        self._tmp.replace(self.path)
+        self._nut = None
+        return self.path
+
+    def abort(self) -> None:
+        """Stop ffmpeg and remove the partial file (safe to call more than once)."""
+        if self._nut is not None:
+            with contextlib.suppress(Exception):  # the pipe may be broken already; it is discarded anyway
+                self._nut.close()
+            self._nut = None
+        if self._proc is not None:
+            if self._proc.stdin and not self._proc.stdin.closed:
+                with contextlib.suppress(OSError):
+                    self._proc.stdin.close()
+            if self._proc.poll() is None:
+                self._proc.kill()
+            self._proc.wait()
+            if self._drain is not None:
+                self._drain.join(timeout=5)
+        self._remove_tmp()
+
+    def _failure(self, what: str) -> EncodeError:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+        if self._drain is not None:
+            self._drain.join(timeout=5)
+            return ffmpeg_error(self.path, what, self._drain)
+        return EncodeError(self.path, what)
+
+    def _remove_tmp(self) -> None:
+        self._tmp.unlink(missing_ok=True)
