@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from tests.faces.synth import Clip, render, standard_shots
+from pipeline.faces.synthetic import Clip, render, standard_shots
 
 
 @pytest.fixture(scope="session")

@@ -13,9 +13,9 @@ from pipeline.errors import ConfigError
 from pipeline.faces.align import alignment_jitter
 from pipeline.faces.detect import RawFaces, detect_images, make_detector
 from pipeline.faces.scan import detector_input, scan_frames
+from pipeline.faces.synthetic import Clip
 from pipeline.faces.track import smooth_series
 from pipeline.types import Track
-from tests.faces.synth import Clip
 
 
 def _match(clip: Clip, frame: int, landmarks: np.ndarray) -> int | None:

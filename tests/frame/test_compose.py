@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from pipeline.faces.align import crop_to_frame_affine, native_size, rescale_affine, warp_crop
+from pipeline.faces.synthetic import Clip, Placement, ShotSpec, render
 from pipeline.frame.compose import ComposeSettings, FacePaste, face_mask, paste_faces
-from tests.faces.synth import Clip, Placement, ShotSpec, render
 
 R = 256  # "generator" resolution of the identity restoration
 

@@ -1,6 +1,8 @@
 """Synthetic footage with real faces: scikit-image portraits composited into moving, cut clips.
 
-The photographs come from the installed scikit-image package (never copied into the repository).
+Used by the tests, the scan benchmark and the offline demo. The photographs come from the installed
+scikit-image package (a development dependency, imported only when a clip is rendered; never copied
+into the repository).
 Every clip carries its ground truth: which face is where in each frame, and which frames start a
 new shot. Clips are rendered sharp at high resolution and then degraded like archive footage
 (downscale, blur, grain, gray, low contrast).
@@ -8,7 +10,11 @@ new shot. Clips are rendered sharp at high resolution and then degraded like arc
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -155,3 +161,25 @@ def standard_shots() -> list[ShotSpec]:
             background_seed=3,
         ),
     ]
+
+
+def write_video(
+    frames: Sequence[np.ndarray],  # [H, W, 3] uint8 RGB, H and W even
+    path: Path,
+    rate: str = "25",
+    audio: bool = True,
+    codec: str = "libx264",
+) -> Path:
+    """Encode frames (and, with `audio`, a sine tone as FLAC) into `path` with the system ffmpeg."""
+    h, w = frames[0].shape[:2]
+    cmd = [shutil.which("ffmpeg") or "ffmpeg", "-v", "error", "-y"]
+    cmd += ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-framerate", rate, "-i", "pipe:0"]
+    if audio:
+        cmd += ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-shortest", "-c:a", "flac"]
+    cmd += ["-c:v", codec, "-pix_fmt", "yuv420p"]
+    if codec == "libx264":
+        cmd += ["-crf", "10", "-preset", "veryfast"]
+    cmd.append(str(path))
+    data = b"".join(np.ascontiguousarray(f, dtype=np.uint8).tobytes() for f in frames)
+    subprocess.run(cmd, input=data, check=True, capture_output=True)
+    return path

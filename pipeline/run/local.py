@@ -1,0 +1,308 @@
+"""The in-process executor: every stage in order on this machine, results kept in the work dir.
+
+    probe -> scan -> crops -> search (per track) -> compose (per segment) -> mux
+
+Each stage's result is stored under a key made of the input's content key and exactly the
+settings it depends on, so a rerun (after a crash, or with a changed late-stage setting) skips
+what is done. A JSON report beside the output lists every face-frame with its consistency (PSNR of
+the downscaled restoration against the footage) and says plainly that the facial detail is invented.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline import INVENTED_DETAIL_NOTICE
+from pipeline.config import Config, dump_config, to_dict
+from pipeline.errors import CheckpointError
+from pipeline.faces.scan import ScanResult
+from pipeline.run.stages import FacePlacement
+from pipeline.types import FaceCrop, FaceRestoration
+
+log = logging.getLogger(__name__)
+
+RANDOM_SOURCE_PREFIX = "random"  # `source` metadata of seeded random (non-face) test generators
+
+
+@dataclass
+class RestoreReport:
+    output: Path
+    frames: int
+    tracks: int
+    face_frames: int
+    restored: int  # face-frames with a restored face pasted in
+    met_bound: int  # ... of which reached the search's consistency bound
+    random_generator: bool  # the prior was a seeded random test generator (its faces are not faces)
+    model: str | None
+    seconds: dict[str, float] = field(default_factory=dict)
+    report_path: Path | None = None
+
+
+@dataclass(frozen=True)
+class Prior:
+    G: Any  # pipeline.prior.stylegan2.Generator on `device`
+    description: str  # where the weights came from
+    random: bool  # a seeded random test generator, not a face model
+    key: str  # content key of the weights (part of the search stage's key)
+
+
+def resolve_device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def load_prior(model: str, device: str, dtype: str = "float32") -> Prior:
+    """A generator from a checkpoint path (any supported format) or a model-zoo name."""
+    import torch
+
+    from pipeline.prior.checkpoint import load_checkpoint, prepare
+    from pipeline.prior.zoo import resolve_model
+    from pipeline.run.workdir import WorkDir
+
+    # A file, or a zoo name already in the local cache; otherwise a ModelNotAvailableError that
+    # says where to get the weights (nothing is downloaded here: `reel models fetch` does that).
+    path = Path(resolve_model(model))
+    G, kind = load_checkpoint(path)
+    source = kind
+    if kind == "reel":
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                source = (f.metadata() or {}).get("source", "") or "reel"
+        except OSError as exc:
+            raise CheckpointError(path, f"cannot read: {exc}") from exc
+    torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
+    G = prepare(G, device, torch_dtype)
+    return Prior(G, f"{path} ({source})", source.startswith(RANDOM_SOURCE_PREFIX), WorkDir.video_key(path))
+
+
+def _segments(start: int, end: int, length: int) -> list[tuple[int, int]]:
+    length = max(1, length)
+    return [(s, min(s + length, end)) for s in range(start, end, length)]
+
+
+def restore(
+    input: str | Path,
+    output: str | Path,
+    config: Config,
+    *,
+    overwrite: bool = False,
+    prior: Prior | None = None,
+) -> RestoreReport:
+    """Restore `input` into `output` on this machine; faces are restored when config.prior.model is set."""
+    from pipeline.faces import store
+    from pipeline.io.mux import check_output, mux
+    from pipeline.io.probe import probe
+    from pipeline.run import stages
+    from pipeline.run.workdir import WorkDir, default_workdir
+
+    input, output = Path(input), Path(output)
+    check_output(output, overwrite=overwrite)
+    info = probe(input)
+    wd = WorkDir(default_workdir(output, config.run.workdir))
+    wd.clean_temporaries()
+    vkey = WorkDir.video_key(input)
+    decode = (config.io.deinterlace, config.io.inverse_telecine)
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+
+    # scan
+    scan_key = WorkDir.settings_key(vkey, config.scan, decode)
+    scan_path = wd.artifact("scan", scan_key, "scan.npz")
+    if wd.has("scan", scan_key, "scan.npz"):
+        scanned: ScanResult = store.scan_from_arrays(wd.load_arrays(scan_path))
+        log.info("scan: reusing %s", scan_path)
+    else:
+        scanned = stages.scan(input, config)
+        wd.save_arrays(scan_path, **store.scan_to_arrays(scanned))
+    seconds["scan"] = time.perf_counter() - t0
+    log.info(
+        "%d shots, %d face tracks (%d face-frames), footage is %s",
+        len(scanned.shots),
+        len(scanned.tracks),
+        sum(len(t.frames) for t in scanned.tracks),
+        "black and white" if scanned.gray else "colour",
+    )
+
+    # crops
+    t = time.perf_counter()
+    crops_key = WorkDir.settings_key(scan_key, "crops-v1")
+    crops_path = wd.artifact("crops", crops_key, "crops.npz")
+    if wd.has("crops", crops_key, "crops.npz"):
+        crops: list[FaceCrop] = store.crops_from_arrays(wd.load_arrays(crops_path))
+    else:
+        crops = stages.make_crops(input, scanned.tracks, scanned.gray, config)
+        wd.save_arrays(crops_path, **store.crops_to_arrays(crops))
+    seconds["crops"] = time.perf_counter() - t
+
+    # search, one stored result per track
+    t = time.perf_counter()
+    restorations: list[FaceRestoration] = []
+    model = config.prior.model
+    if model is None and crops:
+        log.warning(
+            "no face model given (--model): %d face-frames are upscaled but not restored. Give a "
+            "StyleGAN2 face checkpoint with --model PATH_OR_NAME",
+            len(crops),
+        )
+    if model is not None and crops:
+        if prior is None:
+            prior = load_prior(model, resolve_device(config.run.device), config.prior.dtype)
+        if prior.random:
+            log.warning(
+                "the face prior is a seeded RANDOM TEST GENERATOR (%s): restored faces are not faces; "
+                "this run only exercises the pipeline",
+                prior.description,
+            )
+        restorations = _search(wd, prior, crops, scan_key, config)
+    seconds["search"] = time.perf_counter() - t
+
+    # compose: upscale, paste, encode parts; then mux
+    t = time.perf_counter()
+    affine = {(c.track_id, c.frame_index): (c.crop_to_frame, c.image.shape[0]) for c in crops}
+    placements = [FacePlacement(r, *affine[(r.track_id, r.frame_index)]) for r in restorations]
+    compose_key = WorkDir.settings_key(
+        vkey,
+        decode,
+        [(r.track_id, r.frame_index, float(r.psnr), r.latents) for r in restorations],
+        config.upscale,
+        config.io.preset,
+        config.io.crf,
+        scanned.gray,
+    )
+    parts = []
+    for s, e in _segments(0, len(_frame_count(input)), config.run.segment_frames):
+        name = f"part-{s:08d}.mkv"
+        part = wd.artifact("compose", compose_key, name)
+        if not wd.has("compose", compose_key, name):
+            mine = [p for p in placements if s <= p.restoration.frame_index < e]
+            stages.compose_segment(input, info, s, e, mine, scanned.gray, config, part)
+        parts.append(part)
+    seconds["compose"] = time.perf_counter() - t
+    t = time.perf_counter()
+    vs = info.video
+    mux(
+        parts,
+        input,
+        output,
+        overwrite=overwrite,
+        color=vs.color,
+        rotation=vs.rotation,
+        frame_rate=vs.frame_rate,
+        variable_frame_rate=vs.variable_frame_rate,
+    )
+    seconds["mux"] = time.perf_counter() - t
+    seconds["total"] = time.perf_counter() - t0
+    dump_config(config, output.with_name(output.name + ".config.yaml"))
+    report = RestoreReport(
+        output=output,
+        frames=len(_frame_count(input)),
+        tracks=len(scanned.tracks),
+        face_frames=len(crops),
+        restored=len(restorations),
+        met_bound=sum(r.met_bound for r in restorations),
+        random_generator=bool(prior and prior.random),
+        model=prior.description if prior else model,
+        seconds=seconds,
+    )
+    report.report_path = _write_report(report, scanned, restorations, config)
+    log.info(
+        "wrote %s: %d frames, %d tracks, %d face-frames restored (%d met the bound). %s",
+        output,
+        report.frames,
+        report.tracks,
+        report.restored,
+        report.met_bound,
+        INVENTED_DETAIL_NOTICE if restorations else "",
+    )
+    return report
+
+
+def _frame_count(input: Path) -> Sequence[int]:
+    from pipeline.io.decode import frame_index
+
+    return frame_index(input)[1]
+
+
+def _search(
+    wd: Any, prior: Prior, crops: list[FaceCrop], scan_key: str, config: Config
+) -> list[FaceRestoration]:
+    from pipeline.faces import store
+    from pipeline.run import stages
+    from pipeline.run.workdir import WorkDir
+    from pipeline.search.latent_space import GaussianizedW
+
+    key = WorkDir.settings_key(scan_key, prior.key, config.search, config.prior.dtype)
+    out: list[FaceRestoration] = []
+    pending: list[FaceCrop] = []
+    for tid in sorted({c.track_id for c in crops}):
+        name = f"track-{tid:06d}.npz"
+        if wd.has("search", key, name):
+            out.extend(store.restorations_from_arrays(wd.load_arrays(wd.artifact("search", key, name))))
+        else:
+            pending.extend(c for c in crops if c.track_id == tid)
+    if not pending:
+        return out
+    device = resolve_device(config.run.device)
+    space = GaussianizedW.fit(prior.G, n=config.search.gaussian_samples, device=device)
+    # All pending tracks advance in lockstep, frame t of each in one batch (see search.track).
+    faces = stages.search_tracks(prior.G, space, pending, config, device)
+    for tid in sorted({f.track_id for f in faces}):
+        mine = [f for f in faces if f.track_id == tid]
+        wd.save_arrays(
+            wd.artifact("search", key, f"track-{tid:06d}.npz"), **store.restorations_to_arrays(mine)
+        )
+        log.info(
+            "track %d: %d frames restored, mean consistency %.1f dB",
+            tid,
+            len(mine),
+            sum(f.psnr for f in mine) / len(mine),
+        )
+    return out + faces
+
+
+def _write_report(
+    report: RestoreReport, scanned: ScanResult, restorations: Sequence[FaceRestoration], config: Config
+) -> Path:
+    from pipeline.faces.store import track_summary
+    from pipeline.run.workdir import save_json
+
+    path = report.output.with_name(report.output.name + ".report.json")
+    save_json(
+        path,
+        {
+            "notice": INVENTED_DETAIL_NOTICE,
+            "random_test_generator": report.random_generator,
+            "model": report.model,
+            "output": str(report.output),
+            "frames": report.frames,
+            "black_and_white": scanned.gray,
+            "shots": [[s.start, s.end] for s in scanned.shots],
+            "tracks": track_summary(scanned),
+            "face_frames": report.face_frames,
+            "restored": report.restored,
+            "met_bound": report.met_bound,
+            "faces": [
+                {
+                    "track_id": r.track_id,
+                    "frame": r.frame_index,
+                    "psnr_db": round(r.psnr, 3),
+                    "met_bound": r.met_bound,
+                    "steps": r.steps,
+                }
+                for r in restorations
+            ],
+            "seconds": {k: round(v, 3) for k, v in report.seconds.items()},
+            "config": to_dict(config),
+        },
+    )
+    return path

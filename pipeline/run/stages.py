@@ -1,0 +1,184 @@
+"""The stage functions every executor calls: pure, picklable, small inputs and outputs.
+
+Frames never travel between stages: each stage that needs pixels decodes its own frame range from
+the video's path. Stages exchange tracks, crops (native-size faces), restorations (latents and the
+generator's face) and paths of encoded parts. The in-process executor (`pipeline.run.local`) calls
+them in order; the Ray executor calls the same functions in tasks and actors.
+
+    scan(video, cfg, start, end)                 -> ScanResult (shots, tracks, gray)
+    make_crops(video, tracks, gray, cfg)         -> list[FaceCrop]
+    search_tracks(G, space, crops, cfg, device)  -> list[FaceRestoration]
+    compose_segment(video, start, end, faces, gray, cfg, out_part, time_base) -> Path (video-only part)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.config import Config
+from pipeline.faces.scan import ScanResult, scan_frames
+from pipeline.types import FaceCrop, FaceRestoration, Track, VideoFrame, VideoInfo
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, eq=False)
+class FacePlacement:
+    """Where one restored face goes: its restoration and the alignment it was cropped with."""
+
+    restoration: FaceRestoration
+    crop_to_frame: np.ndarray  # [2, 3] continuous crop pixel -> continuous source pixel
+    crop_size: int  # S: the crop's side in pixels (the face's native size)
+
+
+def _frames(video: Path, cfg: Config, start: int, end: int | None, max_size: int | None = None) -> Any:
+    from pipeline.io.decode import iter_frames
+
+    return iter_frames(
+        video,
+        start=start,
+        end=end,
+        max_size=max_size,
+        deinterlace=cfg.io.deinterlace,
+        inverse_telecine=cfg.io.inverse_telecine,
+        max_damaged_fraction=cfg.io.max_damaged_fraction,
+    )
+
+
+def scan(
+    video: Path, cfg: Config, start: int = 0, end: int | None = None, first_track_id: int = 0
+) -> ScanResult:
+    """Shots and face tracks of frames [start, end) (a range boundary acts as a cut)."""
+    reader = _frames(video, cfg, start, end)
+
+    def pairs() -> Iterator[tuple[int, np.ndarray]]:
+        with reader:
+            for frame in reader:
+                yield frame.index, frame.image
+
+    return scan_frames(pairs(), cfg.scan, first_track_id=first_track_id)
+
+
+def make_crops(video: Path, tracks: Sequence[Track], gray: bool, cfg: Config) -> list[FaceCrop]:
+    """The aligned native-size crop of every track frame, decoding only the tracks' frame range."""
+    from pipeline.faces.align import make_crop
+
+    if not tracks:
+        return []
+    rows: dict[int, list[Any]] = defaultdict(list)
+    for track in tracks:
+        for row in track.frames:
+            rows[row.frame_index].append(row)
+    start, end = min(t.start for t in tracks), max(t.end for t in tracks)
+    crops: list[FaceCrop] = []
+    with _frames(video, cfg, start, end) as reader:
+        for frame in reader:
+            for row in rows.get(frame.index, ()):
+                crops.append(make_crop(frame.image, row, gray))
+    crops.sort(key=lambda c: (c.track_id, c.frame_index))
+    return crops
+
+
+def search_target(crop: np.ndarray, resolution: int) -> np.ndarray:
+    """The search target: the native crop, or, for faces larger than the generator, the crop reduced
+    to the generator's resolution (the prior cannot add detail the footage already has)."""
+    import cv2
+
+    if crop.shape[0] <= resolution:
+        return crop
+    return np.asarray(cv2.resize(crop, (resolution, resolution), interpolation=cv2.INTER_AREA))
+
+
+def search_tracks(
+    G: Any,  # pipeline.prior.stylegan2.Generator, already on `device`
+    space: Any,  # pipeline.search.latent_space.GaussianizedW fitted for G
+    crops: Sequence[FaceCrop],
+    cfg: Config,
+    device: str = "cpu",
+) -> list[FaceRestoration]:
+    """Warm-started latent search over whole tracks (several tracks advance in one batch)."""
+    from pipeline.search.track import TrackInput, restore_tracks_batched
+
+    resolution = int(G.cfg.resolution)
+    by_track: dict[int, list[FaceCrop]] = defaultdict(list)
+    for c in crops:
+        by_track[c.track_id].append(c)
+    inputs = []
+    for tid, cs in sorted(by_track.items()):
+        cs.sort(key=lambda c: c.frame_index)
+        images = [search_target(c.image, resolution) for c in cs]
+        inputs.append(TrackInput(tid, images, [c.frame_index for c in cs], cs[0].gray))
+    results = restore_tracks_batched(G, inputs, settings=cfg.search, space=space, device=device)
+    return [face for faces, _ in results for face in faces]
+
+
+def upscale_frame(image: np.ndarray, cfg: Config) -> np.ndarray:
+    """The whole frame upscaled by cfg.upscale (classical resampling, dtype kept)."""
+    from pipeline.frame.upscale import upscale
+
+    return np.asarray(upscale(image, cfg.upscale.scale, cfg.upscale.method))
+
+
+def compose_frame(frame: VideoFrame, faces: Sequence[FacePlacement], gray: bool, cfg: Config) -> np.ndarray:
+    """One output frame: upscaled, with every restored face of that frame pasted in."""
+    from pipeline.faces.align import rescale_affine
+    from pipeline.frame.compose import FacePaste, paste_faces
+
+    up = upscale_frame(frame.image, cfg)
+    scale = up.shape[1] / frame.image.shape[1]
+    pastes = [
+        FacePaste(
+            p.restoration.image,
+            rescale_affine(
+                p.crop_to_frame, src_scale=p.restoration.image.shape[0] / p.crop_size, dst_scale=scale
+            ),
+        )
+        for p in faces
+    ]
+    return paste_faces(up, pastes, gray=gray) if pastes else up
+
+
+def compose_segment(
+    video: Path,
+    info: VideoInfo,
+    start: int,
+    end: int,
+    faces: Sequence[FacePlacement],
+    gray: bool,
+    cfg: Config,
+    out_part: Path,
+) -> Path:
+    """Decode [start, end), upscale, paste faces, encode a video-only part (source timestamps kept)."""
+    from pipeline.io.writer import VideoWriter
+
+    by_frame: dict[int, list[FacePlacement]] = defaultdict(list)
+    for p in faces:
+        by_frame[p.restoration.frame_index].append(p)
+    vs = info.video
+    scale = cfg.upscale.scale
+    with _frames(video, cfg, start, end) as reader:
+        writer = VideoWriter(
+            out_part,
+            width=vs.width * scale,
+            height=vs.height * scale,
+            time_base=Fraction(reader.time_base),
+            frame_rate=vs.frame_rate,
+            preset=cfg.io.preset,
+            crf=cfg.io.crf,
+            deep=reader.dtype == np.uint16,
+            source_pix_fmt=vs.pix_fmt,
+            color=vs.color,
+            sample_aspect_ratio=vs.sample_aspect_ratio,
+        )
+        with writer:
+            for frame in reader:
+                writer.write(compose_frame(frame, by_frame.get(frame.index, ()), gray, cfg), frame.pts)
+    return out_part
