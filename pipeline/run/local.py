@@ -19,7 +19,7 @@ from typing import Any
 
 from pipeline import INVENTED_DETAIL_NOTICE
 from pipeline.config import Config, dump_config, to_dict
-from pipeline.errors import CheckpointError
+from pipeline.errors import CheckpointError, ConfigError, OutputError
 from pipeline.faces.scan import ScanResult
 from pipeline.run.stages import FacePlacement
 from pipeline.types import FaceCrop, FaceRestoration
@@ -100,14 +100,25 @@ def restore(
 ) -> RestoreReport:
     """Restore `input` into `output` on this machine; faces are restored when config.prior.model is set."""
     from pipeline.faces import store
-    from pipeline.io.mux import check_output, mux
+    from pipeline.io.mux import check_output, mux, plan_streams
+    from pipeline.io.presets import CONTAINER_FORMATS, encoder_options, get_preset
     from pipeline.io.probe import probe
     from pipeline.run import stages
     from pipeline.run.workdir import WorkDir, default_workdir
 
     input, output = Path(input), Path(output)
+    preset = get_preset(config.io.preset)
+    encoder_options(preset, preset.pix_fmt_8, config.io.crf)  # a bad setting fails now, not mid-run
     check_output(output, overwrite=overwrite)
+    if output.suffix.lower() not in preset.suffixes:
+        raise ConfigError(
+            f"io.preset {preset.name!r} ({preset.codec}) cannot be written to {output.suffix}; "
+            f"use {' or '.join(preset.suffixes)}"
+        )
+    if input.resolve() == output.resolve():
+        raise OutputError(output, "is the input file; choose another output name")
     info = probe(input)
+    plan_streams(input, output, CONTAINER_FORMATS[output.suffix.lower()])  # fail now, not after encoding
     wd = WorkDir(default_workdir(output, config.run.workdir))
     wd.clean_temporaries()
     vkey = WorkDir.video_key(input)
@@ -180,8 +191,11 @@ def restore(
         scanned.gray,
     )
     parts = []
-    for s, e in _segments(0, len(_frame_count(input)), config.run.segment_frames):
-        name = f"part-{s:08d}.mkv"
+    total = len(_frame_count(input))
+    # Inverse telecine renumbers frames as it decodes, so it can only read from frame 0: one segment.
+    length = total if config.io.inverse_telecine else config.run.segment_frames
+    for s, e in _segments(0, total, length):
+        name = f"part-{s:08d}.mov"
         part = wd.artifact("compose", compose_key, name)
         if not wd.has("compose", compose_key, name):
             mine = [p for p in placements if s <= p.restoration.frame_index < e]
@@ -198,14 +212,16 @@ def restore(
         color=vs.color,
         rotation=vs.rotation,
         frame_rate=vs.frame_rate,
-        variable_frame_rate=vs.variable_frame_rate,
+        variable_frame_rate=vs.variable_frame_rate and not config.io.inverse_telecine,
+        sample_aspect_ratio=vs.sample_aspect_ratio,
+        codec_tag=preset.codec_tag,
     )
     seconds["mux"] = time.perf_counter() - t
     seconds["total"] = time.perf_counter() - t0
     dump_config(config, output.with_name(output.name + ".config.yaml"))
     report = RestoreReport(
         output=output,
-        frames=len(_frame_count(input)),
+        frames=total,
         tracks=len(scanned.tracks),
         face_frames=len(crops),
         restored=len(restorations),

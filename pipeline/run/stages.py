@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.config import Config
+from pipeline.errors import DecodeError
 from pipeline.faces.scan import ScanResult, scan_frames
 from pipeline.types import FaceCrop, FaceRestoration, Track, VideoFrame, VideoInfo
 
@@ -78,6 +79,8 @@ def make_crops(video: Path, tracks: Sequence[Track], gray: bool, cfg: Config) ->
         for row in track.frames:
             rows[row.frame_index].append(row)
     start, end = min(t.start for t in tracks), max(t.end for t in tracks)
+    if cfg.io.inverse_telecine:
+        start = 0  # inverse telecine numbers frames as it decodes: it must read from the start
     crops: list[FaceCrop] = []
     with _frames(video, cfg, start, end) as reader:
         for frame in reader:
@@ -156,29 +159,45 @@ def compose_segment(
     cfg: Config,
     out_part: Path,
 ) -> Path:
-    """Decode [start, end), upscale, paste faces, encode a video-only part (source timestamps kept)."""
+    """Decode [start, end), upscale, paste faces, encode a video-only part (source timestamps kept).
+
+    The part is written under a temporary name and renamed when complete (VideoWriter), so an
+    existing part is always a finished one.
+    """
+    from pipeline.io.presets import get_preset
     from pipeline.io.writer import VideoWriter
 
     by_frame: dict[int, list[FacePlacement]] = defaultdict(list)
     for p in faces:
         by_frame[p.restoration.frame_index].append(p)
     vs = info.video
-    scale = cfg.upscale.scale
-    with _frames(video, cfg, start, end) as reader:
-        writer = VideoWriter(
-            out_part,
-            width=vs.width * scale,
-            height=vs.height * scale,
-            time_base=Fraction(reader.time_base),
-            frame_rate=vs.frame_rate,
-            preset=cfg.io.preset,
-            crf=cfg.io.crf,
-            deep=reader.dtype == np.uint16,
-            source_pix_fmt=vs.pix_fmt,
-            color=vs.color,
-            sample_aspect_ratio=vs.sample_aspect_ratio,
-        )
-        with writer:
+    writer: VideoWriter | None = None
+    try:
+        with _frames(video, cfg, start, end) as reader:
             for frame in reader:
-                writer.write(compose_frame(frame, by_frame.get(frame.index, ()), gray, cfg), frame.pts)
+                image = compose_frame(frame, by_frame.get(frame.index, ()), gray, cfg)
+                if writer is None:
+                    # Opened at the first frame: inverse telecine sets the time base as it decodes.
+                    writer = VideoWriter(
+                        out_part,
+                        width=image.shape[1],
+                        height=image.shape[0],
+                        time_base=Fraction(reader.time_base),
+                        frame_rate=reader.frame_rate,
+                        preset=get_preset(cfg.io.preset),
+                        crf=cfg.io.crf,
+                        deep=image.dtype == np.uint16,
+                        source_pix_fmt=vs.pix_fmt,
+                        color=vs.color,
+                        sample_aspect_ratio=vs.sample_aspect_ratio,
+                    )
+                    writer.open()
+                writer.write(image, frame.pts)
+        if writer is None:
+            raise DecodeError(video, f"no frame decoded in [{start}, {end})")
+        writer.close()
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
     return out_part

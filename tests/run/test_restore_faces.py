@@ -139,3 +139,20 @@ def test_missing_model_says_what_to_do(
     with pytest.raises(CheckpointError, match="no such file"):
         restore(face_video, tmp_path / "out.mkv", _config(tmp_path / "no-such-model.pkl", tmp_path / "work"))
     assert not (tmp_path / "out.mkv").exists()
+
+
+def test_cli_restore_with_model(restored: _Run, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pipeline.cli import main
+
+    cfg = restored.config
+    out = tmp_path / "cli.mkv"
+    sets = ["search.steps=8", "search.warm_steps=3", "search.gaussian_samples=2000", "run.device=cpu"]
+    args = ["restore", str(restored.input), "-o", str(out), "--model", str(cfg.prior.model)]
+    # The same work directory: the CLI run reuses the fixture's search results.
+    args += ["--set", f"run.workdir={cfg.run.workdir}", *(x for s in sets for x in ("--set", s))]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "face tracks" in printed and "TEST generator" in printed and INVENTED_DETAIL_NOTICE in printed
+    assert out.exists() and out.with_name("cli.mkv.report.json").exists()
+    assert main(args) == 2  # the output exists now: refused without --overwrite
+    assert "already exists" in capsys.readouterr().err
