@@ -257,3 +257,27 @@ def _write(path: Path, data: bytes) -> Path:
 def _mkdir(path: Path) -> Path:
     path.mkdir()
     return path
+
+
+@pytest.mark.parametrize(
+    "setting",
+    ["io.deinterlace=maybe", "upscale.method=magic", "upscale.scale=0", "io.preset=h266", "io.crf=70"],
+)
+def test_bad_settings_fail_before_any_work(
+    media: MediaCache, tmp_path: Path, capsys: pytest.CaptureFixture[str], setting: str
+) -> None:
+    src = media.clip("cfr25-flac", **CASES["cfr25-flac"][0])
+    out = tmp_path / "restored.mkv"
+    assert restore(src, out, "--set", setting) == 2
+    assert setting.split("=")[0] in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_telecined_cartoon_is_restored_at_film_rate(media: MediaCache, tmp_path: Path) -> None:
+    src = media.clip("telecine", telecine=True, rate="30000/1001", frames=30, audio=1)
+    out = tmp_path / "film.mkv"
+    assert restore(src, out, "--scale", "1", "--set", "io.inverse_telecine=true") == 0
+    info = probe(out, exact=True)
+    assert info.video.frame_count == 24
+    assert info.video.frame_rate == Fraction(24000, 1001)
+    assert [d for _, d in read_audio_packets(out)[0]] == [d for _, d in read_audio_packets(src)[0]]

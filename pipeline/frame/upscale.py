@@ -6,7 +6,7 @@ import numpy as np
 
 # OpenCV interpolation flags by name. Lanczos (8x8 taps) is the sharpest of OpenCV's classical
 # kernels with little ringing; area averages and is meant for shrinking.
-METHODS = ("lanczos", "bicubic", "linear", "area", "nearest")
+METHODS = ("lanczos", "bicubic", "area", "nearest")
 
 
 def _flag(method: str) -> int:
@@ -15,7 +15,6 @@ def _flag(method: str) -> int:
     flags = {
         "lanczos": cv2.INTER_LANCZOS4,
         "bicubic": cv2.INTER_CUBIC,
-        "linear": cv2.INTER_LINEAR,
         "area": cv2.INTER_AREA,
         "nearest": cv2.INTER_NEAREST,
     }

@@ -176,12 +176,24 @@ class FrameReader(Iterator[VideoFrame]):
         self.close()
 
     # -- internals --------------------------------------------------------------------------
-    def _frames(self) -> Generator[VideoFrame, None, None]:
+    def native_frames(self) -> Generator[tuple[int, int, Any], None, None]:
+        """(index, pts, PyAV frame) without the RGB conversion, for re-encoding frames untouched.
+
+        Use instead of iterating the reader (not both). The frame's pts is in the decoder's time base,
+        which filters may change: use the `pts` given, in `time_base`.
+        """
+        return self._frames(convert=False)
+
+    def _frames(self, convert: bool = True) -> Generator[Any, None, None]:
         if self.start >= self.end:
             self._container.close()
             return
         try:
-            yield from self._decode_range()
+            for index, pts, frame in self._decode_range():
+                if frame.is_corrupt:
+                    self.stats.damaged += 1
+                self.stats.decoded += 1
+                yield self._to_video_frame(frame, index, pts) if convert else (index, pts, frame)
         finally:
             self._container.close()
         if self._ivtc:
@@ -223,7 +235,7 @@ class FrameReader(Iterator[VideoFrame]):
         gap = declared - span - period
         return max(0, int(gap / period)) if gap > 2 * period else 0
 
-    def _decode_range(self) -> Iterator[VideoFrame]:
+    def _decode_range(self) -> Iterator[tuple[int, int, Any]]:
         target = self._pts[self.start]
         last = self._pts[self.end - 1]
         back = Fraction(0)
@@ -242,10 +254,10 @@ class FrameReader(Iterator[VideoFrame]):
                     continue
                 if pts > last and not self._ivtc:
                     return
-                out = self._to_video_frame(frame, pts)
-                if out is not None:
-                    yield out
-                    if self._ivtc and out.index >= self.end - 1:
+                index = self._index_of(frame, pts)
+                if index is not None:
+                    yield index, pts, frame
+                    if self._ivtc and index >= self.end - 1:
                         return
             if not overshoot:
                 return
@@ -337,21 +349,23 @@ class FrameReader(Iterator[VideoFrame]):
         graph.configure()
         return graph
 
-    def _to_video_frame(self, frame: Any, pts: int) -> VideoFrame | None:
+    def _index_of(self, frame: Any, pts: int) -> int | None:
+        """The frame's index (its pts's rank in the index), or None for a frame to drop."""
         if self._ivtc:
             index = self._next_ivtc_index
             self._next_ivtc_index += 1
             if frame.time_base is not None and Fraction(frame.time_base) != self.time_base:
                 self.time_base = Fraction(frame.time_base)
-        else:
-            index = bisect.bisect_left(self._pts, pts)
-            if index >= len(self._pts) or self._pts[index] != pts or index in self._seen:
-                # A timestamp the index does not know (or a repeat): damaged stream, drop it.
-                self.stats.damaged += 1
-                return None
-            self._seen.add(index)
-        if frame.is_corrupt:
+            return index
+        index = bisect.bisect_left(self._pts, pts)
+        if index >= len(self._pts) or self._pts[index] != pts or index in self._seen:
+            # A timestamp the index does not know (or a repeat): damaged stream, drop it.
             self.stats.damaged += 1
+            return None
+        self._seen.add(index)
+        return index
+
+    def _to_video_frame(self, frame: Any, index: int, pts: int) -> VideoFrame:
         width, height = _reduced_size(frame.width, frame.height, self.max_size)
         cs, rng = rgb_conversion(self._frame_color(frame), frame.height)
         image = frame.to_ndarray(
@@ -363,7 +377,6 @@ class FrameReader(Iterator[VideoFrame]):
             dst_color_range="JPEG",
             interpolation="AREA" if (width, height) != (frame.width, frame.height) else "BICUBIC",
         )  # [H, W, 3] uint8 or uint16
-        self.stats.decoded += 1
         return VideoFrame(index=index, pts=pts, time=pts * self.time_base, image=image)
 
     def _frame_color(self, frame: Any) -> ColorTags:

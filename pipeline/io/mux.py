@@ -221,13 +221,20 @@ def mux(
 
     `color` becomes the video's colour description, `rotation` (degrees clockwise) its display
     rotation, `sample_aspect_ratio` its pixel aspect, and a constant `frame_rate` its declared
-    rate. Audio the container cannot hold is an error (never dropped or re-encoded); subtitles it
-    cannot hold are converted (text into MP4) or left out with a warning. The file appears at
-    `output` only when complete.
+    rate. Left as None, the pixel aspect is the first part's (VideoWriter stores it) and HEVC in MP4
+    gets the `hvc1` tag Apple players require. Audio the container cannot hold is an error (never
+    dropped or re-encoded); subtitles it cannot hold are converted (text into MP4) or left out with
+    a warning. The file appears at `output` only when complete.
     """
     output = Path(output)
     check_output(output, overwrite=overwrite)
+    if not video_parts:
+        raise EncodeError(output, "no video parts to join")
     fmt = CONTAINER_FORMATS[output.suffix.lower()]
+    part_sar, part_codec = _part_description(Path(video_parts[0]))
+    sample_aspect_ratio = sample_aspect_ratio or part_sar
+    if codec_tag is None and part_codec == "hevc":
+        codec_tag = "hvc1"
     maps, sub_codecs = plan_streams(Path(source), output, fmt)
     joined = output.with_name(f".{output.stem}.video.mov")
     tmp = temporary_path(output)
@@ -272,6 +279,19 @@ def mux(
         joined.unlink(missing_ok=True)
         tmp.unlink(missing_ok=True)
     return output
+
+
+def _part_description(part: Path) -> tuple[Fraction | None, str]:
+    """(pixel aspect, codec name) of an encoded part."""
+    import av
+
+    try:
+        with av.open(str(part)) as c:
+            stream = c.streams.video[0]
+            sar = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio
+            return (Fraction(sar) if sar else None), stream.codec_context.name
+    except (av.error.FFmpegError, IndexError) as exc:
+        raise EncodeError(part, f"not a readable video part ({exc})") from exc
 
 
 @contextlib.contextmanager

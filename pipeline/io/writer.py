@@ -85,6 +85,7 @@ class VideoWriter:
         source_pix_fmt: str | None = None,
         color: ColorTags | None = None,
         sample_aspect_ratio: Fraction = Fraction(1),
+        native_format: str | None = None,
         ffmpeg: str = "ffmpeg",
     ) -> None:
         self.path = Path(path)
@@ -98,6 +99,10 @@ class VideoWriter:
         self.sample_aspect_ratio = sample_aspect_ratio
         self.crf = crf
         self.ffmpeg = ffmpeg
+        # Frames handed over as decoded (write_frame) in exactly the stored format: no conversion at all.
+        if native_format is not None and native_format != self.pix_fmt:
+            raise ValueError(f"native frames must already be {self.pix_fmt}, not {native_format}")
+        self.native_format = native_format
         self.frames_written = 0
         self._tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix or '.mov'}")
         self._proc: subprocess.Popen[bytes] | None = None
@@ -111,13 +116,16 @@ class VideoWriter:
         """The ffmpeg command line (also useful in logs)."""
         import ffmpeg
 
-        cs, rng = rgb_conversion(self.color, self.height)
-        # RGB in is full range; convert with the same matrix the decoder used, and tag as the source.
-        vf = (
-            f"scale=out_color_matrix={_SCALE_MATRIX[cs]}:out_range={_SCALE_RANGE[rng]}"
-            f":flags=bicubic+accurate_rnd+full_chroma_int,format={self.pix_fmt},"
-            f"setsar={self.sample_aspect_ratio.numerator}/{self.sample_aspect_ratio.denominator}"
-        )
+        setsar = f"setsar={self.sample_aspect_ratio.numerator}/{self.sample_aspect_ratio.denominator}"
+        if self.native_format:
+            vf = setsar
+        else:
+            cs, rng = rgb_conversion(self.color, self.height)
+            # RGB in is full range; convert with the matrix the decoder used, and tag as the source.
+            vf = (
+                f"scale=out_color_matrix={_SCALE_MATRIX[cs]}:out_range={_SCALE_RANGE[rng]}"
+                f":flags=bicubic+accurate_rnd+full_chroma_int,format={self.pix_fmt},{setsar}"
+            )
         out: dict[str, Any] = {
             "vf": vf,
             **encoder_options(self.preset, self.pix_fmt, self.crf),
@@ -171,7 +179,8 @@ class VideoWriter:
         self._nut = av.open(self._proc.stdin, mode="w", format="nut")
         rgb = "rgb48le" if self.deep else "rgb24"
         stream = self._nut.add_stream("rawvideo", rate=self.frame_rate)
-        stream.width, stream.height, stream.pix_fmt = self.width, self.height, rgb
+        stream.width, stream.height = self.width, self.height
+        stream.pix_fmt = self.native_format or rgb
         stream.time_base = self.time_base
         stream.codec_context.time_base = self.time_base
         self._stream = stream
@@ -189,9 +198,31 @@ class VideoWriter:
                 f"frame {image.shape} {image.dtype} does not match the writer "
                 f"({self.height}, {self.width}, 3) {np.dtype(expected_dtype)}"
             )
+        if self.native_format:
+            raise RuntimeError("this writer takes decoded frames (write_frame), not RGB images")
+        # Zero-copy view of the array: the rawvideo encoder copies it into a packet at once.
+        frame = av.VideoFrame.from_numpy_buffer(np.ascontiguousarray(image), format=self._rgb)
+        self._send(frame, pts)
+
+    def write_frame(self, frame: Any, pts: int) -> None:
+        """Queue a decoded PyAV frame as it is (the writer was made with its `native_format`)."""
+        if self._nut is None:
+            raise RuntimeError("VideoWriter.write_frame before open()")
+        if frame.format.name != self.native_format or (frame.width, frame.height) != (
+            self.width,
+            self.height,
+        ):
+            raise ValueError(
+                f"frame {frame.width}x{frame.height} {frame.format.name} does not match the writer "
+                f"{self.width}x{self.height} {self.native_format}"
+            )
+        self._send(frame, pts)
+
+    def _send(self, frame: Any, pts: int) -> None:
+        import av
+
         if self._last_pts is not None and pts <= self._last_pts:
             raise ValueError(f"timestamps must increase: {pts} after {self._last_pts}")
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format=self._rgb)
         frame.pts = pts
         frame.time_base = self.time_base
         try:

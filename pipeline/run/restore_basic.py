@@ -12,12 +12,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pipeline.config import Config, dump_config
 from pipeline.errors import ConfigError, OutputError
-from pipeline.types import VideoFrame
+from pipeline.types import VideoFrame, VideoStreamInfo
+
+if TYPE_CHECKING:
+    from pipeline.io.decode import FrameReader
+    from pipeline.io.writer import VideoWriter
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +48,20 @@ def config_path_for(output: Path) -> Path:
     return output.with_name(output.name + ".config.yaml")
 
 
+def check_io_config(config: Config) -> None:
+    """Settings of the io and upscale sections that the dataclass types alone cannot check."""
+    from pipeline.frame.upscale import METHODS
+
+    if config.io.deinterlace not in ("auto", "on", "off"):
+        raise ConfigError(f"io.deinterlace={config.io.deinterlace!r}: must be auto, on or off")
+    if not 0.0 <= config.io.max_damaged_fraction <= 1.0:
+        raise ConfigError(f"io.max_damaged_fraction={config.io.max_damaged_fraction}: must be in [0, 1]")
+    if config.upscale.scale < 1:
+        raise ConfigError(f"upscale.scale={config.upscale.scale}: must be 1 or more")
+    if config.upscale.method not in METHODS:
+        raise ConfigError(f"upscale.method={config.upscale.method!r}: must be one of {', '.join(METHODS)}")
+
+
 def restore_frames(
     input: str | Path,
     output: str | Path,
@@ -63,12 +82,12 @@ def restore_frames(
     from pipeline.frame.upscale import upscale
     from pipeline.io.decode import iter_frames
     from pipeline.io.mux import check_output, mux, plan_streams
-    from pipeline.io.presets import CONTAINER_FORMATS, encoder_options, get_preset
+    from pipeline.io.presets import CONTAINER_FORMATS, encoder_options, get_preset, output_pix_fmt
     from pipeline.io.probe import probe
-    from pipeline.io.writer import VideoWriter
 
     started = time.perf_counter()
     source, output = Path(input), Path(output)
+    check_io_config(config)
     preset = get_preset(config.io.preset)
     encoder_options(preset, preset.pix_fmt_8, config.io.crf)  # a bad setting fails now, not mid-run
     check_output(output, overwrite=overwrite)
@@ -92,31 +111,35 @@ def restore_frames(
         inverse_telecine=config.io.inverse_telecine,
         max_damaged_fraction=config.io.max_damaged_fraction,
     )
+    # Nothing changes the pictures (scale 1, no hook) and the stored format is the source's: hand the
+    # decoded frames to the encoder as they are, skipping a lossy and costly RGB round trip.
+    out_pix_fmt = output_pix_fmt(preset, video.pix_fmt, video.bit_depth > 8, video.width, video.height)
+    native = (
+        scale == 1 and frame_hook is None and out_pix_fmt == video.pix_fmt and not config.io.inverse_telecine
+    )
     part = output.with_name(f".{output.stem}.part0000.mov")
     writer: VideoWriter | None = None
     frames = 0
     bar = tqdm(total=video.frame_count, unit="frame", desc=source.name, disable=not progress, smoothing=0.1)
     try:
         with reader:
-            for frame in reader:
+            if native:
+                writer = _writer(
+                    part, (video.width, video.height), video.bit_depth > 8, reader, config, video
+                )
+                writer.open()
+                for _, pts, av_frame in reader.native_frames():
+                    writer.write_frame(av_frame, pts)
+                    frames += 1
+                    bar.update()
+            for frame in () if native else reader:
                 image = upscale(frame.image, scale, method)  # [H*s, W*s, 3], source dtype
                 if frame_hook is not None:
                     image = frame_hook(frame, image)
                 if writer is None:
                     # Opened at the first frame: inverse telecine sets the time base as it decodes.
-                    writer = VideoWriter(
-                        part,
-                        width=image.shape[1],
-                        height=image.shape[0],
-                        time_base=reader.time_base,
-                        frame_rate=reader.frame_rate,
-                        preset=preset,
-                        crf=config.io.crf,
-                        deep=image.dtype == np.uint16,
-                        source_pix_fmt=video.pix_fmt,
-                        color=video.color,
-                        sample_aspect_ratio=video.sample_aspect_ratio,
-                    )
+                    size = (image.shape[1], image.shape[0])
+                    writer = _writer(part, size, image.dtype == np.uint16, reader, config, video, rgb=True)
                     writer.open()
                 writer.write(image, frame.pts)
                 frames += 1
@@ -160,3 +183,32 @@ def restore_frames(
         result.fps,
     )
     return result
+
+
+def _writer(
+    part: Path,
+    size: tuple[int, int],
+    deep: bool,
+    reader: FrameReader,
+    config: Config,
+    video: VideoStreamInfo,
+    *,
+    rgb: bool = False,
+) -> VideoWriter:
+    """The encoder for this run: RGB images (`rgb`) or decoded frames in the source's own format."""
+    from pipeline.io.writer import VideoWriter
+
+    return VideoWriter(
+        part,
+        width=size[0],
+        height=size[1],
+        time_base=reader.time_base,
+        frame_rate=reader.frame_rate,
+        preset=config.io.preset,
+        crf=config.io.crf,
+        deep=deep,
+        native_format=None if rgb else video.pix_fmt,
+        source_pix_fmt=video.pix_fmt,
+        color=video.color,
+        sample_aspect_ratio=video.sample_aspect_ratio,
+    )

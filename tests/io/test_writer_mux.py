@@ -96,3 +96,17 @@ def test_mux_refuses_to_overwrite_and_unknown_containers(media: MediaCache, tmp_
     with pytest.raises(OutputError, match="unsupported container"):
         mux([part], src, tmp_path / "out.avi")
     assert existing.read_bytes() == b"keep"
+
+
+@pytest.mark.timeout(60)
+def test_a_chatty_encoder_cannot_stall_the_pipe(tmp_path: Path) -> None:
+    # A stand-in for ffmpeg that writes 2 MB to stderr before encoding: far more than a pipe holds.
+    # Without the drain thread the encoder would block on stderr and never read its stdin.
+    chatty = tmp_path / "ffmpeg-chatty"
+    chatty.write_text('#!/bin/sh\nhead -c 2000000 /dev/zero | tr "\\0" "x" >&2\nexec ffmpeg "$@"\n')
+    chatty.chmod(0o755)
+    part = tmp_path / "p.mov"
+    with VideoWriter(part, width=64, height=64, time_base=Fraction(1, 25), ffmpeg=str(chatty)) as writer:
+        for i in range(30):
+            writer.write(np.full((64, 64, 3), 8 * i, np.uint8), i)
+    assert len(read_video_times(part).pts) == 30
