@@ -23,6 +23,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "face by latent search (the restored detail is invented, not recovered); sets prior.model",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    parser.add_argument(
+        "--executor",
+        choices=("ray", "local"),
+        help="ray (default: embedded or --address) or local (in-process)",
+    )
+    parser.add_argument(
+        "--address", help="Ray cluster address (HOST:PORT, auto or ray://...); sets run.address"
+    )
+    parser.add_argument("--workdir", help="work directory (default: OUTPUT.work beside the output)")
     add_config_arguments(parser)
 
 
@@ -36,7 +45,15 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.preset, sets)
     if args.model is not None:
         config = replace(config, prior=replace(config.prior, model=args.model))
-    if config.prior.model is not None:
+    run_options = {"executor": args.executor, "address": args.address, "workdir": args.workdir}
+    config = replace(
+        config, run=replace(config.run, **{k: v for k, v in run_options.items() if v is not None})
+    )
+    if config.run.executor not in ("ray", "local"):
+        from pipeline.errors import ConfigError
+
+        raise ConfigError(f"run.executor = {config.run.executor!r}: expected ray or local")
+    if config.prior.model is not None or config.run.executor == "ray":
         return _restore_faces(args, config)
     result = restore_frames(args.input, args.output, config, overwrite=args.overwrite)
     print(
@@ -49,9 +66,16 @@ def run(args: argparse.Namespace) -> int:
 
 def _restore_faces(args: argparse.Namespace, config: Any) -> int:
     from pipeline import INVENTED_DETAIL_NOTICE
-    from pipeline.run.local import restore
+
+    if config.run.executor == "ray":
+        from pipeline.run.ray_exec import restore
+    else:
+        from pipeline.run.local import restore
 
     report = restore(args.input, args.output, config, overwrite=args.overwrite)
+    if config.prior.model is None:
+        print(f"{report.output}: {report.frames} frames in {report.seconds.get('total', 0.0):.1f}s")
+        return 0
     print(
         f"{report.output}: {report.frames} frames, {report.tracks} face tracks, "
         f"{report.restored}/{report.face_frames} face-frames restored "

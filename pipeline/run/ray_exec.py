@@ -19,6 +19,7 @@ so the output is the same frame for frame. What differs is the schedule:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -270,6 +271,7 @@ def restore(input: str | Path, output: str | Path, config: Config, *, overwrite:
     )
     seconds["mux"] = time.perf_counter() - t
     seconds["total"] = time.perf_counter() - t0
+    _remove_parts(wd, run.parts)
     dump_config(config, output.with_name(output.name + ".config.yaml"))
     report = RestoreReport(
         output=output,
@@ -282,7 +284,8 @@ def restore(input: str | Path, output: str | Path, config: Config, *, overwrite:
         model=run.model_description or model,
         seconds=seconds,
     )
-    report.report_path = _write_report(report, run, records, config)
+    if model is not None:
+        report.report_path = _write_report(report, run, records, config)
     log.info(
         "wrote %s: %d frames, %d tracks, %d face-frames restored; search units run %d, skipped %d "
         "(done earlier); segments encoded %d, skipped %d. %s",
@@ -438,10 +441,15 @@ class _Run:
             cluster_resource=custom,
         )
         count = min(count, max(1, self.tracks))
-        remote = self.ray.remote(ModelActor).options(**options)
+        actor_class = self.ray.remote(ModelActor)
         prior, search = self.config.prior, self.config.search
         args = (str(prior.model), run.device, prior.dtype, search.gaussian_samples)
-        self._actors = [remote.remote(load_search_model, *args) for _ in range(count)]
+        # Named (reel-search-<run>-<i> in the "reel" namespace) so operators and tests can find them.
+        run_id = os.urandom(4).hex()
+        self._actors = [
+            actor_class.options(**options, name=f"reel-search-{run_id}-{i}").remote(load_search_model, *args)
+            for i in range(count)
+        ]
         self.queue.set_actors(self._actors)
         # Loading errors (a bad checkpoint) surface here, before any unit is queued.
         try:
@@ -541,6 +549,18 @@ class _Run:
             ),
             lambda _: plan.ran.__setitem__("segments", plan.ran["segments"] + 1),
         )
+
+
+def _remove_parts(wd: WorkDir, parts: Sequence[str]) -> None:
+    """Encoded parts are as big as the output and only serve a rerun before the mux: once the output
+    exists they go (scan, crops and search results stay: a changed late setting reuses them). An
+    emptied work directory goes too."""
+    for part in parts:
+        Path(part).unlink(missing_ok=True)
+    for directory in [*sorted({Path(p).parent for p in parts}), wd.root / "compose", wd.root]:
+        # not empty: other keys' artifacts, or a concurrent run's
+        with contextlib.suppress(OSError):
+            directory.rmdir()
 
 
 def _stored_records(path: Path) -> dict[str, Any]:

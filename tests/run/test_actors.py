@@ -20,12 +20,14 @@ from pipeline.run.progress import (
     format_progress,
     make_progress_actor,
 )
+from pipeline.run.ray_runtime import configure_auth
 
 ray = pytest.importorskip("ray")
 
 
 @pytest.fixture(scope="module", autouse=True)
 def embedded_ray() -> Iterator[None]:
+    configure_auth()
     ray.init(num_cpus=2, include_dashboard=False, logging_level="warning", log_to_driver=False)
     yield
     ray.shutdown()
