@@ -17,11 +17,12 @@ raises `JobError` naming it (and the original error); the remaining work is canc
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from pipeline.errors import JobError, PipelineError
 
@@ -195,13 +196,68 @@ class WorkQueue:
         self._actor_load = [0] * len(self.actors)
 
 
-def unit_error(label: str, exc: BaseException) -> JobError:
-    """The JobError a failed unit raises: names the unit, and the cause in plain words."""
+class RemotePipelineError(Exception):
+    """A PipelineError raised in a worker, in a form that survives pickling.
+
+    PipelineError subclasses take structured constructor arguments (InputError(path, problem)), which
+    Ray cannot rebuild from a pickled exception; this carries the class and message instead, and
+    `unit_error` turns it back into the original class on the driver.
+    """
+
+    def __init__(self, module: str, qualname: str, message: str) -> None:
+        super().__init__(module, qualname, message)
+        self.module, self.qualname, self.message = module, qualname, message
+
+    def __str__(self) -> str:
+        return self.message
+
+    def rebuild(self) -> PipelineError:
+        import importlib
+
+        try:
+            cls: Any = importlib.import_module(self.module)
+            for part in self.qualname.split("."):
+                cls = getattr(cls, part)
+        except (ImportError, AttributeError):
+            cls = JobError
+        if not (isinstance(cls, type) and issubclass(cls, PipelineError)):
+            cls = JobError
+        error = cls.__new__(cls)
+        Exception.__init__(error, self.message)
+        return error
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def portable_errors(fn: F) -> F:
+    """Decorate a function that runs in Ray workers so its PipelineErrors reach the driver intact."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except PipelineError as exc:
+            raise RemotePipelineError(type(exc).__module__, type(exc).__qualname__, str(exc)) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def unit_error(label: str, exc: BaseException) -> PipelineError:
+    """The error a failed unit raises on the driver.
+
+    An expected problem (a PipelineError raised by the stage: a damaged input, a bad checkpoint) comes
+    back as itself, since its message already names the file; anything else (a bug, a worker that kept
+    dying) becomes a JobError naming the unit.
+    """
     import ray.exceptions
 
     cause: BaseException = exc
     if isinstance(exc, ray.exceptions.RayTaskError):
         cause = exc.cause if exc.cause is not None else exc
+    if isinstance(cause, RemotePipelineError):
+        log.info("%s failed: %s", label, cause)
+        return cause.rebuild()
     if isinstance(cause, PipelineError):
         detail = str(cause)
     elif isinstance(cause, ray.exceptions.RayError):

@@ -31,6 +31,7 @@ from typing import Any
 from pipeline import INVENTED_DETAIL_NOTICE
 from pipeline.config import Config, dump_config, to_dict
 from pipeline.run import progress as P
+from pipeline.run.actors import portable_errors
 from pipeline.run.workdir import WorkDir, default_workdir, save_json
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ CROPS_VERSION = "crops-v1"  # the in-process executor's crops key tag
 # Module-level functions: Ray ships them by reference (the package is installed on every node).
 
 
+@portable_errors
 def scan_task(video: str, config: Config, out: str, reporter: P.ProgressReporter | None) -> dict[str, int]:
     """Scan the whole video (as the in-process executor does) and store the result; returns counts."""
     from pipeline.faces import store
@@ -56,6 +58,7 @@ def scan_task(video: str, config: Config, out: str, reporter: P.ProgressReporter
     return {"tracks": len(scanned.tracks), "frames": scanned.end - scanned.start}
 
 
+@portable_errors
 def crops_task(video: str, scan_path: str, track_id: int, config: Config, out: str) -> int:
     """The aligned crops of one track, stored as npz; returns how many."""
     from pipeline.faces import store
@@ -80,6 +83,7 @@ class SearchModel:
     random: bool
 
 
+@portable_errors
 def load_search_model(model: str, device: str, dtype: str, gaussian_samples: int) -> SearchModel:
     """Runs once per search actor, on the actor's node (its GPU when it was given one)."""
     from pipeline.run.local import load_prior, resolve_device
@@ -91,10 +95,12 @@ def load_search_model(model: str, device: str, dtype: str, gaussian_samples: int
     return SearchModel(prior.G, space, device, prior.description, prior.random)
 
 
+@portable_errors
 def describe_model(model: SearchModel) -> dict[str, Any]:
     return {"description": model.description, "random": model.random, "device": model.device}
 
 
+@portable_errors
 def search_unit(
     model: SearchModel,
     crops_path: str,
@@ -122,6 +128,7 @@ def search_unit(
     }
 
 
+@portable_errors
 def compose_task(
     video: str,
     info: Any,

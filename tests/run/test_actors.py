@@ -10,8 +10,14 @@ from typing import Any
 
 import pytest
 
-from pipeline.errors import JobError
-from pipeline.run.actors import ModelActor, WorkQueue, default_actor_count, search_actor_options
+from pipeline.errors import DecodeError, JobError
+from pipeline.run.actors import (
+    ModelActor,
+    WorkQueue,
+    default_actor_count,
+    portable_errors,
+    search_actor_options,
+)
 from pipeline.run.progress import (
     FRAMES_SCANNED,
     SEGMENTS_ENCODED,
@@ -113,6 +119,21 @@ def test_a_failing_unit_fails_the_job_naming_it() -> None:
     with pytest.raises(JobError, match=r"segment 3 \(frames 96-144\) failed: ValueError: bad frame 3"):
         queue.drain(timeout=60)
     assert queue.in_flight == 0
+
+
+@ray.remote(num_cpus=0.5, max_retries=0)
+@portable_errors
+def _damaged(path: str) -> None:
+    raise DecodeError(path, "frame 17 cannot be decoded")
+
+
+def test_an_input_error_in_a_worker_reaches_the_driver_as_itself() -> None:
+    queue = WorkQueue(max_in_flight=1)
+    queue.submit("segment 2 (frames 34-51)", lambda: _damaged.remote("/media/reel.mkv"), lambda r: None)
+    with pytest.raises(DecodeError) as info:
+        queue.drain(timeout=60)
+    assert str(info.value) == "/media/reel.mkv: frame 17 cannot be decoded"
+    assert info.value.exit_code == 2
 
 
 def _load(value: int) -> dict[str, int]:
