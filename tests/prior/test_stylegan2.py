@@ -28,7 +28,7 @@ def test_upsample_matches_zero_insertion_and_fir() -> None:
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("mode", ["grouped", "scaled"])
+@pytest.mark.parametrize("mode", ["grouped", "scaled", "scaled_fir"])
 @pytest.mark.parametrize("up", [False, True])
 @pytest.mark.parametrize("demod", [False, True])
 def test_modulated_conv_matches_naive_reference(mode: str, up: bool, demod: bool) -> None:
@@ -41,7 +41,7 @@ def test_modulated_conv_matches_naive_reference(mode: str, up: bool, demod: bool
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("mode", ["grouped", "scaled"])
+@pytest.mark.parametrize("mode", ["grouped", "scaled", "scaled_fir"])
 def test_generator_matches_naive_reference(g32: Generator, mode: str) -> None:
     g32.synthesis.modconv = mode  # type: ignore[assignment]
     try:
