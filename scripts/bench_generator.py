@@ -20,9 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import torch  # noqa: E402
+import torch
 
-from pipeline.prior.stylegan2 import Generator, GeneratorConfig  # noqa: E402
+from pipeline.prior.stylegan2 import Generator, GeneratorConfig
 
 
 def config_f(resolution: int) -> GeneratorConfig:
@@ -133,7 +133,8 @@ def main() -> int:
         flush=True,
     )
     print(
-        f"{'res':>5} {'batch':>5} {'dtype':>9} {'modconv':>10} {'ms/face-step':>12} {'GFLOP/face':>11} {'GFLOP/s':>10}",
+        f"{'res':>5} {'batch':>5} {'dtype':>9} {'modconv':>10} {'ms/face-step':>12} "
+        f"{'GFLOP/face':>11} {'GFLOP/s':>10}",
         flush=True,
     )
     for res, batch, dtype, modconv in itertools.product(
