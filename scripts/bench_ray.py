@@ -1,0 +1,304 @@
+#!/usr/bin/env python3
+"""Benchmark the Ray executor: scaling, per-unit scheduling overhead, and search through an actor.
+
+    python scripts/bench_ray.py scaling  [--frames 240 --size 640x360 --segment 24]   # needs ffmpeg, av, ray
+    python scripts/bench_ray.py overhead [--units 200]                                # needs ray
+    python scripts/bench_ray.py search --device cuda [--resolution 256 --faces 64]    # torch; ray optional
+
+scaling: the same restore (decode -> upscale -> encode in segments, no faces) with an embedded Ray of
+  1 and of 2 worker CPUs, and the in-process executor; reports wall times, scale-out efficiency
+  T1 / (2 T2) and Ray's overhead (T_ray,1 - T_local) / T_local.
+overhead: per-unit cost of scheduling through Ray (WorkQueue, ray.wait backpressure) vs a plain call,
+  for an empty unit and for a 10 ms unit.
+search: warm-started track search throughput (face-frames/s) called directly, and through a
+  ModelActor when Ray is installed (the GPU box may have only torch, numpy and safetensors).
+Every mode prints one JSON object (machine, settings, numbers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import types
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def _machine() -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "host": platform.node(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+    }
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        if torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    return info
+
+
+# ---------------------------------------------------------------------- scaling
+
+
+def _make_clip(path: Path, frames: int, size: str) -> Path:
+    import subprocess
+
+    cmd = [
+        "ffmpeg",
+        "-v",
+        "error",
+        "-y",
+        "-f",
+        "lavfi",
+        "-i",
+        f"testsrc2=s={size}:r=25",
+        "-frames:v",
+        str(frames),
+    ]
+    cmd += ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-g", "25", str(path)]
+    subprocess.run(cmd, check=True)
+    return path
+
+
+def _in_process(clip: Path, out: Path, config: Any) -> None:
+    """The Ray executor's no-face work, in this process: the same segments, one after another."""
+    from pipeline.io.decode import frame_index
+    from pipeline.io.mux import mux
+    from pipeline.io.probe import probe
+    from pipeline.run import stages
+    from pipeline.run.ray_exec import _segments
+
+    info = probe(clip)
+    parts = []
+    for s, e in _segments(len(frame_index(clip)[1]), config.run.segment_frames):
+        part = Path(str(out) + f".part-{s:08d}.mkv")
+        stages.compose_segment(clip, info, s, e, [], False, config, part)
+        parts.append(part)
+    vs = info.video
+    mux(parts, clip, out, color=vs.color, rotation=vs.rotation, frame_rate=vs.frame_rate)
+    for part in parts:
+        part.unlink()
+
+
+def bench_scaling(args: argparse.Namespace) -> dict[str, Any]:
+    from pipeline.config import load_config
+    from pipeline.run import ray_exec
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-ray-"))
+    clip = _make_clip(tmp / "clip.mkv", args.frames, args.size)
+    sets = [f"run.segment_frames={args.segment}", "run.progress=false", f"upscale.scale={args.scale}"]
+    times: dict[str, list[float]] = {"local": [], "ray_1cpu": [], "ray_2cpu": []}
+    for rep in range(args.repeats):
+        for name, extra in (
+            ("local", []),
+            ("ray_1cpu", ["run.num_cpus=1"]),
+            ("ray_2cpu", ["run.num_cpus=2"]),
+        ):
+            out = tmp / f"{name}-{rep}.mkv"
+            config = load_config(sets=[*sets, *extra, f"run.workdir={tmp / (name + str(rep))}.work"])
+            start = time.perf_counter()
+            if name == "local":
+                _in_process(clip, out, config)
+            else:
+                ray_exec.restore(clip, out, config)
+            times[name].append(time.perf_counter() - start)
+    best = {k: min(v) for k, v in times.items()}
+    return {
+        "mode": "scaling",
+        "machine": _machine(),
+        "settings": vars(args),
+        "seconds": times,
+        "best_seconds": best,
+        "scale_out_efficiency": best["ray_1cpu"] / (2 * best["ray_2cpu"]),
+        "ray_overhead_vs_local": (best["ray_1cpu"] - best["local"]) / best["local"],
+        "note": "ray timings include starting and stopping the embedded Ray instance",
+    }
+
+
+# ---------------------------------------------------------------------- overhead
+
+
+def _sleep_unit(seconds: float) -> float:
+    if seconds:
+        time.sleep(seconds)
+    return seconds
+
+
+def bench_overhead(args: argparse.Namespace) -> dict[str, Any]:
+    import ray
+
+    from pipeline.run.actors import WorkQueue
+    from pipeline.run.ray_runtime import configure_auth
+
+    configure_auth()
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="error", log_to_driver=False)
+    results: dict[str, Any] = {}
+    try:
+        remote = ray.remote(num_cpus=1)(_sleep_unit)
+        ray.get([remote.remote(0.0) for _ in range(4)])  # start the workers before timing
+        for unit in (0.0, 0.01):
+            start = time.perf_counter()
+            for _ in range(args.units):
+                _sleep_unit(unit)
+            direct = (time.perf_counter() - start) / args.units
+            queue = WorkQueue(max_in_flight=1)  # one at a time: the pure per-unit round trip
+            start = time.perf_counter()
+            for _ in range(args.units):
+                queue.submit("unit", lambda unit=unit: remote.remote(unit), lambda r: None)
+            queue.drain()
+            serial = (time.perf_counter() - start) / args.units
+            results[f"unit_{unit * 1000:.0f}ms"] = {
+                "direct_ms": direct * 1000,
+                "ray_serial_ms": serial * 1000,
+                "overhead_ms": (serial - direct) * 1000,
+            }
+    finally:
+        ray.shutdown()
+    return {"mode": "overhead", "machine": _machine(), "settings": vars(args), "per_unit": results}
+
+
+# ---------------------------------------------------------------------- search
+
+
+def _search_model(resolution: int, device: str, samples: int) -> Any:
+    import torch
+
+    from pipeline.prior.stylegan2 import make_random_generator
+    from pipeline.search.latent_space import GaussianizedW
+
+    torch.manual_seed(0)
+    G = make_random_generator(resolution, seed=0).to(device).eval().requires_grad_(False)
+    space = GaussianizedW.fit(G, n=samples, device=device, use_cache=False)
+    return G, space
+
+
+def _load_for_actor(resolution: int, device: str, samples: int) -> Any:
+    return _search_model(resolution, device, samples)
+
+
+def _run_tracks(model: Any, tracks: list[Any], settings: Any, device: str) -> int:
+    from pipeline.search.track import restore_tracks_batched
+
+    G, space = model
+    out = restore_tracks_batched(G, tracks, settings=settings, space=space, device=device)
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
+    return len(out)
+
+
+def bench_search(args: argparse.Namespace) -> dict[str, Any]:
+    try:
+        import yaml  # noqa: F401
+    except ImportError:
+        # pipeline.config imports PyYAML for loading presets only; this mode never loads one, and the
+        # GPU box may not have it.
+        sys.modules["yaml"] = types.ModuleType("yaml")
+    import numpy as np
+
+    from pipeline.config import SearchConfig
+    from pipeline.search.track import TrackInput
+
+    settings = SearchConfig(steps=args.steps, warm_steps=args.warm_steps, batch_size=args.batch)
+    rng = np.random.default_rng(0)
+    side = max(8, args.resolution // 8)
+    tracks = [
+        TrackInput(
+            t,
+            [rng.random((side, side, 3), dtype=np.float32) for _ in range(args.frames)],
+            list(range(args.frames)),
+        )
+        for t in range(args.faces // args.frames)
+    ]
+    face_frames = len(tracks) * args.frames
+    model = _search_model(args.resolution, args.device, args.samples)
+    _run_tracks(model, tracks[:1], settings, args.device)  # warm-up (kernels, allocator)
+    direct = []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        _run_tracks(model, tracks, settings, args.device)
+        direct.append(time.perf_counter() - start)
+    result: dict[str, Any] = {
+        "mode": "search",
+        "machine": _machine(),
+        "settings": vars(args),
+        "face_frames": face_frames,
+        "direct_seconds": direct,
+        "direct_face_frames_per_s": face_frames / min(direct),
+    }
+    try:
+        import ray
+    except ImportError:
+        result["ray"] = "not installed on this machine: only the direct number was measured"
+        return result
+    from pipeline.run.actors import ModelActor
+    from pipeline.run.ray_runtime import configure_auth
+
+    configure_auth()
+    gpus = 1 if args.device.startswith("cuda") else 0
+    ray.init(num_cpus=2, num_gpus=gpus, include_dashboard=False, logging_level="error", log_to_driver=False)
+    try:
+        actor = (
+            ray.remote(ModelActor)
+            .options(num_gpus=gpus, num_cpus=1)
+            .remote(_load_for_actor, args.resolution, "cuda" if gpus else args.device, args.samples)
+        )
+        ray.get(actor.run.remote(_run_tracks, tracks[:1], settings, "cuda" if gpus else args.device))
+        via_ray = []
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            ray.get(actor.run.remote(_run_tracks, tracks, settings, "cuda" if gpus else args.device))
+            via_ray.append(time.perf_counter() - start)
+    finally:
+        ray.shutdown()
+    result["ray_seconds"] = via_ray
+    result["ray_face_frames_per_s"] = face_frames / min(via_ray)
+    result["ray_overhead"] = min(via_ray) / min(direct) - 1
+    result["ray_median_overhead"] = statistics.median(via_ray) / statistics.median(direct) - 1
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="mode", required=True)
+    s = sub.add_parser("scaling")
+    s.add_argument("--frames", type=int, default=240)
+    s.add_argument("--size", default="640x360")
+    s.add_argument("--segment", type=int, default=24)
+    s.add_argument("--scale", type=int, default=2)
+    s.add_argument("--repeats", type=int, default=1)
+    o = sub.add_parser("overhead")
+    o.add_argument("--units", type=int, default=200)
+    g = sub.add_parser("search")
+    g.add_argument("--device", default="cpu")
+    g.add_argument("--resolution", type=int, default=64)
+    g.add_argument("--faces", type=int, default=32, help="face-frames in all (tracks x frames)")
+    g.add_argument("--frames", type=int, default=8, help="frames per track")
+    g.add_argument("--batch", type=int, default=16)
+    g.add_argument("--steps", type=int, default=20)
+    g.add_argument("--warm-steps", type=int, default=5)
+    g.add_argument("--samples", type=int, default=10_000, help="latents for the Gaussianised-W fit")
+    g.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    run = {"scaling": bench_scaling, "overhead": bench_overhead, "search": bench_search}[args.mode]
+    print(json.dumps(run(args), indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
