@@ -365,8 +365,7 @@ class _Run:
 
     def close(self) -> None:
         self.display.close()
-        for actor in self._actors:
-            self.ray.kill(actor)
+        self._release_actors()
         self.ray.kill(self.progress_actor)
 
     # -- scan
@@ -501,7 +500,16 @@ class _Run:
                 sum(f["psnr_db"] for f in faces) / max(len(faces), 1),
             )
         self._searched.add(track_id)
+        if len(self._searched) == self.tracks and self._actors:
+            # Every track is searched: give the actors' GPUs and CPUs back to the compose tasks.
+            self.queue.set_actors([])
+            self._release_actors()
         self._queue_ready_segments()
+
+    def _release_actors(self) -> None:
+        for actor in self._actors:
+            self.ray.kill(actor)
+        self._actors = []
 
     # -- compose
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -122,6 +123,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
         for proc in (worker, head):
             if proc is not None:
                 _stop(proc)
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def _wait_for_nodes(address: str, env: dict[str, str], root: Path) -> str:

@@ -1,0 +1,270 @@
+"""`ray_exec.restore` on a real embedded Ray (2 CPUs): the same output as the in-process executor,
+frame for frame, also when a search actor is killed mid-run or the driver is killed and rerun."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.config import Config, load_config
+from pipeline.faces.synthetic import render, standard_shots, write_video
+from pipeline.run import local, ray_exec
+from pipeline.run.local import RANDOM_SOURCE_PREFIX
+from pipeline.run.ray_runtime import configure_auth
+from tests.media import make_clip, read_audio_packets, read_video_times
+
+ray = pytest.importorskip("ray")
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def embedded_ray() -> Iterator[None]:
+    configure_auth()
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="warning", log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def face_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """16 frames, 160×90, two shots: two moving faces, then one (3 tracks); a FLAC audio track."""
+    shots = [
+        replace(
+            s,
+            length=n,
+            placements=tuple(
+                replace(
+                    p,
+                    scale=(p.scale[0] * 2, p.scale[1] * 2),
+                    start=(p.start[0] * 0.8, p.start[1] * 0.6),
+                    end=(p.end[0] * 0.8, p.end[1] * 0.6),
+                )
+                for p in s.placements
+            ),
+        )
+        for s, n in zip(standard_shots()[:2], (8, 8), strict=True)
+    ]
+    return write_video(render(shots, factor=8, seed=3).frames, tmp_path_factory.mktemp("faces") / "faces.mkv")
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from pipeline.prior.cache_format import save_generator
+    from pipeline.prior.stylegan2 import make_random_generator
+
+    G = make_random_generator(16, seed=0, z_dim=32, w_dim=32, channel_max=32, mapping_layers=2)
+    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
+    return save_generator(G, path, source=f"{RANDOM_SOURCE_PREFIX}: seed 0, 16 px (test generator)")
+
+
+def _config(model: Path | None, workdir: Path, *extra: str) -> Config:
+    sets = [
+        f"run.workdir={workdir}",
+        "search.steps=12",
+        "search.warm_steps=4",
+        "search.gaussian_samples=2000",
+        "run.device=cpu",
+        "run.segment_frames=6",  # 16 frames -> 3 segments, encoded in parallel
+        "io.preset=master-ffv1",
+        *extra,
+    ]
+    if model is not None:
+        sets.append(f"prior.model={model}")
+    return load_config(sets=sets)
+
+
+def _frames(path: Path) -> list[np.ndarray]:
+    from pipeline.io.decode import iter_frames
+
+    with iter_frames(path) as reader:
+        return [f.image for f in reader]
+
+
+def _assert_same_video(out: Path, ref: Path) -> None:
+    a, b = _frames(out), _frames(ref)
+    assert len(a) == len(b)
+    for i, (x, y) in enumerate(zip(a, b, strict=True)):
+        assert np.array_equal(x, y), f"frame {i} differs"
+    assert read_video_times(out).pts == read_video_times(ref).pts
+    assert read_audio_packets(out) == read_audio_packets(ref)
+
+
+@dataclass
+class Reference:
+    output: Path  # the in-process executor's result
+    ray_output: Path
+    workdir: Path  # the Ray run's work directory
+
+
+@pytest.fixture(scope="module")
+def reference(face_video: Path, tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Reference:
+    d = tmp_path_factory.mktemp("reference")
+    local.restore(face_video, d / "local.mkv", _config(tiny_model, d / "local.work"))
+    report = ray_exec.restore(face_video, d / "ray.mkv", _config(tiny_model, d / "ray.work"))
+    assert (report.tracks, report.face_frames, report.restored) == (3, 24, 24)
+    return Reference(d / "local.mkv", d / "ray.mkv", d / "ray.work")
+
+
+def test_ray_equals_in_process_frame_for_frame(reference: Reference, face_video: Path) -> None:
+    _assert_same_video(reference.ray_output, reference.output)
+    assert len(read_video_times(reference.ray_output).pts) == len(read_video_times(face_video).pts)
+    # the work went through Ray units: three tracks searched and kept; the encoded parts (as big as
+    # the output) are removed once the output exists
+    assert len(list((reference.workdir / "search").glob("*/track-*.npz"))) == 3
+    assert not (reference.workdir / "compose").exists()
+
+
+def test_without_a_model_segments_are_encoded_in_parallel_and_joined_seamlessly(tmp_path: Path) -> None:
+    clip = make_clip(tmp_path / "src", size=(64, 48), frames=30, rate="30000/1001", audio=1, vfr=True)
+    local.restore(clip, tmp_path / "local.mkv", _config(None, tmp_path / "lw"))
+    ray_exec.restore(clip, tmp_path / "ray.mkv", _config(None, tmp_path / "rw", "run.segment_frames=7"))
+    _assert_same_video(tmp_path / "ray.mkv", tmp_path / "local.mkv")
+    assert not (tmp_path / "rw").exists()  # nothing worth keeping without faces
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("ray")) == [
+        "ray.mkv",
+        "ray.mkv.config.yaml",
+    ]
+
+
+def test_a_rerun_skips_finished_units_and_a_changed_setting_redoes_only_its_stage(
+    reference: Reference, face_video: Path, tiny_model: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="pipeline.run.ray_exec"):
+        ray_exec.restore(face_video, tmp_path / "again.mkv", _config(tiny_model, reference.workdir))
+    text = caplog.text
+    assert "scan: done earlier, skipped" in text
+    assert text.count("done earlier, skipped") == 1 + 3  # the scan and three tracks
+    assert "search units run 0, skipped 3" in text
+    _assert_same_video(tmp_path / "again.mkv", reference.output)
+
+    # a search setting redoes the search (and what follows), never the scan
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="pipeline.run.ray_exec"):
+        ray_exec.restore(
+            face_video, tmp_path / "other.mkv", _config(tiny_model, reference.workdir, "search.warm_steps=3")
+        )
+    assert "scan: done earlier, skipped" in caplog.text
+    assert "search units run 3, skipped 0" in caplog.text
+
+
+def test_a_killed_search_actor_gives_the_same_output(
+    reference: Reference, face_video: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    work = tmp_path / "work"
+    killed: list[str] = []
+
+    def kill_mid_run() -> None:
+        # Once the first track is done the actor is busy with the next one: kill it there.
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if list(work.glob("search/*/track-*.npz")):
+                names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)]
+                for name in names:
+                    if name.startswith("reel-search-"):
+                        ray.kill(ray.get_actor(name, namespace="reel"), no_restart=False)
+                        killed.append(name)
+                return
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_mid_run)
+    killer.start()
+    report = ray_exec.restore(face_video, tmp_path / "out.mkv", _config(tiny_model, work))
+    killer.join()
+    assert killed, "the search actor was never killed"
+    assert report.restored == 24
+    _assert_same_video(tmp_path / "out.mkv", reference.output)
+
+
+_DRIVER = textwrap.dedent(
+    """
+    import logging, sys
+    from pipeline.config import load_config
+    from pipeline.run import ray_exec
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    source, output, *sets = sys.argv[1:]
+    ray_exec.restore(source, output, load_config(sets=sets))
+    """
+)
+
+
+def test_a_killed_driver_resumes_and_skips_finished_units(
+    reference: Reference, face_video: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    work = tmp_path / "work"
+    # Ray's unix socket paths must stay under ~107 characters: a short directory of our own.
+    ray_tmp = Path(tempfile.mkdtemp(prefix="reel-rt-", dir="/tmp"))
+    sets = [
+        f"prior.model={tiny_model}",
+        f"run.workdir={work}",
+        f"run.temp_dir={ray_tmp}",
+        "run.num_cpus=2",
+        "run.progress=false",
+        "search.steps=12",
+        "search.warm_steps=4",
+        "search.gaussian_samples=2000",
+        "run.device=cpu",
+        "run.segment_frames=6",
+        "io.preset=master-ffv1",
+    ]
+    out = tmp_path / "out.mkv"
+    cmd = [sys.executable, "-c", _DRIVER, str(face_video), str(out), *sets]
+    first = subprocess.Popen(
+        cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while (
+            not list(work.glob("search/*/track-*.npz"))
+            and first.poll() is None
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.05)
+        assert first.poll() is None, "the first run ended before it could be killed"
+        os.killpg(first.pid, signal.SIGKILL)  # the driver and everything it started in its session
+        first.wait(timeout=30)
+    finally:
+        _kill_own_ray(ray_tmp)
+    assert not out.exists()
+
+    try:
+        second = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    finally:
+        _kill_own_ray(ray_tmp)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert second.returncode == 0, second.stdout + second.stderr
+    log = second.stdout + second.stderr
+    assert "scan: done earlier, skipped" in log
+    assert "search of track 0: done earlier, skipped" in log
+    _assert_same_video(out, reference.output)
+
+
+def _kill_own_ray(temp_dir: Path) -> None:
+    """Stop the Ray processes of the embedded instance under `temp_dir` (never anyone else's)."""
+    mine = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if str(temp_dir).encode() in cmdline:
+            mine.append(int(pid))
+    for pid in mine:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
