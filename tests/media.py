@@ -59,6 +59,7 @@ class ClipSpec:
     gop: int | None = None  # keyframe interval (frames); None = the encoder's default
     bframes: int | None = None  # x264 B-frames; None = the encoder's default
     title: str | None = None  # container title tag
+    chapters: int = 0  # number of chapters, evenly spaced over the clip
     start: float = 0.0  # timestamp of the first frame in seconds (broadcast captures rarely start at 0)
 
     def key(self) -> str:
@@ -94,6 +95,18 @@ def make_clip(path: Path, spec: ClipSpec | None = None, **kwargs: Any) -> Path:
             "1\n00:00:00,000 --> 00:00:00,400\nfirst line\n\n2\n00:00:00,500 --> 00:00:00,900\nsecond line\n"
         )
         cmd += ["-i", str(srt)]
+    meta_input = 1 + spec.audio + int(spec.subtitles)
+    if spec.chapters:
+        # Chapters come from an FFMETADATA file (lavfi sources cannot carry them).
+        span_ms = int(1000 * spec.frames / rate)
+        step = span_ms // spec.chapters
+        meta = [";FFMETADATA1"]
+        for c in range(spec.chapters):
+            meta += ["[CHAPTER]", "TIMEBASE=1/1000", f"START={c * step}", f"END={(c + 1) * step}"]
+            meta += [f"title=Part {c + 1}"]
+        ffmeta = path.with_suffix(".ffmeta")
+        ffmeta.write_text("\n".join(meta) + "\n")
+        cmd += ["-f", "ffmetadata", "-i", str(ffmeta)]
 
     filters: list[str] = []
     if (gen_w, gen_h) != (width, height):
@@ -140,6 +153,8 @@ def make_clip(path: Path, spec: ClipSpec | None = None, **kwargs: Any) -> Path:
         primaries, transfer, matrix, crange = spec.color
         cmd += ["-color_primaries", primaries, "-color_trc", transfer, "-colorspace", matrix]
         cmd += ["-color_range", crange]
+    if spec.chapters:
+        cmd += ["-map_chapters", str(meta_input)]
     if spec.title:
         cmd += ["-metadata", f"title={spec.title}"]
     if spec.start:
@@ -214,6 +229,16 @@ def read_audio_packets(path: Path) -> list[list[tuple[int | None, bytes]]]:
             us = None if packet.pts is None else round(packet.pts * packet.time_base * 1_000_000)
             out[where[packet.stream.index]].append((us, bytes(packet)))
         return out
+
+
+def read_chapters(path: Path) -> list[tuple[float, str]]:
+    """(start in seconds, title) of every chapter."""
+    import av
+
+    with av.open(str(path)) as container:
+        return [
+            (float(c["start"] * c["time_base"]), c["metadata"].get("title", "")) for c in container.chapters()
+        ]
 
 
 def read_subtitle_texts(path: Path) -> list[bytes]:

@@ -19,6 +19,7 @@ from tests.media import (
     MediaCache,
     assert_same_times,
     read_audio_packets,
+    read_chapters,
     read_subtitle_texts,
     read_video_tags,
     read_video_times,
@@ -31,7 +32,8 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> MediaCache:
 
 
 def restore(src: Path, out: Path, *extra: str) -> int:
-    return main(["restore", str(src), "-o", str(out), *extra])
+    # The in-process path (decode → upscale → encode → mux); the Ray executor has its own tests.
+    return main(["restore", str(src), "-o", str(out), "--executor", "local", *extra])
 
 
 CASES: dict[str, tuple[dict[str, Any], str, list[str]]] = {
@@ -100,6 +102,7 @@ def test_round_trip_keeps_frames_times_audio_and_tags(media: MediaCache, tmp_pat
             assert out_tags.metadata.get(key) == value
     if spec.get("subtitles"):
         assert read_subtitle_texts(out) == read_subtitle_texts(src)
+    assert read_chapters(out) == read_chapters(src)
 
 
 def test_ntsc_rate_and_deep_formats_are_exact(media: MediaCache, tmp_path: Path) -> None:

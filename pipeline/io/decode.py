@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import itertools
 import logging
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
@@ -44,11 +45,16 @@ class DecodeStats:
     decode_errors: int = 0  # packets whose decoding raised (their frames are missing)
     expected: int = 0  # frames the index says lie in [start, end)
     missing: int = 0  # indexed frames in [start, end) never produced
+    lost: int = 0  # frames absent from holes in a constant-rate timeline (damaged container data)
     truncated: int = 0  # frames the header promises after the last one present (read to the end only)
 
     @property
+    def bad(self) -> int:
+        return self.damaged + self.missing + self.lost + self.truncated
+
+    @property
     def damaged_fraction(self) -> float:
-        return (self.damaged + self.missing + self.truncated) / max(1, self.expected + self.truncated)
+        return self.bad / max(1, self.expected + self.lost + self.truncated)
 
 
 def rgb_conversion(color: ColorTags, height: int) -> tuple[str, str]:
@@ -199,12 +205,14 @@ class FrameReader(Iterator[VideoFrame]):
         if self._ivtc:
             self.stats.expected = self.stats.decoded  # decimation drops frames by design
         self.stats.missing = self.stats.expected - self.stats.decoded
-        if self.end == len(self._pts) and not self._ivtc:
-            self.stats.truncated = self._truncated_frames()
+        if not self._ivtc:
+            self.stats.lost = self._lost_frames()
+            if self.end == len(self._pts):
+                self.stats.truncated = self._truncated_frames()
         if self.stats.decoded == 0:
             raise DecodeError(self.path, f"no frame in [{self.start}, {self.end}) could be decoded")
-        bad = self.stats.damaged + self.stats.missing + self.stats.truncated
-        total = self.stats.expected + self.stats.truncated
+        bad = self.stats.bad
+        total = self.stats.expected + self.stats.lost + self.stats.truncated
         if self.stats.damaged_fraction > self.max_damaged_fraction:
             cut = " (the file is truncated)" if self.stats.truncated else ""
             raise DecodeError(
@@ -214,14 +222,34 @@ class FrameReader(Iterator[VideoFrame]):
             )
         if bad:
             log.warning(
-                "%s: %d damaged, %d missing and %d truncated frame(s) in [%d, %d)",
+                "%s: %d damaged, %d missing, %d lost and %d truncated frame(s) in [%d, %d)",
                 self.path,
                 self.stats.damaged,
                 self.stats.missing,
+                self.stats.lost,
                 self.stats.truncated,
                 self.start,
                 self.end,
             )
+
+    def _cfr_period(self) -> int | None:
+        """The frame period in ticks when (nearly) every frame lasts the same; None for VFR."""
+        deltas = sorted(b - a for a, b in itertools.pairwise(self._pts))
+        if not deltas:
+            return None
+        period = deltas[len(deltas) // 2]
+        steady = sum(abs(d - period) <= 1 for d in deltas)
+        return period if period > 0 and steady >= 0.8 * len(deltas) else None
+
+    def _lost_frames(self) -> int:
+        """Frames missing from holes in [start, end) of a constant-rate stream (container damage)."""
+        period = self._cfr_period()
+        if period is None:
+            return 0
+        pts = self._pts[self.start : self.end]
+        return sum(
+            max(0, round((b - a) / period) - 1) for a, b in itertools.pairwise(pts) if b - a > 1.5 * period
+        )
 
     def _truncated_frames(self) -> int:
         """Frames the container's declared duration promises beyond the last frame present."""
@@ -229,7 +257,8 @@ class FrameReader(Iterator[VideoFrame]):
         if declared is None or len(self._pts) < 2:
             return 0
         span = (self._pts[-1] - self._pts[0]) * self.time_base
-        period = span / (len(self._pts) - 1)
+        ticks = self._cfr_period() or (self._pts[-1] - self._pts[0]) / (len(self._pts) - 1)
+        period = ticks * self.time_base
         if period <= 0:
             return 0
         gap = declared - span - period

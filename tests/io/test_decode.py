@@ -90,4 +90,21 @@ def test_truncated_file_is_unusable_unless_tolerated(media: MediaCache, tmp_path
     frames = list(reader)
     assert 0 < len(frames) < 60
     assert reader.stats.decoded == len(frames)
-    assert len(frames) + reader.stats.truncated + reader.stats.missing == pytest.approx(60, abs=2)
+    assert len(frames) + reader.stats.bad - reader.stats.damaged == pytest.approx(60, abs=2)
+
+
+def test_damage_in_the_middle_is_counted_not_fatal(media: MediaCache, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    src = media.clip("damaged", frames=40, size=(64, 48), gop=5)
+    data = bytearray(src.read_bytes())
+    rng = np.random.default_rng(7)
+    middle = len(data) // 2
+    data[middle : middle + 600] = rng.integers(0, 256, 600, dtype=np.uint8).tobytes()
+    bad = tmp_path / "damaged.mkv"
+    bad.write_bytes(bytes(data))
+    reader = iter_frames(bad)
+    frames = list(reader)
+    stats = reader.stats
+    assert stats.bad > 0  # the hole is reported...
+    assert len(frames) >= 20  # ...everything around it still decodes...
+    assert len(frames) + stats.lost + stats.missing == 40  # ...and the count adds up
+    assert [f.index for f in frames] == sorted({f.index for f in frames})  # no index reused
