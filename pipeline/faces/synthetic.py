@@ -100,7 +100,10 @@ def render(
     sprites = face_sprites()
     rng = np.random.default_rng(seed)
     w, h = size
-    frames, hr_frames, truth, cuts = [], [], [], []
+    frames: list[np.ndarray] = []
+    hr_frames: list[np.ndarray] = []
+    truth: list[list[tuple[int, np.ndarray, np.ndarray]]] = []
+    cuts: list[int] = []
     for shot in shots:
         if frames:
             cuts.append(len(frames))

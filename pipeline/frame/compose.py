@@ -83,7 +83,7 @@ def paste_faces(
         scale = float(np.sqrt(abs(np.linalg.det(affine[:, :2]))))  # output px per face px
         if scale < 0.75:  # the face is shrunk a lot: pre-reduce so bilinear warping does not alias
             new = max(2, round(size * scale / 0.9))
-            image = cv2.resize(image, (new, new), interpolation=cv2.INTER_AREA)
+            image = np.asarray(cv2.resize(image, (new, new), interpolation=cv2.INTER_AREA), np.float32)
             affine = affine.copy()
             affine[:, :2] *= size / new
             size = new

