@@ -385,7 +385,7 @@ class Generator(nn.Module):
             # At initialisation the ToRGB outputs of all levels add up to a std of about 2-3, so the
             # image would sit far outside [-1, 1], unlike a trained model's. The image is linear in the
             # ToRGB weights (their biases are zero), so one scale calibrates it to a trained-like std.
-            img = self.synthesis(self.mapping(z[:8]))
+            img = self.synthesis(self.mapping(z[:4]))  # [4, C, R, R]
             scale = target_std / float(img.std())
             for block in self.synthesis.blocks():
                 block.torgb.weight.mul_(scale)
