@@ -202,6 +202,6 @@ def test_device_matches_cpu(g32: Generator, device: str, mode: str) -> None:
     G.synthesis.modconv = mode  # type: ignore[assignment]
     wsd = ws.to(device).requires_grad_(True)
     got = G.synthesis(wsd)
-    torch.testing.assert_close(got.cpu(), want, rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(got.cpu(), want, rtol=1e-2, atol=1e-2)  # TF32 on GPUs
     got.square().mean().backward()
     assert wsd.grad is not None and torch.isfinite(wsd.grad).all()
