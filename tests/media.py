@@ -51,6 +51,7 @@ class ClipSpec:
     audio_rate: int = 48000
     vfr: bool = False  # irregular frame durations (alternating 1.5 and 0.5 frame periods)
     interlaced: str | None = None  # "tff" or "bff": fields woven from a source at twice the rate
+    interlace_flags: bool = True  # False: woven fields coded as progressive frames (a careless transfer)
     telecine: bool = False  # 3:2 pulldown of a `rate`*4/5 source (a telecined 24 -> 30 film)
     subtitles: bool = False  # one text subtitle stream
     rotation: int = 0  # display rotation in degrees (clockwise, as players show it)
@@ -84,7 +85,8 @@ def make_clip(path: Path, spec: ClipSpec | None = None, **kwargs: Any) -> Path:
     gen_w, gen_h = width + width % 2, height + height % 2
     cmd = [FFMPEG, "-v", "error", "-y", "-f", "lavfi"]
     if spec.source == "mandelbrot":
-        cmd += ["-i", f"mandelbrot=s={gen_w}x{gen_h}:rate={src_rate}"]
+        # A fast zoom: natural-looking motion everywhere (idet reads it correctly, unlike testsrc2).
+        cmd += ["-i", f"mandelbrot=s={gen_w}x{gen_h}:rate={src_rate}:end_scale=0.01"]
     else:
         cmd += ["-i", f"{spec.source}=s={gen_w}x{gen_h}:r={src_rate}:d={duration * 2 + 1}"]
     for i in range(spec.audio):
@@ -113,7 +115,10 @@ def make_clip(path: Path, spec: ClipSpec | None = None, **kwargs: Any) -> Path:
         filters += ["format=yuv444p", f"crop={width}:{height}:0:0"]
     if spec.interlaced:
         mode = "interleave_top" if spec.interlaced == "tff" else "interleave_bottom"
-        filters += [f"tinterlace=mode={mode}", f"setfield={spec.interlaced}"]
+        filters += [
+            f"tinterlace=mode={mode}",
+            f"setfield={spec.interlaced if spec.interlace_flags else 'prog'}",
+        ]
     if spec.telecine:
         filters += ["telecine=first_field=top:pattern=23"]
     if spec.vfr:
@@ -132,7 +137,7 @@ def make_clip(path: Path, spec: ClipSpec | None = None, **kwargs: Any) -> Path:
     cmd += ["-frames:v", str(spec.frames), "-c:v", spec.codec, "-pix_fmt", spec.pix_fmt]
     if spec.codec == "libx264":
         cmd += ["-preset", "ultrafast"]
-        if spec.interlaced:
+        if spec.interlaced and spec.interlace_flags:
             cmd += ["-flags", "+ildct+ilme", "-x264opts", "tff=1" if spec.interlaced == "tff" else "bff=1"]
         if spec.bframes is not None:
             cmd += ["-bf", str(spec.bframes)]

@@ -284,3 +284,14 @@ def test_telecined_cartoon_is_restored_at_film_rate(media: MediaCache, tmp_path:
     assert info.video.frame_count == 24
     assert info.video.frame_rate == Fraction(24000, 1001)
     assert [d for _, d in read_audio_packets(out)[0]] == [d for _, d in read_audio_packets(src)[0]]
+
+
+def test_combed_source_flagged_progressive_gets_a_hint(
+    media: MediaCache, tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    spec = dict(source="mandelbrot", interlaced="tff", interlace_flags=False, size=(192, 128))
+    src = media.clip("careless", **spec)
+    assert main(["probe", str(src), "--exact"]) == 0
+    assert "look interlaced (top field first)" in capsys.readouterr().out
+    assert restore(src, tmp_path / "out.mkv", "--scale", "1") == 0
+    assert any("--set io.deinterlace=on" in r.getMessage() for r in caplog.records)

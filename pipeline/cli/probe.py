@@ -16,7 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--exact",
         action="store_true",
-        help="count frames and list every timestamp by reading the whole stream (slower)",
+        help="count frames and list every timestamp by reading the whole stream, and check progressive "
+        "frames for combing (slower)",
     )
 
 
@@ -79,4 +80,14 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(_plain(info), indent=2))
     else:
         print(format_info(info))
+        if args.exact and not info.video.interlaced:
+            from pipeline.io.probe import detect_interlacing
+
+            seen = detect_interlacing(args.input)
+            if seen is not None:
+                first = "top" if seen == "tt" else "bottom"
+                print(
+                    f"  note        flagged progressive, but the pictures look interlaced "
+                    f"({first} field first)"
+                )
     return 0

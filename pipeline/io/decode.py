@@ -27,7 +27,13 @@ from typing import Any
 import numpy as np
 
 from pipeline.errors import DecodeError
-from pipeline.io.probe import check_input_path, frame_timestamps, main_video_stream, open_input
+from pipeline.io.probe import (
+    check_input_path,
+    detect_interlacing,
+    frame_timestamps,
+    main_video_stream,
+    open_input,
+)
 from pipeline.types import ColorTags, VideoFrame
 
 log = logging.getLogger(__name__)
@@ -337,8 +343,11 @@ class FrameReader(Iterator[VideoFrame]):
         import av
 
         if self._filters is None and frame is not None:
-            interlaced = self._field_order >= 2 or bool(frame.interlaced_frame)
-            self._filters = _filter_chain(self._deinterlace, self._ivtc, interlaced)
+            flagged = self._field_order >= 2 or bool(frame.interlaced_frame)
+            seen = None
+            if not flagged and self._deinterlace in ("on", True) and not self._ivtc:
+                seen = detect_interlacing(self.path)  # which field comes first, when frames don't say
+            self._filters = _filter_chain(self._deinterlace, self._ivtc, flagged, seen)
         if not self._filters:
             if frame is not None:
                 yield frame
@@ -417,8 +426,16 @@ class FrameReader(Iterator[VideoFrame]):
         )
 
 
-def _filter_chain(deinterlace: str | bool, inverse_telecine: bool, interlaced: bool) -> list[tuple[str, str]]:
-    """FFmpeg filters applied to decoded frames; `interlaced` is what the stream says of itself."""
+def _filter_chain(
+    deinterlace: str | bool, inverse_telecine: bool, interlaced: bool, detected: str | None = None
+) -> list[tuple[str, str]]:
+    """FFmpeg filters applied to decoded frames.
+
+    `interlaced` is what the stream says of itself. "auto" deinterlaces only then: idet also flags
+    sharp synthetic progressive pictures, so pictures alone never switch a deinterlacer on.
+    `detected` is the field order idet found in frames flagged progressive; with "on" it tells
+    bwdif which field comes first.
+    """
     if inverse_telecine:
         # Match fields back into whole film frames, then drop the duplicate one in five.
         # (A deinterlacer between the two would double the rate decimate derives its timestamps from.)
@@ -427,7 +444,8 @@ def _filter_chain(deinterlace: str | bool, inverse_telecine: bool, interlaced: b
     if mode == "off":
         return []
     if mode == "on":
-        return [("bwdif", "mode=send_frame:parity=auto:deint=all")]
+        parity = "bff" if detected == "bb" else "tff" if detected == "tt" else "auto"
+        return [("bwdif", f"mode=send_frame:parity={parity}:deint=all")]
     if mode == "auto":
         # Only frames flagged interlaced are touched, so mixed material keeps its progressive frames.
         return [("bwdif", "mode=send_frame:parity=auto:deint=interlaced")] if interlaced else []

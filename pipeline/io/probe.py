@@ -7,6 +7,7 @@ count frames and list every frame's timestamp.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 from fractions import Fraction
@@ -246,6 +247,61 @@ def probe(path: str | Path, *, exact: bool = False) -> VideoInfo:
             frame_pts=frame_pts,
             metadata=dict(container.metadata),
         )
+
+
+# Frames the idet filter looks at, and how clear its verdict must be.
+_IDET_FRAMES = 24
+
+
+def detect_interlacing(path: str | Path) -> str | None:
+    """ "tt" or "bb" when FFmpeg's idet filter finds most frames combed, None for progressive pictures.
+
+    Only the first frames are examined (decoding, not the whole file); cached per file version.
+    """
+    path = Path(path)
+    st = path.stat()
+    return _detect_interlacing(str(path.resolve()), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=32)
+def _detect_interlacing(path: str, mtime_ns: int, size: int) -> str | None:
+    import av
+
+    counts: dict[str, int] = {}
+    with open_input(path) as container:
+        stream = main_video_stream(container, Path(path))
+        graph = None
+        n = 0
+        try:
+            for frame in container.decode(stream):
+                if graph is None:
+                    graph = av.filter.Graph()
+                    src = graph.add_buffer(template=stream)
+                    idet = graph.add("idet")
+                    sink = graph.add("buffersink")
+                    src.link_to(idet)
+                    idet.link_to(sink)
+                    graph.configure()
+                graph.push(frame)
+                while True:
+                    try:
+                        out = graph.pull()
+                    except (av.error.BlockingIOError, av.error.EOFError):
+                        break
+                    meta = out.metadata
+                    for key in ("tff", "bff", "progressive"):
+                        value = meta.get(f"lavfi.idet.multiple.{key}")
+                        if value is not None:
+                            counts[key] = int(float(value))
+                n += 1
+                if n >= _IDET_FRAMES:
+                    break
+        except av.error.FFmpegError as exc:
+            log.debug("%s: interlace detection stopped: %s", path, exc)
+    combed = counts.get("tff", 0) + counts.get("bff", 0)
+    if combed < max(4, n // 4) or combed < 2 * counts.get("progressive", 0):
+        return None
+    return "tt" if counts.get("tff", 0) >= counts.get("bff", 0) else "bb"
 
 
 def _top_field_first(frame: Any) -> bool:

@@ -83,7 +83,7 @@ def restore_frames(
     from pipeline.io.decode import iter_frames
     from pipeline.io.mux import check_output, mux, plan_streams
     from pipeline.io.presets import CONTAINER_FORMATS, encoder_options, get_preset, output_pix_fmt
-    from pipeline.io.probe import probe
+    from pipeline.io.probe import detect_interlacing, probe
 
     started = time.perf_counter()
     source, output = Path(input), Path(output)
@@ -103,6 +103,15 @@ def restore_frames(
     video = info.video
     if video.interlaced and config.io.deinterlace == "off" and not config.io.inverse_telecine:
         log.warning("%s: interlaced source upscaled without deinterlacing: expect combing", source)
+    if not video.interlaced and config.io.deinterlace == "auto" and not config.io.inverse_telecine:
+        seen = detect_interlacing(source)
+        if seen is not None:
+            log.warning(
+                "%s: flagged progressive, but the pictures look interlaced (%s field first); if so, "
+                "deinterlace with --set io.deinterlace=on",
+                source,
+                "top" if seen == "tt" else "bottom",
+            )
 
     scale, method = config.upscale.scale, config.upscale.method
     reader = iter_frames(

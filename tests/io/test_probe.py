@@ -94,3 +94,27 @@ def test_audio_only_file_is_refused(tmp_path: Path) -> None:
 def _write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
+
+
+def test_combing_in_frames_flagged_progressive_is_found_and_fixed_on_request(media: MediaCache) -> None:
+    import numpy as np
+
+    from pipeline.io.decode import iter_frames
+    from pipeline.io.probe import detect_interlacing
+
+    # mandelbrot, not testsrc2: idet calls testsrc2's sharp moving shapes combed even when progressive.
+    spec = dict(source="mandelbrot", frames=24, size=(192, 128))
+    careless = media.clip("unflagged", interlaced="bff", interlace_flags=False, **spec)
+    assert not probe(careless).video.interlaced  # the flags say progressive...
+    assert detect_interlacing(careless) == "bb"  # ...the pictures say otherwise
+    assert detect_interlacing(media.clip("progressive", **spec)) is None
+
+    woven = list(iter_frames(careless, deinterlace="auto"))  # auto trusts the flags: untouched
+    fixed = list(iter_frames(careless, deinterlace="on"))
+    assert [f.pts for f in fixed] == [f.pts for f in woven]
+
+    def comb(img: np.ndarray) -> float:
+        x = img.astype(np.float32)
+        return float(np.abs(x[1:-1] - (x[:-2] + x[2:]) / 2).mean())
+
+    assert comb(fixed[12].image) < 0.7 * comb(woven[12].image)
