@@ -81,7 +81,29 @@ def modulated_conv2d(
     resample_filter: torch.Tensor | None = None,
     mode: ModConvMode = "grouped",
 ) -> torch.Tensor:
-    """Per-sample modulated convolution.
+    """Per-sample modulated convolution (see modulated_conv2d_deferred for the modes)."""
+    y, dcoefs = modulated_conv2d_deferred(
+        x, weight, styles, demodulate=demodulate, up=up, resample_filter=resample_filter, mode=mode
+    )
+    if dcoefs is not None:
+        y = y * dcoefs.to(y.dtype).reshape(*dcoefs.shape, 1, 1)
+    return y
+
+
+def modulated_conv2d_deferred(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    styles: torch.Tensor,
+    *,
+    demodulate: bool,
+    up: bool = False,
+    resample_filter: torch.Tensor | None = None,
+    mode: ModConvMode = "grouped",
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per-sample modulated convolution, returning (y, pending demodulation [B, O] or None).
+
+    The caller multiplies y by the pending per-channel factors, so that it can fuse that product with
+    what follows (noise, bias, activation) in one pass over the activations.
 
     x [B, I, H, W], weight [O, I, k, k], styles [B, I] -> [B, O, H', W'] (H' = 2H when `up`).
     Mathematically  y_b = conv(x_b, W * s_b) * d_b  with  d_b[o] = 1 / sqrt(sum_{i,kh,kw} (W s_b)^2 + 1e-8).
@@ -121,10 +143,7 @@ def modulated_conv2d(
         g = (resample_filter.flip([0, 1]) * 4.0).to(weight.dtype)
         k6 = F.conv2d(F.pad(weight.reshape(out_ch * in_ch, 1, kh, kw), [3, 3, 3, 3]), g[None, None])
         k6 = k6.reshape(out_ch, in_ch, 6, 6).transpose(0, 1).to(x.dtype)  # [I, O, 6, 6]
-        y = F.conv_transpose2d(xs, k6, stride=2, padding=2)
-        if dcoefs is not None:
-            y = y * dcoefs.to(y.dtype).reshape(batch, out_ch, 1, 1)
-        return y
+        return F.conv_transpose2d(xs, k6, stride=2, padding=2), dcoefs
     if mode in ("scaled", "scaled_fir"):
         xs = x * styles.to(x.dtype).reshape(batch, in_ch, 1, 1)
         w = weight.to(x.dtype)
@@ -157,6 +176,31 @@ def modulated_conv2d(
         pad0 = p + (fk + 1) // 2 - (kw - 1)
         pad1 = p + (fk - 2) // 2 - (kw - 2)
         y = fir_filter2d(y, resample_filter, (pad0, pad1), gain=4.0)
-    if dcoefs is not None:
-        y = y * dcoefs.to(y.dtype).reshape(batch, out_ch, 1, 1)
-    return y
+    return y, dcoefs
+
+
+def demod_noise_bias_act(
+    y: torch.Tensor,
+    dcoefs: torch.Tensor | None,
+    noise: torch.Tensor | None,
+    strength: torch.Tensor,
+    bias: torch.Tensor,
+    *,
+    gain: float,
+    clamp: float | None,
+) -> torch.Tensor:
+    """lrelu(y * d + noise * strength + bias) * gain, clamped, in three passes over y [B, C, H, W].
+
+    Uses lrelu(z) * g = lrelu(z * g) for g > 0 to fold the gain into the per-channel scale, the noise
+    strength and the bias: addcmul (scale + bias), addcmul_ (noise), leaky_relu_ (in place).
+    """
+    batch, ch = y.shape[:2]
+    scale = gain if dcoefs is None else (dcoefs * gain).to(y.dtype).reshape(batch, ch, 1, 1)
+    b = (bias * gain).to(y.dtype).reshape(1, ch, 1, 1)
+    x = torch.add(b, y, alpha=scale) if isinstance(scale, float) else torch.addcmul(b, y, scale)
+    if noise is not None:
+        x = x.addcmul_(noise.to(y.dtype), (strength * gain).to(y.dtype))
+    x = F.leaky_relu_(x, LRELU_SLOPE)
+    if clamp is not None:
+        x = x.clamp(-clamp, clamp)
+    return x

@@ -30,7 +30,9 @@ from pipeline.prior.ops import (
     LRELU_GAIN,
     ModConvMode,
     bias_act,
+    demod_noise_bias_act,
     modulated_conv2d,
+    modulated_conv2d_deferred,
     setup_filter,
     upsample2d,
 )
@@ -187,7 +189,7 @@ class SynthesisLayer(nn.Module):
         mode: ModConvMode,
     ) -> torch.Tensor:
         styles = self.affine(w.float())  # [B, in_ch], float32 whatever the activations' dtype
-        x = modulated_conv2d(
+        y, dcoefs = modulated_conv2d_deferred(
             x,
             self.weight,
             styles,
@@ -195,23 +197,24 @@ class SynthesisLayer(nn.Module):
             up=self.up,
             resample_filter=self.resample_filter,
             mode=mode,
-        )  # [B, out_ch, res, res]
+        )  # [B, out_ch, res, res], pending demodulation [B, out_ch] or None
         if noise is None and noise_mode == "const":
             noise = self.noise_const.reshape(1, 1, self.res, self.res)
         elif noise is None and noise_mode == "random":
-            noise = torch.randn(x.shape[0], 1, self.res, self.res, device=x.device)
-        if noise is not None:
-            if (
-                noise.ndim != 4
-                or noise.shape[1:] != (1, self.res, self.res)
-                or noise.shape[0] not in (1, x.shape[0])
-            ):
-                raise ValueError(
-                    f"noise for a {self.res}x{self.res} layer must be [{x.shape[0]} or 1, 1, {self.res}, "
-                    f"{self.res}], got {tuple(noise.shape)}"
-                )
-            x = x + noise.to(x.dtype) * self.noise_strength.to(x.dtype)
-        return bias_act(x, self.bias, lrelu=True, gain=LRELU_GAIN, clamp=self.conv_clamp)
+            noise = torch.randn(y.shape[0], 1, self.res, self.res, device=y.device)
+        if noise is not None and (
+            noise.ndim != 4
+            or noise.shape[1:] != (1, self.res, self.res)
+            or noise.shape[0] not in (1, y.shape[0])
+        ):
+            raise ValueError(
+                f"noise for a {self.res}x{self.res} layer must be [{y.shape[0]} or 1, 1, {self.res}, "
+                f"{self.res}], got {tuple(noise.shape)}"
+            )
+        # demodulation, noise, bias, lrelu * sqrt(2) and clamp in three passes over the activations
+        return demod_noise_bias_act(
+            y, dcoefs, noise, self.noise_strength, self.bias, gain=LRELU_GAIN, clamp=self.conv_clamp
+        )
 
 
 class ToRGB(nn.Module):
