@@ -95,6 +95,8 @@ def bench_one(args: argparse.Namespace, res: int, batch: int, dtype: str, modcon
     ms_face = dt * 1000 / batch
     gflop = flops / 1e9
     rate = gflop / (ms_face / 1000) if flops else 0.0
+    if not flops:
+        return f"{res:>5} {batch:>5} {dtype:>9} {modconv:>10} {ms_face:>12.2f} {'-':>11} {'-':>10}{note}"
     return f"{res:>5} {batch:>5} {dtype:>9} {modconv:>10} {ms_face:>12.2f} {gflop:>11.1f} {rate:>10.0f}{note}"
 
 
