@@ -16,6 +16,7 @@ import argparse
 import itertools
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -30,14 +31,16 @@ def config_f(resolution: int) -> GeneratorConfig:
     return GeneratorConfig(resolution=resolution, channel_base=32768, channel_max=512)
 
 
-def make_step(G: Generator, batch: int, device: torch.device, use_compile: bool):  # type: ignore[no-untyped-def]
+def make_step(
+    G: Generator, batch: int, device: torch.device, compile_mode: str | None
+) -> tuple[Callable[[], None], torch.Tensor]:
     gen = torch.Generator(device="cpu").manual_seed(0)
     ws0 = (G.w_avg.float().cpu() + torch.randn(batch, G.num_ws, G.w_dim, generator=gen) * 0.5).to(device)
     target = torch.rand(batch, 3, G.img_resolution, G.img_resolution, generator=gen).to(device) * 2 - 1
     ws = ws0.clone().requires_grad_(True)
     synth = G.synthesis
-    if use_compile:
-        synth = torch.compile(G.synthesis, dynamic=False)  # type: ignore[assignment]
+    if compile_mode:
+        synth = torch.compile(G.synthesis, mode=compile_mode, dynamic=False)  # type: ignore[assignment]
 
     def step() -> None:
         ws.grad = None
@@ -48,7 +51,7 @@ def make_step(G: Generator, batch: int, device: torch.device, use_compile: bool)
     return step, ws
 
 
-def count_flops(step) -> float:  # type: ignore[no-untyped-def]
+def count_flops(step: Callable[[], None]) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
     counter = FlopCounterMode(display=False)
@@ -64,21 +67,21 @@ def bench_one(args: argparse.Namespace, res: int, batch: int, dtype: str, modcon
     G = G.to(device=device, dtype=getattr(torch, dtype)).eval().requires_grad_(False)
     G.synthesis.modconv = modconv  # type: ignore[assignment]
     if args.channels_last:
-        G = G.to(memory_format=torch.channels_last)  # type: ignore[call-arg]
+        G = G.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         G.synthesis.channels_last = True
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     note = ""
     try:
-        step, _ = make_step(G, batch, device, args.compile)
+        step, _ = make_step(G, batch, device, args.compile_mode if args.compile else None)
         try:
             step()
         except Exception as exc:  # compile failures must not end the benchmark
             if not args.compile:
                 raise
             note = f" (compile failed: {type(exc).__name__}; eager)"
-            step, _ = make_step(G, batch, device, False)
+            step, _ = make_step(G, batch, device, None)
             step()
-        flops = count_flops(make_step(G, 1, device, False)[0]) if not args.no_flops else 0.0
+        flops = count_flops(make_step(G, 1, device, None)[0]) if not args.no_flops else 0.0
         for _ in range(args.warmup):
             step()
         sync()
@@ -131,7 +134,7 @@ def main() -> int:
         name = f"CPU, {torch.get_num_threads()} threads"
     print(
         f"# device: {name}; torch {torch.__version__}; tf32={tf32}; channels_last={args.channels_last}; "
-        f"compile={args.compile}; step = synthesis forward + backward to ws",
+        f"compile={args.compile and args.compile_mode}; step = synthesis forward + backward to ws",
         flush=True,
     )
     print(
