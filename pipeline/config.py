@@ -72,12 +72,12 @@ class SearchConfig:
     warm_lr: float = 0.05  # warm-start learning rate (cosine decay; it starts near the answer)
     eps: float = 2e-3  # the bound: a frame meets it when its downscaled MSE <= eps (PULSE's eps, ~27 dB)
     stop_eps: float = 5e-4  # a face stops once its MSE <= this (tighter than eps: a loose stop flickers)
-    patience: int = 8  # ... or once its loss improved by < `converge_tol` (relative) over this many steps
-    converge_tol: float = 1e-3  # relative loss improvement that counts as progress (see patience)
+    patience: int = 8  # ... or once its MSE improved by < `converge_tol` (relative) over this many steps
+    converge_tol: float = 0.01  # relative MSE improvement that counts as progress (see patience)
     l2_weight: float = 100.0  # weight of the downscaled MSE (PULSE's "100*L2")
     l1_weight: float = 0.0  # weight of the downscaled mean absolute error (PULSE's L1 adds x10 itself)
     geocross_weight: float = 0.05  # weight of GEOCROSS between a face's layer latents (PULSE's 0.05)
-    pull_weight: float = 2.0  # warm start: weight of the squared distance to frame t-1's latents/noise
+    pull_weight: float = 0.5  # warm start: weight of the squared distance to frame t-1's latents/noise
     noise_layers: int = 5  # the first noise maps are optimised, the rest stay fixed (PULSE: 5)
     seed: int = 0  # seeds every random start (per track): results are deterministic
     batch_size: int = 16  # faces searched at once

@@ -187,7 +187,7 @@ def _optimise(
 
     best_total = torch.full((B,), float("inf"), device=device)
     best = SearchState(params[0].clone(), [n.clone() for n in start.noise])
-    ref_total = torch.full((B,), float("inf"), device=device)  # level to beat by converge_tol
+    ref_mse = torch.full((B,), float("inf"), device=device)  # fit to beat by converge_tol
     stall = torch.zeros(B, dtype=torch.long, device=device)
     done = torch.zeros(B, dtype=torch.bool, device=device)
 
@@ -215,8 +215,10 @@ def _optimise(
             best.latents[take] = v.detach()[better]
             for i in range(n_opt):
                 best.noise[i][take] = leaves[1 + i].detach()[better]
-            progressed = t < ref_total[idx] * (1 - settings.converge_tol)
-            ref_total[idx] = torch.where(progressed, t, ref_total[idx])
+            # progress is judged on the fit alone: GEOCROSS dominates the total and hides it
+            m = mse.detach()
+            progressed = m < ref_mse[idx] * (1 - settings.converge_tol)
+            ref_mse[idx] = torch.where(progressed, m, ref_mse[idx])
             stall[idx] = torch.where(progressed, 0, stall[idx] + 1)
             stop = reached | (opt.step_count[idx] >= budget[idx]) | (stall[idx] >= settings.patience)
             done[idx[stop]] = True
@@ -270,15 +272,19 @@ def search(
     if len(seeds) != B:
         raise SearchError(f"search: {len(seeds)} seeds for {B} targets")
 
-    start = random_state(G, seeds).to(dev)
-    if prev is not None:
-        p = prev.to(dev)
-        start = SearchState(
-            torch.where(warm.view(-1, 1, 1), p.latents, start.latents),
-            [torch.where(warm.view(-1, 1, 1, 1), a, b) for a, b in zip(p.noise, start.noise, strict=True)],
-        )
     if init is not None:
         start = init.to(dev)
+    elif prev is None:
+        start = random_state(G, seeds).to(dev)
+    else:
+        start = prev.to(dev)
+        cold = (~warm).nonzero().squeeze(1)
+        if cold.numel():  # random draws only for the cold faces (a full set of noise maps is large)
+            fresh = random_state(G, [seeds[i] for i in cold.tolist()]).to(dev)
+            start = SearchState(start.latents.clone(), [n.clone() for n in start.noise])
+            start.latents[cold] = fresh.latents
+            for i, n in enumerate(fresh.noise):
+                start.noise[i][cold] = n
     pull_to = prev.to(dev) if prev is not None else None
 
     max_res = _truncated_res(G, batch, settings.truncate_factor)

@@ -1,0 +1,249 @@
+"""Restoring whole tracks: frame t warm-starts from frame t-1, several tracks advance in lockstep.
+
+`restore_tracks_batched` is what a search worker runs on the work units it holds: frame t of every
+track goes into one batched `search` call (targets of different sizes are fine), so a GPU sees a full
+batch even though each track must run in order.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from pipeline.config import SearchConfig
+from pipeline.errors import SearchError
+from pipeline.search.latent_space import GaussianizedW
+from pipeline.search.search import search
+from pipeline.search.state import SearchResult, SearchState
+from pipeline.types import FaceRestoration
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrackInput:
+    """One run of consecutive frames of one track, as a search worker receives it."""
+
+    track_id: int
+    crops: Sequence[np.ndarray]  # per frame [S, S, 3] (or [S, S]) float in [0, 1]; S may vary per frame
+    frame_indices: Sequence[int]  # source frame index of each crop
+    gray: bool = False  # black-and-white footage: compare luminance, return gray faces
+    prev_state: SearchState | None = None  # one face: the state of the frame before crops[0] (warm start)
+
+
+def track_seed(seed: int, track_id: int) -> int:
+    """The cold-start seed of a track: depends on the settings' seed and the track only."""
+    return (seed * 1_000_003 + track_id * 7_919 + 17) % (2**62)
+
+
+def crop_to_tensor(crop: np.ndarray, where: str) -> torch.Tensor:
+    """[S, S, 3] / [S, S, 1] / [S, S] float in [0, 1] -> [C, S, S] float32; bad input: SearchError."""
+    a = np.asarray(crop)
+    if a.ndim == 2:
+        a = a[:, :, None]
+    if a.ndim != 3 or a.shape[2] not in (1, 3) or a.shape[0] < 1 or a.shape[1] < 1:
+        raise SearchError(f"{where}: crop has shape {a.shape}; expected [S, S, 3] or [S, S]")
+    if not np.issubdtype(a.dtype, np.floating):
+        raise SearchError(f"{where}: crop has dtype {a.dtype}; expected float in [0, 1]")
+    if not np.isfinite(a).all():
+        raise SearchError(f"{where}: crop contains NaN or infinite values")
+    return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1), dtype=np.float32))
+
+
+def to_restoration(track_id: int, frame_index: int, res: SearchResult, i: int, steps: int) -> FaceRestoration:
+    return FaceRestoration(
+        track_id=track_id,
+        frame_index=int(frame_index),
+        latents=res.ws[i].numpy().astype(np.float32),
+        image=res.images[i].permute(1, 2, 0).numpy().astype(np.float32),
+        psnr=float(res.psnr[i]),
+        met_bound=bool(res.met_bound[i]),
+        steps=steps,
+    )
+
+
+@dataclass
+class TrackOutput:
+    """What restoring one TrackInput gives back."""
+
+    restorations: list[FaceRestoration]  # one per crop, in order
+    state: SearchState | None  # the last frame's state (warm-starts whatever follows); None if no crops
+    states: list[SearchState] | None = None  # every frame's state, when asked for (keep_states=True)
+
+
+def _share_unchanged(state: SearchState, ref: SearchState | None) -> SearchState:
+    """Point noise maps equal to ref's at ref's tensors: a warm track keeps its fixed noise, so a kept
+    history costs a few latents per frame instead of a full set of noise maps (~11 MB at 1024 px)."""
+    if ref is None:
+        return state
+    noise = [r if torch.equal(n, r) else n for n, r in zip(state.noise, ref.noise, strict=True)]
+    return SearchState(state.latents, noise)
+
+
+def restore_tracks_batched(
+    G: torch.nn.Module,
+    tracks: Sequence[TrackInput],
+    *,
+    settings: SearchConfig,
+    space: GaussianizedW,
+    device: torch.device | str = "cpu",
+    keep_states: bool = False,
+) -> list[TrackOutput]:
+    """Restore several tracks at once, advancing them in lockstep.
+
+    Frame 0 of a track is a cold search (or a warm start from `prev_state`); every later frame warm-starts
+    from the frame before. Frame t of every track goes into one search call (up to settings.batch_size
+    faces per call; targets of different sizes are fine). With settings.smooth_sigma > 0 the latents are
+    smoothed over time afterwards (see smooth_track).
+    """
+    for tr in tracks:
+        if len(tr.crops) != len(tr.frame_indices):
+            raise SearchError(
+                f"track {tr.track_id}: {len(tr.crops)} crops but {len(tr.frame_indices)} frame indices"
+            )
+        if tr.prev_state is not None and len(tr.prev_state) != 1:
+            raise SearchError(f"track {tr.track_id}: prev_state must hold exactly one face")
+    prev: list[SearchState | None] = [tr.prev_state for tr in tracks]
+    out: list[list[FaceRestoration]] = [[] for _ in tracks]
+    keep = keep_states or settings.smooth_sigma > 0
+    history: list[list[SearchState]] = [[] for _ in tracks]
+    length = max((len(tr.crops) for tr in tracks), default=0)
+    step = max(1, settings.batch_size)
+    for t in range(length):
+        live = [k for k, tr in enumerate(tracks) if t < len(tr.crops)]
+        for b0 in range(0, len(live), step):
+            part = live[b0 : b0 + step]
+            targets = [
+                crop_to_tensor(
+                    tracks[k].crops[t], f"track {tracks[k].track_id} frame {tracks[k].frame_indices[t]}"
+                )
+                for k in part
+            ]
+            res = _search_step(
+                G, targets, [prev[k] for k in part], [tracks[k] for k in part], settings, space, device
+            )
+            for i, k in enumerate(part):
+                st = res.state.select([i])
+                if keep:
+                    st = _share_unchanged(st, history[k][-1] if history[k] else None)
+                    history[k].append(st)
+                prev[k] = st
+                out[k].append(
+                    to_restoration(tracks[k].track_id, tracks[k].frame_indices[t], res, i, int(res.steps[i]))
+                )
+    if settings.smooth_sigma > 0:
+        for k, tr in enumerate(tracks):
+            if out[k]:
+                out[k], history[k] = smooth_track(
+                    G, tr, out[k], history[k], settings=settings, space=space, device=device
+                )
+                prev[k] = history[k][-1]
+    return [TrackOutput(out[k], prev[k], history[k] if keep_states else None) for k in range(len(tracks))]
+
+
+def _search_step(
+    G: torch.nn.Module,
+    targets: list[torch.Tensor],
+    prev: list[SearchState | None],
+    tracks: list[TrackInput],
+    settings: SearchConfig,
+    space: GaussianizedW,
+    device: torch.device | str,
+) -> SearchResult:
+    """One batched search over faces that may be cold (no prev) or warm."""
+    warm = torch.tensor([p is not None for p in prev])
+    seeds = [track_seed(settings.seed, tr.track_id) for tr in tracks]
+    prev_state = None
+    if bool(warm.any()):
+        # the batched prev needs a row for every face; the mask keeps the cold ones cold
+        filler = next(p for p in prev if p is not None)  # search draws the cold faces' starts itself
+        prev_state = SearchState.cat([p if p is not None else filler for p in prev])
+    return search(
+        G,
+        targets,
+        settings=settings,
+        space=space,
+        prev=prev_state,
+        prev_mask=warm,
+        gray=torch.tensor([tr.gray for tr in tracks]),
+        seeds=seeds,
+        device=device,
+    )
+
+
+def restore_track(
+    G: torch.nn.Module,
+    crops: Sequence[np.ndarray],
+    *,
+    settings: SearchConfig,
+    space: GaussianizedW,
+    gray: bool = False,
+    device: torch.device | str = "cpu",
+    track_id: int = 0,
+    frame_indices: Sequence[int] | None = None,
+    prev_state: SearchState | None = None,
+) -> tuple[list[FaceRestoration], SearchState]:
+    """Restore one track frame by frame with warm starts; returns the restorations and the last state."""
+    indices = list(frame_indices) if frame_indices is not None else list(range(len(crops)))
+    track = TrackInput(track_id, crops, indices, gray, prev_state)
+    result = restore_tracks_batched(G, [track], settings=settings, space=space, device=device)[0]
+    if result.state is None:
+        raise SearchError(f"track {track_id}: no crops to restore")
+    return result.restorations, result.state
+
+
+def gaussian_weights(length: int, sigma: float) -> torch.Tensor:
+    """[length, length] row-normalised Gaussian smoothing matrix (rows near the ends renormalised)."""
+    t = torch.arange(length, dtype=torch.float32)
+    k = torch.exp(-0.5 * ((t[:, None] - t[None, :]) / sigma) ** 2)
+    return k / k.sum(1, keepdim=True)
+
+
+def smooth_track(
+    G: torch.nn.Module,
+    track: TrackInput,
+    restorations: list[FaceRestoration],
+    states: list[SearchState],
+    *,
+    settings: SearchConfig,
+    space: GaussianizedW,
+    device: torch.device | str = "cpu",
+) -> tuple[list[FaceRestoration], list[SearchState]]:
+    """Smooth a track's latents and optimised noise over time, then make every frame meet its target again.
+
+    Each frame's smoothed state is its new start and pull target for a warm search: a frame that still
+    meets the tight stop bound costs no step; one that drifted off its target is pulled back with the warm
+    budget. Steps of that pass are added to each frame's count.
+    """
+    n = len(states)
+    n_opt = min(settings.noise_layers, len(states[0].noise))
+    K = gaussian_weights(n, settings.smooth_sigma)  # [n, n]
+    # only what changes from frame to frame is smoothed: latents and the optimised noise maps
+    lat = torch.einsum("ts,s...->t...", K, torch.cat([s.latents for s in states]))  # [n, num_ws, w_dim]
+    opt_noise = [
+        torch.einsum("ts,s...->t...", K, torch.cat([s.noise[i] for s in states])) for i in range(n_opt)
+    ]
+    out: list[FaceRestoration] = []
+    new_states: list[SearchState] = []
+    no_share = replace(settings, share_coarse_layers=0)
+    for b0 in range(0, n, max(1, settings.batch_size)):
+        sel = list(range(b0, min(n, b0 + settings.batch_size)))
+        targets = [
+            crop_to_tensor(track.crops[t], f"track {track.track_id} frame {track.frame_indices[t]}")
+            for t in sel
+        ]
+        own = SearchState.cat([states[t] for t in sel])
+        start = SearchState(lat[sel], [x[sel] for x in opt_noise] + own.noise[n_opt:])
+        start = start.with_radii_of(own)  # an average over frames lies inside the spheres: put it back
+        res = search(
+            G, targets, settings=no_share, space=space, init=start, prev=start, gray=track.gray, device=device
+        )
+        for i, t in enumerate(sel):
+            steps = restorations[t].steps + int(res.steps[i])
+            out.append(to_restoration(track.track_id, track.frame_indices[t], res, i, steps))
+            new_states.append(res.state.select([i]))
+    return out, new_states
