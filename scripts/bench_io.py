@@ -8,6 +8,7 @@ pipeline's own overhead (frame index, probe, pipe to ffmpeg, join and mux). Prin
 and the ratio restore / ffmpeg (goal: at most 1.3).
 
     .venv/bin/python scripts/bench_io.py [--seconds 8] [--size 1920x1080] [--repeat 2]
+    .venv/bin/python scripts/bench_io.py --scale 2 --size 960x540     # the RGB path
 """
 
 from __future__ import annotations
@@ -55,6 +56,13 @@ def main() -> int:
     parser.add_argument("--rate", default="25")
     parser.add_argument("--repeat", type=int, default=2, help="runs of each, alternating")
     parser.add_argument(
+        "--scale",
+        type=int,
+        default=1,
+        help="1 (the goal's figure) or more: then frames take restore's RGB path (decode to RGB, Lanczos "
+        "upscale with OpenCV, back to YUV), against ffmpeg's own Lanczos scaler",
+    )
+    parser.add_argument(
         "--executor",
         default="local",
         choices=("local", "ray"),
@@ -68,10 +76,15 @@ def main() -> int:
         src = d / "in.mp4"
         make_clip(src, args.size, args.seconds, args.rate)
         frames = round(args.seconds * float(eval_rate(args.rate)))
-        ffmpeg_cmd = ["ffmpeg", "-v", "error", "-y", "-i", str(src), "-c:v", "libx264", "-preset", "medium"]
-        ffmpeg_cmd += ["-crf", "18", "-pix_fmt", "yuv420p", "-c:a", "copy", str(d / "ffmpeg.mp4")]
+        ffmpeg_cmd = ["ffmpeg", "-v", "error", "-y", "-i", str(src)]
+        if args.scale != 1:
+            # The same resampler restore uses (Lanczos), in ffmpeg's own scaler.
+            ffmpeg_cmd += ["-vf", f"scale=iw*{args.scale}:ih*{args.scale}:flags=lanczos"]
+        ffmpeg_cmd += ["-c:v", "libx264", "-preset", "medium", "-crf", "18", "-pix_fmt", "yuv420p"]
+        ffmpeg_cmd += ["-c:a", "copy", str(d / "ffmpeg.mp4")]
         reel_cmd = [sys.executable, "-m", "pipeline", "restore", str(src), "-o", str(d / "reel.mp4")]
-        reel_cmd += ["--scale", "1", "--preset", "delivery", "--overwrite", "--executor", args.executor]
+        reel_cmd += ["--scale", str(args.scale), "--preset", "delivery", "--overwrite"]
+        reel_cmd += ["--executor", args.executor]
 
         wall: dict[str, list[float]] = {"ffmpeg": [], "restore": []}
         cpu: dict[str, list[float]] = {"ffmpeg": [], "restore": []}
@@ -86,7 +99,10 @@ def main() -> int:
                 flush=True,
             )
         load = os.getloadavg()[0]
-        print(f"clip: {args.size} @ {args.rate} fps, {frames} frames, x264 medium crf 18, audio copied")
+        print(
+            f"clip: {args.size} @ {args.rate} fps, {frames} frames, scale {args.scale}, "
+            "x264 medium crf 18, audio copied"
+        )
         print(f"machine: {os.cpu_count()} CPUs, load average {load:.1f} at the end")
         for name in ("ffmpeg", "restore"):
             w, c = statistics.median(wall[name]), statistics.median(cpu[name])

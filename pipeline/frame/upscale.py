@@ -1,12 +1,21 @@
-"""Whole-frame upscaling with a classical resampler (a learned model can take this place later)."""
+"""Whole-frame upscaling with a classical resampler (a learned model can take this place later).
+
+"lanczos" is Lanczos-3 (6 taps, the kernel ffmpeg and most editors default to). For integer
+factors, the usual case, it runs as a polyphase filter: every output pixel of phase p (its position
+within the s x s block it falls in) uses the same 6 weights, so the image is filtered once per phase
+with OpenCV's vectorised filter2D, horizontally then vertically, and the phases are interleaved.
+That is about ten times cheaper than cv2.resize's own Lanczos (8 taps, not vectorised), which at
+1080p cost more CPU than the x264 encode. Other factors fall back to cv2.resize.
+"""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-# OpenCV interpolation flags by name. Lanczos (8x8 taps) is the sharpest of OpenCV's classical
-# kernels with little ringing; area averages and is meant for shrinking.
 METHODS = ("lanczos", "bicubic", "area", "nearest")
+_LANCZOS_A = 3  # lobes; taps = 2a
 
 
 def _flag(method: str) -> int:
@@ -24,11 +33,62 @@ def _flag(method: str) -> int:
         raise ValueError(f"unknown upscale method {method!r}; choose one of {', '.join(METHODS)}") from None
 
 
+def lanczos_phases(scale: int, a: int = _LANCZOS_A) -> list[tuple[int, np.ndarray]]:
+    """Per output phase p: (offset of its first tap's centre input pixel, [2a] normalised weights).
+
+    Output pixel s*j + p sits at input coordinate x = j + (p + 0.5)/s - 0.5 (pixel centres aligned,
+    as cv2.resize and ffmpeg do). With base = floor(x) and f = x - base, its value is
+    sum_k w_k * in[base + k] for k = -a+1 .. a, w_k = L(k - f), L(t) = sinc(t) sinc(t/a).
+    """
+    phases = []
+    for p in range(scale):
+        x = (p + 0.5) / scale - 0.5
+        base = math.floor(x)
+        f = x - base
+        t = np.arange(-a + 1, a + 1, dtype=np.float64) - f  # [2a] distances to the taps
+        w = np.sinc(t) * np.sinc(t / a)
+        phases.append((base, (w / w.sum()).astype(np.float32)))
+    return phases
+
+
+def _upscale_axis(image: np.ndarray, scale: int, axis: int) -> np.ndarray:
+    """Polyphase Lanczos along `axis` (1 = width, 0 = height) of an [H, W, C] image, same dtype.
+
+    filter2D rounds and saturates 8-bit outputs itself (Lanczos overshoots at edges), so no float
+    copy of the frame is made: each pass rounds and clips, as a hardware scaler's would.
+    """
+    import cv2
+
+    a = _LANCZOS_A
+    phases = []
+    for base, weights in lanczos_phases(scale, a):
+        # filter2D: dst(x) = sum_t kernel[t] * src(x + t - anchor); we need src(j + base + k), k = t - a + 1.
+        anchor = a - 1 - base
+        kernel = weights[None, :] if axis == 1 else weights[:, None]  # [1, 2a] or [2a, 1]
+        anchor_xy = (anchor, 0) if axis == 1 else (0, anchor)
+        phase = cv2.filter2D(image, -1, kernel, anchor=anchor_xy, borderType=cv2.BORDER_REPLICATE)
+        phases.append(phase.reshape(image.shape))  # cv2 drops a single channel axis
+    h, w, c = image.shape
+    if axis == 1:
+        return np.stack(phases, axis=2).reshape(h, w * scale, c)  # [H, W, s, C] -> [H, W*s, C]
+    return np.stack(phases, axis=1).reshape(h * scale, w, c)  # [H, s, W, C] -> [H*s, W, C]
+
+
+def _lanczos_integer(image: np.ndarray, scale: int) -> np.ndarray:
+    if image.dtype == np.uint16:
+        # OpenCV's 16-bit filter2D is not vectorised: filter in float and convert once at the end.
+        work = _lanczos_integer(image.astype(np.float32), scale)
+        return np.clip(np.rint(work, out=work), 0, 65535, out=work).astype(np.uint16)
+    work = _upscale_axis(image, scale, axis=1)  # [H, W*s, C]
+    return _upscale_axis(work, scale, axis=0)  # [H*s, W*s, C]
+
+
 def upscale(image: np.ndarray, scale: float, method: str = "lanczos") -> np.ndarray:
     """Resize `image` ([H, W] or [H, W, C]; uint8, uint16 or float32) by `scale`, keeping its dtype.
 
     The output is round(H * scale) x round(W * scale). Integer images are clipped to their range
-    (Lanczos and bicubic overshoot at edges; OpenCV saturates integer outputs itself).
+    (Lanczos and bicubic overshoot at edges; 8-bit Lanczos after each of its two passes); float
+    images are not.
     """
     if scale <= 0:
         raise ValueError(f"scale must be positive, got {scale}")
@@ -39,6 +99,8 @@ def upscale(image: np.ndarray, scale: float, method: str = "lanczos") -> np.ndar
     flag = _flag(method)
     if scale == 1:
         return image
+    if method == "lanczos" and float(scale).is_integer() and image.ndim == 3 and image.shape[2] <= 4:
+        return _lanczos_integer(np.ascontiguousarray(image), int(scale))
     import cv2
 
     height, width = image.shape[:2]

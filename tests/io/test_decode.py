@@ -108,3 +108,21 @@ def test_damage_in_the_middle_is_counted_not_fatal(media: MediaCache, tmp_path) 
     assert len(frames) >= 20  # ...everything around it still decodes...
     assert len(frames) + stats.lost + stats.missing == 40  # ...and the count adds up
     assert [f.index for f in frames] == sorted({f.index for f in frames})  # no index reused
+
+
+def test_memory_stays_bounded_whatever_the_length(media: MediaCache) -> None:
+    import tracemalloc
+
+    path = media.clip("long-bounded", frames=240, size=(160, 120), gop=30)
+    frame_bytes = 160 * 120 * 3
+    tracemalloc.start()
+    try:
+        count = 0
+        for frame in iter_frames(path):
+            count += 1
+            del frame
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert count == 240
+    assert peak < 24 * frame_bytes  # a handful of frames in flight, never the whole clip (240)
