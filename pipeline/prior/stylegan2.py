@@ -362,12 +362,17 @@ class Generator(nn.Module):
         return num_ws_at(self.cfg, res)
 
     def reset_parameters(
-        self, seed: int, noise_strength: float = 0.3, w_avg_samples: int = 4096, target_std: float = 0.3
+        self,
+        seed: int,
+        noise_strength: float = 0.3,
+        w_avg_samples: int = 4096,
+        target_std: float | None = 0.3,
     ) -> None:
-        """StyleGAN's initialisation from `seed` (deterministic across machines: CPU generator).
+        """StyleGAN's initialisation from `seed` (weights drawn on the CPU: the same on every machine).
 
         Equalised-lr weights of unit variance, style affine biases 1, other biases 0, noise strengths
-        `noise_strength`; then w_avg measured and the output scaled to a std of `target_std`.
+        `noise_strength`; then w_avg measured and (unless target_std is None) the output scaled to a
+        std of `target_std`. Both measurements run on the module's device.
         """
         gen = torch.Generator().manual_seed(seed)
         device = self.w_avg.device
@@ -381,10 +386,13 @@ class Generator(nn.Module):
             for layer in block.layers():
                 layer.reset_parameters(gen, noise_strength)
             block.torgb.reset_parameters(gen)
+        self.to(device)
         with torch.no_grad():
             # w_avg as training would have tracked it: the mean w over many latents.
-            z = torch.randn(w_avg_samples, self.z_dim, generator=gen)
+            z = torch.randn(w_avg_samples, self.z_dim, generator=gen).to(device)
             self.mapping.w_avg.copy_(self.mapping(z)[:, 0].mean(dim=0))
+            if target_std is None:
+                return
             # At initialisation the ToRGB outputs of all levels add up to a std of about 2-3, so the
             # image would sit far outside [-1, 1], unlike a trained model's. The image is linear in the
             # ToRGB weights (their biases are zero), so one scale calibrates it to a trained-like std.
@@ -392,7 +400,6 @@ class Generator(nn.Module):
             scale = target_std / float(img.std())
             for block in self.synthesis.blocks():
                 block.torgb.weight.mul_(scale)
-        self.to(device)
 
 
 def make_random_generator(
