@@ -66,14 +66,18 @@ def scan_frames(
     gray: bool | None = None,  # None: decide from the first frames
     detector: FaceDetector | None = None,
     first_track_id: int = 0,
+    source_size: tuple[int, int] | None = None,  # (w, h) when the frames arrive already reduced
 ) -> ScanResult:
-    """Cut, detect and track faces in a run of consecutive frames."""
+    """Cut, detect and track faces in a run of consecutive frames.
+
+    Frames may come at source size or already reduced by the decoder (then give `source_size`):
+    results are always in source pixels.
+    """
     detector = detector or make_detector(cfg.detector, cfg.score_threshold)
     cuts: CutDetector | None = None
     detections: dict[int, list[Detection]] = {}
     batch: list[np.ndarray] = []
     batch_idx: list[int] = []
-    source_size = (0, 0)
     start = end = None
     gray_votes: list[bool] = []
     count = 0
@@ -81,7 +85,7 @@ def scan_frames(
     def flush() -> None:
         nonlocal count
         for index, found in zip(
-            batch_idx, detect_images(detector, batch, batch_idx, source_size, cfg.min_face), strict=True
+            batch_idx, detect_images(detector, batch, batch_idx, size, cfg.min_face), strict=True
         ):
             if found:
                 detections[index] = found
@@ -89,13 +93,16 @@ def scan_frames(
         batch.clear()
         batch_idx.clear()
 
+    size = (0, 0)
     for index, image in frames:
         if start is None:
             start = index
-            source_size = (image.shape[1], image.shape[0])
+            size = source_size or (image.shape[1], image.shape[0])
         if gray is None and len(gray_votes) < 5:
             gray_votes.append(is_gray(image))
-        small = detector_input(image, cfg.detect_size, cfg.denoise)
+        # Frames the decoder already reduced had their grain averaged away: no extra softening.
+        reduced = image.shape[1] < size[0]
+        small = detector_input(image, cfg.detect_size, 0.0 if reduced else cfg.denoise)
         if cuts is None:
             cuts = CutDetector(
                 cfg.cut_threshold,

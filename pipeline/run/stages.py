@@ -57,15 +57,22 @@ def _frames(video: Path, cfg: Config, start: int, end: int | None, max_size: int
 def scan(
     video: Path, cfg: Config, start: int = 0, end: int | None = None, first_track_id: int = 0
 ) -> ScanResult:
-    """Shots and face tracks of frames [start, end) (a range boundary acts as a cut)."""
-    reader = _frames(video, cfg, start, end)
+    """Shots and face tracks of frames [start, end) (a range boundary acts as a cut).
+
+    Sources larger than the detector's copy are reduced by the decoder itself, which is much
+    cheaper than converting full-size frames to RGB and shrinking them afterwards.
+    """
+    from pipeline.io.probe import probe
+
+    vs = probe(video).video
+    reader = _frames(video, cfg, start, end, max_size=cfg.scan.detect_size)
 
     def pairs() -> Iterator[tuple[int, np.ndarray]]:
         with reader:
             for frame in reader:
                 yield frame.index, frame.image
 
-    return scan_frames(pairs(), cfg.scan, first_track_id=first_track_id)
+    return scan_frames(pairs(), cfg.scan, first_track_id=first_track_id, source_size=(vs.width, vs.height))
 
 
 def make_crops(video: Path, tracks: Sequence[Track], gray: bool, cfg: Config) -> list[FaceCrop]:

@@ -20,7 +20,7 @@ from tests.media import assert_same_times, read_audio_packets, read_video_tags, 
 
 @pytest.fixture(scope="module")
 def face_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """24 frames, 160×90, two shots with two and one moving faces, gray, grainy; a sine audio track."""
+    """16 frames, 160×90, two shots with two and one moving faces, gray, grainy; a sine audio track."""
     shots = [
         replace(
             s,
@@ -35,7 +35,7 @@ def face_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 for p in s.placements
             ),
         )
-        for s, n in zip(standard_shots()[:2], (12, 12), strict=True)
+        for s, n in zip(standard_shots()[:2], (8, 8), strict=True)
     ]
     clip = render(shots, factor=8, seed=3)
     return write_video(clip.frames, tmp_path_factory.mktemp("faces") / "faces.mkv")
@@ -147,8 +147,18 @@ def test_cli_restore_with_model(restored: _Run, tmp_path: Path, capsys: pytest.C
     cfg = restored.config
     out = tmp_path / "cli.mkv"
     sets = ["search.steps=8", "search.warm_steps=3", "search.gaussian_samples=2000", "run.device=cpu"]
-    args = ["restore", str(restored.input), "-o", str(out), "--model", str(cfg.prior.model)]
-    # The same work directory: the CLI run reuses the fixture's search results.
+    args = [
+        "restore",
+        str(restored.input),
+        "-o",
+        str(out),
+        "--model",
+        str(cfg.prior.model),
+        "--executor",
+        "local",
+    ]
+    # In process, with the same work directory: the CLI run reuses the fixture's results (the Ray
+    # executor has its own tests).
     args += ["--set", f"run.workdir={cfg.run.workdir}", *(x for s in sets for x in ("--set", s))]
     assert main(args) == 0
     printed = capsys.readouterr().out
