@@ -88,11 +88,11 @@ def _entry(name: str) -> ModelEntry:
 
 def _not_available(entry: ModelEntry, why: str) -> ModelNotAvailableError:
     original, _ = model_paths(entry)
-    where = f"download {entry.url}" if entry.url else f"get it from {entry.homepage or 'its authors'}"
-    return ModelNotAvailableError(
-        f"model {entry.name} is not in the cache ({why}): {where} and put it at {original} "
-        f"(or run `reel models fetch {entry.name}` where there is internet)"
-    )
+    if entry.url:
+        how = f"download {entry.url} and put it at {original} (or `reel models fetch {entry.name}` online)"
+    else:
+        how = f"get it from {entry.homepage or 'its authors'} and put it at {original}"
+    return ModelNotAvailableError(f"model {entry.name} is not in the cache ({why}): {how}")
 
 
 def resolve_model(name_or_path: str | os.PathLike[str]) -> Path:
