@@ -60,7 +60,11 @@ def fc(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, lr: float, act
 
 
 def reference_synthesis(
-    sd: dict[str, torch.Tensor], resolution: int, ws: torch.Tensor, noise: list[torch.Tensor]
+    sd: dict[str, torch.Tensor],
+    resolution: int,
+    ws: torch.Tensor,
+    noise: list[torch.Tensor],
+    clamp: float | None = None,
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Image and the list of skip sums at each level, from a state dict with the official names."""
     b = ws.shape[0]
@@ -78,12 +82,16 @@ def reference_synthesis(
             x = modconv(x, sd[p + "weight"], s, True, name == "conv0")
             x = x + noise[ni] * sd[p + "noise_strength"]
             x = F.leaky_relu(x + sd[p + "bias"].reshape(1, -1, 1, 1), 0.2) * math.sqrt(2)
+            if clamp is not None:
+                x = x.clamp(-clamp, clamp)
             wi += 1
             ni += 1
         p = f"synthesis.b{res}.torgb."
         s = fc(ws[:, wi], sd[p + "affine.weight"], sd[p + "affine.bias"], 1.0, False)
         s = s / math.sqrt(sd[p + "weight"].shape[1])
         y = modconv(x, sd[p + "weight"], s, False, False) + sd[p + "bias"].reshape(1, -1, 1, 1)
+        if clamp is not None:
+            y = y.clamp(-clamp, clamp)
         img = y if img is None else upfirdn(img, 2, 2, 1, 4.0) + y
         levels.append(img)
         res *= 2

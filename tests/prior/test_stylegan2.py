@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -54,6 +56,18 @@ def test_generator_matches_naive_reference(g32: Generator, mode: str) -> None:
         torch.testing.assert_close(g32.synthesis(ws, noise=noise), want, rtol=1e-4, atol=1e-4)
     finally:
         g32.synthesis.modconv = "auto"
+
+
+def test_conv_clamp_matches_naive_reference(g32: Generator) -> None:
+    cfg = dataclasses.replace(g32.cfg, conv_clamp=0.5)  # small enough to clip many activations
+    G = Generator(cfg)
+    G.load_state_dict(g32.state_dict())
+    ws = G.mapping(_rand(2, G.z_dim, seed=14))
+    noise = [_rand(2, 1, h, w, seed=40 + i) for i, (h, w) in enumerate(G.noise_shapes())]
+    want, _ = ref.reference_synthesis(G.state_dict(), 32, ws, noise, clamp=0.5)
+    got = G.synthesis(ws, noise=noise)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(got, g32.synthesis(ws, noise=noise), atol=1e-3)
 
 
 def test_truncated_synthesis_is_the_partial_skip_sum(g32: Generator) -> None:
