@@ -25,7 +25,9 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--out", type=Path, default=Path("demo"), help="directory for the demo files")
-    parser.add_argument("--resolution", type=int, default=32, help="tiny generator resolution (px)")
+    parser.add_argument(
+        "--resolution", type=int, default=64, help="tiny generator resolution (px; the faces are ~40 px)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the random generator")
     parser.add_argument("--steps", type=int, default=40, help="cold-start search steps per track")
     args = parser.parse_args(argv)
