@@ -61,6 +61,7 @@ class ClipSpec:
     bframes: int | None = None  # x264 B-frames; None = the encoder's default
     title: str | None = None  # container title tag
     chapters: int = 0  # number of chapters, evenly spaced over the clip
+    timecode: str | None = None  # start timecode, e.g. "10:00:00:00" (a tmcd track in MOV/MP4)
     start: float = 0.0  # timestamp of the first frame in seconds (broadcast captures rarely start at 0)
 
     def key(self) -> str:
@@ -160,6 +161,8 @@ def make_clip(path: Path, spec: ClipSpec | None = None, **kwargs: Any) -> Path:
         cmd += ["-color_range", crange]
     if spec.chapters:
         cmd += ["-map_chapters", str(meta_input)]
+    if spec.timecode:
+        cmd += ["-timecode", spec.timecode]
     if spec.title:
         cmd += ["-metadata", f"title={spec.title}"]
     if spec.start:
@@ -246,13 +249,27 @@ def read_chapters(path: Path) -> list[tuple[float, str]]:
         ]
 
 
-def read_subtitle_texts(path: Path) -> list[bytes]:
+def read_subtitle_texts(path: Path) -> list[str]:
+    """The text of every non-empty cue of the first subtitle stream, whatever its format.
+
+    mov_text (MP4/MOV) prefixes each cue with its length and has empty cues for the gaps; SubRip
+    is bare text: comparing the text lets a test follow subtitles converted between the two.
+    """
     import av
 
     with av.open(str(path)) as container:
         if not container.streams.subtitles:
             return []
-        return [bytes(p) for p in container.demux(container.streams.subtitles[0]) if p.size]
+        stream = container.streams.subtitles[0]
+        texts = []
+        for packet in container.demux(stream):
+            data = bytes(packet)
+            if stream.codec_context.name == "mov_text" and len(data) >= 2:
+                data = data[2 : 2 + int.from_bytes(data[:2], "big")]
+            text = data.decode("utf-8", "replace").strip()
+            if text:
+                texts.append(text)
+        return texts
 
 
 @dataclass
@@ -266,6 +283,7 @@ class VideoTags:
     rotation: int  # clockwise degrees from the first frame's display matrix
     frame_rate: Fraction | None
     metadata: dict[str, str] = field(default_factory=dict)
+    timecode: str | None = None  # start timecode from any stream's or the container's tags
 
 
 def read_video_tags(path: Path) -> VideoTags:
@@ -291,6 +309,15 @@ def read_video_tags(path: Path) -> VideoTags:
             rotation=int(-round(frame.rotation)) % 360,
             frame_rate=Fraction(stream.average_rate) if stream.average_rate else None,
             metadata=dict(container.metadata),
+            timecode=next(
+                (
+                    str(value)
+                    for holder in (container, *container.streams)
+                    for key, value in holder.metadata.items()
+                    if key.lower() == "timecode"  # Matroska tags come back upper-case
+                ),
+                None,
+            ),
         )
 
 

@@ -54,6 +54,11 @@ CASES: dict[str, tuple[dict[str, Any], str, list[str]]] = {
     "odd-size": (dict(size=(65, 49), pix_fmt="yuv444p", frames=12, audio=1), ".mkv", ["--scale", "1"]),
     "rotation": (dict(rotation=90, frames=12, audio=1, container=".mp4"), ".mp4", ["--scale", "2"]),
     "late-start-ts": (dict(frames=15, audio=1, start=10.5, container=".mp4"), ".mp4", ["--scale", "2"]),
+    "timecode-mov": (
+        dict(frames=15, audio=1, container=".mov", timecode="10:00:00:00", subtitles=True),
+        ".mkv",
+        ["--scale", "2"],
+    ),
     "no-audio-prores": (dict(frames=12), ".mov", ["--scale", "2", "--preset", "mezzanine"]),
     "tags-subtitles": (
         dict(
@@ -103,6 +108,7 @@ def test_round_trip_keeps_frames_times_audio_and_tags(media: MediaCache, tmp_pat
     if spec.get("subtitles"):
         assert read_subtitle_texts(out) == read_subtitle_texts(src)
     assert read_chapters(out) == read_chapters(src)
+    assert out_tags.timecode == src_tags.timecode
 
 
 def test_ntsc_rate_and_deep_formats_are_exact(media: MediaCache, tmp_path: Path) -> None:

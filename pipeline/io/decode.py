@@ -98,6 +98,24 @@ def frame_index(path: str | Path) -> tuple[Fraction, tuple[int, ...]]:
     return _cached_index(str(path.resolve()), st.st_mtime_ns, st.st_size)
 
 
+@functools.lru_cache(maxsize=16)
+def _content_span(path: str) -> Fraction | None:
+    """Seconds from the container's start to the end of its last packet, over every stream."""
+    with open_input(path) as container:
+        start = Fraction(container.start_time or 0, 1_000_000)
+        end: Fraction | None = None
+        try:
+            for packet in container.demux():
+                ts = packet.pts if packet.pts is not None else packet.dts
+                if ts is None or packet.time_base is None:
+                    continue
+                stop = (ts + (packet.duration or 0)) * Fraction(packet.time_base)
+                end = stop if end is None or stop > end else end
+        except Exception as exc:  # a damaged tail ends the content there
+            log.debug("%s: demuxing stopped (%s)", path, exc)
+        return None if end is None else end - start
+
+
 def _reduced_size(width: int, height: int, max_size: int | None) -> tuple[int, int]:
     if not max_size or max(width, height) <= max_size:
         return width, height
@@ -268,7 +286,14 @@ class FrameReader(Iterator[VideoFrame]):
         if period <= 0:
             return 0
         gap = declared - span - period
-        return max(0, int(gap / period)) if gap > 2 * period else 0
+        if gap <= 2 * period:
+            return 0
+        # The declared duration covers every stream: audio or subtitles may simply outlast the
+        # picture. Truncation cuts them all, so look at where the last packet of any stream ends.
+        content = _content_span(str(self.path))
+        if content is not None and declared - content <= 2 * period + Fraction(1, 10):
+            return 0
+        return max(0, int(gap / period))
 
     def _decode_range(self) -> Iterator[tuple[int, int, Any]]:
         target = self._pts[self.start]

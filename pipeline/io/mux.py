@@ -159,7 +159,7 @@ def plan_streams(source: Path, output: Path, fmt: str) -> tuple[list[int], dict[
     """Which source streams go into the output (by index), and codec options for converted ones.
 
     Raises EncodeError when an audio stream cannot go into the container as it is: call it before a
-    long encode to fail early.
+    long encode to fail early. The source's start timecode, if any, is carried as an option too.
     """
     import av
 
@@ -185,9 +185,10 @@ def plan_streams(source: Path, output: Path, fmt: str) -> tuple[list[int], dict[
                 if name in supported:
                     maps.append(s.index)
                     n_sub += 1
-                elif fmt in ("mp4", "mov") and name in _TEXT_SUBTITLES:
+                elif name in _TEXT_SUBTITLES:
+                    # Text is kept, re-wrapped in the format the container takes (styling may not be).
                     maps.append(s.index)
-                    codecs[f"c:s:{n_sub}"] = "mov_text"
+                    codecs[f"c:s:{n_sub}"] = "mov_text" if fmt in ("mp4", "mov") else "srt"
                     n_sub += 1
                 else:
                     log.warning(
@@ -200,7 +201,20 @@ def plan_streams(source: Path, output: Path, fmt: str) -> tuple[list[int], dict[
                     )
             elif s.type == "attachment" and fmt == "matroska":
                 maps.append(s.index)  # fonts for styled subtitles
+        timecode = _timecode(src)
+        if timecode:
+            # A tape timecode (a MOV tmcd track or a tag): kept as the video's start timecode,
+            # from which MOV/MP4 rebuild their timecode track.
+            codecs["metadata:s:v:0"] = f"timecode={timecode}"
         return maps, codecs
+
+
+def _timecode(container: Any) -> str | None:
+    for holder in (container, *container.streams):
+        for key, value in holder.metadata.items():
+            if key.lower() == "timecode" and value:  # Matroska tags come back upper-case
+                return str(value)
+    return None
 
 
 def mux(
