@@ -118,6 +118,16 @@ def search_tracks(
     from pipeline.search.track import TrackInput, restore_tracks_batched
 
     resolution = int(G.cfg.resolution)
+    larger = sum(c.image.shape[0] > resolution for c in crops)
+    if larger:
+        log.warning(
+            "%d of %d faces are larger in the footage than the generator's %d px: they are searched "
+            "at %d px and come back with less detail than the footage has (use a higher-resolution prior)",
+            larger,
+            len(crops),
+            resolution,
+            resolution,
+        )
     by_track: dict[int, list[FaceCrop]] = defaultdict(list)
     for c in crops:
         by_track[c.track_id].append(c)
