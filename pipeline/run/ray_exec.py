@@ -20,6 +20,7 @@ so the output is the same frame for frame. What differs is the schedule:
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import time
@@ -103,26 +104,31 @@ def describe_model(model: SearchModel) -> dict[str, Any]:
 @portable_errors
 def search_unit(
     model: SearchModel,
-    crops_path: str,
+    crops_paths: Sequence[str],
     config: Config,
-    out: str,
+    outs: Sequence[str],
     reporter: P.ProgressReporter | None,
 ) -> dict[str, Any]:
-    """Search one whole track (warm starts in order) and store its restorations; returns a summary."""
+    """Search one unit (whole tracks, advanced in lockstep batches) and store each track's result."""
     import ray
 
     from pipeline.faces import store
     from pipeline.run import stages
     from pipeline.run.workdir import load_arrays, save_arrays
 
-    crops = store.crops_from_arrays(load_arrays(crops_path))
+    crops = [c for path in crops_paths for c in store.crops_from_arrays(load_arrays(path))]
     faces = stages.search_tracks(model.G, model.space, crops, config, model.device)
-    save_arrays(out, **store.restorations_to_arrays(faces))
+    by_track: dict[int, list[Any]] = {}
+    for face in faces:
+        by_track.setdefault(int(face.track_id), []).append(face)
+    for crops_path, out in zip(crops_paths, outs, strict=True):
+        track_id = int(store.crops_from_arrays(load_arrays(crops_path))[0].track_id)
+        save_arrays(out, **store.restorations_to_arrays(by_track.get(track_id, [])))
     if reporter is not None:
         reporter.add(P.FACE_FRAMES_RESTORED, len(faces))
         reporter.flush(wait=True)
     return {
-        "faces": [_face_record(f) for f in faces],
+        "faces": {tid: [_face_record(f) for f in fs] for tid, fs in by_track.items()},
         "node_id": ray.get_runtime_context().get_node_id(),
         "pid": os.getpid(),
     }
@@ -215,6 +221,20 @@ def model_key(model: str) -> str:
     return WorkDir.video_key(path)
 
 
+def search_units(track_ids: Sequence[int], batch_size: int) -> list[tuple[int, ...]]:
+    """Tracks searched together (in lockstep batches) as one unit: consecutive ids, `batch_size` at a time.
+
+    The grouping depends only on the tracks and the batch size, never on what is already done, so a
+    rerun batches every face exactly as an uninterrupted run did. This matters: the search's float
+    results depend (in the last bits, then visibly through the warm starts) on which faces share a
+    batch. The in-process executor gives the same output when it groups tracks the same way (today:
+    every track in one batch, the same thing while there are at most `batch_size` tracks).
+    """
+    ids = sorted(track_ids)
+    size = max(1, batch_size)
+    return [tuple(ids[i : i + size]) for i in range(0, len(ids), size)]
+
+
 def _segments(frames: int, length: int) -> list[tuple[int, int]]:
     length = max(1, length)
     return [(s, min(s + length, frames)) for s in range(0, frames, length)]
@@ -227,16 +247,78 @@ def restore(input: str | Path, output: str | Path, config: Config, *, overwrite:
     frame. Raises JobError naming a unit that kept failing.
     """
     from pipeline.io.decode import frame_index
-    from pipeline.io.mux import check_output, mux
-    from pipeline.io.probe import probe
+
+    input, output = Path(input), Path(output)
+    info, preset = _preflight(input, output, config, overwrite)
+    frames = len(frame_index(input)[1])
+    wd = WorkDir(default_workdir(output, config.run.workdir))
+    try:
+        return _restore(input, output, config, overwrite, info, preset, frames, wd)
+    finally:
+        _remove_empty_dirs(wd.root)
+
+
+def _preflight(input: Path, output: Path, config: Config, overwrite: bool) -> tuple[Any, Any]:
+    """Everything that can be checked before work starts (the checks of the in-process paths)."""
+    from pipeline.errors import ConfigError, OutputError
+    from pipeline.io.mux import check_output, plan_streams
+    from pipeline.io.presets import CONTAINER_FORMATS, encoder_options, get_preset
+    from pipeline.io.probe import detect_interlacing, probe
+    from pipeline.run.restore_basic import check_io_config
+
+    check_io_config(config)
+    preset = get_preset(config.io.preset)
+    encoder_options(preset, preset.pix_fmt_8, config.io.crf)  # a bad setting fails now, not mid-run
+    check_output(output, overwrite=overwrite)
+    if output.suffix.lower() not in preset.suffixes:
+        raise ConfigError(
+            f"io.preset {preset.name!r} ({preset.codec}) cannot be written to {output.suffix}; "
+            f"use {' or '.join(preset.suffixes)}"
+        )
+    if input.resolve() == output.resolve():
+        raise OutputError(output, "is the input file; choose another output name")
+    info = probe(input)
+    plan_streams(input, output, CONTAINER_FORMATS[output.suffix.lower()])  # fail now, not after encoding
+    video, io = info.video, config.io
+    if video.interlaced and io.deinterlace == "off" and not io.inverse_telecine:
+        log.warning("%s: interlaced source upscaled without deinterlacing: expect combing", input)
+    if not video.interlaced and io.deinterlace == "auto" and not io.inverse_telecine:
+        seen = detect_interlacing(input)
+        if seen is not None:
+            log.warning(
+                "%s: flagged progressive, but the pictures look interlaced (%s field first); if so, "
+                "deinterlace with --set io.deinterlace=on",
+                input,
+                "top" if seen == "tt" else "bottom",
+            )
+    return info, preset
+
+
+def _remove_empty_dirs(root: Path) -> None:
+    """A failed or finished run leaves no empty directories behind (artifacts stay)."""
+    if not root.is_dir():
+        return
+    for directory in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+        with contextlib.suppress(OSError):
+            directory.rmdir()
+    with contextlib.suppress(OSError):
+        root.rmdir()
+
+
+def _restore(
+    input: Path,
+    output: Path,
+    config: Config,
+    overwrite: bool,
+    info: Any,
+    preset: Any,
+    frames: int,
+    wd: WorkDir,
+) -> Any:
+    from pipeline.io.mux import mux
     from pipeline.run.local import RestoreReport
     from pipeline.run.ray_runtime import ray_session
 
-    input, output = Path(input), Path(output)
-    check_output(output, overwrite=overwrite)
-    info = probe(input)
-    frames = len(frame_index(input)[1])
-    wd = WorkDir(default_workdir(output, config.run.workdir))
     wd.clean_temporaries()
     vkey = WorkDir.video_key(input)
     decode = (config.io.deinterlace, config.io.inverse_telecine)
@@ -253,7 +335,8 @@ def restore(input: str | Path, output: str | Path, config: Config, *, overwrite:
             if model is not None
             else None
         ),
-        segments=_segments(frames, config.run.segment_frames),
+        # Inverse telecine renumbers frames as it decodes, so it can only read from frame 0: one segment.
+        segments=_segments(frames, frames if config.io.inverse_telecine else config.run.segment_frames),
     )
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -274,7 +357,9 @@ def restore(input: str | Path, output: str | Path, config: Config, *, overwrite:
         color=vs.color,
         rotation=vs.rotation,
         frame_rate=vs.frame_rate,
-        variable_frame_rate=vs.variable_frame_rate,
+        variable_frame_rate=vs.variable_frame_rate and not config.io.inverse_telecine,
+        sample_aspect_ratio=vs.sample_aspect_ratio,
+        codec_tag=preset.codec_tag,
     )
     seconds["mux"] = time.perf_counter() - t
     seconds["total"] = time.perf_counter() - t0
@@ -343,6 +428,8 @@ class _Run:
         self._searched: set[int] = set()
         self._segment_tracks: dict[int, tuple[int, ...]] = {}  # tracks shown in each segment
         self._segment_waiting: dict[int, set[int]] = {}  # ... not yet searched
+        self._units: list[tuple[int, ...]] = []  # search units: tracks searched together
+        self._crops_waiting: dict[int, set[int]] = {}  # per unit needing search: tracks without crops
         self._scan: Any = None
         self._actors: list[Any] = []
 
@@ -402,30 +489,39 @@ class _Run:
             "black and white" if self._scan.gray else "colour",
         )
         self._plan_segments(self._track_spans)
-        if tracks:
-            self._start_actors()
-        for track in tracks:
-            self._start_crops(track.track_id)
+        self._units = search_units([t.track_id for t in tracks], self.config.search.batch_size)
+        for index in range(len(self._units)):
+            self._start_unit(index)
         self._queue_ready_segments()
 
     # -- crops and search
 
-    def _start_crops(self, track_id: int) -> None:
-        plan = self.plan
-        name = f"track-{track_id:06d}.npz"
-        if plan.wd.has("search", str(plan.search_key), name) and plan.wd.has("crops", plan.crops_key, name):
-            self._search_done(track_id, _stored_records(plan.search_path(track_id)), skipped=True)
+    def _start_unit(self, index: int) -> None:
+        plan, unit = self.plan, self._units[index]
+        names = [f"track-{tid:06d}.npz" for tid in unit]
+        has_crops = [plan.wd.has("crops", plan.crops_key, name) for name in names]
+        if all(has_crops) and all(plan.wd.has("search", str(plan.search_key), name) for name in names):
+            records = {tid: _stored_records(plan.search_path(tid)) for tid in unit}
+            self._unit_done(index, {"faces": records, "node_id": None}, skipped=True)
             return
-        if plan.wd.has("crops", plan.crops_key, name):
-            self._start_search(track_id)
+        self._crops_waiting[index] = {tid for tid, done in zip(unit, has_crops, strict=True) if not done}
+        if not self._crops_waiting[index]:
+            self._start_search(index)
             return
         remote = self.ray.remote(crops_task).options(**self.task_options)
-        scan_path, out = str(plan.scan_path()), str(plan.crops_path(track_id))
-        self.queue.submit(
-            f"crops of track {track_id}",
-            lambda: remote.remote(plan.video, scan_path, track_id, self.config, out),
-            lambda _: self._start_search(track_id),
-        )
+        scan_path = str(plan.scan_path())
+        for tid in sorted(self._crops_waiting[index]):
+            out = str(plan.crops_path(tid))
+            self.queue.submit(
+                f"crops of track {tid}",
+                functools.partial(remote.remote, plan.video, scan_path, tid, self.config, out),
+                functools.partial(self._crops_done, index, tid),
+            )
+
+    def _crops_done(self, index: int, track_id: int, _count: int = 0) -> None:
+        self._crops_waiting[index].discard(track_id)
+        if not self._crops_waiting[index]:
+            self._start_search(index)
 
     def _start_actors(self) -> None:
         from pipeline.run.actors import ModelActor, default_actor_count, search_actor_options
@@ -446,7 +542,7 @@ class _Run:
             num_gpus_per_search=run.num_gpus_per_search,
             cluster_resource=custom,
         )
-        count = min(count, max(1, self.tracks))
+        count = min(count, max(1, sum(1 for w in self._crops_waiting.values()) or 1))
         actor_class = self.ray.remote(ModelActor)
         prior, search = self.config.prior, self.config.search
         args = (str(prior.model), run.device, prior.dtype, search.gaussian_samples)
@@ -473,33 +569,44 @@ class _Run:
             )
         log.info("%d search actor(s): %s", count, {k: v for k, v in options.items() if "retr" not in k})
 
-    def _start_search(self, track_id: int) -> None:
-        plan = self.plan
-        crops, out = str(plan.crops_path(track_id)), str(plan.search_path(track_id))
-        start, end = self._track_spans[track_id]
+    def _unit_label(self, index: int) -> str:
+        unit = self._units[index]
+        start = min(self._track_spans[t][0] for t in unit)
+        end = max(self._track_spans[t][1] for t in unit)
+        return f"search of track(s) {', '.join(map(str, unit))} (frames {start}-{end})"
+
+    def _start_search(self, index: int) -> None:
+        plan, unit = self.plan, self._units[index]
+        self._start_actors()
+        crops = [str(plan.crops_path(tid)) for tid in unit]
+        outs = [str(plan.search_path(tid)) for tid in unit]
         self.queue.submit_actor(
-            f"search of track {track_id} (frames {start}-{end})",
-            lambda actor: actor.run.remote(search_unit, crops, self.config, out, self.reporter),
-            lambda result: self._search_done(track_id, result),
+            self._unit_label(index),
+            lambda actor: actor.run.remote(search_unit, crops, self.config, outs, self.reporter),
+            lambda result: self._unit_done(index, result),
         )
 
-    def _search_done(self, track_id: int, result: dict[str, Any], skipped: bool = False) -> None:
-        self._records[track_id] = result["faces"]
+    def _unit_done(self, index: int, result: dict[str, Any], skipped: bool = False) -> None:
+        unit = self._units[index]
+        for tid in unit:
+            faces = result["faces"].get(tid, [])
+            self._records[tid] = faces
+            if skipped:
+                self.reporter.add(P.FACE_FRAMES_RESTORED, len(faces))
+                log.info("search of track %d: done earlier, skipped", tid)
+            else:
+                log.info(
+                    "track %d: %d frames restored, mean consistency %.1f dB",
+                    tid,
+                    len(faces),
+                    sum(f["psnr_db"] for f in faces) / max(len(faces), 1),
+                )
         if skipped:
             self.plan.skipped["search"] += 1
-            self.reporter.add(P.FACE_FRAMES_RESTORED, len(result["faces"]))
-            log.info("search of track %d: done earlier, skipped", track_id)
         else:
             self.plan.ran["search"] += 1
             self.search_nodes.add(result["node_id"])
-            faces = result["faces"]
-            log.info(
-                "track %d: %d frames restored, mean consistency %.1f dB",
-                track_id,
-                len(faces),
-                sum(f["psnr_db"] for f in faces) / max(len(faces), 1),
-            )
-        self._searched.add(track_id)
+        self._searched.update(unit)
         if len(self._searched) == self.tracks and self._actors:
             # Every track is searched: give the actors' GPUs and CPUs back to the compose tasks.
             self.queue.set_actors([])
@@ -545,7 +652,7 @@ class _Run:
         plan = self.plan
         start, end = plan.segments[index]
         key = self._segment_key(index)
-        name = f"part-{start:08d}.mkv"
+        name = f"part-{start:08d}.mov"  # MOV keeps any time base exactly
         out = plan.wd.artifact("compose", key, name)
         self.parts[index] = str(out)
         if plan.wd.has("compose", key, name):
@@ -578,12 +685,11 @@ def _remove_parts(wd: WorkDir, parts: Sequence[str]) -> None:
             directory.rmdir()
 
 
-def _stored_records(path: Path) -> dict[str, Any]:
+def _stored_records(path: Path) -> list[dict[str, Any]]:
     from pipeline.faces import store
     from pipeline.run.workdir import load_arrays
 
-    faces = store.restorations_from_arrays(load_arrays(path))
-    return {"faces": [_face_record(f) for f in faces], "node_id": None}
+    return [_face_record(f) for f in store.restorations_from_arrays(load_arrays(path))]
 
 
 def _write_report(report: Any, run: _Run, records: Sequence[dict[str, Any]], config: Config) -> Path:
