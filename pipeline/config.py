@@ -69,7 +69,7 @@ class SearchConfig:
     steps: int = 100  # cold-start optimiser step budget (PULSE's default)
     warm_steps: int = 25  # step budget for a warm-started frame (starts from frame t-1)
     lr: float = 0.4  # cold Adam learning rate (PULSE's default, 1-cycle schedule over `steps`)
-    warm_lr: float = 0.05  # warm-start learning rate (cosine decay; it starts near the answer)
+    warm_lr: float = 0.02  # warm-start learning rate (cosine decay; it starts near the answer)
     eps: float = 2e-3  # the bound: a frame meets it when its downscaled MSE <= eps (PULSE's eps, ~27 dB)
     stop_eps: float = 5e-4  # a face stops once its MSE <= this (tighter than eps: a loose stop flickers)
     patience: int = 8  # ... or once its MSE improved by < `converge_tol` (relative) over this many steps
@@ -83,6 +83,7 @@ class SearchConfig:
     batch_size: int = 16  # faces searched at once
     gaussian_samples: int = 100_000  # mapping outputs used to fit the Gaussianised W space (PULSE: 1e6)
     truncate_factor: float = 4.0  # loss on a truncated synthesis at >= this x the target size (0 = off)
+    truncate_refresh: int = 10  # steps between full renders that correct the truncated image's residual
     autocast: str = "none"  # "none" or "bfloat16": mixed-precision synthesis (the loss stays float32)
     share_coarse_layers: int = 0  # W+ layers fixed to the track's first frame (stable identity; 0 = off)
     smooth_sigma: float = 0.0  # Gaussian smoothing of latents over time after the search, frames (0 = off)

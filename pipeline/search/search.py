@@ -185,6 +185,9 @@ def _optimise(
     if pull_to is None:
         pull_w.zero_()
 
+    if max_res is not None:
+        residual = torch.zeros(B, int(G.img_channels), max_res, max_res, device=device)  # type: ignore[arg-type]
+        residual_at = torch.full((B,), -1, dtype=torch.long, device=device)  # step of the last refresh
     best_total = torch.full((B,), float("inf"), device=device)
     best = SearchState(params[0].clone(), [n.clone() for n in start.noise])
     ref_mse = torch.full((B,), float("inf"), device=device)  # fit to beat by converge_tol
@@ -200,6 +203,22 @@ def _optimise(
         noise = leaves[1:] + [f[idx] for f in fixed]
         state = SearchState(v, noise[:n_noise])
         img = render(G, space, state, max_res=max_res, autocast=settings.autocast)
+        if max_res is not None:
+            # what the finer layers add, seen at max_res: refreshed now and then with a full render
+            stale = (opt.step_count[idx] - residual_at[idx] >= settings.truncate_refresh) | (
+                residual_at[idx] < 0
+            )
+            if bool(stale.any()):
+                fresh = idx[stale]
+                with torch.no_grad():
+                    full_state = SearchState(
+                        params[0][fresh],
+                        [p[fresh] for p in params[1:]] + [n[fresh] for n in start.noise[n_opt:]],
+                    )
+                    full = render(G, space, full_state, autocast=settings.autocast)
+                    residual[fresh] = downscale(full, (max_res, max_res)) - img.detach()[stale]
+                residual_at[fresh] = opt.step_count[fresh]
+            img = img + residual[idx]
         mse, mae = _lowres_mse(img, idx, batch)
         total = settings.l2_weight * mse + settings.l1_weight * mae + settings.geocross_weight * geocross(v)
         if pull_to is not None:
