@@ -1,17 +1,19 @@
 """The Ray executor: the in-process pipeline's stage functions as Ray tasks and actors.
 
-    probe (driver) -> scan (task) -> crops (task per track) -> search (actor call per track)
+    probe (driver) -> scan (task) -> crops (task per track) -> search (actor call per unit)
                    -> compose+encode (task per segment) -> mux (driver)
 
 Everything runs the functions of `pipeline.run.stages` with the same inputs as `pipeline.run.local`,
 so the output is the same frame for frame. What differs is the schedule:
-- Stages overlap: a track is searched as soon as its crops exist, while other tracks are cropped,
-  and a segment is composed and encoded as soon as every track it shows has been searched.
+- Stages overlap: a search unit starts as soon as its tracks' crops exist while other tracks are
+  cropped, and a segment is composed and encoded as soon as every track it shows has been searched
+  (segments without faces start at once).
 - Big things never cross the object store: each task decodes its own frame range from the source
   path, and crops and restored faces go through the work directory (which must be on storage all
-  nodes see); tasks exchange paths and small summaries.
-- Search actors load the generator once and take one whole track per call (warm starts stay in
-  order); they ask for `run.num_gpus_per_search` GPUs where the cluster has GPUs, else a CPU.
+  nodes see); tasks exchange paths and small summaries (`pipeline.run.ray_tasks`).
+- Search actors load the generator once and take whole units (up to `search.batch_size` whole tracks
+  advanced in lockstep batches, so warm starts stay in order); they ask for `run.num_gpus_per_search`
+  GPUs where the cluster has GPUs, else a CPU, and are released as soon as the search is done.
 - Work in flight is bounded (`WorkQueue`), faults are retried (task retries, actor restarts), and
   every result is stored under the same keys the in-process executor uses: a rerun after a crash or
   Ctrl-C redoes only the units that were not finished, and says which it skipped.
@@ -32,154 +34,20 @@ from typing import Any
 from pipeline import INVENTED_DETAIL_NOTICE
 from pipeline.config import Config, dump_config, to_dict
 from pipeline.run import progress as P
-from pipeline.run.actors import portable_errors
+from pipeline.run.ray_tasks import (
+    compose_task,
+    crops_task,
+    describe_model,
+    load_search_model,
+    scan_task,
+    search_unit,
+    stored_records,
+)
 from pipeline.run.workdir import WorkDir, default_workdir, save_json
 
 log = logging.getLogger(__name__)
 
 CROPS_VERSION = "crops-v1"  # the in-process executor's crops key tag
-
-
-# ---------------------------------------------------------------------- worker-side functions
-# Module-level functions: Ray ships them by reference (the package is installed on every node).
-
-
-@portable_errors
-def scan_task(video: str, config: Config, out: str, reporter: P.ProgressReporter | None) -> dict[str, int]:
-    """Scan the whole video (as the in-process executor does) and store the result; returns counts."""
-    from pipeline.faces import store
-    from pipeline.run import stages
-    from pipeline.run.workdir import save_arrays
-
-    scanned = stages.scan(Path(video), config)
-    save_arrays(out, **store.scan_to_arrays(scanned))
-    if reporter is not None:
-        reporter.add(P.FRAMES_SCANNED, scanned.end - scanned.start)
-        reporter.flush(wait=True)
-    return {"tracks": len(scanned.tracks), "frames": scanned.end - scanned.start}
-
-
-@portable_errors
-def crops_task(video: str, scan_path: str, track_id: int, config: Config, out: str) -> int:
-    """The aligned crops of one track, stored as npz; returns how many."""
-    from pipeline.faces import store
-    from pipeline.run import stages
-    from pipeline.run.workdir import load_arrays, save_arrays
-
-    scanned = store.scan_from_arrays(load_arrays(scan_path))
-    tracks = [t for t in scanned.tracks if t.track_id == track_id]
-    crops = stages.make_crops(Path(video), tracks, scanned.gray, config)
-    save_arrays(out, **store.crops_to_arrays(crops))
-    return len(crops)
-
-
-@dataclass
-class SearchModel:
-    """What a search actor holds: the generator on its device and the fitted latent space."""
-
-    G: Any
-    space: Any
-    device: str
-    description: str
-    random: bool
-
-
-@portable_errors
-def load_search_model(model: str, device: str, dtype: str, gaussian_samples: int) -> SearchModel:
-    """Runs once per search actor, on the actor's node (its GPU when it was given one)."""
-    from pipeline.run.local import load_prior, resolve_device
-    from pipeline.search.latent_space import GaussianizedW
-
-    device = resolve_device(device)
-    prior = load_prior(model, device, dtype)
-    space = GaussianizedW.fit(prior.G, n=gaussian_samples, device=device)
-    return SearchModel(prior.G, space, device, prior.description, prior.random)
-
-
-@portable_errors
-def describe_model(model: SearchModel) -> dict[str, Any]:
-    return {"description": model.description, "random": model.random, "device": model.device}
-
-
-@portable_errors
-def search_unit(
-    model: SearchModel,
-    crops_paths: Sequence[str],
-    config: Config,
-    outs: Sequence[str],
-    reporter: P.ProgressReporter | None,
-) -> dict[str, Any]:
-    """Search one unit (whole tracks, advanced in lockstep batches) and store each track's result."""
-    import ray
-
-    from pipeline.faces import store
-    from pipeline.run import stages
-    from pipeline.run.workdir import load_arrays, save_arrays
-
-    crops = [c for path in crops_paths for c in store.crops_from_arrays(load_arrays(path))]
-    faces = stages.search_tracks(model.G, model.space, crops, config, model.device)
-    by_track: dict[int, list[Any]] = {}
-    for face in faces:
-        by_track.setdefault(int(face.track_id), []).append(face)
-    for crops_path, out in zip(crops_paths, outs, strict=True):
-        track_id = int(store.crops_from_arrays(load_arrays(crops_path))[0].track_id)
-        save_arrays(out, **store.restorations_to_arrays(by_track.get(track_id, [])))
-    if reporter is not None:
-        reporter.add(P.FACE_FRAMES_RESTORED, len(faces))
-        reporter.flush(wait=True)
-    return {
-        "faces": {tid: [_face_record(f) for f in fs] for tid, fs in by_track.items()},
-        "node_id": ray.get_runtime_context().get_node_id(),
-        "pid": os.getpid(),
-    }
-
-
-@portable_errors
-def compose_task(
-    video: str,
-    info: Any,
-    start: int,
-    end: int,
-    sources: Sequence[tuple[str, str]],
-    gray: bool,
-    config: Config,
-    out: str,
-    reporter: P.ProgressReporter | None,
-) -> str:
-    """Decode, upscale, paste the faces of [start, end) and encode a video-only part."""
-    from pipeline.faces import store
-    from pipeline.run import stages
-    from pipeline.run.workdir import load_arrays
-
-    placements: list[stages.FacePlacement] = []
-    for crops_path, search_path in sources:
-        affine = {
-            c.frame_index: (c.crop_to_frame, c.image.shape[0])
-            for c in store.crops_from_arrays(load_arrays(crops_path))
-        }
-        for r in store.restorations_from_arrays(load_arrays(search_path)):
-            if start <= r.frame_index < end:
-                placements.append(stages.FacePlacement(r, *affine[r.frame_index]))
-    placements.sort(key=lambda p: (p.restoration.frame_index, p.restoration.track_id))
-    # The writer encodes to a temporary name and renames at the end: a killed task leaves no part.
-    stages.compose_segment(Path(video), info, start, end, placements, gray, config, Path(out))
-    if reporter is not None:
-        reporter.add(P.SEGMENTS_ENCODED)
-        reporter.flush(wait=True)
-    return out
-
-
-def _face_record(face: Any) -> dict[str, Any]:
-    return {
-        "track_id": int(face.track_id),
-        "frame": int(face.frame_index),
-        "psnr_db": round(float(face.psnr), 3),
-        "met_bound": bool(face.met_bound),
-        "steps": int(face.steps),
-    }
-
-
-# ---------------------------------------------------------------------- the driver
 
 
 @dataclass
@@ -501,7 +369,7 @@ class _Run:
         names = [f"track-{tid:06d}.npz" for tid in unit]
         has_crops = [plan.wd.has("crops", plan.crops_key, name) for name in names]
         if all(has_crops) and all(plan.wd.has("search", str(plan.search_key), name) for name in names):
-            records = {tid: _stored_records(plan.search_path(tid)) for tid in unit}
+            records = {tid: stored_records(plan.search_path(tid)) for tid in unit}
             self._unit_done(index, {"faces": records, "node_id": None}, skipped=True)
             return
         self._crops_waiting[index] = {tid for tid, done in zip(unit, has_crops, strict=True) if not done}
@@ -683,13 +551,6 @@ def _remove_parts(wd: WorkDir, parts: Sequence[str]) -> None:
         # not empty: other keys' artifacts, or a concurrent run's
         with contextlib.suppress(OSError):
             directory.rmdir()
-
-
-def _stored_records(path: Path) -> list[dict[str, Any]]:
-    from pipeline.faces import store
-    from pipeline.run.workdir import load_arrays
-
-    return [_face_record(f) for f in store.restorations_from_arrays(load_arrays(path))]
 
 
 def _write_report(report: Any, run: _Run, records: Sequence[dict[str, Any]], config: Config) -> Path:

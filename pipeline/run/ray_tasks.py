@@ -1,0 +1,161 @@
+"""What Ray runs on the workers for the Ray executor: tasks and the search actor's functions.
+
+Module-level functions, so Ray ships them by reference (the package is installed on every node).
+Each reads its inputs by path (the source video, artifacts in the work directory), writes its result
+into the work directory, and returns something small. PipelineErrors (a damaged input, a bad
+checkpoint) reach the driver as themselves (`portable_errors`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import Config
+from pipeline.run import progress as P
+from pipeline.run.actors import portable_errors
+
+
+@portable_errors
+def scan_task(video: str, config: Config, out: str, reporter: P.ProgressReporter | None) -> dict[str, int]:
+    """Scan the whole video (as the in-process executor does) and store the result; returns counts."""
+    from pipeline.faces import store
+    from pipeline.run import stages
+    from pipeline.run.workdir import save_arrays
+
+    scanned = stages.scan(Path(video), config)
+    save_arrays(out, **store.scan_to_arrays(scanned))
+    if reporter is not None:
+        reporter.add(P.FRAMES_SCANNED, scanned.end - scanned.start)
+        reporter.flush(wait=True)
+    return {"tracks": len(scanned.tracks), "frames": scanned.end - scanned.start}
+
+
+@portable_errors
+def crops_task(video: str, scan_path: str, track_id: int, config: Config, out: str) -> int:
+    """The aligned crops of one track, stored as npz; returns how many."""
+    from pipeline.faces import store
+    from pipeline.run import stages
+    from pipeline.run.workdir import load_arrays, save_arrays
+
+    scanned = store.scan_from_arrays(load_arrays(scan_path))
+    tracks = [t for t in scanned.tracks if t.track_id == track_id]
+    crops = stages.make_crops(Path(video), tracks, scanned.gray, config)
+    save_arrays(out, **store.crops_to_arrays(crops))
+    return len(crops)
+
+
+@dataclass
+class SearchModel:
+    """What a search actor holds: the generator on its device and the fitted latent space."""
+
+    G: Any
+    space: Any
+    device: str
+    description: str
+    random: bool
+
+
+@portable_errors
+def load_search_model(model: str, device: str, dtype: str, gaussian_samples: int) -> SearchModel:
+    """Runs once per search actor, on the actor's node (its GPU when it was given one)."""
+    from pipeline.run.local import load_prior, resolve_device
+    from pipeline.search.latent_space import GaussianizedW
+
+    device = resolve_device(device)
+    prior = load_prior(model, device, dtype)
+    space = GaussianizedW.fit(prior.G, n=gaussian_samples, device=device)
+    return SearchModel(prior.G, space, device, prior.description, prior.random)
+
+
+@portable_errors
+def describe_model(model: SearchModel) -> dict[str, Any]:
+    return {"description": model.description, "random": model.random, "device": model.device}
+
+
+@portable_errors
+def search_unit(
+    model: SearchModel,
+    crops_paths: Sequence[str],
+    config: Config,
+    outs: Sequence[str],
+    reporter: P.ProgressReporter | None,
+) -> dict[str, Any]:
+    """Search one unit (whole tracks, advanced in lockstep batches) and store each track's result."""
+    import ray
+
+    from pipeline.faces import store
+    from pipeline.run import stages
+    from pipeline.run.workdir import load_arrays, save_arrays
+
+    crops = [c for path in crops_paths for c in store.crops_from_arrays(load_arrays(path))]
+    faces = stages.search_tracks(model.G, model.space, crops, config, model.device)
+    by_track: dict[int, list[Any]] = {}
+    for face in faces:
+        by_track.setdefault(int(face.track_id), []).append(face)
+    for crops_path, out in zip(crops_paths, outs, strict=True):
+        track_id = int(store.crops_from_arrays(load_arrays(crops_path))[0].track_id)
+        save_arrays(out, **store.restorations_to_arrays(by_track.get(track_id, [])))
+    if reporter is not None:
+        reporter.add(P.FACE_FRAMES_RESTORED, len(faces))
+        reporter.flush(wait=True)
+    return {
+        "faces": {tid: [face_record(f) for f in fs] for tid, fs in by_track.items()},
+        "node_id": ray.get_runtime_context().get_node_id(),
+        "pid": os.getpid(),
+    }
+
+
+@portable_errors
+def compose_task(
+    video: str,
+    info: Any,
+    start: int,
+    end: int,
+    sources: Sequence[tuple[str, str]],
+    gray: bool,
+    config: Config,
+    out: str,
+    reporter: P.ProgressReporter | None,
+) -> str:
+    """Decode, upscale, paste the faces of [start, end) and encode a video-only part."""
+    from pipeline.faces import store
+    from pipeline.run import stages
+    from pipeline.run.workdir import load_arrays
+
+    placements: list[stages.FacePlacement] = []
+    for crops_path, search_path in sources:
+        affine = {
+            c.frame_index: (c.crop_to_frame, c.image.shape[0])
+            for c in store.crops_from_arrays(load_arrays(crops_path))
+        }
+        for r in store.restorations_from_arrays(load_arrays(search_path)):
+            if start <= r.frame_index < end:
+                placements.append(stages.FacePlacement(r, *affine[r.frame_index]))
+    placements.sort(key=lambda p: (p.restoration.frame_index, p.restoration.track_id))
+    # The writer encodes to a temporary name and renames at the end: a killed task leaves no part.
+    stages.compose_segment(Path(video), info, start, end, placements, gray, config, Path(out))
+    if reporter is not None:
+        reporter.add(P.SEGMENTS_ENCODED)
+        reporter.flush(wait=True)
+    return out
+
+
+def face_record(face: Any) -> dict[str, Any]:
+    return {
+        "track_id": int(face.track_id),
+        "frame": int(face.frame_index),
+        "psnr_db": round(float(face.psnr), 3),
+        "met_bound": bool(face.met_bound),
+        "steps": int(face.steps),
+    }
+
+
+def stored_records(path: Path) -> list[dict[str, Any]]:
+    from pipeline.faces import store
+    from pipeline.run.workdir import load_arrays
+
+    return [face_record(f) for f in store.restorations_from_arrays(load_arrays(path))]
