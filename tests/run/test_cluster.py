@@ -71,8 +71,8 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is not None:
         return
     os.killpg(proc.pid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=10)
+    with contextlib.suppress(subprocess.TimeoutExpired):  # a node drains for up to 30 s; no need here
+        proc.wait(timeout=2)
     with contextlib.suppress(ProcessLookupError):  # whatever of the group is left goes too
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=10)
