@@ -20,6 +20,7 @@ that was interrupted can simply be run again). The summary lists every item.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -197,15 +198,19 @@ def run_batch(
         for item in items
     ]  # every item's settings are checked before anything runs
     report = BatchReport(manifest=str(manifest))
-    base = configs[0]
-    uses_ray = restore is None and any(c.run.executor == "ray" for c in configs)
-    if uses_ray:
-        from pipeline.run.ray_runtime import ray_session
+    with contextlib.ExitStack() as stack:
+        ray_started = False
 
-        with ray_session(base.run):
-            _run_items(items, configs, report, overwrite, restore)
-    else:
-        _run_items(items, configs, report, overwrite, restore)
+        def ensure_ray() -> None:
+            # One Ray instance for the whole batch, started when the first item needs it.
+            nonlocal ray_started
+            if not ray_started:
+                from pipeline.run.ray_runtime import ray_session
+
+                stack.enter_context(ray_session(configs[0].run))
+                ray_started = True
+
+        _run_items(items, configs, report, overwrite, restore, ensure_ray)
     return report
 
 
@@ -215,6 +220,7 @@ def _run_items(
     report: BatchReport,
     overwrite: bool,
     restore: RestoreFn | None,
+    ensure_ray: Callable[[], None],
 ) -> None:
     for n, (item, config) in enumerate(zip(items, configs, strict=True), 1):
         started = time.perf_counter()
@@ -231,8 +237,16 @@ def _run_items(
         try:
             if restore is not None:
                 restore(item.input, item.output, config)
+            elif config.run.executor == "local":
+                from pipeline.run import local
+
+                local.restore(item.input, item.output, config, overwrite=overwrite)
             else:
-                _default_restore(item.input, item.output, config, overwrite=overwrite)
+                from pipeline.run import ray_exec
+
+                ray_exec.preflight(item.input, item.output, config, overwrite)  # a broken input fails here
+                ensure_ray()
+                ray_exec.restore(item.input, item.output, config, overwrite=overwrite)
         except PipelineError as exc:
             log.error("batch item %d/%d failed: %s", n, len(items), exc)
             report.items.append(
@@ -251,14 +265,3 @@ def _run_items(
         report.items.append(
             ItemResult(str(item.input), str(item.output), "done", time.perf_counter() - started)
         )
-
-
-def _default_restore(source: Path, output: Path, config: Config, *, overwrite: bool) -> Any:
-    if config.run.executor == "local":
-        from pipeline.run import local
-
-        return local.restore(source, output, config, overwrite=overwrite)
-    from pipeline.run import ray_exec
-
-    # The batch's Ray instance is already up: every item runs on it.
-    return ray_exec.restore(source, output, config, overwrite=overwrite)

@@ -117,7 +117,7 @@ def restore(input: str | Path, output: str | Path, config: Config, *, overwrite:
     from pipeline.io.decode import frame_index
 
     input, output = Path(input), Path(output)
-    info, preset = _preflight(input, output, config, overwrite)
+    info, preset = preflight(input, output, config, overwrite)
     frames = len(frame_index(input)[1])
     wd = WorkDir(default_workdir(output, config.run.workdir))
     try:
@@ -126,8 +126,11 @@ def restore(input: str | Path, output: str | Path, config: Config, *, overwrite:
         _remove_empty_dirs(wd.root)
 
 
-def _preflight(input: Path, output: Path, config: Config, overwrite: bool) -> tuple[Any, Any]:
-    """Everything that can be checked before work starts (the checks of the in-process paths)."""
+def preflight(input: Path, output: Path, config: Config, overwrite: bool) -> tuple[Any, Any]:
+    """Everything that can be checked before work starts (the checks of the in-process paths).
+
+    Returns the probed VideoInfo and the encoder preset; raises the PipelineError a user should see.
+    """
     from pipeline.errors import ConfigError, OutputError
     from pipeline.io.mux import check_output, plan_streams
     from pipeline.io.presets import CONTAINER_FORMATS, encoder_options, get_preset
