@@ -101,7 +101,7 @@ def test_shapes_and_dtypes_across_resolutions(res: int) -> None:
         resolution=res, z_dim=8, w_dim=8, mapping_layers=2, channel_base=res * 2, channel_max=4
     )
     G = Generator(cfg)
-    G.reset_parameters(seed=0, w_avg_samples=16)
+    G.reset_parameters(seed=0, w_avg_samples=16, target_std=None)
     assert G.num_ws == 2 * (res.bit_length() - 1) - 2
     assert G.noise_shapes()[-1] == (res, res) and len(G.noise_shapes()) == G.num_ws - 1
     with torch.no_grad():
