@@ -26,9 +26,9 @@ import torch
 from pipeline.prior.stylegan2 import Generator, GeneratorConfig
 
 
-def config_f(resolution: int) -> GeneratorConfig:
+def config_f(resolution: int, channel_base: int = 32768, channel_max: int = 512) -> GeneratorConfig:
     # FFHQ config-f: 512-d z and w, 8 mapping layers, channels min(32768 / res, 512).
-    return GeneratorConfig(resolution=resolution, channel_base=32768, channel_max=512)
+    return GeneratorConfig(resolution=resolution, channel_base=channel_base, channel_max=channel_max)
 
 
 def make_step(
@@ -62,7 +62,7 @@ def count_flops(step: Callable[[], None]) -> float:
 
 def bench_one(args: argparse.Namespace, res: int, batch: int, dtype: str, modconv: str) -> str:
     device = torch.device(args.device)
-    G = Generator(config_f(res)).to(device)
+    G = Generator(config_f(res, args.channel_base, args.channel_max)).to(device)
     G.reset_parameters(seed=0, w_avg_samples=256, target_std=None)  # image scale does not affect timing
     G = G.to(dtype=getattr(torch, dtype)).eval().requires_grad_(False)
     G.synthesis.modconv = modconv  # type: ignore[assignment]
@@ -113,6 +113,8 @@ def main() -> int:
         "--modconv", nargs="+", default=["auto"], choices=["auto", "grouped", "scaled", "scaled_fir"]
     )
     ap.add_argument("--channels-last", action="store_true")
+    ap.add_argument("--channel-base", type=int, default=32768, help="config-f: 32768 (smaller: quick checks)")
+    ap.add_argument("--channel-max", type=int, default=512, help="config-f: 512")
     ap.add_argument(
         "--compile", action="store_true", help="torch.compile the synthesis (falls back to eager)"
     )
