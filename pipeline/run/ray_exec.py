@@ -212,6 +212,7 @@ def _restore(
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     with ray_session(config.run) as cluster:
+        seconds["ray_start"] = time.perf_counter() - t0  # ~0 when Ray was already up (batch, job)
         run = _Run(plan, config, info, cluster)
         try:
             records = run.execute()
