@@ -117,6 +117,8 @@ def fetch_model(name: str, *, progress: bool | None = None, convert: bool = True
 
     entry = _entry(name)
     original, converted = model_paths(entry)
+    if original.is_file() and not converted.is_file():
+        _check_placed_file(entry, original)  # put there by hand: verify before trusting it
     if not original.is_file():
         if entry.url is None:
             raise _not_available(entry, "it has no direct download")
@@ -160,13 +162,30 @@ def load_generator(
         G = _random_from_spec(spec)
     else:
         path = resolve_model(name_or_path)
+        entry, converted = _maybe_converted(path)
+        if entry is not None:
+            _check_placed_file(entry, path)
         G, kind = load_checkpoint(path)
-        _, converted = _maybe_converted(path)
-        if kind != "reel" and converted is not None and not converted.exists():
+        if converted is not None and kind != "reel" and not converted.exists():
+            # convert a zoo original once: later loads read the fast safetensors file
             from pipeline.prior.cache_format import save_generator
 
             save_generator(G, converted, source=f"{kind}:{path.name}")
     return prepare(G, device, dtype)
+
+
+def _check_placed_file(entry: ModelEntry, path: Path) -> None:
+    """A zoo original in the cache must match the published size and SHA-256, where known."""
+    from pipeline.prior.download import sha256_file
+
+    if entry.size is not None and path.stat().st_size != entry.size:
+        raise CheckpointError(
+            path, f"{path.stat().st_size} bytes, the zoo says {entry.size}: delete it, fetch again"
+        )
+    if entry.sha256 is not None and sha256_file(path) != entry.sha256.lower():
+        raise CheckpointError(
+            path, f"SHA-256 differs from the zoo's ({entry.sha256}): delete it and fetch again"
+        )
 
 
 def _maybe_converted(path: Path) -> tuple[ModelEntry | None, Path | None]:

@@ -237,6 +237,28 @@ def test_download_that_is_not_a_generator_is_set_aside(
         zoo.resolve_model("tiny")
 
 
+def test_hand_placed_file_is_checked_against_the_zoo_checksum(
+    tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    G = make_random_generator(16, seed=4)
+    formats.write_nvidia_pt(G, tmp_path / "tiny.pkl")
+    data = (tmp_path / "tiny.pkl").read_bytes()
+    cache.mkdir(parents=True)
+    (cache / "tiny.pkl").write_bytes(data[:-1] + b"\x00")  # corrupt last byte
+    _zoo_file(
+        tmp_path,
+        monkeypatch,
+        {"tiny": _entry("http://127.0.0.1:9/tiny.pkl", hashlib.sha256(data).hexdigest())},
+    )
+    with pytest.raises(CheckpointError, match="SHA-256"):
+        zoo.load_generator("tiny")
+    with pytest.raises(CheckpointError, match="SHA-256"):
+        zoo.fetch_model("tiny", progress=False)
+    (cache / "tiny.pkl").write_bytes(data)
+    assert zoo.load_generator("tiny").img_resolution == 16
+    assert (cache / "tiny.safetensors").is_file()
+
+
 def test_random_spec_and_paths(tmp_path: Path) -> None:
     G = zoo.load_generator("random:16:3")
     assert G.img_resolution == 16
