@@ -31,7 +31,7 @@ import pytest
 FFMPEG = shutil.which("ffmpeg") or "ffmpeg"
 
 # Audio codec that each container takes without complaint (used when a spec does not name one).
-_DEFAULT_AUDIO = {".mp4": "aac", ".mov": "pcm_s16le", ".mkv": "flac", ".nut": "pcm_s16le"}
+_DEFAULT_AUDIO = {".mp4": "aac", ".mov": "pcm_s16le", ".mkv": "flac", ".nut": "pcm_s16le", ".ts": "mp2"}
 _SUBTITLE_CODEC = {".mp4": "mov_text", ".mov": "mov_text", ".mkv": "srt"}
 
 
@@ -142,6 +142,8 @@ def make_clip(path: Path, spec: ClipSpec | None = None, **kwargs: Any) -> Path:
             cmd += ["-flags", "+ildct+ilme", "-x264opts", "tff=1" if spec.interlaced == "tff" else "bff=1"]
         if spec.bframes is not None:
             cmd += ["-bf", str(spec.bframes)]
+    if spec.codec == "mpeg2video" and spec.bframes is not None:
+        cmd += ["-bf", str(spec.bframes), "-flags", "-cgop"]  # open GOPs, as broadcast MPEG-2 has
     if spec.codec == "libx265":
         cmd += ["-x265-params", "log-level=error"]
     if spec.gop is not None:

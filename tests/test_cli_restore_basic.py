@@ -54,6 +54,11 @@ CASES: dict[str, tuple[dict[str, Any], str, list[str]]] = {
     "odd-size": (dict(size=(65, 49), pix_fmt="yuv444p", frames=12, audio=1), ".mkv", ["--scale", "1"]),
     "rotation": (dict(rotation=90, frames=12, audio=1, container=".mp4"), ".mp4", ["--scale", "2"]),
     "late-start-ts": (dict(frames=15, audio=1, start=10.5, container=".mp4"), ".mp4", ["--scale", "2"]),
+    "mpeg2-ts-broadcast": (
+        dict(codec="mpeg2video", container=".ts", frames=24, gop=6, bframes=2, audio=1, start=1.4),
+        ".mkv",
+        ["--scale", "2"],
+    ),
     "timecode-mov": (
         dict(frames=15, audio=1, container=".mov", timecode="10:00:00:00", subtitles=True),
         ".mkv",

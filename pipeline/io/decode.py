@@ -299,14 +299,15 @@ class FrameReader(Iterator[VideoFrame]):
         target = self._pts[self.start]
         last = self._pts[self.end - 1]
         back = Fraction(0)
+        from_start = self.start == 0
         while True:
-            if self.start > 0:
+            if not from_start:
                 self._seek(target - int(back / self.time_base))
-            first = True
             overshoot = False
+            first = True
             for frame in self._decoded_frames():
                 pts = self._frame_pts(frame)
-                if first and not self._ivtc and self.start > 0 and pts > target:
+                if first and not from_start and not self._ivtc and pts > target:
                     overshoot = True
                     break
                 first = False
@@ -321,12 +322,21 @@ class FrameReader(Iterator[VideoFrame]):
                         return
             if not overshoot:
                 return
-            # The keyframe found was after the target: look further back.
-            back = max(Fraction(_RESEEK_SECONDS), back * 2)
-            if target - back / self.time_base <= self._pts[0]:
-                back = (target - self._pts[0]) * self.time_base + 1
+            # The seek landed after the target (a sparse or missing index, open GOPs): look further
+            # back; once that means the start, read the file from its first byte instead.
             self._graph = None
             self._seen.clear()
+            if back > 0 and target - back / self.time_base <= self._pts[0]:
+                self._rewind()
+                from_start = True
+            back = max(Fraction(_RESEEK_SECONDS), back * 2)
+
+    def _rewind(self) -> None:
+        """Reopen the file: decoding restarts at its very beginning, with no seek involved."""
+        self._container.close()
+        self._container = open_input(self.path)
+        self._stream = main_video_stream(self._container, self.path)
+        self._stream.codec_context.thread_type = "AUTO"
 
     def _seek(self, pts: int) -> None:
         import av

@@ -17,8 +17,9 @@ from tests.media import MediaCache, read_video_times
     [
         dict(rate="30000/1001", frames=30, container=".mp4", bframes=3, gop=7),
         dict(vfr=True, frames=24, gop=5),
+        dict(codec="mpeg2video", container=".ts", frames=30, gop=6, bframes=2, audio=1, start=1.4),
     ],
-    ids=["ntsc-bframes-mp4", "vfr-mkv"],
+    ids=["ntsc-bframes-mp4", "vfr-mkv", "mpeg2-open-gop-ts"],
 )
 def test_indices_are_stable_whatever_the_start(media: MediaCache, spec: dict) -> None:  # type: ignore[type-arg]
     path = media.clip("seek", **spec)
