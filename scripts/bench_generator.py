@@ -65,10 +65,7 @@ def bench_one(args: argparse.Namespace, res: int, batch: int, dtype: str, modcon
     G = Generator(config_f(res, args.channel_base, args.channel_max)).to(device)
     G.reset_parameters(seed=0, w_avg_samples=256, target_std=None)  # image scale does not affect timing
     G = G.to(dtype=getattr(torch, dtype)).eval().requires_grad_(False)
-    G.synthesis.modconv = modconv  # type: ignore[assignment]
-    if args.channels_last:
-        G = G.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        G.synthesis.channels_last = True
+    G.set_execution(modconv, channels_last=args.channels_last)  # type: ignore[arg-type]
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     note = ""
     try:

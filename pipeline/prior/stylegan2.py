@@ -362,6 +362,18 @@ class Generator(nn.Module):
     def num_ws_at(self, res: int) -> int:
         return num_ws_at(self.cfg, res)
 
+    def set_execution(
+        self, modconv: ModConvMode | Literal["auto"] = "auto", channels_last: bool = False
+    ) -> Generator:
+        """How synthesis runs (same images either way): conv form and activation memory layout."""
+        self.synthesis.modconv = modconv
+        self.synthesis.channels_last = channels_last
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        for p in self.parameters():
+            if p.ndim == 4:  # conv weights: cuDNN picks NHWC kernels when weights match the input
+                p.data = p.data.contiguous(memory_format=fmt)
+        return self
+
     def reset_parameters(
         self,
         seed: int,
