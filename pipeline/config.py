@@ -88,7 +88,7 @@ class SearchConfig:
     share_coarse_layers: int = 0  # W+ layers fixed to the track's first frame (stable identity; 0 = off)
     smooth_sigma: float = 0.0  # Gaussian smoothing of latents over time after the search, frames (0 = off)
     chunk_len: int = 0  # split long tracks into chunks of this many frames for parallel workers (0 = off)
-    chunk_overlap: int = 4  # frames two neighbouring chunks share and cross-fade over
+    chunk_landing: int = 4  # a chunk's last frames are steered onto the next chunk's anchor (no jump)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import torch
 from pipeline.config import SearchConfig
 from pipeline.errors import SearchError
 from pipeline.search.latent_space import GaussianizedW
-from pipeline.search.search import search
+from pipeline.search.search import random_state, search
 from pipeline.search.state import SearchResult, SearchState
 from pipeline.types import FaceRestoration
 
@@ -33,6 +33,8 @@ class TrackInput:
     frame_indices: Sequence[int]  # source frame index of each crop
     gray: bool = False  # black-and-white footage: compare luminance, return gray faces
     prev_state: SearchState | None = None  # one face: the state of the frame before crops[0] (warm start)
+    arrive_state: SearchState | None = None  # one face: the state of the frame after the last crop, if known
+    arrive_frames: int = 0  # the last frames are pulled ever more towards arrive_state (a chunk's landing)
 
 
 def track_seed(seed: int, track_id: int) -> int:
@@ -124,7 +126,7 @@ def restore_tracks_batched(
                 for k in part
             ]
             res = _search_step(
-                G, targets, [prev[k] for k in part], [tracks[k] for k in part], settings, space, device
+                G, targets, [prev[k] for k in part], [tracks[k] for k in part], t, settings, space, device
             )
             for i, k in enumerate(part):
                 st = res.state.select([i])
@@ -145,29 +147,63 @@ def restore_tracks_batched(
     return [TrackOutput(out[k], prev[k], history[k] if keep_states else None) for k in range(len(tracks))]
 
 
+def _arrive_weight(track: TrackInput, t: int) -> float:
+    """How far frame t's pull target moves from frame t-1 towards the track's arrive_state (0..1)."""
+    n = len(track.crops)
+    first = n - track.arrive_frames
+    if track.arrive_state is None or track.arrive_frames <= 0 or t < first:
+        return 0.0
+    return (t - first + 1) / (track.arrive_frames + 1)
+
+
 def _search_step(
     G: torch.nn.Module,
     targets: list[torch.Tensor],
     prev: list[SearchState | None],
     tracks: list[TrackInput],
+    t: int,
     settings: SearchConfig,
     space: GaussianizedW,
     device: torch.device | str,
 ) -> SearchResult:
-    """One batched search over faces that may be cold (no prev) or warm."""
+    """One batched search (frame position t of each track) over faces that may be cold or warm.
+
+    A warm face starts from its previous frame and is pulled towards it, or, in the last frames of a
+    track that must land on a known state (a chunk before the next chunk's anchor), towards a blend of
+    its previous frame and that state whose weight grows frame by frame.
+    """
     warm = torch.tensor([p is not None for p in prev])
     seeds = [track_seed(settings.seed, tr.track_id) for tr in tracks]
-    prev_state = None
-    if bool(warm.any()):
-        # the batched prev needs a row for every face; the mask keeps the cold ones cold
-        filler = next(p for p in prev if p is not None)  # search draws the cold faces' starts itself
-        prev_state = SearchState.cat([p if p is not None else filler for p in prev])
+    if not bool(warm.any()):
+        return search(
+            G,
+            targets,
+            settings=settings,
+            space=space,
+            gray=torch.tensor([tr.gray for tr in tracks]),
+            seeds=seeds,
+            device=device,
+        )
+    cold_rows = [i for i, p in enumerate(prev) if p is None]
+    fresh = random_state(G, [seeds[i] for i in cold_rows]) if cold_rows else None
+    starts, pulls = [], []
+    for i, (p, tr) in enumerate(zip(prev, tracks, strict=True)):
+        if p is None:
+            assert fresh is not None
+            own = fresh.select([cold_rows.index(i)])
+            starts.append(own)
+            pulls.append(own)  # unused: prev_mask keeps this face cold
+            continue
+        starts.append(p)
+        w = _arrive_weight(tr, t)
+        pulls.append(SearchState.lerp(p, tr.arrive_state, w) if w > 0 and tr.arrive_state is not None else p)
     return search(
         G,
         targets,
         settings=settings,
         space=space,
-        prev=prev_state,
+        init=SearchState.cat(starts),
+        prev=SearchState.cat(pulls),
         prev_mask=warm,
         gray=torch.tensor([tr.gray for tr in tracks]),
         seeds=seeds,
