@@ -8,12 +8,14 @@ Used to measure identity kept along a track when restoring, and identity removed
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
 from pipeline.faces.detect import _package_file
+from pipeline.types import FaceCrop, FaceRestoration
 
 SAME_PERSON_COSINE = 0.363  # OpenCV's published threshold for SFace (cosine distance type)
 
@@ -59,3 +61,43 @@ def identity_kept(reference: np.ndarray, others: list[np.ndarray]) -> tuple[floa
         return float("nan"), float("nan")
     sims = np.array([cosine(reference, o) for o in others])
     return float(sims.mean()), float((sims >= SAME_PERSON_COSINE).mean())
+
+
+def track_identity(
+    crops: Sequence[FaceCrop],
+    faces: Sequence[FaceRestoration],
+    landmarks: Mapping[tuple[int, int], np.ndarray],  # (track, frame) -> [5, 2] source-frame landmarks
+) -> dict[int, dict[str, float]]:
+    """Per track: how much the restored faces look like the footage's face, and like each other.
+
+    - `to_source`: mean cosine between each restored face and its low-resolution crop;
+    - `stability`: mean cosine between each restored face and the track's first restored face;
+    - `kept`: fraction of frames whose restored face passes SFace's same-person threshold against
+      its crop. Landmarks are carried into the crop and the restoration through the crop's affine.
+    """
+    crop_at = {(c.track_id, c.frame_index): c for c in crops}
+    by_track: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
+    for face in sorted(faces, key=lambda f: (f.track_id, f.frame_index)):
+        crop = crop_at.get((face.track_id, face.frame_index))
+        marks = landmarks.get((face.track_id, face.frame_index))
+        if crop is None or marks is None:
+            continue
+        size = crop.image.shape[0]
+        a = np.asarray(crop.crop_to_frame, np.float64)
+        in_crop = (np.asarray(marks, np.float64) - a[:, 2]) @ np.linalg.inv(a[:, :2]).T  # [5, 2] crop px
+        res = face.image.shape[0]
+        src = embed_face(crop.image, np.array([0, 0, size, size], np.float32), in_crop.astype(np.float32))
+        out = embed_face(
+            face.image, np.array([0, 0, res, res], np.float32), (in_crop * (res / size)).astype(np.float32)
+        )
+        by_track.setdefault(face.track_id, []).append((src, out))
+    result = {}
+    for tid, pairs in by_track.items():
+        to_source = np.array([cosine(s, o) for s, o in pairs])
+        first = pairs[0][1]
+        result[tid] = {
+            "to_source": float(to_source.mean()),
+            "stability": float(np.mean([cosine(first, o) for _, o in pairs])),
+            "kept": float((to_source >= SAME_PERSON_COSINE).mean()),
+        }
+    return result

@@ -31,3 +31,32 @@ def test_same_person_survives_degradation_and_other_images_do_not() -> None:
     box = np.array([140, 20, 340, 220], np.float32)
     marks = np.array([[190, 90], [280, 90], [235, 140], [200, 175], [270, 175]], np.float32)
     assert cosine(ref, embed_face(cat, box, marks)) < SAME_PERSON_COSINE
+
+
+def test_track_identity_of_true_and_wrong_restorations() -> None:
+    from skimage.data import chelsea
+
+    from pipeline.faces.align import make_crop, rescale_affine, warp_crop
+    from pipeline.faces.synthetic import Placement, ShotSpec, render
+    from pipeline.metrics.identity import track_identity
+    from pipeline.types import FaceRestoration, TrackFrame
+
+    shot = ShotSpec(3, (Placement(0, (300, 100), (330, 110), (1.3, 1.3)),), background_seed=4)
+    clip = render([shot], factor=2, blur=0, grain=0, gray=False, contrast=1.0)
+    res = 128
+    crops, true_faces, wrong_faces, marks = [], [], [], {}
+    cat = cv2.resize(chelsea()[:300, 100:400], (res, res)).astype(np.float32) / 255
+    for f in range(3):
+        _, box, lm = clip.truth[f][0]
+        crop = make_crop(clip.frames[f], TrackFrame(0, f, box, lm, 1.0, False), gray=False)
+        size = crop.image.shape[0]
+        to_hr = rescale_affine(crop.crop_to_frame, src_scale=res / size, dst_scale=clip.factor)
+        face = warp_crop(clip.hr_frames[f], to_hr, res).astype(np.float32) / 255
+        crops.append(crop)
+        marks[(0, f)] = lm
+        true_faces.append(FaceRestoration(0, f, np.zeros((1, 1), np.float32), face, 30.0, True, 1))
+        wrong_faces.append(FaceRestoration(0, f, np.zeros((1, 1), np.float32), cat, 30.0, True, 1))
+    good = track_identity(crops, true_faces, marks)[0]
+    bad = track_identity(crops, wrong_faces, marks)[0]
+    assert good["kept"] == 1.0 and good["stability"] > 0.8
+    assert bad["kept"] == 0.0 and bad["to_source"] < good["to_source"] - 0.3

@@ -100,6 +100,9 @@ def test_every_face_frame_is_restored_with_a_consistency_figure(restored: _Run) 
     assert face_frames == track_frames and report.restored == report.face_frames == len(track_frames)
     assert all(math.isfinite(f["psnr_db"]) and f["psnr_db"] > 10 for f in data["faces"])
     assert data["random_test_generator"] is True and data["notice"] == INVENTED_DETAIL_NOTICE
+    # Identity along each track is measured (with a random generator it is of course not kept).
+    for track in data["tracks"]:
+        assert set(track["identity"]) == {"to_source", "stability", "kept"}
 
 
 def test_rerun_reuses_the_work_directory(restored: _Run, tmp_path: Path) -> None:
