@@ -1,1 +1,12 @@
-"""Latent search (PULSE) with temporal warm starts, batched across faces."""
+"""Latent search (PULSE) with temporal warm starts, batched across faces.
+
+Public API (import from the submodules; this package imports nothing heavy itself):
+- latent_space.GaussianizedW: PULSE's Gaussianised W (fit(G, n, seed, chunk), cached per model; to_w/from_w)
+- search.search(G, targets, *, settings, space, init, prev, prev_mask, gray, seeds, device) -> SearchResult
+- track.restore_track(G, crops, *, settings, space, gray, device, track_id, frame_indices, prev_state)
+  and track.restore_tracks_batched(G, tracks: [TrackInput], ...) -> [TrackOutput] (lockstep batching)
+- chunks.plan_chunks / chunks.restore_track_chunked: anchors first, chunks landing on the next anchor
+- synthetic.make_track: a known-answer world for evaluation (scripts/evaluate_search.py)
+Settings are pipeline.config.SearchConfig. The detail the search restores is invented by the prior
+(see pipeline.INVENTED_DETAIL_NOTICE).
+"""

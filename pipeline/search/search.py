@@ -34,7 +34,8 @@ def random_state(G: torch.nn.Module, seeds: Sequence[int]) -> SearchState:
     """
     num_ws, w_dim = int(G.num_ws), int(G.w_dim)  # type: ignore[arg-type]
     shapes = G.noise_shapes()  # type: ignore[operator]
-    lat, noise = [], [[] for _ in shapes]
+    lat: list[torch.Tensor] = []
+    noise: list[list[torch.Tensor]] = [[] for _ in shapes]
     for seed in seeds:
         rng = torch.Generator().manual_seed(int(seed))
         lat.append(torch.randn(num_ws, w_dim, generator=rng))

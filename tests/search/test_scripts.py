@@ -1,0 +1,64 @@
+"""The search scripts run end to end on a tiny CPU setup (the GPU runs use the same code paths)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(script: str, *args: str) -> dict:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_bench_search_runs_on_cpu_at_tiny_size() -> None:
+    out = _run(
+        "bench_search.py",
+        "--device",
+        "cpu",
+        "--resolution",
+        "16",
+        "--target",
+        "4",
+        "--batch",
+        "2",
+        "--frames",
+        "2",
+        "--tiny",
+        "--threads",
+        "1",
+        "--settings",
+        "trunc-fp32,full-bf16",
+        "--steps",
+        "30",
+    )
+    assert out["device"] == "cpu" and len(out["rows"]) == 4
+    assert {(r["setting"], r["phase"]) for r in out["rows"]} == {
+        ("trunc-fp32", "cold"),
+        ("trunc-fp32", "warm"),
+        ("full-bf16", "cold"),
+        ("full-bf16", "warm"),
+    }
+    assert all(r["faces_per_s"] > 0 and 0 <= r["met"] <= 1 for r in out["rows"])
+
+
+@pytest.mark.slow
+def test_evaluate_search_quick_reports_the_goals() -> None:
+    out = _run("evaluate_search.py", "--quick")
+    for key in ("frames_meeting_bound", "cold_steps", "warm_steps", "steadiness_gain", "boundary_ratio"):
+        assert key in out
+    assert out["frames_meeting_bound"] == 1.0
+    assert out["warm_steps"] <= out["cold_steps"] / 4
+    assert out["steadiness_gain"] >= 3
