@@ -32,13 +32,86 @@ from pipeline.config import SearchConfig
 from pipeline.prior.stylegan2 import make_random_generator
 from pipeline.search.latent_space import GaussianizedW
 from pipeline.search.search import search
-from pipeline.search.synthetic import make_track
+from pipeline.search.synthetic import SyntheticTrack, make_track
 from pipeline.search.track import TrackInput, crop_to_tensor, restore_tracks_batched
 
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def _bench_setting(
+    G: torch.nn.Module,
+    space: GaussianizedW,
+    tracks: list[SyntheticTrack],
+    setting: str,
+    args: argparse.Namespace,
+    device: torch.device,
+) -> list[dict[str, float | str]]:
+    """Time one setting: the cold frame of every face in one batch, then the warm frames in lockstep."""
+    rows: list[dict[str, float | str]] = []
+    synth, precision = setting.split("-")
+    settings = SearchConfig(
+        steps=args.steps,
+        warm_steps=args.warm_steps,
+        batch_size=args.batch,
+        truncate_factor=4.0 if synth == "trunc" else 0.0,
+        autocast="bfloat16" if precision == "bf16" else "none",
+    )
+    targets = [crop_to_tensor(tr.crops[0], f"face {i}") for i, tr in enumerate(tracks)]
+    # warm-up: kernel selection and allocator growth stay out of the timings
+    search(G, targets, settings=replace(settings, steps=2), space=space, device=device)
+    _sync(device)
+    t0 = time.perf_counter()
+    cold = search(G, targets, settings=settings, space=space, seeds=list(range(args.batch)), device=device)
+    _sync(device)
+    cold_s = time.perf_counter() - t0
+    units = [
+        TrackInput(i, tr.crops[1:], list(range(1, args.frames)), False, cold.state.select([i]))
+        for i, tr in enumerate(tracks)
+    ]
+    t0 = time.perf_counter()
+    warm = restore_tracks_batched(G, units, settings=settings, space=space, device=device)
+    _sync(device)
+    warm_s = time.perf_counter() - t0
+    warm_out = [r for o in warm for r in o.restorations]
+    for phase, n, secs, steps, met in (
+        (
+            "cold",
+            args.batch,
+            cold_s,
+            float(cold.steps.float().mean()),
+            float(cold.met_bound.float().mean()),
+        ),
+        (
+            "warm",
+            len(warm_out),
+            warm_s,
+            sum(r.steps for r in warm_out) / max(1, len(warm_out)),
+            sum(r.met_bound for r in warm_out) / max(1, len(warm_out)),
+        ),
+    ):
+        if n == 0:
+            continue
+        rate = n / secs
+        ms = 1000 * secs / max(1.0, n * max(steps, 1e-9))
+        rows.append(
+            {
+                "setting": setting,
+                "phase": phase,
+                "faces_per_s": rate,
+                "steps": steps,
+                "ms_per_face_step": ms,
+                "met": met,
+                "seconds": secs,
+            }
+        )
+        print(
+            f"{setting:12s} {phase:5s} {rate:8.2f} {steps:6.1f} {ms:12.2f} {met:5.2f} {secs:7.1f}",
+            flush=True,
+        )
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,7 +139,6 @@ def main(argv: list[str] | None = None) -> int:
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True  # "fp32" rows run TF32 tensor cores, as deployed
         torch.backends.cudnn.allow_tf32 = True
-        torch.backends.cudnn.benchmark = True
 
     if args.tiny:
         G = make_random_generator(
@@ -98,68 +170,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'setting':12s} {'phase':5s} " + " ".join(f"{h:>12s}" for h in head))
     rows = []
     for setting in [s.strip() for s in args.settings.split(",") if s.strip()]:
-        synth, precision = setting.split("-")
-        settings = SearchConfig(
-            steps=args.steps,
-            warm_steps=args.warm_steps,
-            batch_size=args.batch,
-            truncate_factor=4.0 if synth == "trunc" else 0.0,
-            autocast="bfloat16" if precision == "bf16" else "none",
-        )
-        targets = [crop_to_tensor(tr.crops[0], f"face {i}") for i, tr in enumerate(tracks)]
-        # warm-up: kernel selection and allocator growth stay out of the timings
-        search(G, targets, settings=replace(settings, steps=2), space=space, device=device)
-        _sync(device)
-        t0 = time.perf_counter()
-        cold = search(
-            G, targets, settings=settings, space=space, seeds=list(range(args.batch)), device=device
-        )
-        _sync(device)
-        cold_s = time.perf_counter() - t0
-        units = [
-            TrackInput(i, tr.crops[1:], list(range(1, args.frames)), False, cold.state.select([i]))
-            for i, tr in enumerate(tracks)
-        ]
-        t0 = time.perf_counter()
-        warm = restore_tracks_batched(G, units, settings=settings, space=space, device=device)
-        _sync(device)
-        warm_s = time.perf_counter() - t0
-        warm_out = [r for o in warm for r in o.restorations]
-        for phase, n, secs, steps, met in (
-            (
-                "cold",
-                args.batch,
-                cold_s,
-                float(cold.steps.float().mean()),
-                float(cold.met_bound.float().mean()),
-            ),
-            (
-                "warm",
-                len(warm_out),
-                warm_s,
-                sum(r.steps for r in warm_out) / max(1, len(warm_out)),
-                sum(r.met_bound for r in warm_out) / max(1, len(warm_out)),
-            ),
-        ):
-            if n == 0:
-                continue
-            rate = n / secs
-            ms = 1000 * secs / max(1.0, n * max(steps, 1e-9))
-            rows.append(
-                {
-                    "setting": setting,
-                    "phase": phase,
-                    "faces_per_s": rate,
-                    "steps": steps,
-                    "ms_per_face_step": ms,
-                    "met": met,
-                    "seconds": secs,
-                }
-            )
-            print(
-                f"{setting:12s} {phase:5s} {rate:8.2f} {steps:6.1f} {ms:12.2f} {met:5.2f} {secs:7.1f}",
-                flush=True,
-            )
+        try:
+            rows += _bench_setting(G, space, tracks, setting, args, device)
+        except torch.cuda.OutOfMemoryError:
+            print(f"{setting:12s} out of GPU memory at batch {args.batch}; try a smaller --batch", flush=True)
+            rows.append({"setting": setting, "phase": "oom"})
+            torch.cuda.empty_cache()
     print(json.dumps({"device": name, "resolution": args.resolution, "batch": args.batch, "rows": rows}))
     return 0
 

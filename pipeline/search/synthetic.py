@@ -62,9 +62,11 @@ def make_track(
         s = f / keyframe_every
         s = s * s * (3 - 2 * s)  # smoothstep: no kink at keyframes
         zs.append(_slerp(keys[k], keys[k + 1], s))
-    ws = G.mapping(torch.stack(zs))  # type: ignore[operator]  # [T, num_ws, w_dim]
-    noise = [torch.randn(1, 1, h, w, generator=rng) for h, w in G.noise_shapes()]  # type: ignore[operator]
-    truth = ((G.synthesis(ws, noise=noise) + 1) / 2).clamp(0, 1)  # type: ignore[operator]  # [T, 3, R, R]
+    device = next(G.parameters()).device  # drawn on the CPU (same world on every device), run on G's
+    ws = G.mapping(torch.stack(zs).to(device))  # type: ignore[operator]  # [T, num_ws, w_dim]
+    noise = [torch.randn(1, 1, h, w, generator=rng).to(device) for h, w in G.noise_shapes()]  # type: ignore[operator]
+    truth = ((G.synthesis(ws, noise=noise) + 1) / 2).clamp(0, 1).float().cpu()  # type: ignore[operator]  # [T, 3, R, R]
+    ws = ws.cpu()
     lr = truth
     if blur_sigma > 0:
         lr = _gaussian_blur(lr, blur_sigma)
