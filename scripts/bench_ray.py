@@ -198,7 +198,10 @@ def _search_model(resolution: int, device: str, samples: int) -> Any:
     return G, space
 
 
-def _load_for_actor(resolution: int, device: str, samples: int) -> Any:
+def _load_for_actor(resolution: int, device: str, samples: int, threads: int) -> Any:
+    import torch
+
+    torch.set_num_threads(threads)
     return _search_model(resolution, device, samples)
 
 
@@ -238,6 +241,11 @@ def bench_search(args: argparse.Namespace) -> dict[str, Any]:
         for t in range(args.faces // args.frames)
     ]
     face_frames = len(tracks) * args.frames
+    import torch
+
+    # The same intra-op threads on both sides (a Ray actor with one CPU gets one by default; on a busy
+    # machine more threads than free cores make small CPU ops far slower).
+    torch.set_num_threads(args.threads)
     model = _search_model(args.resolution, args.device, args.samples)
     _run_tracks(model, tracks[:1], settings, args.device)  # warm-up (kernels, allocator)
     direct = []
@@ -268,7 +276,9 @@ def bench_search(args: argparse.Namespace) -> dict[str, Any]:
         actor = (
             ray.remote(ModelActor)
             .options(num_gpus=gpus, num_cpus=1)
-            .remote(_load_for_actor, args.resolution, "cuda" if gpus else args.device, args.samples)
+            .remote(
+                _load_for_actor, args.resolution, "cuda" if gpus else args.device, args.samples, args.threads
+            )
         )
         ray.get(actor.run.remote(_run_tracks, tracks[:1], settings, "cuda" if gpus else args.device))
         via_ray = []
@@ -311,6 +321,7 @@ def main() -> int:
     g.add_argument("--warm-steps", type=int, default=5)
     g.add_argument("--samples", type=int, default=10_000, help="latents for the Gaussianised-W fit")
     g.add_argument("--repeats", type=int, default=3)
+    g.add_argument("--threads", type=int, default=1, help="torch intra-op threads, direct and in the actor")
     args = parser.parse_args()
     run = {"scaling": bench_scaling, "overhead": bench_overhead, "search": bench_search}[args.mode]
     print(json.dumps(run(args), indent=1, default=str))
