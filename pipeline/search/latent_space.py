@@ -23,6 +23,7 @@ import safetensors.torch
 import torch
 import torch.nn.functional as F
 
+from pipeline.config import SearchConfig
 from pipeline.errors import SearchError
 
 if TYPE_CHECKING:
@@ -153,3 +154,17 @@ def _save_atomically(data: dict[str, torch.Tensor], path: Path) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     safetensors.torch.save_file({k: v.contiguous() for k, v in data.items()}, tmp)
     tmp.replace(path)
+
+
+def fitted_space(
+    G: torch.nn.Module,
+    settings: SearchConfig,
+    *,
+    device: torch.device | str = "cpu",
+    cache_dir: Path | None = None,
+) -> GaussianizedW:
+    """The Gaussianised space the search settings ask for (settings.gaussian_samples, settings.seed)."""
+    space = GaussianizedW.fit(
+        G, n=settings.gaussian_samples, seed=settings.seed, device=device, cache_dir=cache_dir
+    )
+    return space.to(device)

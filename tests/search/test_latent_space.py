@@ -5,10 +5,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from pipeline.config import SearchConfig
 from pipeline.errors import SearchError
 from pipeline.prior.stylegan2 import Generator, make_random_generator
 from pipeline.search import latent_space
-from pipeline.search.latent_space import GaussianizedW, model_hash
+from pipeline.search.latent_space import GaussianizedW, fitted_space, model_hash
 
 
 def test_to_w_and_from_w_are_inverse(tiny_G: Generator, tiny_space: GaussianizedW) -> None:
@@ -69,3 +70,11 @@ def test_bad_statistics_raise() -> None:
         GaussianizedW(torch.zeros(4), torch.zeros(4))
     with pytest.raises(SearchError):
         GaussianizedW(torch.zeros(4), torch.ones(5))
+
+
+def test_fitted_space_follows_the_settings(tiny_G: Generator, tmp_path: Path) -> None:
+    settings = SearchConfig(gaussian_samples=1500, seed=3)
+    space = fitted_space(tiny_G, settings, cache_dir=tmp_path)
+    direct = GaussianizedW.fit(tiny_G, n=1500, seed=3, use_cache=False)
+    assert torch.allclose(space.mean, direct.mean) and torch.allclose(space.std, direct.std)
+    assert (tmp_path / "gaussian_fit").is_dir()
