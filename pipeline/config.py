@@ -102,7 +102,8 @@ class RunConfig:
     num_cpus: int | None = None  # CPUs of the embedded Ray instance; None = all of this machine's
     temp_dir: str | None = None  # embedded Ray's session/log directory; None = Ray's default (/tmp/ray)
     search_actors: int | None = None  # None = one per GPU share (GPUs / num_gpus_per_search), 1 without GPUs
-    segment_frames: int = 48  # frames per compose+encode segment; segments encode in parallel
+    segment_frames: int = 240  # frames per compose+encode part (parts encode in parallel; each part
+    # decodes from the keyframe before it, so parts much longer than a GOP waste little)
     max_in_flight: int | None = None  # tasks in flight at once (backpressure); None = 2 per CPU
     max_retries: int = 3  # retries of a failed task, or of a call on a restarted actor, before the job fails
     progress: bool = True  # one live progress line on stderr (frames scanned / restored / encoded)
