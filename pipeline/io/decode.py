@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.errors import DecodeError
+from pipeline.io.filters import build_graph, filter_chain
 from pipeline.io.probe import (
     check_input_path,
     detect_interlacing,
@@ -382,7 +383,7 @@ class FrameReader(Iterator[VideoFrame]):
             seen = None
             if not flagged and self._deinterlace in ("on", True) and not self._ivtc:
                 seen = detect_interlacing(self.path)  # which field comes first, when frames don't say
-            self._filters = _filter_chain(self._deinterlace, self._ivtc, flagged, seen)
+            self._filters = filter_chain(self._deinterlace, self._ivtc, flagged, seen)
         if not self._filters:
             if frame is not None:
                 yield frame
@@ -390,37 +391,16 @@ class FrameReader(Iterator[VideoFrame]):
         if self._graph is None:
             if frame is None:
                 return
-            self._graph = self._build_graph(frame)
+            sar = self._stream.codec_context.sample_aspect_ratio or Fraction(1)
+            rate = self._source_rate or Fraction(25)
+            tb = Fraction(self._stream.time_base)
+            self._graph = build_graph(frame, tb, sar, rate, self._filters)
         self._graph.push(frame)
         while True:
             try:
                 yield self._graph.pull()
             except (av.error.BlockingIOError, av.error.EOFError):
                 return
-
-    def _build_graph(self, frame: Any) -> Any:
-        import av
-
-        graph = av.filter.Graph()
-        # A plain `buffer` source: decimate needs the input frame rate, which add_buffer cannot set.
-        sar = self._stream.codec_context.sample_aspect_ratio or Fraction(1)
-        src = graph.add(
-            "buffer",
-            video_size=f"{frame.width}x{frame.height}",
-            pix_fmt=frame.format.name,
-            time_base=str(self._stream.time_base),
-            pixel_aspect=str(sar),
-            frame_rate=str(self._source_rate or Fraction(25)),
-        )
-        node = src
-        for name, args in self._filters or []:
-            nxt = graph.add(name, args)
-            node.link_to(nxt)
-            node = nxt
-        sink = graph.add("buffersink")
-        node.link_to(sink)
-        graph.configure()
-        return graph
 
     def _index_of(self, frame: Any, pts: int) -> int | None:
         """The frame's index (its pts's rank in the index), or None for a frame to drop."""
@@ -459,32 +439,6 @@ class FrameReader(Iterator[VideoFrame]):
             matrix=MATRICES.get(int(frame.colorspace)) or self.color.matrix,
             range=RANGES.get(int(frame.color_range)) or self.color.range,
         )
-
-
-def _filter_chain(
-    deinterlace: str | bool, inverse_telecine: bool, interlaced: bool, detected: str | None = None
-) -> list[tuple[str, str]]:
-    """FFmpeg filters applied to decoded frames.
-
-    `interlaced` is what the stream says of itself. "auto" deinterlaces only then: idet also flags
-    sharp synthetic progressive pictures, so pictures alone never switch a deinterlacer on.
-    `detected` is the field order idet found in frames flagged progressive; with "on" it tells
-    bwdif which field comes first.
-    """
-    if inverse_telecine:
-        # Match fields back into whole film frames, then drop the duplicate one in five.
-        # (A deinterlacer between the two would double the rate decimate derives its timestamps from.)
-        return [("fieldmatch", "order=auto:combmatch=full"), ("decimate", "")]
-    mode = ("on" if deinterlace else "off") if isinstance(deinterlace, bool) else deinterlace
-    if mode == "off":
-        return []
-    if mode == "on":
-        parity = "bff" if detected == "bb" else "tff" if detected == "tt" else "auto"
-        return [("bwdif", f"mode=send_frame:parity={parity}:deint=all")]
-    if mode == "auto":
-        # Only frames flagged interlaced are touched, so mixed material keeps its progressive frames.
-        return [("bwdif", "mode=send_frame:parity=auto:deint=interlaced")] if interlaced else []
-    raise ValueError(f"deinterlace must be 'auto', 'on' or 'off', not {deinterlace!r}")
 
 
 def iter_frames(
