@@ -4,8 +4,10 @@ Each face goes through the inverse of its alignment affine, under a feathered ma
 aligned square itself: since the square follows smoothed landmarks, the mask moves as steadily as
 the face does. The face is tone-matched to the frame by adding the low-pass of the difference
 between the upscaled frame and the face (a normalised convolution inside the mask), so brightness
-and colour follow the footage while the face keeps its detail. Black-and-white footage gets
-luminance-only faces and stays black and white.
+and colour follow the footage while the face keeps its detail. A face smoother than the footage
+gets the grain it lacks (strength and grain size measured on the footage it replaces), so it does
+not show as a clean patch. Black-and-white footage gets luminance-only faces and stays black and
+white.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 from pipeline.faces.align import to_cv2_matrix
 
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # BT.601, as for the gray decision
+_GRAIN_BAND = 3.0  # px: the coarsest scale measured as grain
 
 
 @dataclass(frozen=True, eq=False)
@@ -35,6 +38,7 @@ class ComposeSettings:
     margin: float = 0.04  # fully transparent border of the face square (its edge is resampling junk)
     tone_sigma: float = 0.08  # tone-matching low-pass, as a fraction of the face square's side
     tone_match: bool = True
+    grain_match: bool = True  # add grain to faces smoother than the footage around them (film grain)
 
 
 @lru_cache(maxsize=16)
@@ -50,6 +54,76 @@ def face_mask(size: int, feather: float, margin: float) -> np.ndarray:
     )
     mask.setflags(write=False)  # cached and shared: nobody may change it
     return mask
+
+
+def _highpass(image: np.ndarray) -> np.ndarray:
+    import cv2
+
+    return np.asarray(image - cv2.GaussianBlur(image, (0, 0), 1.0))
+
+
+@lru_cache(maxsize=1)
+def _grain_table() -> tuple[np.ndarray, np.ndarray]:
+    """Blur sigmas and, for white noise blurred by each, its high-pass / band-pass energy ratio.
+
+    The band stops at a few pixels: grain is fine, while scene content (clouds, walls) lives at
+    larger scales and would otherwise be taken for coarse grain.
+    """
+    import cv2
+
+    noise = np.random.default_rng(0).standard_normal((192, 192)).astype(np.float32)
+    sigmas = np.array([0.0, 0.4, 0.6, 0.8, 1.0, 1.3, 1.6, 2.0])
+    ratios = []
+    for sigma in sigmas:
+        n = cv2.GaussianBlur(noise, (0, 0), sigma) if sigma > 0 else noise
+        band = n - cv2.GaussianBlur(n, (0, 0), _GRAIN_BAND)
+        ratios.append(float(_highpass(n).std() / band.std()))
+    return sigmas, np.array(ratios)
+
+
+def _robust_std(values: np.ndarray) -> float:
+    """Standard deviation estimated from the median absolute deviation (edges barely move it)."""
+    if values.size == 0:
+        return 0.0
+    return float(1.4826 * np.median(np.abs(values - np.median(values))))
+
+
+def _match_grain(
+    face: np.ndarray,  # [h, w, 3] the warped face in the output region
+    region: np.ndarray,  # [h, w, 3] the upscaled frame under and around it
+    alpha: np.ndarray,  # [h, w] the paste mask
+    affine: np.ndarray,  # the face's placement: seeds the grain, so a rerun gives the same output
+) -> np.ndarray:
+    """Add luminance grain to a face that is smoother than the footage around it.
+
+    The footage's grain is measured around the face (where the mask is 0 inside the face's
+    bounding box), with robust statistics so edges count little: its strength (high-pass deviation)
+    and its size (how much of it survives a one-pixel blur; an upscaled frame has grain about
+    `upscale` pixels wide). When the face has less fine-scale energy, noise of that size with the
+    missing energy is added.
+    """
+    import cv2
+
+    inside, ring = alpha > 0.5, alpha < 0.02
+    if inside.sum() < 16 or ring.sum() < 64:
+        return face
+    luma_w = _LUMA.reshape(1, 1, 3)
+    f_luma = (face * luma_w).sum(axis=2)
+    r_luma = (region * luma_w).sum(axis=2)
+    want = _robust_std(_highpass(r_luma)[ring])
+    have = _robust_std(_highpass(f_luma)[inside])
+    missing = want * want - have * have
+    if missing <= (0.002) ** 2:
+        return face
+    total = _robust_std((r_luma - cv2.GaussianBlur(r_luma, (0, 0), _GRAIN_BAND))[ring])
+    sigmas, ratios = _grain_table()
+    sigma = float(sigmas[np.argmin(np.abs(ratios - want / max(total, 1e-6)))])
+    seed = int.from_bytes(np.asarray(affine, np.float64).tobytes()[:8], "little") & 0xFFFFFFFF
+    noise = np.random.default_rng(seed).standard_normal(f_luma.shape).astype(np.float32)
+    if sigma > 0:
+        noise = cv2.GaussianBlur(noise, (0, 0), sigma)
+    noise *= np.sqrt(missing) / max(float(_highpass(noise)[inside].std()), 1e-6)
+    return face + noise[..., None]
 
 
 def _footprint(to_output: np.ndarray, size: int, shape: tuple[int, int]) -> tuple[int, int, int, int] | None:
@@ -107,6 +181,8 @@ def paste_faces(
             num = cv2.GaussianBlur((region - warped) * weight, (0, 0), sigma)
             den = cv2.GaussianBlur(weight[..., 0], (0, 0), sigma)[..., None]
             warped = warped + num / np.maximum(den, 1e-3)
+        if settings.grain_match:
+            warped = _match_grain(warped, region, alpha[..., 0], affine)
         out[y0:y1, x0:x1] = region * (1 - alpha) + np.clip(warped, 0, 1) * alpha
     out = np.clip(out, 0, 1)
     if peak == 1.0:

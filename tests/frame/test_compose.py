@@ -106,3 +106,26 @@ def test_mask_is_feathered_and_symmetric() -> None:
     assert np.all(np.diff(profile) >= 0) and 0 < profile[10] < 1  # a soft, monotone edge
     with pytest.raises(ValueError):
         m[0, 0] = 1.0  # shared between calls: read-only
+
+
+@pytest.mark.parametrize("up", [2, 4])
+def test_grain_is_matched_on_smooth_faces(up: int) -> None:
+    """Strength and size: the fine (1 px) and the band (up to 8 px) energy both match the footage."""
+    rng = np.random.default_rng(2)
+    lr = np.clip(0.5 + rng.normal(0, 0.06, (80, 80)), 0, 1).astype(np.float32)
+    frame = np.repeat(cv2.resize(lr, (80 * up, 80 * up), interpolation=cv2.INTER_CUBIC)[..., None], 3, axis=2)
+    smooth = np.full((64, 64, 3), 0.5, np.float32)
+    k = up / 2
+    to_out = np.array([[1.5 * k, 0.0, 32.0 * k], [0.0, 1.5 * k, 32.0 * k]])
+    core = (slice(round(50 * k), round(110 * k)),) * 2
+
+    def grain(img: np.ndarray, sigma: float) -> float:
+        g = img[..., 0].astype(np.float32)
+        return float((g - cv2.GaussianBlur(g, (0, 0), sigma))[core].std())
+
+    plain = paste_faces(frame, [FacePaste(smooth, to_out)], settings=ComposeSettings(grain_match=False))
+    matched = paste_faces(frame, [FacePaste(smooth, to_out)])
+    assert grain(plain, 1.0) < 0.2 * grain(frame, 1.0)  # without it: a clean patch in grainy footage
+    assert 0.8 < grain(matched, 1.0) / grain(frame, 1.0) < 1.25
+    assert 0.75 < grain(matched, 8.0) / grain(frame, 8.0) < 1.3
+    np.testing.assert_array_equal(matched, paste_faces(frame, [FacePaste(smooth, to_out)]))  # deterministic
