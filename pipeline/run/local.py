@@ -27,6 +27,8 @@ from pipeline.types import FaceCrop, FaceRestoration
 log = logging.getLogger(__name__)
 
 RANDOM_SOURCE_PREFIX = "random"  # `source` metadata of seeded random (non-face) test generators
+# Part of the compose stage's key: bumped when paste-back changes (mask, tone or grain matching).
+COMPOSE_VERSION = "compose-v2"
 
 
 @dataclass
@@ -182,6 +184,7 @@ def restore(
     affine = {(c.track_id, c.frame_index): (c.crop_to_frame, c.image.shape[0]) for c in crops}
     placements = [FacePlacement(r, *affine[(r.track_id, r.frame_index)]) for r in restorations]
     compose_key = WorkDir.settings_key(
+        COMPOSE_VERSION,
         vkey,
         decode,
         [(r.track_id, r.frame_index, float(r.psnr), r.latents) for r in restorations],
