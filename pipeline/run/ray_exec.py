@@ -302,6 +302,7 @@ class _Run:
         self._segment_waiting: dict[int, set[int]] = {}  # ... not yet searched
         self._units: list[tuple[int, ...]] = []  # search units: tracks searched together
         self._crops_waiting: dict[int, set[int]] = {}  # per unit needing search: tracks without crops
+        self._units_to_search = 0
         self._scan: Any = None
         self._actors: list[Any] = []
 
@@ -362,17 +363,27 @@ class _Run:
         )
         self._plan_segments(self._track_spans)
         self._units = search_units([t.track_id for t in tracks], self.config.search.batch_size)
+        self._units_to_search = sum(not self._unit_stored(i) for i in range(len(self._units)))
         for index in range(len(self._units)):
             self._start_unit(index)
         self._queue_ready_segments()
 
     # -- crops and search
 
+    def _unit_stored(self, index: int) -> bool:
+        """Every track of the unit has its crops and its search result in the work directory."""
+        plan = self.plan
+        names = [f"track-{tid:06d}.npz" for tid in self._units[index]]
+        return all(
+            plan.wd.has("crops", plan.crops_key, name) and plan.wd.has("search", str(plan.search_key), name)
+            for name in names
+        )
+
     def _start_unit(self, index: int) -> None:
         plan, unit = self.plan, self._units[index]
         names = [f"track-{tid:06d}.npz" for tid in unit]
         has_crops = [plan.wd.has("crops", plan.crops_key, name) for name in names]
-        if all(has_crops) and all(plan.wd.has("search", str(plan.search_key), name) for name in names):
+        if self._unit_stored(index):
             records = {tid: stored_records(plan.search_path(tid)) for tid in unit}
             self._unit_done(index, {"faces": records, "node_id": None}, skipped=True)
             return
@@ -414,7 +425,7 @@ class _Run:
             num_gpus_per_search=run.num_gpus_per_search,
             cluster_resource=custom,
         )
-        count = min(count, max(1, sum(1 for w in self._crops_waiting.values()) or 1))
+        count = min(count, max(1, self._units_to_search))  # never more actors than units to search
         actor_class = self.ray.remote(ModelActor)
         prior, search = self.config.prior, self.config.search
         args = (str(prior.model), run.device, prior.dtype, search.gaussian_samples)
