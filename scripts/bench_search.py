@@ -27,6 +27,14 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+try:
+    import yaml  # noqa: F401
+except ImportError:
+    # pipeline.config needs PyYAML only to load presets, which this script never does; a bare GPU box
+    # (torch, numpy, safetensors, opencv) may not have it.
+    import types
+
+    sys.modules["yaml"] = types.ModuleType("yaml")
 
 from pipeline.config import SearchConfig
 from pipeline.prior.stylegan2 import make_random_generator
