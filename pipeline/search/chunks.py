@@ -151,4 +151,4 @@ def restore_track_chunked(
     if settings.smooth_sigma > 0:
         track = TrackInput(track_id, crops, indices, gray)
         final, states = smooth_track(G, track, final, states, settings=settings, space=space, device=device)
-    return final, states[-1]
+    return final, states[-1].detach()

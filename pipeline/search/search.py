@@ -342,7 +342,8 @@ def search(
         images = to_gray(images, batch.gray).clamp(0, 1)
         ws = space.to_w(state.latents)
     return SearchResult(
-        state=state.detach(),
+        # the state stays on the device: the next frame starts from it without a round trip
+        state=SearchState(state.latents.detach(), [n.detach() for n in state.noise]),
         ws=ws.detach().cpu(),
         images=images.detach().float().cpu(),
         mse=mse.detach().float().cpu(),

@@ -92,9 +92,9 @@ class SearchState:
 
 @dataclass
 class SearchResult:
-    """The search's answer for a batch of faces (all tensors on the CPU)."""
+    """The search's answer for a batch of faces (all tensors on the CPU except `state`)."""
 
-    state: SearchState  # the chosen iterate per face (warm-starts the next frame)
+    state: SearchState  # the chosen iterate per face, on the search device (warm-starts the next frame)
     ws: torch.Tensor  # [B, num_ws, w_dim] W+ latents of that iterate
     images: torch.Tensor  # [B, 3, R, R] float32 in [0, 1], full-resolution render (gray faces: R = G = B)
     mse: torch.Tensor  # [B] float32: downscaled render vs target (luminance for gray faces)

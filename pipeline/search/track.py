@@ -144,7 +144,15 @@ def restore_tracks_batched(
                     G, tr, out[k], history[k], settings=settings, space=space, device=device
                 )
                 prev[k] = history[k][-1]
-    return [TrackOutput(out[k], prev[k], history[k] if keep_states else None) for k in range(len(tracks))]
+    # states leave on the CPU: cheap to keep and to pickle between workers
+    return [
+        TrackOutput(
+            out[k],
+            prev[k].detach() if prev[k] is not None else None,  # type: ignore[union-attr]
+            [s.detach() for s in history[k]] if keep_states else None,
+        )
+        for k in range(len(tracks))
+    ]
 
 
 def _arrive_weight(track: TrackInput, t: int) -> float:
@@ -256,8 +264,9 @@ def smooth_track(
     budget. Steps of that pass are added to each frame's count.
     """
     n = len(states)
+    states = [s.to(device) for s in states]  # a chunked track's states come from several places
     n_opt = min(settings.noise_layers, len(states[0].noise))
-    K = gaussian_weights(n, settings.smooth_sigma)  # [n, n]
+    K = gaussian_weights(n, settings.smooth_sigma).to(states[0].latents.device)  # [n, n]
     # only what changes from frame to frame is smoothed: latents and the optimised noise maps
     lat = torch.einsum("ts,s...->t...", K, torch.cat([s.latents for s in states]))  # [n, num_ws, w_dim]
     opt_noise = [
