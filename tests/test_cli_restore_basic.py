@@ -306,3 +306,18 @@ def test_combed_source_flagged_progressive_gets_a_hint(
     assert "look interlaced (top field first)" in capsys.readouterr().out
     assert restore(src, tmp_path / "out.mkv", "--scale", "1") == 0
     assert any("--set io.deinterlace=on" in r.getMessage() for r in caplog.records)
+
+
+def test_unwritable_outputs_are_refused_up_front(
+    media: MediaCache, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = media.clip("cfr25-flac", **CASES["cfr25-flac"][0])
+    assert restore(src, tmp_path / "no" / "such" / "dir.mkv") == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert restore(src, tmp_path / "out.avi") == 2
+    assert "unsupported container" in capsys.readouterr().err
+    assert restore(src, tmp_path / "prores.mp4", "--preset", "mezzanine") == 2
+    assert "cannot be written to .mp4" in capsys.readouterr().err
+    assert restore(src, src, "--overwrite") == 2  # never decode and overwrite the same file
+    assert "is the input file" in capsys.readouterr().err
+    assert src.exists() and list(tmp_path.iterdir()) == []
