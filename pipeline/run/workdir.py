@@ -162,6 +162,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     fd, tmp_name = tempfile.mkstemp(prefix=f"{_TMP_MARK}{path.name}.", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    tmp.chmod(0o666 & ~_umask())  # mkstemp makes owner-only files; results get the usual permissions
     try:
         yield tmp
         with tmp.open("rb+") as f:
@@ -202,6 +203,12 @@ def load_arrays(path: str | Path) -> dict[str, np.ndarray]:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -100,6 +100,9 @@ def test_artifacts_round_trip_and_has_only_accepts_complete_ones(tmp_path: Path)
     assert back["latents"].dtype == np.float32 and np.array_equal(back["latents"], latents)
     assert back["frames"].tolist() == [0, 1, 2, 3, 4]
 
+    # written with the usual permissions (not the owner-only mode of temporary files)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~_current_umask()
+
     meta = wd.artifact("scan", key, "tracks.json")
     wd.save_json(meta, {"fps": Fraction(30000, 1001), "path": Path("/x"), "n": np.int64(3)})
     assert wd.load_json(meta) == {"fps": "30000/1001", "path": "/x", "n": 3}
@@ -154,3 +157,9 @@ def test_default_workdir_sits_beside_the_output(tmp_path: Path) -> None:
     assert default_workdir(tmp_path / "out.mkv", tmp_path / "w") == tmp_path / "w"
     wd = WorkDir(default_workdir(tmp_path / "sub" / "out.mkv"))
     assert wd.root.is_dir()
+
+
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
