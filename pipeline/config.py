@@ -75,7 +75,7 @@ class SearchConfig:
     patience: int = 8  # ... or once its MSE improved by < `converge_tol` (relative) over this many steps
     converge_tol: float = 0.01  # relative MSE improvement that counts as progress (see patience)
     l2_weight: float = 100.0  # weight of the downscaled MSE (PULSE's "100*L2")
-    l1_weight: float = 0.0  # weight of the downscaled mean absolute error (PULSE's L1 adds x10 itself)
+    l1_weight: float = 0.0  # weight of the downscaled mean absolute error (PULSE's "L1" term is 10 x it)
     geocross_weight: float = 0.05  # weight of GEOCROSS between a face's layer latents (PULSE's 0.05)
     pull_weight: float = 0.5  # warm start: weight of the squared distance to frame t-1's latents/noise
     noise_layers: int = 5  # the first noise maps are optimised, the rest stay fixed (PULSE: 5)
