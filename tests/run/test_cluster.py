@@ -256,3 +256,29 @@ def test_a_bad_job_fails_and_says_why(cluster: LocalCluster, tmp_path: Path) -> 
     assert submit.returncode == 1
     assert "missing.mkv: no such file" in submit.stdout
     assert "FAILED" in submit.stderr
+
+
+def test_restore_with_address_runs_on_the_running_cluster(
+    cluster: LocalCluster, face_video: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out.mkv"
+    env = {**cluster.env, "RAY_ADDRESS": ""}  # only --address says where the cluster is
+    run = _reel(
+        [
+            "-v",
+            "restore",
+            str(face_video),
+            "-o",
+            str(out),
+            "--address",
+            cluster.gcs,
+            "--set",
+            "run.segment_frames=2",
+        ],
+        env,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert f"Ray cluster {cluster.gcs}: 2 node(s)" in run.stderr
+    from tests.media import read_video_times
+
+    assert len(read_video_times(out).pts) == len(read_video_times(face_video).pts)
