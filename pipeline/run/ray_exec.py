@@ -509,21 +509,21 @@ class _Run:
             self._segment_tracks[i] = shown
             self._segment_waiting[i] = set(shown)
 
-    def _segment_key(self, index: int) -> str:
-        """What a part depends on: source, decoding, output settings, and the faces pasted into it.
+    def _segment_artifact(self, index: int) -> tuple[str, str]:
+        """(key, name) of a part: the key holds the output settings, the name the part's own inputs.
 
         A segment without faces does not depend on the scan or search settings, so changing those
         re-encodes only the segments that show a face.
         """
         plan, config = self.plan, self.config
         tracks = self._segment_tracks[index]
-        return WorkDir.settings_key(
-            WorkDir.settings_key(plan.video_key, config.io.deinterlace, config.io.inverse_telecine),
-            (plan.search_key, plan.scan_key, tracks, bool(self._scan.gray)) if tracks else None,
-            plan.segments[index],
-            config.upscale,
-            config.io,
+        key = WorkDir.settings_key(
+            plan.video_key, config.io.deinterlace, config.io.inverse_telecine, config.upscale, config.io
         )
+        faces = (plan.search_key, plan.scan_key, tracks, bool(self._scan.gray)) if tracks else None
+        start, end = plan.segments[index]
+        # MOV keeps any time base exactly
+        return key, f"part-{start:08d}-{WorkDir.settings_key(start, end, faces)[:12]}.mov"
 
     def _queue_ready_segments(self) -> None:
         ready = [i for i, waiting in self._segment_waiting.items() if not (waiting - self._searched)]
@@ -534,8 +534,7 @@ class _Run:
     def _start_segment(self, index: int) -> None:
         plan = self.plan
         start, end = plan.segments[index]
-        key = self._segment_key(index)
-        name = f"part-{start:08d}.mov"  # MOV keeps any time base exactly
+        key, name = self._segment_artifact(index)
         out = plan.wd.artifact("compose", key, name)
         self.parts[index] = str(out)
         if plan.wd.has("compose", key, name):
