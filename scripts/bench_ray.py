@@ -78,8 +78,9 @@ def _in_process(clip: Path, out: Path, config: Any) -> None:
     from pipeline.io.mux import mux
     from pipeline.io.probe import probe
     from pipeline.run import stages
-    from pipeline.run.ray_exec import _segments
+    from pipeline.run.ray_exec import _segments, preflight
 
+    preflight(clip, out, config, overwrite=False)  # the same checks the executor makes
     info = probe(clip)
     parts = []
     for s, e in _segments(len(frame_index(clip)[1]), config.run.segment_frames):
