@@ -91,14 +91,16 @@ def search_unit(
     from pipeline.run import stages
     from pipeline.run.workdir import load_arrays, save_arrays
 
-    crops = [c for path in crops_paths for c in store.crops_from_arrays(load_arrays(path))]
-    faces = stages.search_tracks(model.G, model.space, crops, config, model.device)
+    per_track = [store.crops_from_arrays(load_arrays(path)) for path in crops_paths]  # one track per file
+    faces = stages.search_tracks(
+        model.G, model.space, [c for cs in per_track for c in cs], config, model.device
+    )
     by_track: dict[int, list[Any]] = {}
     for face in faces:
         by_track.setdefault(int(face.track_id), []).append(face)
-    for crops_path, out in zip(crops_paths, outs, strict=True):
-        track_id = int(store.crops_from_arrays(load_arrays(crops_path))[0].track_id)
-        save_arrays(out, **store.restorations_to_arrays(by_track.get(track_id, [])))
+    for crops, out in zip(per_track, outs, strict=True):
+        mine = by_track.get(int(crops[0].track_id), []) if crops else []
+        save_arrays(out, **store.restorations_to_arrays(mine))
     if reporter is not None:
         reporter.add(P.FACE_FRAMES_RESTORED, len(faces))
         reporter.flush(wait=True)
