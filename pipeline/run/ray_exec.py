@@ -29,7 +29,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline import INVENTED_DETAIL_NOTICE
 from pipeline.config import Config, dump_config, to_dict
@@ -44,6 +44,9 @@ from pipeline.run.ray_tasks import (
     stored_records,
 )
 from pipeline.run.workdir import WorkDir, default_workdir, save_json
+
+if TYPE_CHECKING:
+    from pipeline.run.local import RestoreReport
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +111,9 @@ def _segments(frames: int, length: int) -> list[tuple[int, int]]:
     return [(s, min(s + length, frames)) for s in range(0, frames, length)]
 
 
-def restore(input: str | Path, output: str | Path, config: Config, *, overwrite: bool = False) -> Any:
+def restore(
+    input: str | Path, output: str | Path, config: Config, *, overwrite: bool = False
+) -> RestoreReport:
     """Restore `input` into `output` with Ray (embedded, or the cluster of `config.run.address`).
 
     Returns the in-process executor's `RestoreReport`; the output equals `local.restore`'s frame for
@@ -185,7 +190,7 @@ def _restore(
     preset: Any,
     frames: int,
     wd: WorkDir,
-) -> Any:
+) -> RestoreReport:
     from pipeline.io.mux import mux
     from pipeline.run.local import RestoreReport
     from pipeline.run.ray_runtime import ray_session
