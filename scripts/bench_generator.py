@@ -115,6 +115,11 @@ def main() -> int:
     ap.add_argument(
         "--compile", action="store_true", help="torch.compile the synthesis (falls back to eager)"
     )
+    ap.add_argument(
+        "--compile-mode",
+        default="default",
+        help="torch.compile mode: default, reduce-overhead (CUDA graphs) or max-autotune",
+    )
     ap.add_argument("--no-tf32", action="store_true", help="disable TF32 for float32 matmul/conv on CUDA")
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)

@@ -75,5 +75,8 @@ def convert_checkpoint(src: str | Path, dst: str | Path) -> tuple[Generator, str
 def prepare(
     G: Generator, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
 ) -> Generator:
-    """Move to device/dtype, inference mode (parameters frozen; gradients still flow to inputs)."""
+    """Move to device/dtype, inference mode (parameters frozen; gradients still flow to inputs).
+
+    Activations stay in the default layout: channels-last made the latent search 2.5x slower on an
+    H200 (batches shrink as faces stop early and truncated synthesis runs at low resolution)."""
     return G.to(device=device, dtype=dtype).eval().requires_grad_(False)
