@@ -29,6 +29,10 @@ class InputError(PipelineError):
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
 
+    def __reduce__(self) -> tuple[type, tuple[Path, str]]:
+        # Errors cross process boundaries (Ray tasks): rebuild from (path, problem), not the message.
+        return (type(self), (self.path, self.problem))
+
 
 class VideoOpenError(InputError):
     """The file does not exist, is not a media file, or has no usable video stream."""
@@ -45,6 +49,9 @@ class OutputError(PipelineError):
         self.path = Path(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
+
+    def __reduce__(self) -> tuple[type, tuple[Path, str]]:
+        return (type(self), (self.path, self.problem))
 
 
 class EncodeError(OutputError):
