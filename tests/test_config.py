@@ -67,7 +67,7 @@ def test_unknown_preset_lists_known_ones() -> None:
 
 
 def test_bad_set_syntax() -> None:
-    with pytest.raises(ConfigError, match="section.key=value"):
+    with pytest.raises(ConfigError, match=r"section\.key=value"):
         parse_set_option("upscale.scale")
 
 
