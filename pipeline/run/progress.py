@@ -73,6 +73,7 @@ class ProgressReporter:
         self._interval = interval
         self._pending: dict[str, int] = {}
         self._last = 0.0
+        self._sent: Any = None  # ObjectRef of the last update sent
 
     def __reduce__(self) -> tuple[type[ProgressReporter], tuple[Any, float]]:
         return (ProgressReporter, (self._actor, self._interval))  # pending counts stay behind
@@ -83,20 +84,21 @@ class ProgressReporter:
             self.flush()
 
     def flush(self, wait: bool = False) -> None:
-        """Send pending counts; `wait=True` (at the end of a task) returns once the actor has them."""
-        ref = None
+        """Send pending counts; `wait=True` (at the end of a task) returns once the actor has them all."""
         if self._pending and self._actor is not None:
-            # Fire and forget inside loops: progress must never slow down the work.
-            ref = self._actor.add_many.remote(self._pending)
+            # Fire and forget inside loops: progress must never slow down the work. An actor runs one
+            # caller's calls in order, so waiting for the last one waits for them all.
+            self._sent = self._actor.add_many.remote(self._pending)
         self._pending = {}
         self._last = time.monotonic()
-        if wait and ref is not None:
+        if wait and self._sent is not None:
             import ray
 
             try:
-                ray.get(ref, timeout=10)
+                ray.get(self._sent, timeout=10)
             except Exception as exc:  # a lost progress actor must never fail the work
                 log.debug("progress update lost: %s", exc)
+            self._sent = None
 
     def set_total(self, counter: str, total: int) -> None:
         if self._actor is not None:
@@ -170,5 +172,7 @@ class ProgressDisplay:
         if self._live:
             self._stream.write("\r\033[K" + line + "\n")
             self._stream.flush()
+        elif self._enabled:
+            log.info("progress: %s", line)
         self._enabled = False
         return line

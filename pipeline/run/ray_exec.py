@@ -323,6 +323,7 @@ class _Run:
             else:
                 self._start_scan()
             self.queue.drain()
+            self.reporter.flush(wait=True)  # the driver's own counts (units skipped) before the last line
         records = [r for tid in sorted(self._records) for r in self._records[tid]]
         if self.search_nodes:
             log.info("search ran on node(s): %s", ", ".join(sorted(self.search_nodes)))
