@@ -75,20 +75,16 @@ def _make_clip(path: Path, frames: int, size: str) -> Path:
 def _in_process(clip: Path, out: Path, config: Any) -> None:
     """The Ray executor's no-face work, in this process: the same segments, one after another."""
     from pipeline.io.decode import frame_index
-    from pipeline.io.mux import mux
-    from pipeline.io.probe import probe
     from pipeline.run import stages
-    from pipeline.run.ray_exec import _segments, preflight
+    from pipeline.run.preflight import preflight
 
-    preflight(clip, out, config, overwrite=False)  # the same checks the executor makes
-    info = probe(clip)
+    info, preset = preflight(clip, out, config, overwrite=False)  # the same checks the executor makes
     parts = []
-    for s, e in _segments(len(frame_index(clip)[1]), config.run.segment_frames):
+    for s, e in stages.segments(len(frame_index(clip)[1]), config):
         part = Path(str(out) + f".part-{s:08d}.mkv")
         stages.compose_segment(clip, info, s, e, [], False, config, part)
         parts.append(part)
-    vs = info.video
-    mux(parts, clip, out, color=vs.color, rotation=vs.rotation, frame_rate=vs.frame_rate)
+    stages.mux_parts(parts, clip, out, info, preset, config)
     for part in parts:
         part.unlink()
 

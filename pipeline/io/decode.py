@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 
 # Seek back this far first when a seek overshoots, doubling each retry.
 _RESEEK_SECONDS = 2.0
+# Inverse telecine (3:2 pulldown removed) keeps four frames in five: the decoded rate is the source's
+# times this.
+IVTC_RATE = Fraction(4, 5)
 
 
 @dataclass
@@ -175,7 +178,7 @@ class FrameReader(Iterator[VideoFrame]):
         )
         self._source_rate = self.frame_rate
         if inverse_telecine and self.frame_rate:
-            self.frame_rate = self.frame_rate * Fraction(4, 5)  # decimation keeps four frames in five
+            self.frame_rate = self.frame_rate * IVTC_RATE  # decimation keeps four frames in five
         depth = max((c.bits for c in av.VideoFormat(cc.pix_fmt).components), default=8) if cc.pix_fmt else 8
         self.rgb_format = "rgb48le" if depth > 8 else "rgb24"
         self.dtype = np.uint16 if depth > 8 else np.uint8

@@ -243,8 +243,9 @@ def _run_items(
                 local.restore(item.input, item.output, config, overwrite=overwrite)
             else:
                 from pipeline.run import ray_exec
+                from pipeline.run.preflight import preflight
 
-                ray_exec.preflight(item.input, item.output, config, overwrite)  # a broken input fails here
+                preflight(item.input, item.output, config, overwrite=overwrite)  # a broken input fails here
                 ensure_ray()
                 ray_exec.restore(item.input, item.output, config, overwrite=overwrite)
         except PipelineError as exc:

@@ -19,7 +19,7 @@ from typing import Any
 
 from pipeline import INVENTED_DETAIL_NOTICE
 from pipeline.config import Config, dump_config, to_dict
-from pipeline.errors import CheckpointError, ConfigError, OutputError
+from pipeline.errors import CheckpointError
 from pipeline.faces.scan import ScanResult
 from pipeline.run.stages import FacePlacement
 from pipeline.types import FaceCrop, FaceRestoration
@@ -87,11 +87,6 @@ def load_prior(model: str, device: str, dtype: str = "float32") -> Prior:
     return Prior(G, f"{path} ({source})", source.startswith(RANDOM_SOURCE_PREFIX), WorkDir.video_key(path))
 
 
-def _segments(start: int, end: int, length: int) -> list[tuple[int, int]]:
-    length = max(1, length)
-    return [(s, min(s + length, end)) for s in range(start, end, length)]
-
-
 def restore(
     input: str | Path,
     output: str | Path,
@@ -102,25 +97,12 @@ def restore(
 ) -> RestoreReport:
     """Restore `input` into `output` on this machine; faces are restored when config.prior.model is set."""
     from pipeline.faces import store
-    from pipeline.io.mux import check_output, mux, plan_streams
-    from pipeline.io.presets import CONTAINER_FORMATS, encoder_options, get_preset
-    from pipeline.io.probe import probe
     from pipeline.run import stages
+    from pipeline.run.preflight import preflight
     from pipeline.run.workdir import WorkDir, default_workdir
 
     input, output = Path(input), Path(output)
-    preset = get_preset(config.io.preset)
-    encoder_options(preset, preset.pix_fmt_8, config.io.crf)  # a bad setting fails now, not mid-run
-    check_output(output, overwrite=overwrite)
-    if output.suffix.lower() not in preset.suffixes:
-        raise ConfigError(
-            f"io.preset {preset.name!r} ({preset.codec}) cannot be written to {output.suffix}; "
-            f"use {' or '.join(preset.suffixes)}"
-        )
-    if input.resolve() == output.resolve():
-        raise OutputError(output, "is the input file; choose another output name")
-    info = probe(input)
-    plan_streams(input, output, CONTAINER_FORMATS[output.suffix.lower()])  # fail now, not after encoding
+    info, preset = preflight(input, output, config, overwrite=overwrite)
     wd = WorkDir(default_workdir(output, config.run.workdir))
     wd.clean_temporaries()
     vkey = WorkDir.video_key(input)
@@ -176,7 +158,8 @@ def restore(
                 "this run only exercises the pipeline",
                 prior.description,
             )
-        restorations = _search(wd, prior, crops, scan_key, config)
+        track_ids = [t.track_id for t in scanned.tracks]
+        restorations = _search(wd, prior, track_ids, crops, scan_key, config)
     seconds["search"] = time.perf_counter() - t
 
     # compose: upscale, paste, encode parts; then mux
@@ -195,9 +178,7 @@ def restore(
     )
     parts = []
     total = len(_frame_count(input))
-    # Inverse telecine renumbers frames as it decodes, so it can only read from frame 0: one segment.
-    length = total if config.io.inverse_telecine else config.run.segment_frames
-    for s, e in _segments(0, total, length):
+    for s, e in stages.segments(total, config):
         name = f"part-{s:08d}.mov"
         part = wd.artifact("compose", compose_key, name)
         if not wd.has("compose", compose_key, name):
@@ -206,19 +187,7 @@ def restore(
         parts.append(part)
     seconds["compose"] = time.perf_counter() - t
     t = time.perf_counter()
-    vs = info.video
-    mux(
-        parts,
-        input,
-        output,
-        overwrite=overwrite,
-        color=vs.color,
-        rotation=vs.rotation,
-        frame_rate=vs.frame_rate,
-        variable_frame_rate=vs.variable_frame_rate and not config.io.inverse_telecine,
-        sample_aspect_ratio=vs.sample_aspect_ratio,
-        codec_tag=preset.codec_tag,
-    )
+    stages.mux_parts(parts, input, output, info, preset, config, overwrite=overwrite)
     seconds["mux"] = time.perf_counter() - t
     seconds["total"] = time.perf_counter() - t0
     dump_config(config, output.with_name(output.name + ".config.yaml"))
@@ -254,40 +223,54 @@ def _frame_count(input: Path) -> Sequence[int]:
 
 
 def _search(
-    wd: Any, prior: Prior, crops: list[FaceCrop], scan_key: str, config: Config
+    wd: Any,
+    prior: Prior,
+    track_ids: Sequence[int],
+    crops: list[FaceCrop],
+    scan_key: str,
+    config: Config,
 ) -> list[FaceRestoration]:
+    """Every track's restorations, searched unit by unit (`stages.search_units` of all the scan's
+    tracks, as the Ray executor groups them) and stored per track; finished units are reused."""
     from pipeline.faces import store
     from pipeline.run import stages
     from pipeline.run.workdir import WorkDir
     from pipeline.search.latent_space import GaussianizedW
 
     key = WorkDir.settings_key(scan_key, prior.key, config.search, config.prior.dtype)
+
+    def name(tid: int) -> str:
+        return f"track-{tid:06d}.npz"
+
     out: list[FaceRestoration] = []
-    pending: list[FaceCrop] = []
-    for tid in sorted({c.track_id for c in crops}):
-        name = f"track-{tid:06d}.npz"
-        if wd.has("search", key, name):
-            out.extend(store.restorations_from_arrays(wd.load_arrays(wd.artifact("search", key, name))))
-        else:
-            pending.extend(c for c in crops if c.track_id == tid)
-    if not pending:
-        return out
+    space = None
     device = resolve_device(config.run.device)
-    space = GaussianizedW.fit(prior.G, n=config.search.gaussian_samples, device=device)
-    # All pending tracks advance in lockstep, frame t of each in one batch (see search.track).
-    faces = stages.search_tracks(prior.G, space, pending, config, device)
-    for tid in sorted({f.track_id for f in faces}):
-        mine = [f for f in faces if f.track_id == tid]
-        wd.save_arrays(
-            wd.artifact("search", key, f"track-{tid:06d}.npz"), **store.restorations_to_arrays(mine)
-        )
-        log.info(
-            "track %d: %d frames restored, mean consistency %.1f dB",
-            tid,
-            len(mine),
-            sum(f.psnr for f in mine) / len(mine),
-        )
-    return out + faces
+    # Units are decided from every track, not only the pending ones, so that a resumed run batches
+    # each face exactly as an uninterrupted one (the search's floats depend on batch companions).
+    for unit in stages.search_units(track_ids, config.search.batch_size):
+        if all(wd.has("search", key, name(tid)) for tid in unit):
+            for tid in unit:
+                out.extend(
+                    store.restorations_from_arrays(wd.load_arrays(wd.artifact("search", key, name(tid))))
+                )
+            continue
+        if space is None:
+            space = GaussianizedW.fit(prior.G, n=config.search.gaussian_samples, device=device)
+        # The unit's tracks advance in lockstep, frame t of each in one batch (see search.track).
+        mine = [c for c in crops if c.track_id in unit]
+        faces = stages.search_tracks(prior.G, space, mine, config, device)
+        for tid in unit:
+            theirs = [f for f in faces if f.track_id == tid]
+            wd.save_arrays(wd.artifact("search", key, name(tid)), **store.restorations_to_arrays(theirs))
+            if theirs:
+                log.info(
+                    "track %d: %d frames restored, mean consistency %.1f dB",
+                    tid,
+                    len(theirs),
+                    sum(f.psnr for f in theirs) / len(theirs),
+                )
+        out.extend(faces)
+    return out
 
 
 def _identity(

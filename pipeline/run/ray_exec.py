@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from pipeline import INVENTED_DETAIL_NOTICE
 from pipeline.config import Config, dump_config, to_dict
 from pipeline.run import progress as P
+from pipeline.run.preflight import preflight
 from pipeline.run.ray_tasks import (
     compose_task,
     crops_task,
@@ -43,6 +44,7 @@ from pipeline.run.ray_tasks import (
     search_unit,
     stored_records,
 )
+from pipeline.run.stages import mux_parts, search_units, segments
 from pipeline.run.workdir import WorkDir, default_workdir, save_json
 
 if TYPE_CHECKING:
@@ -92,25 +94,6 @@ def model_key(model: str) -> str:
     return WorkDir.video_key(path)
 
 
-def search_units(track_ids: Sequence[int], batch_size: int) -> list[tuple[int, ...]]:
-    """Tracks searched together (in lockstep batches) as one unit: consecutive ids, `batch_size` at a time.
-
-    The grouping depends only on the tracks and the batch size, never on what is already done, so a
-    rerun batches every face exactly as an uninterrupted run did. This matters: the search's float
-    results depend (in the last bits, then visibly through the warm starts) on which faces share a
-    batch. The in-process executor gives the same output when it groups tracks the same way (today:
-    every track in one batch, the same thing while there are at most `batch_size` tracks).
-    """
-    ids = sorted(track_ids)
-    size = max(1, batch_size)
-    return [tuple(ids[i : i + size]) for i in range(0, len(ids), size)]
-
-
-def _segments(frames: int, length: int) -> list[tuple[int, int]]:
-    length = max(1, length)
-    return [(s, min(s + length, frames)) for s in range(0, frames, length)]
-
-
 def restore(
     input: str | Path, output: str | Path, config: Config, *, overwrite: bool = False
 ) -> RestoreReport:
@@ -122,52 +105,13 @@ def restore(
     from pipeline.io.decode import frame_index
 
     input, output = Path(input), Path(output)
-    info, preset = preflight(input, output, config, overwrite)
+    info, preset = preflight(input, output, config, overwrite=overwrite)
     frames = len(frame_index(input)[1])
     wd = WorkDir(default_workdir(output, config.run.workdir))
     try:
         return _restore(input, output, config, overwrite, info, preset, frames, wd)
     finally:
         _remove_empty_dirs(wd.root)
-
-
-def preflight(input: Path, output: Path, config: Config, overwrite: bool) -> tuple[Any, Any]:
-    """Everything that can be checked before work starts (the checks of the in-process paths).
-
-    Returns the probed VideoInfo and the encoder preset; raises the PipelineError a user should see.
-    """
-    from pipeline.errors import ConfigError, OutputError
-    from pipeline.io.mux import check_output, plan_streams
-    from pipeline.io.presets import CONTAINER_FORMATS, encoder_options, get_preset
-    from pipeline.io.probe import detect_interlacing, probe
-    from pipeline.run.restore_basic import check_io_config
-
-    check_io_config(config)
-    preset = get_preset(config.io.preset)
-    encoder_options(preset, preset.pix_fmt_8, config.io.crf)  # a bad setting fails now, not mid-run
-    check_output(output, overwrite=overwrite)
-    if output.suffix.lower() not in preset.suffixes:
-        raise ConfigError(
-            f"io.preset {preset.name!r} ({preset.codec}) cannot be written to {output.suffix}; "
-            f"use {' or '.join(preset.suffixes)}"
-        )
-    if input.resolve() == output.resolve():
-        raise OutputError(output, "is the input file; choose another output name")
-    info = probe(input)
-    plan_streams(input, output, CONTAINER_FORMATS[output.suffix.lower()])  # fail now, not after encoding
-    video, io = info.video, config.io
-    if video.interlaced and io.deinterlace == "off" and not io.inverse_telecine:
-        log.warning("%s: interlaced source upscaled without deinterlacing: expect combing", input)
-    if not video.interlaced and io.deinterlace == "auto" and not io.inverse_telecine:
-        seen = detect_interlacing(input)
-        if seen is not None:
-            log.warning(
-                "%s: flagged progressive, but the pictures look interlaced (%s field first); if so, "
-                "deinterlace with --set io.deinterlace=on",
-                input,
-                "top" if seen == "tt" else "bottom",
-            )
-    return info, preset
 
 
 def _remove_empty_dirs(root: Path) -> None:
@@ -191,7 +135,6 @@ def _restore(
     frames: int,
     wd: WorkDir,
 ) -> RestoreReport:
-    from pipeline.io.mux import mux
     from pipeline.run.local import RestoreReport
     from pipeline.run.ray_runtime import ray_session
 
@@ -211,8 +154,7 @@ def _restore(
             if model is not None
             else None
         ),
-        # Inverse telecine renumbers frames as it decodes, so it can only read from frame 0: one segment.
-        segments=_segments(frames, frames if config.io.inverse_telecine else config.run.segment_frames),
+        segments=segments(frames, config),
     )
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -225,19 +167,7 @@ def _restore(
             run.close()
     seconds["pipeline"] = time.perf_counter() - t0
     t = time.perf_counter()
-    vs = info.video
-    mux(
-        [Path(p) for p in run.parts],
-        input,
-        output,
-        overwrite=overwrite,
-        color=vs.color,
-        rotation=vs.rotation,
-        frame_rate=vs.frame_rate,
-        variable_frame_rate=vs.variable_frame_rate and not config.io.inverse_telecine,
-        sample_aspect_ratio=vs.sample_aspect_ratio,
-        codec_tag=preset.codec_tag,
-    )
+    mux_parts(run.parts, input, output, info, preset, config, overwrite=overwrite)
     seconds["mux"] = time.perf_counter() - t
     seconds["total"] = time.perf_counter() - t0
     _remove_parts(wd, run.parts)

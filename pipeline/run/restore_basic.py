@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pipeline.config import Config, dump_config
-from pipeline.errors import ConfigError, OutputError
+from pipeline.errors import OutputError
+from pipeline.run.preflight import preflight
 from pipeline.types import VideoFrame, VideoStreamInfo
 
 if TYPE_CHECKING:
@@ -48,20 +49,6 @@ def config_path_for(output: Path) -> Path:
     return output.with_name(output.name + ".config.yaml")
 
 
-def check_io_config(config: Config) -> None:
-    """Settings of the io and upscale sections that the dataclass types alone cannot check."""
-    from pipeline.frame.upscale import METHODS
-
-    if config.io.deinterlace not in ("auto", "on", "off"):
-        raise ConfigError(f"io.deinterlace={config.io.deinterlace!r}: must be auto, on or off")
-    if not 0.0 <= config.io.max_damaged_fraction <= 1.0:
-        raise ConfigError(f"io.max_damaged_fraction={config.io.max_damaged_fraction}: must be in [0, 1]")
-    if config.upscale.scale < 1:
-        raise ConfigError(f"upscale.scale={config.upscale.scale}: must be 1 or more")
-    if config.upscale.method not in METHODS:
-        raise ConfigError(f"upscale.method={config.upscale.method!r}: must be one of {', '.join(METHODS)}")
-
-
 def restore_frames(
     input: str | Path,
     output: str | Path,
@@ -81,37 +68,13 @@ def restore_frames(
 
     from pipeline.frame.upscale import upscale
     from pipeline.io.decode import iter_frames
-    from pipeline.io.mux import check_output, mux, plan_streams
-    from pipeline.io.presets import CONTAINER_FORMATS, encoder_options, get_preset, output_pix_fmt
-    from pipeline.io.probe import detect_interlacing, probe
+    from pipeline.io.mux import mux
+    from pipeline.io.presets import output_pix_fmt
 
     started = time.perf_counter()
     source, output = Path(input), Path(output)
-    check_io_config(config)
-    preset = get_preset(config.io.preset)
-    encoder_options(preset, preset.pix_fmt_8, config.io.crf)  # a bad setting fails now, not mid-run
-    check_output(output, overwrite=overwrite)
-    if output.suffix.lower() not in preset.suffixes:
-        raise ConfigError(
-            f"io.preset {preset.name!r} ({preset.codec}) cannot be written to {output.suffix}; "
-            f"use {' or '.join(preset.suffixes)}"
-        )
-    if source.resolve() == output.resolve():
-        raise OutputError(output, "is the input file; choose another output name")
-    info = probe(source)
-    plan_streams(source, output, CONTAINER_FORMATS[output.suffix.lower()])  # fail now, not after encoding
+    info, preset = preflight(source, output, config, overwrite=overwrite)
     video = info.video
-    if video.interlaced and config.io.deinterlace == "off" and not config.io.inverse_telecine:
-        log.warning("%s: interlaced source upscaled without deinterlacing: expect combing", source)
-    if not video.interlaced and config.io.deinterlace == "auto" and not config.io.inverse_telecine:
-        seen = detect_interlacing(source)
-        if seen is not None:
-            log.warning(
-                "%s: flagged progressive, but the pictures look interlaced (%s field first); if so, "
-                "deinterlace with --set io.deinterlace=on",
-                source,
-                "top" if seen == "tt" else "bottom",
-            )
 
     scale, method = config.upscale.scale, config.upscale.method
     reader = iter_frames(

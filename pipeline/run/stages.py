@@ -7,8 +7,12 @@ them in order; the Ray executor calls the same functions in tasks and actors.
 
     scan(video, cfg, start, end)                 -> ScanResult (shots, tracks, gray)
     make_crops(video, tracks, gray, cfg)         -> list[FaceCrop]
-    search_tracks(G, space, crops, cfg, device)  -> list[FaceRestoration]
-    compose_segment(video, start, end, faces, gray, cfg, out_part, time_base) -> Path (video-only part)
+    search_tracks(G, space, crops, cfg, device)  -> list[FaceRestoration] (one unit of search_units)
+    compose_segment(video, info, start, end, faces, gray, cfg, out_part) -> Path (video-only part)
+    mux_parts(parts, video, output, info, preset, cfg)                   -> the output file
+
+How work is divided is shared too (`search_units`, `segments`): it decides which faces share a
+search batch and so, in the last bits, the result; both executors divide it the same way.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ import numpy as np
 from pipeline.config import Config
 from pipeline.errors import DecodeError
 from pipeline.faces.scan import ScanResult, scan_frames
-from pipeline.types import FaceCrop, FaceRestoration, Track, VideoFrame, VideoInfo
+from pipeline.io.presets import EncoderPreset
+from pipeline.types import FaceCrop, FaceRestoration, Track, VideoFrame, VideoInfo, VideoStreamInfo
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +43,28 @@ class FacePlacement:
     restoration: FaceRestoration
     crop_to_frame: np.ndarray  # [2, 3] continuous crop pixel -> continuous source pixel
     crop_size: int  # S: the crop's side in pixels (the face's native size)
+
+
+def search_units(track_ids: Sequence[int], batch_size: int) -> list[tuple[int, ...]]:
+    """Tracks searched together (in lockstep batches) as one unit: consecutive ids, `batch_size` at a time.
+
+    Give it every track of the scan, never only those still to do: the grouping then depends only on
+    the tracks and the batch size, so a rerun batches every face exactly as an uninterrupted run did,
+    and both executors batch alike. This matters: the search's float results depend (in the last bits,
+    then visibly through the warm starts) on which faces share a batch.
+    """
+    ids = sorted(track_ids)
+    size = max(1, batch_size)
+    return [tuple(ids[i : i + size]) for i in range(0, len(ids), size)]
+
+
+def segments(frames: int, cfg: Config) -> list[tuple[int, int]]:
+    """The frame ranges [start, end) composed and encoded as separate parts (run.segment_frames each).
+
+    Inverse telecine renumbers frames as it decodes, so it can only read from frame 0: one segment.
+    """
+    length = max(1, frames if cfg.io.inverse_telecine else cfg.run.segment_frames)
+    return [(s, min(s + length, frames)) for s in range(0, frames, length)]
 
 
 def _frames(video: Path, cfg: Config, start: int, end: int | None, max_size: int | None = None) -> Any:
@@ -137,7 +164,16 @@ def search_tracks(
         images = [search_target(c.image, resolution) for c in cs]
         inputs.append(TrackInput(tid, images, [c.frame_index for c in cs], cs[0].gray))
     results = restore_tracks_batched(G, inputs, settings=cfg.search, space=space, device=device)
-    return [face for result in results for face in result.restorations]
+    # Exactly what the work directory keeps (faces in float16): a run that pastes the faces it holds
+    # and a resumed one that pastes them from the store compose the same values.
+    return as_stored([face for result in results for face in result.restorations])
+
+
+def as_stored(faces: Sequence[FaceRestoration]) -> list[FaceRestoration]:
+    """The restorations as `store.restorations_from_arrays` gives them back after they are stored."""
+    from pipeline.faces import store
+
+    return store.restorations_from_arrays(store.restorations_to_arrays(faces))
 
 
 def upscale_frame(image: np.ndarray, cfg: Config) -> np.ndarray:
@@ -218,3 +254,41 @@ def compose_segment(
             writer.abort()
         raise
     return out_part
+
+
+def decoded_frame_rate(video: VideoStreamInfo, cfg: Config) -> Fraction | None:
+    """The rate of the stream the stages decode: the source's, or after inverse telecine 4/5 of it
+    (24000/1001 from a telecined 30000/1001), as the decoder's `FrameReader.frame_rate` gives it."""
+    from pipeline.io.decode import IVTC_RATE
+
+    rate = video.frame_rate
+    return rate * IVTC_RATE if rate is not None and cfg.io.inverse_telecine else rate
+
+
+def mux_parts(
+    parts: Sequence[str | Path],
+    video: Path,
+    output: Path,
+    info: VideoInfo,
+    preset: EncoderPreset,
+    cfg: Config,
+    *,
+    overwrite: bool = False,
+) -> Path:
+    """Join the encoded parts with the source's audio and subtitles into `output` (see io.mux.mux),
+    declaring the source's colour, rotation and pixel aspect and the decoded stream's frame rate."""
+    from pipeline.io.mux import mux
+
+    vs = info.video
+    return mux(
+        [Path(p) for p in parts],
+        video,
+        output,
+        overwrite=overwrite,
+        color=vs.color,
+        rotation=vs.rotation,
+        frame_rate=decoded_frame_rate(vs, cfg),
+        variable_frame_rate=vs.variable_frame_rate and not cfg.io.inverse_telecine,
+        sample_aspect_ratio=vs.sample_aspect_ratio,
+        codec_tag=preset.codec_tag,
+    )

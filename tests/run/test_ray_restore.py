@@ -16,7 +16,9 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -116,19 +118,17 @@ def reference(face_video: Path, tiny_model: Path, tmp_path_factory: pytest.TempP
     import torch
 
     d = tmp_path_factory.mktemp("reference")
-    # CPU float results of a batched search depend on torch's intra-op thread count; a Ray search actor
-    # with one CPU runs one thread, so the in-process reference does too (same threads, same bits).
+    # CPU float results of a batched search depend on torch's intra-op thread count (still so: with 2
+    # threads the faces differ in the last bits and some pixels by a level); a Ray search actor with one
+    # CPU runs one thread, so the in-process reference does too (same threads, same bits). Nothing else
+    # is needed: both executors group tracks into the same search units and compose from the faces as
+    # the work directory stores them, first run or resumed.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        local.restore(face_video, d / "local-first.mkv", _config(tiny_model, d / "local.work"))
+        local.restore(face_video, d / "local.mkv", _config(tiny_model, d / "local.work"))
     finally:
         torch.set_num_threads(threads)
-    # The reference composes from the stored search results, as every resumed run does: the store keeps
-    # restored faces in float16, and the in-process executor's first run pastes its in-memory float32
-    # faces (a last-bit difference that can move a pixel by one level).
-    shutil.rmtree(d / "local.work" / "compose")
-    local.restore(face_video, d / "local.mkv", _config(tiny_model, d / "local.work"))
     report = ray_exec.restore(face_video, d / "ray.mkv", _config(tiny_model, d / "ray.work"))
     assert (report.tracks, report.face_frames, report.restored) == (3, 24, 24)
     return Reference(d / "local.mkv", d / "ray.mkv", d / "ray.work")
@@ -153,6 +153,60 @@ def test_without_a_model_segments_are_encoded_in_parallel_and_joined_seamlessly(
         "ray.mkv",
         "ray.mkv.config.yaml",
     ]
+
+
+def test_inverse_telecine_through_ray_gives_film_rate_as_in_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipeline.io import mux
+    from pipeline.io.probe import probe
+
+    declared = []
+    real_mux = mux.mux
+
+    def recording_mux(*args: Any, **kwargs: Any) -> Path:
+        declared.append(kwargs["frame_rate"])
+        return real_mux(*args, **kwargs)
+
+    monkeypatch.setattr(mux, "mux", recording_mux)
+    clip = make_clip(tmp_path / "src", size=(64, 48), frames=30, rate="30000/1001", audio=1, telecine=True)
+    ivtc = "io.inverse_telecine=true"
+    local.restore(clip, tmp_path / "local.mkv", _config(None, tmp_path / "lw", ivtc))
+    ray_exec.restore(clip, tmp_path / "ray.mkv", _config(None, tmp_path / "rw", ivtc))
+    # the final mux declares the decoded (decimated) stream's rate, not the telecined source's
+    assert declared == [Fraction(24000, 1001)] * 2
+    for out in ("local.mkv", "ray.mkv"):
+        video = probe(tmp_path / out, exact=True).video
+        assert (video.frame_count, video.frame_rate) == (24, Fraction(24000, 1001)), out
+    _assert_same_video(tmp_path / "ray.mkv", tmp_path / "local.mkv")
+
+
+def test_search_units_match_between_executors_and_survive_a_resume(
+    face_video: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    """More tracks than search.batch_size: both executors search tracks (0, 1) then (2,), and a resumed
+    in-process run that lost track 1's result searches (0, 1) again, not track 1 alone."""
+    import torch
+
+    def config(workdir: Path) -> Config:
+        return _config(tiny_model, workdir, "search.batch_size=2")
+
+    report = ray_exec.restore(face_video, tmp_path / "ray.mkv", config(tmp_path / "rw"))
+    assert report.restored == 24
+    assert len(list((tmp_path / "rw" / "search").glob("*/track-*.npz"))) == 3
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as a one-CPU search actor (see `reference`)
+    try:
+        local.restore(face_video, tmp_path / "local.mkv", config(tmp_path / "lw"))
+        _assert_same_video(tmp_path / "local.mkv", tmp_path / "ray.mkv")
+        (stored,) = (tmp_path / "lw" / "search").glob("*/track-000001.npz")
+        stored.unlink()
+        shutil.rmtree(tmp_path / "lw" / "compose")
+        local.restore(face_video, tmp_path / "resumed.mkv", config(tmp_path / "lw"))
+    finally:
+        torch.set_num_threads(threads)
+    assert stored.exists()
+    _assert_same_video(tmp_path / "resumed.mkv", tmp_path / "local.mkv")
 
 
 def test_a_rerun_skips_finished_units_and_a_changed_setting_redoes_only_its_stage(
