@@ -1,6 +1,9 @@
 """The in-process executor: every stage in order on this machine, results kept in the work dir.
 
-    probe -> scan -> crops -> search (per track) -> compose (per segment) -> mux
+    preflight -> scan -> crops -> search (per unit of tracks) -> compose (per segment) -> mux
+
+The stage functions, the search units and the segments are those of the Ray executor
+(`pipeline.run.stages`), so both give the same output frame for frame, and so does a resumed run.
 
 Each stage's result is stored under a key made of the input's content key and exactly the
 settings it depends on, so a rerun (after a crash, or with a changed late-stage setting) skips
