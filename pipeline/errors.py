@@ -21,8 +21,8 @@ class ConfigError(PipelineError):
     """A configuration file or option is invalid (unknown key, wrong type, bad value)."""
 
 
-class InputError(PipelineError):
-    """An input file cannot be used."""
+class PathError(PipelineError):
+    """A problem with one file: the message is "<path>: <problem>"."""
 
     def __init__(self, path: str | Path, problem: str) -> None:
         self.path = Path(path)
@@ -34,6 +34,10 @@ class InputError(PipelineError):
         return (type(self), (self.path, self.problem))
 
 
+class InputError(PathError):
+    """An input file cannot be used."""
+
+
 class VideoOpenError(InputError):
     """The file does not exist, is not a media file, or has no usable video stream."""
 
@@ -42,16 +46,8 @@ class DecodeError(InputError):
     """Decoding failed beyond what can be counted as damaged frames."""
 
 
-class OutputError(PipelineError):
+class OutputError(PathError):
     """The output cannot be written (exists without --overwrite, bad directory, ...)."""
-
-    def __init__(self, path: str | Path, problem: str) -> None:
-        self.path = Path(path)
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
-
-    def __reduce__(self) -> tuple[type, tuple[Path, str]]:
-        return (type(self), (self.path, self.problem))
 
 
 class EncodeError(OutputError):
