@@ -7,8 +7,9 @@ The stage functions, the search units and the segments are those of the Ray exec
 
 Each stage's result is stored under a key made of the input's content key and exactly the
 settings it depends on, so a rerun (after a crash, or with a changed late-stage setting) skips
-what is done. A JSON report beside the output lists every face-frame with its consistency (PSNR of
-the downscaled restoration against the footage) and says plainly that the facial detail is invented.
+what is done. A JSON report beside the output (`pipeline.run.report`, the Ray executor's too) lists
+every face-frame with its consistency (PSNR of the downscaled restoration against the footage) and
+every track's identity figures, and says plainly that the facial detail is invented.
 """
 
 from __future__ import annotations
@@ -16,14 +17,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pipeline import INVENTED_DETAIL_NOTICE
-from pipeline.config import Config, dump_config, to_dict
+from pipeline.config import Config, dump_config
 from pipeline.errors import CheckpointError
 from pipeline.faces.scan import ScanResult
+from pipeline.run.report import RestoreReport, face_record, measure_identity, write_report
 from pipeline.run.stages import FacePlacement
 from pipeline.types import FaceCrop, FaceRestoration
 
@@ -32,20 +34,6 @@ log = logging.getLogger(__name__)
 RANDOM_SOURCE_PREFIX = "random"  # `source` metadata of seeded random (non-face) test generators
 # Part of the compose stage's key: bumped when paste-back changes (mask, tone or grain matching).
 COMPOSE_VERSION = "compose-v2"
-
-
-@dataclass
-class RestoreReport:
-    output: Path
-    frames: int
-    tracks: int
-    face_frames: int
-    restored: int  # face-frames with a restored face pasted in
-    met_bound: int  # ... of which reached the search's consistency bound
-    random_generator: bool  # the prior was a seeded random test generator (its faces are not faces)
-    model: str | None
-    seconds: dict[str, float] = field(default_factory=dict)
-    report_path: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -145,6 +133,7 @@ def restore(
     # search, one stored result per track
     t = time.perf_counter()
     restorations: list[FaceRestoration] = []
+    identity: dict[int, dict[str, float]] = {}
     model = config.prior.model
     if model is None and crops:
         log.warning(
@@ -161,8 +150,7 @@ def restore(
                 "this run only exercises the pipeline",
                 prior.description,
             )
-        track_ids = [t.track_id for t in scanned.tracks]
-        restorations = _search(wd, prior, track_ids, crops, scan_key, config)
+        restorations, identity = _search(wd, prior, scanned, crops, scan_key, config)
     seconds["search"] = time.perf_counter() - t
 
     # compose: upscale, paste, encode parts; then mux
@@ -205,8 +193,8 @@ def restore(
         model=prior.description if prior else model,
         seconds=seconds,
     )
-    identity = _identity(scanned, crops, restorations)
-    report.report_path = _write_report(report, scanned, restorations, config, identity)
+    faces = [face_record(r) for r in restorations]
+    report.report_path = write_report(report, scanned, faces, identity, config)
     log.info(
         "wrote %s: %d frames, %d tracks, %d face-frames restored (%d met the bound). %s",
         output,
@@ -228,15 +216,17 @@ def _frame_count(input: Path) -> Sequence[int]:
 def _search(
     wd: Any,
     prior: Prior,
-    track_ids: Sequence[int],
+    scanned: ScanResult,
     crops: list[FaceCrop],
     scan_key: str,
     config: Config,
-) -> list[FaceRestoration]:
-    """Every track's restorations, searched unit by unit (`stages.search_units` of all the scan's
-    tracks, as the Ray executor groups them) and stored per track; finished units are reused."""
+) -> tuple[list[FaceRestoration], dict[int, dict[str, float]]]:
+    """Every track's restorations and identity figures, searched unit by unit (`stages.search_units`
+    of all the scan's tracks, as the Ray executor groups them) and stored per track (identity beside
+    the restorations, as the Ray search worker stores it); finished units are reused."""
     from pipeline.faces import store
     from pipeline.run import stages
+    from pipeline.run.report import identity_from_arrays, identity_to_arrays
     from pipeline.run.workdir import WorkDir
     from pipeline.search.latent_space import GaussianizedW
 
@@ -246,25 +236,40 @@ def _search(
         return f"track-{tid:06d}.npz"
 
     out: list[FaceRestoration] = []
+    identity: dict[int, dict[str, float]] = {}
     space = None
     device = resolve_device(config.run.device)
     # Units are decided from every track, not only the pending ones, so that a resumed run batches
     # each face exactly as an uninterrupted one (the search's floats depend on batch companions).
-    for unit in stages.search_units(track_ids, config.search.batch_size):
+    for unit in stages.search_units([t.track_id for t in scanned.tracks], config.search.batch_size):
+        tracks = [t for t in scanned.tracks if t.track_id in unit]
+        mine = [c for c in crops if c.track_id in unit]
         if all(wd.has("search", key, name(tid)) for tid in unit):
+            faces: list[FaceRestoration] = []
             for tid in unit:
-                out.extend(
-                    store.restorations_from_arrays(wd.load_arrays(wd.artifact("search", key, name(tid))))
-                )
+                stored = wd.load_arrays(wd.artifact("search", key, name(tid)))
+                theirs = store.restorations_from_arrays(stored)
+                figures = identity_from_arrays(stored)
+                if figures is not None:
+                    identity[tid] = figures
+                faces.extend(theirs)
+            if any(f.track_id not in identity for f in faces):  # stored without (SFace was unavailable)
+                measured = measure_identity(tracks, mine, faces)
+                identity.update({tid: v for tid, v in measured.items() if tid not in identity})
+            out.extend(faces)
             continue
         if space is None:
             space = GaussianizedW.fit(prior.G, n=config.search.gaussian_samples, device=device)
         # The unit's tracks advance in lockstep, frame t of each in one batch (see search.track).
-        mine = [c for c in crops if c.track_id in unit]
         faces = stages.search_tracks(prior.G, space, mine, config, device)
+        measured = measure_identity(tracks, mine, faces)
         for tid in unit:
             theirs = [f for f in faces if f.track_id == tid]
-            wd.save_arrays(wd.artifact("search", key, name(tid)), **store.restorations_to_arrays(theirs))
+            wd.save_arrays(
+                wd.artifact("search", key, name(tid)),
+                **store.restorations_to_arrays(theirs),
+                **identity_to_arrays(measured.get(tid)),
+            )
             if theirs:
                 log.info(
                     "track %d: %d frames restored, mean consistency %.1f dB",
@@ -272,66 +277,6 @@ def _search(
                     len(theirs),
                     sum(f.psnr for f in theirs) / len(theirs),
                 )
+        identity.update(measured)
         out.extend(faces)
-    return out
-
-
-def _identity(
-    scanned: ScanResult, crops: Sequence[FaceCrop], restorations: Sequence[FaceRestoration]
-) -> dict[int, dict[str, float]]:
-    """Per-track SFace identity figures (see metrics.identity); empty when SFace is unavailable."""
-    if not restorations:
-        return {}
-    from pipeline.errors import ModelNotAvailableError
-    from pipeline.metrics.identity import track_identity
-
-    marks = {(tf.track_id, tf.frame_index): tf.landmarks for t in scanned.tracks for tf in t.frames}
-    try:
-        return track_identity(crops, restorations, marks)
-    except ModelNotAvailableError as exc:
-        log.warning("identity not measured: %s", exc)
-        return {}
-
-
-def _write_report(
-    report: RestoreReport,
-    scanned: ScanResult,
-    restorations: Sequence[FaceRestoration],
-    config: Config,
-    identity: dict[int, dict[str, float]],
-) -> Path:
-    from pipeline.faces.store import track_summary
-    from pipeline.run.workdir import save_json
-
-    path = report.output.with_name(report.output.name + ".report.json")
-    save_json(
-        path,
-        {
-            "notice": INVENTED_DETAIL_NOTICE,
-            "random_test_generator": report.random_generator,
-            "model": report.model,
-            "output": str(report.output),
-            "frames": report.frames,
-            "black_and_white": scanned.gray,
-            "shots": [[s.start, s.end] for s in scanned.shots],
-            "tracks": [{**row, "identity": identity.get(row["track_id"])} for row in track_summary(scanned)],
-            "identity_note": "SFace cosine: to_source = restored vs footage crop, stability = vs the "
-            "track's first restored face, kept = share of frames above the same-person threshold 0.363",
-            "face_frames": report.face_frames,
-            "restored": report.restored,
-            "met_bound": report.met_bound,
-            "faces": [
-                {
-                    "track_id": r.track_id,
-                    "frame": r.frame_index,
-                    "psnr_db": round(r.psnr, 3),
-                    "met_bound": r.met_bound,
-                    "steps": r.steps,
-                }
-                for r in restorations
-            ],
-            "seconds": {k: round(v, 3) for k, v in report.seconds.items()},
-            "config": to_dict(config),
-        },
-    )
-    return path
+    return out, identity

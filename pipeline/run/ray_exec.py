@@ -29,10 +29,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pipeline import INVENTED_DETAIL_NOTICE
-from pipeline.config import Config, dump_config, to_dict
+from pipeline.config import Config, dump_config
 from pipeline.run import progress as P
 from pipeline.run.preflight import preflight
 from pipeline.run.ray_tasks import (
@@ -42,13 +42,11 @@ from pipeline.run.ray_tasks import (
     load_search_model,
     scan_task,
     search_unit,
-    stored_records,
+    stored_results,
 )
+from pipeline.run.report import RestoreReport, write_report
 from pipeline.run.stages import mux_parts, search_units, segments
-from pipeline.run.workdir import WorkDir, default_workdir, save_json
-
-if TYPE_CHECKING:
-    from pipeline.run.local import RestoreReport
+from pipeline.run.workdir import WorkDir, default_workdir
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +97,8 @@ def restore(
 ) -> RestoreReport:
     """Restore `input` into `output` with Ray (embedded, or the cluster of `config.run.address`).
 
-    Returns the in-process executor's `RestoreReport`; the output equals `local.restore`'s frame for
+    Returns the in-process executor's `RestoreReport` and writes the same report file
+    (`pipeline.run.report`, with "executor": "ray"); the output equals `local.restore`'s frame for
     frame. Raises JobError naming a unit that kept failing.
     """
     from pipeline.io.decode import frame_index
@@ -135,7 +134,6 @@ def _restore(
     frames: int,
     wd: WorkDir,
 ) -> RestoreReport:
-    from pipeline.run.local import RestoreReport
     from pipeline.run.ray_runtime import ray_session
 
     wd.clean_temporaries()
@@ -183,8 +181,8 @@ def _restore(
         model=run.model_description or model,
         seconds=seconds,
     )
-    if model is not None:
-        report.report_path = _write_report(report, run, records, config)
+    if model is not None and run.scanned is not None:
+        report.report_path = write_report(report, run.scanned, records, run.identity, config, executor="ray")
     log.info(
         "wrote %s: %d frames, %d tracks, %d face-frames restored; search units run %d, skipped %d "
         "(done earlier); segments encoded %d, skipped %d. %s",
@@ -231,6 +229,7 @@ class _Run:
         self.model_description: str | None = None
         self.search_nodes: set[str] = set()
         self._records: dict[int, list[dict[str, Any]]] = {}
+        self.identity: dict[int, dict[str, float]] = {}  # per track, measured by the search workers
         self._track_spans: dict[int, tuple[int, int]] = {}
         self._searched: set[int] = set()
         self._segment_tracks: dict[int, tuple[int, ...]] = {}  # tracks shown in each segment
@@ -240,6 +239,11 @@ class _Run:
         self._units_to_search = 0
         self._scan: Any = None
         self._actors: list[Any] = []
+
+    @property
+    def scanned(self) -> Any:
+        """The scan (ScanResult) once it is done, else None."""
+        return self._scan
 
     # -- lifecycle
 
@@ -320,8 +324,10 @@ class _Run:
         names = [f"track-{tid:06d}.npz" for tid in unit]
         has_crops = [plan.wd.has("crops", plan.crops_key, name) for name in names]
         if self._unit_stored(index):
-            records = {tid: stored_records(plan.search_path(tid)) for tid in unit}
-            self._unit_done(index, {"faces": records, "node_id": None}, skipped=True)
+            stored = {tid: stored_results(plan.search_path(tid)) for tid in unit}
+            records = {tid: faces for tid, (faces, _) in stored.items()}
+            identity = {tid: figures for tid, (_, figures) in stored.items() if figures is not None}
+            self._unit_done(index, {"faces": records, "identity": identity, "node_id": None}, skipped=True)
             return
         self._crops_waiting[index] = {tid for tid, done in zip(unit, has_crops, strict=True) if not done}
         if not self._crops_waiting[index]:
@@ -397,11 +403,12 @@ class _Run:
     def _start_search(self, index: int) -> None:
         plan, unit = self.plan, self._units[index]
         self._start_actors()
+        scan_path = str(plan.scan_path())
         crops = [str(plan.crops_path(tid)) for tid in unit]
         outs = [str(plan.search_path(tid)) for tid in unit]
         self.queue.submit_actor(
             self._unit_label(index),
-            lambda actor: actor.run.remote(search_unit, crops, self.config, outs, self.reporter),
+            lambda actor: actor.run.remote(search_unit, scan_path, crops, self.config, outs, self.reporter),
             lambda result: self._unit_done(index, result),
         )
 
@@ -410,9 +417,14 @@ class _Run:
         for tid in unit:
             faces = result["faces"].get(tid, [])
             self._records[tid] = faces
+            figures = result["identity"].get(tid)
+            if figures is not None:
+                self.identity[tid] = figures
             if skipped:
                 self.reporter.add(P.FACE_FRAMES_RESTORED, len(faces))
                 log.info("search of track %d: done earlier, skipped", tid)
+                if faces and figures is None:
+                    log.info("track %d: no identity figures were stored with it (SFace unavailable)", tid)
             else:
                 log.info(
                     "track %d: %d frames restored, mean consistency %.1f dB",
@@ -501,32 +513,3 @@ def _remove_parts(wd: WorkDir, parts: Sequence[str]) -> None:
         # not empty: other keys' artifacts, or a concurrent run's
         with contextlib.suppress(OSError):
             directory.rmdir()
-
-
-def _write_report(report: Any, run: _Run, records: Sequence[dict[str, Any]], config: Config) -> Path:
-    """The same report the in-process executor writes beside the output."""
-    from pipeline.faces.store import track_summary
-
-    path = report.output.with_name(report.output.name + ".report.json")
-    scanned = run._scan
-    save_json(
-        path,
-        {
-            "notice": INVENTED_DETAIL_NOTICE,
-            "random_test_generator": report.random_generator,
-            "model": report.model,
-            "output": str(report.output),
-            "frames": report.frames,
-            "black_and_white": bool(scanned.gray) if scanned is not None else None,
-            "shots": [[s.start, s.end] for s in scanned.shots] if scanned is not None else [],
-            "tracks": track_summary(scanned) if scanned is not None else [],
-            "face_frames": report.face_frames,
-            "restored": report.restored,
-            "met_bound": report.met_bound,
-            "faces": list(records),
-            "seconds": {k: round(v, 3) for k, v in report.seconds.items()},
-            "config": to_dict(config),
-            "executor": "ray",
-        },
-    )
-    return path

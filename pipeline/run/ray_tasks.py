@@ -17,6 +17,7 @@ from typing import Any
 from pipeline.config import Config
 from pipeline.run import progress as P
 from pipeline.run.actors import portable_errors
+from pipeline.run.report import face_record
 
 
 @portable_errors
@@ -79,33 +80,44 @@ def describe_model(model: SearchModel) -> dict[str, Any]:
 @portable_errors
 def search_unit(
     model: SearchModel,
+    scan_path: str,
     crops_paths: Sequence[str],
     config: Config,
     outs: Sequence[str],
     reporter: P.ProgressReporter | None,
 ) -> dict[str, Any]:
-    """Search one unit (whole tracks, advanced in lockstep batches) and store each track's result."""
+    """Search one unit (whole tracks, advanced in lockstep batches), measure each track's identity
+    from the unit's crops and restorations, and store both per track.
+
+    Returns only small things: each face's report row and each track's identity figures.
+    """
     import ray
 
     from pipeline.faces import store
     from pipeline.run import stages
+    from pipeline.run.report import identity_to_arrays, measure_identity
     from pipeline.run.workdir import load_arrays, save_arrays
 
     per_track = [store.crops_from_arrays(load_arrays(path)) for path in crops_paths]  # one track per file
-    faces = stages.search_tracks(
-        model.G, model.space, [c for cs in per_track for c in cs], config, model.device
-    )
+    crops = [c for cs in per_track for c in cs]
+    faces = stages.search_tracks(model.G, model.space, crops, config, model.device)
+    unit = {int(c.track_id) for c in crops}
+    tracks = [t for t in store.scan_from_arrays(load_arrays(scan_path)).tracks if t.track_id in unit]
+    identity = measure_identity(tracks, crops, faces)
     by_track: dict[int, list[Any]] = {}
     for face in faces:
         by_track.setdefault(int(face.track_id), []).append(face)
-    for crops, out in zip(per_track, outs, strict=True):
-        mine = by_track.get(int(crops[0].track_id), []) if crops else []
-        save_arrays(out, **store.restorations_to_arrays(mine))
+    for track_crops, out in zip(per_track, outs, strict=True):
+        tid = int(track_crops[0].track_id) if track_crops else None
+        mine = by_track.get(tid, []) if tid is not None else []
+        figures = identity.get(tid) if tid is not None else None
+        save_arrays(out, **store.restorations_to_arrays(mine), **identity_to_arrays(figures))
     if reporter is not None:
         reporter.add(P.FACE_FRAMES_RESTORED, len(faces))
         reporter.flush(wait=True)
     return {
         "faces": {tid: [face_record(f) for f in fs] for tid, fs in by_track.items()},
+        "identity": identity,
         "node_id": ray.get_runtime_context().get_node_id(),
         "pid": os.getpid(),
     }
@@ -146,18 +158,11 @@ def compose_task(
     return out
 
 
-def face_record(face: Any) -> dict[str, Any]:
-    return {
-        "track_id": int(face.track_id),
-        "frame": int(face.frame_index),
-        "psnr_db": round(float(face.psnr), 3),
-        "met_bound": bool(face.met_bound),
-        "steps": int(face.steps),
-    }
-
-
-def stored_records(path: Path) -> list[dict[str, Any]]:
+def stored_results(path: Path) -> tuple[list[dict[str, Any]], dict[str, float] | None]:
+    """A stored track's face rows and identity figures (None when none were stored)."""
     from pipeline.faces import store
+    from pipeline.run.report import identity_from_arrays
     from pipeline.run.workdir import load_arrays
 
-    return [face_record(f) for f in store.restorations_from_arrays(load_arrays(path))]
+    arrays = load_arrays(path)
+    return [face_record(f) for f in store.restorations_from_arrays(arrays)], identity_from_arrays(arrays)

@@ -4,6 +4,7 @@ frame for frame, also when a search actor is killed mid-run or the driver is kil
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -106,6 +107,24 @@ def _assert_same_video(out: Path, ref: Path) -> None:
     assert read_audio_packets(out) == read_audio_packets(ref)
 
 
+def _report(output: Path) -> dict[str, Any]:
+    return dict(json.loads(output.with_name(output.name + ".report.json").read_text()))
+
+
+def _assert_same_identity(report: dict[str, Any], expected: dict[str, Any]) -> None:
+    """The same tracks with the same SFace identity figures (within float tolerance), all measured."""
+    ids = [t["track_id"] for t in report["tracks"]]
+    assert ids == [t["track_id"] for t in expected["tracks"]] == [0, 1, 2]
+    for got, want in zip(report["tracks"], expected["tracks"], strict=True):
+        assert {k: v for k, v in got.items() if k != "identity"} == {
+            k: v for k, v in want.items() if k != "identity"
+        }
+        assert want["identity"] is not None and set(want["identity"]) == {"to_source", "stability", "kept"}
+        assert got["identity"].keys() == want["identity"].keys()
+        for name, value in want["identity"].items():
+            assert got["identity"][name] == pytest.approx(value, abs=1e-4), (got["track_id"], name)
+
+
 @dataclass
 class Reference:
     output: Path  # the in-process executor's result
@@ -141,6 +160,16 @@ def test_ray_equals_in_process_frame_for_frame(reference: Reference, face_video:
     # the output) are removed once the output exists
     assert len(list((reference.workdir / "search").glob("*/track-*.npz"))) == 3
     assert not (reference.workdir / "compose").exists()
+
+    # one report writer: the same fields (the Ray one adds the executor) and the same figures, the
+    # per-track identity measured in the Ray search worker included
+    local_report, ray_report = _report(reference.output), _report(reference.ray_output)
+    assert ray_report.pop("executor") == "ray"
+    assert local_report.keys() == ray_report.keys()
+    assert ray_report["faces"] == local_report["faces"]
+    assert {f["track_id"] for f in ray_report["faces"]} == {0, 1, 2}
+    assert set(ray_report["faces"][0]) == {"track_id", "frame", "psnr_db", "met_bound", "steps"}
+    _assert_same_identity(ray_report, local_report)
 
 
 def test_without_a_model_segments_are_encoded_in_parallel_and_joined_seamlessly(tmp_path: Path) -> None:
@@ -219,6 +248,8 @@ def test_a_rerun_skips_finished_units_and_a_changed_setting_redoes_only_its_stag
     assert text.count("done earlier, skipped") == 1 + 3  # the scan and three tracks
     assert "search units run 0, skipped 1" in text  # three tracks, searched together in one batch
     _assert_same_video(tmp_path / "again.mkv", reference.output)
+    # the identity figures were stored with the unit's results: the skipped unit still reports them
+    _assert_same_identity(_report(tmp_path / "again.mkv"), _report(reference.ray_output))
 
     # a search setting redoes the search (and what follows), never the scan
     caplog.clear()
