@@ -17,8 +17,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from pipeline import INVENTED_DETAIL_NOTICE
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
@@ -72,12 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Report:  {restored.with_name(restored.name + '.report.json')}  (tracks, per-face consistency)")
     print(f"Work:    {out / 'work'}  (tracks, crops, latents; a rerun reuses them)")
     print()
-    print("The face detail in the output is INVENTED by the generator, not recovered from the footage.")
     print(
         "This demo used a seeded RANDOM generator: what it pasted is not a face, only a pattern that "
-        "matches the footage when downscaled. Use a real face checkpoint (--model) for faces."
+        "matches the footage when downscaled. With a real face checkpoint (--model ffhq-1024, see "
+        "`reel models list`) the pasted faces are plausible faces whose detail is still invented."
     )
-    print(INVENTED_DETAIL_NOTICE)
     return 0
 
 
