@@ -221,9 +221,10 @@ def _search(
     scan_key: str,
     config: Config,
 ) -> tuple[list[FaceRestoration], dict[int, dict[str, float]]]:
-    """Every track's restorations and identity figures, searched unit by unit (`stages.search_units`
-    of all the scan's tracks, as the Ray executor groups them) and stored per track (identity beside
-    the restorations, as the Ray search worker stores it); finished units are reused."""
+    """Every track's restorations and identity figures, searched unit by unit (`stages.search_plan`
+    of all the scan's tracks, as the Ray executor divides them) and stored per track (identity beside
+    the restorations, as the Ray search worker stores it); finished units are reused. A chunked
+    track's anchors and chunks are stored as they finish, then joined into its result."""
     from pipeline.faces import store
     from pipeline.run import stages
     from pipeline.run.report import identity_from_arrays, identity_to_arrays
@@ -241,7 +242,8 @@ def _search(
     device = resolve_device(config.run.device)
     # Units are decided from every track, not only the pending ones, so that a resumed run batches
     # each face exactly as an uninterrupted one (the search's floats depend on batch companions).
-    for unit in stages.search_units([t.track_id for t in scanned.tracks], config.search.batch_size):
+    plan = stages.search_plan({t.track_id: len(t.frames) for t in scanned.tracks}, config)
+    for unit in plan.units:
         tracks = [t for t in scanned.tracks if t.track_id in unit]
         mine = [c for c in crops if c.track_id in unit]
         if all(wd.has("search", key, name(tid)) for tid in unit):
@@ -279,4 +281,60 @@ def _search(
                 )
         identity.update(measured)
         out.extend(faces)
+
+    def search_space() -> Any:
+        nonlocal space
+        if space is None:
+            space = GaussianizedW.fit(prior.G, n=config.search.gaussian_samples, device=device)
+        return space
+
+    for tid, chunks in plan.chunked.items():
+        tracks = [t for t in scanned.tracks if t.track_id == tid]
+        mine = [c for c in crops if c.track_id == tid]
+        result = wd.artifact("search", key, name(tid))
+        if wd.has("search", key, name(tid)):
+            stored = wd.load_arrays(result)
+            faces = store.restorations_from_arrays(stored)
+            figures = identity_from_arrays(stored)
+            if figures is not None:
+                identity[tid] = figures
+            elif faces:  # stored without (SFace was unavailable)
+                identity.update(measure_identity(tracks, mine, faces))
+            out.extend(faces)
+            continue
+        anchors_name, chunk_names = stages.chunk_artifacts(tid, chunks)
+        anchors_path = wd.artifact("search", key, anchors_name)
+        if wd.has("search", key, anchors_name):
+            arrays = wd.load_arrays(anchors_path)
+            anchors, states = store.restorations_from_arrays(arrays), stages.states_from_arrays(arrays)
+        else:
+            anchors, states = stages.search_anchors(prior.G, search_space(), mine, chunks, config, device)
+            wd.save_arrays(
+                anchors_path, **store.restorations_to_arrays(anchors), **stages.states_to_arrays(states)
+            )
+        parts: list[list[FaceRestoration]] = []
+        for chunk, part_name in zip(chunks, chunk_names, strict=True):
+            part_path = wd.artifact("search", key, part_name)
+            if wd.has("search", key, part_name):
+                parts.append(store.restorations_from_arrays(wd.load_arrays(part_path)))
+                continue
+            after = states[chunk.index + 1] if chunk.index + 1 < len(states) else None
+            part = stages.search_chunk(
+                prior.G, search_space(), mine, chunks, chunk.index, states[chunk.index], after, config, device
+            )
+            wd.save_arrays(part_path, **store.restorations_to_arrays(part))
+            parts.append(part)
+        faces = stages.join_chunked(anchors, parts)
+        measured = measure_identity(tracks, mine, faces)
+        wd.save_arrays(result, **store.restorations_to_arrays(faces), **identity_to_arrays(measured.get(tid)))
+        log.info(
+            "track %d: %d frames restored in %d chunks, mean consistency %.1f dB",
+            tid,
+            len(faces),
+            len(chunks),
+            sum(f.psnr for f in faces) / max(len(faces), 1),
+        )
+        identity.update(measured)
+        out.extend(faces)
+    out.sort(key=lambda f: f.track_id)  # track order, whichever way each track was searched
     return out, identity

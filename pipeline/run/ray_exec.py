@@ -14,6 +14,9 @@ so the output is the same frame for frame. What differs is the schedule:
 - Search actors load the generator once and take whole units (up to `search.batch_size` whole tracks
   advanced in lockstep batches, so warm starts stay in order); they ask for `run.num_gpus_per_search`
   GPUs where the cluster has GPUs, else a CPU, and are released as soon as the search is done.
+- A track longer than `search.chunk_len` (when set) is split (`stages.search_plan`): its anchor chain
+  is one unit, then its chunks are units of their own that run on any actors at once (each reads the
+  track's crops and the stored anchor states); a task joins them into the track's result.
 - Work in flight is bounded (`WorkQueue`), faults are retried (task retries, actor restarts), and
   every result is stored under the same keys the in-process executor uses: a rerun after a crash or
   Ctrl-C redoes only the units that were not finished, and says which it skipped.
@@ -39,13 +42,16 @@ from pipeline.run.ray_tasks import (
     compose_task,
     crops_task,
     describe_model,
+    finish_chunked_track,
     load_search_model,
     scan_task,
+    search_anchors_unit,
+    search_chunk_unit,
     search_unit,
     stored_results,
 )
 from pipeline.run.report import RestoreReport, write_report
-from pipeline.run.stages import mux_parts, search_units, segments
+from pipeline.run.stages import chunk_artifacts, mux_parts, search_plan, segments
 from pipeline.run.workdir import WorkDir, default_workdir
 
 log = logging.getLogger(__name__)
@@ -235,6 +241,8 @@ class _Run:
         self._segment_tracks: dict[int, tuple[int, ...]] = {}  # tracks shown in each segment
         self._segment_waiting: dict[int, set[int]] = {}  # ... not yet searched
         self._units: list[tuple[int, ...]] = []  # search units: tracks searched together
+        self._chunked: dict[int, list[Any]] = {}  # long tracks searched in chunks: their chunks
+        self._chunks_waiting: dict[int, set[int]] = {}  # per chunked track: chunks not yet searched
         self._crops_waiting: dict[int, set[int]] = {}  # per unit needing search: tracks without crops
         self._units_to_search = 0
         self._scan: Any = None
@@ -302,10 +310,14 @@ class _Run:
             "black and white" if self._scan.gray else "colour",
         )
         self._plan_segments(self._track_spans)
-        self._units = search_units([t.track_id for t in tracks], self.config.search.batch_size)
+        divided = search_plan({t.track_id: len(t.frames) for t in tracks}, self.config)
+        self._units, self._chunked = divided.units, divided.chunked
         self._units_to_search = sum(not self._unit_stored(i) for i in range(len(self._units)))
+        self._units_to_search += sum(self._chunk_units_to_search(tid) for tid in self._chunked)
         for index in range(len(self._units)):
             self._start_unit(index)
+        for tid in self._chunked:
+            self._start_chunked(tid)
         self._queue_ready_segments()
 
     # -- crops and search
@@ -415,29 +427,154 @@ class _Run:
     def _unit_done(self, index: int, result: dict[str, Any], skipped: bool = False) -> None:
         unit = self._units[index]
         for tid in unit:
-            faces = result["faces"].get(tid, [])
-            self._records[tid] = faces
-            figures = result["identity"].get(tid)
-            if figures is not None:
-                self.identity[tid] = figures
-            if skipped:
-                self.reporter.add(P.FACE_FRAMES_RESTORED, len(faces))
-                log.info("search of track %d: done earlier, skipped", tid)
-                if faces and figures is None:
-                    log.info("track %d: no identity figures were stored with it (SFace unavailable)", tid)
-            else:
-                log.info(
-                    "track %d: %d frames restored, mean consistency %.1f dB",
-                    tid,
-                    len(faces),
-                    sum(f["psnr_db"] for f in faces) / max(len(faces), 1),
-                )
+            self._track_done(tid, result, skipped)
         if skipped:
             self.plan.skipped["search"] += 1
         else:
             self.plan.ran["search"] += 1
             self.search_nodes.add(result["node_id"])
-        self._searched.update(unit)
+        self._tracks_searched(unit)
+
+    def _track_done(self, tid: int, result: dict[str, Any], skipped: bool) -> None:
+        faces = result["faces"].get(tid, [])
+        self._records[tid] = faces
+        figures = result["identity"].get(tid)
+        if figures is not None:
+            self.identity[tid] = figures
+        if skipped:
+            self.reporter.add(P.FACE_FRAMES_RESTORED, len(faces))
+            log.info("search of track %d: done earlier, skipped", tid)
+            if faces and figures is None:
+                log.info("track %d: no identity figures were stored with it (SFace unavailable)", tid)
+        else:
+            log.info(
+                "track %d: %d frames restored, mean consistency %.1f dB",
+                tid,
+                len(faces),
+                sum(f["psnr_db"] for f in faces) / max(len(faces), 1),
+            )
+
+    # -- chunked tracks: anchors (one unit), then chunks (a unit each, in parallel), then a join
+
+    def _chunk_names(self, tid: int) -> tuple[str, list[str]]:
+        return chunk_artifacts(tid, self._chunked[tid])
+
+    def _chunk_units_to_search(self, tid: int) -> int:
+        plan = self.plan
+        if plan.wd.has("search", str(plan.search_key), f"track-{tid:06d}.npz"):
+            return 0
+        anchors, chunks = self._chunk_names(tid)
+        return sum(not plan.wd.has("search", str(plan.search_key), n) for n in [anchors, *chunks])
+
+    def _start_chunked(self, tid: int) -> None:
+        plan = self.plan
+        name = f"track-{tid:06d}.npz"
+        has_crops = plan.wd.has("crops", plan.crops_key, name)
+        if has_crops and plan.wd.has("search", str(plan.search_key), name):
+            faces, figures = stored_results(plan.search_path(tid))
+            identity = {tid: figures} if figures is not None else {}
+            self._track_done(tid, {"faces": {tid: faces}, "identity": identity}, skipped=True)
+            plan.skipped["search"] += 1
+            self._tracks_searched((tid,))
+            return
+        if has_crops:
+            self._start_anchors(tid)
+            return
+        remote = self.ray.remote(crops_task).options(**self.task_options)
+        self.queue.submit(
+            f"crops of track {tid}",
+            functools.partial(
+                remote.remote, plan.video, str(plan.scan_path()), tid, self.config, str(plan.crops_path(tid))
+            ),
+            lambda _: self._start_anchors(tid),
+        )
+
+    def _start_anchors(self, tid: int) -> None:
+        plan, chunks = self.plan, self._chunked[tid]
+        anchors, _ = self._chunk_names(tid)
+        if plan.wd.has("search", str(plan.search_key), anchors):
+            self.reporter.add(P.FACE_FRAMES_RESTORED, len(chunks))
+            plan.skipped["search"] += 1
+            log.info("anchors of track %d: done earlier, skipped", tid)
+            self._start_chunks(tid)
+            return
+        self._start_actors()
+        crops, out = str(plan.crops_path(tid)), str(plan.wd.artifact("search", str(plan.search_key), anchors))
+        self.queue.submit_actor(
+            f"anchors of track {tid} ({len(chunks)} chunks)",
+            lambda actor: actor.run.remote(
+                search_anchors_unit, crops, chunks, self.config, out, self.reporter
+            ),
+            lambda result: self._anchors_done(tid, result),
+        )
+
+    def _anchors_done(self, tid: int, result: dict[str, Any]) -> None:
+        self.plan.ran["search"] += 1
+        self.search_nodes.add(result["node_id"])
+        self._start_chunks(tid)
+
+    def _start_chunks(self, tid: int) -> None:
+        plan, chunks = self.plan, self._chunked[tid]
+        key = str(plan.search_key)
+        anchors, names = self._chunk_names(tid)
+        crops, anchors_path = str(plan.crops_path(tid)), str(plan.wd.artifact("search", key, anchors))
+        self._chunks_waiting[tid] = set()
+        for chunk, name in zip(chunks, names, strict=True):
+            if plan.wd.has("search", key, name):
+                self.reporter.add(P.FACE_FRAMES_RESTORED, chunk.end - chunk.start - 1)
+                plan.skipped["search"] += 1
+                log.info("chunk %d of track %d: done earlier, skipped", chunk.index, tid)
+                continue
+            self._chunks_waiting[tid].add(chunk.index)
+            self._start_actors()
+            out = str(plan.wd.artifact("search", key, name))
+            span = self._track_spans[tid]
+            self.queue.submit_actor(
+                f"search of track {tid} chunk {chunk.index} (track frames {chunk.start}-{chunk.end}, "
+                f"of frames {span[0]}-{span[1]})",
+                functools.partial(self._submit_chunk, crops, anchors_path, tid, chunk.index, out),
+                functools.partial(self._chunk_done, tid, chunk.index),
+            )
+        if not self._chunks_waiting[tid]:
+            self._finish_chunked(tid)
+
+    def _submit_chunk(self, crops: str, anchors_path: str, tid: int, index: int, out: str, actor: Any) -> Any:
+        chunks = self._chunked[tid]
+        return actor.run.remote(
+            search_chunk_unit, crops, anchors_path, chunks, index, self.config, out, self.reporter
+        )
+
+    def _chunk_done(self, tid: int, index: int, result: dict[str, Any]) -> None:
+        self.plan.ran["search"] += 1
+        self.search_nodes.add(result["node_id"])
+        self._chunks_waiting[tid].discard(index)
+        if not self._chunks_waiting[tid]:
+            self._finish_chunked(tid)
+
+    def _finish_chunked(self, tid: int) -> None:
+        plan = self.plan
+        key = str(plan.search_key)
+        anchors, names = self._chunk_names(tid)
+        remote = self.ray.remote(finish_chunked_track).options(**self.task_options)
+        args = (
+            str(plan.scan_path()),
+            str(plan.crops_path(tid)),
+            str(plan.wd.artifact("search", key, anchors)),
+            [str(plan.wd.artifact("search", key, n)) for n in names],
+            str(plan.search_path(tid)),
+        )
+        self.queue.submit(
+            f"joining the chunks of track {tid}",
+            lambda: remote.remote(*args),
+            lambda result: self._chunked_joined(tid, result),
+        )
+
+    def _chunked_joined(self, tid: int, result: dict[str, Any]) -> None:
+        self._track_done(tid, result, skipped=False)
+        self._tracks_searched((tid,))
+
+    def _tracks_searched(self, tids: Sequence[int]) -> None:
+        self._searched.update(tids)
         if len(self._searched) == self.tracks and self._actors:
             # Every track is searched: give the actors' GPUs and CPUs back to the compose tasks.
             self.queue.set_actors([])

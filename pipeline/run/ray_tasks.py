@@ -124,6 +124,83 @@ def search_unit(
 
 
 @portable_errors
+def search_anchors_unit(
+    model: SearchModel,
+    crops_path: str,
+    chunks: Sequence[Any],
+    config: Config,
+    out: str,
+    reporter: P.ProgressReporter | None,
+) -> dict[str, Any]:
+    """The anchor chain of one chunked track (one frame per chunk), stored with the anchors' states."""
+    import ray
+
+    from pipeline.faces import store
+    from pipeline.run import stages
+    from pipeline.run.workdir import load_arrays, save_arrays
+
+    crops = store.crops_from_arrays(load_arrays(crops_path))
+    faces, states = stages.search_anchors(model.G, model.space, crops, chunks, config, model.device)
+    save_arrays(out, **store.restorations_to_arrays(faces), **stages.states_to_arrays(states))
+    if reporter is not None:
+        reporter.add(P.FACE_FRAMES_RESTORED, len(faces))
+        reporter.flush(wait=True)
+    return {"node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
+
+
+@portable_errors
+def search_chunk_unit(
+    model: SearchModel,
+    crops_path: str,
+    anchors_path: str,
+    chunks: Sequence[Any],
+    index: int,
+    config: Config,
+    out: str,
+    reporter: P.ProgressReporter | None,
+) -> dict[str, Any]:
+    """One chunk of a chunked track, from its anchor's stored state, landing on the next anchor's."""
+    import ray
+
+    from pipeline.faces import store
+    from pipeline.run import stages
+    from pipeline.run.workdir import load_arrays, save_arrays
+
+    crops = store.crops_from_arrays(load_arrays(crops_path))
+    states = stages.states_from_arrays(load_arrays(anchors_path))
+    after = states[index + 1] if index + 1 < len(states) else None
+    faces = stages.search_chunk(
+        model.G, model.space, crops, chunks, index, states[index], after, config, model.device
+    )
+    save_arrays(out, **store.restorations_to_arrays(faces))
+    if reporter is not None:
+        reporter.add(P.FACE_FRAMES_RESTORED, len(faces))
+        reporter.flush(wait=True)
+    return {"node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
+
+
+@portable_errors
+def finish_chunked_track(
+    scan_path: str, crops_path: str, anchors_path: str, chunk_paths: Sequence[str], out: str
+) -> dict[str, Any]:
+    """Join a chunked track's anchors and chunks into its result, measure its identity, store both."""
+    from pipeline.faces import store
+    from pipeline.run import stages
+    from pipeline.run.report import identity_to_arrays, measure_identity
+    from pipeline.run.workdir import load_arrays, save_arrays
+
+    crops = store.crops_from_arrays(load_arrays(crops_path))
+    anchors = store.restorations_from_arrays(load_arrays(anchors_path))
+    parts = [store.restorations_from_arrays(load_arrays(p)) for p in chunk_paths]
+    faces = stages.join_chunked(anchors, parts)
+    tid = int(crops[0].track_id)
+    tracks = [t for t in store.scan_from_arrays(load_arrays(scan_path)).tracks if t.track_id == tid]
+    identity = measure_identity(tracks, crops, faces)
+    save_arrays(out, **store.restorations_to_arrays(faces), **identity_to_arrays(identity.get(tid)))
+    return {"faces": {tid: [face_record(f) for f in faces]}, "identity": identity}
+
+
+@portable_errors
 def compose_task(
     video: str,
     info: Any,

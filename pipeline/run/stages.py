@@ -8,19 +8,24 @@ them in order; the Ray executor calls the same functions in tasks and actors.
     scan(video, cfg, start, end)                 -> ScanResult (shots, tracks, gray)
     make_crops(video, tracks, gray, cfg)         -> list[FaceCrop]
     search_tracks(G, space, crops, cfg, device)  -> list[FaceRestoration] (one unit of search_units)
+    search_anchors(G, space, crops, chunks, cfg, device) -> anchors of a chunked track (+ their states)
+    search_chunk(G, space, crops, chunks, index, anchor, next_anchor, cfg, device) -> one chunk's faces
     compose_segment(video, info, start, end, faces, gray, cfg, out_part) -> Path (video-only part)
     mux_parts(parts, video, output, info, preset, cfg)                   -> the output file
 
-How work is divided is shared too (`search_units`, `segments`): it decides which faces share a
-search batch and so, in the last bits, the result; both executors divide it the same way.
+How work is divided is shared too (`search_plan`, `search_units`, `segments`): it decides which faces
+share a search batch and so, in the last bits, the result; both executors divide it the same way.
+A track longer than `search.chunk_len` (when set) is searched as runs of its own frames
+(`pipeline.search.chunks`): one unit for its anchor chain, then one unit per chunk, which can run on
+different workers at once; `join_chunked` puts them together into the track's result.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -56,6 +61,42 @@ def search_units(track_ids: Sequence[int], batch_size: int) -> list[tuple[int, .
     ids = sorted(track_ids)
     size = max(1, batch_size)
     return [tuple(ids[i : i + size]) for i in range(0, len(ids), size)]
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    """How a scan's tracks are searched: whole tracks in batched units, long tracks in chunks."""
+
+    units: list[tuple[int, ...]]  # whole tracks searched together (`search_units` of the short tracks)
+    chunked: dict[int, list[Any]]  # track id -> its chunks (pipeline.search.plan.Chunk), at least two
+
+
+def search_plan(track_lengths: Mapping[int, int], cfg: Config) -> SearchPlan:
+    """Which tracks are searched whole (batched as `search_units` batches them) and which in chunks.
+
+    With search.chunk_len 0 (off), or for tracks no longer than chunk_len, nothing changes: every track
+    is searched whole. Smoothing over time (search.smooth_sigma) needs every frame's state of a track
+    at once, so with it tracks are searched whole too.
+    """
+    from pipeline.search.plan import plan_chunks
+
+    s = cfg.search
+    chunked: dict[int, list[Any]] = {}
+    if s.chunk_len > 0:
+        long = [tid for tid, n in sorted(track_lengths.items()) if n > s.chunk_len]
+        if long and s.smooth_sigma > 0:
+            log.warning(
+                "search.chunk_len is set but search.smooth_sigma > 0 smooths whole tracks: %d long "
+                "track(s) are searched whole, on one worker each",
+                len(long),
+            )
+        elif long:
+            for tid in long:
+                chunks = plan_chunks(track_lengths[tid], s.chunk_len, s.chunk_landing)
+                if len(chunks) > 1:
+                    chunked[tid] = chunks
+    whole = [tid for tid in track_lengths if tid not in chunked]
+    return SearchPlan(search_units(whole, s.batch_size), chunked)
 
 
 def segments(frames: int, cfg: Config) -> list[tuple[int, int]]:
@@ -167,6 +208,117 @@ def search_tracks(
     # Exactly what the work directory keeps (faces in float16): a run that pastes the faces it holds
     # and a resumed one that pastes them from the store compose the same values.
     return as_stored([face for result in results for face in result.restorations])
+
+
+def _track_targets(
+    crops: Sequence[FaceCrop], chunks: Sequence[Any], resolution: int, span: tuple[int, int] | None = None
+) -> tuple[list[np.ndarray], list[int]]:
+    """A chunked track's search targets and frame indices, checked against its chunk plan. With
+    `span` only the targets of track positions [span) are made; the others are left as they are."""
+    from pipeline.errors import SearchError
+
+    cs = sorted(crops, key=lambda c: c.frame_index)
+    tracks = {int(c.track_id) for c in cs}
+    if len(tracks) != 1 or len(cs) != chunks[-1].end:
+        raise SearchError(
+            f"a chunked search needs the {chunks[-1].end} crops of one track; got {len(cs)} of track(s) "
+            f"{sorted(tracks)}"
+        )
+    a, b = span if span is not None else (0, len(cs))
+    images = [search_target(c.image, resolution) if a <= i < b else c.image for i, c in enumerate(cs)]
+    return images, [c.frame_index for c in cs]
+
+
+def search_anchors(
+    G: Any, space: Any, crops: Sequence[FaceCrop], chunks: Sequence[Any], cfg: Config, device: str = "cpu"
+) -> tuple[list[FaceRestoration], list[Any]]:
+    """The anchor chain of one chunked track (`crops`: the whole track's): each chunk's first frame,
+    restored in order; returns the anchors (as stored) and their SearchStates (on the CPU)."""
+    from pipeline.search.chunks import solve_anchors
+
+    resolution = int(G.cfg.resolution)
+    native, indices = _track_targets(crops, chunks, resolution, (0, 0))  # only the anchors are searched
+    anchors, states = solve_anchors(
+        G,
+        [search_target(native[c.start], resolution) for c in chunks],
+        [indices[c.start] for c in chunks],
+        settings=cfg.search,
+        space=space,
+        gray=bool(crops[0].gray),
+        device=device,
+        track_id=int(crops[0].track_id),
+    )
+    return as_stored(anchors), states
+
+
+def search_chunk(
+    G: Any,
+    space: Any,
+    crops: Sequence[FaceCrop],
+    chunks: Sequence[Any],  # the track's plan (pipeline.search.plan.Chunk)
+    index: int,  # the chunk to search
+    anchor_state: Any,  # SearchState of the chunk's anchor
+    next_anchor_state: Any,  # SearchState of the next chunk's anchor, None for the last chunk
+    cfg: Config,
+    device: str = "cpu",
+) -> list[FaceRestoration]:
+    """One chunk of a chunked track (`crops`: the whole track's): its frames after its anchor, warm-
+    started from the anchor and landing on the next one, as `restore_track_chunked` runs them."""
+    from pipeline.search.chunks import chunk_input
+    from pipeline.search.track import restore_tracks_batched
+
+    chunk = chunks[index]
+    images, indices = _track_targets(crops, chunks, int(G.cfg.resolution), (chunk.start, chunk.end))
+    unit = chunk_input(
+        int(crops[0].track_id),
+        images,
+        indices,
+        chunk,
+        anchor_state,
+        next_anchor_state,
+        landing=cfg.search.chunk_landing,
+        gray=bool(crops[0].gray),
+    )
+    settings = replace(cfg.search, smooth_sigma=0.0)
+    (result,) = restore_tracks_batched(G, [unit], settings=settings, space=space, device=device)
+    return as_stored(result.restorations)
+
+
+def join_chunked(
+    anchors: Sequence[FaceRestoration], parts: Sequence[Sequence[FaceRestoration]]
+) -> list[FaceRestoration]:
+    """A chunked track's faces in frame order: each chunk's anchor, then the chunk's other frames."""
+    return [face for anchor, part in zip(anchors, parts, strict=True) for face in (anchor, *part)]
+
+
+def chunk_artifacts(track_id: int, chunks: Sequence[Any]) -> tuple[str, list[str]]:
+    """Work-dir names (in the search key's directory) of a chunked track's anchors and chunks."""
+    stem = f"chunked-{track_id:06d}"
+    return f"{stem}-anchors.npz", [f"{stem}-chunk-{c.index:04d}.npz" for c in chunks]
+
+
+def states_to_arrays(states: Sequence[Any]) -> dict[str, np.ndarray]:
+    """One-face SearchStates (anchors) as float32 arrays, exactly: latents and every noise map."""
+    if not states:
+        return {}
+    out = {"state_latents": np.concatenate([s.latents.detach().cpu().numpy() for s in states])}
+    for i in range(len(states[0].noise)):
+        out[f"state_noise_{i:03d}"] = np.concatenate([s.noise[i].detach().cpu().numpy() for s in states])
+    return out
+
+
+def states_from_arrays(a: Mapping[str, np.ndarray]) -> list[Any]:
+    """The SearchStates `states_to_arrays` stored, one per face."""
+    import torch
+
+    from pipeline.search.state import SearchState
+
+    if "state_latents" not in a:
+        return []
+    names = sorted(k for k in a if k.startswith("state_noise_"))
+    lat = torch.from_numpy(np.array(a["state_latents"]))
+    noise = [torch.from_numpy(np.array(a[k])) for k in names]
+    return [SearchState(lat[i : i + 1], [n[i : i + 1] for n in noise]) for i in range(lat.shape[0])]
 
 
 def as_stored(faces: Sequence[FaceRestoration]) -> list[FaceRestoration]:

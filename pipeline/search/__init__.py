@@ -5,7 +5,8 @@ Public API (import from the submodules; this package imports nothing heavy itsel
 - search.search(G, targets, *, settings, space, init, prev, prev_mask, gray, seeds, device) -> SearchResult
 - track.restore_track(G, crops, *, settings, space, gray, device, track_id, frame_indices, prev_state)
   and track.restore_tracks_batched(G, tracks: [TrackInput], ...) -> [TrackOutput] (lockstep batching)
-- chunks.plan_chunks / chunks.restore_track_chunked: anchors first, chunks landing on the next anchor
+- chunks.plan_chunks (plan.plan_chunks, torch-free) / chunks.restore_track_chunked: anchors first, chunks
+  landing on the next anchor (solve_anchors, chunk_input: the same steps as separate work units)
 - synthetic.make_track: a known-answer world for evaluation (scripts/evaluate_search.py)
 Settings are pipeline.config.SearchConfig. The detail the search restores is invented by the prior
 (see pipeline.INVENTED_DETAIL_NOTICE).

@@ -14,14 +14,14 @@ of two different answers wobbles.)
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 import torch
 
 from pipeline.config import SearchConfig
-from pipeline.errors import SearchError
 from pipeline.search.latent_space import GaussianizedW
+from pipeline.search.plan import Chunk, plan_chunks
 from pipeline.search.search import search
 from pipeline.search.state import SearchState
 from pipeline.search.track import (
@@ -34,38 +34,6 @@ from pipeline.search.track import (
     track_seed,
 )
 from pipeline.types import FaceRestoration
-
-
-@dataclass(frozen=True)
-class Chunk:
-    index: int
-    start: int  # first frame (track position, inclusive); also the chunk's anchor frame
-    end: int  # last frame + 1 (the next chunk's anchor)
-
-    @property
-    def anchor(self) -> int:
-        return self.start
-
-
-def plan_chunks(track_length: int, chunk_len: int, landing: int = 0) -> list[Chunk]:
-    """Consecutive chunks covering [0, track_length).
-
-    chunk_len <= 0 or >= track_length gives one chunk. A tail shorter than `landing + 2` frames is merged
-    into the chunk before it (a chunk needs its anchor, room to land, and at least one free frame).
-    """
-    if track_length < 1:
-        raise SearchError(f"plan_chunks: track length must be positive, got {track_length}")
-    if chunk_len <= 0 or chunk_len >= track_length:
-        return [Chunk(0, 0, track_length)]
-    if not 0 <= landing <= chunk_len - 2:
-        raise SearchError(
-            f"plan_chunks: landing {landing} must be in [0, chunk_len - 2] = [0, {chunk_len - 2}]"
-        )
-    starts = list(range(0, track_length, chunk_len))
-    if len(starts) > 1 and track_length - starts[-1] < landing + 2:
-        starts.pop()
-    ends = [*starts[1:], track_length]
-    return [Chunk(i, a, b) for i, (a, b) in enumerate(zip(starts, ends, strict=True))]
 
 
 def boundary_transitions(chunks: Sequence[Chunk], landing: int) -> list[int]:
@@ -105,37 +73,28 @@ def restore_track_chunked(
     no_smooth = replace(settings, smooth_sigma=0.0)  # smoothing, if asked, runs once over the whole track
 
     # 1. the anchor chain (sequential on one worker, cheap: one frame per chunk)
-    anchors: list[FaceRestoration] = []
-    anchor_states: list[SearchState] = []
-    anchor_settings = replace(no_smooth, warm_steps=settings.steps)  # a long jump: the full budget
-    for c in chunks:
-        target = [crop_to_tensor(crops[c.start], f"track {track_id} frame {indices[c.start]}")]
-        if not anchor_states:
-            seeds = [track_seed(settings.seed, track_id)]
-            res = search(G, target, settings=no_smooth, space=space, gray=gray, seeds=seeds, device=device)
-        else:
-            res = search(
-                G,
-                target,
-                settings=anchor_settings,
-                space=space,
-                gray=gray,
-                prev=anchor_states[-1],
-                device=device,
-            )
-        anchors.append(to_restoration(track_id, indices[c.start], res, 0, int(res.steps[0])))
-        anchor_states.append(res.state)
+    anchors, anchor_states = solve_anchors(
+        G,
+        [crops[c.start] for c in chunks],
+        [indices[c.start] for c in chunks],
+        settings=settings,
+        space=space,
+        gray=gray,
+        device=device,
+        track_id=track_id,
+    )
 
     # 2. the chunks, each from its anchor, landing next to the following anchor (one work unit each)
     units = [
-        TrackInput(
+        chunk_input(
             track_id,
-            crops[c.start + 1 : c.end],
-            indices[c.start + 1 : c.end],
-            gray,
-            prev_state=anchor_states[c.index],
-            arrive_state=anchor_states[c.index + 1] if c.index + 1 < len(chunks) else None,
-            arrive_frames=settings.chunk_landing,
+            crops,
+            indices,
+            c,
+            anchor_states[c.index],
+            anchor_states[c.index + 1] if c.index + 1 < len(chunks) else None,
+            landing=settings.chunk_landing,
+            gray=gray,
         )
         for c in chunks
     ]
@@ -152,3 +111,58 @@ def restore_track_chunked(
         track = TrackInput(track_id, crops, indices, gray)
         final, states = smooth_track(G, track, final, states, settings=settings, space=space, device=device)
     return final, states[-1].detach()
+
+
+def solve_anchors(
+    G: torch.nn.Module,
+    anchor_crops: Sequence[np.ndarray],
+    anchor_indices: Sequence[int],
+    *,
+    settings: SearchConfig,
+    space: GaussianizedW,
+    gray: bool = False,
+    device: torch.device | str = "cpu",
+    track_id: int = 0,
+) -> tuple[list[FaceRestoration], list[SearchState]]:
+    """The anchor chain of a chunked track: anchor 0 cold, each next one warm-started from the one
+    before with the cold step budget. Returns each anchor's restoration and state (on the CPU)."""
+    no_smooth = replace(settings, smooth_sigma=0.0)
+    anchor_settings = replace(no_smooth, warm_steps=settings.steps)  # a long jump: the full budget
+    anchors: list[FaceRestoration] = []
+    states: list[SearchState] = []
+    for crop, frame in zip(anchor_crops, anchor_indices, strict=True):
+        target = [crop_to_tensor(crop, f"track {track_id} frame {frame}")]
+        if not states:
+            seeds = [track_seed(settings.seed, track_id)]
+            res = search(G, target, settings=no_smooth, space=space, gray=gray, seeds=seeds, device=device)
+        else:
+            res = search(
+                G, target, settings=anchor_settings, space=space, gray=gray, prev=states[-1], device=device
+            )
+        anchors.append(to_restoration(track_id, frame, res, 0, int(res.steps[0])))
+        states.append(res.state.detach())
+    return anchors, states
+
+
+def chunk_input(
+    track_id: int,
+    crops: Sequence[np.ndarray],
+    indices: Sequence[int],
+    chunk: Chunk,
+    anchor_state: SearchState,
+    next_anchor_state: SearchState | None,
+    *,
+    landing: int,
+    gray: bool = False,
+) -> TrackInput:
+    """A chunk's work unit: its frames after its anchor (`crops`, `indices`: the whole track's), warm-
+    started from the anchor and landing over its last `landing` frames on the next anchor (if any)."""
+    return TrackInput(
+        track_id,
+        crops[chunk.start + 1 : chunk.end],
+        indices[chunk.start + 1 : chunk.end],
+        gray,
+        prev_state=anchor_state,
+        arrive_state=next_anchor_state,
+        arrive_frames=landing,
+    )

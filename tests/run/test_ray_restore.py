@@ -372,3 +372,45 @@ def _kill_own_ray(temp_dir: Path) -> None:
     for pid in mine:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_a_chunked_track_gives_the_same_output_through_ray_as_in_process(
+    face_video: Path, tiny_model: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Tracks longer than search.chunk_len are searched as an anchor unit plus a unit per chunk (on any
+    actors); both executors give the same output and report, every unit is stored, and a resumed run
+    redoes only the chunk it lost."""
+    import torch
+
+    def config(workdir: Path) -> Config:
+        return _config(tiny_model, workdir, "search.chunk_len=3", "search.chunk_landing=1")
+
+    report = ray_exec.restore(face_video, tmp_path / "ray.mkv", config(tmp_path / "rw"))
+    assert (report.tracks, report.restored) == (3, 24)
+    # three 8-frame tracks, each in chunks [0, 3) and [3, 8): anchors, two chunks, the joined track
+    (key,) = (tmp_path / "rw" / "search").iterdir()
+    assert len(list(key.glob("track-*.npz"))) == 3
+    assert len(list(key.glob("chunked-*-anchors.npz"))) == 3
+    assert len(list(key.glob("chunked-*-chunk-*.npz"))) == 6
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as a one-CPU search actor (see `reference`)
+    try:
+        local.restore(face_video, tmp_path / "local.mkv", config(tmp_path / "lw"))
+    finally:
+        torch.set_num_threads(threads)
+    _assert_same_video(tmp_path / "ray.mkv", tmp_path / "local.mkv")
+    local_report, ray_report = _report(tmp_path / "local.mkv"), _report(tmp_path / "ray.mkv")
+    assert ray_report["faces"] == local_report["faces"]
+    assert [f["frame"] for f in ray_report["faces"] if f["track_id"] == 0] == list(range(8))
+    _assert_same_identity(ray_report, local_report)
+
+    # a resumed run that lost one chunk (and so its track's result) redoes that chunk only
+    (lost,) = key.glob("chunked-000001-chunk-0001.npz")
+    lost.unlink()
+    (key / "track-000001.npz").unlink()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="pipeline.run.ray_exec"):
+        ray_exec.restore(face_video, tmp_path / "resumed.mkv", config(tmp_path / "rw"))
+    assert "search units run 1, skipped 4" in caplog.text  # the chunk; two tracks, its anchors, chunk 0
+    assert lost.exists()
+    _assert_same_video(tmp_path / "resumed.mkv", tmp_path / "local.mkv")

@@ -54,3 +54,74 @@ def test_chunked_track_meets_the_bound_without_jumps_at_boundaries(
     change = flicker(img, world.truth)
     bounds = boundary_transitions(plan_chunks(15, 5, 3), 3)
     assert boundary_ratio(change, bounds) < 1.25
+
+
+@pytest.mark.parametrize("batch_size", [1, 8])
+def test_chunked_track_through_the_stage_units_equals_restore_track_chunked(
+    tiny_G: Generator, tiny_space: GaussianizedW, fast_settings: SearchConfig, batch_size: int
+) -> None:
+    """The executors' units for a long track (anchor chain, then each chunk on its own from stored
+    anchor states) give what `restore_track_chunked` gives; short tracks stay whole, batched.
+
+    `restore_track_chunked` advances the chunks in lockstep, up to batch_size faces per search call,
+    while a worker searches one chunk alone: bit for bit equal when each chunk is alone there too
+    (batch_size 1); otherwise batch companions change the last float bits, so equal within tolerance.
+    """
+    from pipeline.config import Config
+    from pipeline.faces import store
+    from pipeline.run import stages
+    from pipeline.types import FaceCrop
+
+    world = make_track(tiny_G, frames=15, scale=4, seed=11, motion=0.6, keyframe_every=6)
+    settings = replace(fast_settings, chunk_len=5, chunk_landing=2, batch_size=batch_size)
+    cfg = replace(Config(), search=settings)
+    crops = [
+        FaceCrop(7, 100 + i, np.asarray(c, np.float32), np.eye(2, 3), False)
+        for i, c in enumerate(world.crops)
+    ]
+    plan = stages.search_plan({3: 5, 7: 15, 1: 4, 2: 6}, replace(cfg, search=replace(settings, batch_size=2)))
+    assert plan.units == [(1, 2), (3,)]  # short tracks: whole, batch_size at a time
+    assert list(plan.chunked) == [7] and plan.chunked[7] == plan_chunks(15, 5, 2)
+    off = stages.search_plan({3: 5, 7: 15}, replace(cfg, search=replace(settings, chunk_len=0, batch_size=2)))
+    assert (off.units, off.chunked) == ([(3, 7)], {})
+    smooth = stages.search_plan({7: 15}, replace(cfg, search=replace(settings, smooth_sigma=1.0)))
+    assert (smooth.units, smooth.chunked) == ([(7,)], {})  # smoothing needs the whole track at once
+
+    chunks = plan.chunked[7]
+    anchors, states = stages.search_anchors(tiny_G, tiny_space, crops, chunks, cfg)
+    # the states travel through the work directory between units: stored exactly
+    arrays = {**store.restorations_to_arrays(anchors), **stages.states_to_arrays(states)}
+    stored = stages.states_from_arrays(arrays)
+    assert len(stored) == len(chunks) == 3
+    parts = [
+        stages.search_chunk(
+            tiny_G,
+            tiny_space,
+            crops,
+            chunks,
+            c.index,
+            stored[c.index],
+            stored[c.index + 1] if c.index < 2 else None,
+            cfg,
+        )
+        for c in reversed(chunks)  # independent of each other: any order, any worker
+    ][::-1]
+    faces = stages.join_chunked(store.restorations_from_arrays(arrays), parts)
+    with pytest.raises(SearchError, match="crops of one track"):
+        stages.search_chunk(tiny_G, tiny_space, crops[:-1], chunks, 0, stored[0], stored[1], cfg)
+
+    want, _ = restore_track_chunked(
+        tiny_G, world.crops, settings=settings, space=tiny_space, track_id=7, frame_indices=range(100, 115)
+    )
+    want = stages.as_stored(want)
+    assert [(f.track_id, f.frame_index) for f in faces] == [(7, 100 + i) for i in range(15)]
+    for got, ref in zip(faces, want, strict=True):
+        if batch_size == 1:
+            assert (got.steps, got.met_bound, got.psnr) == (ref.steps, ref.met_bound, ref.psnr)
+            assert np.array_equal(got.latents, ref.latents)
+            assert np.array_equal(got.image, ref.image)
+        else:
+            assert got.met_bound == ref.met_bound and abs(got.steps - ref.steps) <= 1
+            assert got.psnr == pytest.approx(ref.psnr, abs=0.05)
+            np.testing.assert_allclose(got.latents, ref.latents, atol=1e-4)
+            np.testing.assert_allclose(got.image, ref.image, atol=1e-3)
