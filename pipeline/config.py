@@ -87,7 +87,9 @@ class SearchConfig:
     autocast: str = "none"  # "none" or "bfloat16": mixed-precision synthesis (the loss stays float32)
     share_coarse_layers: int = 0  # W+ layers fixed to the track's first frame (stable identity; 0 = off)
     smooth_sigma: float = 0.0  # Gaussian smoothing of latents over time after the search, frames (0 = off)
-    chunk_len: int = 0  # split long tracks into chunks of this many frames for parallel workers (0 = off)
+    # split tracks longer than this into chunks (separate work units: anchors first, then chunks on any
+    # search worker); 0 = off. Smoothing (smooth_sigma > 0) needs whole tracks and keeps them whole.
+    chunk_len: int = 0
     chunk_landing: int = 4  # a chunk's last frames are steered onto the next chunk's anchor (no jump)
 
 
