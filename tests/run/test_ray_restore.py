@@ -16,7 +16,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -25,9 +25,7 @@ import numpy as np
 import pytest
 
 from pipeline.config import Config, load_config
-from pipeline.faces.synthetic import render, standard_shots, write_video
 from pipeline.run import local, ray_exec
-from pipeline.run.local import RANDOM_SOURCE_PREFIX
 from pipeline.run.ray_runtime import configure_auth
 from tests.media import make_clip, read_audio_packets, read_video_times
 
@@ -41,38 +39,6 @@ def embedded_ray() -> Iterator[None]:
     ray.init(num_cpus=2, include_dashboard=False, logging_level="warning", log_to_driver=False)
     yield
     ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def face_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """16 frames, 160×90, two shots: two moving faces, then one (3 tracks); a FLAC audio track."""
-    shots = [
-        replace(
-            s,
-            length=n,
-            placements=tuple(
-                replace(
-                    p,
-                    scale=(p.scale[0] * 2, p.scale[1] * 2),
-                    start=(p.start[0] * 0.8, p.start[1] * 0.6),
-                    end=(p.end[0] * 0.8, p.end[1] * 0.6),
-                )
-                for p in s.placements
-            ),
-        )
-        for s, n in zip(standard_shots()[:2], (8, 8), strict=True)
-    ]
-    return write_video(render(shots, factor=8, seed=3).frames, tmp_path_factory.mktemp("faces") / "faces.mkv")
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from pipeline.prior.cache_format import save_generator
-    from pipeline.prior.stylegan2 import make_random_generator
-
-    G = make_random_generator(16, seed=0, z_dim=32, w_dim=32, channel_max=32, mapping_layers=2)
-    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
-    return save_generator(G, path, source=f"{RANDOM_SOURCE_PREFIX}: seed 0, 16 px (test generator)")
 
 
 def _config(model: Path | None, workdir: Path, *extra: str) -> Config:

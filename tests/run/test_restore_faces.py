@@ -13,44 +13,8 @@ import pytest
 from pipeline import INVENTED_DETAIL_NOTICE
 from pipeline.config import Config, PriorConfig, load_config
 from pipeline.errors import CheckpointError, ModelNotAvailableError
-from pipeline.faces.synthetic import render, standard_shots, write_video
-from pipeline.run.local import RANDOM_SOURCE_PREFIX, RestoreReport, restore
+from pipeline.run.local import RestoreReport, restore
 from tests.media import assert_same_times, read_audio_packets, read_video_tags, read_video_times
-
-
-@pytest.fixture(scope="module")
-def face_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """16 frames, 160×90, two shots with two and one moving faces, gray, grainy; a sine audio track."""
-    shots = [
-        replace(
-            s,
-            length=n,
-            placements=tuple(
-                replace(
-                    p,
-                    scale=(p.scale[0] * 2, p.scale[1] * 2),
-                    start=(p.start[0] * 0.8, p.start[1] * 0.6),
-                    end=(p.end[0] * 0.8, p.end[1] * 0.6),
-                )
-                for p in s.placements
-            ),
-        )
-        for s, n in zip(standard_shots()[:2], (8, 8), strict=True)
-    ]
-    clip = render(shots, factor=8, seed=3)
-    return write_video(clip.frames, tmp_path_factory.mktemp("faces") / "faces.mkv")
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from pipeline.prior.cache_format import save_generator
-    from pipeline.prior.stylegan2 import make_random_generator
-
-    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
-    G = make_random_generator(16, seed=0, z_dim=32, w_dim=32, channel_max=32, mapping_layers=2)
-    return save_generator(
-        G, path, source=f"{RANDOM_SOURCE_PREFIX}: seed 0, 16 px (test generator, not a face model)"
-    )
 
 
 def _config(model: Path, workdir: Path) -> Config:
