@@ -112,6 +112,20 @@ class RunConfig:
 
 
 @dataclass(frozen=True)
+class ReportConfig:
+    """What `OUTPUT.report.html` shows (pipeline.report); the JSON report is always written."""
+
+    html: bool = True  # write OUTPUT.report.html beside the JSON report
+    sheet_frames: int = 4  # face-frames per track on its contact sheet (worst consistency first)
+    thumbs_per_shot: int = 3  # output thumbnails per shot (first, middle, last ...)
+    thumb_width: int = 160  # px width of a shot thumbnail
+    # "where is this invented?": cold searches from this many different starts per sampled face;
+    # the per-pixel spread of the results is drawn as a heat map (0 = off; costs K searches per face)
+    spread_k: int = 4
+    spread_faces: int = 3  # face-frames sampled for the spread (one per track, longest tracks first)
+
+
+@dataclass(frozen=True)
 class Config:
     io: IOConfig = field(default_factory=IOConfig)
     upscale: UpscaleConfig = field(default_factory=UpscaleConfig)
@@ -119,6 +133,7 @@ class Config:
     prior: PriorConfig = field(default_factory=PriorConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)  # the HTML report (pipeline.report)
 
 
 T = TypeVar("T")
