@@ -226,3 +226,37 @@ def detect_images(
             )
         results.append(found)
     return results
+
+
+# ----------------------------------------------------------------------------- union (anonymise)
+
+
+class UnionDetector:
+    """Every face YuNet or CenterFace finds (recall first, for anonymisation): both run on the same
+    images and their faces are merged by non-maximum suppression, the more confident one kept."""
+
+    name = "union"
+
+    def __init__(self, score_threshold: float = 0.5, nms_iou: float = 0.3) -> None:
+        self.members: list[FaceDetector] = [
+            YuNetDetector(score_threshold=score_threshold, nms_iou=nms_iou),
+            CenterFaceDetector(score_threshold=score_threshold, nms_iou=nms_iou),
+        ]
+        self.nms_iou = nms_iou
+
+    def detect_batch(self, images: Sequence[np.ndarray]) -> list[RawFaces]:
+        per_member = [m.detect_batch(images) for m in self.members]
+        out = []
+        for found in zip(*per_member, strict=True):
+            boxes = np.concatenate([f.boxes for f in found])
+            if boxes.shape[0] == 0:
+                out.append(RawFaces.empty())
+                continue
+            scores = np.concatenate([f.scores for f in found])
+            keep = _nms(boxes, scores, self.nms_iou)
+            marks = np.concatenate([f.landmarks for f in found])
+            out.append(RawFaces(boxes[keep], marks[keep], scores[keep]))
+        return out
+
+
+DETECTORS["union"] = UnionDetector
