@@ -126,6 +126,29 @@ class ReportConfig:
 
 
 @dataclass(frozen=True)
+class AnonConfig:
+    """Anonymise (`reel anonymize`), read by pipeline.anon: every face of every frame replaced.
+
+    The scan itself is set for recall by the `anonymize` preset (both detectors, lower threshold).
+    """
+
+    # px across the aligned face that the synthetic face must match: what is left of the person
+    # (measured: SFace cosine to the original stays below the same-person threshold at <= 12 px)
+    bottleneck: int = 8
+    extend: int = 4  # frames a track is extended before its first and after its last detection
+    bridge: int = 12  # frames a track may vanish (same shot, nearby box) and still be joined across the gap
+    mask_grow: float = 1.5  # masks cover the face box scaled by this (under every synthetic face too)
+    fallback: str = "blur"  # face-frames the search cannot serve: "blur" (kept at `fallback_cells`) or "fill"
+    fallback_cells: int = 4  # "blur": px across the mask the region is reduced to before it is smoothed
+    min_face: int = 16  # an aligned face smaller than this (source px) is masked, not searched
+    max_face_ratio: float = 4.0  # ... and one larger than this x the generator's resolution
+    max_yaw: float = 0.45  # ... and a profile: nose off the eye midline by more than this x the eye distance
+    max_outside: float = 0.2  # ... and one whose aligned square lies more than this fraction outside the frame
+    keep_crops: bool = False  # keep the original face crops in the work directory (review); default: deleted
+    measure_identity: bool = True  # audit: SFace cosine between each original and anonymised face-frame
+
+
+@dataclass(frozen=True)
 class Config:
     io: IOConfig = field(default_factory=IOConfig)
     upscale: UpscaleConfig = field(default_factory=UpscaleConfig)
@@ -133,6 +156,7 @@ class Config:
     prior: PriorConfig = field(default_factory=PriorConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    anon: AnonConfig = field(default_factory=AnonConfig)  # `reel anonymize` (pipeline.anon)
     report: ReportConfig = field(default_factory=ReportConfig)  # the HTML report (pipeline.report)
 
 
