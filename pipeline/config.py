@@ -149,6 +149,20 @@ class AnonConfig:
 
 
 @dataclass(frozen=True)
+class ComposeConfig:
+    """Paste-back and the consistency guarantee in frame coordinates (pipeline.frame.compose)."""
+
+    project: bool = True  # project each face region onto the images whose downscale is the footage
+    project_steps: int = 12  # back-projection steps per face at most (each: residual, pseudo-inverse)
+    project_target_db: float = 50.0  # ... stopping once the face region agrees with the footage this well
+    max_face_stretch: float = 1.25  # a face drawn larger than this x the generator's resolution falls back
+    min_inside: float = 0.5  # ... and one whose aligned square is less than this fraction inside the frame
+    tone_match: bool = True  # match the pasted face's low-pass tone to the frame
+    grain_match: bool = True  # add grain to faces smoother than the footage (seeded per track: steady)
+    grain_seed: int = 0  # seeds each track's grain pattern (with the track id)
+
+
+@dataclass(frozen=True)
 class Config:
     io: IOConfig = field(default_factory=IOConfig)
     upscale: UpscaleConfig = field(default_factory=UpscaleConfig)
@@ -158,6 +172,7 @@ class Config:
     run: RunConfig = field(default_factory=RunConfig)
     anon: AnonConfig = field(default_factory=AnonConfig)  # `reel anonymize` (pipeline.anon)
     report: ReportConfig = field(default_factory=ReportConfig)  # the HTML report (pipeline.report)
+    compose: ComposeConfig = field(default_factory=ComposeConfig)  # paste-back + projection (frame.compose)
 
 
 T = TypeVar("T")
