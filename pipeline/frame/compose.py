@@ -6,19 +6,37 @@ the face does. The face is tone-matched to the frame by adding the low-pass of t
 between the upscaled frame and the face (a normalised convolution inside the mask), so brightness
 and colour follow the footage while the face keeps its detail. A face smoother than the footage
 gets the grain it lacks (strength and grain size measured on the footage it replaces), so it does
-not show as a clean patch. Black-and-white footage gets luminance-only faces and stays black and
-white.
+not show as a clean patch; its pattern is seeded per track and lives in the face square, so it moves
+with the face instead of flickering. Black-and-white footage gets luminance-only faces and stays
+black and white.
+
+`compose_frame` makes one output frame (the contract the plan's compose step calls): whole-frame
+upscale, faces pasted, then every face region projected onto the images whose downscale is the
+footage (`pipeline.frame.project`), so the promise "downscaled, the output is the film" holds in
+frame coordinates whatever the search reached. Faces the prior cannot serve (drawn much larger than
+the generator draws, or mostly outside the frame) are not pasted: their region keeps the upscale,
+projected the same way, and the record and the log say why.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pipeline.faces.align import to_cv2_matrix
+from pipeline.faces.align import rescale_affine, to_cv2_matrix
+from pipeline.frame.project import Window, project_region, region_psnr, window
+from pipeline.types import FaceRestoration, VideoFrame
+
+if TYPE_CHECKING:
+    from pipeline.config import Config
+
+log = logging.getLogger(__name__)
 
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # BT.601, as for the gray decision
 _GRAIN_BAND = 3.0  # px: the coarsest scale measured as grain
@@ -30,6 +48,7 @@ class FacePaste:
 
     image: np.ndarray  # [R, R, 3] float32 in [0, 1]
     to_output: np.ndarray  # [2, 3] affine: continuous face pixel -> continuous output pixel
+    seed: int | None = None  # grain seed (one per track keeps grain steady); None: from the affine
 
 
 @dataclass(frozen=True)
@@ -92,7 +111,9 @@ def _match_grain(
     face: np.ndarray,  # [h, w, 3] the warped face in the output region
     region: np.ndarray,  # [h, w, 3] the upscaled frame under and around it
     alpha: np.ndarray,  # [h, w] the paste mask
-    affine: np.ndarray,  # the face's placement: seeds the grain, so a rerun gives the same output
+    affine: np.ndarray,  # [2, 3] face px -> output px, shifted to the region's origin
+    size: int,  # the face square's side in face px
+    seed: int,  # the track's grain seed: one pattern along a track
 ) -> np.ndarray:
     """Add luminance grain to a face that is smoother than the footage around it.
 
@@ -118,10 +139,16 @@ def _match_grain(
     total = _robust_std((r_luma - cv2.GaussianBlur(r_luma, (0, 0), _GRAIN_BAND))[ring])
     sigmas, ratios = _grain_table()
     sigma = float(sigmas[np.argmin(np.abs(ratios - want / max(total, 1e-6)))])
-    seed = int.from_bytes(np.asarray(affine, np.float64).tobytes()[:8], "little") & 0xFFFFFFFF
-    noise = np.random.default_rng(seed).standard_normal(f_luma.shape).astype(np.float32)
+    # The noise lives in the face square (about one output pixel per noise pixel) and moves with
+    # the face: the same pattern along the whole track, so the grain does not flicker.
+    scale = float(np.sqrt(abs(np.linalg.det(affine[:, :2]))))
+    n = max(16, -(-round(size * scale) // 16) * 16)  # rounded up: the pattern changes only at steps of 16
+    pattern = np.random.default_rng(seed).standard_normal((n, n)).astype(np.float32)
     if sigma > 0:
-        noise = cv2.GaussianBlur(noise, (0, 0), sigma)
+        pattern = cv2.GaussianBlur(pattern, (0, 0), sigma)
+    m = to_cv2_matrix(rescale_affine(affine, src_scale=n / size))
+    h, w = f_luma.shape
+    noise = cv2.warpAffine(pattern, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
     noise *= np.sqrt(missing) / max(float(_highpass(noise)[inside].std()), 1e-6)
     return face + noise[..., None]
 
@@ -138,6 +165,84 @@ def _footprint(to_output: np.ndarray, size: int, shape: tuple[int, int]) -> tupl
     return int(x0), int(y0), int(x1), int(y1)
 
 
+@dataclass(frozen=True, eq=False)
+class Pasted:
+    """Where a face went: its footprint box in the output and its mask there."""
+
+    box: tuple[int, int, int, int]  # x0, y0, x1, y1 in output pixels
+    alpha: np.ndarray  # [y1 - y0, x1 - x0] float32 mask in [0, 1]
+
+
+def footprint_alpha(
+    to_output: np.ndarray, size: int, shape: tuple[int, int], settings: ComposeSettings
+) -> Pasted | None:
+    """The paste mask of a `size`-px face placed by `to_output` in an output of `shape` (h, w)."""
+    import cv2
+
+    affine = np.asarray(to_output, np.float64)
+    box = _footprint(affine, size, shape)
+    if box is None:
+        return None
+    x0, y0, x1, y1 = box
+    shifted = affine.copy()
+    shifted[:, 2] -= (x0, y0)
+    mask = face_mask(size, settings.feather, settings.margin)
+    alpha = cv2.warpAffine(mask, to_cv2_matrix(shifted), (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR)
+    return Pasted(box, np.asarray(alpha, np.float32))
+
+
+def paste_face(
+    out: np.ndarray,  # [H, W, 3] float32 in [0, 1], modified in place
+    face: FacePaste,
+    gray: bool = False,
+    settings: ComposeSettings | None = None,
+) -> Pasted | None:
+    """Paste one face into `out`; returns its footprint and mask (None when it is outside)."""
+    import cv2
+
+    settings = settings or ComposeSettings()
+    image = np.asarray(face.image, np.float32)
+    size = image.shape[0]
+    affine = np.asarray(face.to_output, np.float64)
+    scale = float(np.sqrt(abs(np.linalg.det(affine[:, :2]))))  # output px per face px
+    if scale < 0.75:  # the face is shrunk a lot: pre-reduce so bilinear warping does not alias
+        new = max(2, round(size * scale / 0.9))
+        image = np.asarray(cv2.resize(image, (new, new), interpolation=cv2.INTER_AREA), np.float32)
+        affine = affine.copy()
+        affine[:, :2] *= size / new
+        size = new
+    placed = footprint_alpha(affine, size, out.shape[:2], settings)
+    if placed is None:
+        return None
+    x0, y0, x1, y1 = placed.box
+    shifted = affine.copy()
+    shifted[:, 2] -= (x0, y0)
+    warped = cv2.warpAffine(
+        image,
+        to_cv2_matrix(shifted),
+        (x1 - x0, y1 - y0),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
+    alpha = placed.alpha[..., None]
+    region = out[y0:y1, x0:x1]
+    if gray:
+        warped = np.repeat((warped @ _LUMA)[..., None], 3, axis=2)
+    if settings.tone_match:
+        sigma = max(settings.tone_sigma * size * scale, 1.0)
+        weight = (alpha > 0.5).astype(np.float32)
+        num = cv2.GaussianBlur((region - warped) * weight, (0, 0), sigma)
+        den = cv2.GaussianBlur(weight[..., 0], (0, 0), sigma)[..., None]
+        warped = warped + num / np.maximum(den, 1e-3)
+    if settings.grain_match:
+        seed = face.seed
+        if seed is None:
+            seed = int.from_bytes(np.asarray(face.to_output, np.float64).tobytes()[:8], "little") & 0xFFFFFFFF
+        warped = _match_grain(warped, region, alpha[..., 0], shifted, size, seed)
+    out[y0:y1, x0:x1] = region * (1 - alpha) + np.clip(warped, 0, 1) * alpha
+    return placed
+
+
 def paste_faces(
     frame: np.ndarray,  # [H, W, 3] upscaled frame, uint8 / uint16 / float32 in [0, 1]
     faces: Sequence[FacePaste],
@@ -145,46 +250,188 @@ def paste_faces(
     settings: ComposeSettings | None = None,
 ) -> np.ndarray:
     """The frame with every face pasted in (a new array of the frame's dtype)."""
-    import cv2
-
-    settings = settings or ComposeSettings()
-    peak = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(frame.dtype, 1.0)
+    peak = _peak(frame)
     out = frame.astype(np.float32) / peak
     for face in faces:
-        image = np.asarray(face.image, np.float32)
-        size = image.shape[0]
-        affine = np.asarray(face.to_output, np.float64)
-        scale = float(np.sqrt(abs(np.linalg.det(affine[:, :2]))))  # output px per face px
-        if scale < 0.75:  # the face is shrunk a lot: pre-reduce so bilinear warping does not alias
-            new = max(2, round(size * scale / 0.9))
-            image = np.asarray(cv2.resize(image, (new, new), interpolation=cv2.INTER_AREA), np.float32)
-            affine = affine.copy()
-            affine[:, :2] *= size / new
-            size = new
-        box = _footprint(affine, size, out.shape[:2])
-        if box is None:
-            continue
-        x0, y0, x1, y1 = box
-        shifted = affine.copy()
-        shifted[:, 2] -= (x0, y0)
-        m = to_cv2_matrix(shifted)
-        dsize = (x1 - x0, y1 - y0)
-        mask = face_mask(size, settings.feather, settings.margin)
-        warped = cv2.warpAffine(image, m, dsize, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        alpha = cv2.warpAffine(mask, m, dsize, flags=cv2.INTER_LINEAR, borderValue=0.0)[..., None]
-        region = out[y0:y1, x0:x1]
-        if gray:
-            warped = np.repeat((warped @ _LUMA)[..., None], 3, axis=2)
-        if settings.tone_match:
-            sigma = max(settings.tone_sigma * size * scale, 1.0)
-            weight = (alpha > 0.5).astype(np.float32)
-            num = cv2.GaussianBlur((region - warped) * weight, (0, 0), sigma)
-            den = cv2.GaussianBlur(weight[..., 0], (0, 0), sigma)[..., None]
-            warped = warped + num / np.maximum(den, 1e-3)
-        if settings.grain_match:
-            warped = _match_grain(warped, region, alpha[..., 0], affine)
-        out[y0:y1, x0:x1] = region * (1 - alpha) + np.clip(warped, 0, 1) * alpha
+        paste_face(out, face, gray, settings)
+    return _to_dtype(out, frame.dtype)
+
+
+def _peak(image: np.ndarray) -> float:
+    return {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(image.dtype, 1.0)
+
+
+def _to_dtype(out: np.ndarray, dtype: np.dtype) -> np.ndarray:
     out = np.clip(out, 0, 1)
+    peak = _peak(np.empty(0, dtype))
     if peak == 1.0:
-        return out.astype(frame.dtype)
-    return (out * peak + 0.5).astype(frame.dtype)
+        return out.astype(dtype)
+    return (out * peak + 0.5).astype(dtype)
+
+
+# ----------------------------------------------------------------------------- one frame, guaranteed
+
+
+@dataclass(frozen=True, eq=False)
+class FacePlacement:
+    """Where one restored face goes: its restoration and the alignment it was cropped with."""
+
+    restoration: FaceRestoration
+    crop_to_frame: np.ndarray  # [2, 3] continuous crop pixel -> continuous source pixel
+    crop_size: int  # S: the crop's side in pixels (the face's native size)
+
+
+_told: set[tuple[int, str]] = set()  # (track, reason) already logged: each fallback is said once
+
+
+def fallback_reason(
+    crop_to_frame: np.ndarray,
+    crop_size: int,
+    resolution: int,
+    scale: float,
+    frame_shape: tuple[int, int],
+    cfg: Any,
+) -> str | None:
+    """Why the prior cannot serve this face (None when it can).
+
+    - the face is drawn larger in the output than `max_face_stretch` x the generator's resolution:
+      pasting it would paste an upsampled blur;
+    - less than `min_inside` of its aligned square lies inside the frame.
+    """
+    out_size = crop_size * scale
+    if out_size > cfg.max_face_stretch * resolution:
+        return (
+            f"face {out_size:.0f} px in the output, more than {cfg.max_face_stretch:g} x the generator's "
+            f"{resolution} px"
+        )
+    inside = _inside_fraction(np.asarray(crop_to_frame, np.float64), crop_size, frame_shape)
+    if inside < cfg.min_inside:
+        return f"only {inside:.0%} of the face's square is inside the frame"
+    return None
+
+
+def _inside_fraction(crop_to_frame: np.ndarray, size: int, shape: tuple[int, int], n: int = 16) -> float:
+    t = (np.arange(n) + 0.5) / n * size
+    gx, gy = np.meshgrid(t, t)
+    pts = np.stack([gx.ravel(), gy.ravel(), np.ones(n * n)], 1) @ crop_to_frame.T  # [n*n, 2]
+    ok = (pts[:, 0] >= 0) & (pts[:, 0] < shape[1]) & (pts[:, 1] >= 0) & (pts[:, 1] < shape[0])
+    return float(ok.mean())
+
+
+def grain_seed(base: int, track_id: int) -> int:
+    """One grain pattern per track (and per `compose.grain_seed`)."""
+    return (int(base) * 1_000_003 + int(track_id) * 7919 + 12345) & 0xFFFFFFFF
+
+
+@dataclass(frozen=True, eq=False)
+class _Region:
+    win: Window
+    hr_mask: np.ndarray  # [hr rows, hr cols] in [0, 1]: how freely the projection may move a pixel
+    lr_weight: np.ndarray  # [lr rows, lr cols] soft weight: the face's share of each source pixel
+
+
+def _face_region(
+    pasted: Pasted, scale: float, lr_shape: tuple[int, int], hr_shape: tuple[int, int]
+) -> _Region | None:
+    x0, y0, x1, y1 = pasted.box
+    lr_box = (int(np.floor(x0 / scale)) - 1, int(np.floor(y0 / scale)) - 1)
+    lr_box += (int(np.ceil(x1 / scale)) + 1, int(np.ceil(y1 / scale)) + 1)
+    win = window(lr_box, lr_shape, hr_shape)  # type: ignore[arg-type]
+    if win is None:
+        return None
+    (a0, a1), (b0, b1) = win.hy, win.hx
+    alpha = np.zeros((a1 - a0, b1 - b0), np.float64)
+    ya, yb = max(y0, a0), min(y1, a1)
+    xa, xb = max(x0, b0), min(x1, b1)
+    if yb > ya and xb > xa:
+        alpha[ya - a0 : yb - a0, xa - b0 : xb - b0] = pasted.alpha[ya - y0 : yb - y0, xa - x0 : xb - x0]
+    lr_alpha = np.einsum("ia,ab,jb->ij", win.wy, alpha, win.wx)
+    return _Region(win, np.clip(2.0 * alpha, 0.0, 1.0), lr_alpha)
+
+
+def compose_frame(
+    frame: np.ndarray | VideoFrame,  # [h, w, 3] uint8/uint16: the picture upscaled (after cleaning)
+    source: np.ndarray | None,  # [h, w, 3]: the footage the faces must agree with; None = `frame`
+    placements: Sequence[FacePlacement],  # this frame's faces
+    gray: bool,
+    cfg: Config,
+    upscaler: Callable[[np.ndarray], np.ndarray] | None = None,  # whole frame, dtype kept; None: cfg.upscale
+) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """One output frame and one record per face: upscaled, faces pasted, projected, measured.
+
+    Every face region (a pasted face, or a face the prior cannot serve, which falls back to the
+    upscale) is projected after tone and grain matching onto the images whose downscale (the
+    search's operator, `pipeline.frame.project.downscale`) is the source there. The records are
+    measured on the output as written (after rounding to its dtype): `psnr_in_frame_db` over the
+    source pixels that are mostly face, against the bound `search.eps`.
+    """
+    image = frame.image if isinstance(frame, VideoFrame) else frame
+    src = image if source is None else source
+    if upscaler is None:
+        from pipeline.frame.upscale import upscale
+
+        up = np.asarray(upscale(image, cfg.upscale.scale, cfg.upscale.method))
+    else:
+        up = np.asarray(upscaler(image))
+    if not placements:
+        return up, []
+    c = cfg.compose
+    settings = ComposeSettings(tone_match=c.tone_match, grain_match=c.grain_match)
+    scale = up.shape[1] / image.shape[1]
+    peak = _peak(up)
+    out = up.astype(np.float32) / peak
+    lr = src.astype(np.float64) / _peak(src)
+    bound = 10.0 * math.log10(1.0 / cfg.search.eps)  # the search's bound (loss.bound_psnr), in frame
+    rows: list[tuple[FacePlacement, str | None, _Region | None, float]] = []
+    for p in sorted(placements, key=lambda q: q.restoration.track_id):
+        r = p.restoration
+        resolution = int(r.image.shape[0])
+        reason = fallback_reason(p.crop_to_frame, p.crop_size, resolution, scale, image.shape[:2], c)
+        to_out = rescale_affine(p.crop_to_frame, src_scale=resolution / p.crop_size, dst_scale=scale)
+        if reason is None:
+            pasted = paste_face(
+                out, FacePaste(r.image, to_out, grain_seed(c.grain_seed, r.track_id)), gray, settings
+            )
+        else:
+            if (r.track_id, reason) not in _told:
+                _told.add((r.track_id, reason))
+                log.warning("track %d falls back to the consistent upscale: %s", r.track_id, reason)
+            pasted = footprint_alpha(to_out, resolution, out.shape[:2], settings)
+        region = _face_region(pasted, scale, image.shape[:2], out.shape[:2]) if pasted else None
+        before = float("nan")
+        if region is not None and c.project:
+            proj = project_region(
+                out,
+                lr,
+                region.win,
+                region.hr_mask,
+                region.lr_weight > 0.25,
+                c.project_steps,
+                c.project_target_db,
+            )
+            before = proj.psnr_before
+        rows.append((p, reason, region, before))
+    result = _to_dtype(out, up.dtype)
+    written = result.astype(np.float64) / peak
+    records = []
+    for p, reason, region, before in rows:
+        r = p.restoration
+        psnr = float("nan")
+        if region is not None and (region.lr_weight >= 0.5).any():
+            psnr = region_psnr(written, lr, region.win, (region.lr_weight >= 0.5).astype(np.float64))
+        records.append(
+            {
+                "track_id": int(r.track_id),
+                "frame": int(r.frame_index),
+                "psnr_in_frame_db": round(psnr, 3),
+                "psnr_before_projection_db": round(before, 3),
+                "bound_db": round(bound, 3),
+                "met_bound_in_frame": bool(psnr >= bound),
+                "search_psnr_db": round(float(r.psnr), 3),
+                "search_met_bound": bool(r.met_bound),
+                "missed_by_db": round(max(0.0, bound - float(r.psnr)), 3),
+                "projected": bool(region is not None and c.project),
+                "fallback": reason,
+            }
+        )
+    return result, records

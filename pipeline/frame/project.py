@@ -1,0 +1,173 @@
+"""Consistency in frame coordinates: the downscaling operator, and projection onto its solutions.
+
+The promise the method rests on: what we paste, downscaled back to the footage's size, is the
+footage. `downscale` is THE operator that "downscaled" means everywhere: antialiased bicubic
+(Keys' kernel with a = -0.5, widened by the reduction factor, taps at the image edge dropped and
+the rest renormalised). It is exactly `torch.nn.functional.interpolate(..., mode="bicubic",
+antialias=True)`, which the search's loss uses (`pipeline.search.loss.downscale`; a test holds the
+two equal), written as a separable pair of weight matrices so that it runs in numpy and, above
+all, so that it can be inverted.
+
+`project_region` enforces the promise after paste-back, tone and grain matching: it moves the output
+inside a face region onto the set of images whose downscale equals the source there, by iterative
+back-projection of the low-resolution residual through the operator's pseudo-inverse (the idea of
+the Consistency Enforcing Module of Bahat & Michaeli, "Explorable Super Resolution", CVPR 2020:
+detail the prior invented survives only where the footage cannot see it, i.e. in the operator's
+null space). Without a mask one step is the exact orthogonal projection; with the paste's soft mask
+the steps are weighted by it, so nothing outside the face moves, and a few steps converge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+_A = -0.5  # Keys' cubic parameter of torch's (and PIL's) antialiased bicubic filter
+
+
+def _cubic(x: np.ndarray) -> np.ndarray:
+    x = np.abs(x)
+    near = ((_A + 2) * x - (_A + 3)) * x * x + 1
+    far = (((x - 5) * x + 8) * x - 4) * _A
+    return np.where(x < 1, near, np.where(x < 2, far, 0.0))
+
+
+def aa_rows(in_size: int, out_size: int, start: int = 0, stop: int | None = None) -> tuple[int, np.ndarray]:
+    """Rows [start, stop) of the 1-D downscale matrix from `in_size` to `out_size` samples.
+
+    Returns (first input index, weights [stop - start, n]): output sample i is
+    sum_k weights[i - start, k] * input[first + k]. Matches torch's `_compute_indices_weights_aa`.
+    """
+    stop = out_size if stop is None else stop
+    scale = in_size / out_size
+    support = 2.0 * scale if scale >= 1 else 2.0
+    inv = 1.0 / scale if scale >= 1 else 1.0
+    centers = scale * (np.arange(start, stop, dtype=np.float64) + 0.5)
+    lo = np.maximum((centers - support + 0.5).astype(np.int64), 0)  # int64 truncation, as torch does
+    hi = np.minimum((centers + support + 0.5).astype(np.int64), in_size)
+    first, last = int(lo.min()), int(hi.max())
+    cols = np.arange(first, last, dtype=np.float64)
+    w = _cubic((cols[None, :] - centers[:, None] + 0.5) * inv)  # [rows, n]
+    inside = (cols[None, :] >= lo[:, None]) & (cols[None, :] < hi[:, None])
+    w = np.where(inside, w, 0.0)
+    w /= w.sum(axis=1, keepdims=True)
+    return first, w
+
+
+@lru_cache(maxsize=32)
+def _full(in_size: int, out_size: int) -> np.ndarray:
+    first, w = aa_rows(in_size, out_size)
+    full = np.zeros((out_size, in_size), np.float64)
+    full[:, first : first + w.shape[1]] = w
+    return full
+
+
+def downscale(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Antialiased bicubic resize of `image` [H, W] or [H, W, C] (float) to size (h, w), float64.
+
+    Identity when the size is unchanged (as the torch operator is).
+    """
+    h, w = size
+    if image.shape[:2] == (h, w):
+        return np.asarray(image, np.float64)
+    wy, wx = _full(image.shape[0], h), _full(image.shape[1], w)
+    x = np.asarray(image, np.float64)
+    out = np.tensordot(wy, x, axes=(1, 0))  # [h, W, ...]
+    return np.moveaxis(np.tensordot(wx, out, axes=(1, 1)), 0, 1)  # [h, w, ...]
+
+
+@dataclass(frozen=True)
+class Window:
+    """A low-resolution window and the high-resolution pixels its downscale reads."""
+
+    ly: tuple[int, int]  # rows [y0, y1) of the source
+    lx: tuple[int, int]  # columns [x0, x1) of the source
+    hy: tuple[int, int]  # rows of the output the window's pixels read
+    hx: tuple[int, int]
+    wy: np.ndarray  # [ly1 - ly0, hy1 - hy0] weights
+    wx: np.ndarray  # [lx1 - lx0, hx1 - hx0]
+
+
+def window(
+    lr_box: tuple[int, int, int, int],  # x0, y0, x1, y1 in source pixels (clipped to the frame here)
+    lr_shape: tuple[int, int],  # (h, w) of the source frame
+    hr_shape: tuple[int, int],  # (H, W) of the output frame
+) -> Window | None:
+    x0, y0, x1, y1 = lr_box
+    x0, y0 = max(x0, 0), max(y0, 0)
+    x1, y1 = min(x1, lr_shape[1]), min(y1, lr_shape[0])
+    if x1 <= x0 or y1 <= y0:
+        return None
+    fy, wy = aa_rows(hr_shape[0], lr_shape[0], y0, y1)
+    fx, wx = aa_rows(hr_shape[1], lr_shape[1], x0, x1)
+    return Window((y0, y1), (x0, x1), (fy, fy + wy.shape[1]), (fx, fx + wx.shape[1]), wy, wx)
+
+
+def _apply(wy: np.ndarray, wx: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """wy @ x @ wx.T on each channel of x [a, b, C] -> [wy rows, wx rows, C]."""
+    return np.einsum("ia,abc,jb->ijc", wy, x, wx, optimize=True)
+
+
+@dataclass(frozen=True)
+class Projection:
+    image: np.ndarray  # [H, W, C] float32: the output with the region projected (same array, updated)
+    psnr_before: float  # dB, downscaled output vs source inside the region, before
+    psnr_after: float  # dB, after (float, before any quantisation)
+    steps: int  # back-projection steps taken
+
+
+def region_psnr(
+    out: np.ndarray,  # [H, W, C] float in [0, 1] output frame
+    source: np.ndarray,  # [h, w, C] float in [0, 1]
+    win: Window,
+    weight: np.ndarray,  # [ly1 - ly0, lx1 - lx0] which source pixels count (0/1 or soft)
+) -> float:
+    """PSNR of the downscaled output against the source over the weighted low-res region."""
+    (y0, y1), (x0, x1) = win.ly, win.lx
+    (a0, a1), (b0, b1) = win.hy, win.hx
+    lr = _apply(win.wy, win.wx, np.asarray(out[a0:a1, b0:b1], np.float64))
+    err = (lr - source[y0:y1, x0:x1]) ** 2
+    mse = float((err.mean(axis=2) * weight).sum() / max(float(weight.sum()), 1e-9))
+    return 100.0 if mse <= 1e-10 else 10.0 * float(np.log10(1.0 / mse))
+
+
+def project_region(
+    out: np.ndarray,  # [H, W, C] float32 in [0, 1], the composed output frame (modified in place)
+    source: np.ndarray,  # [h, w, C] float in [0, 1], the footage
+    win: Window,
+    hr_mask: np.ndarray,  # [hy1 - hy0, hx1 - hx0] in [0, 1]: how freely each output pixel may move
+    lr_mask: np.ndarray,  # [ly1 - ly0, lx1 - lx0] in {0, 1}: the source pixels that must agree
+    steps: int = 12,
+    target_db: float = 50.0,  # stop once the region agrees this well
+) -> Projection:
+    """Back-project the low-resolution residual until the region's downscale equals the source.
+
+    Each step: residual r = source - downscale(out) on the constrained pixels, correction
+    pinv(D) r (the minimum-norm image with that downscale), applied weighted by `hr_mask`, then the
+    output is clipped to [0, 1] (the clip is a second convex set; alternating keeps both).
+    """
+    (y0, y1), (x0, x1) = win.ly, win.lx
+    (a0, a1), (b0, b1) = win.hy, win.hx
+    src = np.asarray(source[y0:y1, x0:x1], np.float64)
+    py, px = np.linalg.pinv(win.wy), np.linalg.pinv(win.wx)  # [hr, lr]
+    region = np.asarray(out[a0:a1, b0:b1], np.float64)
+    m_h = np.asarray(hr_mask, np.float64)[..., None]
+    m_l = np.asarray(lr_mask, np.float64)[..., None]
+    weight = lr_mask.astype(np.float64)
+
+    def psnr_of(r: np.ndarray) -> float:
+        mse = float(((r**2).mean(axis=2) * weight).sum() / max(float(weight.sum()), 1e-9))
+        return 100.0 if mse <= 1e-10 else 10.0 * float(np.log10(1.0 / mse))
+
+    residual = src - _apply(win.wy, win.wx, region)
+    before = after = psnr_of(residual)
+    taken = 0
+    while taken < steps and after < target_db:
+        region = np.clip(region + m_h * _apply(py, px, residual * m_l), 0.0, 1.0)
+        residual = src - _apply(win.wy, win.wx, region)
+        after = psnr_of(residual)
+        taken += 1
+    out[a0:a1, b0:b1] = region.astype(out.dtype)
+    return Projection(out, before, after, taken)
