@@ -28,7 +28,9 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 @dataclass(frozen=True)
 class IOConfig:
     deinterlace: str = "auto"  # "auto" (when the stream is interlaced), "on" (force bwdif) or "off"
-    inverse_telecine: bool = False  # field matching + decimation for telecined film/cartoons
+    # film: field matching + decimation for telecined film/cartoons: true, false, or "auto" (only where
+    # pipeline.io.cadence measures a telecine cadence; resolved to true/false before any decoding)
+    inverse_telecine: bool | str = False
     preset: str = "delivery-x264"  # encoder preset: master-ffv1, mezzanine-prores, delivery-x264/-x265
     crf: int | None = None  # quality override for x264/x265 presets (None = the preset's own)
     max_damaged_fraction: float = 0.5  # above this fraction of undecodable frames the input is unusable
@@ -38,6 +40,11 @@ class IOConfig:
 class UpscaleConfig:
     scale: int = 2  # output size = input size * scale
     method: str = "lanczos"  # classical resampler: "lanczos", "bicubic", "area" or "nearest"
+    # film: a single-image super-resolution checkpoint (Real-ESRGAN, SwinIR, HAT, ... loaded with spandrel)
+    # for the whole frame; None = the classical `method`
+    model: str | None = None
+    tile: int = 256  # film: the learned model runs on tiles this many source px wide (0 = whole frame)
+    tile_overlap: int = 16  # film: source px two tiles share, blended linearly (no seams)
 
 
 @dataclass(frozen=True)
@@ -163,6 +170,33 @@ class ComposeConfig:
 
 
 @dataclass(frozen=True)
+class FilmConfig:
+    """Whole-frame film cleaning before face scanning (pipeline.film). Every stage is off by default."""
+
+    deflicker: bool = False  # match each frame's mean brightness (per channel) to its temporal window
+    deflicker_radius: int = 5  # ... the window: this many frames either side
+    deflicker_max_gain: float = 1.6  # gains are limited to [1/x, x] (a cut or a fade is not flicker)
+    weave: bool = False  # gate weave / jitter: each frame shifted onto its window's mean path (no crop)
+    weave_radius: int = 6  # ... the window: this many frames either side
+    weave_max_px: float = 8.0  # a correction larger than this (source px) is not weave and is left alone
+    dust: bool = False  # single-frame specks found against motion-compensated neighbours, filled from them
+    dust_threshold: float = 0.1  # a speck differs from both compensated neighbours by this much (0..1)
+    dust_max_area: int = 600  # blobs larger than this (px at 576 lines; scaled with height) are not dust
+    scratches: bool = False  # vertical line scratches detected (line strength per column) and inpainted
+    scratch_threshold: float = 6.0  # a scratch column's line strength, in robust std devs of all columns
+    scratch_max_width: int = 4  # widest scratch (px); wider lines are picture, not scratches
+    grain: str = "keep"  # "keep", "reduce" (motion-compensated temporal denoise) or "regrain" (reduce,
+    # then add grain matched to what was removed, seeded per frame)
+    grain_radius: int = 2  # reduce: neighbours either side averaged after motion compensation
+    grain_strength: float = 2.5  # reduce: a neighbour counts where it differs by < this x the grain std
+    grain_seed: int = 0  # regrain: seeds the added grain (with the frame index: segments agree)
+    line_denoise: float = 0.0  # cartoons: edge-preserving (bilateral) denoise, sigma in 8-bit levels; 0 = off
+    dither: bool = False  # cleaned frames are quantised with dither, not rounded (no banding in flat colour)
+    content: str = "photo"  # "photo" or "drawn": a photographic face prior never runs on drawn faces
+    drawn_face_prior: str | None = None  # with content="drawn", faces are restored only with this prior
+
+
+@dataclass(frozen=True)
 class Config:
     io: IOConfig = field(default_factory=IOConfig)
     upscale: UpscaleConfig = field(default_factory=UpscaleConfig)
@@ -173,6 +207,7 @@ class Config:
     anon: AnonConfig = field(default_factory=AnonConfig)  # `reel anonymize` (pipeline.anon)
     report: ReportConfig = field(default_factory=ReportConfig)  # the HTML report (pipeline.report)
     compose: ComposeConfig = field(default_factory=ComposeConfig)  # paste-back + projection (frame.compose)
+    film: FilmConfig = field(default_factory=FilmConfig)  # film cleaning, cartoons (pipeline.film)
 
 
 T = TypeVar("T")
