@@ -20,6 +20,7 @@ from pipeline.errors import PipelineError
 COMMANDS: dict[str, str] = {
     "probe": "pipeline.cli.probe",
     "restore": "pipeline.cli.restore",
+    "anonymize": "pipeline.cli.anonymize",
     "batch": "pipeline.cli.batch",
     "submit": "pipeline.cli.jobs",
     "models": "pipeline.cli.models",
