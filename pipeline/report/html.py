@@ -1,0 +1,456 @@
+"""The report page: one self-contained HTML document (inline CSS and SVG, images as data URIs).
+
+Laid out for a laptop screen: the notice and the summary first, then time per stage, shots as
+thumbnail strips, one section per track (figures, plots over time, a contact sheet worst first),
+the flagged face-frames with links to their pictures, "where is this invented?", and the settings.
+No scripts, no external resources, no timestamps: the same inputs give the same bytes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline import INVENTED_DETAIL_NOTICE
+from pipeline.config import ReportConfig
+from pipeline.report.build import Collected, SheetFace, crop_box, flagged
+from pipeline.report.plots import PALETTE, Series, bar_chart, line_plot
+
+STAGE_ORDER = ("ray_start", "scan", "crops", "search", "compose", "pipeline", "mux", "report")
+SHEET_PX = 112  # height of each contact-sheet picture
+SPREAD_VMAX = 0.15  # heat map: this per-pixel standard deviation (of values in 0..1) and above is brightest
+INVENTED_LEVEL = 0.05  # the spread above which a pixel counts as "invented" in the figures
+
+CSS = """
+*{box-sizing:border-box}
+body{font:14px/1.45 system-ui,"Segoe UI",sans-serif;margin:0;color:#1b1b1b;background:#f4f4f2}
+main{max-width:1180px;margin:0 auto;padding:16px 20px 40px}h1{font-size:22px;margin:8px 0 2px}
+h2{font-size:18px;margin:28px 0 8px;border-bottom:1px solid #ccc;padding-bottom:3px}
+h3{font-size:15px;margin:18px 0 6px}.sub{color:#555;margin:0 0 10px;word-break:break-all}
+.notice{background:#fff6d6;border-left:5px solid #e0a800;padding:8px 12px;margin:10px 0}
+.warn{background:#fde2e1;border-left:5px solid #c62828;padding:8px 12px;margin:10px 0;font-weight:600}
+.cards{display:flex;flex-wrap:wrap;gap:10px;margin:12px 0}
+.card{background:#fff;border:1px solid #ddd;border-radius:6px;padding:8px 12px;min-width:120px}
+.card b{display:block;font-size:20px}.card span{color:#555;font-size:12px}
+table{border-collapse:collapse;background:#fff}
+td,th{border:1px solid #ddd;padding:3px 7px;text-align:left;vertical-align:top;font-size:13px}
+th{background:#eee}.kv td:first-child{color:#555;white-space:nowrap}
+.row{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start}
+.plot{background:#fff;border:1px solid #ddd}.plot .pt{font-size:12px;font-weight:600}
+.plot .pl{font-size:10px;fill:#444}.plot .pf{fill:#fafafa}.plot .pg{stroke:#e3e3e3}
+.plot .ph{stroke:#c62828;stroke-dasharray:4 3}
+.strip{display:flex;gap:4px;overflow-x:auto;background:#fff;border:1px solid #ddd;padding:4px;margin:4px 0}
+.strip figure{margin:0;font-size:11px;color:#555;text-align:center}.strip img{display:block}
+.sheet{display:flex;flex-wrap:wrap;gap:8px}.face{background:#fff;border:1px solid #ddd;padding:5px;
+width:366px}.trio{display:flex;gap:3px;margin:3px 0}.trio img{height:112px;width:112px;object-fit:contain;
+background:#222}img.px{image-rendering:pixelated}.nopic{width:112px;height:112px;background:#ddd}
+.spread td{text-align:center}.spread img{display:block;margin:0 auto}
+.bad{color:#c62828;font-weight:600}.ok{color:#2e7d32}
+img{max-width:100%}.small{font-size:12px;color:#555}
+pre{background:#fff;border:1px solid #ddd;padding:8px;overflow-x:auto;font-size:12px}details{margin:8px 0}
+:target{outline:3px solid #e0a800}
+"""
+
+
+def _uri(image: np.ndarray, fmt: str = "jpeg", height: int | None = None, sharp: bool = False) -> str:
+    from pipeline.report.assets import data_uri, fit
+
+    img = fit(image, height, sharp=sharp) if height else image
+    return data_uri(img, fmt)
+
+
+def _img(uri: str, alt: str, cls: str = "") -> str:
+    c = f' class="{cls}"' if cls else ""
+    return f'<img{c} src="{uri}" alt="{escape(alt)}">'
+
+
+def _num(v: Any, fmt: str = "{:.1f}", none: str = "—") -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return none
+    return fmt.format(v)
+
+
+def _card(value: str, label: str) -> str:
+    return f'<div class="card"><b>{value}</b><span>{escape(label)}</span></div>'
+
+
+def _bound_db(body: Mapping[str, Any]) -> float | None:
+    eps = body.get("config", {}).get("search", {}).get("eps")
+    return -10.0 * math.log10(float(eps)) if eps else None
+
+
+def _summary(body: Mapping[str, Any], collected: Collected) -> str:
+    totals = body.get("totals", {})
+    faces = body.get("faces", [])
+    n_flagged = sum(flagged(r) for r in faces)
+    restored = body.get("restored", len(faces))
+    met = body.get("met_bound", 0)
+    steady = [m.steadiness for m in collected.motion.values() if m.steadiness is not None]
+    cards = [
+        _card(str(body.get("frames", "—")), "frames"),
+        _card(str(len(body.get("shots", []))), "shots"),
+        _card(str(len(body.get("tracks", []))), "face tracks"),
+        _card(f"{restored}/{body.get('face_frames', restored)}", "face-frames restored"),
+        _card(
+            f"{met}" + (f" ({100 * met / restored:.0f}%)" if restored else ""), "met the consistency bound"
+        ),
+        _card(f'<a href="#flagged">{n_flagged}</a>', "flagged (missed bound / fell back)"),
+        _card(_num(totals.get("mean_psnr_db")), "mean consistency, dB"),
+        _card(
+            _num(float(np.median(steady)) if steady else None, "{:.2f}"), "median steadiness (1 = as footage)"
+        ),
+    ]
+    return f'<div class="cards">{"".join(cards)}</div>'
+
+
+def _what_ran(body: Mapping[str, Any]) -> str:
+    prov = body.get("provenance", {})
+    cfg = body.get("config", {})
+    rows = [
+        ("input", body.get("input")),
+        ("output", body.get("output")),
+        ("mode", body.get("mode", "restore")),
+        ("executor", body.get("executor", "local")),
+        ("reel", prov.get("reel_version")),
+        ("face model", body.get("model") or "none (faces upscaled, not restored)"),
+        ("model hash", prov.get("model_key")),
+        ("settings hash", prov.get("settings_key")),
+        ("search seed", cfg.get("search", {}).get("seed")),
+        ("upscale", f"×{cfg.get('upscale', {}).get('scale')} {cfg.get('upscale', {}).get('method')}"),
+        ("encoder", cfg.get("io", {}).get("preset")),
+        ("footage", "black and white" if body.get("black_and_white") else "colour"),
+        ("consistency bound", _num(_bound_db(body), "{:.1f} dB (downscaled PSNR)")),
+    ]
+    cells = "".join(
+        f"<tr><td>{escape(k)}</td><td>{escape(str(v))}</td></tr>" for k, v in rows if v is not None
+    )
+    return f'<table class="kv">{cells}</table>'
+
+
+def _times(body: Mapping[str, Any]) -> str:
+    seconds = body.get("seconds", {})
+    order = {k: i for i, k in enumerate(STAGE_ORDER)}
+    stages = sorted(
+        ((k, float(v)) for k, v in seconds.items() if k != "total"),
+        key=lambda kv: (order.get(kv[0], 99), kv[0]),
+    )
+    total = seconds.get("total")
+    note = f'<p class="small">total {_num(total, "{:.2f}")} s (wall clock; stages may overlap on Ray)</p>'
+    return bar_chart(stages, title="time per stage (s)") + note
+
+
+def _shots(
+    body: Mapping[str, Any],
+    thumbs: Mapping[int, Sequence[int]],
+    frames: Mapping[int, np.ndarray],
+    cfg: ReportConfig,
+) -> str:
+    shots = body.get("shots", [])
+    parts = []
+    for i, (start, end) in enumerate(shots):
+        figs = []
+        for f in thumbs.get(i, ()):
+            if f in frames:
+                img = frames[f]
+                h = max(1, round(cfg.thumb_width * img.shape[0] / img.shape[1]))
+                figs.append(f"<figure>{_img(_uri(img, height=h), f'frame {f}')}frame {f}</figure>")
+        parts.append(
+            f'<h3 id="shot-{i}">shot {i}: frames {start}–{end - 1}</h3>'
+            + (f'<div class="strip">{"".join(figs)}</div>' if figs else '<p class="small">no thumbnails</p>')
+        )
+    if len(shots) > len(thumbs):
+        parts.append(f'<p class="small">{len(shots) - len(thumbs)} more shots without thumbnails</p>')
+    return "".join(parts)
+
+
+def _track_plots(
+    tid: int, rows: Sequence[Mapping[str, Any]], collected: Collected, bound: float | None
+) -> str:
+    rows = sorted(rows, key=lambda r: r["frame"])
+    xs = [r["frame"] for r in rows]
+    cons = [Series("search (crop)", xs, [float(r["psnr_db"]) for r in rows], PALETTE[0])]
+    in_frame = [
+        (r["frame"], r.get("psnr_in_frame_db")) for r in rows if r.get("psnr_in_frame_db") is not None
+    ]
+    if in_frame:
+        cons.append(Series("in frame", [a for a, _ in in_frame], [float(b) for _, b in in_frame], PALETTE[2]))
+    h = [(bound, "bound")] if bound is not None else []
+    plots = [
+        line_plot(cons, title="consistency over time", y_label="dB", h_lines=h),
+        line_plot(
+            [Series("steps", xs, [float(r["steps"]) for r in rows], PALETTE[3])],
+            title="search steps",
+            y_label="steps",
+        ),
+    ]
+    motion = collected.motion.get(tid)
+    if motion is not None and motion.frames:
+        plots.append(
+            line_plot(
+                [
+                    Series("footage", motion.frames, motion.source_change, PALETTE[7]),
+                    Series("restored", motion.frames, motion.output_change, PALETTE[1]),
+                ],
+                title=f"steadiness: change per frame (ratio {_num(motion.steadiness, '{:.2f}')})",
+                y_label="RMS change",
+            )
+        )
+    return f'<div class="row">{"".join(plots)}</div>'
+
+
+def _sheet(
+    faces: Sequence[SheetFace],
+    rows: Mapping[int, Mapping[str, Any]],
+    out_frames: Mapping[int, np.ndarray],
+    src_frames: Mapping[int, np.ndarray],
+    scale: float,
+) -> str:
+    from pipeline.report.assets import face_region
+    from pipeline.report.measure import frame_consistency
+
+    cards = []
+    for face in faces:
+        row = rows.get(face.frame, {})
+        box = crop_box(face.crop_to_frame, face.crop.shape[0])
+        pasted = '<div class="nopic">not decoded</div>'
+        measured = row.get("psnr_in_frame_db")
+        if face.frame in out_frames:
+            region, _ = face_region(out_frames[face.frame], box, scale, margin=0.05)
+            pasted = _img(_uri(region, height=SHEET_PX), "pasted result", "out")
+            if measured is None and face.frame in src_frames:
+                measured = frame_consistency(src_frames[face.frame], out_frames[face.frame], box)
+        met = row.get("met_bound")
+        status = '<span class="ok">met bound</span>' if met else '<span class="bad">missed bound</span>'
+        figures = [
+            f"search {_num(row.get('psnr_db'))} dB, {status}",
+            f"in frame {_num(measured)} dB · {row.get('steps', '—')} steps · crop {face.crop.shape[0]} px",
+        ]
+        if row.get("fallback"):
+            figures.append(f'<span class="bad">fell back: {escape(str(row["fallback"]))}</span>')
+        cards.append(
+            f'<div class="face" id="f-{face.track_id}-{face.frame}"><b>frame {face.frame}</b>'
+            f'<div class="trio">{_img(_uri(face.crop, "png", SHEET_PX, sharp=True), "footage crop", "px")}'
+            f"{_img(_uri(face.restoration, height=SHEET_PX), 'restored face')}{pasted}</div>"
+            f'<div class="small">{"<br>".join(figures)}</div></div>'
+        )
+    if not cards:
+        return '<p class="small">no pictures stored</p>'
+    return (
+        '<p class="small">each: footage crop (the search target, its own pixels) · restoration · '
+        "pasted into the output</p>"
+        f'<div class="sheet">{"".join(cards)}</div>'
+    )
+
+
+def _tracks(
+    body: Mapping[str, Any],
+    collected: Collected,
+    out_frames: Mapping[int, np.ndarray],
+    src_frames: Mapping[int, np.ndarray],
+    scale: float,
+) -> str:
+    by_track: dict[int, list[Mapping[str, Any]]] = {}
+    for r in body.get("faces", []):
+        by_track.setdefault(int(r["track_id"]), []).append(r)
+    bound = _bound_db(body)
+    parts = []
+    for t in body.get("tracks", []):
+        tid = int(t["track_id"])
+        rows = by_track.get(tid, [])
+        ident = t.get("identity") or {}
+        figures = [
+            f"{len(rows)} face-frames restored",
+            f"{sum(bool(r['met_bound']) for r in rows)} met the bound",
+            f"mean consistency {_num(t.get('mean_psnr_db'))} dB",
+            f"steadiness {_num(t.get('steadiness'), '{:.2f}')}",
+        ]
+        if ident:
+            figures.append(
+                f"identity: to footage {_num(ident.get('to_source'), '{:.2f}')}, along track "
+                f"{_num(ident.get('stability'), '{:.2f}')}, kept {_num(ident.get('kept'), '{:.0%}')}"
+            )
+        parts.append(
+            f'<h3 id="track-{tid}">track {tid} · <a href="#shot-{t.get("shot")}">shot {t.get("shot")}</a> · '
+            f"frames {t.get('start')}–{int(t.get('end', 0)) - 1}</h3>"
+            f'<p class="small">{" · ".join(figures)}</p>'
+        )
+        if rows:
+            parts.append(_track_plots(tid, rows, collected, bound))
+        parts.append(
+            _sheet(
+                collected.sheet.get(tid, []),
+                {int(r["frame"]): r for r in rows},
+                out_frames,
+                src_frames,
+                scale,
+            )
+        )
+    return "".join(parts) or '<p class="small">no faces found</p>'
+
+
+def _flagged(body: Mapping[str, Any], collected: Collected, limit: int = 500) -> str:
+    pictured = {(f.track_id, f.frame) for faces in collected.sheet.values() for f in faces}
+    rows = [r for r in body.get("faces", []) if flagged(r)]
+    if not rows:
+        return '<p class="ok">every face-frame met the bound; none fell back</p>'
+    head = (
+        "<tr><th>track</th><th>frame</th><th>search dB</th><th>in frame dB</th><th>why</th>"
+        "<th>picture</th></tr>"
+    )
+    cells = []
+    for r in rows[:limit]:
+        tid, f = int(r["track_id"]), int(r["frame"])
+        why = r.get("fallback") or (
+            "missed in frame" if r.get("met_bound_in_frame") is False else "missed bound"
+        )
+        link = (
+            f'<a href="#f-{tid}-{f}">picture</a>'
+            if (tid, f) in pictured
+            else f'<a href="#track-{tid}">track</a>'
+        )
+        cells.append(
+            f"<tr><td>{tid}</td><td>{f}</td><td>{_num(r.get('psnr_db'))}</td>"
+            f"<td>{_num(r.get('psnr_in_frame_db'))}</td><td>{escape(str(why))}</td><td>{link}</td></tr>"
+        )
+    more = (
+        f'<p class="small">and {len(rows) - limit} more (see the JSON report)</p>'
+        if len(rows) > limit
+        else ""
+    )
+    return f"<p>{len(rows)} face-frames</p><table>{head}{''.join(cells)}</table>{more}"
+
+
+def _spread(collected: Collected) -> str:
+    from pipeline.report.assets import heat_map, ramp_legend
+
+    if not collected.spread:
+        return '<p class="small">not computed for this run (report.spread_k = 0, or no faces)</p>'
+    crops: dict[tuple[int, int], np.ndarray] = {}
+    for faces in collected.sheet.values():
+        for f in faces:
+            crops[(f.track_id, f.frame)] = f.crop
+    head = "<tr><th>face</th><th>mean of K results</th><th>spread</th><th>figures</th></tr>"
+    rows = []
+    for s in collected.spread:
+        invented = float((s.spread > INVENTED_LEVEL).mean())
+        k = len(s.psnr)
+        rows.append(
+            f"<tr><td>track {s.track_id}<br>frame {s.frame_index}</td>"
+            f"<td>{_img(_uri(s.mean, height=SHEET_PX * 2), 'mean restoration')}</td>"
+            f"<td>{_img(_uri(heat_map(s.spread, SPREAD_VMAX), 'png', SHEET_PX * 2), 'spread heat map')}</td>"
+            f"<td>K = {k} starts<br>mean spread {float(s.spread.mean()):.3f}<br>"
+            f"{invented:.0%} of pixels above {INVENTED_LEVEL}<br>"
+            f"consistency {', '.join(f'{p:.1f}' for p in s.psnr)} dB<br>"
+            f"{sum(s.met_bound)}/{k} met the bound</td></tr>"
+        )
+    legend = _img(_uri(ramp_legend(), "png"), "colour ramp")
+    return (
+        "<p>The same footage crop searched from K different random starts. Every result matches the "
+        "footage when downscaled; where they still disagree, the footage does not decide the face and "
+        "the prior invents it. Dark: pinned by the footage. Bright: invented.</p>"
+        f'<p class="small">0 {legend} ≥ {SPREAD_VMAX} (per-pixel standard deviation, 0..1 scale)</p>'
+        f'<table class="spread">{head}{"".join(rows)}</table>'
+    )
+
+
+def _settings(body: Mapping[str, Any]) -> str:
+    import yaml
+
+    text = yaml.safe_dump(body.get("config", {}), sort_keys=False)
+    return f"<details><summary>resolved settings</summary><pre>{escape(text)}</pre></details>"
+
+
+def page(
+    body: Mapping[str, Any],
+    collected: Collected,
+    out_frames: Mapping[int, np.ndarray],
+    src_frames: Mapping[int, np.ndarray],
+    thumbs: Mapping[int, Sequence[int]],
+    scale: float,
+    cfg: ReportConfig,
+) -> str:
+    """The whole report page."""
+    name = Path(str(body.get("output", "output"))).name
+    warn = ""
+    if body.get("random_test_generator"):
+        warn = (
+            '<div class="warn">The face prior was a seeded RANDOM TEST GENERATOR: the pasted "faces" are '
+            "not faces. This run only exercises the pipeline.</div>"
+        )
+    sections = [
+        f"<h1>reel report: {escape(name)}</h1>",
+        f'<p class="sub">{escape(str(body.get("input", "")))} → {escape(str(body.get("output", "")))}</p>',
+        '<div class="notice"><b>Invented detail.</b> '
+        f"{escape(body.get('notice', INVENTED_DETAIL_NOTICE))}</div>",
+        warn,
+        _summary(body, collected),
+        '<div class="row"><div>',
+        "<h2>What ran</h2>",
+        _what_ran(body),
+        "</div><div>",
+        "<h2>Time</h2>",
+        _times(body),
+        "</div></div>",
+        '<h2 id="shots">Shots</h2>',
+        _shots(body, thumbs, out_frames, cfg),
+        '<h2 id="tracks">Face tracks</h2>',
+        '<p class="small">Per track: consistency (PSNR of the restoration, downscaled, against the footage), '
+        "search steps and steadiness (how much the restored face changes per frame against how much the "
+        "footage's face does) over time; the contact sheet shows the worst frames first.</p>",
+        _tracks(body, collected, out_frames, src_frames, scale),
+        '<h2 id="flagged">Flagged face-frames</h2>',
+        _flagged(body, collected),
+        '<h2 id="invented">Where is this invented?</h2>',
+        _spread(collected),
+        "<h2>Settings</h2>",
+        _settings(body),
+        f'<p class="small">report format version {escape(str(body.get("version", "")))} · '
+        f"{escape(INVENTED_DETAIL_NOTICE)}</p>",
+    ]
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>reel report: {escape(name)}</title><style>{CSS}</style></head>"
+        f"<body><main>{''.join(sections)}</main></body></html>\n"
+    )
+
+
+def index_page(
+    summary: Mapping[str, Any],
+    rows: Sequence[tuple[dict[str, Any], Path | None, Mapping[str, Any] | None]],
+    base: Path,
+) -> str:
+    """A batch's index: one row per item with its status, figures and a link to its report."""
+    import os
+
+    head = (
+        "<tr><th>input</th><th>output</th><th>status</th><th>frames</th><th>face-frames</th>"
+        "<th>met bound</th><th>seconds</th><th>report</th></tr>"
+    )
+    cells = []
+    for item, report, body in rows:
+        link = "—"
+        if report is not None:
+            rel = os.path.relpath(report, base)
+            link = f'<a href="{escape(rel)}">{escape(report.name)}</a>'
+        b = body or {}
+        cells.append(
+            f"<tr><td>{escape(str(item.get('input', '')))}</td><td>{escape(str(item.get('output', '')))}</td>"
+            f"<td>{escape(str(item.get('status', '')))}</td><td>{b.get('frames', '—')}</td>"
+            f"<td>{b.get('restored', '—')}</td><td>{b.get('met_bound', '—')}</td>"
+            f"<td>{_num(item.get('seconds'), '{:.1f}')}</td><td>{link}</td></tr>"
+        )
+    name = escape(str(summary.get("manifest", "batch")))
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>reel batch: {name}</title><style>{CSS}</style></head><body><main>"
+        f"<h1>reel batch: {name}</h1>"
+        f'<div class="notice"><b>Invented detail.</b> {escape(INVENTED_DETAIL_NOTICE)}</div>'
+        f"<table>{head}{''.join(cells)}</table></main></body></html>\n"
+    )
