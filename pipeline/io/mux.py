@@ -20,7 +20,7 @@ import contextlib
 import logging
 import os
 import subprocess
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -230,6 +230,7 @@ def mux(
     sample_aspect_ratio: Fraction | None = None,
     codec_tag: str | None = None,
     ffmpeg: str = "ffmpeg",
+    metadata: Mapping[str, str] | None = None,
 ) -> Path:
     """Join `video_parts` (in order) with every audio/subtitle stream of `source` into `output`.
 
@@ -238,7 +239,9 @@ def mux(
     rate. Left as None, the pixel aspect is the first part's (VideoWriter stores it) and HEVC in MP4
     gets the `hvc1` tag Apple players require. Audio the container cannot hold is an error (never
     dropped or re-encoded); subtitles it cannot hold are converted (text into MP4) or left out with
-    a warning. The file appears at `output` only when complete.
+    a warning. The file appears at `output` only when complete. `metadata` adds container tags (the
+    report's provenance); the file is written bit-exact (no random ids or dates), so the same inputs
+    give the same bytes.
     """
     output = Path(output)
     check_output(output, overwrite=overwrite)
@@ -286,7 +289,7 @@ def mux(
         if fmt in ("mp4", "mov"):
             with _open_video(joined) as (_, _, time_base):
                 sub_codecs = {**sub_codecs, "movie_timescale": str(mov_timescale(time_base))}
-        cmd = _mux_command(ffmpeg, joined, Path(source), maps, sub_codecs, fmt, codec_tag, tmp)
+        cmd = _mux_command(ffmpeg, joined, Path(source), maps, sub_codecs, fmt, codec_tag, tmp, metadata)
         _run_ffmpeg(cmd, output)
         os.replace(tmp, output)
     finally:
@@ -326,6 +329,7 @@ def _mux_command(
     fmt: str,
     codec_tag: str | None,
     tmp: Path,
+    metadata: Mapping[str, str] | None = None,
 ) -> list[str]:
     # Built by hand rather than with ffmpeg-python: its graph drops an input none of whose streams
     # is mapped, and the source must stay an input for its metadata and chapters.
@@ -339,9 +343,15 @@ def _mux_command(
     for key, value in options.items():
         cmd += [f"-{key}", value]
     cmd += ["-map_metadata", "1", "-map_chapters", "1"]
+    for key, value in (metadata or {}).items():
+        cmd += ["-metadata", f"{key}={value}"]
+    # bitexact: no random segment ids or muxing dates (Matroska), so a rerun gives the same bytes
+    cmd += ["-fflags", "+bitexact"]
     if fmt in ("mp4", "mov"):
-        # FLAC and Opus in MP4 are standard now but still flagged experimental in ffmpeg 5.1.
-        cmd += ["-movflags", "+faststart", "-strict", "experimental"]
+        # FLAC and Opus in MP4 are standard now but still flagged experimental in ffmpeg 5.1;
+        # use_metadata_tags keeps tags MP4 has no atom for (the provenance tags).
+        flags = "+faststart+use_metadata_tags" if metadata else "+faststart"
+        cmd += ["-movflags", flags, "-strict", "experimental"]
         if codec_tag:
             cmd += ["-tag:v", codec_tag]
     return [*cmd, "-f", fmt, str(tmp)]
