@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "batch": "pipeline.cli.batch",
     "submit": "pipeline.cli.jobs",
     "models": "pipeline.cli.models",
+    "report": "pipeline.cli.report",
 }
 
 
