@@ -1,0 +1,227 @@
+"""Whole-frame film cleaning: the entry point the frame reader calls before anything sees pixels.
+
+    frames ─► deflicker ─► weave ─► dust + grain reduce ─► scratches ─► regrain / line denoise ─► quantise
+
+Every stage is a pure function of a fixed window of its input (see pipeline.film.window), so a
+frame's result depends only on the `context(cfg)` frames either side: segments cleaned separately
+with that overlap equal the whole clip cleaned at once. Memory holds a few frames per stage.
+
+    stats = CleanStats()
+    for frame in clean_frames(reader, cfg, start=s, end=e, stats=stats): ...
+    stats.as_dict()   # frames deflickered, specks filled, scratches found, weave px, grain ...
+
+`clean_frames(...)` also returns an iterator with a `.stats` attribute (the same object).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from pipeline.config import Config, FilmConfig
+from pipeline.errors import ConfigError
+from pipeline.film.window import Work
+from pipeline.types import VideoFrame
+
+GRAIN_MODES = ("keep", "reduce", "regrain")
+CONTENT = ("photo", "drawn")
+
+
+@dataclass
+class CleanStats:
+    """What cleaning changed in the frames it handed out ([start, end) only; context frames excluded).
+
+    Sums, so the stats of segments add up to those of the whole run (`merge`)."""
+
+    frames: int = 0  # frames handed out
+    deflickered: int = 0  # frames whose gain moved by more than 0.5 %
+    gain_change_sum: float = 0.0  # sum over frames of the largest |gain - 1| of the three channels
+    specks_filled: int = 0  # dust/dirt blobs filled
+    speck_pixels: int = 0  # pixels filled (blobs with their rim)
+    objects_kept: int = 0  # speck candidates found in both neighbours nearby: moving objects, left alone
+    scratch_frames: int = 0  # frames with at least one line scratch
+    scratches_found: int = 0  # scratches summed over frames
+    weave_frames: int = 0  # frames moved by 0.02 px or more
+    weave_px_sum: float = 0.0  # sum over frames of the shift applied (px)
+    weave_px_max: float = 0.0  # largest shift applied (px)
+    grain_frames: int = 0  # frames whose grain was reduced
+    grain_sigma_sum: float = 0.0  # sum over those of the measured grain std (8-bit levels)
+    regrained: int = 0  # frames given synthetic grain back
+
+    def add(self, info: dict[str, Any]) -> None:
+        """Count one handed-out frame's figures."""
+        self.frames += 1
+        if "gain" in info:
+            change = float(np.max(np.abs(info["gain"] - 1.0)))
+            self.gain_change_sum += change
+            self.deflickered += change > 0.005
+        self.specks_filled += int(info.get("specks", 0))
+        self.speck_pixels += int(info.get("speck_px", 0))
+        self.objects_kept += int(info.get("objects_kept", 0))
+        n = int(info.get("scratches", 0))
+        self.scratches_found += n
+        self.scratch_frames += n > 0
+        if "weave" in info:
+            px = float(np.hypot(*info["weave"]))
+            self.weave_px_sum += px
+            self.weave_px_max = max(self.weave_px_max, px)
+            self.weave_frames += px >= 0.02
+        if "grain_sigma" in info:
+            self.grain_frames += 1
+            self.grain_sigma_sum += 255.0 * float(info["grain_sigma"])
+        self.regrained += bool(info.get("regrained", False))
+
+    def merge(self, other: CleanStats) -> CleanStats:
+        """The stats of two disjoint frame ranges together."""
+        out = CleanStats(**{k: v + getattr(other, k) for k, v in asdict(self).items() if k != "weave_px_max"})
+        out.weave_px_max = max(self.weave_px_max, other.weave_px_max)
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-able figures for the report: the sums and the per-frame means."""
+        d: dict[str, Any] = asdict(self)
+        d["mean_gain_change"] = self.gain_change_sum / max(1, self.frames)
+        d["weave_px_mean"] = self.weave_px_sum / max(1, self.frames)
+        d["grain_sigma_mean"] = self.grain_sigma_sum / max(1, self.grain_frames)
+        return d
+
+
+def enabled(cfg: Config | FilmConfig) -> bool:
+    """Whether any cleaning stage is on (off: frames pass through untouched)."""
+    f = cfg.film if isinstance(cfg, Config) else cfg
+    return (
+        f.deflicker or f.weave or f.dust or f.scratches or f.grain != "keep" or f.line_denoise > 0 or f.dither
+    )
+
+
+def _temporal_radius(f: FilmConfig) -> int:
+    return max(1 if f.dust else 0, f.grain_radius if f.grain != "keep" else 0)
+
+
+def context(cfg: Config | FilmConfig) -> tuple[int, int]:
+    """(before, after): frames of overlap the cleaner needs either side of a range to clean it exactly."""
+    f = cfg.film if isinstance(cfg, Config) else cfg
+    r = (f.deflicker_radius if f.deflicker else 0) + (f.weave_radius if f.weave else 0) + _temporal_radius(f)
+    return r, r
+
+
+def check_config(cfg: Config | FilmConfig) -> None:
+    """Settings of the film section the dataclass types alone cannot check (ConfigError)."""
+    f = cfg.film if isinstance(cfg, Config) else cfg
+    if f.grain not in GRAIN_MODES:
+        raise ConfigError(f"film.grain={f.grain!r}: must be one of {', '.join(GRAIN_MODES)}")
+    if f.content not in CONTENT:
+        raise ConfigError(f"film.content={f.content!r}: must be one of {', '.join(CONTENT)}")
+    for name in ("deflicker_radius", "weave_radius", "scratch_max_width", "dust_max_area"):
+        if getattr(f, name) < 1:
+            raise ConfigError(f"film.{name}={getattr(f, name)}: must be 1 or more")
+    if not 1 <= f.grain_radius <= 4:
+        raise ConfigError(f"film.grain_radius={f.grain_radius}: must be 1 to 4")
+    if f.deflicker_max_gain < 1.0:
+        raise ConfigError(f"film.deflicker_max_gain={f.deflicker_max_gain}: must be 1 or more")
+    for name in ("dust_threshold", "scratch_threshold", "grain_strength", "weave_max_px", "line_denoise"):
+        if getattr(f, name) < 0:
+            raise ConfigError(f"film.{name}={getattr(f, name)}: must not be negative")
+
+
+class CleanedFrames(Iterator[VideoFrame]):
+    """The cleaned frames of [start, end), in order; `stats` fills in as they are handed out."""
+
+    def __init__(self, gen: Iterator[VideoFrame], stats: CleanStats) -> None:
+        self._gen = gen
+        self.stats = stats
+
+    def __iter__(self) -> CleanedFrames:
+        return self
+
+    def __next__(self) -> VideoFrame:
+        return next(self._gen)
+
+
+def _top(image: np.ndarray) -> float:
+    return 255.0 if image.dtype == np.uint8 else 65535.0
+
+
+def _chain(frames: Iterable[VideoFrame], f: FilmConfig) -> Iterator[Work]:
+    """The stages, as generators over the working pictures."""
+    from pipeline.film.deflicker import deflicker
+    from pipeline.film.grain import add_grain, grain_profile, line_denoise
+    from pipeline.film.scratch import remove_scratches
+    from pipeline.film.temporal import temporal_clean
+    from pipeline.film.weave import stabilise
+    from pipeline.film.window import luma
+
+    works: Iterator[Work] = (
+        Work(fr, fr.image.astype(np.float32) / np.float32(_top(fr.image))) for fr in frames
+    )
+    if f.deflicker:
+        works = deflicker(works, f.deflicker_radius, f.deflicker_max_gain)
+    if f.weave:
+        works = stabilise(works, f.weave_radius, f.weave_max_px)
+    radius = _temporal_radius(f)
+    if radius:
+        works = temporal_clean(
+            works,
+            radius=radius,
+            dust=f.dust,
+            dust_threshold=f.dust_threshold,
+            dust_max_area=f.dust_max_area,
+            reduce=f.grain != "keep",
+            strength=f.grain_strength,
+        )
+    for work in works:
+        if f.scratches:
+            work.image, work.info["scratches"] = remove_scratches(
+                work.image, f.scratch_threshold, f.scratch_max_width
+            )
+        residual = work.info.pop("grain_residual", None)
+        if f.grain == "regrain" and residual is not None:
+            profile = grain_profile(luma(work.image), residual)
+            work.image = add_grain(work.image, profile, f.grain_seed, work.frame.index)
+            work.info["regrained"] = True
+        if f.line_denoise > 0:
+            work.image = line_denoise(work.image, f.line_denoise)
+        yield work
+
+
+def clean_frames(
+    frames: Iterable[VideoFrame],
+    cfg: Config | FilmConfig,
+    *,
+    start: int,
+    end: int,
+    stats: CleanStats | None = None,
+) -> CleanedFrames:
+    """The frames of [start, end) cleaned, from `frames` covering [start - before, end + after).
+
+    `frames` may hold fewer context frames where the video begins or ends (the result is then what a
+    whole-clip run gives there too). The iterator's `.stats` (or `stats`, when given) counts what was
+    changed in the frames handed out. Frames keep their index, pts, time and dtype.
+    """
+    from pipeline.film.grain import quantise
+
+    f = cfg.film if isinstance(cfg, Config) else cfg
+    check_config(f)
+    stats = stats if stats is not None else CleanStats()
+
+    def gen() -> Iterator[VideoFrame]:
+        if not enabled(f):
+            for fr in frames:
+                if start <= fr.index < end:
+                    stats.add({})
+                    yield fr
+            return
+        for work in _chain(frames, f):
+            fr = work.frame
+            if fr.index < start:
+                continue
+            if fr.index >= end:
+                break
+            image = quantise(work.image, fr.image.dtype, f.dither, f.grain_seed, fr.index)
+            stats.add(work.info)
+            yield VideoFrame(index=fr.index, pts=fr.pts, time=fr.time, image=image)
+
+    return CleanedFrames(gen(), stats)

@@ -1,0 +1,47 @@
+"""Motion-compensated neighbours: optical flow (OpenCV DIS) and neighbour frames warped onto a frame.
+
+Flow runs on a median-filtered luma copy (specks and grain do not steer it), at most 576 lines high
+(larger frames: flow at reduced size, scaled up). `warped(centre, neighbour)` is the neighbour
+resampled so that each pixel shows what the flow says sits under the centre frame's pixel.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_FLOW_LINES = 576  # flow is computed on at most this many lines
+
+
+def flow_input(image: np.ndarray) -> tuple[np.ndarray, float]:
+    """[h, w] uint8 median-filtered luma for flow, and the factor (source px per flow px)."""
+    import cv2
+
+    from pipeline.film.window import gray8
+
+    g = gray8(image)
+    f = max(1.0, g.shape[0] / _FLOW_LINES)
+    if f > 1.0:
+        g = cv2.resize(g, (round(g.shape[1] / f), round(g.shape[0] / f)), interpolation=cv2.INTER_AREA)
+    return np.asarray(cv2.medianBlur(g, 5)), f
+
+
+def flow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """[h, w, 2] float32 flow with a(x) ~ b(x + flow(x)) for flow inputs `a`, `b` (DIS, "medium")."""
+    import cv2
+
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    return np.asarray(dis.calc(a, b, None))
+
+
+def warp(neighbour: np.ndarray, fl: np.ndarray, factor: float) -> np.ndarray:
+    """`neighbour` ([H, W, C] float32) resampled at x + flow(x): its picture aligned onto the centre's."""
+    import cv2
+
+    h, w = neighbour.shape[:2]
+    if factor > 1.0:
+        fl = cv2.resize(fl, (w, h), interpolation=cv2.INTER_LINEAR) * np.float32(factor)
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    out = cv2.remap(
+        neighbour, gx + fl[..., 0], gy + fl[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
+    return np.asarray(out).reshape(neighbour.shape)

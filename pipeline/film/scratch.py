@@ -1,0 +1,84 @@
+"""Vertical line scratches: found column by column and inpainted from the picture either side.
+
+A scratch is a thin line, brighter or darker than both sides, down most of the frame. Each row's
+background is its horizontal median over a window wider than a scratch (edges of objects survive a
+median, thin lines do not), and a column's line strength is the median over rows of the picture
+minus that background. Columns whose strength stands out from all columns' (in robust standard
+deviations, and by at least `_MIN_CONTRAST`) and that group into runs no wider than `max_width`
+are scratches; their rows where the line is present are filled by linear interpolation between
+the columns just outside it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pipeline.film.window import luma
+
+_MIN_CONTRAST = 0.02  # a scratch differs from its surroundings by at least this (0..1)
+
+
+def find_scratches(
+    y: np.ndarray, threshold: float, max_width: int
+) -> tuple[list[tuple[int, int]], np.ndarray]:
+    """([(x0, x1) column runs], [H, W] float32 line response) for an [H, W] float32 luma picture."""
+    import cv2
+
+    k = 2 * max_width + 3  # median window, odd, wider than any scratch
+    y8 = np.clip(y * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    background = cv2.medianBlur(y8, 5) if k <= 5 else _row_median(y8, k)
+    response = y - background.astype(np.float32) / 255.0  # [H, W]
+    strength = np.median(response, axis=0)  # [W]
+    centred = strength - np.median(strength)
+    spread = max(1.4826 * float(np.median(np.abs(centred))), 1e-3)
+    hit = (np.abs(centred) > threshold * spread) & (np.abs(centred) > _MIN_CONTRAST)
+    runs: list[tuple[int, int]] = []
+    x = 0
+    w = hit.shape[0]
+    while x < w:
+        if not hit[x]:
+            x += 1
+            continue
+        x1 = x
+        while x1 + 1 < w and hit[x1 + 1] and np.sign(centred[x1 + 1]) == np.sign(centred[x]):
+            x1 += 1
+        if x1 - x + 1 <= max_width and x > 0 and x1 < w - 1:
+            runs.append((x, x1 + 1))
+        x = x1 + 1
+    return runs, response
+
+
+def _row_median(y8: np.ndarray, k: int) -> np.ndarray:
+    """Horizontal running median of width k of an [H, W] uint8 picture."""
+    pad = k // 2
+    padded = np.pad(y8, ((0, 0), (pad, pad)), mode="reflect")
+    windows = np.lib.stride_tricks.sliding_window_view(padded, k, axis=1)  # [H, W, k]
+    return np.asarray(np.median(windows, axis=2))
+
+
+def inpaint_scratches(image: np.ndarray, runs: list[tuple[int, int]], response: np.ndarray) -> np.ndarray:
+    """`image` ([H, W, 3] float32) with each scratch run filled where its line is present."""
+    out = image.copy()
+    w = image.shape[1]
+    for x0, x1 in runs:
+        a, b = max(0, x0 - 1), min(w - 1, x1)  # columns just outside the (slightly widened) run
+        line = response[:, x0:x1].mean(axis=1)  # [H]
+        sign = np.sign(np.median(line))
+        rows = (line * sign) > 0.5 * _MIN_CONTRAST
+        # close small gaps along the line
+        rows = np.convolve(rows.astype(np.float32), np.ones(5, np.float32), mode="same") > 0
+        if not rows.any():
+            continue
+        left, right = image[rows, a], image[rows, b]  # [n, 3]
+        for x in range(a + 1, b):
+            t = (x - a) / (b - a)
+            out[rows, x] = (1 - t) * left + t * right
+    return out
+
+
+def remove_scratches(image: np.ndarray, threshold: float, max_width: int) -> tuple[np.ndarray, int]:
+    """(`image` with its vertical line scratches inpainted, number of scratches found)."""
+    runs, response = find_scratches(luma(image), threshold, max_width)
+    if not runs:
+        return image, 0
+    return inpaint_scratches(image, runs, response), len(runs)

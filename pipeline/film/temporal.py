@@ -1,0 +1,98 @@
+"""The motion-compensated stage: dust filled and grain reduced from the same aligned neighbours.
+
+For each frame, the neighbours within `radius` are warped onto it (pipeline.film.motion). Dust
+uses the two adjacent ones (pipeline.film.dust). Grain reduction is a motion-compensated temporal
+average: each aligned neighbour is weighted per pixel by how well it agrees with the frame after
+both are lightly smoothed (a Gaussian weight in units of the measured grain level), so where the
+alignment failed, or a neighbour has a speck, the frame keeps its own pixels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.film.dust import find_specks
+from pipeline.film.motion import flow, flow_input, warp
+from pipeline.film.window import Work, luma, sliding
+
+
+@dataclass(eq=False)
+class _Item:
+    work: Work
+    image: np.ndarray  # [H, W, 3] float32 the stage's input (neighbours are always the input, never
+    # a cleaned frame: no result feeds back, so a frame depends only on its window)
+    flow_in: np.ndarray  # [h, w] uint8 flow input
+    factor: float  # source px per flow px
+
+
+def grain_sigma(y: np.ndarray, aligned: np.ndarray) -> float:
+    """Grain standard deviation (0..1) from a frame and an aligned neighbour: robust, per frame."""
+    d = (y - aligned)[::2, ::2]
+    return float(1.4826 * np.median(np.abs(d - np.median(d))) / np.sqrt(2.0))
+
+
+def temporal_clean(
+    works: Iterator[Work],
+    *,
+    radius: int,
+    dust: bool,
+    dust_threshold: float,
+    dust_max_area: int,
+    reduce: bool,
+    strength: float,
+) -> Iterator[Work]:
+    """Frames with specks filled (`info["specks"]`, `info["speck_px"]`, `info["objects_kept"]`) and,
+    with `reduce`, grain averaged out (`info["grain_sigma"]`, `info["grain_residual"]` [H, W] float32
+    of what was removed, read by the regrain stage and then dropped)."""
+    import cv2
+
+    items = (_Item(w, w.image, *flow_input(w.image)) for w in works)
+    for past, c, future in sliding(items, radius, radius, lambda it: it):
+        neighbours = [*past, *future]  # oldest first
+        if not neighbours:
+            yield c.work
+            continue
+        offsets = [k - len(past) for k in range(len(past))] + [k + 1 for k in range(len(future))]
+        aligned = {
+            off: warp(n.image, flow(c.flow_in, n.flow_in), c.factor)
+            for off, n in zip(offsets, neighbours, strict=True)
+        }
+        image = c.image
+        y = luma(image)
+        if dust and -1 in aligned and 1 in aligned:
+            pw, nw = aligned[-1], aligned[1]
+            mask, specks, objects = find_specks(
+                image,
+                pw,
+                nw,
+                past[-1].image,
+                future[0].image,
+                dust_threshold,
+                dust_max_area,
+            )
+            if specks:
+                image = image.copy()
+                image[mask] = 0.5 * (pw[mask] + nw[mask])
+                y = luma(image)
+            c.work.info.update(specks=specks, speck_px=int(mask.sum()), objects_kept=objects)
+        if reduce:
+            near = aligned.get(1, aligned.get(-1))
+            assert near is not None
+            sigma = max(grain_sigma(y, luma(near)), 1e-3)
+            acc = image.copy()
+            weight = np.ones(y.shape, np.float32)
+            smooth_y = cv2.GaussianBlur(y, (0, 0), 1.0)
+            scale = np.float32(-0.5 / (strength * 0.4 * sigma) ** 2)  # 0.4: grain std left after the blur
+            for a in aligned.values():
+                d = smooth_y - cv2.GaussianBlur(luma(a), (0, 0), 1.0)
+                w = np.exp(scale * d * d)
+                acc += a * w[..., None]
+                weight += w
+            denoised = acc / weight[..., None]
+            c.work.info.update(grain_sigma=sigma, grain_residual=luma(image) - luma(denoised))
+            image = denoised
+        c.work.image = image
+        yield c.work

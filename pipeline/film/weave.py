@@ -1,0 +1,104 @@
+"""Gate weave and jitter: each frame moved onto the mean path of its window, without cropping.
+
+Consecutive frames' global shift is measured by phase correlation (OpenCV, sub-pixel, on a reduced
+luma copy). A frame's position relative to a neighbour is the sum of the shifts between them, and
+its correction is the mean of those relative positions over the window (`radius` either side): a
+steady camera or a smooth pan stays, the jitter about it goes. A shift whose correlation peak is
+weak (a cut, a flash) breaks the chain there. The frame is moved by cubic interpolation; the few
+pixels uncovered at the edge are mirrored from the picture (no crop, the size never changes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from pipeline.film.window import Work, gray8, sliding
+
+_WIDTH = 384  # phase correlation runs on a copy about this wide (shifts are scaled back)
+_MIN_RESPONSE = 0.03  # a correlation peak weaker than this is not a shift of the same picture
+
+
+def _small(image: np.ndarray) -> tuple[np.ndarray, float]:
+    """[h, w] float32 reduced luma and the factor (source px per reduced px)."""
+    import cv2
+
+    g = gray8(image)
+    f = max(1.0, g.shape[1] / _WIDTH)
+    if f > 1.0:
+        g = cv2.resize(g, (round(g.shape[1] / f), round(g.shape[0] / f)), interpolation=cv2.INTER_AREA)
+    return g.astype(np.float32), f
+
+
+def shift_between(a: np.ndarray, b: np.ndarray, window: np.ndarray) -> np.ndarray | None:
+    """[2] (dx, dy) such that b(x) ~ a(x - d) in reduced px, or None when the peak is too weak."""
+    import cv2
+
+    (dx, dy), response = cv2.phaseCorrelate(a, b, window)
+    return None if response < _MIN_RESPONSE else np.array([dx, dy])
+
+
+def translate(image: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """`image` moved by d = (dx, dy) source px (cubic; uncovered edges mirrored)."""
+    import cv2
+
+    m = np.array([[1.0, 0.0, d[0]], [0.0, 1.0, d[1]]], dtype=np.float64)
+    h, w = image.shape[:2]
+    out = cv2.warpAffine(image, m, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT_101)
+    return np.clip(out, 0.0, 1.0)
+
+
+def _with_steps(works: Iterator[Work]) -> Iterator[tuple[Work, np.ndarray | None]]:
+    """Each frame with its shift from the previous frame (source px; None at the start or a break)."""
+    import cv2
+
+    prev: np.ndarray | None = None
+    hann: np.ndarray | None = None
+    for work in works:
+        small, f = _small(work.image)
+        step = None
+        if prev is not None and prev.shape == small.shape:
+            if hann is None or hann.shape != small.shape:
+                hann = cv2.createHanningWindow(small.shape[::-1], cv2.CV_32F)
+            s = shift_between(prev, small, hann)
+            step = None if s is None else s * f
+        prev = small
+        yield work, step
+
+
+def correction(past_steps: list[np.ndarray | None], own: np.ndarray | None, future_steps: list) -> np.ndarray:
+    """[2] shift moving the centre frame onto the mean of its window's positions (source px).
+
+    `past_steps[i]` is the shift into past frame i+1 from frame i (oldest first), `own` the shift into
+    the centre frame from its predecessor, `future_steps[k]` the shift into future frame k from the one
+    before it. Positions are relative to the centre frame; a None step ends the chain in that direction.
+    """
+    positions = [np.zeros(2)]
+    pos = np.zeros(2)
+    for s in future_steps:  # p[t+k] - p[t] = sum of the steps into t+1 .. t+k
+        if s is None:
+            break
+        pos = pos + s
+        positions.append(pos)
+    pos = np.zeros(2)
+    backward = [own, *reversed(past_steps)]  # steps into t, t-1, t-2, ...
+    for i in range(len(past_steps)):  # p[t-k] - p[t] = -(steps into t, t-1, ..., t-k+1)
+        s = backward[i]
+        if s is None:
+            break
+        pos = pos - s
+        positions.append(pos)
+    return np.asarray(np.mean(positions, axis=0))
+
+
+def stabilise(works: Iterator[Work], radius: int, max_px: float) -> Iterator[Work]:
+    """Frames moved onto their window's mean path; `info["weave"]` is the [2] shift applied (px)."""
+    for past, (work, own), future in sliding(_with_steps(works), radius, radius, lambda item: item[1]):
+        d = correction(past, own, [s for _, s in future])
+        if float(np.hypot(*d)) > max_px:
+            d = np.zeros(2)  # not weave: a jump this large is picture (or a broken measurement)
+        if float(np.hypot(*d)) >= 0.02:
+            work.image = translate(work.image, d)
+        work.info["weave"] = d
+        yield work

@@ -1,0 +1,67 @@
+"""Sliding windows over a frame stream, and the float working picture the stages pass on.
+
+Every temporal stage is a pure function of a fixed window of its input (never a running state), so
+a frame's result depends only on the frames within the stages' summed radii: segments cleaned
+separately with that much overlap equal the whole clip cleaned at once.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import numpy as np
+
+from pipeline.types import VideoFrame
+
+T = TypeVar("T")
+S = TypeVar("S")
+
+
+@dataclass(eq=False)
+class Work:
+    """One frame inside the cleaning chain."""
+
+    frame: VideoFrame  # the decoded frame (index, pts, time; its image is the original)
+    image: np.ndarray  # [H, W, 3] float32 in [0, 1], the picture as cleaned so far
+    info: dict[str, Any] = field(default_factory=dict)  # per-frame stage figures (CleanStats reads them)
+
+
+def sliding(
+    items: Iterable[T], before: int, after: int, summary: Callable[[T], S]
+) -> Iterator[tuple[list[S], T, list[T]]]:
+    """(summaries of up to `before` earlier items, item, up to `after` later items) for every item.
+
+    Earlier items are kept only as `summary(item)` (cheap features, or the item itself when a stage
+    needs whole pictures), later ones whole. Near the ends of the stream the lists are shorter.
+    """
+    past: deque[S] = deque(maxlen=max(0, before))
+    future: deque[T] = deque()
+    for item in items:
+        future.append(item)
+        if len(future) > after:
+            centre = future.popleft()
+            yield list(past), centre, list(future)
+            if before:
+                past.append(summary(centre))
+    while future:
+        centre = future.popleft()
+        yield list(past), centre, list(future)
+        if before:
+            past.append(summary(centre))
+
+
+def luma(image: np.ndarray) -> np.ndarray:
+    """[H, W] float32 Rec.601 luma of an [H, W, 3] float32 RGB picture."""
+    import cv2
+
+    return np.asarray(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY))
+
+
+def gray8(image: np.ndarray) -> np.ndarray:
+    """[H, W] uint8 luma (what OpenCV's flow and phase correlation work on)."""
+    import cv2
+
+    return np.asarray(cv2.cvtColor(np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8), cv2.COLOR_RGB2GRAY))
