@@ -76,3 +76,142 @@ class SearchError(PipelineError):
 
 class JobError(PipelineError):
     """A distributed job or one of its units failed."""
+
+
+class DiskFullError(OutputError):
+    """The filesystem holding the output or the work directory has no room left."""
+
+
+class ResourceError(PipelineError):
+    """The job needs more memory or output space than is sensible or available (checked up front)."""
+
+
+class LockedError(OutputError):
+    """Another reel run is writing the same output or work directory right now."""
+
+
+# ---------------------------------------------------------------------- one-line messages
+
+# Names our own temporary files take: hidden parts beside the output, work-dir temporaries.
+_TEMP_MARKS = (".tmp-", ".partial", ".part", ".video.mov")
+
+
+def is_temporary_path(path: str | Path) -> bool:
+    """True for files the user never named: hidden parts beside an output, anything in a work dir."""
+    p = Path(path)
+    if p.name.startswith(".") and any(m in p.name for m in _TEMP_MARKS):
+        return True
+    return any(part.endswith(".work") for part in p.parts[:-1]) or any(m in p.name for m in (".tmp-",))
+
+
+def disk_full_message(where: Path, needed: int | None = None) -> str:
+    """ "the disk is full (N MB free on <mount>; about M MB needed)"."""
+    import shutil
+
+    free: int | None = None
+    probe = where if where.is_dir() else where.parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        free = shutil.disk_usage(probe).free
+    except OSError:
+        free = None
+    parts = [f"{_mb(free)} free in {probe}"] if free is not None else []
+    if needed:
+        parts.append(f"about {_mb(needed)} needed")
+    detail = f" ({'; '.join(parts)})" if parts else ""
+    return f"the disk is full{detail}: free some space and run again (finished work is kept)"
+
+
+def _mb(n: int | None) -> str:
+    if n is None:
+        return "unknown"
+    if n >= 10 * 1024**3:
+        return f"{n / 1024**3:.0f} GB"
+    return f"{n / 1024**2:.0f} MB" if n >= 1024**2 else f"{n / 1024:.0f} KB"
+
+
+def looks_disk_full(text: str) -> bool:
+    return "No space left on device" in text or "Disk quota exceeded" in text or "File too large" in text
+
+
+def one_line(
+    exc: BaseException,
+    *,
+    input: str | Path | None = None,
+    output: str | Path | None = None,
+    needed: int | None = None,
+) -> str:
+    """What the user sees for any failure: one line naming their own file and the problem.
+
+    A temporary part or work-directory file in a message is replaced by the user's output (for
+    output errors) or input; a full disk is said as such; an encoder's quoted stderr is reduced to
+    its last meaningful line; anything unexpected is named by its type and marked as a bug.
+    """
+    import errno
+
+    cause = _unwrap(exc)
+    text = str(cause)
+    path: Path | None = getattr(cause, "path", None)
+    problem: str = getattr(cause, "problem", text)
+    if not isinstance(cause, PipelineError) and isinstance(cause, OSError) and cause.filename:
+        path = Path(str(cause.filename))
+        problem = cause.strerror or text
+    user_out = Path(output) if output is not None else None
+    user_in = Path(input) if input is not None else None
+    if path is None and isinstance(cause, PipelineError):
+        path, problem = _split_path(text)
+    if path is not None and is_temporary_path(path):
+        is_input = isinstance(cause, InputError) and not isinstance(cause, OutputError)
+        path = (user_in if is_input else user_out) or path
+    enospc = isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+    if enospc or looks_disk_full(text) or isinstance(cause, DiskFullError):
+        where = path or user_out or Path.cwd()
+        if isinstance(cause, DiskFullError):
+            return f"{where}: {cause.problem}"
+        return f"{where}: {disk_full_message(where, needed)}"
+    problem = _first_and_last(problem)
+    if isinstance(cause, PipelineError):
+        return f"{path}: {problem}" if path is not None else problem
+    if isinstance(cause, MemoryError):
+        where = user_in or user_out
+        prefix = f"{where}: " if where else ""
+        return f"{prefix}not enough memory for this job (try a smaller --scale or fewer parallel tasks)"
+    if isinstance(cause, OSError):
+        where = path or user_out or user_in
+        prefix = f"{where}: " if where else ""
+        return f"{prefix}{problem}"
+    where = user_in or user_out
+    prefix = f"{where}: " if where else ""
+    return f"{prefix}unexpected {type(cause).__name__}: {problem} (a bug: run with -v for the traceback)"
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    """The underlying error of a Ray task failure (RayTaskError.cause), else `exc` itself."""
+    seen = 0
+    while seen < 5 and getattr(exc, "cause", None) is not None and isinstance(exc.cause, BaseException):
+        exc = exc.cause  # type: ignore[attr-defined]
+        seen += 1
+    return exc
+
+
+def _split_path(text: str) -> tuple[Path | None, str]:
+    """("/a/b.mov", "problem") from "/a/b.mov: problem" when the text starts with a path."""
+    head, sep, rest = text.partition(": ")
+    if sep and head.startswith(("/", "./", "..")) and "\n" not in head:
+        return Path(head), rest
+    return None, text
+
+
+def _first_and_last(problem: str) -> str:
+    """One line: the first line, and the last telling line of quoted tool output, if any."""
+    lines = [ln.strip() for ln in problem.splitlines() if ln.strip()]
+    if len(lines) <= 1:
+        return lines[0] if lines else problem
+    first, rest = lines[0], lines[1:]
+    telling = [ln for ln in rest if not ln.endswith("--") and "maybe incorrect parameters" not in ln]
+    last = (telling or rest)[-1]
+    if "] " in last and last.startswith("["):
+        last = last.split("] ", 1)[1]  # "[libx264 @ 0x...] msg" -> "msg"
+    first = first.removesuffix("; ffmpeg said:").removesuffix(":")
+    return f"{first}: {last}"

@@ -1,8 +1,9 @@
 """The `reel` command line: one module per subcommand.
 
 Each subcommand module defines `HELP` (one line), `add_arguments(parser)` and `run(args) -> int`,
-and imports nothing heavy at module level (so `reel --help` is instant). Expected failures are
-PipelineErrors: printed as one line `reel: error: <file>: <problem>`, exit code 2.
+and imports nothing heavy at module level (so `reel --help` is instant). Every failure is printed as
+one line `reel: error: <file>: <problem>` naming the user's own file (never a temporary part), with
+exit code 2 for expected failures (PipelineErrors) and 1 for anything else; `-v` adds the traceback.
 """
 
 from __future__ import annotations
@@ -77,12 +78,49 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(args._run(args) or 0)
-    except PipelineError as exc:
-        print(f"reel: error: {exc}", file=sys.stderr)
-        return exc.exit_code
     except KeyboardInterrupt:
-        print("reel: interrupted; finished work is kept in the work directory", file=sys.stderr)
+        print(f"reel: interrupted; {_kept(args)}", file=sys.stderr)
         return 130
+    except Exception as exc:  # every failure is one line naming the user's file; -v adds the traceback
+        return _fail(exc, args)
+
+
+def _fail(exc: BaseException, args: argparse.Namespace) -> int:
+    from pipeline.errors import one_line
+
+    if args.verbose:
+        import traceback
+
+        traceback.print_exception(exc, file=sys.stderr)
+    output = getattr(args, "output", None)
+    needed = None
+    if output is not None:
+        try:
+            from pipeline.run.preflight import estimated_bytes
+
+            needed = estimated_bytes(output)
+        except Exception:  # the message must come out whatever else is broken
+            needed = None
+    message = one_line(exc, input=getattr(args, "input", None), output=output, needed=needed)
+    print(f"reel: error: {message}", file=sys.stderr)
+    if isinstance(exc, PipelineError):
+        return exc.exit_code
+    return 1
+
+
+def _kept(args: argparse.Namespace) -> str:
+    """What an interrupted run leaves: the work directory it resumes from, when there is one."""
+    output = getattr(args, "output", None)
+    if output is None:
+        return "nothing was changed"
+    from pathlib import Path
+
+    from pipeline.run.workdir import default_workdir
+
+    work = default_workdir(Path(output), getattr(args, "workdir", None))
+    if work.is_dir():
+        return f"finished work is kept in {work}; run the same command again to resume"
+    return f"{output} was not written (an existing file is left as it was)"
 
 
 if __name__ == "__main__":

@@ -11,7 +11,15 @@ HELP = "describe a video file: streams, exact frame rate and time base, colour, 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("input", help="video file")
+    parser.add_argument(
+        "input", help="video file, image sequence pattern (scan_%%06d.dpx) or directory of images"
+    )
+    parser.add_argument(
+        "--rate",
+        default=None,
+        metavar="FPS",
+        help="frame rate of an image sequence (e.g. 24 or 24000/1001; default 24): scans carry none",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON (fractions as 'num/den' strings)")
     parser.add_argument(
         "--exact",
@@ -74,6 +82,20 @@ def format_info(info: Any) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from pipeline.io.probe import probe
+
+    if args.rate is not None:
+        from pipeline.errors import ConfigError
+        from pipeline.io.sequence import set_sequence_rate
+
+        try:
+            rate = Fraction(args.rate)
+        except (ValueError, ZeroDivisionError):
+            raise ConfigError(
+                f"--rate {args.rate!r}: expected a frame rate such as 24 or 24000/1001"
+            ) from None
+        if rate <= 0:
+            raise ConfigError(f"--rate {args.rate!r}: must be positive")
+        set_sequence_rate(rate)
 
     info = probe(args.input, exact=args.exact)
     if args.json:

@@ -31,6 +31,7 @@ from pipeline.io.filters import build_graph, filter_chain
 from pipeline.io.probe import (
     check_input_path,
     detect_interlacing,
+    file_version,
     frame_timestamps,
     main_video_stream,
     open_input,
@@ -98,8 +99,8 @@ def _cached_index(path: str, mtime_ns: int, size: int) -> tuple[Fraction, tuple[
 def frame_index(path: str | Path) -> tuple[Fraction, tuple[int, ...]]:
     """(time base, sorted frame pts) of the main video stream; cached per file version in-process."""
     path = check_input_path(path)
-    st = path.stat()
-    return _cached_index(str(path.resolve()), st.st_mtime_ns, st.st_size)
+    mtime_ns, size = file_version(path)
+    return _cached_index(str(path.resolve()), mtime_ns, size)
 
 
 @functools.lru_cache(maxsize=16)

@@ -35,7 +35,9 @@ log = logging.getLogger(__name__)
 _NO_TAG = "\0\0\0\0"  # codec_tag 0: the muxer picks its own
 
 # Codecs libavformat lists for a container but refuses to write there.
-_REFUSED = {"mov": {"flac", "opus", "vorbis"}}
+_REFUSED = {"mov": {"flac", "opus", "vorbis"}, "mp4": {"vorbis"}}
+# ... and codec families it refuses (this ffmpeg writes no PCM into MP4).
+_REFUSED_PREFIXES = {"mp4": ("pcm_",)}
 # Text subtitles MP4/MOV hold only as mov_text: converted (the text is kept; styling may not be).
 _TEXT_SUBTITLES = {"subrip", "srt", "ass", "ssa", "webvtt", "mov_text", "text"}
 
@@ -52,17 +54,46 @@ def temporary_path(output: Path, tag: str = "partial") -> Path:
 
 
 def check_output(output: Path, *, overwrite: bool) -> None:
-    """Refuse to clobber an existing file without --overwrite; make sure the directory exists."""
+    """Refuse to clobber an existing file without --overwrite; make sure the directory exists and
+    can be written (checked by creating and removing a hidden file there)."""
+    from pipeline.io.sequence import existing_outputs, is_sequence_output
+
     if output.is_dir():
         raise OutputError(output, "is a directory")
     if output.exists() and not overwrite:
         raise OutputError(output, "already exists (use --overwrite to replace it)")
     if not output.parent.is_dir():
         raise OutputError(output, f"directory {output.parent} does not exist")
+    _check_writable(output)
+    if is_sequence_output(output):
+        found = existing_outputs(output)
+        if found and not overwrite:
+            raise OutputError(
+                output,
+                f"{len(found)} file(s) of this sequence exist already ({found[0].name}, ...); "
+                "use --overwrite to replace them",
+            )
+        return
     if output.suffix.lower() not in CONTAINER_FORMATS:
         raise OutputError(
             output, f"unsupported container {output.suffix!r}; use one of {', '.join(CONTAINER_FORMATS)}"
         )
+
+
+def _check_writable(output: Path) -> None:
+    import errno
+    import tempfile
+
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{output.name}.tmp-check-", dir=output.parent)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            from pipeline.errors import DiskFullError, disk_full_message
+
+            raise DiskFullError(output, disk_full_message(output.parent)) from exc
+        raise OutputError(output, f"cannot write in {output.parent} ({exc.strerror})") from exc
+    os.close(fd)
+    os.unlink(name)
 
 
 def _enum_tables() -> dict[str, dict[str, int]]:
@@ -155,6 +186,23 @@ def _joined_packets(parts: Sequence[Path]) -> Iterator[Any]:
                 yield packet
 
 
+def _audio_fix(codec: str, index: int, suffix: str) -> str:
+    """ "PCM audio cannot go in .mp4: use .mov or .mkv" — naming the containers that do take it."""
+    import av
+
+    takers = []
+    for ext, fmt in ((".mov", "mov"), (".mkv", "matroska")):
+        if ext == suffix:
+            continue
+        with av.open(os.devnull, "w", format=fmt) as out:
+            ok = codec in out.supported_codecs and codec not in _REFUSED.get(fmt, set())
+        if ok:
+            takers.append(ext)
+    what = "PCM" if codec.startswith("pcm_") else codec
+    fix = f"use {' or '.join(takers)}" if takers else "use .mkv"
+    return f"{what} audio (stream #{index}, {codec}) cannot go in {suffix} without re-encoding: {fix}"
+
+
 def plan_streams(source: Path, output: Path, fmt: str) -> tuple[list[int], dict[str, str]]:
     """Which source streams go into the output (by index), and codec options for converted ones.
 
@@ -163,6 +211,10 @@ def plan_streams(source: Path, output: Path, fmt: str) -> tuple[list[int], dict[
     """
     import av
 
+    from pipeline.io.sequence import is_sequence
+
+    if is_sequence(source):
+        return [], {}  # an image sequence has no sound, subtitles or tags to carry
     with (
         av.open(str(source), metadata_errors="replace") as src,
         av.open(os.devnull, "w", format=fmt) as probe_out,
@@ -174,12 +226,8 @@ def plan_streams(source: Path, output: Path, fmt: str) -> tuple[list[int], dict[
         for s in src.streams:
             name = s.codec_context.name if s.codec_context is not None else "unknown"
             if s.type == "audio":
-                if name not in supported:
-                    raise EncodeError(
-                        output,
-                        f"cannot carry audio stream #{s.index} ({name}) in {output.suffix} without "
-                        "re-encoding it; choose a .mkv output (Matroska takes any audio)",
-                    )
+                if name not in supported or name.startswith(_REFUSED_PREFIXES.get(fmt, ("\0",))):
+                    raise EncodeError(output, _audio_fix(name, s.index, output.suffix))
                 maps.append(s.index)
             elif s.type == "subtitle":
                 if name in supported:
@@ -247,8 +295,15 @@ def mux(
     check_output(output, overwrite=overwrite)
     if not video_parts:
         raise EncodeError(output, "no video parts to join")
+    from pipeline.io.sequence import is_sequence_output
+
+    if is_sequence_output(output):
+        return write_sequence(video_parts, source, output, overwrite=overwrite)
     fmt = CONTAINER_FORMATS[output.suffix.lower()]
-    part_sar, part_codec = _part_description(Path(video_parts[0]))
+    part_sar, part_codec, part_color = _part_description(Path(video_parts[0]))
+    if color is not None and part_color is not None:
+        # RGB and YUV meet only in the writer (which tags each part): the part's matrix and range win.
+        color = ColorTags(color.primaries, color.transfer, part_color.matrix, part_color.range)
     sample_aspect_ratio = sample_aspect_ratio or part_sar
     if codec_tag is None and part_codec == "hevc":
         codec_tag = "hvc1"
@@ -270,7 +325,7 @@ def mux(
             tags = {
                 "color_primaries": color.primaries,
                 "color_trc": color.transfer,
-                "colorspace": color.matrix,
+                "colorspace": "rgb" if color.matrix == "gbr" else color.matrix,  # the option's name
                 "color_range": color.range,
             }
             sub_codecs = {**sub_codecs, **{k: v for k, v in tags.items() if v}}
@@ -298,15 +353,86 @@ def mux(
     return output
 
 
-def _part_description(part: Path) -> tuple[Fraction | None, str]:
-    """(pixel aspect, codec name) of an encoded part."""
+def write_sequence(
+    video_parts: Sequence[Path], source: Path, output: Path, *, overwrite: bool = False
+) -> Path:
+    """The parts' frames as numbered image files `output % n` (n from 0), by stream copy.
+
+    The files are written into a hidden directory beside the pattern, counted against the parts,
+    and only then moved into place (an older sequence of the same name is replaced with
+    `overwrite`). Image sequences carry no sound: audio streams of the source are left out, said.
+    """
+    import shutil
+    import tempfile
+
+    from pipeline.io.sequence import existing_outputs
+    from pipeline.io.verify import count_video_packets
+
+    output = Path(output)
+    with contextlib.suppress(Exception):
+        import av
+
+        with av.open(str(source)) as src:
+            if src.streams.audio:
+                log.warning(
+                    "%s: image sequences carry no sound: %d audio stream(s) of %s are left out",
+                    output,
+                    len(src.streams.audio),
+                    source,
+                )
+    joined = output.with_name(f".{output.stem.replace('%', '')}.video.mov")
+    staging = Path(tempfile.mkdtemp(prefix=f".{output.stem.replace('%', '')}.tmp-", dir=output.parent))
+    try:
+        join_parts(video_parts, joined)
+        expected = count_video_packets(joined)
+        cmd = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i", str(joined)]
+        cmd += [
+            "-map",
+            "0:v:0",
+            "-c",
+            "copy",
+            "-f",
+            "image2",
+            "-start_number",
+            "0",
+            str(staging / output.name),
+        ]
+        _run_ffmpeg(cmd, output)
+        written = sorted(staging.iterdir())
+        if len(written) != expected or any(f.stat().st_size == 0 for f in written):
+            raise EncodeError(output, f"{len(written)} image files written for {expected} frames")
+        if overwrite:
+            for old in existing_outputs(output):
+                old.unlink()
+        for f in written:
+            os.replace(f, output.parent / f.name)
+    finally:
+        joined.unlink(missing_ok=True)
+        shutil.rmtree(staging, ignore_errors=True)
+    return output
+
+
+def _part_description(part: Path) -> tuple[Fraction | None, str, ColorTags | None]:
+    """(pixel aspect, codec name, matrix and range when the part is RGB or an RGB source's YUV)."""
     import av
+
+    from pipeline.io.presets import is_rgb_format
+    from pipeline.io.probe import MATRICES, RANGES
 
     try:
         with av.open(str(part)) as c:
             stream = c.streams.video[0]
-            sar = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio
-            return (Fraction(sar) if sar else None), stream.codec_context.name
+            cc = stream.codec_context
+            sar = stream.sample_aspect_ratio or cc.sample_aspect_ratio
+            color = None
+            if is_rgb_format(cc.pix_fmt):
+                color = ColorTags(matrix="gbr", range="pc")
+            elif cc.colorspace is not None and MATRICES.get(int(cc.colorspace)):
+                color = ColorTags(
+                    matrix=MATRICES.get(int(cc.colorspace)),
+                    range=RANGES.get(int(cc.color_range or 0)) or "tv",
+                )
+            return (Fraction(sar) if sar else None), cc.name, color
     except (av.error.FFmpegError, IndexError) as exc:
         raise EncodeError(part, f"not a readable video part ({exc})") from exc
 
@@ -336,13 +462,20 @@ def _mux_command(
     cmd = [ffmpeg_bin, "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
     # -copyts: absolute timestamps, so video and audio keep the source's common clock (ffmpeg would
     # otherwise shift each input by its own start time).
-    cmd += ["-copyts", "-i", str(video), "-i", str(source), "-map", "0:v:0"]
+    from pipeline.io.sequence import is_sequence
+
+    from_sequence = is_sequence(source)  # nothing but pictures: no second input
+    cmd += ["-copyts", "-i", str(video)]
+    if not from_sequence:
+        cmd += ["-i", str(source)]
+    cmd += ["-map", "0:v:0"]
     for index in source_streams:
         cmd += ["-map", f"1:{index}"]
     cmd += ["-c", "copy"]
     for key, value in options.items():
         cmd += [f"-{key}", value]
-    cmd += ["-map_metadata", "1", "-map_chapters", "1"]
+    if not from_sequence:
+        cmd += ["-map_metadata", "1", "-map_chapters", "1"]
     for key, value in (metadata or {}).items():
         cmd += ["-metadata", f"{key}={value}"]
     # bitexact: no random segment ids or muxing dates (Matroska), so a rerun gives the same bytes

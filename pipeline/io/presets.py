@@ -27,6 +27,7 @@ class EncoderPreset:
     keeps_source_format: bool = False  # store the source's own pixel format when the codec takes it
     codec_tag: str | None = None  # fourcc in MP4/MOV (e.g. hvc1, which Apple players require)
     quiet: tuple[str, ...] = ()  # options that silence the encoder's own banner on stderr
+    rgb: bool = False  # stores RGB (gbrp...), never converted to YUV
 
 
 # Pixel formats FFV1 stores losslessly (a subset: the planar YUV/gray ones archives use).
@@ -35,6 +36,18 @@ _FFV1_FORMATS = {
     for base in ("yuv420p", "yuv422p", "yuv444p")
     for depth in ("", "9le", "10le", "12le", "14le", "16le")
 } | {"gray", "gray10le", "gray12le", "gray16le", "yuv411p", "yuv410p"}
+# RGB formats FFV1 stores losslessly (planar GBR, 8 to 16 bits).
+_FFV1_RGB = {"gbrp", "gbrp9le", "gbrp10le", "gbrp12le", "gbrp14le", "gbrp16le"}
+_FFV1_FORMATS |= _FFV1_RGB
+# Packed or planar RGB formats decoders give: a source in one of these is an RGB source.
+_RGB_PREFIXES = ("gbr", "rgb", "bgr", "argb", "abgr", "0rgb", "0bgr", "x2rgb", "x2bgr")
+# Image-sequence outputs (pipeline.io.sequence.OUTPUT_CODECS): parts are written in this codec.
+SEQUENCE_PRESETS = {
+    ".dpx": "sequence-dpx",
+    ".tif": "sequence-tiff",
+    ".tiff": "sequence-tiff",
+    ".png": "sequence-png",
+}
 
 PRESETS: dict[str, EncoderPreset] = {
     "master-ffv1": EncoderPreset(
@@ -46,6 +59,41 @@ PRESETS: dict[str, EncoderPreset] = {
         pix_fmt_8="yuv444p",
         pix_fmt_deep="yuv444p16le",
         keeps_source_format=True,
+    ),
+    "master-rgb": EncoderPreset(
+        name="master-rgb",
+        codec="ffv1",
+        suffixes=(".mkv", ".mov"),
+        # FFV1 RGB (planar GBR): film scans stay RGB at their own depth, losslessly.
+        options={"level": "3", "g": "1", "slices": "4", "slicecrc": "1", "context": "1"},
+        pix_fmt_8="gbrp",
+        pix_fmt_deep="gbrp16le",
+        keeps_source_format=True,
+        rgb=True,
+    ),
+    "sequence-dpx": EncoderPreset(
+        name="sequence-dpx",
+        codec="dpx",
+        suffixes=(".dpx",),
+        pix_fmt_8="rgb24",
+        pix_fmt_deep="rgb48le",
+        rgb=True,
+    ),
+    "sequence-tiff": EncoderPreset(
+        name="sequence-tiff",
+        codec="tiff",
+        suffixes=(".tiff", ".tif"),
+        pix_fmt_8="rgb24",
+        pix_fmt_deep="rgb48le",
+        rgb=True,
+    ),
+    "sequence-png": EncoderPreset(
+        name="sequence-png",
+        codec="png",
+        suffixes=(".png",),
+        pix_fmt_8="rgb24",
+        pix_fmt_deep="rgb48be",
+        rgb=True,
     ),
     "mezzanine-prores": EncoderPreset(
         name="mezzanine-prores",
@@ -119,14 +167,53 @@ def _as_444(pix_fmt: str) -> str:
     return pix_fmt
 
 
+def is_rgb_format(pix_fmt: str | None) -> bool:
+    """True for RGB pixel formats (gbrp10le, rgb48le, bgr0, ...), False for YUV and gray."""
+    return bool(pix_fmt) and str(pix_fmt).startswith(_RGB_PREFIXES)
+
+
+def chroma_label(pix_fmt: str | None) -> str:
+    """ "4:2:0", "4:2:2", "4:4:4", "RGB" or "gray", for messages."""
+    if not pix_fmt:
+        return "unknown"
+    if is_rgb_format(pix_fmt):
+        return "RGB"
+    if pix_fmt.startswith("gray"):
+        return "gray"
+    sx, sy = _subsampling(pix_fmt)
+    return {(2, 2): "4:2:0", (2, 1): "4:2:2", (4, 1): "4:1:1", (4, 4): "4:1:0"}.get((sx, sy), "4:4:4")
+
+
+def format_depth(pix_fmt: str | None) -> int:
+    """Bits per component of a pixel format (8 when unknown)."""
+    import re
+
+    if not pix_fmt:
+        return 8
+    if pix_fmt.startswith(("rgb48", "bgr48", "rgba64", "bgra64")):
+        return 16
+    m = re.search(r"p(\d+)(le|be)$", pix_fmt) or re.search(r"gray(\d+)", pix_fmt)
+    return int(m.group(1)) if m else 8
+
+
 def output_pix_fmt(
     preset: EncoderPreset, source_pix_fmt: str | None, deep: bool, width: int, height: int
 ) -> str:
-    """The pixel format stored: the source's where the preset keeps it, else the preset's own."""
-    if preset.keeps_source_format and source_pix_fmt in _FFV1_FORMATS:
+    """The pixel format stored: the source's where the preset keeps it, else the preset's own.
+
+    An RGB preset keeps an RGB source's planar form and depth (bgr0 becomes gbrp); a YUV master
+    keeps a YUV source's. A YUV-keeping master given an RGB source stores it as RGB too, since a
+    matrix conversion is not lossless.
+    """
+    keeps = preset.keeps_source_format and source_pix_fmt in _FFV1_FORMATS
+    if keeps and (preset.rgb == (source_pix_fmt in _FFV1_RGB)):
         pix_fmt = source_pix_fmt
+    elif preset.keeps_source_format and is_rgb_format(source_pix_fmt):
+        pix_fmt = source_pix_fmt if source_pix_fmt in _FFV1_RGB else ("gbrp16le" if deep else "gbrp")
     else:
         pix_fmt = preset.pix_fmt_deep if deep else preset.pix_fmt_8
+    if is_rgb_format(pix_fmt):
+        return pix_fmt
     sx, sy = _subsampling(pix_fmt)
     if width % sx or height % sy:
         pix_fmt = _as_444(pix_fmt)

@@ -42,11 +42,16 @@ _PROBE_FRAMES = 8
 
 def check_input_path(path: str | Path) -> Path:
     """Fail early, in plain words, for the inputs FFmpeg would describe badly."""
+    from pipeline.io.sequence import is_sequence, resolve_sequence
+
     path = Path(path)
+    if is_sequence(path):
+        resolve_sequence(path)  # names a missing or empty frame file
+        return path
     if not path.exists():
         raise VideoOpenError(path, "no such file")
     if path.is_dir():
-        raise VideoOpenError(path, "is a directory, not a video file")
+        raise VideoOpenError(path, "is a directory, neither a video file nor an image sequence")
     try:
         size = path.stat().st_size
         with path.open("rb"):
@@ -62,11 +67,29 @@ def open_input(path: str | Path) -> Any:
     """Open a container with PyAV, turning its errors into VideoOpenError."""
     import av
 
+    from pipeline.io.sequence import is_sequence, open_sequence
+
     path = check_input_path(path)
+    if is_sequence(path):
+        return open_sequence(path)
     try:
         return av.open(str(path), metadata_errors="replace")
     except av.error.FFmpegError as exc:
         raise VideoOpenError(path, f"not a media file FFmpeg can read ({exc.strerror or exc})") from exc
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise VideoOpenError(path, f"cannot be opened ({exc})") from exc
+
+
+def file_version(path: str | Path) -> tuple[int, int]:
+    """(mtime_ns, size) of a file, or of a whole image sequence: a cache key for per-file results."""
+    from pipeline.io.sequence import file_version as sequence_version
+    from pipeline.io.sequence import is_sequence
+
+    path = Path(path)
+    if is_sequence(path):
+        return sequence_version(path)
+    st = path.stat()
+    return st.st_mtime_ns, st.st_size
 
 
 def main_video_stream(container: Any, path: Path) -> Any:
@@ -192,6 +215,10 @@ def probe(path: str | Path, *, exact: bool = False) -> VideoInfo:
             variable = _variable_rate(all_pts)
         else:
             frame_count = stream.frames or None
+            if container.format.name == "image2":
+                from pipeline.io.sequence import resolve_sequence
+
+                frame_count = resolve_sequence(path).count  # one file per frame, none missing
             span = duration or container_duration
             if frame_count is None and span and frame_rate:
                 frame_count = round(span * frame_rate)
@@ -259,8 +286,8 @@ def detect_interlacing(path: str | Path) -> str | None:
     Only the first frames are examined (decoding, not the whole file); cached per file version.
     """
     path = Path(path)
-    st = path.stat()
-    return _detect_interlacing(str(path.resolve()), st.st_mtime_ns, st.st_size)
+    mtime_ns, size = file_version(path)
+    return _detect_interlacing(str(path.resolve()), mtime_ns, size)
 
 
 @functools.lru_cache(maxsize=32)

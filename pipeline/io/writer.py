@@ -26,7 +26,14 @@ import numpy as np
 
 from pipeline.errors import EncodeError
 from pipeline.io.decode import rgb_conversion
-from pipeline.io.presets import EncoderPreset, encoder_options, get_preset, mov_timescale, output_pix_fmt
+from pipeline.io.presets import (
+    EncoderPreset,
+    encoder_options,
+    get_preset,
+    is_rgb_format,
+    mov_timescale,
+    output_pix_fmt,
+)
 from pipeline.types import ColorTags
 
 log = logging.getLogger(__name__)
@@ -40,6 +47,32 @@ _SCALE_MATRIX = {
     "FCC": "fcc",
 }
 _SCALE_RANGE = {"JPEG": "pc", "MPEG": "tv"}
+
+
+# io.rgb_matrix -> the matrix tag a YUV output of an RGB source carries.
+RGB_MATRICES = {"bt709": "bt709", "bt601": "smpte170m", "bt2020": "bt2020nc"}
+
+
+def output_color(
+    color: ColorTags, source_pix_fmt: str | None, out_pix_fmt: str, rgb_matrix: str
+) -> ColorTags:
+    """The colour tags of a stored stream: the source's, except where RGB and YUV meet.
+
+    RGB stored as RGB is tagged as RGB, full range. An RGB source stored as YUV is converted with
+    `rgb_matrix` (one of RGB_MATRICES) to limited range, and tagged so; a YUV source keeps its tags.
+    """
+    from dataclasses import replace
+
+    source_rgb = is_rgb_format(source_pix_fmt) or color.matrix == "gbr"
+    if is_rgb_format(out_pix_fmt):
+        return replace(color, matrix="gbr", range="pc")
+    if source_rgb:
+        if rgb_matrix not in RGB_MATRICES:
+            from pipeline.errors import ConfigError
+
+            raise ConfigError(f"io.rgb_matrix={rgb_matrix!r}: must be one of {', '.join(RGB_MATRICES)}")
+        return replace(color, matrix=RGB_MATRICES[rgb_matrix], range="tv")
+    return color
 
 
 class StderrDrain(threading.Thread):
@@ -86,6 +119,7 @@ class VideoWriter:
         color: ColorTags | None = None,
         sample_aspect_ratio: Fraction = Fraction(1),
         native_format: str | None = None,
+        rgb_matrix: str = "bt709",
         ffmpeg: str = "ffmpeg",
     ) -> None:
         self.path = Path(path)
@@ -95,7 +129,8 @@ class VideoWriter:
         self.preset = get_preset(preset) if isinstance(preset, str) else preset
         self.deep = deep
         self.pix_fmt = output_pix_fmt(self.preset, source_pix_fmt, deep, width, height)
-        self.color = color or ColorTags()
+        # The colour the part is tagged with: an RGB source stored as YUV gets `rgb_matrix`.
+        self.color = output_color(color or ColorTags(), source_pix_fmt, self.pix_fmt, rgb_matrix)
         self.sample_aspect_ratio = sample_aspect_ratio
         self.crf = crf
         self.ffmpeg = ffmpeg
@@ -105,6 +140,7 @@ class VideoWriter:
         self.native_format = native_format
         self.frames_written = 0
         self._tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix or '.mov'}")
+        self.expected_frames: int | None = None  # set by the caller to have close() check the count
         self._proc: subprocess.Popen[bytes] | None = None
         self._drain: StderrDrain | None = None
         self._nut: Any = None
@@ -119,6 +155,8 @@ class VideoWriter:
         setsar = f"setsar={self.sample_aspect_ratio.numerator}/{self.sample_aspect_ratio.denominator}"
         if self.native_format:
             vf = setsar
+        elif is_rgb_format(self.pix_fmt):
+            vf = f"format={self.pix_fmt},{setsar}"  # RGB stays RGB: no matrix, full range
         else:
             cs, rng = rgb_conversion(self.color, self.height)
             # RGB in is full range; convert with the matrix the decoder used, and tag as the source.
@@ -139,7 +177,8 @@ class VideoWriter:
         tags = {
             "color_primaries": self.color.primaries,
             "color_trc": self.color.transfer,
-            "colorspace": self.color.matrix,
+            # probe names FFmpeg's RGB matrix "gbr"; the command line's option calls it "rgb"
+            "colorspace": "rgb" if self.color.matrix == "gbr" else self.color.matrix,
             "color_range": self.color.range,
         }
         out.update({k: v for k, v in tags.items() if v})
@@ -258,6 +297,13 @@ class VideoWriter:
         if self.frames_written == 0:
             self._remove_tmp()
             raise EncodeError(self.path, "no frames were written")
+        from pipeline.io.verify import verify_video
+
+        try:  # nothing partial is taken as done: the part must decode and hold every frame
+            verify_video(self._tmp, self.expected_frames or self.frames_written, report_as=self.path)
+        except BaseException:
+            self._remove_tmp()
+            raise
         self._tmp.replace(self.path)
         self._nut = None
         return self.path

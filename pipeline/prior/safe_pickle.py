@@ -200,3 +200,72 @@ def load_restricted(path: str | Path) -> Any:
         raise CheckpointError(path, f"not a readable network pickle ({type(exc).__name__}: {exc})") from exc
     except OSError as exc:
         raise CheckpointError(path, f"cannot read: {exc}") from exc
+
+
+def allowed_globals() -> frozenset[tuple[str, str]]:
+    """The (module, name) pairs a checkpoint pickle may ask for: the whole allow-list, pinned by tests."""
+    return frozenset(_allowed())
+
+
+def scan_pickle(path: str | Path) -> None:
+    """Check a pickle's structure and every global it names against the allow-list, running nothing.
+
+    Cheap enough for a preflight check (opcodes are walked, not executed; tensor bytes are skipped):
+    a truncated file or a refused global fails in seconds, before any frame is scanned.
+    """
+    import pickletools
+
+    path = Path(path)
+    allowed = allowed_globals()
+    strings: list[str] = []  # the last two strings pushed (STACK_GLOBAL's module and name)
+    memo: dict[int, str] = {}  # memoised strings by memo index
+    memo_count = 0
+    last_string = False
+    try:
+        with open(path, "rb") as f:
+            for opcode, arg, _ in pickletools.genops(f):
+                name = opcode.name
+                was_string, last_string = last_string, False
+                if name in ("SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE"):
+                    strings = [*strings[-1:], str(arg)]
+                    last_string = True
+                elif name == "MEMOIZE":
+                    if was_string:
+                        memo[memo_count] = strings[-1]
+                    memo_count += 1
+                    last_string = was_string
+                elif name in ("BINPUT", "LONG_BINPUT", "PUT"):
+                    if was_string:
+                        memo[int(arg)] = strings[-1]
+                    last_string = was_string
+                elif name in ("BINGET", "LONG_BINGET", "GET"):
+                    if int(arg) in memo:
+                        strings = [*strings[-1:], memo[int(arg)]]
+                        last_string = True
+                elif name == "GLOBAL":
+                    module, _, attr = str(arg).partition(" ")
+                    _check_global(path, allowed, module, attr)
+                elif name == "STACK_GLOBAL":
+                    if len(strings) < 2:
+                        raise UnsafeCheckpointError(path, "the pickle names a global it builds at load time")
+                    _check_global(path, allowed, strings[-2], strings[-1])
+                if name == "STOP":
+                    return
+    except UnsafeCheckpointError:
+        raise
+    except (ValueError, EOFError) as exc:
+        raise CheckpointError(
+            path, f"the file ends early or is damaged (truncated or partial download): {exc}"
+        ) from exc
+    except OSError as exc:
+        raise CheckpointError(path, f"cannot read: {exc}") from exc
+    raise CheckpointError(path, "the file ends early (truncated or partial download)")
+
+
+def _check_global(path: Path, allowed: frozenset[tuple[str, str]], module: str, name: str) -> None:
+    if (module, name) not in allowed:
+        raise UnsafeCheckpointError(
+            path,
+            f"the pickle asks for {module}.{name}, which a network checkpoint never needs; refusing to "
+            "load it (loading it could run code)",
+        )

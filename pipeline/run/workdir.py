@@ -22,6 +22,7 @@ import dataclasses
 import enum
 import hashlib
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -30,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 # Bumped when the layout or the meaning of artifacts changes: every key changes with it.
 SCHEMA_VERSION = 1
@@ -73,6 +76,10 @@ class WorkDir:
         input keeps its finished work; any edit that changes the size or a sampled block changes it.
         """
         path = Path(path)
+        from pipeline.io.sequence import is_sequence
+
+        if is_sequence(path):
+            return WorkDir.sequence_key(path)
         size = path.stat().st_size
         digest = hashlib.blake2b(digest_size=KEY_LENGTH // 2)
         digest.update(f"reel-video-v{SCHEMA_VERSION}:{size}".encode())
@@ -84,6 +91,22 @@ class WorkDir:
                 for i in range(_SAMPLE_BLOCKS):
                     f.seek(last * i // (_SAMPLE_BLOCKS - 1))
                     digest.update(f.read(_BLOCK_SIZE))
+        return digest.hexdigest()
+
+    @staticmethod
+    def sequence_key(path: str | Path) -> str:
+        """Content key of an image sequence: its frame rate, every file's name and size, and the
+        content keys of its first, middle and last files."""
+        from pipeline.io.sequence import resolve_sequence, sequence_rate
+
+        seq = resolve_sequence(path)
+        files = seq.files
+        digest = hashlib.blake2b(digest_size=KEY_LENGTH // 2)
+        digest.update(f"reel-sequence-v{SCHEMA_VERSION}:{sequence_rate()}:{seq.start}:{seq.count}".encode())
+        for f in files:
+            digest.update(f"{f.name}:{f.stat().st_size};".encode())
+        for f in {files[0], files[len(files) // 2], files[-1]}:
+            digest.update(WorkDir.video_key(f).encode())
         return digest.hexdigest()
 
     @staticmethod
@@ -115,18 +138,35 @@ class WorkDir:
         return directory / name
 
     def has(self, stage: str, key: str, name: str) -> bool:
-        """True when the artifact was completely written (writes are atomic, so existing = complete)."""
+        """True when the artifact exists and verifies; one that does not is removed (and redone).
+
+        Writes are atomic, but a disk that filled up, a copy cut short or a writer from an older
+        version can still leave a damaged file under a final name: npz files must open as complete
+        zip archives, JSON must parse, and encoded video parts must read back with their frames.
+        """
         if name.startswith(_TMP_MARK):
             return False
-        return (self.root / stage / key / name).is_file()
+        path = self.root / stage / key / name
+        if not path.is_file():
+            return False
+        if _verifies(path):
+            return True
+        log.warning("%s: damaged or incomplete; it is removed and redone", path)
+        with contextlib.suppress(OSError):
+            path.unlink()
+        return False
 
     def clean_temporaries(self) -> int:
-        """Remove temporary files left by killed writers; returns how many were removed."""
+        """Remove temporary files left by killed writers (ours and the encoder's hidden partial
+        parts); returns how many were removed."""
         removed = 0
-        for tmp in self.root.rglob(f"{_TMP_MARK}*"):
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-                removed += 1
+        for pattern in (f"{_TMP_MARK}*", ".*.partial.*"):
+            for tmp in self.root.rglob(pattern):
+                with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+                    tmp.unlink()
+                    removed += 1
+        if removed:
+            log.info("%s: removed %d temporary file(s) an interrupted run left", self.root, removed)
         return removed
 
     # ------------------------------------------------------------------ atomic I/O
@@ -203,6 +243,29 @@ def load_arrays(path: str | Path) -> dict[str, np.ndarray]:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _verifies(path: Path) -> bool:
+    """A stored artifact reads back completely (see WorkDir.has)."""
+    import zipfile
+
+    suffix = path.suffix.lower()
+    try:
+        if path.stat().st_size == 0:
+            return False
+        if suffix == ".npz":
+            with zipfile.ZipFile(path) as z:
+                return z.testzip() is None
+        if suffix == ".json":
+            json.loads(path.read_text())
+            return True
+        if suffix in (".mov", ".mkv", ".mp4"):
+            from pipeline.io.verify import is_complete_video
+
+            return is_complete_video(path)
+    except (OSError, ValueError, zipfile.BadZipFile):
+        return False
+    return True
 
 
 def _umask() -> int:
