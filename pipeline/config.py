@@ -34,6 +34,10 @@ class IOConfig:
     preset: str = "delivery-x264"  # encoder preset: master-ffv1, mezzanine-prores, delivery-x264/-x265
     crf: int | None = None  # quality override for x264/x265 presets (None = the preset's own)
     max_damaged_fraction: float = 0.5  # above this fraction of undecodable frames the input is unusable
+    # robust: frame rate of image-sequence inputs (scan_%06d.dpx or a directory; scans carry no rate)
+    sequence_rate: Fraction = Fraction(24)
+    # robust: matrix an RGB source is converted to YUV with for a YUV preset (bt709, bt601, bt2020)
+    rgb_matrix: str = "bt709"
 
 
 @dataclass(frozen=True)
@@ -314,7 +318,11 @@ def parse_set_option(item: str) -> dict[str, Any]:
     keys = dotted.strip().split(".")
     if not all(keys):
         raise ConfigError(f"--set {item!r}: expected section.key=value")
-    value: Any = yaml.safe_load(raw) if raw.strip() else ""
+    try:
+        value: Any = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        problem = str(getattr(exc, "problem", None) or "not a valid value")
+        raise ConfigError(f"--set {item!r}: cannot read the value ({problem})") from None
     for key in reversed(keys):
         value = {key: value}
     return typing.cast(dict[str, Any], value)
