@@ -38,16 +38,27 @@ class CutDetector:
         )
         self._cuts: list[int] = []
         self._last: int | None = None
+        self._previous: np.ndarray | None = None  # the last picture, standing in for missing frames
 
     def push(self, frame_index: int, image: np.ndarray) -> None:
-        """`image`: [h, w, 3] uint8 RGB; frame indices must be consecutive."""
+        """`image`: [h, w, 3] uint8 RGB; frame indices must increase.
+
+        A gap (frames a damaged file could not give) is a gap, not an error: the last picture stands
+        in for the missing frames, so the detector's window stays aligned and no cut is invented.
+        """
+
+        if self._last is not None and frame_index <= self._last:
+            raise ValueError(f"CutDetector: frame {frame_index} follows {self._last}; frames must increase")
+        if self._last is not None and frame_index > self._last + 1 and self._previous is not None:
+            for missing in range(self._last + 1, frame_index):
+                self._process(missing, self._previous)
+        self._last = frame_index
+        self._previous = image
+        self._process(frame_index, image)
+
+    def _process(self, frame_index: int, image: np.ndarray) -> None:
         from scenedetect.common import FrameTimecode
 
-        if self._last is not None and frame_index != self._last + 1:
-            raise ValueError(
-                f"CutDetector: frame {frame_index} follows {self._last}; frames must be consecutive"
-            )
-        self._last = frame_index
         # The frame rate only converts min_scene_len when given in seconds; ours is in frames.
         found = self._detector.process_frame(FrameTimecode(frame_index, 25.0), image[:, :, ::-1])
         self._cuts.extend(int(tc.frame_num) for tc in found)

@@ -171,6 +171,7 @@ class FrameReader(Iterator[VideoFrame]):
             matrix=MATRICES.get(int(cc.colorspace)) if cc.colorspace is not None else None,
             range=RANGES.get(int(cc.color_range)) if cc.color_range is not None else None,
         )
+        self._declared_frames = int(self._stream.frames or 0)  # the header's count (MP4/MOV), 0 = none
         self._declared_duration: Fraction | None = (
             Fraction(self._container.duration, 1_000_000) if self._container.duration else None
         )
@@ -283,13 +284,18 @@ class FrameReader(Iterator[VideoFrame]):
     def _truncated_frames(self) -> int:
         """Frames the container's declared duration promises beyond the last frame present."""
         declared = self._declared_duration
-        if declared is None or len(self._pts) < 2:
-            return 0
+        if declared is None or not self._pts:
+            return self._declared_frames_beyond()
         span = (self._pts[-1] - self._pts[0]) * self.time_base
-        ticks = self._cfr_period() or (self._pts[-1] - self._pts[0]) / (len(self._pts) - 1)
-        period = ticks * self.time_base
+        if len(self._pts) >= 2:
+            ticks = self._cfr_period() or Fraction(self._pts[-1] - self._pts[0], len(self._pts) - 1)
+            period = ticks * self.time_base
+        elif self._source_rate:
+            period = 1 / self._source_rate  # one frame left: the declared rate gives its period
+        else:
+            return self._declared_frames_beyond()
         if period <= 0:
-            return 0
+            return self._declared_frames_beyond()
         gap = declared - span - period
         if gap <= 2 * period:
             return 0
@@ -298,7 +304,12 @@ class FrameReader(Iterator[VideoFrame]):
         content = _content_span(str(self.path))
         if content is not None and declared - content <= 2 * period + Fraction(1, 10):
             return 0
-        return max(0, int(gap / period))
+        return max(0, int(gap / period), self._declared_frames_beyond())
+
+    def _declared_frames_beyond(self) -> int:
+        """Frames the stream header counts (MP4/MOV store it) beyond those present."""
+        declared = self._declared_frames
+        return max(0, declared - len(self._pts)) if declared else 0
 
     def _decode_range(self) -> Iterator[tuple[int, int, Any]]:
         target = self._pts[self.start]
@@ -454,10 +465,12 @@ def iter_frames(
     deinterlace: str | bool = "auto",
     inverse_telecine: bool = False,
     max_damaged_fraction: float = 0.5,
+    thread_count: int = 0,
 ) -> FrameReader:
     """Frames [start, end) of `path` as RGB VideoFrames (uint8, or uint16 for deeper sources).
 
-    `max_size` caps the longer side (a reduced copy for detection). The returned reader is an
+    `max_size` caps the longer side (a reduced copy for detection); `thread_count` the decoder's
+    threads (0 = FFmpeg's choice). The returned reader is an
     iterator with `.stats` (DecodeStats), `.time_base` and `.frame_rate`; close it (or exhaust it) to
     release the file. Raises DecodeError when the range yields no frame or too many are damaged.
     """
@@ -469,4 +482,5 @@ def iter_frames(
         deinterlace=deinterlace,
         inverse_telecine=inverse_telecine,
         max_damaged_fraction=max_damaged_fraction,
+        thread_count=thread_count,
     )

@@ -279,6 +279,7 @@ def mux(
     codec_tag: str | None = None,
     ffmpeg: str = "ffmpeg",
     metadata: Mapping[str, str] | None = None,
+    threads: int | None = None,
 ) -> Path:
     """Join `video_parts` (in order) with every audio/subtitle stream of `source` into `output`.
 
@@ -345,7 +346,13 @@ def mux(
             with _open_video(joined) as (_, _, time_base):
                 sub_codecs = {**sub_codecs, "movie_timescale": str(mov_timescale(time_base))}
         cmd = _mux_command(ffmpeg, joined, Path(source), maps, sub_codecs, fmt, codec_tag, tmp, metadata)
+        if threads:
+            cmd[1:1] = ["-threads", str(threads)]
         _run_ffmpeg(cmd, output)
+        from pipeline.io.verify import count_video_packets, verify_video
+
+        # Taken as done only when the muxed file reads back with every joined frame.
+        verify_video(tmp, count_video_packets(joined), report_as=output)
         os.replace(tmp, output)
     finally:
         joined.unlink(missing_ok=True)

@@ -120,6 +120,7 @@ class VideoWriter:
         sample_aspect_ratio: Fraction = Fraction(1),
         native_format: str | None = None,
         rgb_matrix: str = "bt709",
+        threads: int | None = None,
         ffmpeg: str = "ffmpeg",
     ) -> None:
         self.path = Path(path)
@@ -134,6 +135,7 @@ class VideoWriter:
         self.sample_aspect_ratio = sample_aspect_ratio
         self.crf = crf
         self.ffmpeg = ffmpeg
+        self.threads = threads  # encoder and filter threads (None = ffmpeg's choice)
         # Frames handed over as decoded (write_frame) in exactly the stored format: no conversion at all.
         if native_format is not None and native_format != self.pix_fmt:
             raise ValueError(f"native frames must already be {self.pix_fmt}, not {native_format}")
@@ -184,6 +186,9 @@ class VideoWriter:
         out.update({k: v for k, v in tags.items() if v})
         if self.preset.codec_tag:
             out["tag:v"] = self.preset.codec_tag
+        if self.threads:
+            out["threads"] = str(self.threads)
+            out["filter_threads"] = str(self.threads)
         stream = ffmpeg.input("pipe:0", format="nut").output(str(self._tmp), **out)
         # -copyts: keep absolute timestamps (ffmpeg would shift the first frame to 0), so a part that
         # starts mid-programme stays where it belongs.
