@@ -65,6 +65,12 @@ class ScanConfig:
     max_gap: int = 5  # frames a track may miss and still continue (gaps are interpolated)
     min_hits: int = 3  # tracks with fewer real detections are dropped as false positives
     smooth_window: int = 7  # landmark smoothing window in frames (odd)
+    max_face_fraction: float = 0.8  # a box taller or wider than this fraction of the frame is not a face
+    confirm_below: float = 0.5  # detections scoring under this need the other detector to agree (0 = off)
+    confirm_threshold: float = 0.2  # the other detector's score threshold when it is asked to confirm
+    merge_overlap: float = 0.5  # tracks sharing a region (overlap of the smaller box) are one track
+    merge_gap: int = 50  # frames between a track's end and another's start that SFace may bridge (0 = off)
+    max_enlarge: float = 4.0  # tiny sources are enlarged for the detector by this much at most
 
 
 @dataclass(frozen=True)

@@ -186,3 +186,59 @@ def write_video(
     data = b"".join(np.ascontiguousarray(f, dtype=np.uint8).tobytes() for f in frames)
     subprocess.run(cmd, input=data, check=True, capture_output=True)
     return path
+
+
+def occlude(clip: Clip, frames: range, rect: tuple[float, float, float, float], value: float = 0.35) -> Clip:
+    """The clip with a flat bar (x0, y0, x1, y1 in degraded-frame pixels) over `frames` (partial
+    occlusion: a passer-by, a pillar); the ground truth keeps the face (it is still there)."""
+    f = clip.factor
+    lr_frames, hr_frames = list(clip.frames), list(clip.hr_frames)
+    x0, y0, x1, y1 = rect
+    for t in frames:
+        lr = lr_frames[t].copy()
+        lr[round(y0) : round(y1), round(x0) : round(x1)] = round(value * 255)
+        hr = hr_frames[t].copy()
+        hr[round(y0 * f) : round(y1 * f), round(x0 * f) : round(x1 * f)] = round(value * 255)
+        lr_frames[t], hr_frames[t] = lr, hr
+    return Clip(lr_frames, hr_frames, clip.factor, list(clip.cuts), list(clip.truth))
+
+
+def fabric(size: tuple[int, int] = (512, 512), seed: int = 0) -> np.ndarray:
+    """[H, W, 3] uint8 patterned fabric: a tartan of crossing stripes with round spots (eyes for a
+    detector that wants to see them)."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    out = np.zeros((h, w, 3), np.float32) + 0.4
+    for period, width, amp in ((64, 14, 0.25), (24, 5, 0.15)):
+        out += amp * ((xx % period) < width)[..., None] * rng.uniform(0.3, 1.0, 3)
+        out += amp * ((yy % period) < width)[..., None] * rng.uniform(0.3, 1.0, 3)
+    spots = ((xx % 48 - 24) ** 2 + (yy % 48 - 24) ** 2) < 36
+    out[spots] *= 0.3
+    return (np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def texture_clip(
+    image: np.ndarray,  # [H, W, 3] uint8 RGB: a photograph or texture without human faces
+    frames: int = 24,
+    size: tuple[int, int] = (88, 72),
+    zoom: tuple[float, float] = (1.0, 1.3),
+    grain: float = 0.04,
+    seed: int = 0,
+) -> list[np.ndarray]:
+    """A face-free clip: a slow zoom into `image`, reduced to `size` (w, h), gray and grainy."""
+    rng = np.random.default_rng(seed)
+    h, w = image.shape[:2]
+    aspect = size[0] / size[1]
+    out = []
+    for t in range(frames):
+        z = zoom[0] + (zoom[1] - zoom[0]) * t / max(frames - 1, 1)
+        cw = min(w, h * aspect) / z
+        ch = cw / aspect
+        cx, cy = w / 2 + 0.05 * w * t / frames, h / 2
+        crop = image[int(cy - ch / 2) : int(cy + ch / 2), int(cx - cw / 2) : int(cx + cw / 2)]
+        lr = cv2.resize(crop.astype(np.float32) / 255, size, interpolation=cv2.INTER_AREA)
+        lr = np.repeat((lr @ np.array([0.299, 0.587, 0.114], np.float32))[..., None], 3, axis=2)
+        lr = lr + rng.normal(0, grain, lr.shape[:2]).astype(np.float32)[..., None]
+        out.append((np.clip(lr, 0, 1) * 255 + 0.5).astype(np.uint8))
+    return out
