@@ -222,7 +222,8 @@ def scan_pickle(path: str | Path) -> None:
     memo_count = 0
     last_string = False
     try:
-        with open(path, "rb") as f:
+        with open(path, "rb") as raw:
+            f = _Bounded(raw, path.stat().st_size)
             for opcode, arg, _ in pickletools.genops(f):
                 name = opcode.name
                 was_string, last_string = last_string, False
@@ -253,13 +254,32 @@ def scan_pickle(path: str | Path) -> None:
                     return
     except UnsafeCheckpointError:
         raise
-    except (ValueError, EOFError) as exc:
+    except (ValueError, EOFError, MemoryError, OverflowError) as exc:
         raise CheckpointError(
             path, f"the file ends early or is damaged (truncated or partial download): {exc}"
         ) from exc
     except OSError as exc:
         raise CheckpointError(path, f"cannot read: {exc}") from exc
     raise CheckpointError(path, "the file ends early (truncated or partial download)")
+
+
+class _Bounded:
+    """A file whose reads never ask for more than it holds: a pickle that declares a 4 EiB string
+    fails as truncated instead of allocating the declared size."""
+
+    def __init__(self, f: Any, size: int) -> None:
+        self._f, self._size = f, size
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            return bytes(self._f.read())
+        return bytes(self._f.read(max(0, min(n, self._size - self._f.tell()))))
+
+    def readline(self) -> bytes:
+        return bytes(self._f.readline())
+
+    def tell(self) -> int:
+        return int(self._f.tell())
 
 
 def _check_global(path: Path, allowed: frozenset[tuple[str, str]], module: str, name: str) -> None:
