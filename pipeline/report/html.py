@@ -136,7 +136,8 @@ def _times(body: Mapping[str, Any]) -> str:
     seconds = body.get("seconds", {})
     order = {k: i for i, k in enumerate(STAGE_ORDER)}
     stages = sorted(
-        ((k, float(v)) for k, v in seconds.items() if k != "total"),
+        # the report's own time is in the JSON only: the page stays the same when `reel report` redraws it
+        ((k, float(v)) for k, v in seconds.items() if k not in ("total", "report")),
         key=lambda kv: (order.get(kv[0], 99), kv[0]),
     )
     total = seconds.get("total")
@@ -361,7 +362,7 @@ def _spread(collected: Collected) -> str:
 def _settings(body: Mapping[str, Any]) -> str:
     import yaml
 
-    text = yaml.safe_dump(body.get("config", {}), sort_keys=False)
+    text = yaml.safe_dump(body.get("config", {}), sort_keys=True)  # as the JSON stores it
     return f"<details><summary>resolved settings</summary><pre>{escape(text)}</pre></details>"
 
 

@@ -1,0 +1,116 @@
+"""The report's pieces on their own: plots, images, sampling, measures, the spread."""
+
+from __future__ import annotations
+
+import base64
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.report.assets import data_uri, decode_frames, face_region, heat_map
+from pipeline.report.build import crop_box, flagged, merge_records, sheet_frames, thumb_frames
+from pipeline.report.measure import frame_consistency, track_motion
+from pipeline.report.plots import Series, bar_chart, line_plot
+from pipeline.types import FaceCrop, FaceRestoration
+
+
+def test_plots_are_well_formed_svg_with_their_data() -> None:
+    svg = line_plot(
+        [Series("a", [0, 1, 2], [20.0, 25.0, 30.0]), Series("b & c", [1, 2], [22.0, float("nan")])],
+        title="consistency <dB>",
+        h_lines=[(27.0, "bound")],
+    )
+    root = ET.fromstring(svg)  # parses: escaped text, closed tags
+    assert root.tag.endswith("svg")
+    assert len(root.findall(".//{http://www.w3.org/2000/svg}polyline")) == 1  # b has one finite point
+    assert "consistency &lt;dB&gt;" in svg and "b &amp; c" in svg
+    ET.fromstring(line_plot([], title="empty"))
+    ET.fromstring(line_plot([Series("flat", [5], [1.0])], title="one point"))
+    ET.fromstring(bar_chart([("scan", 1.5), ("search", 30.0)], title="time"))
+
+
+def test_data_uri_round_trips_png_exactly() -> None:
+    import cv2
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (9, 13, 3), dtype=np.uint8)
+    uri = data_uri(image, "png")
+    assert uri.startswith("data:image/png;base64,")
+    decoded = cv2.imdecode(np.frombuffer(base64.b64decode(uri.split(",", 1)[1]), np.uint8), cv2.IMREAD_COLOR)
+    np.testing.assert_array_equal(decoded[..., ::-1], image)
+    assert data_uri(image.astype(np.float32) / 255) == data_uri(image)  # float in [0, 1] accepted
+    with pytest.raises(ValueError):
+        data_uri(image, "gif")
+
+
+def test_heat_map_is_dark_at_zero_bright_at_vmax() -> None:
+    rgb = heat_map(np.array([[0.0, 0.05, 0.1, 1.0]]), vmax=0.1)
+    assert rgb.shape == (1, 4, 3) and rgb.dtype == np.uint8
+    brightness = rgb.astype(int).sum(-1)[0]
+    assert brightness[0] < brightness[1] < brightness[2] == brightness[3]
+
+
+def test_sheet_shows_the_worst_frames_first_then_flagged_ones() -> None:
+    rows = [
+        {"track_id": 1, "frame": f, "psnr_db": p, "met_bound": p > 27, "steps": 5}
+        for f, p in enumerate([30.0, 20.0, 28.0, 25.0, 31.0, 26.0])
+    ]
+    assert sheet_frames(rows, 2) == {1: [1, 3, 5]}  # two worst, then the other one that missed
+    # frame-coordinate consistency (compose records) decides when present
+    merged = merge_records(rows, {(1, 4): {"psnr_in_frame_db": 10.0, "fallback": "prior cannot fit"}})
+    assert merged[4]["fallback"] == "prior cannot fit" and flagged(merged[4]) and not flagged(merged[0])
+    assert sheet_frames(merged, 1)[1][0] == 4
+
+
+def test_thumbnails_spread_over_each_shot_and_are_capped() -> None:
+    assert thumb_frames([[0, 10], [10, 12]], 3) == {0: [0, 4, 9], 1: [10, 11]}
+    many = thumb_frames([[i * 10, i * 10 + 10] for i in range(500)], 3)
+    assert sum(len(v) for v in many.values()) <= 240
+
+
+def test_crop_box_and_face_region() -> None:
+    affine = np.array([[2.0, 0.0, 10.0], [0.0, 2.0, 20.0]])  # crop px -> source px
+    assert crop_box(affine, 8) == (10.0, 20.0, 26.0, 36.0)
+    frame = np.zeros((100, 120, 3), np.uint8)
+    region, (a, b, c, d) = face_region(frame, (10, 20, 26, 36), scale=2.0, margin=0.0)
+    assert (a, b, c, d) == (20, 40, 52, 72) and region.shape == (32, 32, 3)
+
+
+def test_frame_consistency_is_high_for_a_faithful_upscale_and_low_for_a_wrong_one() -> None:
+    import cv2
+
+    rng = np.random.default_rng(1)
+    source = cv2.GaussianBlur(rng.integers(0, 256, (60, 80, 3), dtype=np.uint8), (0, 0), 2)
+    up = cv2.resize(source, (160, 120), interpolation=cv2.INTER_CUBIC)
+    good = frame_consistency(source, up, (20, 10, 50, 40))
+    bad = frame_consistency(source, 255 - up, (20, 10, 50, 40))
+    assert good is not None and bad is not None and good > 35 and bad < 25
+
+
+def test_steadiness_is_one_when_the_restoration_moves_as_the_footage() -> None:
+    rng = np.random.default_rng(2)
+    frames = [rng.random((24, 24, 3)).astype(np.float32) for _ in range(5)]
+    crops = [FaceCrop(3, i, f, np.eye(2, 3), False) for i, f in enumerate(frames)]
+
+    def faces(images: list[np.ndarray]) -> list[FaceRestoration]:
+        return [
+            FaceRestoration(3, i, np.zeros((2, 4), np.float32), im, 30.0, True, 5)
+            for i, im in enumerate(images)
+        ]
+
+    same = track_motion(crops, faces(frames))
+    assert same.steadiness == pytest.approx(1.0, abs=1e-3) and same.frames == [1, 2, 3, 4]
+    still = track_motion(crops, faces([frames[0]] * 5))
+    assert still.steadiness == 0.0
+    assert track_motion(crops[:1], faces(frames[:1])).steadiness is None
+
+
+def test_decode_frames_reads_only_the_frames_asked_for(tmp_path: Path) -> None:
+    from tests.media import make_clip
+
+    clip = make_clip(tmp_path / "clip.mkv", frames=40, size=(64, 48))
+    got = decode_frames(clip, [0, 3, 37, 39, 200])
+    assert sorted(got) == [0, 3, 37, 39]  # 200 is past the end: left out
+    assert got[3].shape == (48, 64, 3)
