@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import numpy as np
 
-_SEARCH = 48  # px (at 576 lines; 16 at least): how far a moving object may travel between frames
+_SEARCH = 64  # px (at 576 lines; 32 at least): how far a moving object may travel between frames
 _MAX_BLOBS = 2000  # candidates examined per frame at most (a frame this dirty is mostly picture)
+_MISALIGN = 1.0  # px of misalignment the detector tolerates (on edges)
+_DISTINCT = 12  # a match at more places than this is no evidence of where an object went
+_MIN_AREA = 3  # px: single pixels that differ are fine texture the warp could not follow, not dust
 
 
 def _match_map(
@@ -31,6 +34,14 @@ def _match_map(
     return np.asarray(res) / max(1.0, float(mask.sum()))
 
 
+def _best(cost: np.ndarray, r: int, tol: float) -> np.ndarray | None:
+    """[2] (dy, dx) of the one distinct place a [2r+1, 2r+1] cost map matches, or None (none, or many)."""
+    hits = cost < tol * tol
+    if not hits.any() or int(hits.sum()) > _DISTINCT:
+        return None
+    return np.array(np.unravel_index(int(cost.argmin()), cost.shape)) - r
+
+
 def _moving_object(
     patch: np.ndarray,
     mask: np.ndarray,
@@ -41,19 +52,16 @@ def _moving_object(
     r: int,
     tol: float,
 ) -> bool:
-    """Whether the blob is an object moving at about a steady speed (up to r px a frame, give or take
-    some acceleration): found in the previous frame at -d and in the next at about +d, at one
-    distinct place. Dust is in one frame only; a plain blob that matches in a whole band of places
-    (a white speck by a white wall) is not evidence of an object."""
-    import cv2
-
-    slack = max(2, r // 4)
-    box = np.ones((2 * slack + 1, 2 * slack + 1), np.uint8)
-    ep = _match_map(patch, mask, prev, x0, y0, r)[::-1, ::-1]  # index = -d + r: found at -d
-    en = _match_map(patch, mask, nxt, x0, y0, r)
-    loose = cv2.erode(ep, box) + en  # steady speed, give or take `slack` px of acceleration
-    hits = loose < 2 * tol * tol
-    return bool(hits.any()) and int(hits.sum()) <= 2 * box.size
+    """Whether the blob is an object in motion: found at one distinct place in the previous frame (-dp)
+    and in the next (+dn), with dp and dn about equal (steady speed, give or take half of it). Dust
+    is in one frame only; a plain blob that matches in many places (a white speck by a white wall)
+    is not evidence of an object."""
+    dp = _best(_match_map(patch, mask, prev, x0, y0, r), r, tol)
+    dn = _best(_match_map(patch, mask, nxt, x0, y0, r), r, tol)
+    if dp is None or dn is None:
+        return False
+    speed = max(float(np.hypot(*dp)), float(np.hypot(*dn)))
+    return float(np.hypot(*(dp + dn))) <= max(3.0, 0.5 * speed)  # dp is where it was: -velocity
 
 
 def find_specks(
@@ -62,21 +70,30 @@ def find_specks(
     next_w: np.ndarray,  # [H, W, 3] the next frame warped onto it
     prev_raw: np.ndarray,  # [H, W, 3] float32 the previous frame as it is
     next_raw: np.ndarray,  # [H, W, 3] the next frame as it is
+    inside: np.ndarray,  # [H, W] bool where both warped neighbours show picture (not an edge entering)
     threshold: float,
     max_area: int,
 ) -> tuple[np.ndarray, int, int]:
     """(mask [H, W] bool of pixels to fill, specks found, candidates kept as moving objects)."""
     import cv2
 
+    # Where the picture has strong edges a fraction of a pixel of misalignment makes a large difference:
+    # the threshold grows with the gradient of the speck-free estimate (the neighbours' mean).
+    both = 0.5 * (prev_w + next_w)  # [H, W, 3]
+    gx = cv2.Sobel(both, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(both, cv2.CV_32F, 0, 1, ksize=3)
+    th = threshold + _MISALIGN * np.sqrt(gx * gx + gy * gy) / 8.0  # Sobel is 8 x the gradient
     dp, dn = image - prev_w, image - next_w  # [H, W, 3]
-    agree = np.abs(prev_w - next_w) < threshold
-    same = ((dp > threshold) & (dn > threshold)) | ((dp < -threshold) & (dn < -threshold))
-    cand = (agree & same).any(axis=2)  # any channel: colour dirt can differ in hue more than brightness
+    agree = np.abs(prev_w - next_w) < th
+    same = ((dp > th) & (dn > th)) | ((dp < -th) & (dn < -th))
+    cand = (agree & same).any(
+        axis=2
+    ) & inside  # any channel: colour dirt can differ in hue more than brightness
     if not cand.any():
         return np.zeros_like(cand), 0, 0
     scale = image.shape[0] / 576.0
     area_limit = max(150, round(max_area * scale * scale))
-    r = max(16, round(_SEARCH * scale))
+    r = max(32, round(_SEARCH * scale))
     prev_pad = np.pad(prev_raw, ((r, r), (r, r), (0, 0)), constant_values=-4.0)
     next_pad = np.pad(next_raw, ((r, r), (r, r), (0, 0)), constant_values=-4.0)
     n, labels, boxes, _ = cv2.connectedComponentsWithStats(cand.astype(np.uint8), connectivity=8)
@@ -85,11 +102,21 @@ def find_specks(
     order = np.argsort(-boxes[1:, cv2.CC_STAT_AREA])[:_MAX_BLOBS] + 1
     for i in order:
         x, yy, w, h, a = boxes[i]
-        if a > area_limit:
+        if a > area_limit or a < _MIN_AREA:
             continue
+        # The template: the blob alone, then with a small rim (a piece of an object is placed by its edges)
         patch = image[yy : yy + h, x : x + w]
         pmask = (labels[yy : yy + h, x : x + w] == i).astype(np.uint8)
-        if _moving_object(patch, pmask, prev_pad, next_pad, x, yy, r, threshold / 2):
+        m = 2
+        x0, y0 = max(0, x - m), max(0, yy - m)
+        x1, y1 = min(image.shape[1], x + w + m), min(image.shape[0], yy + h + m)
+        rim = cv2.dilate(
+            (labels[y0:y1, x0:x1] == i).astype(np.uint8), np.ones((2 * m + 1, 2 * m + 1), np.uint8)
+        )
+        tol = threshold / 2
+        if _moving_object(patch, pmask, prev_pad, next_pad, x, yy, r, tol) or _moving_object(
+            image[y0:y1, x0:x1], rim, prev_pad, next_pad, x0, y0, r, tol
+        ):
             objects += 1
             continue
         keep[i] = True

@@ -33,15 +33,16 @@ def flow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.asarray(dis.calc(a, b, None))
 
 
-def warp(neighbour: np.ndarray, fl: np.ndarray, factor: float) -> np.ndarray:
-    """`neighbour` ([H, W, C] float32) resampled at x + flow(x): its picture aligned onto the centre's."""
+def warp(neighbour: np.ndarray, fl: np.ndarray, factor: float) -> tuple[np.ndarray, np.ndarray]:
+    """(`neighbour` ([H, W, C] float32) resampled at x + flow(x): its picture aligned onto the centre's,
+    [H, W] bool where that sample lies inside the neighbour: elsewhere the picture entered or left)."""
     import cv2
 
     h, w = neighbour.shape[:2]
     if factor > 1.0:
         fl = cv2.resize(fl, (w, h), interpolation=cv2.INTER_LINEAR) * np.float32(factor)
     gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    out = cv2.remap(
-        neighbour, gx + fl[..., 0], gy + fl[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-    )
-    return np.asarray(out).reshape(neighbour.shape)
+    mx, my = gx + fl[..., 0], gy + fl[..., 1]
+    out = cv2.remap(neighbour, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    inside = (mx >= 0) & (mx <= w - 1) & (my >= 0) & (my <= h - 1)
+    return np.asarray(out).reshape(neighbour.shape), inside

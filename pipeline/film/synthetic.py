@@ -50,7 +50,8 @@ def moving_square(
     out = []
     for t in range(frames):
         img = np.repeat(bg[..., None], 3, axis=2).astype(np.uint8)
-        x = int((10 + speed * t) % max(1, w - side))
+        span = max(1, w - side - 20)
+        x = 10 + int(abs((speed * t) % (2 * span) - span))  # bounces between the sides
         y = int(h / 2 + (h / 4) * np.sin(t / 3.0))
         img[y : y + side, x : x + side] = (230, 200, 60)
         out.append(img)

@@ -56,10 +56,11 @@ def temporal_clean(
             yield c.work
             continue
         offsets = [k - len(past) for k in range(len(past))] + [k + 1 for k in range(len(future))]
-        aligned = {
+        warps = {
             off: warp(n.image, flow(c.flow_in, n.flow_in), c.factor)
             for off, n in zip(offsets, neighbours, strict=True)
         }
+        aligned = {off: a for off, (a, _) in warps.items()}
         image = c.image
         y = luma(image)
         if dust and -1 in aligned and 1 in aligned:
@@ -70,6 +71,7 @@ def temporal_clean(
                 nw,
                 past[-1].image,
                 future[0].image,
+                warps[-1][1] & warps[1][1],
                 dust_threshold,
                 dust_max_area,
             )
@@ -86,9 +88,9 @@ def temporal_clean(
             weight = np.ones(y.shape, np.float32)
             smooth_y = cv2.GaussianBlur(y, (0, 0), 1.0)
             scale = np.float32(-0.5 / (strength * 0.4 * sigma) ** 2)  # 0.4: grain std left after the blur
-            for a in aligned.values():
+            for a, inside in warps.values():
                 d = smooth_y - cv2.GaussianBlur(luma(a), (0, 0), 1.0)
-                w = np.exp(scale * d * d)
+                w = np.exp(scale * d * d) * inside
                 acc += a * w[..., None]
                 weight += w
             denoised = acc / weight[..., None]
