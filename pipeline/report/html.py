@@ -210,6 +210,7 @@ def _sheet(
     out_frames: Mapping[int, np.ndarray],
     src_frames: Mapping[int, np.ndarray],
     scale: float,
+    private: bool = False,
 ) -> str:
     from pipeline.report.assets import face_region
     from pipeline.report.measure import frame_consistency
@@ -233,10 +234,19 @@ def _sheet(
         ]
         if row.get("fallback"):
             figures.append(f'<span class="bad">fell back: {escape(str(row["fallback"]))}</span>')
+        # anonymised output: the footage's face is what was removed, never shown
+        trio = (
+            pasted
+            if private
+            else (
+                _img(_uri(face.crop, "png", SHEET_PX, sharp=True), "footage crop", "px")
+                + _img(_uri(face.restoration, height=SHEET_PX), "restored face")
+                + pasted
+            )
+        )
         cards.append(
             f'<div class="face" id="f-{face.track_id}-{face.frame}"><b>frame {face.frame}</b>'
-            f'<div class="trio">{_img(_uri(face.crop, "png", SHEET_PX, sharp=True), "footage crop", "px")}'
-            f"{_img(_uri(face.restoration, height=SHEET_PX), 'restored face')}{pasted}</div>"
+            f'<div class="trio">{trio}</div>'
             f'<div class="small">{"<br>".join(figures)}</div></div>'
         )
     if not cards:
@@ -289,6 +299,7 @@ def _tracks(
                 out_frames,
                 src_frames,
                 scale,
+                private=body.get("mode") == "anonymize",
             )
         )
     return "".join(parts) or '<p class="small">no faces found</p>'
@@ -407,7 +418,9 @@ def page(
         '<h2 id="flagged">Flagged face-frames</h2>',
         _flagged(body, collected),
         '<h2 id="invented">Where is this invented?</h2>',
-        _spread(collected),
+        _spread(collected)
+        if body.get("mode") != "anonymize"
+        else '<p class="small">not for anonymised output</p>',
         "<h2>Settings</h2>",
         _settings(body),
         f'<p class="small">report format version {escape(str(body.get("version", "")))} · '

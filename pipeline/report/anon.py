@@ -1,0 +1,100 @@
+"""The report page of `reel anonymize`, drawn from its audit (`OUTPUT.anon.json`) and the output.
+
+Unlike a restore's page it never shows the footage's faces (the originals are what anonymising
+removes; their crops are deleted when the job ends): only the output, the per-track figures (how
+each face was hidden, how far its identity is from the original's) and the time per stage.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import ReportConfig
+
+log = logging.getLogger(__name__)
+
+
+def anon_page(
+    audit: Mapping[str, Any], out_frames: Mapping[int, Any], thumbs: Mapping[int, Any], cfg: ReportConfig
+) -> str:
+    """The page: notice, figures, time per stage, per-track table, output thumbnails per shot."""
+    from pipeline.report.html import CSS, _card, _num, _shots, _times
+
+    ident = audit.get("identity", {})
+    name = Path(str(audit.get("output", "output"))).name
+    cards = [
+        _card(str(audit.get("frames", "—")), "frames"),
+        _card(str(len(audit.get("tracks", []))), "face tracks"),
+        _card(str(audit.get("face_frames", "—")), "face-frames hidden"),
+        _card(str(audit.get("synthetic", "—")), "replaced by synthetic faces"),
+        _card(str(audit.get("masked", "—")), "masked"),
+        _card(
+            _num(ident.get("max"), "{:.3f}"),
+            f"max identity cosine (same person ≥ {ident.get('same_person_threshold')})",
+        ),
+        _card(str(ident.get("leaked_face_frames", "—")), "face-frames above the threshold"),
+    ]
+    head = (
+        "<tr><th>track</th><th>shot</th><th>frames</th><th>synthetic</th><th>masked</th><th>why masked</th>"
+        "<th>identity cosine (max / mean)</th><th>above threshold</th></tr>"
+    )
+    rows = []
+    for t in audit.get("tracks", []):
+        cos = t.get("identity_cosine") or {}
+        why = ", ".join(f"{k}: {v}" for k, v in (t.get("masked_because") or {}).items()) or "—"
+        leaked = int(t.get("leaked_frames") or 0)
+        frames = t.get("frames") or [0, 0]
+        rows.append(
+            f'<tr id="track-{t.get("track_id")}"><td>{t.get("track_id")}</td>'
+            f'<td><a href="#shot-{t.get("shot")}">{t.get("shot")}</a></td>'
+            f"<td>{frames[0]}–{int(frames[1]) - 1}</td><td>{t.get('synthetic')}</td>"
+            f"<td>{t.get('masked')}</td><td>{escape(why)}</td>"
+            f"<td>{_num(cos.get('max'), '{:.3f}')} / {_num(cos.get('mean'), '{:.3f}')}</td>"
+            f'<td class="{"bad" if leaked else "ok"}">{leaked}</td></tr>'
+        )
+    warn = ""
+    if audit.get("random_test_generator"):
+        warn = '<div class="warn">The face prior was a seeded RANDOM TEST GENERATOR (not a face model).</div>'
+    body = {"shots": audit.get("shots", []), "seconds": audit.get("seconds", {})}
+    sections = [
+        f"<h1>reel anonymize report: {escape(name)}</h1>",
+        f'<p class="sub">{escape(str(audit.get("output", "")))}</p>',
+        f'<div class="notice"><b>Anonymised.</b> {escape(str(audit.get("notice", "")))}</div>',
+        warn,
+        f'<div class="cards">{"".join(cards)}</div>',
+        "<h2>Time</h2>",
+        _times(body),
+        '<h2 id="tracks">Face tracks</h2>',
+        f"<table>{head}{''.join(rows)}</table>" if rows else '<p class="small">no faces found</p>',
+        '<h2 id="shots">Shots (the output)</h2>',
+        _shots(body, thumbs, out_frames, cfg),
+        f'<p class="small">audit format version {escape(str(audit.get("version", "")))}</p>',
+    ]
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>reel anonymize report: {escape(name)}</title><style>{CSS}</style></head>"
+        f"<body><main>{''.join(sections)}</main></body></html>\n"
+    )
+
+
+def write_anon_report(audit_path: Path, cfg: ReportConfig | None = None) -> Path:
+    """`OUTPUT.report.html` of an anonymised output, from its audit JSON; returns its path."""
+    from pipeline.report.assets import decode_frames
+    from pipeline.report.build import html_path, thumb_frames
+    from pipeline.run.workdir import atomic_path, load_json
+
+    cfg = cfg or ReportConfig()
+    audit = load_json(audit_path)
+    output = Path(str(audit["output"]))
+    thumbs = thumb_frames(audit.get("shots", []), cfg.thumbs_per_shot)
+    wanted = {f for frames in thumbs.values() for f in frames}
+    out_frames = decode_frames(output, wanted) if output.is_file() else {}
+    path = html_path(output)
+    with atomic_path(path) as tmp:
+        tmp.write_text(anon_page(audit, out_frames, thumbs, cfg), encoding="utf-8")
+    return path

@@ -1,0 +1,65 @@
+"""The anonymise page and the batch index page, from their JSON, with real output files."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pipeline.report.anon import write_anon_report
+from pipeline.report.build import batch_index
+from pipeline.run.workdir import save_json
+from tests.media import make_clip
+
+
+def test_anonymize_page_shows_figures_and_output_only(tmp_path: Path) -> None:
+    out = make_clip(tmp_path / "anon.mkv", frames=20, size=(64, 48))
+    audit = {
+        "version": 1,
+        "notice": "Every detected face was replaced.",
+        "output": str(out),
+        "frames": 20,
+        "shots": [[0, 12], [12, 20]],
+        "face_frames": 9,
+        "synthetic": 8,
+        "masked": 1,
+        "random_test_generator": True,
+        "identity": {"same_person_threshold": 0.363, "max": 0.21, "leaked_face_frames": 0},
+        "tracks": [
+            {
+                "track_id": 0,
+                "shot": 0,
+                "frames": [2, 11],
+                "synthetic": 8,
+                "masked": 1,
+                "masked_because": {"prior cannot fit": 1},
+                "identity_cosine": {"max": 0.21, "mean": 0.1},
+                "leaked_frames": 0,
+            }
+        ],
+        "seconds": {"scan": 1.0, "search": 2.0, "total": 3.5},
+    }
+    audit_path = tmp_path / "anon.mkv.anon.json"
+    save_json(audit_path, audit)
+    html = write_anon_report(audit_path).read_text()
+    assert "Every detected face was replaced." in html and "RANDOM TEST GENERATOR" in html
+    assert "prior cannot fit: 1" in html and "0.210" in html
+    assert "footage crop" not in html  # the originals are never shown
+    sources = re.findall(r'src="([^"]*)"', html)
+    assert len(sources) == 6 and all(s.startswith("data:image/jpeg") for s in sources)  # 3 thumbs x 2 shots
+    assert set(re.findall(r'href="#([^"]+)"', html)) <= set(re.findall(r'id="([^"]+)"', html))
+
+
+def test_batch_index_links_each_items_report(tmp_path: Path) -> None:
+    done = tmp_path / "a.mkv"
+    (tmp_path / "a.mkv.report.html").write_text("<html></html>")
+    save_json(tmp_path / "a.mkv.report.json", {"frames": 16, "restored": 24, "met_bound": 3})
+    summary = {
+        "manifest": "reels.yaml",
+        "items": [
+            {"input": "in/a.mp4", "output": str(done), "status": "done", "seconds": 12.5},
+            {"input": "in/b.mp4", "output": str(tmp_path / "b.mkv"), "status": "failed", "seconds": 0.4},
+        ],
+    }
+    html = batch_index(summary, tmp_path / "reels.report.html").read_text()
+    assert 'href="a.mkv.report.html"' in html and "failed" in html and "<td>24</td>" in html
+    assert html.count("<tr>") == 3  # header and two items
