@@ -91,6 +91,31 @@ def _prior_api() -> tuple[Any, Any]:
     return load_prior, resolve_device
 
 
+def _mux(
+    parts: Sequence[Path], video: Path, output: Path, info: Any, preset: Any, cfg: Config, *, overwrite: bool
+) -> Path:
+    """The parts with the source's audio and subtitles, colour, rotation, aspect and (decoded) rate."""
+    from pipeline.io.decode import IVTC_RATE
+    from pipeline.io.mux import mux
+
+    vs = info.video
+    rate = (
+        vs.frame_rate * IVTC_RATE if vs.frame_rate is not None and cfg.io.inverse_telecine else vs.frame_rate
+    )
+    return mux(
+        list(parts),
+        video,
+        output,
+        overwrite=overwrite,
+        color=vs.color,
+        rotation=vs.rotation,
+        frame_rate=rate,
+        variable_frame_rate=vs.variable_frame_rate and not cfg.io.inverse_telecine,
+        sample_aspect_ratio=vs.sample_aspect_ratio,
+        codec_tag=preset.codec_tag,
+    )
+
+
 def _frames(
     video: Path, cfg: Config, start: int = 0, end: int | None = None, max_size: int | None = None
 ) -> Any:
@@ -205,8 +230,8 @@ def anonymize(
     from pipeline.run.workdir import WorkDir, default_workdir
 
     input, output = Path(input), Path(output)
-    info, preset = preflight(input, output, config, overwrite=overwrite)
     check_anon_config(config)
+    info, preset = preflight(input, output, config, overwrite=overwrite)
     wd = WorkDir(default_workdir(output, config.run.workdir))
     wd.clean_temporaries()
     vkey = WorkDir.video_key(input)
@@ -350,9 +375,7 @@ def anonymize(
         parts.append(part)
     seconds["compose"] = time.perf_counter() - t
     t = time.perf_counter()
-    from pipeline.run.stages import mux_parts
-
-    mux_parts(parts, input, output, info, preset, config, overwrite=overwrite)
+    _mux(parts, input, output, info, preset, config, overwrite=overwrite)
     seconds["mux"] = time.perf_counter() - t
     seconds["total"] = time.perf_counter() - t0
     dump_config(config, output.with_name(output.name + ".config.yaml"))

@@ -1,0 +1,172 @@
+"""`reel anonymize` end to end on clips of real photographs: no face-frame leaks, no secret is kept.
+
+A leak is a face-frame of the truth whose output still looks like the person to SFace (cosine to
+the person's photograph >= 0.363) or whose region was left unchanged. The synthetic-face runs use a
+seeded random generator: its "faces" are not faces, but the pipeline around it (tracks, bottleneck
+search, masks, paste, audit) is the real one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from pipeline.anon.evaluate import AnonClip, decode, measure
+from pipeline.cli import main
+from pipeline.config import load_config
+
+FAST = [
+    "io.preset=master-ffv1",
+    "search.gaussian_samples=1000",
+    "search.steps=8",
+    "search.warm_steps=3",
+    "scan.detect_size=320",
+    "anon.max_face_ratio=8",
+]
+
+
+def _run(video: Path, out: Path, model: Path | None) -> Any:
+    from pipeline.anon.run import anonymize
+
+    config = load_config(["anonymize"], FAST)
+    if model is not None:
+        config = replace(config, prior=replace(config.prior, model=str(model)))
+    return anonymize(video, out, config)
+
+
+def test_without_a_model_every_face_frame_is_masked(clip: AnonClip, clip_video: Path, tmp_path: Path) -> None:
+    out = tmp_path / "masked.mkv"
+    report = _run(clip_video, out, None)
+    figures = measure(decode(clip_video), decode(out), clip)
+    assert figures["input_identity_cosine"] > 0.6  # the clip's faces are recognisable before
+    assert figures["leaked_face_frames"] == 0
+    assert figures["coverage"] == 1.0
+    assert report.synthetic == 0 and report.masked == report.face_frames
+    audit = json.loads(Path(f"{out}.anon.json").read_text())
+    assert len(audit["tracks"]) == report.tracks
+    assert all(t["masked_because"] == {"no model": t["masked"]} for t in audit["tracks"])
+    # the frame where the detectors miss a face is covered by a bridged or extended track row
+    assert sum(t["bridged"] + t["extended"] + t["interpolated"] for t in audit["tracks"]) > 0
+
+
+@pytest.fixture(scope="module")
+def two_runs(
+    clip_video: Path, tiny_model: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[list[Path], list[Any], list[bytes], str]:
+    """Two synthetic-face runs of the same clip; every random start they drew, and their logs."""
+    import pipeline.anon.search as anon_search
+
+    starts: list[Any] = []
+    original = anon_search.secret_start
+
+    def recording(G: Any) -> Any:
+        state = original(G)
+        starts.append(state)
+        return state
+
+    records: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(self.format(record))
+
+    handler = Keep(level=logging.DEBUG)
+    root = logging.getLogger()
+    old_level = root.level
+    root.setLevel(logging.DEBUG)
+    root.addHandler(handler)
+    anon_search.secret_start = recording  # type: ignore[assignment]
+    try:
+        outs = []
+        for k in range(2):
+            out = tmp_path_factory.mktemp(f"run{k}") / "anon.mkv"
+            _run(clip_video, out, tiny_model)
+            outs.append(out)
+    finally:
+        anon_search.secret_start = original  # type: ignore[assignment]
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+    # byte patterns of every start: latents and the first noise map, float32 and float16
+    patterns = []
+    for s in starts:
+        for t in (s.latents, s.noise[0]):
+            flat = t.detach().cpu().numpy().reshape(-1)
+            for dtype in (np.float32, np.float16, np.float64):
+                data = flat.astype(dtype).tobytes()
+                patterns.append(data[: 4 * np.dtype(dtype).itemsize])
+    return outs, starts, patterns, "\n".join(records)
+
+
+def test_synthetic_faces_leak_nothing(clip: AnonClip, clip_video: Path, two_runs: Any) -> None:
+    outs, starts, _, _ = two_runs
+    figures = measure(decode(clip_video), decode(outs[0]), clip)
+    assert figures["leaked_face_frames"] == 0
+    assert figures["coverage"] == 1.0
+    audit = json.loads(Path(f"{outs[0]}.anon.json").read_text())
+    assert audit["synthetic"] > 0
+    assert len(starts) >= 2 * sum(t["synthetic"] > 0 for t in audit["tracks"])  # one start per track and run
+
+
+def test_random_starts_are_not_recoverable_from_anything_the_run_writes(two_runs: Any) -> None:
+    outs, starts, patterns, logs = two_runs
+    assert starts and patterns
+    files = []
+    for out in outs:
+        files += [p for p in out.parent.rglob("*") if p.is_file()]
+    assert any(p.name == "synthetic.npz" for p in files)
+    assert not any("anon-crops" in p.parts for p in files)  # the original crops are gone
+    for path in files:
+        data = path.read_bytes()
+        if path.suffix == ".npz":  # compressed or not, look inside too
+            with np.load(path) as arrays:
+                data += b"".join(np.ascontiguousarray(arrays[k]).tobytes() for k in arrays.files)
+        for p in patterns:
+            assert p not in data, f"{path} holds a random start"
+    for s in starts:
+        first = [f"{v:.4f}" for v in s.latents.reshape(-1)[:3].tolist()]
+        assert " ".join(first) not in logs and ", ".join(first) not in logs
+
+
+def test_two_runs_give_different_synthetic_faces(two_runs: Any) -> None:
+    outs, _, _, _ = two_runs
+    faces = []
+    for out in outs:
+        (path,) = list(out.parent.rglob("synthetic.npz"))
+        with np.load(path) as arrays:
+            faces.append(arrays["image"].astype(np.float32))
+    assert faces[0].shape == faces[1].shape
+    per_face = np.abs(faces[0] - faces[1]).reshape(len(faces[0]), -1).mean(1)
+    assert (per_face > 0.02).all()
+
+
+def test_bad_input_fails_like_restore_and_keeps_the_old_output(
+    tmp_path: Path, clip_video: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "missing.mp4"
+    noise = tmp_path / "noise.mov"
+    noise.write_bytes(bytes(range(256)) * 97)
+    out = tmp_path / "out" / "anon.mp4"
+    out.parent.mkdir()
+    for bad in (missing, noise):
+        assert main(["restore", str(bad), "-o", str(out), "--executor", "local"]) == 2
+        restore_line = capsys.readouterr().err.strip().splitlines()[-1]
+        assert main(["anonymize", str(bad), "-o", str(out)]) == 2
+        line = capsys.readouterr().err.strip().splitlines()[-1]
+        assert line == restore_line and line.startswith("reel: error: ") and str(bad) in line
+    assert list(out.parent.iterdir()) == []
+
+    out.write_bytes(b"the previous, precious output")
+    assert main(["anonymize", str(clip_video), "-o", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert main(["anonymize", str(noise), "-o", str(out), "--overwrite"]) == 2
+    assert (
+        main(["anonymize", str(clip_video), "-o", str(out), "--overwrite", "--set", "anon.fallback=x"]) == 2
+    )
+    assert "anon.fallback" in capsys.readouterr().err
+    assert out.read_bytes() == b"the previous, precious output"
