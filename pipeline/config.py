@@ -171,7 +171,10 @@ class ComposeConfig:
 
     project: bool = True  # project each face region onto the images whose downscale is the footage
     project_steps: int = 12  # back-projection steps per face at most (each: residual, pseudo-inverse)
-    project_target_db: float = 50.0  # ... stopping once the face region agrees with the footage this well
+    project_target_db: float = 40.0  # ... stopping once the face region agrees with the footage this well
+    # Tikhonov damping of the back-projector: the finest frequencies (mostly grain) are corrected
+    # gently instead of amplified (0 = exact pseudo-inverse: consistent, but grain flickers ~1.17x)
+    project_damping: float = 0.3
     max_face_stretch: float = 1.25  # a face drawn larger than this x the generator's resolution falls back
     min_inside: float = 0.5  # ... and one whose aligned square is less than this fraction inside the frame
     tone_match: bool = True  # match the pasted face's low-pass tone to the frame

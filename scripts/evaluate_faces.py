@@ -234,9 +234,9 @@ def main(argv: list[str] | None = None) -> int:
         "psnr_in_frame_min_db": float(np.min(psnr)),
         "psnr_before_projection_median_db": float(np.nanmedian(before_proj)),
         "fallback_fraction": fallbacks / max(len(records), 1),
-        "tracks_per_person": float(np.mean([rows[n]["tracks_per_person"] for n in face_clips])),  # type: ignore[misc]
+        "tracks_per_person": float(np.nanmean([rows[n]["tracks_per_person"] for n in face_clips])),  # type: ignore[misc]
         "tracks_per_person_before": float(
-            np.mean([rows[n]["tracks_per_person_before"] for n in face_clips])  # type: ignore[misc]
+            np.nanmean([rows[n]["tracks_per_person_before"] for n in face_clips])  # type: ignore[misc]
         ),
         "missed_people": float(sum(rows[n]["missed_people"] for n in face_clips)),  # type: ignore[misc]
         "false_tracks": float(false_tracks),

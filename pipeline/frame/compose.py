@@ -408,6 +408,7 @@ def compose_frame(
                 region.lr_weight > 0.25,
                 c.project_steps,
                 c.project_target_db,
+                c.project_damping,
             )
             before = proj.psnr_before
         rows.append((p, reason, region, before))

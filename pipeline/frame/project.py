@@ -105,6 +105,16 @@ def window(
     return Window((y0, y1), (x0, x1), (fy, fy + wy.shape[1]), (fx, fx + wx.shape[1]), wy, wx)
 
 
+def _back_projector(w: np.ndarray, damping: float) -> np.ndarray:
+    """w^T (w w^T + damping I)^-1: the pseudo-inverse of one axis' downscale (damping 0), or its
+    Tikhonov-damped form, which corrects the residual's finest frequencies (where the operator is
+    weak and the footage holds mostly grain) only partly per step instead of amplifying them."""
+    if damping <= 0:
+        return np.linalg.pinv(w)
+    g = w @ w.T  # [lr, lr]
+    return np.asarray(w.T @ np.linalg.inv(g + damping * np.eye(g.shape[0])))
+
+
 def _apply(wy: np.ndarray, wx: np.ndarray, x: np.ndarray) -> np.ndarray:
     """wy @ x @ wx.T on each channel of x [a, b, C] -> [wy rows, wx rows, C]."""
     return np.einsum("ia,abc,jb->ijc", wy, x, wx, optimize=True)
@@ -141,6 +151,7 @@ def project_region(
     lr_mask: np.ndarray,  # [ly1 - ly0, lx1 - lx0] in {0, 1}: the source pixels that must agree
     steps: int = 12,
     target_db: float = 50.0,  # stop once the region agrees this well
+    damping: float = 0.0,  # Tikhonov term of the back-projector, relative to the operator's energy
 ) -> Projection:
     """Back-project the low-resolution residual until the region's downscale equals the source.
 
@@ -151,7 +162,7 @@ def project_region(
     (y0, y1), (x0, x1) = win.ly, win.lx
     (a0, a1), (b0, b1) = win.hy, win.hx
     src = np.asarray(source[y0:y1, x0:x1], np.float64)
-    py, px = np.linalg.pinv(win.wy), np.linalg.pinv(win.wx)  # [hr, lr]
+    py, px = _back_projector(win.wy, damping), _back_projector(win.wx, damping)  # [hr, lr]
     region = np.asarray(out[a0:a1, b0:b1], np.float64)
     m_h = np.asarray(hr_mask, np.float64)[..., None]
     m_l = np.asarray(lr_mask, np.float64)[..., None]
