@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import cv2
 import numpy as np
 import pytest
@@ -129,3 +131,115 @@ def test_grain_is_matched_on_smooth_faces(up: int) -> None:
     assert 0.8 < grain(matched, 1.0) / grain(frame, 1.0) < 1.25
     assert 0.75 < grain(matched, 8.0) / grain(frame, 8.0) < 1.3
     np.testing.assert_array_equal(matched, paste_faces(frame, [FacePaste(smooth, to_out)]))  # deterministic
+
+
+# ----------------------------------------------------------------------------- compose_frame: the guarantee
+
+
+def _frame_and_placement(
+    resolution: int, track_id: int = 0, frame_index: int = 0, scale: float = 1.3
+) -> tuple[np.ndarray, list[object], np.ndarray]:
+    """A grainy gray 160x90 frame of the astronaut and a WRONG restoration of her face (a bright
+    noise square the search could not make agree: search PSNR 18 dB, bound missed)."""
+    from pipeline.frame.compose import FacePlacement
+    from pipeline.types import FaceRestoration
+
+    shot = ShotSpec(1, (Placement(0, (260, 60), (260, 60), (scale, scale)),), background_seed=5)
+    clip = render([shot], size=(640, 360), factor=4, grain=0.04, gray=True)
+    frame = clip.frames[0]
+    _, box, marks = clip.truth[0][0]
+    size = native_size(marks)
+    rng = np.random.default_rng(track_id)
+    face = np.repeat(rng.random((resolution, resolution, 1)).astype(np.float32), 3, axis=2)
+    r = FaceRestoration(track_id, frame_index, np.zeros((2, 4), np.float32), face, 18.0, False, 10)
+    return frame, [FacePlacement(r, crop_to_frame_affine(marks, size), size)], box
+
+
+def test_compose_frame_meets_the_bound_in_frame_after_paste_and_grain() -> None:
+    from pipeline.config import Config
+    from pipeline.frame.compose import compose_frame
+    from pipeline.metrics.faces import frame_consistency
+
+    frame, placements, box = _frame_and_placement(128)
+    cfg = Config()
+    out, records = compose_frame(frame, None, placements, True, cfg)  # type: ignore[arg-type]
+    (rec,) = records
+    assert rec["fallback"] is None and rec["projected"] and not rec["search_met_bound"]
+    assert rec["missed_by_db"] == pytest.approx(
+        rec["bound_db"] - 18.0, abs=1e-3
+    )  # the report says by how much
+    assert rec["met_bound_in_frame"] and rec["psnr_in_frame_db"] >= rec["bound_db"]
+    assert rec["psnr_before_projection_db"] < rec["bound_db"]  # pasted as is, it contradicted the film
+    # Recomputed from the output pixels alone: downscaled, the face region is the footage.
+    assert frame_consistency(out, frame, box) >= rec["bound_db"] + 5
+    unprojected, _ = compose_frame(
+        frame,
+        None,
+        placements,
+        True,
+        replace(cfg, compose=replace(cfg.compose, project=False)),  # type: ignore[arg-type]
+    )
+    assert frame_consistency(unprojected, frame, box) < rec["bound_db"]  # the check can fail
+
+
+def test_compose_frame_changes_nothing_outside_the_faces() -> None:
+    from pipeline.config import Config
+    from pipeline.frame.compose import compose_frame
+    from pipeline.frame.upscale import upscale
+
+    frame, placements, _ = _frame_and_placement(128)
+    out, _ = compose_frame(frame, None, placements, True, Config())  # type: ignore[arg-type]
+    plain = upscale(frame, 2)
+    p = placements[0]
+    to_out = rescale_affine(p.crop_to_frame, src_scale=128 / p.crop_size, dst_scale=2)  # type: ignore[attr-defined]
+    square = paste_faces(
+        np.zeros(plain.shape, np.float32),
+        [FacePaste(np.ones((128, 128, 3), np.float32), to_out)],
+        settings=ComposeSettings(tone_match=False, grain_match=False, margin=0.0, feather=1e-6),
+    )[..., 0]
+    changed = np.abs(out.astype(int) - plain.astype(int)).max(axis=2) > 0
+    assert changed.sum() > 500  # the face changed
+    assert not (changed & (square == 0)).any()  # ... and nothing outside its aligned square (× scale)
+    assert np.abs(out[..., 0].astype(int) - out[..., 1]).max() == 0  # black and white stays so
+
+
+def test_faces_the_prior_cannot_serve_fall_back_to_the_consistent_upscale(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from pipeline.config import Config
+    from pipeline.frame.compose import compose_frame
+    from pipeline.frame.upscale import upscale
+    from pipeline.metrics.faces import frame_consistency
+
+    frame, placements, box = _frame_and_placement(16)  # a 16-px generator for an ~80 px output face
+    import pipeline.frame.compose as compose
+
+    compose._told.clear()
+    caplog.set_level("WARNING")
+    out, (rec,) = compose_frame(frame, None, placements, True, Config())  # type: ignore[arg-type]
+    compose_frame(frame, None, placements, True, Config())  # type: ignore[arg-type]
+    assert rec["fallback"] and "generator" in rec["fallback"] and rec["met_bound_in_frame"]
+    assert sum("falls back" in r.message for r in caplog.records) == 1  # said once, not per frame
+    plain = upscale(frame, 2)
+    assert frame_consistency(out, frame, box) >= frame_consistency(plain, frame, box)
+    b = (box * 2).astype(int)
+    assert _psnr(out[b[1] : b[3], b[0] : b[2]], plain[b[1] : b[3], b[0] : b[2]]) > 30  # no blur pasted
+
+
+def test_grain_is_seeded_per_track_not_per_frame() -> None:
+    from pipeline.config import Config
+    from pipeline.frame.compose import FacePlacement, compose_frame
+
+    frame, placements, _ = _frame_and_placement(128)
+    p = placements[0]
+    r = p.restoration  # type: ignore[attr-defined]
+    smooth = np.full_like(r.image, 0.5)  # a smooth face: it gets grain
+
+    def with_(track: int, index: int) -> np.ndarray:
+        face = replace(r, image=smooth, track_id=track, frame_index=index)
+        return compose_frame(
+            frame, None, [FacePlacement(face, p.crop_to_frame, p.crop_size)], True, Config()
+        )[0]  # type: ignore[attr-defined]
+
+    np.testing.assert_array_equal(with_(3, 0), with_(3, 7))  # the same grain along the track
+    assert not np.array_equal(with_(3, 0), with_(4, 0))  # another track, another pattern
