@@ -175,11 +175,9 @@ def _track_plots(
     rows = sorted(rows, key=lambda r: r["frame"])
     xs = [r["frame"] for r in rows]
     cons = [Series("search (crop)", xs, [float(r["psnr_db"]) for r in rows], PALETTE[0])]
-    in_frame = [
-        (r["frame"], r.get("psnr_in_frame_db")) for r in rows if r.get("psnr_in_frame_db") is not None
-    ]
+    in_frame = [(r["frame"], float(v)) for r in rows if (v := r.get("psnr_in_frame_db")) is not None]
     if in_frame:
-        cons.append(Series("in frame", [a for a, _ in in_frame], [float(b) for _, b in in_frame], PALETTE[2]))
+        cons.append(Series("in frame", [a for a, _ in in_frame], [b for _, b in in_frame], PALETTE[2]))
     h = [(bound, "bound")] if bound is not None else []
     plots = [
         line_plot(cons, title="consistency over time", y_label="dB", h_lines=h),
