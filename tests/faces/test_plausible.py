@@ -31,7 +31,7 @@ def test_layout_and_size_checks() -> None:
     assert layout_ok(BOX, MARKS) and size_ok(BOX, (160, 90), 0.8)
     assert not layout_ok(BOX, MARKS[[3, 4, 2, 0, 1]])  # mouth above the eyes
     assert not layout_ok(BOX, MARKS[[1, 0, 2, 3, 4]])  # eyes swapped
-    assert not layout_ok(BOX, MARKS + np.float32(60) * [1, 0])  # landmarks far outside their box
+    assert not layout_ok(BOX, MARKS + np.array([60, 0], np.float32))  # landmarks far outside their box
     assert not layout_ok(np.array([0, 0, 200, 200], np.float32), MARKS)  # eyes tiny for the box
     assert not size_ok(np.array([5, -8, 75, 72], np.float32), (88, 72), 0.8)  # the giant box of issue 9
 
