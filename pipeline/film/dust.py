@@ -104,18 +104,25 @@ def find_specks(
         x, yy, w, h, a = boxes[i]
         if a > area_limit or a < _MIN_AREA:
             continue
-        # The template: the blob alone, then with a small rim (a piece of an object is placed by its edges)
-        patch = image[yy : yy + h, x : x + w]
-        pmask = (labels[yy : yy + h, x : x + w] == i).astype(np.uint8)
+        # Templates: the blob, its core (a blob's rim may be smeared background), the blob with a small
+        # rim (a piece of an object is placed by its edges). Any one found moving makes it an object.
+        blob = (labels[yy : yy + h, x : x + w] == i).astype(np.uint8)
+        core = cv2.erode(blob, np.ones((3, 3), np.uint8))
         m = 2
         x0, y0 = max(0, x - m), max(0, yy - m)
         x1, y1 = min(image.shape[1], x + w + m), min(image.shape[0], yy + h + m)
         rim = cv2.dilate(
             (labels[y0:y1, x0:x1] == i).astype(np.uint8), np.ones((2 * m + 1, 2 * m + 1), np.uint8)
         )
+        templates = [(blob, x, yy), (rim, x0, y0)]
+        if int(core.sum()) >= _MIN_AREA:
+            templates.insert(1, (core, x, yy))
         tol = threshold / 2
-        if _moving_object(patch, pmask, prev_pad, next_pad, x, yy, r, tol) or _moving_object(
-            image[y0:y1, x0:x1], rim, prev_pad, next_pad, x0, y0, r, tol
+        if any(
+            _moving_object(
+                image[ty : ty + t.shape[0], tx : tx + t.shape[1]], t, prev_pad, next_pad, tx, ty, r, tol
+            )
+            for t, tx, ty in templates
         ):
             objects += 1
             continue

@@ -16,6 +16,7 @@ import numpy as np
 from pipeline.film.window import luma
 
 _MIN_CONTRAST = 0.02  # a scratch differs from its surroundings by at least this (0..1)
+_MIN_ROWS = 0.6  # ... along at least this fraction of the rows
 
 
 def find_scratches(
@@ -32,6 +33,10 @@ def find_scratches(
     centred = strength - np.median(strength)
     spread = max(1.4826 * float(np.median(np.abs(centred))), 1e-3)
     hit = (np.abs(centred) > threshold * spread) & (np.abs(centred) > _MIN_CONTRAST)
+    if hit.any():  # ... and the line runs down most rows (a picture's vertical detail rarely does)
+        cols = np.nonzero(hit)[0]
+        along = (response[:, cols] * np.sign(centred[cols]) > 0.25 * np.abs(centred[cols])).mean(axis=0)
+        hit[cols[along < _MIN_ROWS]] = False
     runs: list[tuple[int, int]] = []
     x = 0
     w = hit.shape[0]
@@ -40,8 +45,14 @@ def find_scratches(
             x += 1
             continue
         x1 = x
-        while x1 + 1 < w and hit[x1 + 1] and np.sign(centred[x1 + 1]) == np.sign(centred[x]):
-            x1 += 1
+        sign = np.sign(centred[x])
+        while True:  # one scratch: columns of the same sign, with gaps of one column bridged
+            if x1 + 1 < w and hit[x1 + 1] and np.sign(centred[x1 + 1]) == sign:
+                x1 += 1
+            elif x1 + 2 < w and hit[x1 + 2] and np.sign(centred[x1 + 2]) == sign:
+                x1 += 2
+            else:
+                break
         if x1 - x + 1 <= max_width and x > 0 and x1 < w - 1:
             runs.append((x, x1 + 1))
         x = x1 + 1
