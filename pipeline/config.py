@@ -102,6 +102,15 @@ class SearchConfig:
     truncate_factor: float = 4.0  # loss on a truncated synthesis at >= this x the target size (0 = off)
     truncate_refresh: int = 10  # steps between full renders that correct the truncated image's residual
     autocast: str = "none"  # "none" or "bfloat16": mixed-precision synthesis (the loss stays float32)
+    # search: iterations between the host's "has every face stopped?" checks (the only sync in the loop;
+    # stopped faces are masked meanwhile); 0 = every iteration on a CPU, every 4 on a GPU
+    stop_check_every: int = 0
+    # search: at a check where at most half the batch still searches, go on with the next power-of-two
+    # batch that holds those faces (stopped faces otherwise keep costing synthesis; few shapes to compile)
+    compact: bool = True
+    # search: torch.compile the loop's step: "off", "default", "reduce-overhead" (CUDA graphs),
+    # "max-autotune", "max-autotune-no-cudagraphs"; a GPU option (compiling costs minutes on a CPU)
+    compile: str = "off"
     share_coarse_layers: int = 0  # W+ layers fixed to the track's first frame (stable identity; 0 = off)
     smooth_sigma: float = 0.0  # Gaussian smoothing of latents over time after the search, frames (0 = off)
     # split tracks longer than this into chunks (separate work units: anchors first, then chunks on any

@@ -19,7 +19,6 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import safetensors.torch
 import torch
 import torch.nn.functional as F
 
@@ -110,6 +109,8 @@ class GaussianizedW:
             )
             if path.exists():
                 try:
+                    import safetensors.torch  # only for the cache: a bare GPU box may not have it
+
                     data = safetensors.torch.load_file(path)
                     return cls(data["mean"], data["std"])
                 except Exception as exc:  # any unreadable cache entry is only a reason to refit
@@ -150,6 +151,8 @@ def _chunks(n: int, chunk: int) -> Iterable[int]:
 
 
 def _save_atomically(data: dict[str, torch.Tensor], path: Path) -> None:
+    import safetensors.torch
+
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     safetensors.torch.save_file({k: v.contiguous() for k, v in data.items()}, tmp)

@@ -19,18 +19,17 @@ def test_matches_adam_followed_by_projection() -> None:
     radius = sphere_radius(start)
     ours = start.clone()
     opt = SphericalAdam([ours])
-    idx = torch.tensor([0])
     for _ in range(10):
         ref_opt.zero_grad()
         ref.grad = _quadratic_grad(ref.detach(), target)
         ref_opt.step()
         with torch.no_grad():
             ref.mul_(radius / sphere_radius(ref))
-        opt.step(idx, [_quadratic_grad(ours[idx], target)], torch.tensor([0.1]))
+        opt.step([_quadratic_grad(ours, target)], torch.tensor([0.1]))
     assert torch.allclose(ours, ref.detach(), atol=1e-5)
 
 
-def test_keeps_radii_moves_only_given_faces_and_respects_masks() -> None:
+def test_keeps_radii_moves_only_active_faces_and_respects_masks() -> None:
     g = torch.Generator().manual_seed(1)
     lat = torch.randn(3, 4, 16, generator=g)  # [B, layers, dim]
     noise = torch.randn(3, 1, 4, 4, generator=g)  # [B, 1, H, W]
@@ -38,16 +37,17 @@ def test_keeps_radii_moves_only_given_faces_and_respects_masks() -> None:
     mask = torch.ones(3, 4, 1)
     mask[:, :2] = 0  # the first two layers are frozen
     opt = SphericalAdam([lat, noise], update_masks=[mask, None])
-    idx = torch.tensor([0, 2])
+    active = torch.tensor([True, False, True])
     for _ in range(5):
-        grads = [torch.randn(2, 4, 16, generator=g), torch.randn(2, 1, 4, 4, generator=g)]
-        opt.step(idx, grads, torch.tensor([0.3, 0.3]))
+        grads = [torch.randn(3, 4, 16, generator=g), torch.randn(3, 1, 4, 4, generator=g)]
+        opt.step(grads, torch.tensor([0.3, 0.3, 0.3]), active=active)
     assert torch.allclose(sphere_radius(lat), sphere_radius(before_lat), atol=1e-4)
     assert torch.allclose(sphere_radius(noise), sphere_radius(before_noise), atol=1e-4)
     assert torch.equal(lat[1], before_lat[1]) and torch.equal(noise[1], before_noise[1])
     assert torch.equal(lat[:, :2], before_lat[:, :2])
     assert not torch.allclose(lat[0, 2:], before_lat[0, 2:])
     assert opt.step_count.tolist() == [5, 0, 5]
+    assert not opt.exp_avg[0][1].any() and not opt.exp_avg_sq[1][1].any()  # no moments for face 1
 
 
 def test_schedules() -> None:
