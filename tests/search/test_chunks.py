@@ -52,8 +52,15 @@ def test_chunked_track_meets_the_bound_without_jumps_at_boundaries(
     assert all(o.met_bound for o in out)
     img = np.stack([o.image for o in out])
     change = flicker(img, world.truth)
-    bounds = boundary_transitions(plan_chunks(15, 5, 3), 3)
+    chunks = plan_chunks(15, 5, 3)
+    bounds = boundary_transitions(chunks, 3)
     assert boundary_ratio(change, bounds) < 1.25
+    # The step onto each anchor, measured alone (issue 9: averaged with the landing, a jump is diluted).
+    # Measured here: 0.68 and 1.11 x the calm frames' change; anchors solved cold instead: 4.4 and 4.7.
+    calm = np.ones(change.shape[0], bool)
+    calm[bounds] = False
+    for c in chunks[1:]:
+        assert change[c.start - 1] < 2.0 * change[calm].mean(), f"jump onto the anchor at {c.start}"
 
 
 @pytest.mark.parametrize("batch_size", [1, 8])

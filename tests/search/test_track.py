@@ -33,6 +33,27 @@ def test_warm_start_is_cheaper_and_steadier_than_cold_per_frame_search(
     assert [o.frame_index for o in out] == list(range(10, 18)) and all(o.track_id == 7 for o in out)
     assert all(o.met_bound for o in out) and all(o.invented for o in out)
     assert len(state) == 1
+    # Frame t starts from frame t-1's own solution (issue 9): restarted at frame t from the state frame
+    # t-1 ended in, the search gives frame t exactly (a start from the track's first frame would not).
+    for t in (3, 6):
+        _, before = restore_track(
+            tiny_G,
+            world.crops[:t],
+            settings=fast_settings,
+            space=tiny_space,
+            track_id=7,
+            frame_indices=range(10, 10 + t),
+        )
+        (again,), _ = restore_track(
+            tiny_G,
+            world.crops[t : t + 1],
+            settings=fast_settings,
+            space=tiny_space,
+            track_id=7,
+            frame_indices=[10 + t],
+            prev_state=before,
+        )
+        np.testing.assert_array_equal(again.latents, out[t].latents)
     cold = []
     for t, crop in enumerate(world.crops):  # naive video PULSE: a fresh random start per frame
         cold += restore_track(
