@@ -117,7 +117,7 @@ def disk_full_message(where: Path, needed: int | None = None) -> str:
     except OSError:
         free = None
     parts = [f"{_mb(free)} free in {probe}"] if free is not None else []
-    if needed:
+    if needed and (free is None or needed > free):  # an estimate below what is free explains nothing
         parts.append(f"about {_mb(needed)} needed")
     detail = f" ({'; '.join(parts)})" if parts else ""
     return f"the disk is full{detail}: free some space and run again (finished work is kept)"
@@ -128,7 +128,9 @@ def _mb(n: int | None) -> str:
         return "unknown"
     if n >= 10 * 1024**3:
         return f"{n / 1024**3:.0f} GB"
-    return f"{n / 1024**2:.0f} MB" if n >= 1024**2 else f"{n / 1024:.0f} KB"
+    if n >= 1024**2:
+        return f"{n / 1024**2:.0f} MB" if n >= 10 * 1024**2 else f"{n / 1024**2:.1f} MB"
+    return f"{n / 1024:.0f} KB"
 
 
 def looks_disk_full(text: str) -> bool:

@@ -510,4 +510,4 @@ def _run_ffmpeg(cmd: list[str], output: Path) -> None:
     rc = proc.wait()
     drain.join()
     if rc != 0:
-        raise ffmpeg_error(output, f"muxing failed (ffmpeg exited with status {rc})", drain)
+        raise ffmpeg_error(output, f"muxing failed (ffmpeg exited with status {rc})", drain, rc)

@@ -92,8 +92,20 @@ class StderrDrain(threading.Thread):
         return "\n".join(list(self.lines)[-n:])
 
 
-def ffmpeg_error(path: Path, what: str, drain: StderrDrain) -> EncodeError:
+def ffmpeg_error(path: Path, what: str, drain: StderrDrain, returncode: int | None = None) -> EncodeError:
+    """ffmpeg's failure as an EncodeError quoting its last lines, or a DiskFullError when what
+    failed was space: "No space left on device", a killed-by-SIGXFSZ encoder (the file size limit),
+    or a filesystem with next to nothing free."""
+    import signal
+
+    from pipeline.errors import DiskFullError, disk_full_message, looks_disk_full
+    from pipeline.io.verify import disk_is_low
+
     tail = drain.tail()
+    if returncode is not None and returncode == -signal.SIGXFSZ:
+        return DiskFullError(path, "the file size limit (ulimit -f) was reached while writing it")
+    if looks_disk_full(tail) or disk_is_low(path):
+        return DiskFullError(path, disk_full_message(path))
     return EncodeError(path, f"{what}; ffmpeg said:\n{tail}" if tail else what)
 
 
@@ -336,7 +348,8 @@ class VideoWriter:
             self._proc.wait()
         if self._drain is not None:
             self._drain.join(timeout=5)
-            return ffmpeg_error(self.path, what, self._drain)
+            rc = self._proc.returncode if self._proc is not None else None
+            return ffmpeg_error(self.path, what, self._drain, rc)
         return EncodeError(self.path, what)
 
     def _remove_tmp(self) -> None:

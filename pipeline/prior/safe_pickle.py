@@ -202,6 +202,36 @@ def load_restricted(path: str | Path) -> Any:
         raise CheckpointError(path, f"cannot read: {exc}") from exc
 
 
+# The allow-list's names, known without importing torch or numpy (the preflight scan uses them);
+# equal to the keys of `_allowed()`, which tests check along with pinning both.
+ALLOWED_NAMES: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("torch_utils.persistence", "_reconstruct_persistent_obj"),
+        ("dnnlib.util", "EasyDict"),
+        ("dnnlib.tflib.network", "Network"),
+        ("collections", "OrderedDict"),
+        ("builtins", "set"),
+        ("builtins", "frozenset"),
+        ("torch._utils", "_rebuild_tensor_v2"),
+        ("torch._utils", "_rebuild_parameter"),
+        ("torch._utils", "_rebuild_parameter_with_state"),
+        ("torch.storage", "_load_from_bytes"),
+        ("torch", "device"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        *(
+            (mod, name)
+            for mod in ("numpy.core.multiarray", "numpy._core.multiarray")
+            for name in ("_reconstruct", "scalar")
+        ),
+        *(
+            ("torch", n)
+            for n in ("float16", "float32", "float64", "bfloat16", "int64", "int32", "uint8", "bool")
+        ),
+    }
+)
+
+
 def allowed_globals() -> frozenset[tuple[str, str]]:
     """The (module, name) pairs a checkpoint pickle may ask for: the whole allow-list, pinned by tests."""
     return frozenset(_allowed())
@@ -216,7 +246,7 @@ def scan_pickle(path: str | Path) -> None:
     import pickletools
 
     path = Path(path)
-    allowed = allowed_globals()
+    allowed = ALLOWED_NAMES
     strings: list[str] = []  # the last two strings pushed (STACK_GLOBAL's module and name)
     memo: dict[int, str] = {}  # memoised strings by memo index
     memo_count = 0

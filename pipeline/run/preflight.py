@@ -181,6 +181,15 @@ def check_space(output: Path, info: VideoInfo, preset: EncoderPreset, config: Co
     depth = 2 if info.video.bit_depth > 8 else 1
     need = int(width * height * frames * per_pixel * depth * 2)  # the parts and the final file
     _estimates[str(output)] = need
+    import resource
+
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if limit != resource.RLIM_INFINITY and need // 2 > limit:
+        raise DiskFullError(
+            output,
+            f"the file size limit (ulimit -f) is {limit // 1024} KB; "
+            f"this output needs about {need // 2048} KB",
+        )
     try:
         free = shutil.disk_usage(output.parent).free
     except OSError:
@@ -195,13 +204,30 @@ def check_checkpoint(model: str) -> None:
     import json
     import zipfile
 
-    from pipeline.prior.checkpoint import detect_format
     from pipeline.prior.safe_pickle import scan_pickle
     from pipeline.prior.zoo import resolve_model
 
+    # The format is told by the first bytes, as pipeline.prior.checkpoint.detect_format tells it
+    # (without importing torch: this check runs before every job with a model).
     path = Path(resolve_model(model))
-    kind = detect_format(path)
-    size = path.stat().st_size
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(9)
+    except OSError as exc:
+        raise CheckpointError(path, f"cannot read: {exc.strerror}") from exc
+    if size == 0:
+        raise CheckpointError(path, "the file is empty")
+    if len(head) == 9 and head[8:9] == b"{" and 2 <= int.from_bytes(head[:8], "little") < 100_000_000:
+        kind = "reel"
+    elif head[:4] == b"PK\x03\x04":
+        kind = "rosinality"
+    elif head[:1] == b"\x80":
+        kind = "pickle"
+    else:
+        raise CheckpointError(
+            path, "not a known checkpoint format (safetensors, PyTorch .pt or network .pkl)"
+        )
     if kind == "reel":
         with open(path, "rb") as f:
             n = int.from_bytes(f.read(8), "little")
@@ -209,9 +235,10 @@ def check_checkpoint(model: str) -> None:
                 header = json.loads(f.read(n))
             except (ValueError, UnicodeDecodeError) as exc:
                 raise CheckpointError(path, "the safetensors header is damaged") from exc
-        ends = [
-            v["data_offsets"][1] for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)
-        ]
+        try:
+            ends = [int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"]
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+            raise CheckpointError(path, "the safetensors header is damaged") from exc
         if not ends or size < 8 + n + max(ends):
             raise CheckpointError(path, "the file ends early (truncated or partial download)")
     elif kind == "rosinality":
