@@ -23,6 +23,7 @@ from pipeline.report.measure import TrackMotion
 log = logging.getLogger(__name__)
 
 MAX_THUMBS = 240  # shot thumbnails per page at most (a long film shows fewer per shot)
+MOTION_READ_SIDE = 128  # px: stored faces larger than this are read with a stride for motion curves
 MAX_PICTURED_MISSES = (
     8  # per track: face-frames that missed the bound or fell back, pictured beyond the sheet
 )
@@ -136,7 +137,6 @@ def merge_records(
 def collect(artifacts: ReportArtifacts, faces: Sequence[Mapping[str, Any]], cfg: ReportConfig) -> Collected:
     """Read the artifacts: per-track motion, the pictured faces' crops and restorations, compose
     records and the stored spread. Restoration files are read one at a time."""
-    from pipeline.faces.store import restorations_from_arrays
     from pipeline.report.assets import load_crops
     from pipeline.report.measure import track_motion
     from pipeline.report.spread import DISPLAY, reduce_image, spread_from_arrays
@@ -149,33 +149,58 @@ def collect(artifacts: ReportArtifacts, faces: Sequence[Mapping[str, Any]], cfg:
                 out.records[(int(rec["track_id"]), int(rec["frame"]))] = dict(rec)
     wanted = sheet_frames(merge_records(faces, out.records), cfg.sheet_frames)
     crops = load_crops(artifacts.crops)
-    by_track: dict[int, list[Any]] = {}
-    for c in crops.values():
-        by_track.setdefault(c.track_id, []).append(c)
     pictured: dict[tuple[int, int], SheetFace] = {}
     for path in artifacts.restorations:
-        if not Path(path).is_file():
-            log.warning("report: %s is missing: its tracks are not pictured", path)
+        stored = _open_restorations(Path(path))
+        if stored is None:
             continue
-        with np.load(path, allow_pickle=False) as npz:
-            faces_here = restorations_from_arrays({k: npz[k] for k in npz.files})
-        for tid in sorted({f.track_id for f in faces_here}):
-            mine = [f for f in faces_here if f.track_id == tid]
-            out.motion[tid] = track_motion(by_track.get(tid, []), mine)
-            for f in mine:
-                crop = crops.get((tid, f.frame_index))
-                if crop is not None and f.frame_index in wanted.get(tid, ()):
-                    side = min(f.image.shape[0], DISPLAY)
-                    pictured[(tid, f.frame_index)] = SheetFace(
-                        tid, f.frame_index, crop.image, reduce_image(f.image, side), crop.crop_to_frame
+        track_ids, frames, images = stored
+        for tid in sorted(set(track_ids.tolist())):
+            rows = np.nonzero(track_ids == tid)[0]
+            # Motion is measured at 32 px: a strided read of a memory-mapped store touches only
+            # every few rows of a large generator's faces (reading is the report's main cost).
+            step = max(1, images.shape[1] // MOTION_READ_SIDE)
+            small = [(int(frames[i]), np.asarray(images[i, ::step, ::step], np.float32)) for i in rows]
+            mine = {f: c.image for (t, f), c in crops.items() if t == tid}
+            out.motion[int(tid)] = track_motion(mine, small)
+            for i in rows:
+                crop = crops.get((int(tid), int(frames[i])))
+                if crop is not None and int(frames[i]) in wanted.get(int(tid), ()):
+                    image = np.asarray(images[i], np.float32)
+                    pictured[(int(tid), int(frames[i]))] = SheetFace(
+                        int(tid),
+                        int(frames[i]),
+                        crop.image,
+                        reduce_image(image, min(image.shape[0], DISPLAY)),
+                        crop.crop_to_frame,
                     )
-        del faces_here
+        del images
     for tid, frames in wanted.items():
         out.sheet[tid] = [pictured[(tid, f)] for f in frames if (tid, f) in pictured]
     if artifacts.spread is not None and Path(artifacts.spread).is_file():
         with np.load(artifacts.spread, allow_pickle=False) as npz:
             out.spread = spread_from_arrays({k: npz[k] for k in npz.files})
     return out
+
+
+def _open_restorations(path: Path) -> tuple[np.ndarray, np.ndarray, Any] | None:
+    """(track ids [T], frame indices [T], images [T, R, R, 3]) of a stored search result: the faces
+    inside the npz (faces.store format), or memory-mapped from the `.npy` beside it (the plan's)."""
+    if not path.is_file():
+        log.warning("report: %s is missing: its tracks are not pictured", path)
+        return None
+    with np.load(path, allow_pickle=False) as npz:
+        track_ids = npz["track_id"]
+        if len(track_ids) == 0:
+            return None
+        frames = npz["frame_index"]
+        if "image" in npz.files:
+            return track_ids, frames, npz["image"]
+    npy = path.with_suffix(".npy")
+    if not npy.is_file():
+        log.warning("report: %s has no face images beside it: its tracks are not pictured", path)
+        return None
+    return track_ids, frames, np.load(npy, mmap_mode="r")
 
 
 def crop_box(crop_to_frame: np.ndarray, size: int) -> tuple[float, float, float, float]:

@@ -11,12 +11,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-
-from pipeline.types import FaceCrop, FaceRestoration
 
 _COMMON = 32  # px: side at which source and restored faces are compared over time
 
@@ -38,19 +36,19 @@ def _small(image: np.ndarray) -> np.ndarray:
     return np.asarray(cv2.resize(img, (_COMMON, _COMMON), interpolation=cv2.INTER_AREA), np.float64)
 
 
-def track_motion(crops: Sequence[FaceCrop], restorations: Sequence[FaceRestoration]) -> TrackMotion:
-    """Change curves and steadiness of one track from its crops and restorations (matched by frame)."""
+def track_motion(crops: Mapping[int, np.ndarray], faces: Sequence[tuple[int, np.ndarray]]) -> TrackMotion:
+    """Change curves and steadiness of one track: `crops` its footage crops by frame index, `faces`
+    its restored faces as (frame index, image) pairs; frames without a crop are left out."""
     from pipeline.metrics.temporal import frame_changes
 
-    by_frame = {c.frame_index: c for c in crops}
-    faces = sorted((r for r in restorations if r.frame_index in by_frame), key=lambda r: r.frame_index)
-    if len(faces) < 2:
+    pairs = sorted((f, img) for f, img in faces if f in crops)
+    if len(pairs) < 2:
         return TrackMotion([], [], [], None)
-    src = np.stack([_small(by_frame[r.frame_index].image) for r in faces])
-    out = np.stack([_small(r.image) for r in faces])
+    src = np.stack([_small(crops[f]) for f, _ in pairs])
+    out = np.stack([_small(img) for _, img in pairs])
     ds, do = frame_changes(src), frame_changes(out)
     return TrackMotion(
-        [r.frame_index for r in faces[1:]],
+        [f for f, _ in pairs[1:]],
         [round(float(v), 5) for v in ds],
         [round(float(v), 5) for v in do],
         round(float(do.mean() / max(ds.mean(), 1e-12)), 4),

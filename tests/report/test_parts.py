@@ -13,7 +13,6 @@ from pipeline.report.assets import data_uri, decode_frames, face_region, heat_ma
 from pipeline.report.build import crop_box, flagged, merge_records, sheet_frames, thumb_frames
 from pipeline.report.measure import frame_consistency, track_motion
 from pipeline.report.plots import Series, bar_chart, line_plot
-from pipeline.types import FaceCrop, FaceRestoration
 
 
 def test_plots_are_well_formed_svg_with_their_data() -> None:
@@ -92,19 +91,12 @@ def test_frame_consistency_is_high_for_a_faithful_upscale_and_low_for_a_wrong_on
 def test_steadiness_is_one_when_the_restoration_moves_as_the_footage() -> None:
     rng = np.random.default_rng(2)
     frames = [rng.random((24, 24, 3)).astype(np.float32) for _ in range(5)]
-    crops = [FaceCrop(3, i, f, np.eye(2, 3), False) for i, f in enumerate(frames)]
-
-    def faces(images: list[np.ndarray]) -> list[FaceRestoration]:
-        return [
-            FaceRestoration(3, i, np.zeros((2, 4), np.float32), im, 30.0, True, 5)
-            for i, im in enumerate(images)
-        ]
-
-    same = track_motion(crops, faces(frames))
+    crops = dict(enumerate(frames))
+    same = track_motion(crops, list(enumerate(frames)))
     assert same.steadiness == pytest.approx(1.0, abs=1e-3) and same.frames == [1, 2, 3, 4]
-    still = track_motion(crops, faces([frames[0]] * 5))
+    still = track_motion(crops, [(i, frames[0]) for i in range(5)])
     assert still.steadiness == 0.0
-    assert track_motion(crops[:1], faces(frames[:1])).steadiness is None
+    assert track_motion(crops, [(0, frames[0]), (9, frames[1])]).steadiness is None  # frame 9 has no crop
 
 
 def test_decode_frames_reads_only_the_frames_asked_for(tmp_path: Path) -> None:
