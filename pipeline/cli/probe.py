@@ -98,10 +98,21 @@ def run(args: argparse.Namespace) -> int:
         set_sequence_rate(rate)
 
     info = probe(args.input, exact=args.exact)
+    # What the container declares, against what --exact found: a truncated file says so.
+    declared = probe(args.input).video.frame_count if args.exact else None
+    present = info.video.frame_count
     if args.json:
-        print(json.dumps(_plain(info), indent=2))
+        data = _plain(info)
+        if args.exact:
+            data["declared_frame_count"] = declared
+        print(json.dumps(data, indent=2))
     else:
         print(format_info(info))
+        if declared is not None and present is not None and abs(declared - present) > 1:
+            print(
+                f"  note        the container declares {declared} frames, {present} present "
+                f"({'truncated or damaged' if present < declared else 'the header undercounts'})"
+            )
         if args.exact and not info.video.interlaced:
             from pipeline.io.probe import detect_interlacing
 
