@@ -1,4 +1,4 @@
-"""Whole-frame upscaling with a classical resampler (a learned model can take this place later).
+"""Whole-frame upscaling: a classical resampler, or a learned model (`make_upscaler`, pipeline.frame.sr).
 
 "lanczos" is Lanczos-3 (6 taps, the kernel ffmpeg and most editors default to). For integer
 factors, the usual case, it runs as a polyphase filter: every output pixel of phase p (its position
@@ -10,9 +10,16 @@ That is about ten times cheaper than cv2.resize's own Lanczos (8 taps, not vecto
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from pipeline.config import Config
 
 METHODS = ("lanczos", "bicubic", "area", "nearest")
 _LANCZOS_A = 3  # lobes; taps = 2a
@@ -109,3 +116,31 @@ def upscale(image: np.ndarray, scale: float, method: str = "lanczos") -> np.ndar
     if image.ndim == 3 and out.ndim == 2:  # cv2 drops a single channel axis
         out = out[..., None]
     return out
+
+
+def resolve_device(device: str) -> str:
+    """ "auto" -> "cuda" when torch sees a GPU, else "cpu"; anything else as given."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def make_upscaler(cfg: Config, device: str | None = None) -> Callable[[np.ndarray], np.ndarray]:
+    """The whole-frame upscaler `cfg.upscale` asks for: `up(image) -> image * scale`, dtype kept.
+
+    With `upscale.model` a learned model (pipeline.frame.sr, loaded once per process and device),
+    otherwise the classical `upscale.method`. `device` overrides `run.device`.
+    """
+    u = cfg.upscale
+    if not u.model:
+        return functools.partial(upscale, scale=u.scale, method=u.method)
+    from pipeline.errors import CheckpointError
+    from pipeline.frame.sr import cached_upscaler
+
+    path = Path(u.model).expanduser()
+    if not path.is_file():
+        raise CheckpointError(path, "no such file (upscale.model)")
+    dev = resolve_device(device or cfg.run.device)
+    return cached_upscaler(str(path.resolve()), path.stat().st_mtime_ns, u.scale, dev, u.tile, u.tile_overlap)

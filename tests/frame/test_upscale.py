@@ -97,3 +97,29 @@ def test_bad_input() -> None:
         upscale(np.zeros((4, 4, 3), np.int32), 2)
     with pytest.raises(ValueError, match="shape"):
         upscale(np.zeros((0, 4, 3), np.uint8), 2)
+
+
+def test_make_upscaler_classical_and_learned(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    from pipeline.config import load_config
+    from pipeline.errors import CheckpointError
+    from pipeline.frame.upscale import make_upscaler
+
+    img = (np.random.default_rng(0).random((12, 16, 3)) * 255).astype(np.uint8)
+    classical = make_upscaler(load_config(sets=["upscale.scale=3"]))
+    assert np.array_equal(classical(img), upscale(img, 3, "lanczos"))
+    with pytest.raises(CheckpointError, match=r"upscale\.model"):
+        make_upscaler(load_config(sets=[f"upscale.model={tmp_path / 'missing.pth'}"]))
+    import torch
+
+    from pipeline.frame.sr import import_spandrel
+
+    import_spandrel()
+    from spandrel.architectures.Compact import Compact
+
+    path = tmp_path / "realesr-compact.pth"
+    torch.save(Compact(num_in_ch=3, num_out_ch=3, num_feat=8, num_conv=2, upscale=2).state_dict(), path)
+    learned = make_upscaler(load_config(sets=[f"upscale.model={path}", "run.device=cpu"]))
+    out = learned(img)
+    assert out.shape == (24, 32, 3) and out.dtype == np.uint8
