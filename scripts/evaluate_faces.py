@@ -34,6 +34,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -61,7 +62,7 @@ from pipeline.search.latent_space import GaussianizedW
 from pipeline.search.track import TrackInput, restore_tracks_batched
 from pipeline.types import FaceCrop, Track
 
-OFF = {
+OFF: dict[str, Any] = {
     "confirm_below": 0.0,
     "max_face_fraction": 100.0,
     "merge_gap": 0,
@@ -99,7 +100,7 @@ def no_faces(frames: int) -> dict[str, list[np.ndarray]]:
     images = {"cat": data.chelsea(), "coffee": data.coffee(), "fabric": fabric()}
     wheel = data.colorwheel()
     images["colorwheel"] = wheel[..., :3] if wheel.shape[2] == 4 else wheel
-    out = {}
+    out: dict[str, list[np.ndarray]] = {}
     for name, image in images.items():
         for size in ((88, 72), (160, 90)):
             out[f"{name}-{size[0]}x{size[1]}"] = texture_clip(image, frames, size, seed=len(out))
@@ -123,8 +124,8 @@ def restore_clip(
     clip: Clip, tracks: list[Track], gray: bool, G: torch.nn.Module, space: GaussianizedW, cfg: Config
 ) -> dict[str, object]:
     crops: dict[int, list[FaceCrop]] = {}
-    for t in tracks:
-        crops[t.track_id] = [make_crop(clip.frames[r.frame_index], r, gray) for r in t.frames]
+    for track in tracks:
+        crops[track.track_id] = [make_crop(clip.frames[r.frame_index], r, gray) for r in track.frames]
     inputs = [
         TrackInput(tid, [c.image for c in cs], [c.frame_index for c in cs], gray) for tid, cs in crops.items()
     ]
@@ -154,6 +155,10 @@ def restore_clip(
         "plain_flicker": [f for f in plain_flicker if np.isfinite(f)],
         "outside": min(outside),
     }
+
+
+def _num(value: object) -> float:
+    return float("nan") if value is None else float(value)  # type: ignore[arg-type]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -219,8 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, row in rows.items():
         print(f"{name:24s} {json.dumps(row)}")
     met = [bool(r["met_bound_in_frame"]) for r in records]
-    psnr = [float(r["psnr_in_frame_db"]) for r in records]  # type: ignore[arg-type]
-    before_proj = [float(r["psnr_before_projection_db"]) for r in records]  # type: ignore[arg-type]
+    psnr = [_num(r["psnr_in_frame_db"]) for r in records]
+    before_proj = [_num(r["psnr_before_projection_db"]) for r in records]
     fallbacks = sum(r["fallback"] is not None for r in records)
     print(
         f"{len(records)} face-frames, {fallbacks} fell back; in-frame PSNR median {np.median(psnr):.1f} dB "
@@ -234,9 +239,9 @@ def main(argv: list[str] | None = None) -> int:
         "psnr_in_frame_min_db": float(np.min(psnr)),
         "psnr_before_projection_median_db": float(np.nanmedian(before_proj)),
         "fallback_fraction": fallbacks / max(len(records), 1),
-        "tracks_per_person": float(np.nanmean([rows[n]["tracks_per_person"] for n in face_clips])),  # type: ignore[misc]
+        "tracks_per_person": float(np.nanmean([rows[n]["tracks_per_person"] for n in face_clips])),
         "tracks_per_person_before": float(
-            np.nanmean([rows[n]["tracks_per_person_before"] for n in face_clips])  # type: ignore[misc]
+            np.nanmean([rows[n]["tracks_per_person_before"] for n in face_clips])
         ),
         "missed_people": float(sum(rows[n]["missed_people"] for n in face_clips)),  # type: ignore[misc]
         "false_tracks": float(false_tracks),

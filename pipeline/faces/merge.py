@@ -22,9 +22,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from pipeline.faces.track import smooth_series
+from pipeline.metrics.identity import SAME_PERSON_COSINE
 from pipeline.types import Track, TrackFrame
-
-SAME_PERSON_COSINE = 0.363  # SFace's published threshold (pipeline.metrics.identity has the same)
 
 # Embedding of a track's first ("start") or last ("end") real detections; None when unknown.
 Identity = Callable[[Track, str], "np.ndarray | None"]

@@ -145,7 +145,7 @@ def _match_grain(
     n = max(16, -(-round(size * scale) // 16) * 16)  # rounded up: the pattern changes only at steps of 16
     pattern = np.random.default_rng(seed).standard_normal((n, n)).astype(np.float32)
     if sigma > 0:
-        pattern = cv2.GaussianBlur(pattern, (0, 0), sigma)
+        pattern = np.asarray(cv2.GaussianBlur(pattern, (0, 0), sigma), np.float32)
     m = to_cv2_matrix(rescale_affine(affine, src_scale=n / size))
     h, w = f_luma.shape
     noise = cv2.warpAffine(pattern, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
@@ -318,6 +318,11 @@ def _inside_fraction(crop_to_frame: np.ndarray, size: int, shape: tuple[int, int
     return float(ok.mean())
 
 
+def _finite(value: float) -> float | None:
+    """A figure for a JSON record: rounded, None when not measured (NaN is not JSON)."""
+    return round(float(value), 3) if math.isfinite(value) else None
+
+
 def grain_seed(base: int, track_id: int) -> int:
     """One grain pattern per track (and per `compose.grain_seed`)."""
     return (int(base) * 1_000_003 + int(track_id) * 7919 + 12345) & 0xFFFFFFFF
@@ -334,9 +339,13 @@ def _face_region(
     pasted: Pasted, scale: float, lr_shape: tuple[int, int], hr_shape: tuple[int, int]
 ) -> _Region | None:
     x0, y0, x1, y1 = pasted.box
-    lr_box = (int(np.floor(x0 / scale)) - 1, int(np.floor(y0 / scale)) - 1)
-    lr_box += (int(np.ceil(x1 / scale)) + 1, int(np.ceil(y1 / scale)) + 1)
-    win = window(lr_box, lr_shape, hr_shape)  # type: ignore[arg-type]
+    lr_box = (
+        int(np.floor(x0 / scale)) - 1,
+        int(np.floor(y0 / scale)) - 1,
+        int(np.ceil(x1 / scale)) + 1,
+        int(np.ceil(y1 / scale)) + 1,
+    )
+    win = window(lr_box, lr_shape, hr_shape)
     if win is None:
         return None
     (a0, a1), (b0, b1) = win.hy, win.hx
@@ -424,10 +433,10 @@ def compose_frame(
             {
                 "track_id": int(r.track_id),
                 "frame": int(r.frame_index),
-                "psnr_in_frame_db": round(psnr, 3),
-                "psnr_before_projection_db": round(before, 3),
+                "psnr_in_frame_db": _finite(psnr),
+                "psnr_before_projection_db": _finite(before),
                 "bound_db": round(bound, 3),
-                "met_bound_in_frame": bool(psnr >= bound),
+                "met_bound_in_frame": bool(math.isfinite(psnr) and psnr >= bound),
                 "search_psnr_db": round(float(r.psnr), 3),
                 "search_met_bound": bool(r.met_bound),
                 "missed_by_db": round(max(0.0, bound - float(r.psnr)), 3),
