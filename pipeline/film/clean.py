@@ -90,11 +90,10 @@ class CleanStats:
 
 
 def enabled(cfg: Config | FilmConfig) -> bool:
-    """Whether any cleaning stage is on (off: frames pass through untouched)."""
+    """Whether any cleaning stage is on (off: frames pass through untouched). `dither` alone is not a
+    stage: it only shapes how the other stages' results are quantised."""
     f = cfg.film if isinstance(cfg, Config) else cfg
-    return (
-        f.deflicker or f.weave or f.dust or f.scratches or f.grain != "keep" or f.line_denoise > 0 or f.dither
-    )
+    return f.deflicker or f.weave or f.dust or f.scratches or f.grain != "keep" or f.line_denoise > 0
 
 
 def _temporal_radius(f: FilmConfig) -> int:
