@@ -56,6 +56,7 @@ class AnonReport:
     model: str | None
     random_generator: bool
     audit_path: Path | None = None
+    html_path: Path | None = None  # OUTPUT.report.html (pipeline.report.anon), when report.html is on
     seconds: dict[str, float] = field(default_factory=dict)
 
     def summary(self) -> str:
@@ -394,6 +395,10 @@ def anonymize(
         seconds=seconds,
     )
     report.audit_path = write_audit(report, scanned, faces, reasons, identity, config)
+    if config.report.html:
+        from pipeline.report.anon import write_anon_report
+
+        report.html_path = write_anon_report(report.audit_path, config.report)
     log.info("%s", report.summary())
     return report
 

@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         config = replace(config, run=replace(config.run, workdir=args.workdir))
     report = anonymize(args.input, args.output, config, overwrite=args.overwrite)
     print(report.summary())
-    print(f"audit: {report.audit_path}")
+    print(f"audit: {report.audit_path}" + (f", report: {report.html_path}" if report.html_path else ""))
     if report.random_generator:
         print("NOTE: the face prior was a seeded random TEST generator: the pasted 'faces' are not faces.")
     return 0

@@ -48,6 +48,7 @@ def test_without_a_model_every_face_frame_is_masked(clip: AnonClip, clip_video: 
     assert figures["leaked_face_frames"] == 0
     assert figures["coverage"] == 1.0
     assert report.synthetic == 0 and report.masked == report.face_frames
+    assert report.html_path is not None and report.html_path.is_file()  # the report page (pipeline.report)
     audit = json.loads(Path(f"{out}.anon.json").read_text())
     assert len(audit["tracks"]) == report.tracks
     assert all(t["masked_because"] == {"no model": t["masked"]} for t in audit["tracks"])
