@@ -60,15 +60,15 @@ def apply_mask(image: np.ndarray, box: np.ndarray, anon: AnonConfig) -> None:
     region = image[y0:y1, x0:x1]
     if anon.fallback == "fill":
         inner = region.reshape(-1, 3).mean(0)
-        masked = np.broadcast_to(inner, region.shape).astype(np.float32)
+        masked: np.ndarray = np.broadcast_to(inner, region.shape).astype(np.float32)
     else:
         cells = max(1, anon.fallback_cells)
         # cells across the (enlarged) face, whatever part of it lies inside the frame
         nx = max(1, round(cells * (x1 - x0) / (2 * half[0])))
         ny = max(1, round(cells * (y1 - y0) / (2 * half[1])))
         small = cv2.resize(region, (nx, ny), interpolation=cv2.INTER_AREA)
-        masked = cv2.resize(small, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
-        masked = cv2.GaussianBlur(masked, (0, 0), max(1.0, 0.5 * (x1 - x0) / nx))
+        big = cv2.resize(small, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
+        masked = np.asarray(cv2.GaussianBlur(big, (0, 0), max(1.0, 0.5 * (x1 - x0) / nx)), np.float32)
     yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float64) + 0.5
     c = (box[:2] + box[2:]) / 2
     # distance outside the ellipse, in px (approximately): 0 inside, then a feathered ramp
@@ -141,7 +141,7 @@ def anonymize_segment(
         start=start,
         end=end,
         deinterlace=cfg.io.deinterlace,
-        inverse_telecine=cfg.io.inverse_telecine,
+        inverse_telecine=bool(cfg.io.inverse_telecine),
         max_damaged_fraction=cfg.io.max_damaged_fraction,
     )
     try:

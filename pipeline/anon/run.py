@@ -86,7 +86,7 @@ def check_anon_config(config: Config) -> None:
 def _prior_api() -> tuple[Any, Any]:
     """(load_prior, resolve_device) wherever the tree keeps them."""
     try:
-        from pipeline.prior.load import load_prior, resolve_device  # type: ignore[import-not-found]
+        from pipeline.prior.load import load_prior, resolve_device  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
         from pipeline.run.local import load_prior, resolve_device
     return load_prior, resolve_device
@@ -128,7 +128,7 @@ def _frames(
         end=end,
         max_size=max_size,
         deinterlace=cfg.io.deinterlace,
-        inverse_telecine=cfg.io.inverse_telecine,
+        inverse_telecine=bool(cfg.io.inverse_telecine),
         max_damaged_fraction=cfg.io.max_damaged_fraction,
     )
 
@@ -172,9 +172,9 @@ def make_crops(video: Path, scanned: ScanResult, rows: set[tuple[int, int]], cfg
     from pipeline.faces.align import make_crop
 
     wanted: dict[int, list[Any]] = {}
-    for t in scanned.tracks:
-        for r in t.frames:
-            if (t.track_id, r.frame_index) in rows:
+    for track in scanned.tracks:
+        for r in track.frames:
+            if (track.track_id, r.frame_index) in rows:
                 wanted.setdefault(r.frame_index, []).append(r)
     if not wanted:
         return []
@@ -233,6 +233,9 @@ def anonymize(
     input, output = Path(input), Path(output)
     check_anon_config(config)
     info, preset = preflight(input, output, config, overwrite=overwrite)
+    from pipeline.io.cadence import resolve_inverse_telecine
+
+    config, _ = resolve_inverse_telecine(config, input)  # "auto" measured once, before any step
     wd = WorkDir(default_workdir(output, config.run.workdir))
     wd.clean_temporaries()
     vkey = WorkDir.video_key(input)
@@ -268,12 +271,12 @@ def anonymize(
     resolution = int(prior.G.cfg.resolution) if prior is not None else None
     size = (info.video.width, info.video.height)
     reasons: dict[tuple[int, int], str] = {}
-    for t in result.tracks:
-        for r in t.frames:
+    for track in result.tracks:
+        for r in track.frames:
             why = unservable(r, size, a, resolution)
             if why is not None:
-                reasons[(t.track_id, r.frame_index)] = why
-    served = {(t.track_id, r.frame_index) for t in result.tracks for r in t.frames} - set(reasons)
+                reasons[(track.track_id, r.frame_index)] = why
+    served = {(tr.track_id, r.frame_index) for tr in result.tracks for r in tr.frames} - set(reasons)
 
     crops_key = WorkDir.settings_key(scan_key, "anon-crops-v1", sorted(served))
     crops_dir = wd.root / "anon-crops"
