@@ -72,26 +72,9 @@ def _make_clip(path: Path, frames: int, size: str) -> Path:
     return path
 
 
-def _in_process(clip: Path, out: Path, config: Any) -> None:
-    """The Ray executor's no-face work, in this process: the same segments, one after another."""
-    from pipeline.io.decode import frame_index
-    from pipeline.run import stages
-    from pipeline.run.preflight import preflight
-
-    info, preset = preflight(clip, out, config, overwrite=False)  # the same checks the executor makes
-    parts = []
-    for s, e in stages.segments(len(frame_index(clip)[1]), config):
-        part = Path(str(out) + f".part-{s:08d}.mkv")
-        stages.compose_segment(clip, info, s, e, [], False, config, part)
-        parts.append(part)
-    stages.mux_parts(parts, clip, out, info, preset, config)
-    for part in parts:
-        part.unlink()
-
-
 def bench_scaling(args: argparse.Namespace) -> dict[str, Any]:
     from pipeline.config import load_config
-    from pipeline.run import ray_exec
+    from pipeline.run.restore import restore
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-ray-"))
     clip = _make_clip(tmp / "clip.mkv", args.frames, args.size)
@@ -105,18 +88,14 @@ def bench_scaling(args: argparse.Namespace) -> dict[str, Any]:
     starts: dict[str, list[float]] = {k: [] for k in times}  # embedded Ray start-up, part of `times`
     for rep in range(args.repeats):
         for name, extra in (
-            ("local", []),
+            ("local", ["run.executor=local"]),
             ("ray_1cpu", ["run.num_cpus=1"]),
             ("ray_2cpu", ["run.num_cpus=2"]),
         ):
             out = tmp / f"{name}-{rep}.mkv"
             config = load_config(sets=[*sets, *extra, f"run.workdir={tmp / (name + str(rep))}.work"])
             start = time.perf_counter()
-            if name == "local":
-                _in_process(clip, out, config)
-                startup = 0.0
-            else:
-                startup = ray_exec.restore(clip, out, config).seconds["ray_start"]
+            startup = restore(clip, out, config).seconds.get("ray_start", 0.0)
             times[name].append(time.perf_counter() - start)
             starts[name].append(startup)
     best = {k: min(v) for k, v in times.items()}

@@ -3,7 +3,8 @@
 Footage: scikit-image's astronaut composited into moving, cut, degraded clips
 (pipeline.faces.synthetic), rendered at the benchmark size. Scan is measured two ways: on frames
 already in memory (cuts + detection + tracking only), and from an encoded file (adding decode).
-End to end runs `pipeline.run.local.restore` with a small seeded random generator on an SD clip.
+End to end runs `pipeline.run.restore.restore` (in-process) with a small seeded random generator
+on an SD clip.
 
     .venv/bin/python scripts/bench_scan.py [--frames 48] [--detector yunet] [--skip-e2e]
 
@@ -61,7 +62,7 @@ def bench_scan(frames: list[np.ndarray], cfg: ScanConfig, path: Path | None) -> 
     out["scan_fps_in_memory"] = len(frames) / (time.perf_counter() - t)
     out["tracks"] = len(result.tracks)
     if path is not None:
-        from pipeline.run.stages import scan
+        from pipeline.run.steps import scan_whole as scan
 
         t = time.perf_counter()
         scan(path, replace(Config(), scan=cfg))
@@ -71,14 +72,20 @@ def bench_scan(frames: list[np.ndarray], cfg: ScanConfig, path: Path | None) -> 
 
 def bench_e2e(path: Path, frames: int, resolution: int, workdir: Path) -> dict[str, float]:
     from pipeline.prior.cache_format import save_generator
+    from pipeline.prior.load import RANDOM_SOURCE_PREFIX
     from pipeline.prior.stylegan2 import make_random_generator
-    from pipeline.run.local import RANDOM_SOURCE_PREFIX, restore
+    from pipeline.run.restore import restore
 
     model = workdir / "tiny.safetensors"
     G = make_random_generator(resolution, seed=0)
     save_generator(G, model, source=f"{RANDOM_SOURCE_PREFIX}: seed 0 (benchmark, not a face model)")
     cfg = load_config(
-        sets=[f"prior.model={model}", f"run.workdir={workdir / 'work'}", "search.gaussian_samples=10000"]
+        sets=[
+            f"prior.model={model}",
+            f"run.workdir={workdir / 'work'}",
+            "search.gaussian_samples=10000",
+            "run.executor=local",
+        ]
     )
     t = time.perf_counter()
     report = restore(path, workdir / "out.mkv", cfg)

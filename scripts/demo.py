@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.faces.synthetic import render, standard_shots, write_video
     from pipeline.prior.cache_format import save_generator
     from pipeline.prior.stylegan2 import make_random_generator
-    from pipeline.run.local import RANDOM_SOURCE_PREFIX
+    from pipeline.prior.load import RANDOM_SOURCE_PREFIX
 
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)

@@ -219,21 +219,28 @@ def test_existing_output_needs_overwrite_and_survives_failures(
     assert len(read_video_times(out).pts) == 25
 
 
-def test_failure_mid_encode_keeps_the_old_output(media: MediaCache, tmp_path: Path) -> None:
+def test_failure_mid_encode_keeps_the_old_output(
+    media: MediaCache, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from pipeline.config import load_config
-    from pipeline.run.restore_basic import restore_frames
+    from pipeline.errors import JobError
+    from pipeline.frame import compose
+    from pipeline.run.restore import restore as restore_video
 
     src = media.clip("cfr25-flac", **CASES["cfr25-flac"][0])
     out = tmp_path / "restored.mkv"
     out.write_bytes(b"old")
+    real = compose.compose_frame
 
-    def hook(frame, image):  # type: ignore[no-untyped-def]
+    def crashing(frame, *args, **kwargs):  # type: ignore[no-untyped-def]
         if frame.index == 10:
             raise RuntimeError("face stage crashed")
-        return image
+        return real(frame, *args, **kwargs)
 
-    with pytest.raises(RuntimeError, match="face stage crashed"):
-        restore_frames(src, out, load_config(), overwrite=True, frame_hook=hook, progress=False)
+    monkeypatch.setattr(compose, "compose_frame", crashing)
+    config = load_config(sets=["run.executor=local", "run.progress=false", "run.max_retries=1"])
+    with pytest.raises(JobError, match="face stage crashed"):
+        restore_video(src, out, config, overwrite=True)
     assert out.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["restored.mkv"]
 

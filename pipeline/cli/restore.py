@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from pipeline.cli import add_config_arguments
 
@@ -36,8 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pipeline import INVENTED_DETAIL_NOTICE
     from pipeline.config import load_config
-    from pipeline.run.restore_basic import restore_frames
+    from pipeline.run.restore import restore
 
     sets = list(args.sets)
     if args.scale is not None:
@@ -49,32 +49,13 @@ def run(args: argparse.Namespace) -> int:
     config = replace(
         config, run=replace(config.run, **{k: v for k, v in run_options.items() if v is not None})
     )
-    if config.run.executor not in ("ray", "local"):
-        from pipeline.errors import ConfigError
-
-        raise ConfigError(f"run.executor = {config.run.executor!r}: expected ray or local")
-    if config.prior.model is not None or config.run.executor == "ray":
-        return _restore_faces(args, config)
-    result = restore_frames(args.input, args.output, config, overwrite=args.overwrite)
-    print(
-        f"{result.output}: {result.frames} frames at {result.size[0]}x{result.size[1]} "
-        f"in {result.seconds:.1f}s ({result.fps:.1f} frames/s)"
-        + (f", {result.damaged} damaged input frame(s)" if result.damaged else "")
-    )
-    return 0
-
-
-def _restore_faces(args: argparse.Namespace, config: Any) -> int:
-    from pipeline import INVENTED_DETAIL_NOTICE
-
-    if config.run.executor == "ray":
-        from pipeline.run.ray_exec import restore
-    else:
-        from pipeline.run.local import restore
-
     report = restore(args.input, args.output, config, overwrite=args.overwrite)
     if config.prior.model is None:
-        print(f"{report.output}: {report.frames} frames in {report.seconds.get('total', 0.0):.1f}s")
+        fps = report.frames / max(report.seconds.get("total", 0.0), 1e-9)
+        print(
+            f"{report.output}: {report.frames} frames in {report.seconds.get('total', 0.0):.1f}s "
+            f"({fps:.1f} frames/s)"
+        )
         return 0
     print(
         f"{report.output}: {report.frames} frames, {report.tracks} face tracks, "

@@ -237,17 +237,16 @@ def _run_items(
         try:
             if restore is not None:
                 restore(item.input, item.output, config)
-            elif config.run.executor == "local":
-                from pipeline.run import local
-
-                local.restore(item.input, item.output, config, overwrite=overwrite)
             else:
-                from pipeline.run import ray_exec
-                from pipeline.run.preflight import preflight
+                from pipeline.run.restore import make_job
+                from pipeline.run.restore import restore as restore_item
 
-                preflight(item.input, item.output, config, overwrite=overwrite)  # a broken input fails here
-                ensure_ray()
-                ray_exec.restore(item.input, item.output, config, overwrite=overwrite)
+                if config.run.executor != "local":
+                    make_job(
+                        item.input, item.output, config, overwrite=overwrite
+                    )  # a broken input fails here
+                    ensure_ray()
+                restore_item(item.input, item.output, config, overwrite=overwrite)
         except PipelineError as exc:
             log.error("batch item %d/%d failed: %s", n, len(items), exc)
             report.items.append(

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.faces.synthetic import render, standard_shots, write_video
-from pipeline.run.local import RANDOM_SOURCE_PREFIX
+from pipeline.prior.load import RANDOM_SOURCE_PREFIX
 
 
 @pytest.fixture(scope="module")

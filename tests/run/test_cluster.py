@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.faces.synthetic import render, standard_shots, write_video
-from pipeline.run.local import RANDOM_SOURCE_PREFIX
+from pipeline.prior.load import RANDOM_SOURCE_PREFIX
 from pipeline.run.ray_runtime import ray_env
 
 ray = pytest.importorskip("ray")

@@ -1,4 +1,4 @@
-"""`ray_exec.restore` on a real embedded Ray (2 CPUs): the same output as the in-process executor,
+"""The Ray executor on a real embedded Ray (2 CPUs): the same output as the in-process executor,
 frame for frame, also when a search actor is killed mid-run or the driver is killed and rerun."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -25,8 +25,9 @@ import numpy as np
 import pytest
 
 from pipeline.config import Config, load_config
-from pipeline.run import local, ray_exec
 from pipeline.run.ray_runtime import configure_auth
+from pipeline.run.report import RestoreReport
+from pipeline.run.restore import restore
 from tests.media import make_clip, read_audio_packets, read_video_times
 
 ray = pytest.importorskip("ray")
@@ -39,6 +40,14 @@ def embedded_ray() -> Iterator[None]:
     ray.init(num_cpus=2, include_dashboard=False, logging_level="warning", log_to_driver=False)
     yield
     ray.shutdown()
+
+
+def run_local(source: Path, output: Path, config: Config) -> RestoreReport:
+    return restore(source, output, replace(config, run=replace(config.run, executor="local")))
+
+
+def run_ray(source: Path, output: Path, config: Config) -> RestoreReport:
+    return restore(source, output, replace(config, run=replace(config.run, executor="ray")))
 
 
 def _config(model: Path | None, workdir: Path, *extra: str) -> Config:
@@ -100,21 +109,12 @@ class Reference:
 
 @pytest.fixture(scope="module")
 def reference(face_video: Path, tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Reference:
-    import torch
-
     d = tmp_path_factory.mktemp("reference")
-    # CPU float results of a batched search depend on torch's intra-op thread count (still so: with 2
-    # threads the faces differ in the last bits and some pixels by a level); a Ray search actor with one
-    # CPU runs one thread, so the in-process reference does too (same threads, same bits). Nothing else
-    # is needed: both executors group tracks into the same search units and compose from the faces as
-    # the work directory stores them, first run or resumed.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        local.restore(face_video, d / "local.mkv", _config(tiny_model, d / "local.work"))
-    finally:
-        torch.set_num_threads(threads)
-    report = ray_exec.restore(face_video, d / "ray.mkv", _config(tiny_model, d / "ray.work"))
+    # CPU float results of a batched search depend on torch's intra-op thread count; every step runs
+    # with one thread in both executors (`pipeline.run.frames.one_thread`), and both run the same plan
+    # (same search units, faces composed as the work directory stores them): nothing else is needed.
+    run_local(face_video, d / "local.mkv", _config(tiny_model, d / "local.work"))
+    report = run_ray(face_video, d / "ray.mkv", _config(tiny_model, d / "ray.work"))
     assert (report.tracks, report.face_frames, report.restored) == (3, 24, 24)
     return Reference(d / "local.mkv", d / "ray.mkv", d / "ray.work")
 
@@ -127,10 +127,10 @@ def test_ray_equals_in_process_frame_for_frame(reference: Reference, face_video:
     assert len(list((reference.workdir / "search").glob("*/track-*.npz"))) == 3
     assert not (reference.workdir / "compose").exists()
 
-    # one report writer: the same fields (the Ray one adds the executor) and the same figures, the
+    # one report writer: the same fields (each names its executor) and the same figures, the
     # per-track identity measured in the Ray search worker included
     local_report, ray_report = _report(reference.output), _report(reference.ray_output)
-    assert ray_report.pop("executor") == "ray"
+    assert (ray_report.pop("executor"), local_report.pop("executor")) == ("ray", "local")
     assert local_report.keys() == ray_report.keys()
     assert ray_report["faces"] == local_report["faces"]
     assert {f["track_id"] for f in ray_report["faces"]} == {0, 1, 2}
@@ -140,8 +140,8 @@ def test_ray_equals_in_process_frame_for_frame(reference: Reference, face_video:
 
 def test_without_a_model_segments_are_encoded_in_parallel_and_joined_seamlessly(tmp_path: Path) -> None:
     clip = make_clip(tmp_path / "src", size=(64, 48), frames=30, rate="30000/1001", audio=1, vfr=True)
-    local.restore(clip, tmp_path / "local.mkv", _config(None, tmp_path / "lw"))
-    ray_exec.restore(clip, tmp_path / "ray.mkv", _config(None, tmp_path / "rw", "run.segment_frames=7"))
+    run_local(clip, tmp_path / "local.mkv", _config(None, tmp_path / "lw"))
+    run_ray(clip, tmp_path / "ray.mkv", _config(None, tmp_path / "rw", "run.segment_frames=7"))
     _assert_same_video(tmp_path / "ray.mkv", tmp_path / "local.mkv")
     assert not (tmp_path / "rw").exists()  # nothing worth keeping without faces
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("ray")) == [
@@ -166,8 +166,8 @@ def test_inverse_telecine_through_ray_gives_film_rate_as_in_process(
     monkeypatch.setattr(mux, "mux", recording_mux)
     clip = make_clip(tmp_path / "src", size=(64, 48), frames=30, rate="30000/1001", audio=1, telecine=True)
     ivtc = "io.inverse_telecine=true"
-    local.restore(clip, tmp_path / "local.mkv", _config(None, tmp_path / "lw", ivtc))
-    ray_exec.restore(clip, tmp_path / "ray.mkv", _config(None, tmp_path / "rw", ivtc))
+    run_local(clip, tmp_path / "local.mkv", _config(None, tmp_path / "lw", ivtc))
+    run_ray(clip, tmp_path / "ray.mkv", _config(None, tmp_path / "rw", ivtc))
     # the final mux declares the decoded (decimated) stream's rate, not the telecined source's
     assert declared == [Fraction(24000, 1001)] * 2
     for out in ("local.mkv", "ray.mkv"):
@@ -181,25 +181,18 @@ def test_search_units_match_between_executors_and_survive_a_resume(
 ) -> None:
     """More tracks than search.batch_size: both executors search tracks (0, 1) then (2,), and a resumed
     in-process run that lost track 1's result searches (0, 1) again, not track 1 alone."""
-    import torch
 
     def config(workdir: Path) -> Config:
         return _config(tiny_model, workdir, "search.batch_size=2")
 
-    report = ray_exec.restore(face_video, tmp_path / "ray.mkv", config(tmp_path / "rw"))
+    report = run_ray(face_video, tmp_path / "ray.mkv", config(tmp_path / "rw"))
     assert report.restored == 24
     assert len(list((tmp_path / "rw" / "search").glob("*/track-*.npz"))) == 3
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as a one-CPU search actor (see `reference`)
-    try:
-        local.restore(face_video, tmp_path / "local.mkv", config(tmp_path / "lw"))
-        _assert_same_video(tmp_path / "local.mkv", tmp_path / "ray.mkv")
-        (stored,) = (tmp_path / "lw" / "search").glob("*/track-000001.npz")
-        stored.unlink()
-        shutil.rmtree(tmp_path / "lw" / "compose")
-        local.restore(face_video, tmp_path / "resumed.mkv", config(tmp_path / "lw"))
-    finally:
-        torch.set_num_threads(threads)
+    run_local(face_video, tmp_path / "local.mkv", config(tmp_path / "lw"))
+    _assert_same_video(tmp_path / "local.mkv", tmp_path / "ray.mkv")
+    (stored,) = (tmp_path / "lw" / "search").glob("*/track-000001.npz")
+    stored.unlink()
+    run_local(face_video, tmp_path / "resumed.mkv", config(tmp_path / "lw"))
     assert stored.exists()
     _assert_same_video(tmp_path / "resumed.mkv", tmp_path / "local.mkv")
 
@@ -207,24 +200,40 @@ def test_search_units_match_between_executors_and_survive_a_resume(
 def test_a_rerun_skips_finished_units_and_a_changed_setting_redoes_only_its_stage(
     reference: Reference, face_video: Path, tiny_model: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="pipeline.run.ray_exec"):
-        ray_exec.restore(face_video, tmp_path / "again.mkv", _config(tiny_model, reference.workdir))
+    with caplog.at_level(logging.INFO, logger="pipeline.run"):
+        run_ray(face_video, tmp_path / "again.mkv", _config(tiny_model, reference.workdir))
     text = caplog.text
     assert "scan: done earlier, skipped" in text
-    assert text.count("done earlier, skipped") == 1 + 3  # the scan and three tracks
-    assert "search units run 0, skipped 1" in text  # three tracks, searched together in one batch
+    # three scan segments, the stitched scan, the crops and the search of the three tracks (one unit:
+    # searched together in one batch); only the segments are encoded again (parts go after the mux)
+    assert text.count("done earlier, skipped") == 3 + 1 + 1 + 1
+    assert "search of track(s) 0, 1, 2 (frames 0-16): done earlier, skipped" in text
+    assert "search 0 run / 1 skipped" in text
     _assert_same_video(tmp_path / "again.mkv", reference.output)
     # the identity figures were stored with the unit's results: the skipped unit still reports them
     _assert_same_identity(_report(tmp_path / "again.mkv"), _report(reference.ray_output))
 
     # a search setting redoes the search (and what follows), never the scan
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="pipeline.run.ray_exec"):
-        ray_exec.restore(
+    with caplog.at_level(logging.INFO, logger="pipeline.run"):
+        run_ray(
             face_video, tmp_path / "other.mkv", _config(tiny_model, reference.workdir, "search.warm_steps=3")
         )
     assert "scan: done earlier, skipped" in caplog.text
-    assert "search units run 1, skipped 0" in caplog.text
+    assert "search 1 run / 0 skipped" in caplog.text
+    assert "scan 0 run" in caplog.text and "stitch 0 run" in caplog.text
+
+
+def test_a_paste_back_setting_recomputes_only_compose_through_ray(
+    reference: Reference, face_video: Path, tiny_model: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="pipeline.run"):
+        run_ray(
+            face_video, tmp_path / "b.mkv", _config(tiny_model, reference.workdir, "compose.grain_seed=7")
+        )
+    for kind in ("scan", "stitch", "crops", "search"):
+        assert f"{kind} 0 run" in caplog.text, kind
+    assert "compose 3 run / 0 skipped" in caplog.text
 
 
 def test_a_killed_search_actor_gives_the_same_output(
@@ -253,7 +262,7 @@ def test_a_killed_search_actor_gives_the_same_output(
 
     killer = threading.Thread(target=kill_mid_run)
     killer.start()
-    report = ray_exec.restore(face_video, tmp_path / "out.mkv", _config(tiny_model, work))
+    report = run_ray(face_video, tmp_path / "out.mkv", _config(tiny_model, work))
     killer.join()
     assert killed, "the search actor was never killed"
     assert report.restored == 24
@@ -264,10 +273,10 @@ _DRIVER = textwrap.dedent(
     """
     import logging, sys
     from pipeline.config import load_config
-    from pipeline.run import ray_exec
+    from pipeline.run.restore import restore
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     source, output, *sets = sys.argv[1:]
-    ray_exec.restore(source, output, load_config(sets=sets))
+    restore(source, output, load_config(sets=sets))
     """
 )
 
@@ -304,7 +313,9 @@ def test_a_killed_driver_resumes_and_skips_finished_units(
             and time.monotonic() < deadline
         ):
             time.sleep(0.05)
-        assert first.poll() is None, "the first run ended before it could be killed"
+        if first.poll() is not None:
+            output = first.stdout.read().decode(errors="replace") if first.stdout else ""
+            raise AssertionError(f"the first run ended before it could be killed:\n{output[-3000:]}")
         os.killpg(first.pid, signal.SIGKILL)  # the driver and everything it started in its session
         first.wait(timeout=30)
     finally:
@@ -319,7 +330,7 @@ def test_a_killed_driver_resumes_and_skips_finished_units(
     assert second.returncode == 0, second.stdout + second.stderr
     log = second.stdout + second.stderr
     assert "scan: done earlier, skipped" in log
-    assert "search of track 0: done earlier, skipped" in log
+    assert "search of track(s) 0, 1, 2 (frames 0-16): done earlier, skipped" in log
     _assert_same_video(out, reference.output)
 
 
@@ -346,24 +357,18 @@ def test_a_chunked_track_gives_the_same_output_through_ray_as_in_process(
     """Tracks longer than search.chunk_len are searched as an anchor unit plus a unit per chunk (on any
     actors); both executors give the same output and report, every unit is stored, and a resumed run
     redoes only the chunk it lost."""
-    import torch
 
     def config(workdir: Path) -> Config:
         return _config(tiny_model, workdir, "search.chunk_len=3", "search.chunk_landing=1")
 
-    report = ray_exec.restore(face_video, tmp_path / "ray.mkv", config(tmp_path / "rw"))
+    report = run_ray(face_video, tmp_path / "ray.mkv", config(tmp_path / "rw"))
     assert (report.tracks, report.restored) == (3, 24)
     # three 8-frame tracks, each in chunks [0, 3) and [3, 8): anchors, two chunks, the joined track
     (key,) = (tmp_path / "rw" / "search").iterdir()
     assert len(list(key.glob("track-*.npz"))) == 3
     assert len(list(key.glob("chunked-*-anchors.npz"))) == 3
     assert len(list(key.glob("chunked-*-chunk-*.npz"))) == 6
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as a one-CPU search actor (see `reference`)
-    try:
-        local.restore(face_video, tmp_path / "local.mkv", config(tmp_path / "lw"))
-    finally:
-        torch.set_num_threads(threads)
+    run_local(face_video, tmp_path / "local.mkv", config(tmp_path / "lw"))
     _assert_same_video(tmp_path / "ray.mkv", tmp_path / "local.mkv")
     local_report, ray_report = _report(tmp_path / "local.mkv"), _report(tmp_path / "ray.mkv")
     assert ray_report["faces"] == local_report["faces"]
@@ -375,8 +380,13 @@ def test_a_chunked_track_gives_the_same_output_through_ray_as_in_process(
     lost.unlink()
     (key / "track-000001.npz").unlink()
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="pipeline.run.ray_exec"):
-        ray_exec.restore(face_video, tmp_path / "resumed.mkv", config(tmp_path / "rw"))
-    assert "search units run 1, skipped 4" in caplog.text  # the chunk; two tracks, its anchors, chunk 0
+    with caplog.at_level(logging.INFO, logger="pipeline.run"):
+        run_ray(face_video, tmp_path / "resumed.mkv", config(tmp_path / "rw"))
+    # the lost chunk and its track's join; the two other tracks, its anchors and chunk 0 are reused
+    assert "chunk 1 run" in caplog.text and "join_chunks 1 run" in caplog.text
+    assert "anchors 0 run" in caplog.text
+    assert "anchors of track 1 (2 chunks): done earlier, skipped" in caplog.text
+    assert "search of track 1 chunk 0 (track frames 0-3): done earlier, skipped" in caplog.text
+    assert "joining the chunks of track 0: done earlier, skipped" in caplog.text
     assert lost.exists()
     _assert_same_video(tmp_path / "resumed.mkv", tmp_path / "local.mkv")

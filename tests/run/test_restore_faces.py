@@ -13,7 +13,8 @@ import pytest
 from pipeline import INVENTED_DETAIL_NOTICE
 from pipeline.config import Config, PriorConfig, load_config
 from pipeline.errors import CheckpointError, ModelNotAvailableError
-from pipeline.run.local import RestoreReport, restore
+from pipeline.run.report import RestoreReport
+from pipeline.run.restore import restore
 from tests.media import assert_same_times, read_audio_packets, read_video_tags, read_video_times
 
 
@@ -26,6 +27,8 @@ def _config(model: Path, workdir: Path) -> Config:
             "search.warm_steps=3",
             "search.gaussian_samples=2000",
             "run.device=cpu",
+            # the 16-px test generator's faces are pasted at ~4x (the default falls back to the upscale)
+            "compose.max_face_stretch=8",
         ]
     )
 

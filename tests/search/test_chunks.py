@@ -76,7 +76,7 @@ def test_chunked_track_through_the_stage_units_equals_restore_track_chunked(
     """
     from pipeline.config import Config
     from pipeline.faces import store
-    from pipeline.run import stages
+    from pipeline.search import units as stages
     from pipeline.types import FaceCrop
 
     world = make_track(tiny_G, frames=15, scale=4, seed=11, motion=0.6, keyframe_every=6)

@@ -1,0 +1,132 @@
+"""The plan's last step, run by the driver: join the encoded parts into the output (audio, subtitles
+and tags from the source), write the resolved config and the report, and tidy the work directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from pipeline import INVENTED_DETAIL_NOTICE
+from pipeline.config import Config, dump_config
+from pipeline.io.presets import EncoderPreset
+from pipeline.run.frames import inverse_telecine
+from pipeline.run.plan import PlanSummary
+from pipeline.run.report import RestoreReport
+from pipeline.types import VideoInfo, VideoStreamInfo
+
+log = logging.getLogger(__name__)
+
+
+def decoded_frame_rate(video: VideoStreamInfo, cfg: Config) -> Fraction | None:
+    """The rate of the stream the steps decode: the source's, or after inverse telecine 4/5 of it
+    (24000/1001 from a telecined 30000/1001), as the decoder's `FrameReader.frame_rate` gives it."""
+    from pipeline.io.decode import IVTC_RATE
+
+    rate = video.frame_rate
+    return rate * IVTC_RATE if rate is not None and inverse_telecine(cfg) else rate
+
+
+def mux_parts(
+    parts: Sequence[str | Path],
+    video: Path,
+    output: Path,
+    info: VideoInfo,
+    preset: EncoderPreset,
+    cfg: Config,
+    *,
+    overwrite: bool = False,
+) -> Path:
+    """Join the encoded parts with the source's audio and subtitles into `output` (see io.mux.mux),
+    declaring the source's colour, rotation and pixel aspect and the decoded stream's frame rate."""
+    from pipeline.io.mux import mux
+
+    vs = info.video
+    return mux(
+        [Path(p) for p in parts],
+        video,
+        output,
+        overwrite=overwrite,
+        color=vs.color,
+        rotation=vs.rotation,
+        frame_rate=decoded_frame_rate(vs, cfg),
+        variable_frame_rate=vs.variable_frame_rate and not inverse_telecine(cfg),
+        sample_aspect_ratio=vs.sample_aspect_ratio,
+        codec_tag=preset.codec_tag,
+        threads=1,  # stream copy: one thread keeps the driver's share of the machine small
+    )
+
+
+def join(summary: PlanSummary, *, context: dict[str, Any]) -> RestoreReport:
+    """Mux, config, report; `context` is the executor's: its name and the seconds so far."""
+    from pipeline.faces import store
+    from pipeline.run.report import write_report
+    from pipeline.run.steps import face_rows
+    from pipeline.run.workdir import load_arrays
+
+    job = summary.job
+    cfg = job.config
+    seconds = dict(context.get("seconds", {}))
+    t = time.perf_counter()
+    mux_parts(summary.parts, job.input, job.output, job.info, job.preset, cfg, overwrite=job.overwrite)
+    seconds["mux"] = time.perf_counter() - t
+    dump_config(cfg, job.output.with_name(job.output.name + ".config.yaml"))
+    faces: list[dict[str, Any]] = []
+    identity: dict[int, dict[str, float]] = {}
+    for path in summary.tracks:
+        rows, figures = face_rows(path)
+        faces += rows
+        if rows and figures is not None:
+            identity[rows[0]["track_id"]] = figures
+    scanned = store.scan_from_arrays(load_arrays(summary.scan)) if summary.scan is not None else None
+    model = job.model_description or cfg.prior.model
+    report = RestoreReport(
+        output=job.output,
+        frames=job.frames,
+        tracks=len(scanned.tracks) if scanned is not None else 0,
+        face_frames=sum(len(tr.frames) for tr in scanned.tracks) if scanned is not None else 0,
+        restored=len(faces),
+        met_bound=sum(f["met_bound"] for f in faces),
+        random_generator=job.model_random,
+        model=model,
+        seconds=seconds,
+    )
+    if scanned is not None:
+        report.report_path = write_report(
+            report, scanned, faces, identity, cfg, executor=context.get("executor")
+        )
+    _remove_parts(summary.parts, summary.records)
+    log.info(
+        "wrote %s: %d frames, %d tracks, %d face-frames restored (%d met the bound). %s",
+        job.output,
+        report.frames,
+        report.tracks,
+        report.restored,
+        report.met_bound,
+        INVENTED_DETAIL_NOTICE if faces else "",
+    )
+    return report
+
+
+def _remove_parts(parts: Sequence[str], records: Sequence[str]) -> None:
+    """Encoded parts are as big as the output and only serve a rerun before the mux: once the output
+    exists they go, with their records (scan, crops and search results stay: a changed late setting
+    reuses them)."""
+    for path in (*parts, *records):
+        Path(path).unlink(missing_ok=True)
+
+
+def remove_empty_dirs(root: Path) -> None:
+    """A failed or finished run leaves no empty directories behind (artifacts stay)."""
+    if not root.is_dir():
+        return
+    for directory in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+        with contextlib.suppress(OSError):
+            directory.rmdir()
+    with contextlib.suppress(OSError):
+        root.rmdir()

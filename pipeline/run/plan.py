@@ -1,0 +1,369 @@
+"""The plan of one restore: every step, its key, artifacts and dependencies, built once, as data.
+
+    scan segment ─► stitch ─► crops (per unit) ─► search unit ──────────────► compose segment ─► join
+                                             └─► anchors ─► chunk ─► join chunks ─┘
+
+`build_plan(job, scanned)` is a pure function of the job (input, settings, work directory) and, once
+the stitch step has run, of the tracks it found: before that the plan holds the scan steps and the
+stitch only (`complete` is False), after it the whole job. Executors (`pipeline.run.local`,
+`pipeline.run.ray_exec`) only run plans, through `pipeline.run.schedule.Schedule`.
+
+A step is done when all its artifacts exist (every artifact is written atomically, so existing
+means complete). Its artifacts live under `<workdir>/<stage>/<key>/`, the key a hash of the input's
+content key and exactly the settings the result depends on, so a changed setting recomputes its
+stage and those after it, and nothing before: a paste-back (compose) setting recomputes compose
+only, a search setting search and compose, never the scan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import Config
+from pipeline.faces.scan import ScanResult
+from pipeline.io.presets import EncoderPreset
+from pipeline.run import progress as P
+from pipeline.run.frames import inverse_telecine
+from pipeline.types import VideoInfo
+
+# Part of a stage's key: bumped when what the stage computes changes (every key after it changes too).
+SCAN_VERSION = "scan-v2"  # v2: per-segment detections and cuts, stitched
+CROPS_VERSION = "crops-v2"  # v2: crops per search unit, with each crop's size
+SEARCH_VERSION = "search-v2"  # v2: face images beside the rows (read a frame range at a time)
+COMPOSE_VERSION = "compose-v3"  # v3: faces' compose_frame (projection, fallback, per-face records)
+
+MODES = ("restore", "anonymize")
+
+
+@dataclass(frozen=True)
+class Job:
+    """What to do: the input, the output and the settings (small; sent to every step as needed)."""
+
+    input: Path
+    output: Path
+    config: Config
+    info: VideoInfo  # the probed input
+    preset: EncoderPreset
+    frames: int  # frames of the decoded stream (`pipeline.io.decode.frame_index`)
+    workdir: Path
+    video_key: str  # content key of the input (`WorkDir.video_key`)
+    model_key: str | None  # content key of the generator's weights; None without a model
+    model_description: str | None = None  # where the weights come from (for logs and the report)
+    model_random: bool = False  # the model is a seeded random test generator, not a face model
+    mode: str = "restore"  # "restore" or "anonymize"
+    overwrite: bool = False
+
+    @property
+    def faces(self) -> bool:
+        """Faces are scanned and searched: restore with a model, or anonymise."""
+        return self.mode == "anonymize" or self.config.prior.model is not None
+
+
+@dataclass(frozen=True)
+class Step:
+    """One unit of work. `fn(*args)` writes `artifacts`; search steps get the loaded generator first
+    (`fn(model, *args)`), driver steps a `context` keyword (the executor's run summary)."""
+
+    key: str  # unique in the plan, e.g. "scan/00000240", "search/0003", "compose/00000480"
+    kind: str  # scan | stitch | crops | search | anchors | chunk | join_chunks | compose | join
+    fn: Callable[..., Any]  # a module-level function (Ray ships it by reference)
+    args: tuple[Any, ...]
+    artifacts: tuple[str, ...]  # done when every one exists
+    deps: tuple[str, ...] = ()  # keys of the steps whose artifacts it reads
+    search: bool = False  # runs where the generator is loaded (Ray: a search actor)
+    driver: bool = False  # runs in the driver process (the join: mux and report)
+    progress: tuple[tuple[str, int], ...] = ()  # counters advanced when it finishes (or was done)
+    label: str = ""  # for logs and errors
+
+    def done(self) -> bool:
+        """Every artifact exists and verifies (`WorkDir.has`: a damaged one is removed, and redone)."""
+        from pipeline.run.workdir import WorkDir
+
+        if not self.artifacts:
+            return False
+        for artifact in map(Path, self.artifacts):  # <root>/<stage>/<key>/<name>
+            key_dir = artifact.parent
+            if not WorkDir(key_dir.parent.parent).has(key_dir.parent.name, key_dir.name, artifact.name):
+                return False
+        return True
+
+
+@dataclass
+class Plan:
+    job: Job
+    steps: dict[str, Step]  # in a valid running order
+    complete: bool  # False until the tracks are known (only the scan and the stitch are planned)
+    segments: list[tuple[int, int]]
+    keys: dict[str, str]  # stage -> key (directory under the work directory)
+    scanned: ScanResult | None = None
+    totals: dict[str, int] = field(default_factory=dict)  # progress totals
+
+    @property
+    def stitch(self) -> Step | None:
+        return self.steps.get("stitch")
+
+    def parts(self) -> list[Path]:
+        """The encoded parts, in order (the compose steps' first artifacts)."""
+        return [Path(s.artifacts[0]) for s in self.steps.values() if s.kind == "compose"]
+
+    def records(self) -> list[Path]:
+        """The per-segment face records (JSON lists of `compose_frame` records), in order."""
+        return [Path(s.artifacts[1]) for s in self.steps.values() if s.kind == "compose"]
+
+    def track_results(self) -> list[Path]:
+        """Every track's stored search result (npz), in track order."""
+        out = []
+        for s in self.steps.values():
+            if s.kind == "search":
+                out += [Path(p) for p in s.artifacts[0::2]]
+            elif s.kind == "join_chunks":
+                out.append(Path(s.artifacts[0]))
+        return sorted(out)
+
+
+def segments(frames: int, cfg: Config) -> list[tuple[int, int]]:
+    """The frame ranges [start, end) scanned and composed as separate steps (run.segment_frames).
+
+    Inverse telecine renumbers frames as it decodes, so it can only read from frame 0: one segment.
+    """
+    length = max(1, frames if inverse_telecine(cfg) else cfg.run.segment_frames)
+    return [(s, min(s + length, frames)) for s in range(0, frames, length)]
+
+
+def _keys(job: Job) -> dict[str, str]:
+    from pipeline.run.workdir import WorkDir
+
+    cfg = job.config
+    decode = (cfg.io.deinterlace, cfg.io.inverse_telecine, getattr(cfg, "film", None))
+    scan = WorkDir.settings_key(SCAN_VERSION, job.video_key, cfg.scan, decode, job.mode)
+    keys = {"scan": scan, "crops": WorkDir.settings_key(scan, CROPS_VERSION)}
+    search_settings: tuple[Any, ...] = (cfg.search, cfg.prior.dtype, job.mode)
+    if job.mode == "anonymize":
+        search_settings += (getattr(cfg, "anon", None),)
+    keys["search"] = WorkDir.settings_key(SEARCH_VERSION, scan, job.model_key, *search_settings)
+    compose_settings: tuple[Any, ...] = (cfg.upscale, cfg.io, getattr(cfg, "compose", None), job.mode)
+    if job.mode == "anonymize":
+        compose_settings += (getattr(cfg, "anon", None),)
+    keys["compose"] = WorkDir.settings_key(COMPOSE_VERSION, job.video_key, decode, *compose_settings)
+    return keys
+
+
+def build_plan(job: Job, scanned: ScanResult | None = None) -> Plan:
+    """The job's steps: the scan and the stitch, and, once `scanned` is given, everything else."""
+    from pipeline.run import search_steps, steps
+    from pipeline.run.workdir import WorkDir
+
+    cfg = job.config
+    wd = WorkDir(job.workdir)
+    keys = _keys(job)
+    segs = segments(job.frames, cfg)
+    plan = Plan(job, {}, complete=True, segments=segs, keys=keys, scanned=scanned)
+    plan.totals = {P.SEGMENTS_ENCODED: len(segs)}
+
+    def art(stage: str, name: str) -> str:
+        return str(wd.artifact(stage, keys[stage], name))
+
+    def add(step: Step) -> None:
+        assert step.key not in plan.steps and all(d in plan.steps for d in step.deps), step.key
+        plan.steps[step.key] = step
+
+    video = str(job.input)
+    tracks: dict[int, Any] = {}  # tid -> Track, once scanned
+    track_of: dict[int, tuple[str, str, str, str]] = {}  # tid -> (crops, npz, npy, producing step)
+    crops_step_of: dict[int, str] = {}
+    if job.faces:
+        plan.totals[P.FRAMES_SCANNED] = job.frames
+        scan_keys = []
+        for s, e in segs:
+            key = f"scan/{s:08d}"
+            add(
+                Step(
+                    key,
+                    "scan",
+                    steps.scan_segment,
+                    (video, job.info, cfg, s, e, job.frames, art("scan", f"segment-{s:08d}-{e:08d}.npz")),
+                    (art("scan", f"segment-{s:08d}-{e:08d}.npz"),),
+                    progress=((P.FRAMES_SCANNED, e - s),),
+                    label=f"scan of frames {s}-{e}",
+                )
+            )
+            scan_keys.append(key)
+        scan_path = art("scan", "scan.npz")
+        add(
+            Step(
+                "stitch",
+                "stitch",
+                steps.stitch_scan,
+                (cfg, [plan.steps[k].artifacts[0] for k in scan_keys], scan_path),
+                (scan_path,),
+                deps=tuple(scan_keys),
+                label="scan",
+            )
+        )
+        if scanned is None:
+            plan.complete = False
+            return plan
+        from pipeline.search.units import search_plan
+
+        tracks = {t.track_id: t for t in scanned.tracks}
+        plan.totals[P.FACE_FRAMES_RESTORED] = sum(len(t.frames) for t in scanned.tracks)
+        divided = search_plan({t.track_id: len(t.frames) for t in scanned.tracks}, cfg)
+        for i, unit in enumerate(divided.units):
+            crops = [art("crops", f"track-{tid:06d}.npz") for tid in unit]
+            add(
+                Step(
+                    f"crops/{i:04d}",
+                    "crops",
+                    steps.crops_step,
+                    (video, job.info, cfg, scan_path, list(unit), crops),
+                    tuple(crops),
+                    deps=("stitch",),
+                    label=f"crops of track(s) {', '.join(map(str, unit))}",
+                )
+            )
+            outs = [
+                (art("search", f"track-{t:06d}.npz"), art("search", f"track-{t:06d}.faces.npy")) for t in unit
+            ]
+            span = (min(tracks[t].start for t in unit), max(tracks[t].end for t in unit))
+            add(
+                Step(
+                    f"search/{i:04d}",
+                    "search",
+                    search_steps.search_unit,
+                    (cfg, job.mode, scan_path, crops, outs),
+                    tuple(p for pair in outs for p in pair),
+                    deps=(f"crops/{i:04d}",),
+                    search=True,
+                    progress=((P.FACE_FRAMES_RESTORED, sum(len(tracks[t].frames) for t in unit)),),
+                    label=f"search of track(s) {', '.join(map(str, unit))} (frames {span[0]}-{span[1]})",
+                )
+            )
+            for tid, c, (npz, npy) in zip(unit, crops, outs, strict=True):
+                track_of[tid] = (c, npz, npy, f"search/{i:04d}")
+                crops_step_of[tid] = f"crops/{i:04d}"
+        for tid, chunks in divided.chunked.items():
+            crop = art("crops", f"track-{tid:06d}.npz")
+            add(
+                Step(
+                    f"crops/t{tid:06d}",
+                    "crops",
+                    steps.crops_step,
+                    (video, job.info, cfg, scan_path, [tid], [crop]),
+                    (crop,),
+                    deps=("stitch",),
+                    label=f"crops of track {tid}",
+                )
+            )
+            stem = f"chunked-{tid:06d}"
+            anchors = art("search", f"{stem}-anchors.npz")
+            add(
+                Step(
+                    f"anchors/{tid:06d}",
+                    "anchors",
+                    search_steps.search_anchors_step,
+                    (cfg, crop, chunks, anchors),
+                    (anchors,),
+                    deps=(f"crops/t{tid:06d}",),
+                    search=True,
+                    progress=((P.FACE_FRAMES_RESTORED, len(chunks)),),
+                    label=f"anchors of track {tid} ({len(chunks)} chunks)",
+                )
+            )
+            parts = []
+            for chunk in chunks:
+                part = art("search", f"{stem}-chunk-{chunk.index:04d}.npz")
+                add(
+                    Step(
+                        f"chunk/{tid:06d}/{chunk.index:04d}",
+                        "chunk",
+                        search_steps.search_chunk_step,
+                        (cfg, crop, anchors, chunks, chunk.index, part),
+                        (part,),
+                        deps=(f"anchors/{tid:06d}",),
+                        search=True,
+                        progress=((P.FACE_FRAMES_RESTORED, chunk.end - chunk.start - 1),),
+                        label=(
+                            f"search of track {tid} chunk {chunk.index} "
+                            f"(track frames {chunk.start}-{chunk.end})"
+                        ),
+                    )
+                )
+                parts.append(part)
+            npz, npy = art("search", f"track-{tid:06d}.npz"), art("search", f"track-{tid:06d}.faces.npy")
+            add(
+                Step(
+                    f"join_chunks/{tid:06d}",
+                    "join_chunks",
+                    search_steps.join_chunks,
+                    (cfg, scan_path, crop, anchors, parts, (npz, npy)),
+                    (npz, npy),
+                    deps=tuple(f"chunk/{tid:06d}/{c.index:04d}" for c in chunks),
+                    label=f"joining the chunks of track {tid}",
+                )
+            )
+            track_of[tid] = (crop, npz, npy, f"join_chunks/{tid:06d}")
+            crops_step_of[tid] = f"crops/t{tid:06d}"
+
+    compose_keys: list[str] = []
+    gray = bool(scanned.gray) if scanned is not None else False
+    for s, e in segs:
+        shown = sorted(tid for tid, t in tracks.items() if t.start < e and t.end > s)
+        faces = (keys["search"], keys["crops"], shown, gray) if shown else None
+        stem = f"part-{s:08d}-{WorkDir.settings_key(s, e, faces)[:12]}"
+        part, records = art("compose", f"{stem}.mov"), art("compose", f"{stem}.records.json")
+        sources = [track_of[t][:3] for t in shown]
+        deps = sorted({track_of[t][3] for t in shown} | {crops_step_of[t] for t in shown})
+        key = f"compose/{s:08d}"
+        add(
+            Step(
+                key,
+                "compose",
+                steps.compose_step,
+                (video, job.info, cfg, s, e, sources, gray, part, records),
+                (part, records),
+                deps=tuple(deps),
+                progress=((P.SEGMENTS_ENCODED, 1),),
+                label=f"segment {len(compose_keys)} (frames {s}-{e})",
+            )
+        )
+        compose_keys.append(key)
+    from pipeline.run.join import join
+
+    add(
+        Step(
+            "join",
+            "join",
+            join,
+            (plan_summary(plan),),
+            (),
+            deps=tuple(compose_keys),
+            driver=True,
+            label=f"joining {len(compose_keys)} part(s) into {job.output}",
+        )
+    )
+    return plan
+
+
+@dataclass(frozen=True)
+class PlanSummary:
+    """What the join step reads: where every result of the plan is (small, picklable)."""
+
+    job: Job
+    parts: tuple[str, ...]
+    records: tuple[str, ...]
+    scan: str | None  # the stitched scan (None without faces)
+    tracks: tuple[str, ...]  # every track's search result (npz)
+
+
+def plan_summary(plan: Plan) -> PlanSummary:
+    stitch = plan.stitch
+    return PlanSummary(
+        plan.job,
+        tuple(map(str, plan.parts())),
+        tuple(map(str, plan.records())),
+        stitch.artifacts[0] if stitch is not None else None,
+        tuple(map(str, plan.track_results())),
+    )

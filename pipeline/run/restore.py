@@ -1,0 +1,86 @@
+"""`restore`: the one entry point. Checks everything that can fail early, makes the plan's job and
+hands it to the executor the settings name (Ray by default, or in-process); both run the same plan
+(`pipeline.run.plan`) and give the same output, report and work directory.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from pipeline.config import Config
+from pipeline.errors import ConfigError
+from pipeline.run.plan import MODES, Job
+from pipeline.run.report import RestoreReport
+
+log = logging.getLogger(__name__)
+
+EXECUTORS = ("ray", "local")
+
+
+def make_job(
+    input: str | Path, output: str | Path, config: Config, *, overwrite: bool = False, mode: str = "restore"
+) -> Job:
+    """Preflight (settings, output, input, streams) and everything the plan is built from."""
+    from pipeline.io.decode import frame_index
+    from pipeline.prior.load import describe_model, model_key
+    from pipeline.run.preflight import preflight
+    from pipeline.run.workdir import WorkDir, default_workdir
+
+    if mode not in MODES:
+        raise ConfigError(f"mode {mode!r}: expected one of {', '.join(MODES)}")
+    if config.run.executor not in EXECUTORS:
+        raise ConfigError(f"run.executor = {config.run.executor!r}: expected ray or local")
+    input, output = Path(input), Path(output)
+    info, preset = preflight(input, output, config, overwrite=overwrite)
+    model = config.prior.model
+    description, random = describe_model(model) if model is not None else (None, False)
+    if random:
+        log.warning(
+            "the face prior is a seeded RANDOM TEST GENERATOR (%s): restored faces are not faces; "
+            "this run only exercises the pipeline",
+            description,
+        )
+    return Job(
+        input=input.resolve(),
+        output=output,
+        config=config,
+        info=info,
+        preset=preset,
+        frames=len(frame_index(input)[1]),
+        workdir=default_workdir(output, config.run.workdir),
+        video_key=WorkDir.video_key(input),
+        model_key=model_key(model) if model is not None else None,
+        model_description=description,
+        model_random=random,
+        mode=mode,
+        overwrite=overwrite,
+    )
+
+
+def restore(
+    input: str | Path, output: str | Path, config: Config, *, overwrite: bool = False, mode: str = "restore"
+) -> RestoreReport:
+    """Restore `input` into `output` with `config.run.executor`; faces are restored when
+    config.prior.model is set (or anonymised with mode="anonymize").
+
+    Raises the PipelineError a user should see (a bad setting, input or output fails before any work;
+    a step that keeps failing raises JobError naming it). An existing output is replaced only with
+    `overwrite`, and a failed run leaves no partial output.
+    """
+    from pipeline.run import lock
+    from pipeline.run.join import remove_empty_dirs
+    from pipeline.run.workdir import WorkDir, default_workdir
+
+    workdir = default_workdir(output, config.run.workdir)
+    try:
+        job = make_job(input, output, config, overwrite=overwrite, mode=mode)
+        WorkDir(job.workdir).clean_temporaries()
+        if config.run.executor == "local":
+            from pipeline.run.local import run_plan
+        else:
+            from pipeline.run.ray_exec import run_plan
+        return run_plan(job)
+    finally:
+        remove_empty_dirs(workdir)
+        lock.release(output, workdir)  # taken by preflight

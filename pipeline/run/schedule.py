@@ -1,0 +1,168 @@
+"""What both executors share: which steps of a plan are done, needed and ready; progress; retries.
+
+An executor asks `ready()` for steps whose dependencies have finished, runs them (in order, or as
+Ray tasks and actor calls), and reports each with `finish()`, which releases its dependents. A step
+is needed when the final step needs it and it is not done: a finished stitch needs no scan segment,
+a finished search no crops search. When the stitch finishes (or was done earlier) the plan is
+rebuilt from the tracks it found, and the steps after it join the schedule.
+
+Retries are the same everywhere: `run_step` calls a step up to `run.max_retries` more times when it
+fails with an unexpected error (a PipelineError, such as a damaged input, fails at once); on Ray a
+task whose worker dies is also retried by Ray, and a search actor that dies is restarted.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from pipeline.errors import JobError, PipelineError
+from pipeline.run.plan import Job, Plan, Step, build_plan
+from pipeline.run.progress import Progress
+
+log = logging.getLogger(__name__)
+
+# The report's timing stage of each step kind.
+STAGE_OF = {"stitch": "scan", "anchors": "search", "chunk": "search", "join_chunks": "search"}
+
+
+class Schedule:
+    """The state of one run of a plan (driver side; both executors)."""
+
+    def __init__(self, job: Job, progress: Progress | None = None) -> None:
+        self.job = job
+        self.progress = progress if progress is not None else Progress()
+        self.finished: set[str] = set()
+        self.started: set[str] = set()
+        self.needed: set[str] = set()
+        self._checked: set[str] = set()  # steps whose done-test ran (only running them changes it)
+        self.ran: dict[str, int] = {}
+        self.skipped: dict[str, int] = {}
+        # per stage: seconds spent in its steps, summed over workers (search: anchors, chunks too)
+        self.seconds: dict[str, float] = dict.fromkeys(("scan", "crops", "search", "compose"), 0.0)
+        self.plan: Plan = build_plan(job)
+        self._settle()
+
+    # -- the executor's side
+
+    def ready(self) -> list[Step]:
+        """Needed steps not started yet whose dependencies have all finished, in plan order."""
+        return [
+            s
+            for k, s in self.plan.steps.items()
+            if k in self.needed
+            and k not in self.started
+            and k not in self.finished
+            and all(d in self.finished for d in s.deps)
+        ]
+
+    def start(self, step: Step) -> None:
+        self.started.add(step.key)
+
+    def finish(self, step: Step, seconds: float = 0.0) -> None:
+        """`step` has written its artifacts: count it, release its dependents."""
+        self.finished.add(step.key)
+        self.ran[step.kind] = self.ran.get(step.kind, 0) + 1
+        stage = STAGE_OF.get(step.kind, step.kind)
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
+        for counter, n in step.progress:
+            self.progress.add(counter, n)
+        if step.kind == "stitch":
+            self._expand()
+        self._settle()
+
+    @property
+    def done(self) -> bool:
+        return self.plan.complete and "join" in self.finished
+
+    def pending(self, search: bool) -> int:
+        """Needed steps not finished yet (search steps, or the others)."""
+        return sum(1 for k in self.needed if k not in self.finished and self.plan.steps[k].search == search)
+
+    def summary(self) -> str:
+        kinds = sorted(set(self.ran) | set(self.skipped))
+        return ", ".join(f"{k} {self.ran.get(k, 0)} run / {self.skipped.get(k, 0)} skipped" for k in kinds)
+
+    # -- internals
+
+    def _expand(self) -> None:
+        from pipeline.faces import store
+        from pipeline.run.workdir import load_arrays
+
+        stitch = self.plan.stitch
+        assert stitch is not None
+        scanned = store.scan_from_arrays(load_arrays(stitch.artifacts[0]))
+        self.plan = build_plan(self.job, scanned)
+        for counter, total in self.plan.totals.items():
+            self.progress.set_total(counter, total)
+
+    def _settle(self) -> None:
+        """Mark what is done, find what is still needed; expand the plan once the scan is known."""
+        for counter, total in self.plan.totals.items():
+            self.progress.set_total(counter, total)
+        while True:
+            target = "join" if self.plan.complete else "stitch"
+            needed: set[str] = set()
+            stack = [target]
+            while stack:
+                key = stack.pop()
+                if key in needed or key in self.finished:
+                    continue
+                step = self.plan.steps[key]
+                if key not in self._checked:
+                    self._checked.add(key)
+                    if step.done():
+                        self._skip(step, found=True)
+                        continue
+                needed.add(key)
+                stack.extend(step.deps)
+            self.needed = needed
+            if not self.plan.complete and "stitch" in self.finished:
+                self._expand()
+                continue
+            break
+        # Steps no needed step depends on (scan segments behind a finished stitch) count as done.
+        for key, step in self.plan.steps.items():
+            if key not in needed and key not in self.finished:
+                self._skip(step, found=key not in self._checked and step.done())
+
+    def _skip(self, step: Step, found: bool) -> None:
+        self.finished.add(step.key)
+        self.skipped[step.kind] = self.skipped.get(step.kind, 0) + 1
+        for counter, n in step.progress:
+            self.progress.add(counter, n)
+        if found:
+            log.info("%s: done earlier, skipped", step.label)
+
+
+def run_step(fn: Callable[..., Any], args: tuple[Any, ...], retries: int, label: str) -> dict[str, Any]:
+    """Call a step with one thread per library, retrying unexpected errors; returns its result and
+    the seconds it took (the same wrapper in-process and in a Ray worker)."""
+    from pipeline.run.frames import one_thread
+
+    for attempt in range(retries + 1):
+        started = time.perf_counter()
+        try:
+            with one_thread():
+                result = fn(*args)
+            return {"result": result, "seconds": time.perf_counter() - started}
+        except PipelineError:
+            raise
+        except Exception as exc:
+            if attempt == retries:
+                raise JobError(
+                    f"{label} failed after {retries + 1} attempt(s): {type(exc).__name__}: {exc}"
+                ) from exc
+            log.warning(
+                "%s failed (%s: %s); retrying (%d/%d)", label, type(exc).__name__, exc, attempt + 1, retries
+            )
+    raise AssertionError("unreachable")
+
+
+def run_search_step(
+    model: Any, fn: Callable[..., Any], args: tuple[Any, ...], retries: int, label: str
+) -> dict[str, Any]:
+    """`run_step` for a search step: `fn(model, *args)` with the worker's loaded generator."""
+    return run_step(fn, (model, *args), retries, label)

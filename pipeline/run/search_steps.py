@@ -1,0 +1,171 @@
+"""The plan's search steps: they run where the generator is loaded (a Ray search actor, or the
+in-process executor's one copy) and take it as their first argument, then paths.
+
+    load_search_model(model, device, dtype, gaussian_samples) -> SearchModel   (once per worker)
+    search_unit(model, cfg, mode, scan, crops[], outs[])     whole tracks in lockstep batches
+    search_anchors_step(model, cfg, crops, chunks, out)      a chunked track's anchor chain
+    search_chunk_step(model, cfg, crops, anchors, chunks, i, out)  one chunk, landing on the next anchor
+    join_chunks(cfg, scan, crops, anchors, parts[], out)     a chunked track's result (a CPU step)
+
+`mode` "anonymize" searches each unit with `pipeline.anon.search.anonymize_unit` instead of the
+restoring search; everything else is the same. Identity along each track (SFace) is measured where
+the crops and restorations are and stored with the track's result.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.config import Config
+from pipeline.run.frames import pin_torch
+from pipeline.run.steps import load_crops, save_track
+from pipeline.types import FaceRestoration
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SearchModel:
+    """What a search worker holds: the generator on its device and the fitted latent space."""
+
+    G: Any  # pipeline.prior.stylegan2.Generator on `device`
+    space: Any  # pipeline.search.latent_space.GaussianizedW fitted for G
+    device: str
+    description: str
+    random: bool
+
+
+def load_search_model(model: str, device: str, dtype: str, gaussian_samples: int) -> SearchModel:
+    """Runs once per search worker, on its node (its GPU when it was given one)."""
+    from pipeline.prior.load import load_prior, resolve_device
+    from pipeline.search.latent_space import GaussianizedW
+
+    pin_torch()
+    device = resolve_device(device)
+    prior = load_prior(model, device, dtype)
+    space = GaussianizedW.fit(prior.G, n=gaussian_samples, device=device)
+    return SearchModel(prior.G, space, device, prior.description, prior.random)
+
+
+def describe_model(model: SearchModel) -> dict[str, Any]:
+    return {"description": model.description, "random": model.random, "device": model.device}
+
+
+def _tracks(scan_path: str, ids: set[int]) -> list[Any]:
+    from pipeline.faces import store
+    from pipeline.run.workdir import load_arrays
+
+    return [t for t in store.scan_from_arrays(load_arrays(scan_path)).tracks if t.track_id in ids]
+
+
+def search_unit(
+    model: SearchModel,
+    cfg: Config,
+    mode: str,
+    scan_path: str,
+    crops_paths: Sequence[str],
+    outs: Sequence[tuple[str, str]],  # per track: (result npz, faces npy)
+) -> dict[str, int]:
+    """Search one unit (whole tracks advanced in lockstep batches), measure each track's identity,
+    store both per track."""
+    from pipeline.run.report import measure_identity
+    from pipeline.search.units import search_tracks
+
+    pin_torch()
+    per_track = [load_crops(p) for p in crops_paths]  # one track per file
+    crops = [c for cs in per_track for c in cs]
+    if mode == "anonymize":
+        from pipeline.anon.search import anonymize_unit
+
+        faces = anonymize_unit(model.G, model.space, crops, cfg, model.device)
+    else:
+        faces = search_tracks(model.G, model.space, crops, cfg, model.device)
+    unit = {int(c.track_id) for c in crops}
+    identity = measure_identity(_tracks(scan_path, unit), crops, faces) if mode == "restore" else {}
+    by_track: dict[int, list[FaceRestoration]] = {}
+    for face in faces:
+        by_track.setdefault(int(face.track_id), []).append(face)
+    for track_crops, (npz, npy) in zip(per_track, outs, strict=True):
+        tid = int(track_crops[0].track_id) if track_crops else -1
+        mine = by_track.get(tid, [])
+        save_track(npz, npy, mine, identity.get(tid))
+        if mine:
+            log.info(
+                "track %d: %d frames restored, mean consistency %.1f dB",
+                tid,
+                len(mine),
+                sum(f.psnr for f in mine) / len(mine),
+            )
+    return {"faces": len(faces)}
+
+
+def search_anchors_step(
+    model: SearchModel, cfg: Config, crops_path: str, chunks: Sequence[Any], out: str
+) -> dict[str, int]:
+    """The anchor chain of one chunked track (one frame per chunk), stored with the anchors' states."""
+    from pipeline.faces import store
+    from pipeline.run.workdir import save_arrays
+    from pipeline.search.units import search_anchors, states_to_arrays
+
+    pin_torch()
+    crops = load_crops(crops_path)
+    faces, states = search_anchors(model.G, model.space, crops, chunks, cfg, model.device)
+    save_arrays(out, **store.restorations_to_arrays(faces), **states_to_arrays(states))
+    return {"faces": len(faces)}
+
+
+def search_chunk_step(
+    model: SearchModel,
+    cfg: Config,
+    crops_path: str,
+    anchors_path: str,
+    chunks: Sequence[Any],
+    index: int,
+    out: str,
+) -> dict[str, int]:
+    """One chunk of a chunked track, from its anchor's stored state, landing on the next anchor's."""
+    from pipeline.faces import store
+    from pipeline.run.workdir import load_arrays, save_arrays
+    from pipeline.search.units import search_chunk, states_from_arrays
+
+    pin_torch()
+    crops = load_crops(crops_path)
+    states = states_from_arrays(load_arrays(anchors_path))
+    after = states[index + 1] if index + 1 < len(states) else None
+    faces = search_chunk(model.G, model.space, crops, chunks, index, states[index], after, cfg, model.device)
+    save_arrays(out, **store.restorations_to_arrays(faces))
+    return {"faces": len(faces)}
+
+
+def join_chunks(
+    cfg: Config,
+    scan_path: str,
+    crops_path: str,
+    anchors_path: str,
+    chunk_paths: Sequence[str],
+    out: tuple[str, str],
+) -> dict[str, int]:
+    """Join a chunked track's anchors and chunks into its result, measure its identity, store both."""
+    from pipeline.faces import store
+    from pipeline.run.report import measure_identity
+    from pipeline.run.workdir import load_arrays
+    from pipeline.search.units import join_chunked
+
+    crops = load_crops(crops_path)
+    anchors = store.restorations_from_arrays(load_arrays(anchors_path))
+    parts = [store.restorations_from_arrays(load_arrays(p)) for p in chunk_paths]
+    faces = join_chunked(anchors, parts)
+    tid = int(crops[0].track_id)
+    identity = measure_identity(_tracks(scan_path, {tid}), crops, faces)
+    save_track(out[0], out[1], faces, identity.get(tid))
+    log.info(
+        "track %d: %d frames restored in %d chunks, mean consistency %.1f dB",
+        tid,
+        len(faces),
+        len(parts),
+        sum(f.psnr for f in faces) / max(len(faces), 1),
+    )
+    return {"faces": 0}

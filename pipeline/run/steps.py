@@ -1,0 +1,445 @@
+"""The plan's CPU step functions: each takes paths (and small settings), reads its inputs from the
+source video and the work directory, writes its artifacts atomically, and returns something small.
+
+    scan_segment   frames [start, end) (+ overlap for the cut detector) -> raw detections and cuts
+    stitch_scan    every segment's detections and cuts -> shots and tracks of the whole video
+    crops_step     the aligned native-size crops of a search unit's tracks (one file per track)
+    compose_step   frames [start, end): upscaled, faces pasted -> an encoded part + per-face records
+
+Search steps (run on search workers that hold the generator) are in `pipeline.run.search_steps`.
+Frames are read only through `read_frames` (`pipeline.run.frames`, re-exported here).
+
+Scanning per segment gives the same tracks as one scan of the whole video: detection is per frame
+(batches aligned to absolute frame numbers), the cut detector of a segment starts `scan_overlap`
+frames early and reads `CUT_WINDOW` frames past its end, so the cuts it reports in its own range
+are those one pass finds, and tracks are built by the stitch step over all detections at once, so a
+face that crosses a segment edge is one track.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.config import Config
+from pipeline.errors import DecodeError
+from pipeline.run.frames import Frames, inverse_telecine, read_frames
+from pipeline.types import Detection, FaceCrop, FaceRestoration, VideoInfo
+
+__all__ = [
+    "CUT_WINDOW",
+    "GRAY_FRAMES",
+    "compose_step",
+    "crops_step",
+    "load_placements",
+    "load_track",
+    "read_frames",
+    "save_track",
+    "scan_overlap",
+    "scan_segment",
+    "stitch_scan",
+]
+
+log = logging.getLogger(__name__)
+
+CUT_WINDOW = 2  # frames the adaptive cut detector looks either side of a frame (PySceneDetect's default)
+GRAY_FRAMES = 5  # first frames of the video that decide black and white (as faces.scan.scan_frames)
+
+
+def scan_overlap(cfg: Config) -> int:
+    """Frames a scan segment's cut detector reads before its range: its window and twice the shortest
+    shot, so a cut it reports is not suppressed by its own start, and one the single pass suppresses
+    (too close after an earlier cut) is seen suppressed here too."""
+    return 2 * max(cfg.scan.min_shot, 1) + 2 * CUT_WINDOW + 2
+
+
+# ----------------------------------------------------------------------------- scan
+
+
+def _detector_frames(video: Path, cfg: Config, start: int, end: int | None) -> Frames:
+    return read_frames(video, None, cfg, start, end, max_size=cfg.scan.detect_size)
+
+
+def scan_segment(
+    video: str, info: VideoInfo, cfg: Config, start: int, end: int, total: int, out: str
+) -> dict[str, int]:
+    """Detections in frames [start, end) and the cuts there; stored in `out` (npz)."""
+    from pipeline.faces.detect import detect_images, make_detector
+    from pipeline.faces.scan import Embeddings, FrameFilter, detector_input, embeddings_to_arrays, is_gray
+    from pipeline.faces.shots import CutDetector
+    from pipeline.run.workdir import save_arrays
+
+    s = cfg.scan
+    path = Path(video)
+    size = (info.video.width, info.video.height)
+    first = 0 if inverse_telecine(cfg) else max(0, start - scan_overlap(cfg))
+    last = min(total, end + CUT_WINDOW)
+    votes: list[bool] = []
+    if first > 0:  # black and white is decided on the video's first frames, whichever segment this is
+        with _detector_frames(path, cfg, 0, GRAY_FRAMES) as frames:
+            votes = [is_gray(f.image) for f in frames]
+    detector = make_detector(s.detector, s.score_threshold)
+    keep = FrameFilter(s, size)  # only faces are faces (per frame), with embeddings for the stitch
+    cuts: CutDetector | None = None
+    found: list[Detection] = []
+    embeddings: Embeddings = {}
+    batch: list[np.ndarray] = []
+    batch_idx: list[int] = []
+    decoded_end = start
+
+    def flush() -> None:
+        detected = detect_images(detector, batch, batch_idx, size, s.min_face)
+        for image, index, dets in zip(batch, batch_idx, detected, strict=True):
+            kept, vectors = keep(image, index, dets)
+            found.extend(kept)
+            if vectors:
+                embeddings[index] = [(d.box, v) for d, v in zip(kept, vectors, strict=True)]
+        batch.clear()
+        batch_idx.clear()
+
+    with _detector_frames(path, cfg, first, last) as frames:
+        for frame in frames:
+            index, image = frame.index, frame.image
+            if first == 0 and len(votes) < GRAY_FRAMES:
+                votes.append(is_gray(image))
+            reduced = image.shape[1] < size[0]  # the decoder reduced it: grain is averaged away
+            small = detector_input(image, s.detect_size, 0.0 if reduced else s.denoise, s.max_enlarge)
+            if cuts is None:
+                cuts = CutDetector(s.cut_threshold, s.cut_min_change, s.min_shot, votes[0])
+            cuts.push(index, small)
+            if start <= index < end:
+                batch.append(small)
+                batch_idx.append(index)
+                decoded_end = index + 1
+                # Batches aligned to absolute frame numbers: the same batches as one pass from frame 0.
+                if (index + 1) % max(s.batch_size, 1) == 0:
+                    flush()
+    flush()
+    if cuts is None:
+        raise DecodeError(path, f"no frame decoded in [{start}, {end})")
+    mine = [c for c in cuts.finish() if start <= c < end]
+    save_arrays(
+        out,
+        meta=np.array([start, end, decoded_end], np.int64),
+        gray_votes=np.array(votes, bool),
+        cuts=np.array(mine, np.int64),
+        frame_index=np.array([d.frame_index for d in found], np.int64),
+        box=np.array([d.box for d in found], np.float32).reshape(-1, 4),
+        landmarks=np.array([d.landmarks for d in found], np.float32).reshape(-1, 5, 2),
+        score=np.array([d.score for d in found], np.float32),
+        **embeddings_to_arrays(embeddings),
+    )
+    keep.log(start, end)
+    log.info("scan %d-%d: %d detections, %d cut(s)", start, end, len(found), len(mine))
+    return {"frames": end - start, "detections": len(found)}
+
+
+def scan_whole(video: str | Path, cfg: Config) -> Any:
+    """One scan of the whole video in one pass (`pipeline.faces.scan.scan_frames`): what the segment
+    steps and the stitch give together (the reference of their tests, and of scripts/bench_scan.py)."""
+    from pipeline.faces.scan import scan_frames
+    from pipeline.io.probe import probe
+
+    vs = probe(video).video
+    with _detector_frames(Path(video), cfg, 0, None) as frames:
+        pairs = ((f.index, f.image) for f in frames)
+        return scan_frames(pairs, cfg.scan, source_size=(vs.width, vs.height))
+
+
+def stitch_scan(cfg: Config, segments: Sequence[str], out: str) -> dict[str, int]:
+    """Shots and tracks of the whole video from every segment's detections and cuts (stored as the
+    ScanResult `pipeline.faces.store` writes): tracks are linked across segment edges."""
+    from pipeline.faces import store
+    from pipeline.faces.scan import Embeddings, ScanResult, embeddings_from_arrays, link_tracks
+    from pipeline.faces.shots import shots_from_cuts
+    from pipeline.run.workdir import load_arrays, save_arrays
+
+    detections: dict[int, list[Detection]] = defaultdict(list)
+    embeddings: Embeddings = {}
+    cuts: list[int] = []
+    votes: list[bool] = []
+    end = 0
+    count = 0
+    for i, path in enumerate(segments):
+        a = load_arrays(path)
+        if i == 0:
+            votes = [bool(v) for v in a["gray_votes"]]
+        end = max(end, int(a["meta"][2]))
+        cuts.extend(int(c) for c in a["cuts"])
+        embeddings.update(embeddings_from_arrays(a))
+        for j, index in enumerate(a["frame_index"]):
+            detections[int(index)].append(
+                Detection(int(index), a["box"][j], a["landmarks"][j], float(a["score"][j]))
+            )
+            count += 1
+    shots = shots_from_cuts(cuts, 0, end)
+    tracks = link_tracks(shots, dict(detections), embeddings, cfg.scan)
+    gray = sum(votes) * 2 > len(votes)
+    result = ScanResult(0, end, tuple(shots), tuple(tracks), count, gray)
+    save_arrays(out, **store.scan_to_arrays(result))
+    log.info(
+        "%d shots, %d face tracks (%d face-frames), footage is %s",
+        len(shots),
+        len(tracks),
+        sum(len(t.frames) for t in tracks),
+        "black and white" if gray else "colour",
+    )
+    return {"tracks": len(tracks), "face_frames": sum(len(t.frames) for t in tracks)}
+
+
+# ----------------------------------------------------------------------------- crops
+
+
+def crops_step(
+    video: str, info: VideoInfo, cfg: Config, scan_path: str, track_ids: Sequence[int], outs: Sequence[str]
+) -> dict[str, int]:
+    """The aligned native-size crops of `track_ids` (one search unit), decoding their frame span once;
+    one npz per track (`pipeline.faces.store` crops, plus each crop's `size`)."""
+    from pipeline.faces import store
+    from pipeline.faces.align import make_crop
+    from pipeline.run.workdir import load_arrays, save_arrays
+
+    scanned = store.scan_from_arrays(load_arrays(scan_path))
+    wanted = set(track_ids)
+    tracks = [t for t in scanned.tracks if t.track_id in wanted]
+    rows: dict[int, list[Any]] = defaultdict(list)
+    for track in tracks:
+        for row in track.frames:
+            rows[row.frame_index].append(row)
+    crops: dict[int, list[FaceCrop]] = {tid: [] for tid in track_ids}
+    if tracks:
+        start, end = min(t.start for t in tracks), max(t.end for t in tracks)
+        with read_frames(video, info, cfg, start, end) as frames:
+            for frame in frames:
+                for row in rows.get(frame.index, ()):
+                    crops[row.track_id].append(make_crop(frame.image, row, scanned.gray))
+    for tid, out in zip(track_ids, outs, strict=True):
+        mine = sorted(crops[tid], key=lambda c: c.frame_index)
+        sizes = np.array([c.image.shape[0] for c in mine], np.int64)
+        save_arrays(out, **store.crops_to_arrays(mine), size=sizes)
+    return {"crops": sum(len(v) for v in crops.values())}
+
+
+def load_crops(path: str | Path) -> list[FaceCrop]:
+    from pipeline.faces import store
+    from pipeline.run.workdir import load_arrays
+
+    return store.crops_from_arrays(load_arrays(path))
+
+
+# ----------------------------------------------------------------------------- search results
+
+
+def save_track(
+    npz: str | Path, npy: str | Path, faces: Sequence[FaceRestoration], identity: Mapping[str, float] | None
+) -> None:
+    """A track's restorations: the small rows (latents, psnr, ...) and identity figures in `npz`, the
+    face images [T, R, R, 3] float16 in `npy` (read back a frame range at a time, memory-mapped).
+    The npy is written first: an existing npz means both are complete."""
+    from pipeline.faces import store
+    from pipeline.run.report import identity_to_arrays
+    from pipeline.run.workdir import atomic_path, save_arrays
+
+    arrays = store.restorations_to_arrays(faces)
+    images = arrays.pop("image", np.zeros((0, 1, 1, 3), np.float16))
+    with atomic_path(npy) as tmp, tmp.open("wb") as f:
+        np.save(f, images)
+    save_arrays(npz, **arrays, **identity_to_arrays(identity))
+
+
+def load_track(
+    npz: str | Path, npy: str | Path, start: int | None = None, end: int | None = None
+) -> list[FaceRestoration]:
+    """A stored track's restorations, only those of frames [start, end) when given (their images
+    only are read from disk)."""
+    from pipeline.run.workdir import load_arrays
+
+    a = load_arrays(npz)
+    frames = a["track_id"]
+    if len(frames) == 0:
+        return []
+    index = a["frame_index"]
+    keep = np.ones(len(index), bool)
+    if start is not None:
+        keep &= index >= start
+    if end is not None:
+        keep &= index < end
+    rows = np.nonzero(keep)[0]
+    if len(rows) == 0:
+        return []
+    images = np.load(npy, mmap_mode="r")
+    return [
+        FaceRestoration(
+            int(a["track_id"][i]),
+            int(index[i]),
+            a["latents"][i],
+            np.asarray(images[i], np.float32),
+            float(a["psnr"][i]),
+            bool(a["met_bound"][i]),
+            int(a["steps"][i]),
+        )
+        for i in rows
+    ]
+
+
+def face_rows(npz: str | Path) -> tuple[list[dict[str, Any]], dict[str, float] | None]:
+    """A stored track's report rows (`report.face_record`) and identity figures, without its images."""
+    from pipeline.run.report import identity_from_arrays
+    from pipeline.run.workdir import load_arrays
+
+    a = load_arrays(npz)
+    rows = [
+        {
+            "track_id": int(a["track_id"][i]),
+            "frame": int(a["frame_index"][i]),
+            "psnr_db": round(float(a["psnr"][i]), 3),
+            "met_bound": bool(a["met_bound"][i]),
+            "steps": int(a["steps"][i]),
+        }
+        for i in range(len(a["track_id"]))
+    ]
+    return rows, identity_from_arrays(a)
+
+
+# ----------------------------------------------------------------------------- compose
+
+
+def load_placements(sources: Sequence[tuple[str, str, str]], start: int, end: int) -> dict[int, list[Any]]:
+    """frame index -> FacePlacements of frames [start, end), from (crops, search npz, search npy)
+    paths of the tracks shown there: only this segment's faces are read."""
+    from pipeline.frame.compose import FacePlacement
+
+    by_frame: dict[int, list[FacePlacement]] = defaultdict(list)
+    for crops_path, npz, npy in sources:
+        with np.load(crops_path, allow_pickle=False) as c:  # the affines only, not the crop images
+            affine = {
+                int(f): (m, int(s))
+                for f, m, s in zip(c["frame_index"], c["crop_to_frame"], c["size"], strict=True)
+            }
+        for r in load_track(npz, npy, start, end):
+            m, size = affine[r.frame_index]
+            by_frame[r.frame_index].append(FacePlacement(r, m, size))
+    return by_frame
+
+
+def _writer(
+    out: Path,
+    size: tuple[int, int],
+    deep: bool,
+    frames: Frames,
+    info: VideoInfo,
+    cfg: Config,
+    native: str | None = None,
+) -> Any:
+    from pipeline.io.presets import get_preset
+    from pipeline.io.writer import VideoWriter
+
+    vs = info.video
+    return VideoWriter(
+        out,
+        width=size[0],
+        height=size[1],
+        time_base=Fraction(frames.time_base),
+        frame_rate=frames.frame_rate,
+        preset=get_preset(cfg.io.preset),
+        crf=cfg.io.crf,
+        deep=deep,
+        native_format=native,
+        source_pix_fmt=vs.pix_fmt,
+        color=vs.color,
+        sample_aspect_ratio=vs.sample_aspect_ratio,
+        rgb_matrix=cfg.io.rgb_matrix,
+        threads=1,  # one thread per task: the worker count sets the parallelism
+    )
+
+
+def passes_through(info: VideoInfo, cfg: Config) -> bool:
+    """Nothing changes the pictures of a segment without faces (scale 1, no learned upscaler, no
+    film cleaning) and the stored format is the source's: its decoded frames go to the encoder as
+    they are, skipping a lossy and costly RGB round trip."""
+    from pipeline.io.presets import get_preset, output_pix_fmt
+    from pipeline.run.frames import film_cleaning
+
+    vs = info.video
+    if cfg.upscale.scale != 1 or getattr(cfg.upscale, "model", None) or film_cleaning(cfg):
+        return False
+    if inverse_telecine(cfg):
+        return False
+    stored = output_pix_fmt(get_preset(cfg.io.preset), vs.pix_fmt, vs.bit_depth > 8, vs.width, vs.height)
+    return stored == vs.pix_fmt
+
+
+def make_upscaler(cfg: Config) -> Any:
+    """The whole-frame upscaler compose uses: None = the classical `cfg.upscale.method` (the film
+    helper returns its learned upscaler here when `upscale.model` is set)."""
+    return None
+
+
+def compose_step(
+    video: str,
+    info: VideoInfo,
+    cfg: Config,
+    start: int,
+    end: int,
+    sources: Sequence[tuple[str, str, str]],
+    gray: bool,
+    out_part: str,
+    out_records: str,
+) -> dict[str, int]:
+    """Decode [start, end), upscale, paste the faces of these frames, encode a video-only part
+    (source timestamps kept) and store the per-face records of `compose_frame` as JSON.
+
+    The part is written under a temporary name and renamed when complete (VideoWriter), so an
+    existing part is always a finished one; the records are written after it.
+    """
+    from pipeline.frame.compose import compose_frame
+    from pipeline.run.workdir import save_json
+
+    by_frame = load_placements(sources, start, end)
+    records: list[dict[str, Any]] = []
+    writer: Any = None
+    frames = read_frames(video, info, cfg, start, end)
+    try:
+        with frames:
+            if not by_frame and passes_through(info, cfg):
+                vs = info.video
+                writer = _writer(
+                    Path(out_part),
+                    (vs.width, vs.height),
+                    vs.bit_depth > 8,
+                    frames,
+                    info,
+                    cfg,
+                    native=vs.pix_fmt,
+                )
+                writer.open()
+                for _, pts, av_frame in frames.native():
+                    writer.write_frame(av_frame, pts)
+            else:
+                upscaler = make_upscaler(cfg)
+                for frame in frames:
+                    image, rows = compose_frame(
+                        frame, frame.image, by_frame.get(frame.index, ()), gray, cfg, upscaler
+                    )
+                    records.extend(rows)
+                    if writer is None:
+                        # Opened at the first frame: inverse telecine sets the time base as it decodes.
+                        size = (image.shape[1], image.shape[0])
+                        writer = _writer(Path(out_part), size, image.dtype == np.uint16, frames, info, cfg)
+                        writer.open()
+                    writer.write(image, frame.pts)
+        if writer is None:
+            raise DecodeError(Path(video), f"no frame decoded in [{start}, {end})")
+        writer.close()
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    save_json(out_records, records)
+    return {"frames": writer.frames_written, "faces": sum(len(v) for v in by_frame.values())}
