@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from pipeline.cli import add_config_arguments
 
@@ -45,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.preset, sets)
     if args.model is not None:
         config = replace(config, prior=replace(config.prior, model=args.model))
+    config = _sequence_preset(config, args.output)
     run_options = {"executor": args.executor, "address": args.address, "workdir": args.workdir}
     config = replace(
         config, run=replace(config.run, **{k: v for k, v in run_options.items() if v is not None})
@@ -68,3 +70,21 @@ def run(args: argparse.Namespace) -> int:
     if report.restored:
         print(INVENTED_DETAIL_NOTICE)
     return 0
+
+
+def _sequence_preset(config: Any, output: Path) -> Any:
+    """`-o out_%06d.tiff` writes numbered image files: the preset is the one of the suffix (#15)."""
+    import logging
+
+    from pipeline.io.presets import SEQUENCE_PRESETS
+    from pipeline.io.sequence import is_sequence_output
+
+    if not is_sequence_output(output):
+        return config
+    wanted = SEQUENCE_PRESETS[output.suffix.lower()]
+    if config.io.preset != wanted:
+        logging.getLogger(__name__).info(
+            "%s: image-sequence output, written with io.preset=%s", output, wanted
+        )
+        config = replace(config, io=replace(config.io, preset=wanted))
+    return config

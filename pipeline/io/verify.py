@@ -89,3 +89,12 @@ def is_complete_video(path: str | Path) -> bool:
 
 def is_disk_full(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def output_frame_count(path: str | Path) -> int:
+    """Frames of a finished output: video packets, or files of an image-sequence pattern."""
+    from pipeline.io.sequence import existing_outputs, is_sequence_output
+
+    if is_sequence_output(path):
+        return len(existing_outputs(path))
+    return count_video_packets(path)

@@ -235,6 +235,7 @@ def _run_items(
             report.items.append(ItemResult(str(item.input), str(item.output), "skipped", 0.0))
             continue
         try:
+            _make_output_dir(item.output)
             if restore is not None:
                 restore(item.input, item.output, config)
             else:
@@ -265,3 +266,13 @@ def _run_items(
         report.items.append(
             ItemResult(str(item.input), str(item.output), "done", time.perf_counter() - started)
         )
+
+
+def _make_output_dir(output: Path) -> None:
+    """The manifest's `output_dir` (or an item's own directory) is created, not required (#15)."""
+    from pipeline.errors import OutputError
+
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(output, f"cannot create the directory {output.parent} ({exc.strerror})") from exc

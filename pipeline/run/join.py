@@ -85,9 +85,11 @@ def join(summary: PlanSummary, *, context: dict[str, Any]) -> RestoreReport:
             identity[rows[0]["track_id"]] = figures
     scanned = store.scan_from_arrays(load_arrays(summary.scan)) if summary.scan is not None else None
     model = job.model_description or cfg.prior.model
+    from pipeline.io.verify import output_frame_count
+
     report = RestoreReport(
         output=job.output,
-        frames=job.frames,
+        frames=output_frame_count(job.output),  # the output's, not the source index's (#15)
         tracks=len(scanned.tracks) if scanned is not None else 0,
         face_frames=sum(len(tr.frames) for tr in scanned.tracks) if scanned is not None else 0,
         restored=len(faces),
