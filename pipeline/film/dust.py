@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-_SEARCH = 64  # px (at 576 lines; 32 at least): how far a moving object may travel between frames
+_SEARCH = 40  # px (at 576 lines; 32 at least): how far a moving object may travel between frames
 _MAX_BLOBS = 2000  # candidates examined per frame at most (a frame this dirty is mostly picture)
 _MISALIGN = 1.0  # px of misalignment the detector tolerates (on edges)
 _DISTINCT = 12  # a match at more places than this is no evidence of where an object went
@@ -57,11 +57,20 @@ def _moving_object(
     is in one frame only; a plain blob that matches in many places (a white speck by a white wall)
     is not evidence of an object."""
     dp = _best(_match_map(patch, mask, prev, x0, y0, r), r, tol)
+    if dp is None:
+        return False
     dn = _best(_match_map(patch, mask, nxt, x0, y0, r), r, tol)
-    if dp is None or dn is None:
+    if dn is None:
         return False
     speed = max(float(np.hypot(*dp)), float(np.hypot(*dn)))
     return float(np.hypot(*(dp + dn))) <= max(3.0, 0.5 * speed)  # dp is where it was: -velocity
+
+
+def gain_to(image: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """[3] float32 per-channel gain bringing `other`'s mean brightness to `image`'s."""
+    a = image[::4, ::4].reshape(-1, 3).mean(axis=0)
+    b = other[::4, ::4].reshape(-1, 3).mean(axis=0)
+    return (a / np.maximum(b, 1e-3)).astype(np.float32)
 
 
 def find_specks(
@@ -79,6 +88,9 @@ def find_specks(
 
     # Where the picture has strong edges a fraction of a pixel of misalignment makes a large difference:
     # the threshold grows with the gradient of the speck-free estimate (the neighbours' mean).
+    # Flicker between the frames is not dirt: each neighbour is brought to the frame's brightness first.
+    prev_w = prev_w * gain_to(image, prev_w)
+    next_w = next_w * gain_to(image, next_w)
     both = 0.5 * (prev_w + next_w)  # [H, W, 3]
     gx = cv2.Sobel(both, cv2.CV_32F, 1, 0, ksize=3)
     gy = cv2.Sobel(both, cv2.CV_32F, 0, 1, ksize=3)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.film.dust import find_specks
+from pipeline.film.dust import find_specks, gain_to
 from pipeline.film.motion import flow, flow_input, warp
 from pipeline.film.window import Work, luma, sliding
 
@@ -77,7 +77,8 @@ def temporal_clean(
             )
             if specks:
                 image = image.copy()
-                image[mask] = 0.5 * (pw[mask] + nw[mask])
+                fill = 0.5 * (pw * gain_to(image, pw) + nw * gain_to(image, nw))  # flicker-matched
+                image[mask] = fill[mask]
                 y = luma(image)
             c.work.info.update(specks=specks, speck_px=int(mask.sum()), objects_kept=objects)
         if reduce:
