@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -224,3 +225,20 @@ def clean_frames(
             yield VideoFrame(index=fr.index, pts=fr.pts, time=fr.time, image=image)
 
     return CleanedFrames(gen(), stats)
+
+
+def collect_stats(paths: Iterable[str | Path], *, remove: bool = False) -> dict[str, Any] | None:
+    """The merged `CleanStats.as_dict()` of the segment files at `paths` that exist (None: no file,
+    cleaning was off); `remove` deletes them once read (they live as long as the compose parts)."""
+    import json
+
+    total: CleanStats | None = None
+    for path in map(Path, paths):
+        if not path.exists():
+            continue
+        d = json.loads(path.read_text())
+        part = CleanStats(**{k: d[k] for k in CleanStats.__dataclass_fields__ if k in d})
+        total = part if total is None else total.merge(part)
+        if remove:
+            path.unlink()
+    return None if total is None else total.as_dict()

@@ -28,16 +28,9 @@ def film_cleaning(cfg: Config) -> bool:
     """Whether any film-cleaning stage is on (none while `cfg` has no `film` section): a stage switch
     that is true (dither only shapes the output of the others), grain other than "keep", or a line
     denoise above 0. The film helper owns this rule and may replace it."""
-    film = getattr(cfg, "film", None)
-    if film is None:
-        return False
-    import dataclasses
+    from pipeline.film.clean import enabled
 
-    for f in dataclasses.fields(film):
-        value = getattr(film, f.name)
-        if isinstance(value, bool) and value and f.name != "dither":
-            return True
-    return getattr(film, "grain", "keep") != "keep" or float(getattr(film, "line_denoise", 0.0)) > 0
+    return enabled(cfg)
 
 
 class Frames:
@@ -53,6 +46,7 @@ class Frames:
         self.start = start
         self._cfg = cfg
         self._clean = film_cleaning(cfg)
+        self.film_stats: Any = None  # film: the CleanStats of the frames handed out (when cleaning is on)
         before = after = 0
         if self._clean:
             from pipeline.film.clean import context
@@ -96,7 +90,9 @@ class Frames:
         if self._clean:
             from pipeline.film.clean import clean_frames
 
-            frames = iter(clean_frames(frames, self._cfg, start=self.start, end=self.end))
+            cleaned = clean_frames(frames, self._cfg, start=self.start, end=self.end)
+            self.film_stats = cleaned.stats
+            frames = cleaned
         for frame in frames:
             if frame.index < self.start:
                 continue

@@ -85,6 +85,12 @@ def join(summary: PlanSummary, *, context: dict[str, Any]) -> RestoreReport:
             identity[rows[0]["track_id"]] = figures
     scanned = store.scan_from_arrays(load_arrays(summary.scan)) if summary.scan is not None else None
     model = job.model_description or cfg.prior.model
+    from pipeline.film.clean import collect_stats
+    from pipeline.run.steps import film_stats_path
+
+    film = collect_stats([film_stats_path(p) for p in summary.records], remove=True)  # film cleaning figures
+    if film is not None:
+        log.info("film cleaning: %s", ", ".join(f"{k} {v:.4g}" for k, v in film.items()))
     from pipeline.io.verify import output_frame_count
 
     report = RestoreReport(

@@ -32,6 +32,9 @@ def make_job(
     if config.run.executor not in EXECUTORS:
         raise ConfigError(f"run.executor = {config.run.executor!r}: expected ray or local")
     input, output = Path(input), Path(output)
+    from pipeline.film.content import resolve
+
+    config, _ = resolve(config, input)  # film: "auto" inverse telecine measured, drawn faces' prior chosen
     info, preset = preflight(input, output, config, overwrite=overwrite)
     model = config.prior.model
     description, random = describe_model(model) if model is not None else (None, False)

@@ -375,10 +375,17 @@ def passes_through(info: VideoInfo, cfg: Config) -> bool:
     return stored == vs.pix_fmt
 
 
+def film_stats_path(records_path: str) -> str:
+    """film: where a compose segment's cleaning figures are kept, beside its records."""
+    return records_path.removesuffix(".records.json") + ".film.json"
+
+
 def make_upscaler(cfg: Config) -> Any:
-    """The whole-frame upscaler compose uses: None = the classical `cfg.upscale.method` (the film
-    helper returns its learned upscaler here when `upscale.model` is set)."""
-    return None
+    """The whole-frame upscaler compose uses: the learned model when `upscale.model` is set (loaded
+    once per process), else the classical `cfg.upscale.method` (pipeline.frame.upscale)."""
+    from pipeline.frame.upscale import make_upscaler as film_upscaler
+
+    return film_upscaler(cfg)
 
 
 def compose_step(
@@ -442,4 +449,6 @@ def compose_step(
             writer.abort()
         raise
     save_json(out_records, records)
+    if frames.film_stats is not None:  # film: what cleaning changed in this segment (merged at the join)
+        save_json(film_stats_path(out_records), frames.film_stats.as_dict())
     return {"frames": writer.frames_written, "faces": sum(len(v) for v in by_frame.values())}
