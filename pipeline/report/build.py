@@ -22,7 +22,8 @@ from pipeline.report.measure import TrackMotion
 
 log = logging.getLogger(__name__)
 
-MAX_THUMBS = 240  # shot thumbnails per page at most (a long film shows fewer per shot)
+MAX_THUMBS = 180  # shot thumbnails per page at most (a long film shows fewer per shot)
+MAX_PICTURED = 240  # face-frames pictured per page at most (a film with many tracks shows fewer each)
 MOTION_READ_SIDE = 128  # px: stored faces larger than this are read with a stride for motion curves
 MAX_PICTURED_MISSES = (
     8  # per track: face-frames that missed the bound or fell back, pictured beyond the sheet
@@ -38,6 +39,13 @@ class ReportArtifacts:
     restorations: Sequence[Path] = ()  # npz in faces.store.restorations_to_arrays format
     compose_records: Sequence[Path] = ()  # JSON files, each a list of compose records (frame.compose)
     spread: Path | None = None  # npz in report.spread.spread_to_arrays format
+
+    def __post_init__(self) -> None:  # accept str paths (the plan's summary holds strings)
+        object.__setattr__(self, "workdir", Path(self.workdir))
+        for name in ("crops", "restorations", "compose_records"):
+            object.__setattr__(self, name, tuple(Path(p) for p in getattr(self, name)))
+        if self.spread is not None:
+            object.__setattr__(self, "spread", Path(self.spread))
 
     def to_json(self) -> dict[str, Any]:
         def rel(p: Path) -> str:
@@ -99,9 +107,15 @@ def flagged(row: Mapping[str, Any]) -> bool:
     )
 
 
-def sheet_frames(faces: Sequence[Mapping[str, Any]], n: int) -> dict[int, list[int]]:
+def sheet_frames(
+    faces: Sequence[Mapping[str, Any]], n: int, max_total: int = MAX_PICTURED
+) -> dict[int, list[int]]:
     """Per track, the frames pictured: the `n` worst (lowest consistency) first, then up to
-    MAX_PICTURED_MISSES more flagged ones (so every flagged frame listed can link to some picture)."""
+    MAX_PICTURED_MISSES more flagged ones (so a flagged frame listed can link to its picture).
+
+    At most `max_total` on the page: with many tracks each gets fewer (at least its worst frame, the
+    worst tracks first), and flagged frames beyond the sheet are pictured only when all fit.
+    """
     by_track: dict[int, list[Mapping[str, Any]]] = {}
     for row in faces:
         by_track.setdefault(int(row["track_id"]), []).append(row)
@@ -110,12 +124,17 @@ def sheet_frames(faces: Sequence[Mapping[str, Any]], n: int) -> dict[int, list[i
         v = r.get("psnr_in_frame_db", r.get("psnr_db"))
         return float(v) if v is not None else float("inf")
 
+    worst = {tid: sorted(rows, key=lambda r: (psnr(r), r["frame"])) for tid, rows in by_track.items()}
+    per = max(1, min(n, max_total // max(len(worst), 1)))
+    extras = MAX_PICTURED_MISSES if len(worst) * (n + MAX_PICTURED_MISSES) <= max_total else 0
     out: dict[int, list[int]] = {}
-    for tid, rows in by_track.items():
-        worst = sorted(rows, key=lambda r: (psnr(r), r["frame"]))
-        chosen = [int(r["frame"]) for r in worst[:n]]
-        extra = [int(r["frame"]) for r in worst[n:] if flagged(r)][:MAX_PICTURED_MISSES]
-        out[tid] = chosen + extra
+    budget = max_total
+    for tid in sorted(worst, key=lambda t: (psnr(worst[t][0]), t)):
+        rows = worst[tid]
+        chosen = [int(r["frame"]) for r in rows[: min(per, budget)]]
+        chosen += [int(r["frame"]) for r in rows[per:] if flagged(r)][:extras]
+        budget -= len(chosen)
+        out[tid] = chosen
     return out
 
 
@@ -196,8 +215,8 @@ def _open_restorations(path: Path) -> tuple[np.ndarray, np.ndarray, Any] | None:
         frames = npz["frame_index"]
         if "image" in npz.files:
             return track_ids, frames, npz["image"]
-    npy = path.with_suffix(".npy")
-    if not npy.is_file():
+    npy = next((q for q in (path.with_suffix(".faces.npy"), path.with_suffix(".npy")) if q.is_file()), None)
+    if npy is None:
         log.warning("report: %s has no face images beside it: its tracks are not pictured", path)
         return None
     return track_ids, frames, np.load(npy, mmap_mode="r")
@@ -236,7 +255,8 @@ def render_report(
     t = time.perf_counter()
     output = Path(body["output"])
     scale = float(body.get("scale") or 1.0)
-    thumbs = thumb_frames(body.get("shots", []), cfg.thumbs_per_shot)
+    shots = body.get("shots") or [[0, int(body.get("frames") or 0)]]  # not scanned: the whole output
+    thumbs = thumb_frames(shots, cfg.thumbs_per_shot if body.get("shots") else 8)
     sheet_idx = {f.frame for faces in collected.sheet.values() for f in faces}
     wanted = sheet_idx | {f for frames in thumbs.values() for f in frames}
     out_frames = decode_frames(output, wanted) if output.is_file() else {}

@@ -49,7 +49,7 @@ th{background:#eee}.kv td:first-child{color:#555;white-space:nowrap}
 .sheet{display:flex;flex-wrap:wrap;gap:8px}.face{background:#fff;border:1px solid #ddd;padding:5px;
 width:366px}.trio{display:flex;gap:3px;margin:3px 0}.trio img{height:112px;width:112px;object-fit:contain;
 background:#222}img.px{image-rendering:pixelated}.nopic{width:112px;height:112px;background:#ddd}
-.spread td{text-align:center}.spread img{display:block;margin:0 auto}
+.spread td{text-align:center}.spread img{display:block;margin:0 auto;width:224px;height:224px}
 .bad{color:#c62828;font-weight:600}.ok{color:#2e7d32}
 img{max-width:100%}.small{font-size:12px;color:#555}
 pre{background:#fff;border:1px solid #ddd;padding:8px;overflow-x:auto;font-size:12px}details{margin:8px 0}
@@ -145,6 +145,11 @@ def _times(body: Mapping[str, Any]) -> str:
     return bar_chart(stages, title="time per stage (s)") + note
 
 
+def _thumb(img: np.ndarray, index: int, cfg: ReportConfig) -> str:
+    h = max(1, round(cfg.thumb_width * img.shape[0] / img.shape[1]))
+    return f"<figure>{_img(_uri(img, height=h), f'frame {index}')}frame {index}</figure>"
+
+
 def _shots(
     body: Mapping[str, Any],
     thumbs: Mapping[int, Sequence[int]],
@@ -152,14 +157,15 @@ def _shots(
     cfg: ReportConfig,
 ) -> str:
     shots = body.get("shots", [])
+    if not shots and thumbs:  # not scanned (no face model): one strip over the whole output
+        figs = [_thumb(frames[f], f, cfg) for f in thumbs.get(0, ()) if f in frames]
+        return f'<p class="small">not scanned for faces</p><div class="strip">{"".join(figs)}</div>'
     parts = []
     for i, (start, end) in enumerate(shots):
         figs = []
         for f in thumbs.get(i, ()):
             if f in frames:
-                img = frames[f]
-                h = max(1, round(cfg.thumb_width * img.shape[0] / img.shape[1]))
-                figs.append(f"<figure>{_img(_uri(img, height=h), f'frame {f}')}frame {f}</figure>")
+                figs.append(_thumb(frames[f], f, cfg))
         parts.append(
             f'<h3 id="shot-{i}">shot {i}: frames {start}–{end - 1}</h3>'
             + (f'<div class="strip">{"".join(figs)}</div>' if figs else '<p class="small">no thumbnails</p>')
@@ -237,7 +243,7 @@ def _sheet(
             pasted
             if private
             else (
-                _img(_uri(face.crop, "png", SHEET_PX, sharp=True), "footage crop", "px")
+                _img(_uri(face.crop, "png"), "footage crop", "px")
                 + _img(_uri(face.restoration, height=SHEET_PX), "restored face")
                 + pasted
             )
@@ -351,8 +357,8 @@ def _spread(collected: Collected) -> str:
         k = len(s.psnr)
         rows.append(
             f"<tr><td>track {s.track_id}<br>frame {s.frame_index}</td>"
-            f"<td>{_img(_uri(s.mean, height=SHEET_PX * 2), 'mean restoration')}</td>"
-            f"<td>{_img(_uri(heat_map(s.spread, SPREAD_VMAX), 'png', SHEET_PX * 2), 'spread heat map')}</td>"
+            f"<td>{_img(_uri(s.mean), 'mean restoration')}</td>"
+            f"<td>{_img(_uri(heat_map(s.spread, SPREAD_VMAX), 'png'), 'spread heat map', 'px')}</td>"
             f"<td>K = {k} starts<br>mean spread {float(s.spread.mean()):.3f}<br>"
             f"{invented:.0%} of pixels above {INVENTED_LEVEL}<br>"
             f"consistency {', '.join(f'{p:.1f}' for p in s.psnr)} dB<br>"

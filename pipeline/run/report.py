@@ -129,18 +129,13 @@ def model_key_of(model: str | None) -> str | None:
     """Content key of the generator's weights file (a path or a cached zoo name); None without one."""
     if model is None:
         return None
-    from pipeline.run.workdir import WorkDir
+    from pipeline.errors import PipelineError
+    from pipeline.prior.load import model_key
 
-    path = Path(model).expanduser()
-    if not path.is_file():
-        from pipeline.errors import PipelineError
-        from pipeline.prior.zoo import resolve_model
-
-        try:
-            path = Path(resolve_model(model))
-        except PipelineError:
-            return None
-    return WorkDir.video_key(path)
+    try:
+        return model_key(model)
+    except PipelineError:
+        return None
 
 
 def provenance_tags(config: Config, model_key: str | None) -> dict[str, str]:
@@ -177,7 +172,7 @@ def _spread_artifact(
     )  # fmt: skip
     if wd.has("report", key, "spread.npz"):
         return wd.artifact("report", key, "spread.npz")
-    from pipeline.run.local import load_prior, resolve_device
+    from pipeline.prior.load import load_prior, resolve_device
     from pipeline.search.latent_space import GaussianizedW
 
     t = time.perf_counter()
@@ -195,7 +190,7 @@ def _spread_artifact(
 
 def write_report(
     report: RestoreReport,
-    scanned: ScanResult,
+    scanned: ScanResult | None,
     faces: Sequence[Mapping[str, Any]],
     identity: Mapping[int, Mapping[str, float]],
     config: Config,
@@ -207,10 +202,12 @@ def write_report(
 ) -> Path:
     """Write `OUTPUT.report.json` and (config.report.html) `OUTPUT.report.html`; returns the JSON path.
 
-    `faces` are `face_record` rows, `identity` per-track figures. `artifacts` name the work-directory
-    files the page is drawn from (crops, restorations, compose records); without them the page has
-    figures and plots but no pictures. `prior` (a loaded `Prior`) saves loading the generator again
-    for the "where is this invented?" spread. `executor` ("ray") is recorded when given.
+    `faces` are `face_record` rows, `identity` per-track figures; `scanned` is None when no faces
+    were looked for (no model): the page then shows the output and the run, without tracks.
+    `artifacts` name the work-directory files the page is drawn from (crops, restorations, compose
+    records); without them the page has figures and plots but no pictures. `prior` (a loaded `Prior`)
+    saves loading the generator again for the "where is this invented?" spread. `executor` ("ray") is
+    recorded when given.
     """
     from pipeline.faces.store import track_summary
     from pipeline.report.build import Collected, collect, html_path, json_path, merge_records, render_report
@@ -227,7 +224,7 @@ def write_report(
         collected = collect(artifacts, faces, config.report)
     rows = sorted(merge_records(faces, collected.records), key=lambda f: (f["track_id"], f["frame"]))
     tracks = []
-    for row in track_summary(scanned):
+    for row in track_summary(scanned) if scanned is not None else []:
         tid = row["track_id"]
         mine = [f for f in rows if f["track_id"] == tid]
         motion = collected.motion.get(tid)
@@ -254,8 +251,8 @@ def write_report(
         "output": str(report.output),
         "frames": report.frames,
         "scale": config.upscale.scale,
-        "black_and_white": bool(scanned.gray),
-        "shots": [[s.start, s.end] for s in scanned.shots],
+        "black_and_white": bool(scanned.gray) if scanned is not None else None,
+        "shots": [[s.start, s.end] for s in scanned.shots] if scanned is not None else [],
         "tracks": tracks,
         "identity_note": IDENTITY_NOTE,
         "steadiness_note": STEADINESS_NOTE,
@@ -264,7 +261,7 @@ def write_report(
         "met_bound": report.met_bound,
         "totals": {
             "frames": report.frames,
-            "shots": len(scanned.shots),
+            "shots": len(scanned.shots) if scanned is not None else 0,
             "tracks": len(tracks),
             "face_frames": report.face_frames,
             "restored": report.restored,

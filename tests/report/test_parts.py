@@ -63,6 +63,17 @@ def test_sheet_shows_the_worst_frames_first_then_flagged_ones() -> None:
     assert sheet_frames(merged, 1)[1][0] == 4
 
 
+def test_a_page_with_many_tracks_pictures_each_tracks_worst_within_a_cap() -> None:
+    rows = [
+        {"track_id": t, "frame": f, "psnr_db": 20.0 + f + t / 1000, "met_bound": False, "steps": 5}
+        for t in range(300)
+        for f in range(5)
+    ]
+    chosen = sheet_frames(rows, 4, max_total=240)
+    assert sum(len(v) for v in chosen.values()) == 240
+    assert all(chosen[t] == [0] for t in range(240)) and all(chosen[t] == [] for t in range(240, 300))
+
+
 def test_thumbnails_spread_over_each_shot_and_are_capped() -> None:
     assert thumb_frames([[0, 10], [10, 12]], 3) == {0: [0, 4, 9], 1: [10, 11]}
     many = thumb_frames([[i * 10, i * 10 + 10] for i in range(500)], 3)
