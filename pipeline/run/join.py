@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,7 @@ def mux_parts(
     cfg: Config,
     *,
     overwrite: bool = False,
+    metadata: Mapping[str, str] | None = None,
 ) -> Path:
     """Join the encoded parts with the source's audio and subtitles into `output` (see io.mux.mux),
     declaring the source's colour, rotation and pixel aspect and the decoded stream's frame rate."""
@@ -59,13 +60,14 @@ def mux_parts(
         sample_aspect_ratio=vs.sample_aspect_ratio,
         codec_tag=preset.codec_tag,
         threads=1,  # stream copy: one thread keeps the driver's share of the machine small
+        metadata=metadata,  # provenance tags (pipeline.run.report.provenance_tags)
     )
 
 
 def join(summary: PlanSummary, *, context: dict[str, Any]) -> RestoreReport:
     """Mux, config, report; `context` is the executor's: its name and the seconds so far."""
     from pipeline.faces import store
-    from pipeline.run.report import write_report
+    from pipeline.run.report import ReportArtifacts, provenance_tags, write_report
     from pipeline.run.steps import face_rows
     from pipeline.run.workdir import load_arrays
 
@@ -73,7 +75,17 @@ def join(summary: PlanSummary, *, context: dict[str, Any]) -> RestoreReport:
     cfg = job.config
     seconds = dict(context.get("seconds", {}))
     t = time.perf_counter()
-    mux_parts(summary.parts, job.input, job.output, job.info, job.preset, cfg, overwrite=job.overwrite)
+    tags = provenance_tags(cfg, job.model_key)
+    mux_parts(
+        summary.parts,
+        job.input,
+        job.output,
+        job.info,
+        job.preset,
+        cfg,
+        overwrite=job.overwrite,
+        metadata=tags,
+    )
     seconds["mux"] = time.perf_counter() - t
     dump_config(cfg, job.output.with_name(job.output.name + ".config.yaml"))
     faces: list[dict[str, Any]] = []
@@ -104,10 +116,19 @@ def join(summary: PlanSummary, *, context: dict[str, Any]) -> RestoreReport:
         model=model,
         seconds=seconds,
     )
-    if scanned is not None:
-        report.report_path = write_report(
-            report, scanned, faces, identity, cfg, executor=context.get("executor")
-        )
+    report.input = job.input
+    # the report reads crops, restorations and compose records before the records are removed
+    artifacts = ReportArtifacts(job.workdir, summary.crops, summary.tracks, summary.records)
+    report.report_path = write_report(
+        report,
+        scanned,
+        faces,
+        identity,
+        cfg,
+        executor=context.get("executor"),
+        artifacts=artifacts,
+        mode=job.mode,
+    )
     _remove_parts(summary.parts, summary.records)
     log.info(
         "wrote %s: %d frames, %d tracks, %d face-frames restored (%d met the bound). %s",

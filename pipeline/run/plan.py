@@ -356,6 +356,7 @@ class PlanSummary:
     records: tuple[str, ...]
     scan: str | None  # the stitched scan (None without faces)
     tracks: tuple[str, ...]  # every track's search result (npz)
+    crops: tuple[str, ...] = ()  # every track's crops (npz; the report's pictures)
 
 
 def plan_summary(plan: Plan) -> PlanSummary:
@@ -366,4 +367,5 @@ def plan_summary(plan: Plan) -> PlanSummary:
         tuple(map(str, plan.records())),
         stitch.artifacts[0] if stitch is not None else None,
         tuple(map(str, plan.track_results())),
+        tuple(str(p) for s in plan.steps.values() if s.kind == "crops" for p in s.artifacts),
     )
