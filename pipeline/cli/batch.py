@@ -38,6 +38,11 @@ def run(args: argparse.Namespace) -> int:
     summary = Path(args.summary) if args.summary else manifest.with_name(manifest.stem + ".summary.json")
     from pipeline.run.workdir import save_json
 
-    save_json(summary, {"manifest": report.manifest, "items": [asdict(r) for r in report.items]})
+    body = {"manifest": report.manifest, "items": [asdict(r) for r in report.items]}
+    save_json(summary, body)
     print(f"summary written to {summary}", file=sys.stderr)
+    from pipeline.report.build import batch_index
+
+    index = batch_index(body, summary.with_name(manifest.stem + ".report.html"))
+    print(f"index of the reports: {index}", file=sys.stderr)
     return 1 if report.failed else 0
