@@ -243,7 +243,14 @@ class FrameReader(Iterator[VideoFrame]):
             raise DecodeError(self.path, f"no frame in [{self.start}, {self.end}) could be decoded")
         bad = self.stats.bad
         total = self.stats.expected + self.stats.lost + self.stats.truncated
-        if self.stats.damaged_fraction > self.max_damaged_fraction:
+        # Damage inside the range is judged against the range; frames cut off the end against the
+        # whole file (a reader of the last segment alone must not call a 10% truncation 90%).
+        st = self.stats
+        in_range = (st.damaged + st.missing + st.lost) / max(1, st.expected + st.lost)
+        cut_off = st.truncated / max(1, len(self._pts) + st.truncated)
+        if max(in_range, cut_off) > self.max_damaged_fraction:
+            if cut_off > in_range:
+                bad, total = st.truncated, len(self._pts) + st.truncated
             cut = " (the file is truncated)" if self.stats.truncated else ""
             raise DecodeError(
                 self.path,

@@ -113,6 +113,7 @@ def preflight(
     if not is_sequence_output(output) and not is_sequence(input):
         plan_streams(input, output, CONTAINER_FORMATS[output.suffix.lower()])  # fail now, not after encoding
     video, io = info.video, config.io
+    check_frames(input, info, config)
     check_size(input, output, info, preset, config)
     if config.prior.model is not None:
         check_checkpoint(config.prior.model)
@@ -132,6 +133,36 @@ def preflight(
                 "top" if seen == "tt" else "bottom",
             )
     return info, preset
+
+
+def check_frames(input: Path, info: VideoInfo, config: Config) -> None:
+    """Frames present (the demuxed index) against those the container declares: a file missing more
+    than io.max_damaged_fraction of them fails now; fewer missing are said, with the count."""
+    from pipeline.errors import DecodeError
+    from pipeline.io.decode import frame_index
+
+    declared = info.video.frame_count
+    present = len(frame_index(input)[1])
+    if present == 0:
+        raise DecodeError(input, "its video stream has no frames")
+    if not declared or present >= declared or config.io.inverse_telecine:
+        return
+    missing = declared - present
+    if missing / declared > config.io.max_damaged_fraction:
+        raise DecodeError(
+            input,
+            f"{missing} of the {declared} frames the container declares are missing (truncated or damaged), "
+            f"more than io.max_damaged_fraction={config.io.max_damaged_fraction:g}: the file is unusable",
+        )
+    if missing > max(2, declared // 100):  # rate x duration estimates are off by a frame or two
+        log.warning(
+            "%s: %d of the %d frames the container declares are missing (truncated or damaged); "
+            "the output has the %d present",
+            input,
+            missing,
+            declared,
+            present,
+        )
 
 
 def output_size(info: VideoInfo, config: Config) -> tuple[int, int]:
