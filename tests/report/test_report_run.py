@@ -198,3 +198,13 @@ def test_spread_is_stored_and_brighter_where_the_prior_invents(run: _Run) -> Non
     for s in spreads:
         assert s.spread.shape == s.mean.shape[:2] and float(s.spread.min()) >= 0
         assert float(s.spread.max()) > 0  # different starts do not all land on one face
+
+
+def test_a_restore_without_a_face_model_writes_a_page_too(face_video: Path, tmp_path: Path) -> None:
+    cfg = load_config(sets=[f"run.workdir={tmp_path / 'work'}", "run.executor=local", "run.progress=false"])
+    out = tmp_path / "plain.mkv"
+    _restore(face_video, out, cfg)
+    html = out.with_name("plain.mkv.report.html").read_text()
+    assert "not scanned for faces" in html and html.count('src="data:image/jpeg') == 8
+    body = json.loads(out.with_name("plain.mkv.report.json").read_text())
+    assert body["tracks"] == [] and body["model"] is None and body["provenance"]["model_key"] is None
