@@ -72,7 +72,7 @@ def main() -> int:
     for n in (4, 6, 8, 12, 16, 24):
         results[f"bottleneck_oracle_{n}px"] = measure(original, bottleneck(original, clip, n), clip)
 
-    base = ["io.preset=master-ffv1"]
+    base = ["io.preset=master-ffv1", "run.executor=local"]
     config = load_config(["anonymize"], base)
     t = time.perf_counter()
     masked = anonymize(video, root / "masked.mkv", config, overwrite=True)

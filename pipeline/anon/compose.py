@@ -36,6 +36,8 @@ class AnonFace:
     synthetic: FaceRestoration | None  # None: the mask alone (the search could not serve it)
     crop_to_frame: np.ndarray | None = None  # [2, 3] the aligned crop's affine (with `synthetic`)
     crop_size: int = 0  # side of the aligned crop in source px (with `synthetic`)
+    kind: str = "detected"  # how the face-frame was found (pipeline.anon.scan.KINDS)
+    fallback: str | None = None  # why it has no synthetic face ("no model", "too small", "profile", ...)
 
 
 def mask_box(box: np.ndarray, grow: float, scale: float) -> np.ndarray:

@@ -60,14 +60,13 @@ def unservable(
 ) -> str | None:
     """Why the search cannot serve this face-frame (it is masked instead), or None when it can.
 
-    `frame_size` (w, h) in source px; `resolution`: the generator's (None: no model given).
+    `frame_size` (w, h) in source px; `resolution`: the generator's (None: not known yet, so a face
+    too large for it is not refused here; `anonymize_unit` refuses it).
     """
-    if resolution is None:
-        return "no model"
     size = native_size(row.landmarks)
     if size < anon.min_face:
         return "too small"
-    if size > anon.max_face_ratio * resolution:
+    if resolution is not None and size > anon.max_face_ratio * resolution:
         return "too large"
     lm = np.asarray(row.landmarks, np.float64)
     eyes = lm[1] - lm[0]
@@ -97,8 +96,9 @@ def anonymize_unit(
     """Synthetic faces for whole tracks, advanced in lockstep (frame t of every track in one batch).
 
     Frame 0 of a track: a cold search from `secret_start`; later frames: warm from the frame before.
-    Returns one FaceRestoration per crop (track, frame order) with `psnr` and `met_bound` measured
-    at the bottleneck and no latents.
+    Returns one FaceRestoration per crop it serves (track, frame order; crops larger than
+    `anon.max_face_ratio` x the generator's resolution are left to the mask) with `psnr` and
+    `met_bound` measured at the bottleneck and no latents.
     """
     import torch
 
@@ -106,9 +106,11 @@ def anonymize_unit(
     from pipeline.search.state import SearchState
     from pipeline.search.track import crop_to_tensor
 
+    limit = cfg.anon.max_face_ratio * int(G.img_resolution)
     by_track: dict[int, list[FaceCrop]] = defaultdict(list)
     for c in crops:
-        by_track[c.track_id].append(c)
+        if c.image.shape[0] <= limit:  # larger faces are masked: the generator's detail is too coarse
+            by_track[c.track_id].append(c)
     tids = sorted(by_track)
     for tid in tids:
         by_track[tid].sort(key=lambda c: c.frame_index)

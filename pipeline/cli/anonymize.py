@@ -26,6 +26,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="keep the original face crops in the work directory for review (default: deleted at the end)",
     )
+    parser.add_argument(
+        "--executor",
+        choices=("ray", "local"),
+        help="ray (default: embedded or --address) or local (in-process)",
+    )
+    parser.add_argument(
+        "--address", help="Ray cluster address (HOST:PORT, auto or ray://...); sets run.address"
+    )
     parser.add_argument("--workdir", help="work directory (default: OUTPUT.work beside the output)")
     add_config_arguments(parser)
 
@@ -40,8 +48,10 @@ def run(args: argparse.Namespace) -> int:
         config = replace(config, prior=replace(config.prior, model=args.model))
     if args.keep_crops:
         config = replace(config, anon=replace(config.anon, keep_crops=True))
-    if args.workdir is not None:
-        config = replace(config, run=replace(config.run, workdir=args.workdir))
+    run_options = {"executor": args.executor, "address": args.address, "workdir": args.workdir}
+    config = replace(
+        config, run=replace(config.run, **{k: v for k, v in run_options.items() if v is not None})
+    )
     report = anonymize(args.input, args.output, config, overwrite=args.overwrite)
     print(report.summary())
     print(f"audit: {report.audit_path}" + (f", report: {report.html_path}" if report.html_path else ""))

@@ -88,6 +88,23 @@ def join(summary: PlanSummary, *, context: dict[str, Any]) -> RestoreReport:
     )
     seconds["mux"] = time.perf_counter() - t
     dump_config(cfg, job.output.with_name(job.output.name + ".config.yaml"))
+    if job.mode == "anonymize":  # the audit instead of a restore's report (pipeline.anon)
+        from pipeline.anon.steps import finish
+        from pipeline.run.workdir import load_json
+
+        records = [r for path in summary.records for r in load_json(path)]
+        anon = finish(
+            job.output,
+            summary.scan,
+            records,
+            cfg,
+            frames=job.frames,
+            model=job.model_description or cfg.prior.model,
+            random_generator=job.model_random,
+            seconds=seconds,
+        )
+        _remove_parts(summary.parts, summary.records)
+        return anon  # type: ignore[no-any-return]
     faces: list[dict[str, Any]] = []
     identity: dict[int, dict[str, float]] = {}
     for path in summary.tracks:

@@ -197,7 +197,7 @@ def build_plan(job: Job, scanned: ScanResult | None = None) -> Plan:
                 "stitch",
                 "stitch",
                 steps.stitch_scan,
-                (cfg, [plan.steps[k].artifacts[0] for k in scan_keys], scan_path),
+                (cfg, [plan.steps[k].artifacts[0] for k in scan_keys], scan_path, job.mode),
                 (scan_path,),
                 deps=tuple(scan_keys),
                 label="scan",
@@ -209,8 +209,11 @@ def build_plan(job: Job, scanned: ScanResult | None = None) -> Plan:
         from pipeline.search.units import search_plan
 
         tracks = {t.track_id: t for t in scanned.tracks}
-        plan.totals[P.FACE_FRAMES_RESTORED] = sum(len(t.frames) for t in scanned.tracks)
-        divided = search_plan({t.track_id: len(t.frames) for t in scanned.tracks}, cfg)
+        lengths = {t.track_id: len(t.frames) for t in scanned.tracks}
+        if job.mode == "anonymize" and job.model_key is None:
+            lengths = {}  # anonymise without a model: every face is masked, nothing is searched
+        plan.totals[P.FACE_FRAMES_RESTORED] = sum(lengths.values())
+        divided = search_plan(lengths, cfg)
         for i, unit in enumerate(divided.units):
             crops = [art("crops", f"track-{tid:06d}.npz") for tid in unit]
             add(
@@ -218,7 +221,7 @@ def build_plan(job: Job, scanned: ScanResult | None = None) -> Plan:
                     f"crops/{i:04d}",
                     "crops",
                     steps.crops_step,
-                    (video, job.info, cfg, scan_path, list(unit), crops),
+                    (video, job.info, cfg, scan_path, list(unit), crops, job.mode),
                     tuple(crops),
                     deps=("stitch",),
                     label=f"crops of track(s) {', '.join(map(str, unit))}",
@@ -308,21 +311,25 @@ def build_plan(job: Job, scanned: ScanResult | None = None) -> Plan:
             crops_step_of[tid] = f"crops/t{tid:06d}"
 
     compose_keys: list[str] = []
+    stitched = plan.stitch.artifacts[0] if plan.stitch is not None else None  # the scan (anonymise reads it)
     gray = bool(scanned.gray) if scanned is not None else False
     for s, e in segs:
         shown = sorted(tid for tid, t in tracks.items() if t.start < e and t.end > s)
         faces = (keys["search"], keys["crops"], shown, gray) if shown else None
         stem = f"part-{s:08d}-{WorkDir.settings_key(s, e, faces)[:12]}"
         part, records = art("compose", f"{stem}.mov"), art("compose", f"{stem}.records.json")
-        sources = [track_of[t][:3] for t in shown]
-        deps = sorted({track_of[t][3] for t in shown} | {crops_step_of[t] for t in shown})
+        searched = [t for t in shown if t in track_of]  # anonymise: tracks without a search are masked
+        sources = [track_of[t][:3] for t in searched]
+        deps = sorted({track_of[t][3] for t in searched} | {crops_step_of[t] for t in searched})
+        if job.mode == "anonymize" and shown:
+            deps = sorted({*deps, "stitch"})
         key = f"compose/{s:08d}"
         add(
             Step(
                 key,
                 "compose",
                 steps.compose_step,
-                (video, job.info, cfg, s, e, sources, gray, part, records),
+                (video, job.info, cfg, s, e, sources, gray, part, records, job.mode, stitched),
                 (part, records),
                 deps=tuple(deps),
                 progress=((P.SEGMENTS_ENCODED, 1),),

@@ -152,9 +152,10 @@ def scan_whole(video: str | Path, cfg: Config) -> Any:
         return scan_frames(pairs, cfg.scan, source_size=(vs.width, vs.height))
 
 
-def stitch_scan(cfg: Config, segments: Sequence[str], out: str) -> dict[str, int]:
+def stitch_scan(cfg: Config, segments: Sequence[str], out: str, mode: str = "restore") -> dict[str, int]:
     """Shots and tracks of the whole video from every segment's detections and cuts (stored as the
-    ScanResult `pipeline.faces.store` writes): tracks are linked across segment edges."""
+    ScanResult `pipeline.faces.store` writes): tracks are linked across segment edges. Anonymise
+    completes the tracks for recall (`pipeline.anon.steps.stitch_arrays`)."""
     from pipeline.faces import store
     from pipeline.faces.scan import Embeddings, ScanResult, embeddings_from_arrays, link_tracks
     from pipeline.faces.shots import shots_from_cuts
@@ -182,7 +183,14 @@ def stitch_scan(cfg: Config, segments: Sequence[str], out: str) -> dict[str, int
     tracks = link_tracks(shots, dict(detections), embeddings, cfg.scan)
     gray = sum(votes) * 2 > len(votes)
     result = ScanResult(0, end, tuple(shots), tuple(tracks), count, gray)
-    save_arrays(out, **store.scan_to_arrays(result))
+    if mode == "anonymize":
+        from pipeline.anon.steps import stitch_arrays
+
+        arrays = stitch_arrays(result, detections, cfg)
+        save_arrays(out, **arrays)
+        tracks = list(store.scan_from_arrays(arrays).tracks)
+    else:
+        save_arrays(out, **store.scan_to_arrays(result))
     log.info(
         "%d shots, %d face tracks (%d face-frames), footage is %s",
         len(shots),
@@ -197,10 +205,17 @@ def stitch_scan(cfg: Config, segments: Sequence[str], out: str) -> dict[str, int
 
 
 def crops_step(
-    video: str, info: VideoInfo, cfg: Config, scan_path: str, track_ids: Sequence[int], outs: Sequence[str]
+    video: str,
+    info: VideoInfo,
+    cfg: Config,
+    scan_path: str,
+    track_ids: Sequence[int],
+    outs: Sequence[str],
+    mode: str = "restore",
 ) -> dict[str, int]:
     """The aligned native-size crops of `track_ids` (one search unit), decoding their frame span once;
-    one npz per track (`pipeline.faces.store` crops, plus each crop's `size`)."""
+    one npz per track (`pipeline.faces.store` crops, plus each crop's `size`). Anonymise crops only
+    the face-frames its search can serve (`pipeline.anon.steps.servable`; the others are masked)."""
     from pipeline.faces import store
     from pipeline.faces.align import make_crop
     from pipeline.run.workdir import load_arrays, save_arrays
@@ -209,8 +224,14 @@ def crops_step(
     wanted = set(track_ids)
     tracks = [t for t in scanned.tracks if t.track_id in wanted]
     rows: dict[int, list[Any]] = defaultdict(list)
+    size = (info.video.width, info.video.height)
     for track in tracks:
         for row in track.frames:
+            if mode == "anonymize":
+                from pipeline.anon.steps import servable
+
+                if not servable(row, size, cfg):
+                    continue
             rows[row.frame_index].append(row)
     crops: dict[int, list[FaceCrop]] = {tid: [] for tid in track_ids}
     if tracks:
@@ -398,6 +419,8 @@ def compose_step(
     gray: bool,
     out_part: str,
     out_records: str,
+    mode: str = "restore",
+    scan_path: str | None = None,
 ) -> dict[str, int]:
     """Decode [start, end), upscale, paste the faces of these frames, encode a video-only part
     (source timestamps kept) and store the per-face records of `compose_frame` as JSON.
@@ -409,12 +432,18 @@ def compose_step(
     from pipeline.run.workdir import save_json
 
     by_frame = load_placements(sources, start, end)
+    hide: dict[int, list[Any]] = {}
+    if mode == "anonymize" and scan_path is not None:  # every face-frame is hidden (pipeline.anon)
+        from pipeline.anon.steps import compose_frame as anon_frame
+        from pipeline.anon.steps import segment_faces
+
+        hide = segment_faces(scan_path, by_frame, start, end, (info.video.width, info.video.height), cfg)
     records: list[dict[str, Any]] = []
     writer: Any = None
     frames = read_frames(video, info, cfg, start, end)
     try:
         with frames:
-            if not by_frame and passes_through(info, cfg):
+            if not by_frame and not hide and passes_through(info, cfg):
                 vs = info.video
                 writer = _writer(
                     Path(out_part),
@@ -431,9 +460,12 @@ def compose_step(
             else:
                 upscaler = make_upscaler(cfg)
                 for frame in frames:
-                    image, rows = compose_frame(
-                        frame, frame.image, by_frame.get(frame.index, ()), gray, cfg, upscaler
-                    )
+                    if mode == "anonymize":
+                        image, rows = anon_frame(frame.image, hide.get(frame.index, ()), gray, cfg)
+                    else:
+                        image, rows = compose_frame(
+                            frame, frame.image, by_frame.get(frame.index, ()), gray, cfg, upscaler
+                        )
                     records.extend(rows)
                     if writer is None:
                         # Opened at the first frame: inverse telecine sets the time base as it decodes.
