@@ -50,34 +50,35 @@ def make_clip(path: Path, seconds: float, rate: int = 25) -> Path:
 
 
 def probe_reading(resolution: int, frames: int = 50) -> float:
-    """Seconds per face-frame to read one stored track of restorations at `resolution` and measure it."""
+    """Seconds per face-frame to read one stored track of restorations at `resolution` (the plan's
+    format: rows in an npz, faces in a memory-mapped .faces.npy) and measure it, as the report does."""
     from pipeline.config import ReportConfig
-    from pipeline.faces.store import crops_to_arrays, restorations_to_arrays
+    from pipeline.faces.store import crops_to_arrays
     from pipeline.report.build import ReportArtifacts, collect
-    from pipeline.run.workdir import save_arrays, save_json
+    from pipeline.run.steps import save_track
+    from pipeline.run.workdir import save_arrays
     from pipeline.types import FaceCrop, FaceRestoration
 
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
+        image = rng.random((resolution, resolution, 3), np.float32)
         faces = [
-            FaceRestoration(0, t, np.zeros((18, 512), np.float32), rng.random((resolution, resolution, 3), np.float32),
-                            25.0, False, 20)
+            FaceRestoration(0, t, np.zeros((18, 512), np.float32), np.roll(image, t, axis=1), 25.0, False, 20)
             for t in range(frames)
-        ]  # fmt: skip
+        ]
         crops = [
             FaceCrop(0, t, rng.random((40, 40, 3), np.float32), np.eye(2, 3), False) for t in range(frames)
         ]
-        save_arrays(root / "r.npz", **restorations_to_arrays(faces))
+        save_track(root / "track-000000.npz", root / "track-000000.faces.npy", faces, None)
         save_arrays(root / "c.npz", **crops_to_arrays(crops))
         del faces
         rows = [
             {"track_id": 0, "frame": t, "psnr_db": 25.0, "met_bound": False, "steps": 20}
             for t in range(frames)
         ]
-        save_json(root / "rows.json", rows)
         t0 = time.perf_counter()
-        collect(ReportArtifacts(root, [root / "c.npz"], [root / "r.npz"]), rows, ReportConfig())
+        collect(ReportArtifacts(root, [root / "c.npz"], [root / "track-000000.npz"]), rows, ReportConfig())
         return (time.perf_counter() - t0) / frames
 
 
