@@ -259,6 +259,8 @@ def _verifies(path: Path) -> bool:
         if suffix == ".json":
             json.loads(path.read_text())
             return True
+        if suffix == ".npy":
+            return _npy_complete(path)
         if suffix in (".mov", ".mkv", ".mp4"):
             from pipeline.io.verify import is_complete_video
 
@@ -266,6 +268,20 @@ def _verifies(path: Path) -> bool:
     except (OSError, ValueError, zipfile.BadZipFile):
         return False
     return True
+
+
+def _npy_complete(path: Path) -> bool:
+    """The .npy header parses and the file holds every byte its shape and dtype declare."""
+    with path.open("rb") as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+        else:
+            shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+        if dtype.hasobject:
+            return False
+        need = f.tell() + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    return path.stat().st_size >= need
 
 
 def _umask() -> int:

@@ -116,6 +116,11 @@ def test_workdir_redoes_what_does_not_verify(tmp_path: Path) -> None:
     assert wd.has("scan", "k", "scan.npz")
     good.write_bytes(good.read_bytes()[:300])  # cut short, under its final name
     assert not wd.has("scan", "k", "scan.npz") and not good.exists()
+    faces = wd.artifact("search", "k", "track-000001.faces.npy")
+    np.save(faces, np.zeros((4, 16, 16, 3), np.float16))
+    assert wd.has("search", "k", faces.name)
+    faces.write_bytes(faces.read_bytes()[:500])
+    assert not wd.has("search", "k", faces.name)
     part = wd.artifact("compose", "k", "part-00000000.mov")
     part.write_bytes(b"\0" * 1000)
     assert not wd.has("compose", "k", "part-00000000.mov")
