@@ -173,6 +173,8 @@ def one_line(
             return f"{where}: {cause.problem}"
         return f"{where}: {disk_full_message(where, needed)}"
     problem = _first_and_last(problem)
+    if path is None and isinstance(cause, JobError | SearchError) and user_in is not None:
+        path = user_in  # a failed unit of a distributed job: say whose job it was
     if isinstance(cause, PipelineError):
         return f"{path}: {problem}" if path is not None else problem
     if isinstance(cause, MemoryError):

@@ -31,6 +31,15 @@ def test_work_directory_paths_and_input_errors() -> None:
     assert one_line(exc, input="/films/in.mkv", output="/films/reel.mp4") == "/films/in.mkv: unreadable"
 
 
+def test_a_failed_unit_names_the_users_file() -> None:
+    exc = errors.JobError("scan segment [0, 240) failed: ValueError: bad frame")
+    line = one_line(exc, input="/films/in.mkv", output="/films/out.mkv")
+    assert line == "/films/in.mkv: scan segment [0, 240) failed: ValueError: bad frame"
+    assert one_line(errors.ConfigError("io.crf=99: must be between 0 and 51"), input="x") == (
+        "io.crf=99: must be between 0 and 51"
+    )
+
+
 def test_a_full_disk_is_named_with_the_space() -> None:
     exc = OSError(errno.ENOSPC, "No space left on device", "/tmp/x/.tmp-abc")
     line = one_line(exc, output="/tmp/out.mkv", needed=10**15)
