@@ -168,7 +168,7 @@ def one_line(
         path = (user_in if is_input else user_out) or path
     enospc = isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
     if enospc or looks_disk_full(text) or isinstance(cause, DiskFullError):
-        where = path or user_out or Path.cwd()
+        where: Path = path or user_out or Path.cwd()
         if isinstance(cause, DiskFullError):
             return f"{where}: {cause.problem}"
         return f"{where}: {disk_full_message(where, needed)}"
@@ -178,23 +178,21 @@ def one_line(
     if isinstance(cause, PipelineError):
         return f"{path}: {problem}" if path is not None else problem
     if isinstance(cause, MemoryError):
-        where = user_in or user_out
-        prefix = f"{where}: " if where else ""
+        prefix = f"{user_in or user_out}: " if (user_in or user_out) else ""
         return f"{prefix}not enough memory for this job (try a smaller --scale or fewer parallel tasks)"
     if isinstance(cause, OSError):
-        where = path or user_out or user_in
-        prefix = f"{where}: " if where else ""
+        named = path or user_out or user_in
+        prefix = f"{named}: " if named else ""
         return f"{prefix}{problem}"
-    where = user_in or user_out
-    prefix = f"{where}: " if where else ""
+    prefix = f"{user_in or user_out}: " if (user_in or user_out) else ""
     return f"{prefix}unexpected {type(cause).__name__}: {problem} (a bug: run with -v for the traceback)"
 
 
 def _unwrap(exc: BaseException) -> BaseException:
     """The underlying error of a Ray task failure (RayTaskError.cause), else `exc` itself."""
     seen = 0
-    while seen < 5 and getattr(exc, "cause", None) is not None and isinstance(exc.cause, BaseException):
-        exc = exc.cause  # type: ignore[attr-defined]
+    while seen < 5 and isinstance(getattr(exc, "cause", None), BaseException):
+        exc = getattr(exc, "cause")  # noqa: B009 (any exception type may carry one)
         seen += 1
     return exc
 

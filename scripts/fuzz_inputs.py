@@ -8,7 +8,7 @@ written, settings that cannot work (--scale 100, malformed --set), bad and hosti
 small full filesystem (a tmpfs mount where permitted, else a file-size limit), two runs on one
 output at once, and a killed run resumed.
 
-Each case runs `python -m pipeline ...` (in-process executor) and is judged:
+Each case runs `python -m pipeline ...` (in-process executor; `--executor ray` for Ray) and is judged:
 - clean error: non-zero exit, no traceback, the last stderr line is one `reel: error: ...` line that
   names the user's file and no temporary part;
 - restored ok: exit 0 and the output reads back with the frames expected;
@@ -41,6 +41,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 FFMPEG = shutil.which("ffmpeg") or "ffmpeg"
 _TEMP = re.compile(r"\.partial|\.part\d|\.tmp-|\.video\.mov|\.work/")
+# How restores run: in-process by default; `--executor ray` sends every restore through Ray (slow to start).
+EXECUTOR = ["--executor", "local"]
 NOISY_FRAMES = 30  # frames of the noisy clip (noise compresses badly: it fills small disks)
 SENTINEL = b"an older output that a failed run must leave as it is\n"
 
@@ -283,7 +285,7 @@ def cases(c: dict[str, Path], out: Path) -> list[Case]:
     ) -> Case:
         output = o(name, suffix)
         sent = expect == "error" if sentinel is None else sentinel
-        args = ["restore", str(src), "-o", str(output), "--executor", "local", "--scale", "1", *extra]
+        args = ["restore", str(src), "-o", str(output), *EXECUTOR, "--scale", "1", *extra]
         # a file problem names the file; a setting problem names the setting
         names = names or (src.name, output.name, src.parent.name)
         return Case(name, args, expect, names, output, frames, sent, quick=quick)
@@ -410,7 +412,7 @@ def cases(c: dict[str, Path], out: Path) -> list[Case]:
     L.append(
         Case(
             "output-exists",
-            ["restore", str(c["mkv"]), "-o", str(existing), "--executor", "local"],
+            ["restore", str(c["mkv"]), "-o", str(existing), *EXECUTOR],
             "error",
             (existing.name,),
             existing,
@@ -421,7 +423,7 @@ def cases(c: dict[str, Path], out: Path) -> list[Case]:
     L.append(
         Case(
             "output-dir-missing",
-            ["restore", str(c["mkv"]), "-o", str(missing_dir), "--executor", "local"],
+            ["restore", str(c["mkv"]), "-o", str(missing_dir), *EXECUTOR],
             "error",
             (missing_dir.name, "no-such-dir"),
         )
@@ -431,7 +433,7 @@ def cases(c: dict[str, Path], out: Path) -> list[Case]:
     L.append(
         Case(
             "output-parent-is-file",
-            ["restore", str(c["mkv"]), "-o", str(not_dir / "r.mkv"), "--executor", "local"],
+            ["restore", str(c["mkv"]), "-o", str(not_dir / "r.mkv"), *EXECUTOR],
             "error",
             ("r.mkv", "a-file"),
         )
@@ -439,7 +441,7 @@ def cases(c: dict[str, Path], out: Path) -> list[Case]:
     L.append(
         Case(
             "output-is-input",
-            ["restore", str(c["mkv"]), "-o", str(c["mkv"]), "--executor", "local", "--overwrite"],
+            ["restore", str(c["mkv"]), "-o", str(c["mkv"]), *EXECUTOR, "--overwrite"],
             "error",
             (c["mkv"].name,),
         )
@@ -567,7 +569,7 @@ def _readonly_case(c: dict[str, Path], out: Path) -> Callable[[Case], Result]:
         if not mounted:
             d.chmod(0o555)  # works for non-root users; root writes anyway (then the case is a success)
         t = time.perf_counter()
-        rc, stderr = reel(["restore", str(c["mkv"]), "-o", str(target), "--executor", "local"])
+        rc, stderr = reel(["restore", str(c["mkv"]), "-o", str(target), *EXECUTOR])
         result = judge(case, rc, stderr, time.perf_counter() - t)
         if mounted:
             _umount(d)
@@ -614,7 +616,7 @@ def _full_disk_case(
         target = d / "restored.mkv"
         case.output, case.names, case.frames = target, ("restored.mkv", d.name), NOISY_FRAMES
         mounted = _mount(d, "rw", size=size)
-        args = ["restore", str(c["noisy"]), "-o", str(target), "--executor", "local", "--scale", str(scale)]
+        args = ["restore", str(c["noisy"]), "-o", str(target), *EXECUTOR, "--scale", str(scale)]
         t = time.perf_counter()
         rc, stderr = reel(args, fsize=None if mounted else fsize)
         result = judge(case, rc, stderr, time.perf_counter() - t)
@@ -643,7 +645,7 @@ def _concurrent_case(c: dict[str, Path], out: Path) -> Callable[[Case], Result]:
         _fresh(d)
         target = d / "restored.mkv"
         case.output, case.names = target, ("restored.mkv",)
-        args = ["restore", str(c["noisy"]), "-o", str(target), "--executor", "local", "--scale", "2"]
+        args = ["restore", str(c["noisy"]), "-o", str(target), *EXECUTOR, "--scale", "2"]
         env = {**os.environ, "TQDM_DISABLE": "1"}
         first = subprocess.Popen(
             [sys.executable, "-m", "pipeline", *args],
@@ -687,7 +689,7 @@ def _killed_case(c: dict[str, Path], out: Path) -> Callable[[Case], Result]:
         _fresh(d)
         target = d / "restored.mkv"
         case.output, case.frames = target, NOISY_FRAMES
-        args = ["restore", str(c["noisy"]), "-o", str(target), "--executor", "local", "--scale", "2"]
+        args = ["restore", str(c["noisy"]), "-o", str(target), *EXECUTOR, "--scale", "2"]
         env = {**os.environ, "TQDM_DISABLE": "1"}
         first = subprocess.Popen(
             [sys.executable, "-m", "pipeline", *args],
@@ -736,7 +738,11 @@ def main(argv: list[str] | None = None) -> int:
         "--keep", type=Path, default=None, help="build the corpus and outputs here and keep them"
     )
     parser.add_argument("--list", action="store_true", help="list the cases and exit")
+    parser.add_argument("--executor", choices=("local", "ray"), default="local", help="how restores run")
     args = parser.parse_args(argv)
+    EXECUTOR[:] = ["--executor", args.executor] + (
+        ["--set", "run.num_cpus=2"] if args.executor == "ray" else []
+    )
     root = args.keep or Path(tempfile.mkdtemp(prefix="reel-fuzz-"))
     try:
         corpus = build_corpus(root / "corpus", quick=args.quick)

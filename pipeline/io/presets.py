@@ -205,11 +205,13 @@ def output_pix_fmt(
     keeps a YUV source's. A YUV-keeping master given an RGB source stores it as RGB too, since a
     matrix conversion is not lossless.
     """
-    keeps = preset.keeps_source_format and source_pix_fmt in _FFV1_FORMATS
-    if keeps and (preset.rgb == (source_pix_fmt in _FFV1_RGB)):
-        pix_fmt = source_pix_fmt
-    elif preset.keeps_source_format and is_rgb_format(source_pix_fmt):
-        pix_fmt = source_pix_fmt if source_pix_fmt in _FFV1_RGB else ("gbrp16le" if deep else "gbrp")
+    source = source_pix_fmt or ""
+    keeps = preset.keeps_source_format and source in _FFV1_FORMATS
+    pix_fmt: str
+    if keeps and (preset.rgb == (source in _FFV1_RGB)):
+        pix_fmt = source
+    elif preset.keeps_source_format and is_rgb_format(source):
+        pix_fmt = source if source in _FFV1_RGB else ("gbrp16le" if deep else "gbrp")
     else:
         pix_fmt = preset.pix_fmt_deep if deep else preset.pix_fmt_8
     if is_rgb_format(pix_fmt):

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.errors import EncodeError
+from pipeline.errors import EncodeError, OutputError
 from pipeline.io.decode import rgb_conversion
 from pipeline.io.presets import (
     EncoderPreset,
@@ -92,7 +92,7 @@ class StderrDrain(threading.Thread):
         return "\n".join(list(self.lines)[-n:])
 
 
-def ffmpeg_error(path: Path, what: str, drain: StderrDrain, returncode: int | None = None) -> EncodeError:
+def ffmpeg_error(path: Path, what: str, drain: StderrDrain, returncode: int | None = None) -> OutputError:
     """ffmpeg's failure as an EncodeError quoting its last lines, or a DiskFullError when what
     failed was space: "No space left on device", a killed-by-SIGXFSZ encoder (the file size limit),
     or a filesystem with next to nothing free."""
@@ -342,7 +342,7 @@ class VideoWriter:
                 self._drain.join(timeout=5)
         self._remove_tmp()
 
-    def _failure(self, what: str) -> EncodeError:
+    def _failure(self, what: str) -> OutputError:
         if self._proc is not None and self._proc.poll() is None:
             self._proc.kill()
             self._proc.wait()

@@ -254,7 +254,7 @@ def scan_pickle(path: str | Path) -> None:
     try:
         with open(path, "rb") as raw:
             f = _Bounded(raw, path.stat().st_size)
-            for opcode, arg, _ in pickletools.genops(f):
+            for opcode, arg, _ in pickletools.genops(f):  # type: ignore[arg-type]
                 name = opcode.name
                 was_string, last_string = last_string, False
                 if name in ("SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE"):
@@ -267,11 +267,11 @@ def scan_pickle(path: str | Path) -> None:
                     last_string = was_string
                 elif name in ("BINPUT", "LONG_BINPUT", "PUT"):
                     if was_string:
-                        memo[int(arg)] = strings[-1]
+                        memo[int(arg or 0)] = strings[-1]
                     last_string = was_string
                 elif name in ("BINGET", "LONG_BINGET", "GET"):
-                    if int(arg) in memo:
-                        strings = [*strings[-1:], memo[int(arg)]]
+                    if int(arg or 0) in memo:
+                        strings = [*strings[-1:], memo[int(arg or 0)]]
                         last_string = True
                 elif name == "GLOBAL":
                     module, _, attr = str(arg).partition(" ")
