@@ -1,8 +1,8 @@
 """Recall-first scan for anonymisation: every face the detectors saw, in every frame it may be in.
 
-The usual scan (`pipeline.faces.scan.scan_frames`: cuts, detection, tracking) runs with the
-`anonymize` preset's settings (both detectors, lower threshold), through a detector wrapper that
-records every raw detection. Then, per shot:
+The plan's scan (cuts, detection, tracking) runs with the `anonymize` preset's settings (both
+detectors, a lower threshold, no confirmation of doubtful faces); its stitch step then calls
+`complete_tracks` with every frame's detections. Per shot:
 - a detection that no track covers (the tracker dropped it as a likely false positive) becomes a
   track of its own: recall matters more than precision here;
 - tracks that vanish and come back nearby within `anon.bridge` frames are joined, the missed
@@ -14,19 +14,15 @@ Each face-frame carries its kind, so the audit can say which frames were seen an
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.config import AnonConfig, ScanConfig
-from pipeline.faces.detect import FaceDetector, RawFaces, make_detector
-from pipeline.faces.scan import ScanResult, scan_frames
+from pipeline.config import AnonConfig
+from pipeline.faces.scan import ScanResult
 from pipeline.faces.track import box_iou
 from pipeline.types import Detection, Shot, Track, TrackFrame
-
-log = logging.getLogger(__name__)
 
 # How a face-frame came to be: seen by a detector, filled by the tracker, joined over a longer gap,
 # added before/after a track, or a lone detection the tracker had dropped.
@@ -40,69 +36,6 @@ class AnonScan:
     result: ScanResult  # shots and the final (bridged, extended) tracks; track ids from 0
     kinds: dict[tuple[int, int], str]  # (track id, frame index) -> one of KINDS
     raw_detections: int  # every detection either detector made (before tracking)
-
-
-class RecordingDetector:
-    """Passes batches to a detector and keeps every raw result, in call order (one per image)."""
-
-    def __init__(self, detector: FaceDetector) -> None:
-        self.detector = detector
-        self.name = detector.name
-        self.found: list[tuple[RawFaces, tuple[int, int]]] = []  # (faces, (w, h) of the image seen)
-
-    def detect_batch(self, images: Sequence[np.ndarray]) -> list[RawFaces]:
-        out = self.detector.detect_batch(images)
-        self.found.extend((f, (im.shape[1], im.shape[0])) for f, im in zip(out, images, strict=True))
-        return out
-
-
-def anon_scan_frames(
-    frames: Iterable[tuple[int, np.ndarray]],  # (frame index, [H, W, 3] RGB), consecutive
-    scan_cfg: ScanConfig,
-    anon: AnonConfig,
-    source_size: tuple[int, int] | None = None,  # (w, h) when the frames arrive reduced
-    detector: FaceDetector | None = None,
-) -> AnonScan:
-    """Scan, then add lone detections, bridge gaps and extend tracks (see the module docstring)."""
-    recorder = RecordingDetector(detector or make_detector(scan_cfg.detector, scan_cfg.score_threshold))
-    first_frame: list[int] = []
-    size: list[tuple[int, int]] = []
-
-    def watched() -> Iterable[tuple[int, np.ndarray]]:
-        for index, image in frames:
-            if not first_frame:
-                first_frame.append(index)
-                size.append(source_size or (image.shape[1], image.shape[0]))
-            yield index, image
-
-    result = scan_frames(watched(), scan_cfg, detector=recorder, source_size=source_size)
-    if not first_frame:
-        return AnonScan(result, {}, 0)
-    raw: dict[int, list[Detection]] = {}
-    count = 0
-    for k, (faces, (w, h)) in enumerate(recorder.found):
-        factor = np.array([size[0][0] / w, size[0][1] / h], np.float32)
-        index = first_frame[0] + k
-        rows = [
-            Detection(index, (b.reshape(2, 2) * factor).reshape(4), (m * factor).astype(np.float32), float(p))
-            for b, m, p in zip(faces.boxes, faces.landmarks, faces.scores, strict=True)
-            if (b[3] - b[1]) * factor[1] >= scan_cfg.min_face
-        ]
-        if rows:
-            raw[index] = rows
-            count += len(rows)
-    tracks, kinds = complete_tracks(result.shots, result.tracks, raw, anon, (result.start, result.end))
-    done = ScanResult(result.start, result.end, result.shots, tuple(tracks), result.detections, result.gray)
-    log.info(
-        "anonymise scan %d-%d: %d raw detections, %d tracks, %d face-frames (%s)",
-        result.start,
-        result.end,
-        count,
-        len(tracks),
-        len(kinds),
-        ", ".join(f"{sum(v == k for v in kinds.values())} {k}" for k in KINDS),
-    )
-    return AnonScan(done, kinds, count)
 
 
 def _covered(box: np.ndarray, rows: Sequence[TrackFrame]) -> bool:

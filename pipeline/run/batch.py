@@ -10,6 +10,8 @@ A manifest is YAML:
         output: 1931-04.mkv          # optional; default <output_dir>/<input stem>.restored.mkv
         preset: cartoon              # optional, after the manifest's presets
         set: ["upscale.scale=4"]     # optional, after the manifest's settings
+      - input: interview.mp4
+        mode: anonymize              # optional (also manifest-wide): `reel anonymize` for this item
 
 Settings apply in this order: defaults, the command line's --preset, the manifest's presets, the
 item's presets, then the command line's --set, the manifest's `set`, the item's `set`. Every item
@@ -35,8 +37,8 @@ from pipeline.errors import ConfigError, InputError, PipelineError
 
 log = logging.getLogger(__name__)
 
-_MANIFEST_KEYS = {"preset", "set", "output_dir", "items"}
-_ITEM_KEYS = {"input", "output", "preset", "set"}
+_MANIFEST_KEYS = {"preset", "set", "output_dir", "items", "mode"}
+_ITEM_KEYS = {"input", "output", "preset", "set", "mode"}
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class BatchItem:
     presets: tuple[str, ...] = ()
     overrides: tuple[dict[str, Any], ...] = ()  # nested mappings, applied in order
     where: str = ""  # "MANIFEST: items[3]" for messages
+    mode: str = "restore"  # or "anonymize" (pipeline.anon: its preset first, its audit)
 
 
 @dataclass(frozen=True)
@@ -131,10 +134,13 @@ def load_manifest(path: str | Path) -> tuple[list[BatchItem], tuple[str, ...], t
                 f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(_ITEM_KEYS))}"
             )
         source = base / str(raw["input"])
+        mode = str(raw.get("mode", data.get("mode", "restore")))
+        if mode not in ("restore", "anonymize"):
+            raise ConfigError(f"{where}: mode {mode!r}: expected restore or anonymize")
         output = (
             output_dir / str(raw["output"])
             if raw.get("output")
-            else output_dir / f"{source.stem}.restored.mkv"
+            else output_dir / f"{source.stem}.{'anonymized' if mode == 'anonymize' else 'restored'}.mkv"
         )
         items.append(
             BatchItem(
@@ -143,6 +149,7 @@ def load_manifest(path: str | Path) -> tuple[list[BatchItem], tuple[str, ...], t
                 presets=_as_list(raw.get("preset"), f"{where}.preset"),
                 overrides=_as_overrides(raw.get("set"), f"{where}.set"),
                 where=where,
+                mode=mode,
             )
         )
     outputs = [item.output.resolve() for item in items]
@@ -164,7 +171,8 @@ def item_config(
     manifest_presets: Sequence[str],
     manifest_overrides: Sequence[dict[str, Any]],
 ) -> Config:
-    config = load_config([*presets, *manifest_presets, *item.presets], list(sets))
+    first = ["anonymize"] if item.mode == "anonymize" else []  # as `reel anonymize` applies it
+    config = load_config([*first, *presets, *manifest_presets, *item.presets], list(sets))
     for overrides in (*manifest_overrides, *item.overrides):
         config = apply_overrides(config, overrides, item.where)
     return config
@@ -244,10 +252,15 @@ def _run_items(
 
                 if config.run.executor != "local":
                     make_job(
-                        item.input, item.output, config, overwrite=overwrite
+                        item.input, item.output, config, overwrite=overwrite, mode=item.mode
                     )  # a broken input fails here
                     ensure_ray()
-                restore_item(item.input, item.output, config, overwrite=overwrite)
+                if item.mode == "anonymize":
+                    from pipeline.anon.run import anonymize
+
+                    anonymize(item.input, item.output, config, overwrite=overwrite)
+                else:
+                    restore_item(item.input, item.output, config, overwrite=overwrite)
         except PipelineError as exc:
             log.error("batch item %d/%d failed: %s", n, len(items), exc)
             report.items.append(

@@ -177,3 +177,19 @@ def test_bad_input_fails_like_restore_and_keeps_the_old_output(
     assert main(["anonymize", str(clip_video), "-o", str(out), *bad_setting]) == 2
     assert "anon.fallback" in capsys.readouterr().err
     assert out.read_bytes() == b"the previous, precious output"
+
+
+def test_a_batch_item_can_be_anonymised(clip_video: Path, tmp_path: Path) -> None:
+    from pipeline.run.batch import run_batch
+
+    manifest = tmp_path / "batch.yaml"
+    manifest.write_text(
+        "set: [run.executor=local, io.preset=master-ffv1]\n"
+        f"items:\n  - input: {clip_video}\n    mode: anonymize\n"
+    )
+    report = run_batch(manifest)
+    assert [r.status for r in report.items] == ["done"]
+    out = Path(report.items[0].output)
+    assert out.name == "people.anonymized.mkv" and out.is_file()
+    audit = json.loads(Path(f"{out}.anon.json").read_text())
+    assert audit["face_frames"] > 0 and audit["synthetic"] == 0
