@@ -5,8 +5,8 @@ result agrees with the footage when downscaled (that is what the search asks for
 differ from each other, the footage does not pin the face and the prior made the detail up. The
 per-pixel standard deviation over the K results is that map: dark = fixed by the footage, bright =
 invented. It costs K searches per sampled face, so it runs for a small sample only, once, where the
-generator is loaded, and is stored in the work directory (`reel report` re-renders it without
-searching again).
+generator is loaded (a step of the plan, `spread_step`, on a search worker), and is stored in the
+work directory (`reel report` re-renders it without searching again).
 
 Only the search's public API is used: `pipeline.search.search.search` and `GaussianizedW`.
 """
@@ -15,11 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from pipeline.config import SearchConfig
+from pipeline.config import Config, SearchConfig
 from pipeline.types import FaceCrop
 
 DISPLAY = 256  # px: stored mean and spread images are reduced to at most this side
@@ -36,6 +37,26 @@ class Spread:
     spread: np.ndarray  # [D, D] float32: per-pixel standard deviation over the K results (0..0.5)
     psnr: tuple[float, ...]  # [K] each result's consistency with the footage (dB, downscaled)
     met_bound: tuple[bool, ...]  # [K] ... and whether it met the search's bound
+
+
+def sample_tracks(lengths: Mapping[int, int], n: int) -> list[int]:
+    """The `n` tracks probed: the longest (ties: lower id), in id order."""
+    return sorted(sorted(lengths, key=lambda t: (-lengths[t], t))[: max(0, n)])
+
+
+def spread_step(model: Any, cfg: Config, crops_paths: Sequence[str], out: str) -> dict[str, int]:
+    """The plan's step, run where the generator is loaded (`model`: run.search_steps.SearchModel):
+    the middle face-frame of each track whose crops are in `crops_paths`, searched from
+    cfg.report.spread_k starts; the spreads are stored in `out` (npz)."""
+    from pipeline.report.assets import load_crops
+    from pipeline.run.workdir import save_arrays
+
+    crops = sample_faces(list(load_crops(Path(p) for p in crops_paths).values()), len(crops_paths))
+    spreads = invented_spread(
+        model.G, model.space, crops, cfg.search, k=cfg.report.spread_k, device=model.device
+    )
+    save_arrays(out, **spread_to_arrays(spreads))
+    return {"spread": len(spreads)}
 
 
 def sample_faces(crops: Sequence[FaceCrop], n: int) -> list[FaceCrop]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -151,43 +151,6 @@ def provenance_tags(config: Config, model_key: str | None) -> dict[str, str]:
     return tags
 
 
-def _spread_artifact(
-    artifacts: ReportArtifacts, config: Config, model_key: str | None, prior: Any
-) -> Path | None:
-    """The stored "where is this invented?" spread, computed (once) when missing."""
-    from pipeline.report.assets import load_crops
-    from pipeline.report.spread import invented_spread, sample_faces, spread_to_arrays
-    from pipeline.run.workdir import WorkDir
-
-    r = config.report
-    if r.spread_k < 2 or r.spread_faces < 1 or config.prior.model is None or not artifacts.crops:
-        return None
-    crops = sample_faces(list(load_crops(artifacts.crops).values()), r.spread_faces)
-    if not crops:
-        return None
-    wd = WorkDir(artifacts.workdir)
-    key = WorkDir.settings_key(
-        "spread-v1", model_key, config.search, config.prior.dtype, r.spread_k,
-        [(c.track_id, c.frame_index, c.image) for c in crops],
-    )  # fmt: skip
-    if wd.has("report", key, "spread.npz"):
-        return wd.artifact("report", key, "spread.npz")
-    from pipeline.prior.load import load_prior, resolve_device
-    from pipeline.search.latent_space import GaussianizedW
-
-    t = time.perf_counter()
-    device = resolve_device(config.run.device)
-    if prior is None:
-        prior = load_prior(config.prior.model, device, config.prior.dtype)
-    space = GaussianizedW.fit(prior.G, n=config.search.gaussian_samples, device=device)
-    spreads = invented_spread(prior.G, space, crops, config.search, k=r.spread_k, device=device)
-    path = wd.artifact("report", key, "spread.npz")
-    wd.save_arrays(path, **spread_to_arrays(spreads))
-    log.info("report: invented-detail spread of %d faces x %d starts in %.1fs", len(crops), r.spread_k,
-             time.perf_counter() - t)  # fmt: skip
-    return path
-
-
 def write_report(
     report: RestoreReport,
     scanned: ScanResult | None,
@@ -205,9 +168,9 @@ def write_report(
     `faces` are `face_record` rows, `identity` per-track figures; `scanned` is None when no faces
     were looked for (no model): the page then shows the output and the run, without tracks.
     `artifacts` name the work-directory files the page is drawn from (crops, restorations, compose
-    records); without them the page has figures and plots but no pictures. `prior` (a loaded `Prior`)
-    saves loading the generator again for the "where is this invented?" spread. `executor` ("ray") is
-    recorded when given.
+    records, the "where is this invented?" spread the plan's spread step stored); without them the
+    page has figures and plots but no pictures. `prior` (a loaded `Prior`) gives the model's key
+    without hashing the weights again. `executor` is recorded when given.
     """
     from pipeline.faces.store import track_summary
     from pipeline.report.build import Collected, collect, html_path, json_path, merge_records, render_report
@@ -218,9 +181,6 @@ def write_report(
     model_key = getattr(prior, "key", None) or model_key_of(config.prior.model)
     collected = Collected()
     if artifacts is not None:
-        spread = _spread_artifact(artifacts, config, model_key, prior)
-        if spread is not None:
-            artifacts = replace(artifacts, spread=spread)
         collected = collect(artifacts, faces, config.report)
     rows = sorted(merge_records(faces, collected.records), key=lambda f: (f["track_id"], f["frame"]))
     tracks = []
