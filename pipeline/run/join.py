@@ -135,7 +135,7 @@ def join(summary: PlanSummary, *, context: dict[str, Any]) -> RestoreReport:
     )
     report.input = job.input
     # the report reads crops, restorations and compose records before the records are removed
-    artifacts = ReportArtifacts(job.workdir, summary.crops, summary.tracks, summary.records)
+    artifacts = ReportArtifacts(job.workdir, summary.crops, summary.tracks, summary.records, summary.spread)
     report.report_path = write_report(
         report,
         scanned,

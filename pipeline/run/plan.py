@@ -337,6 +337,32 @@ def build_plan(job: Job, scanned: ScanResult | None = None) -> Plan:
             )
         )
         compose_keys.append(key)
+    spread_deps: tuple[str, ...] = ()
+    r = cfg.report
+    if job.mode == "restore" and track_of and r.spread_k >= 2 and r.spread_faces > 0:
+        # "where is this invented?" (pipeline.report.spread): a few faces searched again from
+        # several starts, on a search worker; the report draws the stored result
+        from pipeline.report.spread import sample_tracks, spread_step
+
+        sample = sample_tracks({t: len(tracks[t].frames) for t in track_of}, r.spread_faces)
+        keys["report"] = WorkDir.settings_key(
+            "spread-v1", keys["crops"], job.model_key, cfg.search, cfg.prior.dtype, r.spread_k, sample
+        )
+        out = art("report", "spread.npz")
+        spread_deps = tuple(sorted({crops_step_of[t] for t in sample}))
+        add(
+            Step(
+                "spread",
+                "spread",
+                spread_step,
+                (cfg, [track_of[t][0] for t in sample], out),
+                (out,),
+                deps=spread_deps,
+                search=True,
+                label=f"where-invented spread of track(s) {', '.join(map(str, sample))}",
+            )
+        )
+        spread_deps = ("spread",)
     from pipeline.run.join import join
 
     add(
@@ -346,7 +372,7 @@ def build_plan(job: Job, scanned: ScanResult | None = None) -> Plan:
             join,
             (plan_summary(plan),),
             (),
-            deps=tuple(compose_keys),
+            deps=(*compose_keys, *spread_deps),
             driver=True,
             label=f"joining {len(compose_keys)} part(s) into {job.output}",
         )
@@ -364,6 +390,7 @@ class PlanSummary:
     scan: str | None  # the stitched scan (None without faces)
     tracks: tuple[str, ...]  # every track's search result (npz)
     crops: tuple[str, ...] = ()  # every track's crops (npz; the report's pictures)
+    spread: str | None = None  # the "where is this invented?" spread (npz), when computed
 
 
 def plan_summary(plan: Plan) -> PlanSummary:
@@ -375,4 +402,5 @@ def plan_summary(plan: Plan) -> PlanSummary:
         stitch.artifacts[0] if stitch is not None else None,
         tuple(map(str, plan.track_results())),
         tuple(str(p) for s in plan.steps.values() if s.kind == "crops" for p in s.artifacts),
+        plan.steps["spread"].artifacts[0] if "spread" in plan.steps else None,
     )
