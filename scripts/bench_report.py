@@ -129,13 +129,15 @@ def main() -> None:
     rerender(out)
     redraw = time.perf_counter() - t0
     seconds = body["seconds"]
-    run_total = seconds["total"]
+    # seconds["total"] is the time up to the join (mux and report run after it is taken)
+    run_total = seconds["total"] + seconds.get("mux", 0.0) + seconds["report"]
     result = {
         "frames": report.frames,
         "shots": len(body["shots"]),
         "tracks": report.tracks,
         "face_frames": report.face_frames,
         "run_seconds": seconds,
+        "run_total_seconds": round(run_total, 3),
         # the spread is a step of the plan (seconds["spread"]); the report step reads and draws
         "report_seconds": seconds["report"],
         "report_seconds_with_spread": round(seconds["report"] + seconds.get("spread", 0.0), 3),
