@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -58,18 +59,44 @@ def test_restore_keeps_frames_timestamps_and_audio(restored: _Run) -> None:
     assert out.with_name("out.mkv.config.yaml").exists()
 
 
+def _decoded(path: Path) -> list[np.ndarray]:
+    import av
+
+    with av.open(str(path)) as c:
+        return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+
+
 def test_every_face_frame_is_restored_with_a_consistency_figure(restored: _Run) -> None:
-    report = restored.report
+    from pipeline.faces.scan import scan_frames
+    from pipeline.metrics.faces import frame_consistency
+
+    report, cfg = restored.report, restored.config
     data = json.loads(report.report_path.read_text())  # type: ignore[union-attr]
     assert report.tracks == 3 and data["black_and_white"]
     track_frames = {(t["track_id"], f) for t in data["tracks"] for f in range(t["start"], t["end"])}
     face_frames = {(f["track_id"], f["frame"]) for f in data["faces"]}
     assert face_frames == track_frames and report.restored == report.face_frames == len(track_frames)
-    assert all(math.isfinite(f["psnr_db"]) and f["psnr_db"] > 10 for f in data["faces"])
+    assert all(math.isfinite(f["psnr_db"]) for f in data["faces"])
     assert data["random_test_generator"] is True and data["notice"] == INVENTED_DETAIL_NOTICE
     # Identity along each track is measured (with a random generator it is of course not kept).
     for track in data["tracks"]:
         assert set(track["identity"]) == {"to_source", "stability", "kept"}
+    # The guarantee, in frame coordinates: every face-frame is reported as meeting the bound there
+    # (whatever the search reached; a miss says by how much), and the output pixels, downscaled with
+    # the search's operator, agree with the footage in every face box (recomputed here, not read).
+    bound = 10 * math.log10(1 / cfg.search.eps)
+    for f in data["faces"]:
+        assert f["met_bound_in_frame"] is True and f["psnr_in_frame_db"] >= bound
+        assert f["missed_by_db"] == pytest.approx(max(0.0, bound - f["psnr_db"]), abs=0.01)
+    source, output = _decoded(restored.input), _decoded(restored.output)
+    tracks = scan_frames(enumerate(source), cfg.scan).tracks
+    assert {(t.track_id, r.frame_index) for t in tracks for r in t.frames} == face_frames
+    figures = [
+        frame_consistency(output[r.frame_index], source[r.frame_index], r.box)
+        for t in tracks
+        for r in t.frames
+    ]
+    assert min(figures) >= bound  # with the encoder's loss on top
 
 
 def test_rerun_reuses_the_work_directory(restored: _Run, tmp_path: Path) -> None:
@@ -80,20 +107,32 @@ def test_rerun_reuses_the_work_directory(restored: _Run, tmp_path: Path) -> None
 
 
 def test_pasted_faces_change_only_face_regions(restored: _Run, tmp_path: Path) -> None:
-    import av
+    from pipeline.faces.align import crop_to_frame_affine
+    from pipeline.faces.scan import scan_frames
 
-    cfg = restored.config
+    # Lossless output (FFV1), so that what changed is what we changed, not what the encoder did.
+    cfg = replace(restored.config, io=replace(restored.config.io, preset="master-ffv1"))
     plain = restore(restored.input, tmp_path / "b.mkv", replace(cfg, prior=replace(cfg.prior, model=None)))
     assert plain.restored == 0
-
-    def first_frame(path: Path) -> np.ndarray:
-        with av.open(str(path)) as c:
-            return next(c.decode(video=0)).to_ndarray(format="rgb24").astype(np.int16)
-
-    a, b = first_frame(restored.output), first_frame(tmp_path / "b.mkv")
-    changed = np.abs(a - b).max(axis=2) > 8
-    assert 0.01 < changed.mean() < 0.5  # the faces changed, the rest of the frame did not
-    assert np.abs(a[..., 0] - a[..., 1]).max() <= 2  # black and white stays black and white
+    # The 16-px test generator cannot serve these faces (drawn at 60-100 px): they fall back to the
+    # consistent upscale. Allowed to stretch it, the faces are pasted, and we can see where.
+    stretched = replace(cfg, compose=replace(cfg.compose, max_face_stretch=100.0))
+    assert restore(restored.input, tmp_path / "p.mkv", stretched).restored == restored.report.restored
+    source = _decoded(restored.input)
+    out, base = _decoded(tmp_path / "p.mkv"), _decoded(tmp_path / "b.mkv")
+    tracks = scan_frames(enumerate(source), cfg.scan).tracks
+    corners = np.array([[0, 0, 1], [1, 0, 1], [1, 1, 1], [0, 1, 1]], np.float64).T  # [3, 4]
+    for t in range(len(source)):
+        a, b = out[t].astype(np.int16), base[t].astype(np.int16)
+        changed = np.abs(a - b).max(axis=2) > 0
+        squares = np.zeros(changed.shape, np.uint8)  # every face's aligned square, x the output scale
+        for r in (r for track in tracks for r in track.frames if r.frame_index == t):
+            quad = (crop_to_frame_affine(r.landmarks, 1) @ corners).T * cfg.upscale.scale  # [4, 2]
+            cv2.fillConvexPoly(squares, np.round(quad).astype(np.int32), 1)
+        squares = cv2.dilate(squares, np.ones((3, 3), np.uint8))  # rounding of the square's edge
+        assert not (changed & (squares == 0)).any(), f"frame {t} changed outside the faces"
+        assert changed[squares > 0].mean() > 0.3  # ... and the faces did change
+        assert np.abs(a[..., 0] - a[..., 1]).max() <= 2  # black and white stays black and white
 
 
 def test_missing_model_says_what_to_do(
