@@ -34,12 +34,21 @@ def _match_map(
     return np.asarray(res) / max(1.0, float(mask.sum()))
 
 
-def _best(cost: np.ndarray, r: int, tol: float) -> np.ndarray | None:
-    """[2] (dy, dx) of the one distinct place a [2r+1, 2r+1] cost map matches, or None (none, or many)."""
+def _one_place(cost: np.ndarray, tol: float, size: int) -> np.ndarray | None:
+    """[2] index of the best match in a cost map that matches at one place, or None (nowhere, or many).
+
+    A piece of a plain object matches at every offset that keeps it inside the object: one compact
+    cluster no wider than `size` (the template's) still counts as one place."""
+    import cv2
+
     hits = cost < tol * tol
-    if not hits.any() or int(hits.sum()) > _DISTINCT:
+    if not hits.any():
         return None
-    return np.array(np.unravel_index(int(cost.argmin()), cost.shape)) - r
+    if int(hits.sum()) > _DISTINCT:
+        n, _, boxes, _ = cv2.connectedComponentsWithStats(hits.astype(np.uint8), connectivity=8)
+        if n != 2 or max(boxes[1, cv2.CC_STAT_WIDTH], boxes[1, cv2.CC_STAT_HEIGHT]) > size:
+            return None
+    return np.array(np.unravel_index(int(cost.argmin()), cost.shape))
 
 
 def _moving_object(
@@ -52,18 +61,25 @@ def _moving_object(
     r: int,
     tol: float,
 ) -> bool:
-    """Whether the blob is an object in motion: found at one distinct place in the previous frame (-dp)
-    and in the next (+dn), with dp and dn about equal (steady speed, give or take half of it). Dust
-    is in one frame only; a plain blob that matches in many places (a white speck by a white wall)
-    is not evidence of an object."""
-    dp = _best(_match_map(patch, mask, prev, x0, y0, r), r, tol)
-    if dp is None:
+    """Whether the blob is an object in motion: found at one place in the previous frame (-d) and at
+    one place in the next (about +d: steady speed, give or take half of it). Dust is in one frame
+    only; a plain blob that matches in many places (a white speck by a white wall) is no evidence."""
+    import cv2
+
+    size = max(patch.shape[:2])
+    cp = _match_map(patch, mask, prev, x0, y0, r)
+    at_p = _one_place(cp, tol, size)
+    if at_p is None:
         return False
-    dn = _best(_match_map(patch, mask, nxt, x0, y0, r), r, tol)
-    if dn is None:
+    cn = _match_map(patch, mask, nxt, x0, y0, r)
+    at_n = _one_place(cn, tol, size)
+    if at_n is None:
         return False
-    speed = max(float(np.hypot(*dp)), float(np.hypot(*dn)))
-    return float(np.hypot(*(dp + dn))) <= max(3.0, 0.5 * speed)  # dp is where it was: -velocity
+    speed = max(float(np.hypot(*(at_p - r))), float(np.hypot(*(at_n - r))))
+    slack = max(3, round(0.5 * speed))
+    ep = cp[::-1, ::-1]  # index = -d + r: where the blob was, mirrored onto where it goes
+    loose = cv2.erode(ep, np.ones((2 * slack + 1, 2 * slack + 1), np.uint8)) + cn
+    return bool((loose < 2 * tol * tol).any())
 
 
 def gain_to(image: np.ndarray, other: np.ndarray) -> np.ndarray:

@@ -17,8 +17,8 @@ _BANDS = 8  # brightness bands the grain strength is measured in
 
 def grain_profile(y: np.ndarray, residual: np.ndarray) -> np.ndarray:
     """[_BANDS] grain std (0..1) per brightness band of the cleaned luma `y` ([H, W])."""
-    band = np.clip((y * _BANDS).astype(np.int32), 0, _BANDS - 1)[::2, ::2]
-    r = residual[::2, ::2]
+    band = np.clip((y[::3, ::3] * _BANDS).astype(np.int32), 0, _BANDS - 1)
+    r = residual[::3, ::3]
     overall = float(1.4826 * np.median(np.abs(r)))
     prof = np.full(_BANDS, overall, np.float64)
     for b in range(_BANDS):

@@ -29,7 +29,7 @@ def flow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """[h, w, 2] float32 flow with a(x) ~ b(x + flow(x)) for flow inputs `a`, `b` (DIS, "medium")."""
     import cv2
 
-    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
     return np.asarray(dis.calc(a, b, None))
 
 
