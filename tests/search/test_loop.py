@@ -1,0 +1,119 @@
+"""The fixed-shape step loop: a face's result does not depend on its batch, how often the host checks for
+stopped faces, or compaction; the loop synchronises with the host only at its checks."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from pipeline.config import SearchConfig
+from pipeline.errors import SearchError
+from pipeline.prior.stylegan2 import Generator
+from pipeline.search.latent_space import GaussianizedW
+from pipeline.search.loss import downscale
+from pipeline.search.profiling import profile_call
+from pipeline.search.search import random_state, render, search
+
+
+@pytest.fixture(scope="module")
+def targets(tiny_G: Generator, tiny_space: GaussianizedW) -> tuple[torch.Tensor, torch.Tensor]:
+    """Four 8-px targets of random faces, and the same moved a little (the next frame)."""
+    with torch.no_grad():
+        hr = render(tiny_G, tiny_space, random_state(tiny_G, [100, 101, 102, 103])).clamp(0, 1)
+    tg = downscale(hr, (8, 8)).clamp(0, 1)
+    return tg, (0.85 * tg + 0.15 * tg.roll(1, 0)).clamp(0, 1)
+
+
+def test_a_face_alone_equals_the_same_face_in_a_batch_of_four(
+    tiny_G: Generator,
+    tiny_space: GaussianizedW,
+    fast_settings: SearchConfig,
+    targets: tuple[torch.Tensor, torch.Tensor],
+) -> None:
+    tg, moved = targets
+    four = search(tiny_G, tg, settings=fast_settings, space=tiny_space, seeds=[5, 6, 7, 8])
+    alone = search(tiny_G, tg[2:3], settings=fast_settings, space=tiny_space, seeds=[7])
+    # faces of the batch stop at different steps, so the batch was compacted under this one
+    assert len(set(four.steps.tolist())) > 1
+    assert int(alone.steps[0]) == int(four.steps[2])
+    assert float((alone.ws[0] - four.ws[2]).abs().max()) < 1e-4
+    # the next frame, warm-started from each: still the same answer
+    warm_four = search(tiny_G, moved, settings=fast_settings, space=tiny_space, prev=four.state)
+    warm_alone = search(tiny_G, moved[2:3], settings=fast_settings, space=tiny_space, prev=alone.state)
+    assert int(warm_alone.steps[0]) == int(warm_four.steps[2]) > 0
+    assert float((warm_alone.ws[0] - warm_four.ws[2]).abs().max()) < 1e-4
+
+
+def test_check_interval_and_compaction_change_nothing_but_rounding(
+    tiny_G: Generator,
+    tiny_space: GaussianizedW,
+    fast_settings: SearchConfig,
+    targets: tuple[torch.Tensor, torch.Tensor],
+) -> None:
+    tg, _ = targets
+    settings = replace(fast_settings, truncate_factor=2.0)  # the truncated loss and its refreshes too
+    every_step = search(
+        tiny_G, tg, settings=replace(settings, stop_check_every=1, compact=False), space=tiny_space
+    )
+    every_fourth = search(
+        tiny_G, tg, settings=replace(settings, stop_check_every=4, compact=False), space=tiny_space
+    )
+    # stopped faces are masked, not removed: the same computation, bit for bit
+    assert torch.equal(every_step.ws, every_fourth.ws) and torch.equal(every_step.steps, every_fourth.steps)
+    compacted = search(tiny_G, tg, settings=replace(settings, stop_check_every=3), space=tiny_space)
+    assert torch.equal(compacted.steps, every_step.steps)
+    assert float((compacted.ws - every_step.ws).abs().max()) < 1e-4
+
+
+def test_the_loop_syncs_only_at_its_checks(
+    tiny_G: Generator,
+    tiny_space: GaussianizedW,
+    fast_settings: SearchConfig,
+    targets: tuple[torch.Tensor, torch.Tensor],
+) -> None:
+    tg, _ = targets
+    # a short budget: the profiler's own bookkeeping is slow on a CPU
+    settings = replace(fast_settings, steps=16, stop_check_every=4, truncate_factor=2.0, compact=False)
+    _, trace = profile_call(
+        lambda: search(tiny_G, tg[:2], settings=settings, space=tiny_space), torch.device("cpu")
+    )
+    assert trace.steps > 8 and trace.step_ops > 0
+    # one check (a sum read on the host) every 4 iterations and at the end of each of the two loops
+    # (the truncated search, then the full-size refinement of faces that missed the bound there)
+    assert trace.step_syncs <= trace.steps // 4 + 2, trace
+    # compaction reads which faces go on: a few syncs per halving of the batch, not per iteration
+    _, compacting = profile_call(
+        lambda: search(tiny_G, tg[:2], settings=replace(settings, compact=True), space=tiny_space),
+        torch.device("cpu"),
+    )
+    assert compacting.step_syncs <= compacting.steps // 4 + 2 + 2 * 3, compacting
+
+
+def test_bad_loop_settings_raise(
+    tiny_G: Generator,
+    tiny_space: GaussianizedW,
+    fast_settings: SearchConfig,
+    targets: tuple[torch.Tensor, torch.Tensor],
+) -> None:
+    with pytest.raises(SearchError, match="compile"):
+        search(tiny_G, targets[0], settings=replace(fast_settings, compile="fast"), space=tiny_space)
+
+
+@pytest.mark.slow
+def test_compiled_step_gives_the_eager_answer(
+    tiny_G: Generator,
+    tiny_space: GaussianizedW,
+    fast_settings: SearchConfig,
+    targets: tuple[torch.Tensor, torch.Tensor],
+) -> None:
+    """torch.compile over the step (minutes of compiling on a CPU; the GPU runs it in bench_search)."""
+    tg, _ = targets
+    settings = replace(fast_settings, steps=20, compile="default")
+    compiled = search(tiny_G, tg, settings=settings, space=tiny_space, seeds=[1, 2, 3, 4])
+    eager = search(
+        tiny_G, tg, settings=replace(settings, compile="off"), space=tiny_space, seeds=[1, 2, 3, 4]
+    )
+    assert torch.equal(compiled.steps, eager.steps)
+    assert float((compiled.ws - eager.ws).abs().max()) < 1e-4
