@@ -104,7 +104,7 @@ def join(summary: PlanSummary, *, context: dict[str, Any]) -> RestoreReport:
             seconds=seconds,
         )
         _remove_parts(summary.parts, summary.records)
-        return anon  # type: ignore[no-any-return]
+        return anon  # the AnonReport (pipeline.anon.run)
     faces: list[dict[str, Any]] = []
     identity: dict[int, dict[str, float]] = {}
     for path in summary.tracks:
