@@ -329,7 +329,7 @@ def warn_downgrade(input: Path, info: VideoInfo, preset: EncoderPreset, config: 
     if lost:
         keep = "--preset master (FFV1, lossless)"
         if is_rgb_format(v.pix_fmt):
-            keep = "--set io.preset=master-rgb (FFV1 RGB) or an image-sequence output (-o out_%06d.dpx)"
+            keep = "--preset master-rgb (FFV1 RGB) or an image-sequence output (-o out_%06d.dpx)"
         elif src_depth <= 10 and src_chroma == "4:2:2":
             keep += " or --preset mezzanine (ProRes 422 HQ)"
         log.warning(
