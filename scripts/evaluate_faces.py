@@ -18,10 +18,12 @@ Figures (the last line is a JSON object):
   psnr_in_frame_median_db       median of the in-frame consistency; ..._before_projection the same
                                 after paste-back, tone and grain, before the projection
   tracks_per_person             tracks following one person in one shot (goal 1), and the same with
-                                the plausibility and merging steps off (`..._before`)
+                                this issue's scan changes off (`..._before`: no plausibility checks,
+                                no merging, tiny frames enlarged 7x for the detector)
   false_tracks                  tracks on the face-free clips (goal 0), and `..._before`
   flicker_ratio                 per track, output face-region frame-to-frame change / the source's,
-                                mean over tracks (goal <= 1.2); the plain upscale's for reference
+                                mean over tracks (goal <= 1.2); the plain upscale's for reference;
+                                `flicker_recorded` per clip: the same from compose's own records
   outside_faces_psnr            output vs the plain upscale outside the faces (100 = identical)
 """
 
@@ -54,9 +56,9 @@ from pipeline.faces.synthetic import (
     standard_shots,
     texture_clip,
 )
-from pipeline.frame.compose import FacePlacement, compose_frame
+from pipeline.frame.compose import FacePlacement, Steadiness, compose_frame
 from pipeline.frame.upscale import upscale
-from pipeline.metrics.faces import change_ratio, match_tracks, outside_faces_psnr
+from pipeline.metrics.faces import change_ratio, match_tracks, outside_faces_psnr, track_steadiness
 from pipeline.prior.stylegan2 import make_random_generator
 from pipeline.search.latent_space import GaussianizedW
 from pipeline.search.track import TrackInput, restore_tracks_batched
@@ -139,8 +141,9 @@ def restore_clip(
     outputs, plains, records = {}, {}, []
     outside = []
     scale = cfg.upscale.scale
+    steady = Steadiness()
     for t, frame in enumerate(clip.frames):
-        out, recs = compose_frame(frame, None, by_frame.get(t, []), gray, cfg)
+        out, recs = compose_frame(frame, None, by_frame.get(t, []), gray, cfg, steadiness=steady)
         plain = upscale(frame, scale)
         outputs[t], plains[t] = out, plain
         records += recs
@@ -150,6 +153,7 @@ def restore_clip(
     flicker = [change_ratio(outputs, sources, tr, scale) for tr in tracks]
     plain_flicker = [change_ratio(plains, sources, tr, scale) for tr in tracks]
     return {
+        "recorded_flicker": list(track_steadiness(records).values()),
         "records": records,
         "flicker": [f for f in flicker if np.isfinite(f)],
         "plain_flicker": [f for f in plain_flicker if np.isfinite(f)],
@@ -211,7 +215,9 @@ def main(argv: list[str] | None = None) -> int:
             **{k: round(v, 3) for k, v in match.items()},
             "tracks_per_person_before": round(match_before["tracks_per_person"], 3),
             "false_tracks_before": match_before["false_tracks"],
+            "missed_people_before": match_before["missed_people"],
             "flicker": [round(f, 3) for f in restored["flicker"]],  # type: ignore[attr-defined]
+            "flicker_recorded": [round(f, 3) for f in restored["recorded_flicker"]],  # type: ignore[attr-defined]
         }
     false_tracks = false_before = 0
     for name, frames in no_faces(max(12, args.frames // 2)).items():
@@ -244,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
             np.nanmean([rows[n]["tracks_per_person_before"] for n in face_clips])
         ),
         "missed_people": float(sum(rows[n]["missed_people"] for n in face_clips)),  # type: ignore[misc]
+        "missed_people_before": float(sum(rows[n]["missed_people_before"] for n in face_clips)),  # type: ignore[misc]
         "false_tracks": float(false_tracks),
         "false_tracks_before": float(false_before),
         "false_tracks_on_face_clips": float(sum(rows[n]["false_tracks"] for n in face_clips)),  # type: ignore[misc]

@@ -126,3 +126,15 @@ def match_tracks(
         "false_tracks": float(false),
         "coverage": len(covered) / max(total, 1),
     }
+
+
+def track_steadiness(records: Sequence[Mapping[str, object]]) -> dict[int, float]:
+    """Per track, mean output change ÷ mean source change over its face-frames' compose records
+    (`change_out`, `change_src`: `pipeline.frame.compose.Steadiness`); tracks without them are left out."""
+    sums: dict[int, list[float]] = {}
+    for r in records:
+        if "change_out" in r and "change_src" in r:
+            s = sums.setdefault(int(r["track_id"]), [0.0, 0.0])  # type: ignore[call-overload]
+            s[0] += float(r["change_out"])  # type: ignore[arg-type]
+            s[1] += float(r["change_src"])  # type: ignore[arg-type]
+    return {tid: out / max(src, 1e-12) for tid, (out, src) in sums.items()}

@@ -428,7 +428,7 @@ def compose_step(
     The part is written under a temporary name and renamed when complete (VideoWriter), so an
     existing part is always a finished one; the records are written after it.
     """
-    from pipeline.frame.compose import compose_frame
+    from pipeline.frame.compose import Steadiness, compose_frame
     from pipeline.run.workdir import save_json
 
     by_frame = load_placements(sources, start, end)
@@ -459,12 +459,13 @@ def compose_step(
                     writer.write_frame(av_frame, pts)
             else:
                 upscaler = make_upscaler(cfg)
+                steadiness = Steadiness()  # faces' records: output vs footage change along each track
                 for frame in frames:
                     if mode == "anonymize":
                         image, rows = anon_frame(frame.image, hide.get(frame.index, ()), gray, cfg)
                     else:
                         image, rows = compose_frame(
-                            frame, frame.image, by_frame.get(frame.index, ()), gray, cfg, upscaler
+                            frame, frame.image, by_frame.get(frame.index, ()), gray, cfg, upscaler, steadiness
                         )
                     records.extend(rows)
                     if writer is None:

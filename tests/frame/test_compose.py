@@ -243,3 +243,26 @@ def test_grain_is_seeded_per_track_not_per_frame() -> None:
 
     np.testing.assert_array_equal(with_(3, 0), with_(3, 7))  # the same grain along the track
     assert not np.array_equal(with_(3, 0), with_(4, 0))  # another track, another pattern
+
+
+def test_steadiness_is_recorded_per_face_frame_along_a_track() -> None:
+    from pipeline.config import Config
+    from pipeline.frame.compose import FacePlacement, Steadiness, compose_frame
+    from pipeline.metrics.faces import track_steadiness
+
+    frame, placements, _ = _frame_and_placement(128)
+    p = placements[0]
+    r = p.restoration  # type: ignore[attr-defined]
+    rng = np.random.default_rng(5)
+    steady, records = Steadiness(), []
+    for t in range(3):
+        grainy = np.clip(frame.astype(int) + rng.integers(-6, 7, frame.shape[:2])[..., None], 0, 255).astype(
+            np.uint8
+        )
+        face = FacePlacement(replace(r, frame_index=t), p.crop_to_frame, p.crop_size)  # type: ignore[attr-defined]
+        records += compose_frame(grainy, None, [face], True, Config(), steadiness=steady)[1]
+    assert "change_out" not in records[0] and all(
+        "change_out" in x and "change_src" in x for x in records[1:]
+    )
+    ratio = track_steadiness(records)[0]
+    assert 0.5 < ratio < 1.3  # the same face on changing grain: the output moves about as the film does
