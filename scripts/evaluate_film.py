@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """Evaluate whole-frame film cleaning where the answer is known: clean clips, known defects added.
 
-Clean clips: real photographs (skimage.data astronaut, coffee, chelsea) panned and zoomed, and FFmpeg
-lavfi sources (testsrc2, mandelbrot) decoded with PyAV. Each defect is added alone, the clip is
+Settings: the newsreel preset's. Clean clips: real photographs (skimage.data astronaut, coffee,
+chelsea) panned and zoomed, and FFmpeg lavfi sources (testsrc2, mandelbrot) decoded with PyAV.
+Each defect is added alone, the clip is
 restored with only the matching stage on, and compared with the clean clip:
 
   psnr_in / psnr_out   PSNR of the degraded / restored clip to the clean one (dB), and the gain
@@ -37,9 +38,14 @@ import skimage.data
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline.config import FilmConfig
+from pipeline.config import FilmConfig, load_config
 from pipeline.film import synthetic as S
 from pipeline.film.clean import CleanStats, clean_frames, context
+
+
+# testsrc2's picture itself moves in jerks (about 4 px every other frame): a stabiliser rightly takes
+# that for weave, so its weave row is printed but left out of the summary.
+JERKY = {"testsrc2"}
 
 
 def restore(images: list[np.ndarray], film: FilmConfig) -> tuple[list[np.ndarray], CleanStats]:
@@ -209,8 +215,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small clips, fewer sources (< 3 min)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    size, frames = ((256, 192), 24) if args.quick else ((512, 384), 40)
-    film = FilmConfig()
+    size, frames = ((256, 192), 40) if args.quick else ((512, 384), 60)
+    # The newsreel preset's settings, every stage off; each evaluation turns its own stage on.
+    off = {"deflicker": False, "weave": False, "dust": False, "scratches": False, "grain": "keep"}
+    film = replace(load_config(["newsreel"]).film, **off)
     t0 = time.time()
     rows: dict[str, dict[str, dict[str, float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -239,7 +247,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:11s} no specks: " + ", ".join(f"{k} {v:.3g}" for k, v in m.items()))
 
     def mean(defect: str, key: str) -> float:
-        return float(np.mean([r[defect][key] for r in rows.values()]))
+        return float(
+            np.mean([r[defect][key] for n, r in rows.items() if defect != "weave" or n not in JERKY])
+        )
 
     summary = {
         "quick": args.quick,

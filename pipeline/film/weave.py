@@ -72,15 +72,18 @@ def correction(past_steps: list[np.ndarray | None], own: np.ndarray | None, futu
 
     `past_steps[i]` is the shift into past frame i+1 from frame i (oldest first), `own` the shift into
     the centre frame from its predecessor, `future_steps[k]` the shift into future frame k from the one
-    before it. Positions are relative to the centre frame; a None step ends the chain in that direction.
+    before it. Positions are relative to the centre frame; a None step ends the chain in that
+    direction, and the window is kept symmetric (as many frames each side), so a pan near the
+    start of a clip or a cut is not mistaken for weave.
     """
-    positions = [np.zeros(2)]
+    ahead = []
     pos = np.zeros(2)
     for s in future_steps:  # p[t+k] - p[t] = sum of the steps into t+1 .. t+k
         if s is None:
             break
         pos = pos + s
-        positions.append(pos)
+        ahead.append(pos)
+    behind = []
     pos = np.zeros(2)
     backward = [own, *reversed(past_steps)]  # steps into t, t-1, t-2, ...
     for i in range(len(past_steps)):  # p[t-k] - p[t] = -(steps into t, t-1, ..., t-k+1)
@@ -88,8 +91,11 @@ def correction(past_steps: list[np.ndarray | None], own: np.ndarray | None, futu
         if s is None:
             break
         pos = pos - s
-        positions.append(pos)
-    return np.asarray(np.mean(positions, axis=0))
+        behind.append(pos)
+    k = min(len(ahead), len(behind))
+    if k == 0:
+        return np.zeros(2)
+    return np.asarray(np.mean([np.zeros(2), *ahead[:k], *behind[:k]], axis=0))
 
 
 def stabilise(works: Iterator[Work], radius: int, max_px: float) -> Iterator[Work]:
