@@ -130,6 +130,9 @@ def test_random_starts_are_not_recoverable_from_anything_the_run_writes(two_runs
         data = path.read_bytes()
         if path.suffix == ".npz":  # compressed or not, look inside too
             with np.load(path) as arrays:
+                assert (
+                    "emb_vector" not in arrays.files or arrays["emb_vector"].size == 0
+                )  # no biometrics kept
                 data += b"".join(np.ascontiguousarray(arrays[k]).tobytes() for k in arrays.files)
         elif path.suffix == ".npy":
             data += np.ascontiguousarray(np.load(path)).tobytes()
