@@ -42,7 +42,6 @@ from pipeline.config import FilmConfig, load_config
 from pipeline.film import synthetic as S
 from pipeline.film.clean import CleanStats, clean_frames, context
 
-
 # testsrc2's picture itself moves in jerks (about 4 px every other frame): a stabiliser rightly takes
 # that for weave, so its weave row is printed but left out of the summary.
 JERKY = {"testsrc2"}
