@@ -37,8 +37,8 @@ def add_grain(image: np.ndarray, profile: np.ndarray, seed: int, index: int, siz
     rng = np.random.default_rng([seed, index])
     noise = rng.standard_normal(image.shape[:2], dtype=np.float32)
     if size > 0:
-        noise = cv2.GaussianBlur(noise, (0, 0), size)
-        noise /= max(float(noise.std()), 1e-6)
+        blurred = np.asarray(cv2.GaussianBlur(noise, (0, 0), size), dtype=np.float32)
+        noise = blurred / np.float32(max(float(blurred.std()), 1e-6))
     centres = (np.arange(_BANDS) + 0.5) / _BANDS
     amp = np.interp(luma(image), centres, profile).astype(np.float32)
     return np.clip(image + (noise * amp)[..., None], 0.0, 1.0)

@@ -144,8 +144,8 @@ def add_grain(images: Sequence[np.ndarray], sigma: float, seed: int = 0) -> list
     rng = np.random.default_rng(seed)
     out = []
     for im in images:
-        n = cv2.GaussianBlur(rng.standard_normal(im.shape[:2]).astype(np.float32), (0, 0), 0.6)
-        n *= sigma / max(float(n.std()), 1e-6)
+        n = np.asarray(cv2.GaussianBlur(rng.standard_normal(im.shape[:2]).astype(np.float32), (0, 0), 0.6))
+        n = n * np.float32(sigma / max(float(n.std()), 1e-6))
         out.append(np.clip(im.astype(np.float32) + n[..., None] + 0.5, 0, 255).astype(np.uint8))
     return out
 
