@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# One prepared GPU session (a lent H100/H200): correctness of the prior and the search on CUDA, then the
-# generator-step and search benchmarks. Installs nothing; needs only torch, numpy, safetensors, PyYAML
-# (the device image has them). Each step has its own time limit so a slow step cannot eat the others;
-# results also go to $OUT (or ./device-out) for the record.
+# One prepared GPU session (a lent H100/H200), in one go: correctness of the prior and the search on CUDA,
+# then the search benchmark's table (1024- and 256-px generators, 32- and 64-px targets: warm and cold
+# face-frames/s, fraction meeting the bound, ms per face-step, fraction of time in kernels, syncs and ops
+# per iteration), then the same with the step compiled (CUDA graphs). Installs nothing; needs only torch
+# and numpy (the device image has them; PyYAML, safetensors, ray, av and ffmpeg are not needed). Each
+# step has its own time limit so a slow step cannot eat the others; results also go to $OUT (or
+# ./device-out) for the record. About 10 minutes in all.
 set -u
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-device-out}
@@ -17,12 +20,11 @@ step() {  # step NAME SECONDS CMD...
 }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 $PY -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
-step tests 90 env REEL_TEST_DEVICE=cuda $PY -m pytest -q -m "not slow" -p no:cacheprovider \
-  tests/prior/test_stylegan2.py tests/search
-step bench_generator 140 $PY scripts/bench_generator.py --device cuda --resolutions 1024 256 \
-  --batch 32 8 --dtype bfloat16 float32 --modconv scaled grouped scaled_fir --channels-last \
-  --steps 10 --warmup 3 --no-flops
-step bench_search 230 $PY scripts/bench_search.py --device cuda --resolution 1024 --batch 32 --frames 4 \
-  --settings trunc-bf16,trunc-fp32,full-bf16
-step bench_generator_compiled 90 $PY scripts/bench_generator.py --device cuda --resolutions 1024 \
-  --batch 32 --dtype bfloat16 --modconv scaled --channels-last --compile --steps 10 --warmup 3 --no-flops
+step tests 100 env REEL_TEST_DEVICE=cuda $PY -m pytest -q -m "not slow" -p no:cacheprovider \
+  tests/prior/test_stylegan2.py tests/search/test_search.py tests/search/test_loop.py tests/search/test_optim.py
+# the table: eager, bf16, truncated synthesis, batch 32, stop checks every 4 iterations, compaction
+step bench_search 240 $PY scripts/bench_search.py --device cuda --generators 1024,256 --targets 32,64 \
+  --batch 32 --frames 4 --settings trunc-bf16
+# the step under torch.compile with CUDA graphs: fixed shapes (no compaction), so one graph per phase
+step bench_search_compiled 270 $PY scripts/bench_search.py --device cuda --generators 1024,256 --targets 32 \
+  --batch 32 --frames 4 --settings trunc-bf16 --compile reduce-overhead --no-compact

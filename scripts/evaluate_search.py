@@ -10,6 +10,8 @@ restores the track, and the table reports per method:
   psnr_hr  mean PSNR of the restoration to the true high-resolution frame (dB)
   change   mean frame-to-frame RMS change of the output ÷ the truth's (1 = moves as much as the truth)
   flicker  mean RMS of (output change - truth change) ÷ mean truth change (0 = moves exactly like it)
+  renders  full-resolution syntheses per frame (with --truncate-factor: the refreshes, the final image
+           and any refinement; without: every step renders at full size)
 
 Methods: cold per-frame search with a fresh seed per frame (naive video PULSE), the same seed for every
 frame, warm start, warm + coarse layers shared along the track, warm + temporal smoothing, and warm
@@ -46,7 +48,9 @@ from pipeline.search.track import restore_track
 from pipeline.types import FaceRestoration
 
 
-def _measure(out: list[FaceRestoration], world: SyntheticTrack, seconds: float) -> dict[str, float]:
+def _measure(
+    out: list[FaceRestoration], world: SyntheticTrack, seconds: float, full_renders: int
+) -> dict[str, float]:
     img = np.stack([o.image for o in out])  # [T, R, R, 3]
     truth_change = float(frame_changes(world.truth).mean())
     return {
@@ -57,6 +61,7 @@ def _measure(out: list[FaceRestoration], world: SyntheticTrack, seconds: float) 
         "change": float(frame_changes(img).mean()) / truth_change,
         "flicker": float(flicker(img, world.truth).mean()) / truth_change,
         "seconds": seconds,
+        "renders": full_renders / len(out),
     }
 
 
@@ -74,6 +79,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--landing", type=int, default=6, help="frames a chunk takes to land on the next anchor")
     ap.add_argument("--share-coarse", type=int, default=4, help="coarse W+ layers shared in that option")
     ap.add_argument("--smooth-sigma", type=float, default=1.5, help="smoothing sigma (frames) in that option")
+    ap.add_argument(
+        "--truncate-factor", type=float, default=0.0, help="search.truncate_factor (0 = full synthesis)"
+    )
+    ap.add_argument(
+        "--truncate-refresh", type=int, default=10, help="search.truncate_refresh (0 = first only)"
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
         "--threads", type=int, default=1, help="torch CPU threads (more only helps an idle machine)"
@@ -86,7 +97,14 @@ def main(argv: list[str] | None = None) -> int:
 
     G = make_random_generator(args.resolution, args.seed + 1, noise_strength=0.3)
     space = GaussianizedW.fit(G, n=20_000, seed=0, use_cache=False)
-    base = SearchConfig(truncate_factor=0.0)
+    base = SearchConfig(truncate_factor=args.truncate_factor, truncate_refresh=args.truncate_refresh)
+    full_renders = [0]  # faces synthesised at the generator's full resolution
+
+    def count(_m: torch.nn.Module, _a: tuple, kwargs: dict, img: torch.Tensor) -> None:
+        if img.shape[-1] == G.img_resolution:
+            full_renders[0] += int(img.shape[0])
+
+    G.synthesis.register_forward_hook(count, with_kwargs=True)
     methods = {
         "cold (fresh seed per frame)": ("per-frame", base),
         "cold (same seed every frame)": ("same-seed", base),
@@ -119,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         for name, (kind, settings) in methods.items():
             t0 = time.perf_counter()
+            full_renders[0] = 0
             if kind == "per-frame" or kind == "same-seed":
                 out = []
                 for t, crop in enumerate(world.crops):
@@ -136,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
                 calm = np.ones(change.shape[0], bool)
                 calm[boundary_transitions(chunks, args.landing)] = False
                 seams.append(float(change[[c.start - 1 for c in chunks[1:]]].mean() / change[calm].mean()))
-            rows[name].append(_measure(out, world, time.perf_counter() - t0))
+            rows[name].append(_measure(out, world, time.perf_counter() - t0, full_renders[0]))
 
     table = {name: {k: float(np.mean([r[k] for r in rs])) for k in rs[0]} for name, rs in rows.items()}
     print(
@@ -145,12 +164,15 @@ def main(argv: list[str] | None = None) -> int:
         f"blur {args.blur}, noise {args.noise}"
     )
     print(f"bound: MSE <= {base.eps} ; early stop at MSE <= {base.stop_eps}")
-    head = ("met", "steps", "psnr_lr", "psnr_hr", "change", "flicker", "sec")
+    print(
+        f"truncated synthesis: factor {base.truncate_factor} (0 = off), refresh every {base.truncate_refresh}"
+    )
+    head = ("met", "steps", "psnr_lr", "psnr_hr", "change", "flicker", "renders", "sec")
     print(f"{'method':36s} " + " ".join(f"{h:>7s}" for h in head))
     for name, r in table.items():
         print(
             f"{name:36s} {r['met']:7.2f} {r['steps']:7.1f} {r['psnr_lr']:7.2f} {r['psnr_hr']:7.2f} "
-            f"{r['change']:7.2f} {r['flicker']:7.2f} {r['seconds']:7.1f}"
+            f"{r['change']:7.2f} {r['flicker']:7.2f} {r['renders']:7.2f} {r['seconds']:7.1f}"
         )
     names = list(methods)
     cold, same, warm = table[names[0]], table[names[1]], table[names[2]]
@@ -169,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         "psnr_hr_warm": warm["psnr_hr"],
         "chunked_steps": table[names[5]]["steps"],
         "chunked_meeting_bound": table[names[5]]["met"],
+        "warm_full_renders": warm["renders"],
     }
     print(json.dumps({k: round(v, 4) for k, v in summary.items()}))
     return 0

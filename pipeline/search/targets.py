@@ -123,7 +123,8 @@ def lowres_losses(img: torch.Tensor, batch: TargetBatch) -> tuple[torch.Tensor, 
 def take_targets(batch: TargetBatch, keep: list[int]) -> TargetBatch:
     """The targets of the faces keep (indices into batch, in that order), re-indexed from 0."""
     gray = batch.gray[torch.tensor(keep, dtype=torch.long, device=batch.gray.device)]
-    return _group([batch.targets[b] for b in keep], gray, bool(gray.any()))
+    # any_gray stays a host-side "maybe" (gray_like is exact either way): no sync to find out
+    return _group([batch.targets[b] for b in keep], gray, batch.any_gray)
 
 
 def subset(batch: TargetBatch, mask: torch.Tensor) -> TargetBatch:

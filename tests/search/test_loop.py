@@ -3,6 +3,7 @@ stopped faces, or compaction; the loop synchronises with the host only at its ch
 
 from __future__ import annotations
 
+import copy
 from dataclasses import replace
 
 import pytest
@@ -15,6 +16,17 @@ from pipeline.search.latent_space import GaussianizedW
 from pipeline.search.loss import downscale
 from pipeline.search.profiling import profile_call
 from pipeline.search.search import random_state, render, search
+from pipeline.search.state import SearchResult
+
+
+@pytest.fixture
+def on_device(
+    tiny_G: Generator, tiny_space: GaussianizedW, device: str
+) -> tuple[Generator, GaussianizedW, torch.device]:
+    """The tiny generator and its space on the test device (REEL_TEST_DEVICE; a copy off the CPU)."""
+    dev = torch.device(device)
+    G = tiny_G if dev.type == "cpu" else copy.deepcopy(tiny_G).to(dev)
+    return G, tiny_space.to(dev), dev
 
 
 @pytest.fixture(scope="module")
@@ -27,42 +39,42 @@ def targets(tiny_G: Generator, tiny_space: GaussianizedW) -> tuple[torch.Tensor,
 
 
 def test_a_face_alone_equals_the_same_face_in_a_batch_of_four(
-    tiny_G: Generator,
-    tiny_space: GaussianizedW,
+    on_device: tuple[Generator, GaussianizedW, torch.device],
     fast_settings: SearchConfig,
     targets: tuple[torch.Tensor, torch.Tensor],
 ) -> None:
+    G, space, dev = on_device
     tg, moved = targets
-    four = search(tiny_G, tg, settings=fast_settings, space=tiny_space, seeds=[5, 6, 7, 8])
-    alone = search(tiny_G, tg[2:3], settings=fast_settings, space=tiny_space, seeds=[7])
+    four = search(G, tg, settings=fast_settings, space=space, seeds=[5, 6, 7, 8], device=dev)
+    alone = search(G, tg[2:3], settings=fast_settings, space=space, seeds=[7], device=dev)
     # faces of the batch stop at different steps, so the batch was compacted under this one
     assert len(set(four.steps.tolist())) > 1
     assert int(alone.steps[0]) == int(four.steps[2])
     assert float((alone.ws[0] - four.ws[2]).abs().max()) < 1e-4
     # the next frame, warm-started from each: still the same answer
-    warm_four = search(tiny_G, moved, settings=fast_settings, space=tiny_space, prev=four.state)
-    warm_alone = search(tiny_G, moved[2:3], settings=fast_settings, space=tiny_space, prev=alone.state)
+    warm_four = search(G, moved, settings=fast_settings, space=space, prev=four.state, device=dev)
+    warm_alone = search(G, moved[2:3], settings=fast_settings, space=space, prev=alone.state, device=dev)
     assert int(warm_alone.steps[0]) == int(warm_four.steps[2]) > 0
     assert float((warm_alone.ws[0] - warm_four.ws[2]).abs().max()) < 1e-4
 
 
 def test_check_interval_and_compaction_change_nothing_but_rounding(
-    tiny_G: Generator,
-    tiny_space: GaussianizedW,
+    on_device: tuple[Generator, GaussianizedW, torch.device],
     fast_settings: SearchConfig,
     targets: tuple[torch.Tensor, torch.Tensor],
 ) -> None:
+    G, space, dev = on_device
     tg, _ = targets
     settings = replace(fast_settings, truncate_factor=2.0)  # the truncated loss and its refreshes too
-    every_step = search(
-        tiny_G, tg, settings=replace(settings, stop_check_every=1, compact=False), space=tiny_space
-    )
-    every_fourth = search(
-        tiny_G, tg, settings=replace(settings, stop_check_every=4, compact=False), space=tiny_space
-    )
+
+    def run(**kw: object) -> SearchResult:
+        return search(G, tg, settings=replace(settings, **kw), space=space, device=dev)  # type: ignore[arg-type]
+
+    every_step = run(stop_check_every=1, compact=False)
+    every_fourth = run(stop_check_every=4, compact=False)
     # stopped faces are masked, not removed: the same computation, bit for bit
     assert torch.equal(every_step.ws, every_fourth.ws) and torch.equal(every_step.steps, every_fourth.steps)
-    compacted = search(tiny_G, tg, settings=replace(settings, stop_check_every=3), space=tiny_space)
+    compacted = run(stop_check_every=3)
     assert torch.equal(compacted.steps, every_step.steps)
     assert float((compacted.ws - every_step.ws).abs().max()) < 1e-4
 

@@ -28,9 +28,9 @@ def test_bench_search_runs_on_cpu_at_tiny_size() -> None:
         "bench_search.py",
         "--device",
         "cpu",
-        "--resolution",
+        "--generators",
         "16",
-        "--target",
+        "--targets",
         "4",
         "--batch",
         "2",
@@ -42,16 +42,18 @@ def test_bench_search_runs_on_cpu_at_tiny_size() -> None:
         "--settings",
         "trunc-fp32,full-bf16",
         "--steps",
-        "30",
+        "12",
+        "--profile-steps",
+        "4",
     )
     assert out["device"] == "cpu" and len(out["rows"]) == 4
-    assert {(r["setting"], r["phase"]) for r in out["rows"]} == {
-        ("trunc-fp32", "cold"),
-        ("trunc-fp32", "warm"),
-        ("full-bf16", "cold"),
-        ("full-bf16", "warm"),
+    assert {(r["generator"], r["target"], r["setting"], r["phase"]) for r in out["rows"]} == {
+        (16, 4, s, p) for s in ("trunc-fp32", "full-bf16") for p in ("cold", "warm")
     }
-    assert all(r["faces_per_s"] > 0 and 0 <= r["met"] <= 1 for r in out["rows"])
+    for r in out["rows"]:
+        assert r["faces_per_s"] > 0 and 0 <= r["met"] <= 1 and 0 < r["kernel_fraction"] <= 1
+        # the loop's host syncs: its stop check (every iteration on a CPU) and one per compaction
+        assert 0 < r["syncs_per_iteration"] <= 1.5 and r["ops_per_iteration"] > 0
 
 
 @pytest.mark.slow
