@@ -5,7 +5,8 @@
   `film.content: drawn` the run restores faces only with `film.drawn_face_prior` (a prior trained on
   drawn faces); without one, no face is searched and the frame is upscaled as a whole.
 
-`resolve(config, input)` returns the config the run uses and a JSON-able note for the report.
+`resolve(config, input)` returns the config the run uses and a JSON-able note for the report; it
+also checks the film settings and that a learned upscaler (`upscale.model`) loads, before any work.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import Config
+from pipeline.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,13 @@ def resolve(config: Config, input: str | Path) -> tuple[Config, dict[str, Any]]:
     from pipeline.io.cadence import resolve_inverse_telecine
 
     check_config(config)
+    u = config.upscale
+    if u.tile < 0 or u.tile_overlap < 0 or (u.tile and u.tile_overlap >= u.tile):
+        raise ConfigError(f"upscale.tile={u.tile}, tile_overlap={u.tile_overlap}: need 0 <= overlap < tile")
+    if u.model:  # a learned upscaler that cannot be loaded fails now, not when the first part is composed
+        from pipeline.frame.sr import load_descriptor
+
+        load_descriptor(Path(u.model).expanduser())
     asked = config.io.inverse_telecine
     config, cadence = resolve_inverse_telecine(config, input)
     note: dict[str, Any] = {"inverse_telecine": {"asked": asked, "on": config.io.inverse_telecine}}

@@ -58,3 +58,13 @@ def test_photographic_prior_stays_off_drawn_faces(tmp_path: Path) -> None:
     )
     assert face_prior(drawn) == "anime-faces.safetensors"
     assert face_prior(load_config(["newsreel"], ["prior.model=ffhq-1024"])) == "ffhq-1024"
+
+
+def test_a_learned_upscaler_that_cannot_load_fails_before_any_work(media: MediaCache, tmp_path: Path) -> None:
+    from pipeline.errors import CheckpointError
+
+    path = media.clip(size=(64, 48), frames=5)
+    with pytest.raises(CheckpointError, match="no such file"):
+        resolve(load_config(sets=[f"upscale.model={tmp_path / 'missing.pth'}"]), path)
+    with pytest.raises(ConfigError, match="tile"):
+        resolve(load_config(sets=["upscale.tile=16", "upscale.tile_overlap=16"]), path)
