@@ -382,7 +382,7 @@ def cases(c: dict[str, Path], out: Path) -> list[Case]:
             "io.rgb_matrix=xyz",
             names=("io.rgb_matrix",),
         ),
-        restore("seq-out-wrong-preset", c["mkv"], "error", "_%06d.dpx"),
+        restore("seq-out-picks-its-preset", c["mkv"], "ok", "_%06d.dpx", frames=50),
         restore("model-missing", c["mkv"], "error", ".mkv", "--model", str(c["model"].with_name("no.pt"))),
         restore("model-truncated", c["mkv"], "error", ".mkv", "--model", str(c["model_cut"])),
         restore(
