@@ -3,8 +3,8 @@
 Consecutive frames' global shift is measured by phase correlation (OpenCV, sub-pixel, on a reduced
 luma copy). A frame's position relative to a neighbour is the sum of the shifts between them, and
 its correction is the mean of those relative positions over the window (`radius` either side): a
-steady camera or a smooth pan stays, the jitter about it goes. A shift whose correlation peak is
-weak (a cut, a flash) breaks the chain there. The frame is moved by cubic interpolation; the few
+steady camera or a smooth pan stays, the jitter about it goes. A cut, or a shift whose correlation
+peak is weak (a flash), breaks the chain there. The frame is moved by cubic interpolation; the few
 pixels uncovered at the edge are mirrored from the picture (no crop, the size never changes).
 """
 
@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from pipeline.film.window import Work, gray8, sliding
+from pipeline.film.window import Work, gray8, is_cut, sliding, thumbnail
 
 _WIDTH = 384  # phase correlation runs on a copy about this wide (shifts are scaled back)
 _MIN_RESPONSE = 0.03  # a correlation peak weaker than this is not a shift of the same picture
@@ -54,16 +54,18 @@ def _with_steps(works: Iterator[Work]) -> Iterator[tuple[Work, np.ndarray | None
     import cv2
 
     prev: np.ndarray | None = None
+    prev_thumb: np.ndarray | None = None
     hann: np.ndarray | None = None
     for work in works:
         small, f = _small(work.image)
+        thumb = thumbnail(work.image)
         step = None
-        if prev is not None and prev.shape == small.shape:
+        if prev is not None and prev.shape == small.shape and not is_cut(prev_thumb, thumb):
             if hann is None or hann.shape != small.shape:
                 hann = cv2.createHanningWindow(small.shape[::-1], cv2.CV_32F)
             s = shift_between(prev, small, hann)
             step = None if s is None else s * f
-        prev = small
+        prev, prev_thumb = small, thumb
         yield work, step
 
 

@@ -65,3 +65,40 @@ def gray8(image: np.ndarray) -> np.ndarray:
     import cv2
 
     return np.asarray(cv2.cvtColor(np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8), cv2.COLOR_RGB2GRAY))
+
+
+_CUT_CORRELATION = 0.5  # consecutive frames whose brightness-normalised thumbnails correlate less: a cut
+
+
+def thumbnail(image: np.ndarray) -> np.ndarray:
+    """[24, 32] float32 luma thumbnail, zero mean and unit variance (flicker does not change it)."""
+    import cv2
+
+    t = cv2.resize(luma(image), (32, 24), interpolation=cv2.INTER_AREA).astype(np.float32)
+    return (t - t.mean()) / max(float(t.std()), 1e-3)
+
+
+def is_cut(prev_thumb: np.ndarray | None, thumb: np.ndarray) -> bool:
+    """Whether a frame starts a new shot: its thumbnail barely correlates with the previous frame's."""
+    if prev_thumb is None or prev_thumb.shape != thumb.shape:
+        return prev_thumb is not None
+    return float((prev_thumb * thumb).mean()) < _CUT_CORRELATION
+
+
+def same_shot(past_cuts: list[bool], own_cut: bool, future_cuts: list[bool]) -> tuple[int, int]:
+    """(earlier, later): how many window items either side belong to the centre frame's shot.
+
+    `past_cuts`, `future_cuts` say for each earlier / later item (oldest first) whether it starts a
+    shot, `own_cut` whether the centre frame does."""
+    earlier = 0
+    if not own_cut:
+        for cut in reversed(past_cuts):
+            earlier += 1
+            if cut:
+                break
+    later = 0
+    for cut in future_cuts:
+        if cut:
+            break
+        later += 1
+    return earlier, later

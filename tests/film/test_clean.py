@@ -157,3 +157,14 @@ def test_segments_cleaned_with_overlap_equal_the_whole_run(clean_clip: list[np.n
             assert np.array_equal(f.image, whole[f.index]), f"frame {f.index} differs from the whole run"
         merged = merged.merge(it.stats)
     assert merged.as_dict() == pytest.approx(whole_stats.as_dict())
+
+
+def test_a_cut_between_a_dark_and_a_bright_shot_is_not_flicker() -> None:
+    import skimage.data
+
+    dark = [(im * 0.4).astype(np.uint8) for im in S.pan_zoom(skimage.data.coffee(), SIZE, 10)]
+    bright = S.pan_zoom(skimage.data.astronaut(), SIZE, 10)
+    clip = dark + bright
+    out, stats = run(clip, FilmConfig(deflicker=True, weave=True))
+    assert psnr(out, clip) > 40  # neither shot's brightness pulled towards the other's, nothing moved
+    assert stats.as_dict()["mean_gain_change"] < 0.01
