@@ -461,6 +461,7 @@ def cases(c: dict[str, Path], out: Path) -> list[Case]:
     )
     L.append(Case("two-runs-one-output", [], "error", run=_concurrent_case(c, out), quick=True))
     L.append(Case("killed-then-resumed", [], "ok", run=_killed_case(c, out)))
+    L.append(Case("damaged-part-redone", [], "ok", run=_killed_case(c, out, damage=True)))
     return L
 
 
@@ -683,13 +684,18 @@ def _wait_for_lock(output: Path, proc: subprocess.Popen[str], timeout: float = 1
         time.sleep(0.05)
 
 
-def _killed_case(c: dict[str, Path], out: Path) -> Callable[[Case], Result]:
+def _killed_case(c: dict[str, Path], out: Path, damage: bool = False) -> Callable[[Case], Result]:
+    """A run killed (SIGKILL) once it has stored its first encoded part; the rerun must finish with
+    every frame. With `damage`, the stored part is then cut in half under its final name (what a
+    full disk or a copy cut short leaves): the rerun must notice, redo it, and say so."""
+
     def run(case: Case) -> Result:
-        d = out / "killed"
+        d = out / ("damaged-part" if damage else "killed")
         _fresh(d)
         target = d / "restored.mkv"
         case.output, case.frames = target, NOISY_FRAMES
         args = ["restore", str(c["noisy"]), "-o", str(target), *EXECUTOR, "--scale", "2"]
+        args += ["--set", "run.segment_frames=8"]  # several parts: some stored, some not yet
         env = {**os.environ, "TQDM_DISABLE": "1"}
         first = subprocess.Popen(
             [sys.executable, "-m", "pipeline", *args],
@@ -699,13 +705,28 @@ def _killed_case(c: dict[str, Path], out: Path) -> Callable[[Case], Result]:
             env=env,
             start_new_session=True,
         )
-        time.sleep(3.0)
+        work = target.with_name(target.name + ".work")
+        deadline = time.monotonic() + 120
+        parts: list[Path] = []
+        while time.monotonic() < deadline and first.poll() is None and not parts:
+            parts = sorted(work.glob("compose/*/part-*.mov"))
+            time.sleep(0.05)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(first.pid, signal.SIGKILL)
         first.wait()
+        if damage and parts:
+            data = parts[0].read_bytes()
+            parts[0].write_bytes(data[: len(data) // 2])
         t = time.perf_counter()
         rc, stderr = reel(args)
-        return judge(case, rc, stderr, time.perf_counter() - t)
+        result = judge(case, rc, stderr, time.perf_counter() - t)
+        if damage and not parts:
+            result.last_line = "no part was stored before the run finished; nothing to damage"
+            result.restored_ok = False
+        elif damage and "removed and redone" not in stderr:
+            result.restored_ok = False
+            result.last_line = "the damaged part was not reported as redone: " + result.last_line
+        return result
 
     return run
 
