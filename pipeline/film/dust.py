@@ -18,7 +18,7 @@ _SEARCH = 40  # px (at 576 lines; 32 at least): how far a moving object may trav
 _MAX_BLOBS = 2000  # candidates examined per frame at most (a frame this dirty is mostly picture)
 _MISALIGN = 1.0  # px of misalignment the detector tolerates (on edges)
 _DISTINCT = 12  # a match at more places than this is no evidence of where an object went
-_MIN_AREA = 3  # px: single pixels that differ are fine texture the warp could not follow, not dust
+_MIN_AREA = 5  # px: smaller blobs are mostly fine texture the warp could not follow, not dust
 
 
 def _match_map(
