@@ -168,3 +168,16 @@ def test_a_cut_between_a_dark_and_a_bright_shot_is_not_flicker() -> None:
     out, stats = run(clip, FilmConfig(deflicker=True, weave=True))
     assert psnr(out, clip) > 40  # neither shot's brightness pulled towards the other's, nothing moved
     assert stats.as_dict()["mean_gain_change"] < 0.01
+
+
+def test_line_denoise_flattens_colour_areas_and_keeps_lines() -> None:
+    rng = np.random.default_rng(0)
+    drawn = np.full((96, 128, 3), (230, 180, 90), np.uint8)  # a flat fill ...
+    drawn[:, 60:64] = 20  # ... crossed by a 4-px ink line
+    noisy = [np.clip(drawn + rng.normal(0, 4, drawn.shape), 0, 255).astype(np.uint8) for _ in range(3)]
+    out, _ = run(noisy, FilmConfig(line_denoise=12.0, dither=True))
+    flat = (slice(10, 80), slice(10, 50))
+    spread = lambda im: float(im[flat].astype(float).std(axis=(0, 1)).mean())  # noqa: E731
+    assert spread(out[1]) < 0.6 * spread(noisy[1])
+    line_contrast = lambda im: float(im[:, 20:50].mean() - im[:, 61:63].mean())  # noqa: E731
+    assert line_contrast(out[1]) > 0.95 * line_contrast(drawn)
