@@ -309,7 +309,7 @@ def mux(
     if codec_tag is None and part_codec == "hevc":
         codec_tag = "hvc1"
     maps, sub_codecs = plan_streams(Path(source), output, fmt)
-    joined = output.with_name(f".{output.stem}.video.mov")
+    joined = output.with_name(f".{output.name}.video.mov")  # the whole name: x.mkv and x.mp4 never share it
     tmp = temporary_path(output)
     try:
         join_parts(
@@ -387,8 +387,9 @@ def write_sequence(
                     len(src.streams.audio),
                     source,
                 )
-    joined = output.with_name(f".{output.stem.replace('%', '')}.video.mov")
-    staging = Path(tempfile.mkdtemp(prefix=f".{output.stem.replace('%', '')}.tmp-", dir=output.parent))
+    base = output.name.replace("%", "")
+    joined = output.with_name(f".{base}.video.mov")
+    staging = Path(tempfile.mkdtemp(prefix=f".{base}.tmp-", dir=output.parent))
     try:
         join_parts(video_parts, joined)
         expected = count_video_packets(joined)

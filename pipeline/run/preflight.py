@@ -288,15 +288,15 @@ def clean_leftovers(output: Path) -> int:
     Called with the output locked, so they cannot belong to a running job."""
     import contextlib
     import shutil
+    from glob import escape
 
-    stem = output.stem.replace("%", "")
+    base, stem = escape(output.name.replace("%", "")), escape(output.stem)
     removed = 0
     for pattern in (
-        f".{stem}.part*",
-        f".{stem}.partial*",
-        f".{stem}.video.mov",
-        f".{stem}.tmp-*",
-        f".{output.name}.tmp*",
+        f".{base}.video.mov",  # io.mux: the joined video
+        f".{base}.tmp-*",  # io.mux: image-sequence staging; the writability check
+        f".{stem}.partial{escape(output.suffix)}",  # io.mux: the output before its rename
+        f".{stem}.part[0-9][0-9][0-9][0-9]*.mov",  # parts beside the output (older versions)
     ):
         for leftover in output.parent.glob(pattern):
             with contextlib.suppress(OSError):
