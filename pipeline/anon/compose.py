@@ -1,4 +1,4 @@
-"""Anonymised frames: every face region masked, synthetic faces pasted on top; encoded parts.
+"""Anonymised frames: every face region masked, synthetic faces pasted on top.
 
 Every face-frame gets a mask over its face box enlarged by `anon.mask_grow` (an ellipse, fully
 opaque over the enlarged box, feathered outside it): "blur" reduces the region to
@@ -10,17 +10,13 @@ whatever the synthetic face's feathered edge lets through is mask, never the ori
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from fractions import Fraction
-from pathlib import Path
 
 import numpy as np
 
 from pipeline.config import AnonConfig, Config
-from pipeline.errors import DecodeError
-from pipeline.types import FaceRestoration, VideoInfo
+from pipeline.types import FaceRestoration
 
 PASTE_TONE_SIGMA = 0.25  # tone matching of pasted faces: only the broad light of the masked region
 
@@ -111,72 +107,6 @@ def anonymize_frame(image: np.ndarray, faces: Sequence[AnonFace], gray: bool, cf
     if peak == 1.0:
         return out.astype(up.dtype)
     return (out * peak + 0.5).astype(up.dtype)
-
-
-def anonymize_segment(
-    video: Path,
-    info: VideoInfo,
-    start: int,
-    end: int,
-    faces: Sequence[AnonFace],
-    gray: bool,
-    cfg: Config,
-    out_part: Path,
-    identity: dict[tuple[int, int], float] | None = None,
-) -> Path:
-    """Decode [start, end), anonymise every frame, encode a video-only part (timestamps kept).
-
-    With `identity` (a dict to fill), the SFace cosine between each original face and what the
-    output shows in its place is measured: (track, frame) -> cosine.
-    """
-    from pipeline.io.decode import iter_frames
-    from pipeline.io.presets import get_preset
-    from pipeline.io.writer import VideoWriter
-
-    by_frame: dict[int, list[AnonFace]] = defaultdict(list)
-    for f in faces:
-        by_frame[f.frame_index].append(f)
-    vs = info.video
-    writer: VideoWriter | None = None
-    reader = iter_frames(
-        video,
-        start=start,
-        end=end,
-        deinterlace=cfg.io.deinterlace,
-        inverse_telecine=bool(cfg.io.inverse_telecine),
-        max_damaged_fraction=cfg.io.max_damaged_fraction,
-    )
-    try:
-        with reader:
-            for frame in reader:
-                mine = by_frame.get(frame.index, [])
-                image = anonymize_frame(frame.image, mine, gray, cfg)
-                if identity is not None and mine:
-                    identity.update(measure_frame(frame.image, image, mine))
-                if writer is None:
-                    writer = VideoWriter(
-                        out_part,
-                        width=image.shape[1],
-                        height=image.shape[0],
-                        time_base=Fraction(reader.time_base),
-                        frame_rate=reader.frame_rate,
-                        preset=get_preset(cfg.io.preset),
-                        crf=cfg.io.crf,
-                        deep=image.dtype == np.uint16,
-                        source_pix_fmt=vs.pix_fmt,
-                        color=vs.color,
-                        sample_aspect_ratio=vs.sample_aspect_ratio,
-                    )
-                    writer.open()
-                writer.write(image, frame.pts)
-        if writer is None:
-            raise DecodeError(video, f"no frame decoded in [{start}, {end})")
-        writer.close()
-    except BaseException:
-        if writer is not None:
-            writer.abort()
-        raise
-    return out_part
 
 
 def measure_frame(
