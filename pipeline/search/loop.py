@@ -254,8 +254,9 @@ def optimise(
     """Run the spherical optimiser until every face stops; returns (best state per face, steps [B]).
 
     With max_res set, the loss sees a truncated synthesis at max_res px plus a residual: what the finer
-    layers add, measured by a full render at the first iteration and every settings.truncate_refresh
-    iterations after it (0: only at the first).
+    layers add, measured by a full render at the first iteration (none when start.image carries it: a
+    warm start from the previous frame's result) and every settings.truncate_refresh iterations after it
+    (0: only at the first).
     """
     device = start.latents.device
     B = len(start)
@@ -307,7 +308,10 @@ def optimise(
                 it == 0 or (settings.truncate_refresh > 0 and it % settings.truncate_refresh == 0)
             ):
                 assert max_res is not None
-                full_low = _full_low(G, space, w, settings, max_res)
+                if it == 0 and start.image is not None:  # the start's render came with it
+                    full_low = downscale(start.image, (max_res, max_res))
+                else:
+                    full_low = _full_low(G, space, w, settings, max_res)
             total, mse = loss_fn(G, space, w, settings, max_res, full_low)
             go = evaluate_fn(w, total.detach(), mse.detach(), settings)
             check = (it + 1) % every == 0 or it == n_iter - 1

@@ -140,11 +140,12 @@ def search(
                 images[miss] = render(G, space, refined, autocast=settings.autocast)
                 mse, _ = lowres_losses(images.clamp(0, 1), batch)  # what is delivered
     with torch.no_grad():
+        rendered = images  # the state's own render: a warm start from it begins without one
         images = gray_like(images, batch).clamp(0, 1)
         ws = space.to_w(state.latents)
     return SearchResult(
         # the state stays on the device: the next frame starts from it without a round trip
-        state=SearchState(state.latents.detach(), [n.detach() for n in state.noise]),
+        state=SearchState(state.latents.detach(), [n.detach() for n in state.noise], rendered.detach()),
         ws=ws.detach().cpu(),
         images=images.detach().float().cpu(),
         mse=mse.detach().float().cpu(),

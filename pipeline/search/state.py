@@ -18,6 +18,10 @@ class SearchState:
 
     latents: torch.Tensor  # [B, num_ws, w_dim] in the Gaussianised space (see GaussianizedW)
     noise: list[torch.Tensor]  # one per noise input, in G.noise_shapes() order: [B, 1, H, W]
+    # [B, 3, R, R] the full-resolution render of exactly this state (not clamped, not gray), on the search
+    # device, when known: a warm start from this state then needs no full render to begin. Never stored
+    # or sent anywhere (detach drops it), and any new state made from this one starts without it.
+    image: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.latents.shape[0])
@@ -26,10 +30,12 @@ class SearchState:
         """The faces at `index` (a bool mask, integer indices or a slice)."""
         if isinstance(index, Sequence):
             index = torch.as_tensor(list(index), dtype=torch.long, device=self.latents.device)
-        return SearchState(self.latents[index], [n[index] for n in self.noise])
+        image = self.image[index] if self.image is not None else None
+        return SearchState(self.latents[index], [n[index] for n in self.noise], image)
 
     def to(self, device: torch.device | str) -> SearchState:
-        return SearchState(self.latents.to(device), [n.to(device) for n in self.noise])
+        image = self.image.to(device) if self.image is not None else None
+        return SearchState(self.latents.to(device), [n.to(device) for n in self.noise], image)
 
     def detach(self) -> SearchState:
         """A copy detached from any graph, on the CPU (cheap to keep and to pickle between workers)."""
@@ -42,9 +48,11 @@ class SearchState:
         if not states:
             raise ValueError("SearchState.cat: no states")
         device = states[0].latents.device
+        images = [s.image for s in states]
         return SearchState(
             torch.cat([s.latents.to(device) for s in states]),
             [torch.cat([s.noise[i].to(device) for s in states]) for i in range(len(states[0].noise))],
+            torch.cat([i.to(device) for i in images]) if all(i is not None for i in images) else None,  # type: ignore[union-attr]
         )
 
     def with_radii_of(self, ref: SearchState) -> SearchState:

@@ -129,10 +129,9 @@ def restore_tracks_batched(
                 G, targets, [prev[k] for k in part], [tracks[k] for k in part], t, settings, space, device
             )
             for i, k in enumerate(part):
-                st = res.state.select([i])
-                if keep:
-                    st = _share_unchanged(st, history[k][-1] if history[k] else None)
-                    history[k].append(st)
+                st = res.state.select([i])  # with its render: the next frame starts without one
+                if keep:  # the history keeps no renders
+                    history[k].append(_share_unchanged(st, history[k][-1] if history[k] else None))
                 prev[k] = st
                 out[k].append(
                     to_restoration(tracks[k].track_id, tracks[k].frame_indices[t], res, i, int(res.steps[i]))

@@ -16,7 +16,7 @@ from pipeline.search.latent_space import GaussianizedW
 from pipeline.search.loss import downscale
 from pipeline.search.profiling import profile_call
 from pipeline.search.search import random_state, render, search
-from pipeline.search.state import SearchResult
+from pipeline.search.state import SearchResult, SearchState
 
 
 @pytest.fixture
@@ -129,3 +129,34 @@ def test_compiled_step_gives_the_eager_answer(
     )
     assert torch.equal(compiled.steps, eager.steps)
     assert float((compiled.ws - eager.ws).abs().max()) < 1e-4
+
+
+def test_a_warm_start_reuses_the_previous_render(
+    tiny_G: Generator,
+    tiny_space: GaussianizedW,
+    fast_settings: SearchConfig,
+    targets: tuple[torch.Tensor, torch.Tensor],
+) -> None:
+    """The result's state carries its full render; the next frame's truncated loss starts from it."""
+    tg, moved = targets
+    settings = replace(fast_settings, truncate_factor=2.0)
+    first = search(tiny_G, tg[1:3], settings=settings, space=tiny_space, seeds=[1, 2])
+    assert first.state.image is not None and first.state.image.shape == (2, 3, 32, 32)
+    assert first.state.detach().image is None  # never stored or sent
+    full = [0]
+
+    def count(_m: torch.nn.Module, _a: tuple, _kw: dict, img: torch.Tensor) -> None:
+        full[0] += int(img.shape[0]) if img.shape[-1] == 32 else 0
+
+    hook = tiny_G.synthesis.register_forward_hook(count, with_kwargs=True)
+    try:
+        carried = search(tiny_G, moved[1:3], settings=settings, space=tiny_space, prev=first.state)
+        with_carry = full[0]
+        full[0] = 0
+        plain = SearchState(first.state.latents, first.state.noise)
+        rendered = search(tiny_G, moved[1:3], settings=settings, space=tiny_space, prev=plain)
+    finally:
+        hook.remove()
+    assert with_carry == full[0] - 2  # one full render per face saved
+    assert torch.equal(carried.steps, rendered.steps)
+    assert float((carried.ws - rendered.ws).abs().max()) < 1e-5
