@@ -80,14 +80,11 @@ def anonymize(
     input: str | Path, output: str | Path, config: Config, *, overwrite: bool = False
 ) -> AnonReport:
     """Anonymise `input` into `output` with `config.run.executor` (see the module docstring)."""
-    from pipeline.io.cadence import resolve_inverse_telecine
     from pipeline.run.restore import restore
 
     check_anon_config(config)
     if config.search.chunk_len:  # a track is one synthetic person: searched whole, never in chunks
         config = replace(config, search=replace(config.search, chunk_len=0))
-    if Path(input).is_file():  # a missing input is preflight's to report, with restore's words
-        config, _ = resolve_inverse_telecine(config, input)  # "auto" measured once, before any step
     try:
         report = restore(input, output, config, overwrite=overwrite, mode="anonymize")
     finally:
