@@ -5,8 +5,8 @@ frames in five carry a field that repeats the previous frame's (that field barel
 the other does), always at the same two places in the five-frame cycle; a progressive source (film
 scanned at its own rate, computer animation, a digital master) changes both fields alike. Held
 drawings and still titles change neither, so only frames that change count. The verdict:
-"telecine" when at least `_TELECINE` of the moving frames repeat a field, mostly in two phases of
-the cycle (a cadence broken at a cut shifts the phase; most of a programme keeps one);
+"telecine" when at least `_TELECINE` of the moving frames repeat a field, mostly five frames apart
+(a cadence broken at a cut, or edited after the telecine, shifts its phase but keeps its period);
 "progressive" when fewer do; "unknown" with too few moving frames to tell.
 
 `resolve_inverse_telecine(config, input)` turns `io.inverse_telecine: auto` into true or false
@@ -17,8 +17,7 @@ decimate (pipeline.io.filters) then follow a cadence that breaks at cuts, matchi
 from __future__ import annotations
 
 import logging
-from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +28,7 @@ from pipeline.errors import ConfigError
 log = logging.getLogger(__name__)
 
 _TELECINE = 0.2  # 3:2 pulldown: 0.4 of moving frames repeat a field; progressive: ~0
-_PHASES = 0.6  # ... and this share of them fall on the cycle's two most common phases
+_PERIODIC = 0.6  # ... and this share of them have another five frames away
 _REPEAT = 0.5  # a field "repeats" when it changed less than this fraction of the other field's change
 _MOTION = 0.8  # mean absolute luma change (8-bit levels) of the busier field that makes a frame move
 
@@ -41,7 +40,7 @@ class Cadence:
     frames: int  # frames examined
     moving: int  # ... of which changed from the frame before (only they can show a cadence)
     repeated: int  # moving frames one of whose fields repeats the frame before's
-    phases: dict[int, int] = field(default_factory=dict)  # frame index mod 5 -> repeated frames there
+    at: tuple[int, ...] = ()  # indices of the frames that repeat a field
     min_moving: int = 24  # fewer moving frames than this: no verdict
 
     @property
@@ -49,17 +48,18 @@ class Cadence:
         return self.repeated / max(1, self.moving)
 
     @property
-    def phase_share(self) -> float:
-        """Share of the repeated frames on the two most common phases of the five-frame cycle."""
-        top = sorted(self.phases.values(), reverse=True)[:2]
-        return sum(top) / max(1, self.repeated)
+    def periodic_share(self) -> float:
+        """Share of the repeating frames with another one five frames before or after: the cadence's
+        period (a cadence broken at a cut only loses the few frames around the break)."""
+        at = set(self.at)
+        return sum(1 for i in at if i - 5 in at or i + 5 in at) / max(1, len(at))
 
     @property
     def verdict(self) -> str:
         """ "telecine", "progressive" or "unknown"."""
         if self.moving < self.min_moving:
             return "unknown"
-        if self.repeated_fraction >= _TELECINE and self.phase_share >= _PHASES:
+        if self.repeated_fraction >= _TELECINE and self.periodic_share >= _PERIODIC:
             return "telecine"
         return "progressive"
 
@@ -78,7 +78,7 @@ def measure_cadence(path: str | Path, *, max_frames: int = 600, min_moving: int 
 
     path = check_input_path(path)
     frames = moving = repeated = 0
-    phases: Counter[int] = Counter()
+    at: list[int] = []
     prev: np.ndarray | None = None
     with open_input(path) as container:
         stream = main_video_stream(container, path)
@@ -92,14 +92,14 @@ def measure_cadence(path: str | Path, *, max_frames: int = 600, min_moving: int 
                         moving += 1
                         if calm < _REPEAT * busy:
                             repeated += 1
-                            phases[frames % 5] += 1
+                            at.append(frames)
                 prev = luma
                 frames += 1
                 if frames >= max_frames or moving >= 8 * min_moving:
                     break
         except av.FFmpegError as exc:  # a damaged stretch ends the measurement there
             log.debug("%s: cadence measurement stopped (%s)", path, exc)
-    return Cadence(frames, moving, repeated, dict(phases), min_moving)
+    return Cadence(frames, moving, repeated, tuple(at), min_moving)
 
 
 def resolve_inverse_telecine(config: Config, input: str | Path) -> tuple[Config, Cadence | None]:

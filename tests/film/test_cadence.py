@@ -68,3 +68,19 @@ def test_a_learned_upscaler_that_cannot_load_fails_before_any_work(media: MediaC
         resolve(load_config(sets=[f"upscale.model={tmp_path / 'missing.pth'}"]), path)
     with pytest.raises(ConfigError, match="tile"):
         resolve(load_config(sets=["upscale.tile=16", "upscale.tile_overlap=16"]), path)
+
+
+def test_cadence_broken_at_a_cut_is_still_telecine(tmp_path: Path) -> None:
+    import subprocess
+
+    from tests.media import FFMPEG
+
+    out = tmp_path / "edited.mkv"
+    src = "size=128x96:rate=24000/1001"
+    # two telecined shots, the first 31 film frames long: the cadence breaks mid-cycle at the cut
+    graph = "[0]trim=end_frame=31,telecine[a];[1]trim=end_frame=36,format=yuv420p,telecine[b];[a][b]concat[v]"
+    cmd = [FFMPEG, "-v", "error", "-f", "lavfi", "-i", f"testsrc2={src}", "-f", "lavfi"]
+    cmd += ["-i", f"testsrc={src}", "-filter_complex", graph, "-map", "[v]"]
+    subprocess.run([*cmd, "-c:v", "libx264", "-pix_fmt", "yuv420p", str(out)], check=True)
+    cadence = measure_cadence(out)
+    assert cadence.verdict == "telecine", cadence
