@@ -135,6 +135,7 @@ class RunConfig:
     max_in_flight: int | None = None  # tasks in flight at once (backpressure); None = 2 per CPU
     max_retries: int = 3  # retries of a failed task, or of a call on a restarted actor, before the job fails
     progress: bool = True  # one live progress line on stderr (frames scanned / restored / encoded)
+    timeline: str | None = None  # plan: write every step's start and end (JSON) here (scripts/bench_ray.py)
 
 
 @dataclass(frozen=True)

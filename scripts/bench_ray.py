@@ -1,10 +1,16 @@
 #!/usr/bin/env python3
 """Benchmark the Ray executor: scaling, per-unit scheduling overhead, and search through an actor.
 
+    python scripts/bench_ray.py pipeline [--seconds 10 --long 4 --segment 50]          # the plan with faces
     python scripts/bench_ray.py scaling  [--frames 240 --size 640x360 --segment 24]   # needs ffmpeg, av, ray
     python scripts/bench_ray.py overhead [--units 200]                                # needs ray
     python scripts/bench_ray.py search --device cuda [--resolution 256 --faces 64]    # torch; ray optional
 
+pipeline: a restore with faces (a clip of moving, cut, degraded faces at 640x360 and a seeded 16-px
+  generator) in-process and with an embedded Ray of 1 and of 2 CPUs, each run in its own process: wall
+  time, Ray vs in-process, scale-out efficiency T1 / (2 T2) with one thread per task, the serial fraction
+  (share of the wall time during which at most one step runs, from `run.timeline`), and the peak memory
+  (PSS of the whole process tree, Ray's processes included) at two clip lengths.
 scaling: the same restore (decode -> upscale -> encode in segments, no faces) with an embedded Ray of
   1 and of 2 worker CPUs, and the in-process executor; reports wall times, scale-out efficiency
   T1 / (2 T2) and Ray's overhead (T_ray,1 - T_local) / T_local.
@@ -115,6 +121,185 @@ def bench_scaling(args: argparse.Namespace) -> dict[str, Any]:
         "ray_overhead_vs_local": (best["ray_1cpu"] - best["local"]) / best["local"],
         "ray_overhead_vs_local_without_ray_start": (work["ray_1cpu"] - work["local"]) / work["local"],
     }
+
+
+# ---------------------------------------------------------------------- pipeline (faces)
+
+
+def _face_clip(path: Path, seconds: float) -> Path:
+    """A 640x360 clip of three shots of moving, degraded faces (pipeline.faces.synthetic), looped to
+    `seconds` at 25 frames/s (each loop starts with a cut)."""
+    import subprocess
+
+    from pipeline.faces.synthetic import render, standard_shots, write_video
+
+    base = path.with_name("base.mkv")
+    if not base.exists():
+        write_video(render(standard_shots(), size=(1280, 720), factor=2, seed=0).frames, base)
+    frames = round(seconds * 25)
+    cmd = ["ffmpeg", "-v", "error", "-y", "-stream_loop", "-1", "-i", str(base), "-frames:v", str(frames)]
+    cmd += ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-g", "25", "-an", str(path)]
+    subprocess.run(cmd, check=True)
+    return path
+
+
+def _tree_pss(root: int) -> int:
+    """Proportional set size (bytes) of `root` and all its descendants (shared memory counted once)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    total, stack = 0, [root]
+    while stack:
+        pid = stack.pop()
+        stack.extend(children.get(pid, []))
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1]) * 1024
+                    break
+        except OSError:
+            continue
+    return total
+
+
+def _sampled(cmd: list[str]) -> tuple[float, int, str]:
+    """Run `cmd`; returns (wall seconds, peak PSS of its process tree, stdout)."""
+    import subprocess
+
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak = 0
+    while proc.poll() is None:
+        peak = max(peak, _tree_pss(proc.pid))
+        time.sleep(0.2)
+    out, err = proc.communicate()
+    wall = time.perf_counter() - start
+    if proc.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{err[-3000:]}")
+    return wall, peak, out
+
+
+def _serial_fraction(timeline: dict[str, Any]) -> dict[str, float]:
+    """Shares of the run's wall time with no step running, and with exactly one."""
+    edges = sorted([(s["start"], 1) for s in timeline["steps"]] + [(s["end"], -1) for s in timeline["steps"]])
+    t0, t1 = timeline["started"], timeline["ended"]
+    running, last = 0, t0
+    spans = {0: 0.0, 1: 0.0}
+    for t, delta in edges:
+        t = min(max(t, t0), t1)
+        if running in spans:
+            spans[running] += t - last
+        running, last = running + delta, t
+    if running in spans:
+        spans[running] += t1 - last
+    wall = max(t1 - t0, 1e-9)
+    return {"idle": spans[0] / wall, "one_step": spans[1] / wall, "serial": (spans[0] + spans[1]) / wall}
+
+
+def run_one(args: argparse.Namespace) -> dict[str, Any]:
+    """One restore in this process (the `pipeline` mode runs each in its own process)."""
+    from pipeline.config import load_config
+    from pipeline.run.restore import restore
+
+    sets = [
+        f"prior.model={args.model}",
+        f"run.executor={args.executor}",
+        f"run.segment_frames={args.segment}",
+        f"run.workdir={args.workdir}",
+        f"run.timeline={args.timeline}",
+        "run.progress=false",
+        "run.device=cpu",
+        "search.steps=6",
+        "search.warm_steps=2",
+        "search.gaussian_samples=2000",
+        "compose.max_face_stretch=8",
+        "io.preset=master-ffv1",
+    ]
+    if args.executor == "ray":
+        sets.append(f"run.num_cpus={args.cpus}")
+    report = restore(args.clip, args.out, load_config(sets=sets))
+    return {"seconds": report.seconds, "faces": report.restored, "tracks": report.tracks}
+
+
+def bench_pipeline(args: argparse.Namespace) -> dict[str, Any]:
+    from pipeline.prior.cache_format import save_generator
+    from pipeline.prior.load import RANDOM_SOURCE_PREFIX
+    from pipeline.prior.stylegan2 import make_random_generator
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-plan-"))
+    model = tmp / "tiny.safetensors"
+    G = make_random_generator(16, seed=0, z_dim=32, w_dim=32, channel_max=32, mapping_layers=2)
+    save_generator(G, model, source=f"{RANDOM_SOURCE_PREFIX}: seed 0, 16 px (benchmark, not a face model)")
+    short = _face_clip(tmp / "short.mkv", args.seconds)
+    runs: dict[str, Any] = {}
+
+    def one(name: str, clip: Path, executor: str, cpus: int) -> dict[str, Any]:
+        timeline = tmp / f"{name}.timeline.json"
+        cmd = [sys.executable, __file__, "run-one", "--clip", str(clip), "--out", str(tmp / f"{name}.mkv")]
+        cmd += [
+            "--model",
+            str(model),
+            "--executor",
+            executor,
+            "--cpus",
+            str(cpus),
+            "--segment",
+            str(args.segment),
+        ]
+        cmd += ["--workdir", str(tmp / f"{name}.work"), "--timeline", str(timeline)]
+        wall, peak, out = _sampled(cmd)
+        result = json.loads(out)
+        line = json.loads(timeline.read_text())
+        runs[name] = {
+            "wall_s": wall,
+            "restore_s": result["seconds"]["total"],
+            "ray_start_s": result["seconds"].get("ray_start", 0.0),
+            "peak_pss_mb": peak / 2**20,
+            "steps": len(line["steps"]),
+            **_serial_fraction(line),
+            "faces": result["faces"],
+        }
+        print(name, json.dumps(runs[name]), file=sys.stderr)
+        return runs[name]
+
+    local = one("local", short, "local", 1)
+    ray1 = one("ray_1cpu", short, "ray", 1)
+    ray2 = one("ray_2cpu", short, "ray", 2)
+    out: dict[str, Any] = {
+        "mode": "pipeline",
+        "machine": _machine(),
+        "settings": vars(args),
+        "load_average": os.getloadavg(),
+        "runs": runs,
+        "ray_vs_in_process": ray1["restore_s"] / local["restore_s"] - 1,
+        "ray_vs_in_process_without_ray_start": (ray1["restore_s"] - ray1["ray_start_s"]) / local["restore_s"]
+        - 1,
+        "scale_out_efficiency": ray1["restore_s"] / (2 * ray2["restore_s"]),
+        "scale_out_efficiency_without_ray_start": (ray1["restore_s"] - ray1["ray_start_s"])
+        / (2 * (ray2["restore_s"] - ray2["ray_start_s"])),
+    }
+    if args.long > 1:
+        long = _face_clip(tmp / "long.mkv", args.seconds * args.long)
+        local_long = one("local_long", long, "local", 1)
+        ray_long = one("ray_2cpu_long", long, "ray", 2)
+        out["peak_memory_mb"] = {
+            "in_process": {
+                f"{args.seconds:g}s": local["peak_pss_mb"],
+                f"{args.seconds * args.long:g}s": local_long["peak_pss_mb"],
+            },
+            "ray_2cpu": {
+                f"{args.seconds:g}s": ray2["peak_pss_mb"],
+                f"{args.seconds * args.long:g}s": ray_long["peak_pss_mb"],
+            },
+        }
+    return out
 
 
 # ---------------------------------------------------------------------- overhead
@@ -276,6 +461,15 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="mode", required=True)
+    p = sub.add_parser("pipeline")
+    p.add_argument("--seconds", type=float, default=10.0, help="clip length (25 frames/s, 640x360)")
+    p.add_argument("--long", type=float, default=4.0, help="the memory run's clip is this many times longer")
+    p.add_argument("--segment", type=int, default=50, help="run.segment_frames")
+    r = sub.add_parser("run-one")
+    for name in ("--clip", "--out", "--model", "--executor", "--workdir", "--timeline"):
+        r.add_argument(name, required=True)
+    r.add_argument("--cpus", type=int, default=1)
+    r.add_argument("--segment", type=int, default=50)
     s = sub.add_parser("scaling")
     s.add_argument("--frames", type=int, default=240)
     s.add_argument("--size", default="640x360")
@@ -299,7 +493,8 @@ def main() -> int:
     g.add_argument("--repeats", type=int, default=3)
     g.add_argument("--threads", type=int, default=1, help="torch intra-op threads, direct and in the actor")
     args = parser.parse_args()
-    run = {"scaling": bench_scaling, "overhead": bench_overhead, "search": bench_search}[args.mode]
+    modes = {"pipeline": bench_pipeline, "run-one": run_one, "scaling": bench_scaling}
+    run = {**modes, "overhead": bench_overhead, "search": bench_search}[args.mode]
     print(json.dumps(run(args), indent=1, default=str))
     return 0
 

@@ -23,7 +23,7 @@ def run_plan(job: Job) -> RestoreReport:
     from pipeline.run.search_steps import load_search_model
 
     cfg = job.config
-    started = time.perf_counter()
+    started, wall = time.perf_counter(), time.time()
     progress = Progress()
     schedule = Schedule(job, progress)
     model: Any = None
@@ -38,8 +38,9 @@ def run_plan(job: Job) -> RestoreReport:
             if step.driver:
                 seconds = {**schedule.seconds, "total": time.perf_counter() - started}
                 context = {"executor": "local", "seconds": seconds}
+                t0 = time.time()
                 report: RestoreReport = step.fn(*step.args, context=context)
-                schedule.finish(step)
+                schedule.finish(step, {"seconds": time.time() - t0, "started": t0})
                 continue
             if step.search:
                 if model is None:
@@ -49,8 +50,9 @@ def run_plan(job: Job) -> RestoreReport:
                 done = run_search_step(model, step.fn, step.args, retries, step.label)
             else:
                 done = run_step(step.fn, step.args, retries, step.label)
-            schedule.finish(step, done["seconds"])
+            schedule.finish(step, done)
     log.info("steps: %s", schedule.summary())
+    schedule.write_timeline(wall, time.time())
     report.seconds["total"] = time.perf_counter() - started
     return report
 

@@ -64,7 +64,7 @@ def describe(model: Any) -> dict[str, Any]:
 def run_plan(job: Job) -> RestoreReport:
     from pipeline.run.ray_runtime import ray_session
 
-    started = time.perf_counter()
+    started, wall = time.perf_counter(), time.time()
     with ray_session(job.config.run) as cluster:
         ray_start = time.perf_counter() - started  # ~0 when Ray was already up (batch, job)
         run = _RayRun(job, cluster, started)
@@ -72,6 +72,7 @@ def run_plan(job: Job) -> RestoreReport:
             report = run.execute()
         finally:
             run.close()
+        run.schedule.write_timeline(wall, time.time())
     report.seconds["ray_start"] = ray_start
     report.seconds["total"] = time.perf_counter() - started
     return report
@@ -142,7 +143,7 @@ class _RayRun:
     def _done(self, step: Step, result: dict[str, Any]) -> None:
         if "node_id" in result:
             self.search_nodes.add(result["node_id"])
-        self.schedule.finish(step, result["seconds"])
+        self.schedule.finish(step, result)
         if self.actors and self.schedule.plan.complete and not self.schedule.pending(search=True):
             # Every search is done: give the actors' GPUs and CPUs back to the compose tasks.
             self.queue.set_actors([])
@@ -152,8 +153,9 @@ class _RayRun:
     def _run_driver_step(self, step: Step) -> None:
         seconds = {**self.schedule.seconds, "total": time.perf_counter() - self.started}
         context = {"executor": "ray", "seconds": seconds}
+        t0 = time.time()
         self.report = step.fn(*step.args, context=context)
-        self.schedule.finish(step)
+        self.schedule.finish(step, {"seconds": time.time() - t0, "started": t0})
 
     def _start_actors(self) -> None:
         from pipeline.run.actors import ModelActor, default_actor_count, search_actor_options, unit_error

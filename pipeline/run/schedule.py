@@ -37,6 +37,7 @@ class Schedule:
         self.finished: set[str] = set()
         self.started: set[str] = set()
         self.needed: set[str] = set()
+        self.timeline: list[tuple[str, float, float]] = []  # (kind, start, end) of every step run, epoch s
         self._checked: set[str] = set()  # steps whose done-test ran (only running them changes it)
         self.ran: dict[str, int] = {}
         self.skipped: dict[str, int] = {}
@@ -61,8 +62,11 @@ class Schedule:
     def start(self, step: Step) -> None:
         self.started.add(step.key)
 
-    def finish(self, step: Step, seconds: float = 0.0) -> None:
-        """`step` has written its artifacts: count it, release its dependents."""
+    def finish(self, step: Step, result: dict[str, Any] | None = None) -> None:
+        """`step` has written its artifacts (`result`: `run_step`'s): count it, release its dependents."""
+        seconds = float(result["seconds"]) if result else 0.0
+        if result and "started" in result:
+            self.timeline.append((step.kind, float(result["started"]), float(result["started"]) + seconds))
         self.finished.add(step.key)
         self.ran[step.kind] = self.ran.get(step.kind, 0) + 1
         stage = STAGE_OF.get(step.kind, step.kind)
@@ -80,6 +84,15 @@ class Schedule:
     def pending(self, search: bool) -> int:
         """Needed steps not finished yet (search steps, or the others)."""
         return sum(1 for k in self.needed if k not in self.finished and self.plan.steps[k].search == search)
+
+    def write_timeline(self, started: float, ended: float) -> None:
+        """Every step's start and end (epoch seconds) to `run.timeline`, when set."""
+        path = self.job.config.run.timeline
+        if path:
+            from pipeline.run.workdir import save_json
+
+            steps = [{"kind": k, "start": a, "end": b} for k, a, b in self.timeline]
+            save_json(path, {"started": started, "ended": ended, "steps": steps})
 
     def summary(self) -> str:
         kinds = sorted(set(self.ran) | set(self.skipped))
@@ -143,11 +156,11 @@ def run_step(fn: Callable[..., Any], args: tuple[Any, ...], retries: int, label:
     from pipeline.run.frames import one_thread
 
     for attempt in range(retries + 1):
-        started = time.perf_counter()
+        started, wall = time.perf_counter(), time.time()
         try:
             with one_thread():
                 result = fn(*args)
-            return {"result": result, "seconds": time.perf_counter() - started}
+            return {"result": result, "seconds": time.perf_counter() - started, "started": wall}
         except PipelineError:
             raise
         except Exception as exc:

@@ -28,6 +28,7 @@ def _config(model: Path | None, workdir: Path, *extra: str) -> Config:
         "run.device=cpu",
         "run.segment_frames=6",  # 16 frames: segments 0-6, 6-12, 12-16; tracks cross 6 and 12
         "io.preset=master-ffv1",
+        "report.spread_k=0",  # no "where invented" re-searches: the plan's own steps only
         *extra,
     ]
     if model is not None:

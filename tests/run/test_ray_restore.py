@@ -147,6 +147,8 @@ def test_without_a_model_segments_are_encoded_in_parallel_and_joined_seamlessly(
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("ray")) == [
         "ray.mkv",
         "ray.mkv.config.yaml",
+        "ray.mkv.report.html",
+        "ray.mkv.report.json",
     ]
 
 
