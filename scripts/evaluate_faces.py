@@ -3,7 +3,8 @@
 
 Clips (scikit-image's astronaut composited over textured backgrounds, degraded like archive film:
 reduced, blurred, gray, low contrast, grainy):
-  talking   one person, 88x72, moving and zooming, a bar occluding the face for a while
+  talking   one person, 88x72, moving, zooming and rolling (-12 to 12 degrees), a bar occluding
+            the face for a while
   people    two people passing, a cut, one person zooming, a cut, two people again (160x90)
   no-faces  face-free clips that fool detectors: chelsea() the cat, coffee(), a colour wheel and
             patterned fabric, 88x72 and 160x90
@@ -74,7 +75,9 @@ OFF: dict[str, Any] = {
 
 
 def talking(frames: int) -> Clip:
-    shot = ShotSpec(frames, (Placement(0, (150, 100), (230, 130), (1.45, 1.65)),), background_seed=7)
+    shot = ShotSpec(
+        frames, (Placement(0, (150, 100), (230, 130), (1.45, 1.65), roll=(-12.0, 12.0)),), background_seed=7
+    )
     clip = render([shot], size=(704, 576), factor=8, seed=11)
     third = frames // 3
     return occlude(clip, range(third, third + max(7, frames // 5)), (20, 30, 70, 52))

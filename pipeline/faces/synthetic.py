@@ -56,6 +56,7 @@ class Placement:
     start: tuple[float, float]  # sprite top-left at the first frame of the shot (hr pixels)
     end: tuple[float, float]  # ... and at the last frame
     scale: tuple[float, float]  # sprite scale at the first and last frame (zoom)
+    roll: tuple[float, float] = (0.0, 0.0)  # in-plane rotation about the sprite's centre, degrees, first/last
 
 
 @dataclass(frozen=True)
@@ -117,15 +118,20 @@ def render(
                 s = (1 - a) * p.scale[0] + a * p.scale[1]
                 tx = (1 - a) * p.start[0] + a * p.end[0]
                 ty = (1 - a) * p.start[1] + a * p.end[1]
-                m = np.array([[s, 0, tx], [0, s, ty]], np.float64)  # sprite px -> hr px (continuous)
+                angle = np.deg2rad((1 - a) * p.roll[0] + a * p.roll[1])
+                rot = s * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+                centre = np.array([sp.rgb.shape[1], sp.rgb.shape[0]], np.float64) / 2
+                offset = np.array([tx, ty]) + s * centre - rot @ centre  # rotation about the centre
+                m = np.concatenate([rot, offset[:, None]], axis=1)  # sprite px -> hr px (continuous)
                 mc = m.copy()
-                mc[:, 2] += 0.5 * s - 0.5  # the same map in cv2's integer-centred pixel indices
+                mc[:, 2] += mc[:, :2] @ np.array([0.5, 0.5]) - 0.5  # the same map in cv2's pixel indices
                 rgb = cv2.warpAffine(sp.rgb, mc, size, flags=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
                 al = cv2.warpAffine(sp.alpha, mc, size, flags=cv2.INTER_LINEAR)[..., None]
                 canvas = canvas * (1 - al) + rgb * al
-                marks = (sp.landmarks * s + [tx, ty]) / factor
+                marks = (sp.landmarks @ m[:, :2].T + m[:, 2]) / factor
                 sh, sw = sp.rgb.shape[:2]
-                box = np.array([tx, ty, tx + sw * s, ty + sh * s], np.float32) / factor
+                quad = np.array([[0, 0], [sw, 0], [sw, sh], [0, sh]], np.float64) @ m[:, :2].T + m[:, 2]
+                box = np.concatenate([quad.min(0), quad.max(0)]).astype(np.float32) / factor
                 rows.append((p.face, box, marks.astype(np.float32)))
             hr = (np.clip(canvas, 0, 1) * 255 + 0.5).astype(np.uint8)
             lr = cv2.resize(canvas, (w // factor, h // factor), interpolation=cv2.INTER_AREA)

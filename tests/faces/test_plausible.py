@@ -72,8 +72,10 @@ def test_false_giant_boxes_and_face_free_clips_give_no_track(textures: dict[str,
 
 @pytest.fixture(scope="module")
 def talking() -> Clip:
-    """One person, 88x72, moving and zooming, occluded by a bar for 8 frames (longer than max_gap)."""
-    shot = ShotSpec(28, (Placement(0, (150, 100), (230, 130), (1.45, 1.65)),), background_seed=7)
+    """One person, 88x72, moving, zooming and rolling, occluded by a bar for 8 frames (> max_gap)."""
+    shot = ShotSpec(
+        28, (Placement(0, (150, 100), (230, 130), (1.45, 1.65), (-12.0, 12.0)),), background_seed=7
+    )
     return occlude(render([shot], size=(704, 576), factor=8, seed=11), range(9, 17), (20, 30, 70, 52))
 
 
