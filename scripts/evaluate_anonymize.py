@@ -15,9 +15,9 @@ Rows: the input itself; pixelation to 8, 12 and 16 px across the true face box a
 (sigma 0.1 and 0.2 x the box height), both applied at the true boxes (perfect detection); the
 "bottleneck oracle" at 4-24 px (each aligned face replaced by itself reduced to n px and enlarged:
 the most any synthetic face matched at n px can keep of the person, which is how the default
-`anon.bottleneck` was chosen); `reel anonymize` without a model (masks) and with a seeded random
-test generator (its "faces" are not faces: it exercises tracks, bottleneck search, masks and paste;
-no pretrained face generator installs offline).
+`anon.bottleneck` was chosen); `reel anonymize` without a model (masks: blur, the default, and
+fill) and with a seeded random test generator (its "faces" are not faces: it exercises tracks,
+bottleneck search, masks and paste; no pretrained face generator installs offline).
 
 The last line is a JSON summary. `--quick` (a shorter clip, a smaller generator) runs in under
 three minutes on a 2-core CPU.
@@ -78,6 +78,11 @@ def main() -> int:
     masked = anonymize(video, root / "masked.mkv", config, overwrite=True)
     results["anonymize_masks"] = measure(original, decode(root / "masked.mkv"), clip)
     results["anonymize_masks"]["seconds"] = round(time.perf_counter() - t, 1)
+    fill = load_config(
+        ["anonymize"], [*base, "anon.fallback=fill", "anon.measure_identity=false", "report.html=false"]
+    )
+    anonymize(video, root / "filled.mkv", fill, overwrite=True)
+    results["anonymize_masks_fill"] = measure(original, decode(root / "filled.mkv"), clip)
 
     from pipeline.prior.cache_format import save_generator
     from pipeline.prior.stylegan2 import make_random_generator
