@@ -211,7 +211,7 @@ class FilmConfig:
     grain: str = "keep"  # "keep", "reduce" (motion-compensated temporal denoise) or "regrain" (reduce,
     # then add grain matched to what was removed, seeded per frame)
     grain_radius: int = 2  # reduce: neighbours either side averaged after motion compensation
-    grain_strength: float = 2.5  # reduce: a neighbour counts where it differs by < this x the grain std
+    grain_strength: float = 1.5  # reduce: neighbours count where their mismatch beyond grain < this x grain
     grain_seed: int = 0  # regrain: seeds the added grain (with the frame index: segments agree)
     line_denoise: float = 0.0  # cartoons: edge-preserving (bilateral) denoise, sigma in 8-bit levels; 0 = off
     dither: bool = False  # cleaned frames are quantised with dither, not rounded (no banding in flat colour)

@@ -87,11 +87,15 @@ def temporal_clean(
             sigma = max(grain_sigma(y, luma(near)), 1e-3)
             acc = image.copy()
             weight = np.ones(y.shape, np.float32)
-            smooth_y = cv2.GaussianBlur(y, (0, 0), 1.0)
-            scale = np.float32(-0.5 / (strength * 0.4 * sigma) ** 2)  # 0.4: grain std left after the blur
+            # A neighbour's weight falls with its local mismatch beyond what grain alone explains: the mean
+            # squared difference over 3 x 3 pixels minus twice the grain variance (as in non-local means),
+            # so misaligned fine detail is not averaged away.
+            noise = np.float32(2.0 * sigma * sigma)
+            scale = np.float32(-1.0 / (strength * sigma) ** 2)
             for a, inside in warps.values():
-                d = smooth_y - cv2.GaussianBlur(luma(a), (0, 0), 1.0)
-                w = np.exp(scale * d * d) * inside
+                d = y - luma(a)
+                mismatch = np.maximum(cv2.blur(d * d, (3, 3)) - noise, 0.0)
+                w = np.exp(scale * mismatch) * inside
                 acc += a * w[..., None]
                 weight += w
             denoised = acc / weight[..., None]
