@@ -2,9 +2,9 @@
 
 For each frame, the neighbours within `radius` are warped onto it (pipeline.film.motion). Dust
 uses the two adjacent ones (pipeline.film.dust). Grain reduction is a motion-compensated temporal
-average: each aligned neighbour is weighted per pixel by how well it agrees with the frame after
-both are lightly smoothed (a Gaussian weight in units of the measured grain level), so where the
-alignment failed, or a neighbour has a speck, the frame keeps its own pixels.
+average: each aligned neighbour is weighted per pixel by its mismatch with the frame over 3 x 3
+pixels beyond what the measured grain explains (as non-local means weighs patches), so where the
+alignment failed, fine detail is misaligned, or a neighbour has a speck, the frame keeps its own.
 """
 
 from __future__ import annotations
