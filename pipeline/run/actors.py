@@ -61,6 +61,9 @@ def search_actor_options(
         "max_restarts": max_retries,
         "max_task_retries": max_retries,
         "num_cpus": 1,
+        # two calls at once (WorkQueue.calls_per_actor): the queued unit reads its crops, and the finished
+        # one measures and writes its results, while the running one searches (SearchModel.lock)
+        "max_concurrency": 2,
     }
     if cluster_gpus > 0 and num_gpus_per_search > 0:
         options["num_gpus"] = num_gpus_per_search

@@ -15,8 +15,9 @@ the crops and restorations are and stored with the track's result.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.config import Config
@@ -36,6 +37,9 @@ class SearchModel:
     device: str
     description: str
     random: bool
+    # held while a step searches: a search actor runs two calls at once (search_actor_options), so the
+    # next unit reads its crops and the last one writes its results while this one has the device
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
 
 def load_search_model(model: str, device: str, dtype: str, gaussian_samples: int) -> SearchModel:
@@ -77,12 +81,13 @@ def search_unit(
     pin_torch()
     per_track = [load_crops(p) for p in crops_paths]  # one track per file
     crops = [c for cs in per_track for c in cs]
-    if mode == "anonymize":
-        from pipeline.anon.search import anonymize_unit
+    with model.lock:
+        if mode == "anonymize":
+            from pipeline.anon.search import anonymize_unit
 
-        faces = anonymize_unit(model.G, model.space, crops, cfg, model.device)
-    else:
-        faces = search_tracks(model.G, model.space, crops, cfg, model.device)
+            faces = anonymize_unit(model.G, model.space, crops, cfg, model.device)
+        else:
+            faces = search_tracks(model.G, model.space, crops, cfg, model.device)
     unit = {int(c.track_id) for c in crops}
     identity = measure_identity(_tracks(scan_path, unit), crops, faces) if mode == "restore" else {}
     by_track: dict[int, list[FaceRestoration]] = {}
@@ -112,7 +117,8 @@ def search_anchors_step(
 
     pin_torch()
     crops = load_crops(crops_path)
-    faces, states = search_anchors(model.G, model.space, crops, chunks, cfg, model.device)
+    with model.lock:
+        faces, states = search_anchors(model.G, model.space, crops, chunks, cfg, model.device)
     save_arrays(out, **store.restorations_to_arrays(faces), **states_to_arrays(states))
     return {"faces": len(faces)}
 
@@ -135,7 +141,10 @@ def search_chunk_step(
     crops = load_crops(crops_path)
     states = states_from_arrays(load_arrays(anchors_path))
     after = states[index + 1] if index + 1 < len(states) else None
-    faces = search_chunk(model.G, model.space, crops, chunks, index, states[index], after, cfg, model.device)
+    with model.lock:
+        faces = search_chunk(
+            model.G, model.space, crops, chunks, index, states[index], after, cfg, model.device
+        )
     save_arrays(out, **store.restorations_to_arrays(faces))
     return {"faces": len(faces)}
 
