@@ -215,6 +215,7 @@ def build_corpus(d: Path, quick: bool = False) -> dict[str, Path]:
     c["dpx"] = sequence(d / "dpx", ".dpx", "rgb48le")
     c["tiff_dir"] = sequence(d / "tiff", ".tiff", "rgb48le").parent
     c["png_seq"] = sequence(d / "png", ".png", "rgb24")
+    c["exr_seq"] = sequence(d / "exr", ".exr", "gbrpf32le")  # float scans (VFX plates)
     gap = d / "gap"
     if not gap.exists():
         shutil.copytree(d / "dpx", gap)
@@ -343,6 +344,7 @@ def cases(c: dict[str, Path], out: Path) -> list[Case]:
             "io.preset=sequence-png",
             frames=12,
         ),
+        restore("exr-seq-master-rgb", c["exr_seq"], "ok", ".mkv", "--preset", "master-rgb", frames=12),
         restore("mkv-cut90", c["mkv_cut90"], "ok", frames=None),
         restore("mkv-spots", c["mkv_spots"], "either"),
         # inputs that must fail cleanly
