@@ -21,7 +21,7 @@ import numpy as np
 from pipeline.config import ScanConfig
 from pipeline.faces.detect import FaceDetector, detect_images, make_detector
 from pipeline.faces.merge import exclusive_tracks
-from pipeline.faces.plausible import Refusals, plausible_faces
+from pipeline.faces.plausible import Refusals, iou, plausible_faces
 from pipeline.faces.shots import CutDetector, shots_from_cuts
 from pipeline.faces.track import build_tracks
 from pipeline.types import Detection, Shot, Track
@@ -73,6 +73,8 @@ def is_gray(image: np.ndarray, tolerance: float = 2.0) -> bool:
 
 _OTHER = {"yunet": "centerface", "centerface": "yunet"}  # the detector that confirms doubtful faces
 
+_EMBED_EVERY = 6  # frames between SFace embeddings of faces already seen (see FrameFilter)
+
 Embeddings = dict[int, list[tuple[np.ndarray, np.ndarray]]]  # frame -> [(box [4], SFace embedding [128])]
 
 
@@ -91,6 +93,7 @@ class FrameFilter:
         self.size = source_size
         self.refusals = Refusals()
         self._second: FaceDetector | None = None
+        self._previous: list[np.ndarray] = []  # the boxes kept in the frame before
 
     def _second_opinion(self, image: np.ndarray, index: int) -> list[Detection]:
         if self._second is None:
@@ -102,7 +105,8 @@ class FrameFilter:
     def __call__(
         self, image: np.ndarray, index: int, found: Sequence[Detection]
     ) -> tuple[list[Detection], list[np.ndarray]]:
-        """(the plausible detections, their embeddings; none when `scan.merge_gap` is 0)."""
+        """(the plausible detections, their embeddings: one per detection, or none for this frame;
+        always none when `scan.merge_gap` is 0)."""
         kept = plausible_faces(
             found,
             self.size,
@@ -111,7 +115,14 @@ class FrameFilter:
             second_opinion=lambda: self._second_opinion(image, index),
             refusals=self.refusals,
         )
-        if self.cfg.merge_gap <= 0:
+        previous, self._previous = self._previous, [d.box for d in kept]
+        if self.cfg.merge_gap <= 0 or not kept:
+            return kept, []
+        # SFace costs ~70 ms a face on a CPU: embed a frame's faces when one of them is new (a track
+        # may start there) and every few frames otherwise (a track's last embedding is then at most
+        # that many frames before its end, which identifies the person as well).
+        new = any(all(iou(d.box, b) < 0.3 for b in previous) for d in kept)
+        if not new and index % _EMBED_EVERY:
             return kept, []
         return kept, [_embed(image, d, self.size) for d in kept]
 
