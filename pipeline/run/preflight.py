@@ -25,8 +25,8 @@ log = logging.getLogger(__name__)
 # Largest output side any of our encoders takes (x264/x265/ProRes stop at 16384 or below).
 MAX_OUTPUT_SIDE = {"libx264": 16384, "libx265": 16384, "prores_ks": 16384}
 MAX_OUTPUT_SIDE_DEFAULT = 32768
-# Bytes of working memory per output pixel: the upscaled frame in the source dtype plus float32
-# intermediates of the resampler and compose (measured ~20 for 8-bit; 40 leaves room).
+# Bytes of working memory per output pixel, doubled for deep sources: Lanczos x4 of a 720p frame peaked
+# at 6.6 bytes/px (8-bit) and 25 more (16-bit); compose adds float32 copies of face regions.
 _BYTES_PER_OUTPUT_PIXEL = 40
 # Compressed bytes per output pixel per frame, for the free-space estimate (the work directory holds
 # the encoded parts and the final file for a while: both are counted).
