@@ -272,6 +272,11 @@ def check_checkpoint(model: str) -> None:
             raise CheckpointError(path, "the safetensors header is damaged") from exc
         if not ends or size < 8 + n + max(ends):
             raise CheckpointError(path, "the file ends early (truncated or partial download)")
+        meta = header.get("__metadata__")
+        if not isinstance(meta, dict) or meta.get("format") != "reel-stylegan2":  # cache_format.FORMAT_NAME
+            raise CheckpointError(
+                path, "a safetensors file, but not a reel generator (convert it with `reel models convert`)"
+            )
     elif kind == "rosinality":
         try:
             with zipfile.ZipFile(path) as z:
