@@ -113,7 +113,7 @@ def test_checkpoints_are_checked_without_loading(tmp_path: Path) -> None:
         check_checkpoint(str(pt))
     evil = tmp_path / "evil.pkl"
     evil.write_bytes(b"\x80\x02cbuiltins\neval\nX\x03\x00\x00\x001+1\x85R.")
-    with pytest.raises(UnsafeCheckpointError, match="builtins.eval"):
+    with pytest.raises(UnsafeCheckpointError, match=r"builtins\.eval"):
         check_checkpoint(str(evil))
     text = tmp_path / "notes.pt"
     text.write_text("hello")
