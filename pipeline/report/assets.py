@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 # Frames closer than this are decoded in one pass; farther apart, the reader seeks (cheaper than
 # decoding the frames between, about a GOP of x264's default keyframe interval).
 _SEEK_GAP = 48
+_GOP_GUESS = 250  # frames a seek may decode (x264's default keyframe interval)
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
@@ -36,7 +37,11 @@ def data_uri(image: np.ndarray, fmt: str = "jpeg", quality: int = 82) -> str:
     """An RGB image as a base64 data URI (`fmt` "jpeg" or "png")."""
     import cv2
 
-    bgr = np.ascontiguousarray(to_uint8(image)[..., ::-1])
+    rgb = to_uint8(image)
+    if rgb.ndim == 3 and (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all():
+        bgr = np.ascontiguousarray(rgb[..., 0])  # black and white: one channel (a third of the bytes)
+    else:
+        bgr = np.ascontiguousarray(rgb[..., ::-1])
     if fmt == "jpeg":
         ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
         mime = "image/jpeg"
@@ -127,7 +132,9 @@ def decode_frames(
     deinterlace: str = "off",
     inverse_telecine: bool = False,
 ) -> dict[int, np.ndarray]:
-    """The frames of `video` at `indices` (RGB, as decoded), reading runs of nearby frames in one pass.
+    """The frames of `video` at `indices` (RGB uint8, as decoded). Nearby frames are read in one pass,
+    far ones after a seek; when seeking would decode more than one pass over the whole span (many
+    frames spread over a long film), one pass it is. Only the frames asked for are converted to RGB.
 
     Frames the file does not have are left out (the caller shows no picture for them).
     """
@@ -139,26 +146,28 @@ def decode_frames(
         return {}
     runs: list[list[int]] = [[wanted[0]]]
     for i in wanted[1:]:
-        # inverse telecine numbers frames as it decodes: one pass from frame 0
-        if inverse_telecine or i - runs[-1][-1] <= _SEEK_GAP:
+        if i - runs[-1][-1] <= _SEEK_GAP:
             runs[-1].append(i)
         else:
             runs.append([i])
+    if inverse_telecine or len(runs) * _GOP_GUESS > wanted[-1] - wanted[0]:
+        runs = [wanted]  # inverse telecine numbers frames as it decodes: it reads from frame 0 anyway
     out: dict[int, np.ndarray] = {}
     for run in runs:
         start = 0 if inverse_telecine else run[0]
         keep = set(run)
         try:
-            with iter_frames(
+            reader = iter_frames(
                 video,
                 start=start,
                 end=run[-1] + 1,
                 deinterlace=deinterlace,
                 inverse_telecine=inverse_telecine,
-            ) as reader:
-                for frame in reader:
-                    if frame.index in keep:
-                        out[frame.index] = frame.image
+            )
+            with reader:
+                for index, _, frame in reader.native_frames():
+                    if index in keep:
+                        out[index] = frame.to_ndarray(format="rgb24")
         except PipelineError as exc:
             log.warning("report: frames %d-%d of %s not decoded (%s)", run[0], run[-1], video, exc)
     return out

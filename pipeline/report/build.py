@@ -23,7 +23,7 @@ from pipeline.report.measure import TrackMotion
 log = logging.getLogger(__name__)
 
 MAX_THUMBS = 180  # shot thumbnails per page at most (a long film shows fewer per shot)
-MAX_PICTURED = 240  # face-frames pictured per page at most (a film with many tracks shows fewer each)
+MAX_PICTURED = 160  # face-frames pictured per page at most (a film with many tracks shows fewer each)
 MOTION_READ_SIDE = 128  # px: stored faces larger than this are read with a stride for motion curves
 MAX_PICTURED_MISSES = (
     8  # per track: face-frames that missed the bound or fell back, pictured beyond the sheet

@@ -40,6 +40,8 @@ def test_data_uri_round_trips_png_exactly() -> None:
     decoded = cv2.imdecode(np.frombuffer(base64.b64decode(uri.split(",", 1)[1]), np.uint8), cv2.IMREAD_COLOR)
     np.testing.assert_array_equal(decoded[..., ::-1], image)
     assert data_uri(image.astype(np.float32) / 255) == data_uri(image)  # float in [0, 1] accepted
+    gray = np.repeat(image[..., :1], 3, axis=2)
+    assert len(data_uri(gray, "png")) < len(data_uri(image, "png")) / 2  # one channel for black and white
     with pytest.raises(ValueError):
         data_uri(image, "gif")
 
