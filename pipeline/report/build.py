@@ -194,8 +194,8 @@ def collect(artifacts: ReportArtifacts, faces: Sequence[Mapping[str, Any]], cfg:
                         crop.crop_to_frame,
                     )
         del images
-    for tid, frames in wanted.items():
-        out.sheet[tid] = [pictured[(tid, f)] for f in frames if (tid, f) in pictured]
+    for tid, chosen in wanted.items():
+        out.sheet[tid] = [pictured[(tid, f)] for f in chosen if (tid, f) in pictured]
     if artifacts.spread is not None and Path(artifacts.spread).is_file():
         with np.load(artifacts.spread, allow_pickle=False) as npz:
             out.spread = spread_from_arrays({k: npz[k] for k in npz.files})
