@@ -5,8 +5,9 @@
 
 The same preflight, executors (Ray by default, or in-process), resume and one-line errors as
 `restore`: an existing output is never replaced without --overwrite, and a failed run leaves it
-intact. The original face crops are deleted when the job ends (`anon.keep_crops` keeps them for
-review). Nothing stored, reported or logged carries a search's random start (pipeline.anon.search).
+intact. The original face crops and the scan's SFace embeddings are deleted when the job ends,
+whether it succeeded or not (`anon.keep_crops` keeps them for review). Nothing stored, reported
+or logged carries a search's random start (pipeline.anon.search).
 """
 
 from __future__ import annotations
@@ -91,10 +92,27 @@ def anonymize(
         if not config.anon.keep_crops:  # the original faces leave the work directory with the job
             from pipeline.run.workdir import default_workdir
 
-            shutil.rmtree(default_workdir(output, config.run.workdir) / "crops", ignore_errors=True)
+            forget_faces(default_workdir(output, config.run.workdir))
     if not isinstance(report, AnonReport):
         raise TypeError(f"anonymize: the plan's join returned {type(report).__name__}, not an AnonReport")
     return report
+
+
+def forget_faces(workdir: Path) -> None:
+    """What a job kept of the people filmed leaves the work directory with it: the original face
+    crops, and the SFace embeddings the scan keeps to join one person's tracks (the scan's segments
+    stay, without them: a rerun reuses the stitched tracks)."""
+    import numpy as np
+
+    from pipeline.run.workdir import save_arrays
+
+    shutil.rmtree(workdir / "crops", ignore_errors=True)
+    for path in sorted((workdir / "scan").glob("*/segment-*.npz")):
+        with np.load(path, allow_pickle=False) as a:
+            if not any(k.startswith("emb_") for k in a.files):
+                continue
+            kept = {k: np.array(a[k]) for k in a.files if not k.startswith("emb_")}
+        save_arrays(path, **kept)
 
 
 def _stats(values: Sequence[float]) -> dict[str, float] | None:

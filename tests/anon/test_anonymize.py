@@ -130,6 +130,7 @@ def test_random_starts_are_not_recoverable_from_anything_the_run_writes(two_runs
         data = path.read_bytes()
         if path.suffix == ".npz":  # compressed or not, look inside too
             with np.load(path) as arrays:
+                assert not any(k.startswith("emb_") for k in arrays.files), f"{path}: SFace embeddings kept"
                 data += b"".join(np.ascontiguousarray(arrays[k]).tobytes() for k in arrays.files)
         elif path.suffix == ".npy":
             data += np.ascontiguousarray(np.load(path)).tobytes()
