@@ -185,6 +185,7 @@ class ComposeConfig:
     # Tikhonov damping of the back-projector: the finest frequencies (mostly grain) are corrected
     # gently instead of amplified (0 = exact pseudo-inverse: consistent, but grain flickers ~1.17x)
     project_damping: float = 0.3
+    project_margin_db: float = 3.0  # damped steps that leave a face under bound + this go on undamped
     max_face_stretch: float = 1.25  # a face drawn larger than this x the generator's resolution falls back
     min_inside: float = 0.5  # ... and one whose aligned square is less than this fraction inside the frame
     tone_match: bool = True  # match the pasted face's low-pass tone to the frame

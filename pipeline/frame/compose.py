@@ -419,6 +419,7 @@ def compose_frame(
                 c.project_steps,
                 c.project_target_db,
                 c.project_damping,
+                bound + c.project_margin_db,
             )
             before = proj.psnr_before
         rows.append((p, reason, region, before))

@@ -152,6 +152,7 @@ def project_region(
     steps: int = 12,
     target_db: float = 50.0,  # stop once the region agrees this well
     damping: float = 0.0,  # Tikhonov term of the back-projector, relative to the operator's energy
+    floor_db: float = 0.0,  # with damping: undamped steps follow until the region agrees this well
 ) -> Projection:
     """Back-project the low-resolution residual until the region's downscale equals the source.
 
@@ -180,5 +181,14 @@ def project_region(
         residual = src - _apply(win.wy, win.wx, region)
         after = psnr_of(residual)
         taken += 1
+    if after < floor_db and damping > 0:
+        # Damped steps left too much (footage that is mostly fine grain or noise): exact steps until
+        # the floor is reached, amplified grain being the lesser evil than a broken promise.
+        py, px = np.linalg.pinv(win.wy), np.linalg.pinv(win.wx)
+        while taken < 2 * steps and after < floor_db:
+            region = np.clip(region + m_h * _apply(py, px, residual * m_l), 0.0, 1.0)
+            residual = src - _apply(win.wy, win.wx, region)
+            after = psnr_of(residual)
+            taken += 1
     out[a0:a1, b0:b1] = region.astype(out.dtype)
     return Projection(out, before, after, taken)
