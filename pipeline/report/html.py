@@ -44,6 +44,7 @@ th{background:#eee}.kv td:first-child{color:#555;white-space:nowrap}
 .plot{background:#fff;border:1px solid #ddd}.plot .pt{font-size:12px;font-weight:600}
 .plot .pl{font-size:10px;fill:#444}.plot .pf{fill:#fafafa}.plot .pg{stroke:#e3e3e3}
 .plot .ph{stroke:#c62828;stroke-dasharray:4 3}
+.shots{display:flex;flex-wrap:wrap;gap:6px 14px}.shot{max-width:100%}
 .strip{display:flex;gap:4px;overflow-x:auto;background:#fff;border:1px solid #ddd;padding:4px;margin:4px 0}
 .strip figure{margin:0;font-size:11px;color:#555;text-align:center}.strip img{display:block}
 .sheet{display:flex;flex-wrap:wrap;gap:8px}.face{background:#fff;border:1px solid #ddd;padding:5px;
@@ -167,12 +168,15 @@ def _shots(
             if f in frames:
                 figs.append(_thumb(frames[f], f, cfg))
         parts.append(
-            f'<h3 id="shot-{i}">shot {i}: frames {start}–{end - 1}</h3>'
+            f'<div class="shot" id="shot-{i}"><b>shot {i}</b> '
+            f'<span class="small">frames {start}–{end - 1}</span>'
             + (f'<div class="strip">{"".join(figs)}</div>' if figs else '<p class="small">no thumbnails</p>')
+            + "</div>"
         )
+    more = ""
     if len(shots) > len(thumbs):
-        parts.append(f'<p class="small">{len(shots) - len(thumbs)} more shots without thumbnails</p>')
-    return "".join(parts)
+        more = f'<p class="small">{len(shots) - len(thumbs)} more shots without thumbnails</p>'
+    return f'<div class="shots">{"".join(parts)}</div>{more}'
 
 
 def _track_plots(
