@@ -109,7 +109,8 @@ class SearchConfig:
     # batch that holds those faces (stopped faces otherwise keep costing synthesis; few shapes to compile)
     compact: bool = True
     # search: torch.compile the loop's step: "off", "default", "reduce-overhead" (CUDA graphs),
-    # "max-autotune", "max-autotune-no-cudagraphs"; a GPU option (compiling costs minutes on a CPU)
+    # "max-autotune", "max-autotune-no-cudagraphs"; a GPU option (compiling costs minutes on a CPU), best
+    # with compact off (each batch size compiles its own graphs)
     compile: str = "off"
     share_coarse_layers: int = 0  # W+ layers fixed to the track's first frame (stable identity; 0 = off)
     smooth_sigma: float = 0.0  # Gaussian smoothing of latents over time after the search, frames (0 = off)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 
 import torch
 
@@ -129,7 +130,8 @@ def search(
                 state.select(miss),
                 pull_to=pull_to.select(miss) if pull_to is not None else state.select(miss),
                 warm=torch.ones(int(miss.sum()), dtype=torch.bool, device=dev),
-                settings=settings,
+                # a few faces of any count: compiling a graph for each count would cost more than it saves
+                settings=replace(settings, compile="off"),
                 max_res=None,
             )
             state.latents[miss] = refined.latents
