@@ -48,3 +48,17 @@ def test_exact_projection_is_one_step() -> None:
     assert win is not None
     proj = project_region(out, source * 0.2 + 0.4, win, np.ones((40, 40)), np.ones((20, 20), bool), 1, 200.0)
     assert proj.steps == 1 and proj.psnr_after > 60
+
+
+def test_damped_projection_falls_back_to_exact_steps_to_keep_the_floor() -> None:
+    """White-noise footage is all fine detail: damped steps alone stop short; the floor still holds."""
+    rng = np.random.default_rng(3)
+    source = rng.random((30, 30, 1)) * 0.4 + 0.3  # away from 0 and 1: no clipping in the way
+    win = window((0, 0, 30, 30), (30, 30), (60, 60))
+    assert win is not None
+    mask, lr_mask = np.ones((60, 60)), np.ones((30, 30), bool)
+    damped = project_region(np.full((60, 60, 1), 0.5, np.float32), source, win, mask, lr_mask, 2, 60.0, 0.3)
+    floored = project_region(
+        np.full((60, 60, 1), 0.5, np.float32), source, win, mask, lr_mask, 2, 60.0, 0.3, 45.0
+    )
+    assert damped.psnr_after < 45.0 <= floored.psnr_after
