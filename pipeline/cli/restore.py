@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         f"{report.output}: {report.frames} frames, {report.tracks} face tracks, "
         f"{report.restored}/{report.face_frames} face-frames restored "
         f"({report.met_bound} met the consistency bound) in {report.seconds.get('total', 0.0):.1f}s; "
-        f"report: {report.report_path}"
+        f"report: {report.html_path or report.report_path}"
     )
     if report.random_generator:
         print("NOTE: the face prior was a seeded random TEST generator: the pasted 'faces' are not faces.")
