@@ -75,6 +75,7 @@ _OTHER = {"yunet": "centerface", "centerface": "yunet"}  # the detector that con
 
 _EMBED_EVERY = 6  # frames between SFace embeddings of faces already seen (see FrameFilter)
 
+EMBEDDING_DIM = 128  # SFace embedding length
 Embeddings = dict[int, list[tuple[np.ndarray, np.ndarray]]]  # frame -> [(box [4], SFace embedding [128])]
 
 
@@ -206,7 +207,10 @@ def embeddings_to_arrays(embeddings: Embeddings) -> dict[str, np.ndarray]:
     return {
         "emb_frame": np.array([r[0] for r in rows], np.int64),
         "emb_box": np.array([r[1] for r in rows], np.float32).reshape(-1, 4),
-        "emb_vector": np.array([r[2] for r in rows], np.float32).reshape(len(rows), -1),
+        # A segment without faces still stores [0, D] (reshape(0, -1) cannot infer D).
+        "emb_vector": (
+            np.array([r[2] for r in rows], np.float32) if rows else np.zeros((0, EMBEDDING_DIM), np.float32)
+        ),
     }
 
 

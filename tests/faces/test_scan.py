@@ -145,3 +145,11 @@ def test_smoothing_cuts_alignment_jitter(clip_x4: Clip) -> None:
     # Measured here: the mean jitter drops to about an eighth (0.116 -> 0.014 of the square's side).
     assert np.mean(after) <= 0.3 * np.mean(before)
     assert all(a < b for a, b in zip(after, before, strict=True))
+
+
+def test_a_segment_without_faces_stores_and_reads_back_its_empty_embeddings() -> None:
+    from pipeline.faces.scan import EMBEDDING_DIM, embeddings_from_arrays, embeddings_to_arrays
+
+    arrays = embeddings_to_arrays({})
+    assert arrays["emb_vector"].shape == (0, EMBEDDING_DIM)
+    assert embeddings_from_arrays(arrays) == {}
