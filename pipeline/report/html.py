@@ -21,7 +21,7 @@ from pipeline.config import ReportConfig
 from pipeline.report.build import Collected, SheetFace, crop_box, flagged
 from pipeline.report.plots import PALETTE, Series, bar_chart, line_plot
 
-STAGE_ORDER = ("ray_start", "scan", "crops", "search", "compose", "pipeline", "mux", "report")
+STAGE_ORDER = ("ray_start", "scan", "crops", "search", "spread", "compose", "pipeline", "mux", "report")
 SHEET_PX = 112  # height of each contact-sheet picture
 SPREAD_VMAX = 0.15  # heat map: this per-pixel standard deviation (of values in 0..1) and above is brightest
 INVENTED_LEVEL = 0.05  # the spread above which a pixel counts as "invented" in the figures
