@@ -281,7 +281,7 @@ class FacePlacement:
     crop_size: int  # S: the crop's side in pixels (the face's native size)
 
 
-_told: set[tuple[int, str]] = set()  # (track, reason) already logged: each fallback is said once
+_told: set[tuple[int, str]] = set()  # (track, kind of reason) already logged: said once per track
 
 
 def fallback_reason(
@@ -403,8 +403,9 @@ def compose_frame(
                 out, FacePaste(r.image, to_out, grain_seed(c.grain_seed, r.track_id)), gray, settings
             )
         else:
-            if (r.track_id, reason) not in _told:
-                _told.add((r.track_id, reason))
+            kind = "outside" if reason.endswith("inside the frame") else "size"
+            if (r.track_id, kind) not in _told:
+                _told.add((r.track_id, kind))
                 log.warning("track %d falls back to the consistent upscale: %s", r.track_id, reason)
             pasted = footprint_alpha(to_out, resolution, out.shape[:2], settings)
         region = _face_region(pasted, scale, image.shape[:2], out.shape[:2]) if pasted else None

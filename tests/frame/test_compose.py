@@ -218,6 +218,8 @@ def test_faces_the_prior_cannot_serve_fall_back_to_the_consistent_upscale(
     caplog.set_level("WARNING")
     out, (rec,) = compose_frame(frame, None, placements, True, Config())  # type: ignore[arg-type]
     compose_frame(frame, None, placements, True, Config())  # type: ignore[arg-type]
+    p = placements[0]  # the next frame, the face a little larger: the same reason, not said again
+    compose_frame(frame, None, [replace(p, crop_size=p.crop_size + 2)], True, Config())  # type: ignore[type-var]
     assert rec["fallback"] and "generator" in rec["fallback"] and rec["met_bound_in_frame"]
     assert sum("falls back" in r.message for r in caplog.records) == 1  # said once, not per frame
     plain = upscale(frame, 2)
