@@ -18,6 +18,9 @@ _SEARCH = 40  # px (at 576 lines; 32 at least): how far a moving object may trav
 _MAX_BLOBS = 2000  # candidates examined per frame at most (a frame this dirty is mostly picture)
 _MISALIGN = 1.0  # px of misalignment the detector tolerates (on edges)
 _DISTINCT = 12  # a match at more places than this is no evidence of where an object went
+_CONTEXT = (
+    0.5  # ... a blob's surroundings must differ from the aligned neighbours by less than this x threshold
+)
 _MIN_AREA = 5  # px: smaller blobs are mostly fine texture the warp could not follow, not dust
 
 
@@ -99,7 +102,8 @@ def find_specks(
     threshold: float,
     max_area: int,
 ) -> tuple[np.ndarray, int, int]:
-    """(mask [H, W] bool of pixels to fill, specks found, candidates kept as moving objects)."""
+    """(mask [H, W] bool of pixels to fill, specks found, candidates left alone: moving objects, or
+    blobs whose surroundings the neighbours do not explain)."""
     import cv2
 
     # Where the picture has strong edges a fraction of a pixel of misalignment makes a large difference:
@@ -119,6 +123,8 @@ def find_specks(
     ) & inside  # any channel: colour dirt can differ in hue more than brightness
     if not cand.any():
         return np.zeros_like(cand), 0, 0
+    # How well the better aligned neighbour explains each pixel: around real dust, well.
+    explained = np.minimum(np.abs(dp), np.abs(dn)).max(axis=2)  # [H, W]
     scale = image.shape[0] / 576.0
     area_limit = max(150, round(max_area * scale * scale))
     r = max(32, round(_SEARCH * scale))
@@ -131,6 +137,18 @@ def find_specks(
     for i in order:
         x, yy, w, h, a = boxes[i]
         if a > area_limit or a < _MIN_AREA:
+            continue
+        # Its surroundings must be explained by the neighbours (else the picture itself changes there:
+        # flames, water, a fractal zoom, detail the flow cannot follow) - then it is left alone.
+        e = 4
+        ex0, ey0 = max(0, x - e), max(0, yy - e)
+        ex1, ey1 = min(image.shape[1], x + w + e), min(image.shape[0], yy + h + e)
+        near = (labels[ey0:ey1, ex0:ex1] == i).astype(np.uint8)
+        ring = (cv2.dilate(near, np.ones((2 * e + 1, 2 * e + 1), np.uint8)) > 0) & ~(
+            cv2.dilate(near, np.ones((3, 3), np.uint8)) > 0
+        )
+        if ring.any() and float(explained[ey0:ey1, ex0:ex1][ring].mean()) > _CONTEXT * threshold:
+            objects += 1
             continue
         # Templates: the blob, its core (a blob's rim may be smeared background), the blob with a small
         # rim (a piece of an object is placed by its edges). Any one found moving makes it an object.
