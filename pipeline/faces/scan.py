@@ -153,17 +153,20 @@ def _embed(image: np.ndarray, det: Detection, source_size: tuple[int, int]) -> n
     return embed_face(image, (det.box.reshape(2, 2) * f).reshape(4), det.landmarks * f)
 
 
-def _track_identity(track: Track, end: str, embeddings: Embeddings, n: int = 5) -> np.ndarray | None:
-    """Mean SFace embedding of the first or last `n` real detections of a track (None if none)."""
+def _track_identity(track: Track, end: str, embeddings: Embeddings, n: int = 3) -> np.ndarray | None:
+    """Mean SFace embedding of the first or last `n` embedded real detections of a track, looked for
+    within 2 x _EMBED_EVERY frames of that end (None if none)."""
     rows = [r for r in track.frames if not r.interpolated]
-    rows = rows[:n] if end == "start" else rows[-n:]
+    near = rows[: 2 * _EMBED_EVERY] if end == "start" else rows[::-1][: 2 * _EMBED_EVERY]
     found = []
-    for r in rows:
+    for r in near:
         cands = embeddings.get(r.frame_index, [])
         if cands:
             centre = (r.box[:2] + r.box[2:]) / 2
             _, emb = min(cands, key=lambda c: float(np.hypot(*((c[0][:2] + c[0][2:]) / 2 - centre))))
             found.append(emb)
+        if len(found) == n:
+            break
     if not found:
         return None
     mean = np.mean(found, axis=0)
