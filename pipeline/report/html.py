@@ -112,6 +112,7 @@ def _summary(body: Mapping[str, Any], collected: Collected) -> str:
 def _what_ran(body: Mapping[str, Any]) -> str:
     prov = body.get("provenance", {})
     cfg = body.get("config", {})
+    up = cfg.get("upscale", {})
     rows = [
         ("input", body.get("input")),
         ("output", body.get("output")),
@@ -122,7 +123,8 @@ def _what_ran(body: Mapping[str, Any]) -> str:
         ("model hash", prov.get("model_key")),
         ("settings hash", prov.get("settings_key")),
         ("search seed", cfg.get("search", {}).get("seed")),
-        ("upscale", f"×{cfg.get('upscale', {}).get('scale')} {cfg.get('upscale', {}).get('method')}"),
+        ("upscale", f"×{up.get('scale')} {up.get('model') or up.get('method')}"),
+        ("film cleaning", _film(body.get("film"))),
         ("encoder", cfg.get("io", {}).get("preset")),
         ("footage", "black and white" if body.get("black_and_white") else "colour"),
         ("consistency bound", _num(_bound_db(body), "{:.1f} dB (downscaled PSNR)")),
@@ -131,6 +133,19 @@ def _what_ran(body: Mapping[str, Any]) -> str:
         f"<tr><td>{escape(k)}</td><td>{escape(str(v))}</td></tr>" for k, v in rows if v is not None
     )
     return f'<table class="kv">{cells}</table>'
+
+
+def _film(film: Mapping[str, Any] | None) -> str | None:
+    """film: one line of what whole-frame cleaning changed (None: cleaning was off)."""
+    if not film:
+        return None
+    return (
+        f"{film['deflickered']} frames deflickered, {film['specks_filled']} specks filled, "
+        f"{film['scratches_found']} scratches in {film['scratch_frames']} frames, weave "
+        f"{film['weave_px_mean']:.2f} px mean ({film['weave_px_max']:.1f} max), grain "
+        f"{film['grain_sigma_mean']:.1f} levels reduced in {film['grain_frames']} frames, "
+        f"{film['regrained']} regrained, of {film['frames']} frames"
+    )
 
 
 def _times(body: Mapping[str, Any]) -> str:

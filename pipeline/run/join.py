@@ -145,6 +145,7 @@ def join(summary: PlanSummary, *, context: dict[str, Any]) -> RestoreReport:
         executor=context.get("executor"),
         artifacts=artifacts,
         mode=job.mode,
+        film=film,
     )
     _remove_parts(summary.parts, summary.records)
     log.info(

@@ -162,6 +162,7 @@ def write_report(
     artifacts: ReportArtifacts | None = None,
     prior: Any = None,
     mode: str = "restore",
+    film: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write `OUTPUT.report.json` and (config.report.html) `OUTPUT.report.html`; returns the JSON path.
 
@@ -245,6 +246,7 @@ def write_report(
             for s in collected.spread
         ],
         "seconds": {k: round(v, 3) for k, v in report.seconds.items()},
+        "film": dict(film) if film is not None else None,  # film: what cleaning changed (CleanStats.as_dict)
         "provenance": {
             "reel_version": __version__,
             "model_key": model_key,

@@ -29,6 +29,11 @@ def test_restore_cleans_frames_in_segments(
     assert len(read_video_times(out).pts) == 20
     assert any("film cleaning: frames 20" in r.getMessage() for r in caplog.records)
     assert not list(tmp_path.rglob("*.film.json"))  # the segments' figures are merged and removed
+    import json
+
+    film = json.loads(out.with_name(out.name + ".report.json").read_text())["film"]
+    assert film["frames"] == 20 and film["deflickered"] > 0
+    assert "film cleaning" in out.with_name(out.name + ".report.html").read_text()
 
 
 def test_cartoon_preset_keeps_every_frame_of_a_progressive_source(media: MediaCache, tmp_path: Path) -> None:
