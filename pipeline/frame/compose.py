@@ -354,7 +354,7 @@ def _face_region(
     xa, xb = max(x0, b0), min(x1, b1)
     if yb > ya and xb > xa:
         alpha[ya - a0 : yb - a0, xa - b0 : xb - b0] = pasted.alpha[ya - y0 : yb - y0, xa - x0 : xb - x0]
-    lr_alpha = np.einsum("ia,ab,jb->ij", win.wy, alpha, win.wx)
+    lr_alpha = win.wy @ alpha @ win.wx.T  # the mask's downscale: [lr rows, lr cols]
     return _Region(win, np.clip(2.0 * alpha, 0.0, 1.0), lr_alpha)
 
 

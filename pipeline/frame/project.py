@@ -109,15 +109,15 @@ def _back_projector(w: np.ndarray, damping: float) -> np.ndarray:
     """w^T (w w^T + damping I)^-1: the pseudo-inverse of one axis' downscale (damping 0), or its
     Tikhonov-damped form, which corrects the residual's finest frequencies (where the operator is
     weak and the footage holds mostly grain) only partly per step instead of amplifying them."""
-    if damping <= 0:
-        return np.linalg.pinv(w)
-    g = w @ w.T  # [lr, lr]
-    return np.asarray(w.T @ np.linalg.inv(g + damping * np.eye(g.shape[0])))
+    g = w @ w.T  # [lr, lr]; w has full row rank (each output sample has its own taps)
+    return np.asarray(np.linalg.solve(g + max(damping, 0.0) * np.eye(g.shape[0]), w).T)
 
 
 def _apply(wy: np.ndarray, wx: np.ndarray, x: np.ndarray) -> np.ndarray:
     """wy @ x @ wx.T on each channel of x [a, b, C] -> [wy rows, wx rows, C]."""
-    return np.einsum("ia,abc,jb->ijc", wy, x, wx, optimize=True)
+    a, b, c = x.shape
+    rows = (wy @ x.reshape(a, b * c)).reshape(wy.shape[0], b, c)  # [wy rows, b, C]
+    return np.matmul(wx, rows)  # [wy rows, wx rows, C]: wx applied to each row's [b, C]
 
 
 @dataclass(frozen=True)
@@ -162,32 +162,37 @@ def project_region(
     """
     (y0, y1), (x0, x1) = win.ly, win.lx
     (a0, a1), (b0, b1) = win.hy, win.hx
-    src = np.asarray(source[y0:y1, x0:x1], np.float64)
-    py, px = _back_projector(win.wy, damping), _back_projector(win.wx, damping)  # [hr, lr]
-    region = np.asarray(out[a0:a1, b0:b1], np.float64)
-    m_h = np.asarray(hr_mask, np.float64)[..., None]
-    m_l = np.asarray(lr_mask, np.float64)[..., None]
+    # float32 inside the loop: twice as fast, and far finer than any output's quantisation.
+    f32 = np.float32
+    src = np.asarray(source[y0:y1, x0:x1], f32)
+    wy, wx = win.wy.astype(f32), win.wx.astype(f32)
+    py, px = (_back_projector(w, damping).astype(f32) for w in (win.wy, win.wx))  # [hr, lr]
+    region = np.asarray(out[a0:a1, b0:b1], f32)
+    m_h = np.asarray(hr_mask, f32)[..., None]
+    m_l = np.asarray(lr_mask, f32)[..., None]
     weight = lr_mask.astype(np.float64)
 
     def psnr_of(r: np.ndarray) -> float:
-        mse = float(((r**2).mean(axis=2) * weight).sum() / max(float(weight.sum()), 1e-9))
+        mse = float(
+            ((r.astype(np.float64) ** 2).mean(axis=2) * weight).sum() / max(float(weight.sum()), 1e-9)
+        )
         return 100.0 if mse <= 1e-10 else 10.0 * float(np.log10(1.0 / mse))
 
-    residual = src - _apply(win.wy, win.wx, region)
+    residual = src - _apply(wy, wx, region)
     before = after = psnr_of(residual)
     taken = 0
     while taken < steps and after < target_db:
         region = np.clip(region + m_h * _apply(py, px, residual * m_l), 0.0, 1.0)
-        residual = src - _apply(win.wy, win.wx, region)
+        residual = src - _apply(wy, wx, region)
         after = psnr_of(residual)
         taken += 1
     if after < floor_db and damping > 0:
         # Damped steps left too much (footage that is mostly fine grain or noise): exact steps until
         # the floor is reached, amplified grain being the lesser evil than a broken promise.
-        py, px = np.linalg.pinv(win.wy), np.linalg.pinv(win.wx)
+        py, px = (_back_projector(w, 0.0).astype(f32) for w in (win.wy, win.wx))
         while taken < 2 * steps and after < floor_db:
             region = np.clip(region + m_h * _apply(py, px, residual * m_l), 0.0, 1.0)
-            residual = src - _apply(win.wy, win.wx, region)
+            residual = src - _apply(wy, wx, region)
             after = psnr_of(residual)
             taken += 1
     out[a0:a1, b0:b1] = region.astype(out.dtype)
