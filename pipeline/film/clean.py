@@ -179,7 +179,7 @@ def _chain(frames: Iterable[VideoFrame], f: FilmConfig) -> Iterator[Work]:
             )
         residual = work.info.pop("grain_residual", None)
         if f.grain == "regrain" and residual is not None:
-            profile = grain_profile(luma(work.image), residual)
+            profile = grain_profile(luma(work.image), residual, work.info.get("grain_sigma"))
             work.image = add_grain(work.image, profile, f.grain_seed, work.frame.index)
             work.info["regrained"] = True
         if f.line_denoise > 0:

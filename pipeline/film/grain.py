@@ -15,8 +15,12 @@ import numpy as np
 _BANDS = 8  # brightness bands the grain strength is measured in
 
 
-def grain_profile(y: np.ndarray, residual: np.ndarray) -> np.ndarray:
-    """[_BANDS] grain std (0..1) per brightness band of the cleaned luma `y` ([H, W])."""
+def grain_profile(y: np.ndarray, residual: np.ndarray, sigma: float | None = None) -> np.ndarray:
+    """[_BANDS] grain std (0..1) per brightness band of the cleaned luma `y` ([H, W]).
+
+    The shape over brightness comes from what the reduction removed (`residual`); its level, when
+    `sigma` (the grain measured against the aligned neighbours) is given, from `sigma`: a temporal
+    average removes only part of the grain, so the residual alone under-states it."""
     band = np.clip((y[::3, ::3] * _BANDS).astype(np.int32), 0, _BANDS - 1)
     r = residual[::3, ::3]
     overall = float(1.4826 * np.median(np.abs(r)))
@@ -25,6 +29,8 @@ def grain_profile(y: np.ndarray, residual: np.ndarray) -> np.ndarray:
         sel = r[band == b]
         if sel.size >= 64:
             prof[b] = 1.4826 * float(np.median(np.abs(sel)))
+    if sigma is not None and overall > 1e-6:
+        prof *= sigma / overall
     return prof
 
 
