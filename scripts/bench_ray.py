@@ -220,10 +220,14 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         "search.warm_steps=2",
         "search.gaussian_samples=2000",
         "compose.max_face_stretch=8",
+        # the plan's scaling is measured, not the faces' projection (seconds per frame on a CPU)
+        f"compose.project={str(args.project).lower()}",
+        "report.spread_k=0",
         "io.preset=master-ffv1",
     ]
     if args.executor == "ray":
-        sets.append(f"run.num_cpus={args.cpus}")
+        # one search actor per CPU: without GPUs the default is a single actor
+        sets += [f"run.num_cpus={args.cpus}", f"run.search_actors={args.cpus}"]
     report = restore(args.clip, args.out, load_config(sets=sets))
     return {"seconds": report.seconds, "faces": report.restored, "tracks": report.tracks}
 
@@ -254,6 +258,7 @@ def bench_pipeline(args: argparse.Namespace) -> dict[str, Any]:
             str(args.segment),
         ]
         cmd += ["--workdir", str(tmp / f"{name}.work"), "--timeline", str(timeline)]
+        cmd += ["--project"] if args.project else []
         wall, peak, out = _sampled(cmd)
         result = json.loads(out)
         line = json.loads(timeline.read_text())
@@ -465,10 +470,14 @@ def main() -> int:
     p.add_argument("--seconds", type=float, default=10.0, help="clip length (25 frames/s, 640x360)")
     p.add_argument("--long", type=float, default=4.0, help="the memory run's clip is this many times longer")
     p.add_argument("--segment", type=int, default=50, help="run.segment_frames")
+    p.add_argument(
+        "--project", action="store_true", help="the faces' consistency projection on (slow on CPU)"
+    )
     r = sub.add_parser("run-one")
     for name in ("--clip", "--out", "--model", "--executor", "--workdir", "--timeline"):
         r.add_argument(name, required=True)
     r.add_argument("--cpus", type=int, default=1)
+    r.add_argument("--project", action="store_true", help="the faces' consistency projection on")
     r.add_argument("--segment", type=int, default=50)
     s = sub.add_parser("scaling")
     s.add_argument("--frames", type=int, default=240)

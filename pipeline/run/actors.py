@@ -111,6 +111,7 @@ class WorkQueue:
         default_factory=collections.deque
     )
     _actor_load: list[int] = field(default_factory=list)
+    _retired: set[int] = field(default_factory=set)  # actors that take no more calls
     completed: int = 0
 
     def __post_init__(self) -> None:
@@ -124,6 +125,27 @@ class WorkQueue:
             raise JobError("cannot replace actors while actor calls are running")
         self.actors = list(actors)
         self._actor_load = [0] * len(self.actors)
+        self._retired = set()
+
+    def retire_idle(self, keep: int) -> list[Any]:
+        """Stop giving calls to idle actors beyond `keep` live ones; returns them (to be killed, which
+        gives their CPUs or GPUs back to tasks while the other actors finish)."""
+        live = [i for i in range(len(self.actors)) if i not in self._retired]
+        idle = [i for i in live if self._actor_load[i] == 0]
+        out = []
+        for i in idle[: max(0, len(live) - keep)]:
+            self._retired.add(i)
+            out.append(self.actors[i])
+        return out
+
+    @property
+    def live_actors(self) -> int:
+        return len(self.actors) - len(self._retired)
+
+    @property
+    def actor_calls(self) -> int:
+        """Actor calls queued or running."""
+        return len(self._waiting_actor) + sum(1 for p in self._in_flight.values() if p.actor is not None)
 
     @property
     def in_flight(self) -> int:
@@ -143,7 +165,10 @@ class WorkQueue:
 
     def _admit(self) -> None:
         while self._waiting_actor:
-            index = min(range(len(self.actors)), key=self._actor_load.__getitem__)
+            live = [i for i in range(len(self.actors)) if i not in self._retired]
+            if not live:
+                raise JobError(f"{self._waiting_actor[0][0]}: no actors to run it")
+            index = min(live, key=self._actor_load.__getitem__)
             if self._actor_load[index] >= self.calls_per_actor:
                 break
             label, start, on_done = self._waiting_actor.popleft()

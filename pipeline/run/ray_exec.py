@@ -148,6 +148,13 @@ class _RayRun:
             # Every search is done: give the actors' GPUs and CPUs back to the compose tasks.
             self.queue.set_actors([])
             self._release_actors()
+        elif self.actors:
+            # Actors beyond the search work that can run now (queued or running) give their resources
+            # back: on a CPU-only machine an idle actor may hold the CPU the crops task its next unit
+            # waits for. Actors are started again when a search step is ready and none is left.
+            ready = sum(1 for s in self.schedule.ready() if s.search)
+            for actor in self.queue.retire_idle(keep=ready + self.queue.actor_calls):
+                self.ray.kill(actor)
         self._submit_ready()
 
     def _run_driver_step(self, step: Step) -> None:
@@ -160,8 +167,9 @@ class _RayRun:
     def _start_actors(self) -> None:
         from pipeline.run.actors import ModelActor, default_actor_count, search_actor_options, unit_error
 
-        if self.actors:
+        if self.queue.live_actors:
             return
+        self._release_actors()  # retired ones
         cfg = self.job.config
         run = cfg.run
         custom = self.cluster.resources.get(run.search_resource, 0.0) if run.search_resource else 0.0
@@ -178,6 +186,9 @@ class _RayRun:
             cluster_resource=custom,
         )
         count = min(count, max(1, self.schedule.pending(search=True)))  # never more actors than units
+        if not options.get("num_gpus"):
+            # Actors that take whole CPUs leave one for the tasks (crops, compose) they wait for.
+            count = min(count, max(1, int(self.cluster.cpus) - 1))
         actor_class = self.ray.remote(ModelActor)
         args = (str(cfg.prior.model), run.device, cfg.prior.dtype, cfg.search.gaussian_samples)
         # Named (reel-search-<run>-<i> in the "reel" namespace) so operators and tests can find them.

@@ -58,6 +58,24 @@ def describe_model(model: SearchModel) -> dict[str, Any]:
     return {"description": model.description, "random": model.random, "device": model.device}
 
 
+def _identity(
+    tracks: Sequence[Any], crops: Sequence[Any], faces: Sequence[FaceRestoration]
+) -> dict[int, Any]:
+    """`report.measure_identity`, or nothing (with a warning) when OpenCV's SFace fails: it has been
+    seen to raise a dnn graph assertion in a long-lived Ray search actor, and a metric must never stop
+    a restore (the report then says identity was not measured for those tracks)."""
+    import cv2
+
+    from pipeline.run.report import measure_identity
+
+    try:
+        return measure_identity(tracks, crops, faces)
+    except cv2.error as exc:
+        ids = sorted({int(t.track_id) for t in tracks})
+        log.warning("identity of track(s) %s not measured: SFace failed: %s", ids, str(exc).strip()[-200:])
+        return {}
+
+
 def _tracks(scan_path: str, ids: set[int]) -> list[Any]:
     from pipeline.faces import store
     from pipeline.run.workdir import load_arrays
@@ -75,7 +93,6 @@ def search_unit(
 ) -> dict[str, int]:
     """Search one unit (whole tracks advanced in lockstep batches), measure each track's identity,
     store both per track."""
-    from pipeline.run.report import measure_identity
     from pipeline.search.units import search_tracks
 
     pin_torch()
@@ -89,7 +106,7 @@ def search_unit(
         else:
             faces = search_tracks(model.G, model.space, crops, cfg, model.device)
     unit = {int(c.track_id) for c in crops}
-    identity = measure_identity(_tracks(scan_path, unit), crops, faces) if mode == "restore" else {}
+    identity = _identity(_tracks(scan_path, unit), crops, faces) if mode == "restore" else {}
     by_track: dict[int, list[FaceRestoration]] = {}
     for face in faces:
         by_track.setdefault(int(face.track_id), []).append(face)
@@ -159,7 +176,6 @@ def join_chunks(
 ) -> dict[str, int]:
     """Join a chunked track's anchors and chunks into its result, measure its identity, store both."""
     from pipeline.faces import store
-    from pipeline.run.report import measure_identity
     from pipeline.run.workdir import load_arrays
     from pipeline.search.units import join_chunked
 
@@ -168,7 +184,7 @@ def join_chunks(
     parts = [store.restorations_from_arrays(load_arrays(p)) for p in chunk_paths]
     faces = join_chunked(anchors, parts)
     tid = int(crops[0].track_id)
-    identity = measure_identity(_tracks(scan_path, {tid}), crops, faces)
+    identity = _identity(_tracks(scan_path, {tid}), crops, faces)
     save_track(out[0], out[1], faces, identity.get(tid))
     log.info(
         "track %d: %d frames restored in %d chunks, mean consistency %.1f dB",

@@ -59,6 +59,7 @@ def _config(model: Path | None, workdir: Path, *extra: str) -> Config:
         "run.device=cpu",
         "run.segment_frames=6",  # 16 frames -> 3 segments, encoded in parallel
         "io.preset=master-ffv1",
+        "report.spread_k=0",  # no "where invented" re-searches: the plan's own steps only
         *extra,
     ]
     if model is not None:
@@ -134,7 +135,7 @@ def test_ray_equals_in_process_frame_for_frame(reference: Reference, face_video:
     assert local_report.keys() == ray_report.keys()
     assert ray_report["faces"] == local_report["faces"]
     assert {f["track_id"] for f in ray_report["faces"]} == {0, 1, 2}
-    assert set(ray_report["faces"][0]) == {"track_id", "frame", "psnr_db", "met_bound", "steps"}
+    assert {"track_id", "frame", "psnr_db", "met_bound", "steps"} <= set(ray_report["faces"][0])
     _assert_same_identity(ray_report, local_report)
 
 
