@@ -183,6 +183,20 @@ def test_an_actor_that_keeps_dying_fails_the_job_naming_the_unit() -> None:
         queue.drain(timeout=120)
 
 
+def test_idle_actors_retire_and_take_no_more_calls() -> None:
+    """An idle actor beyond the search work that can run gives its resources back (a CPU-only machine
+    would otherwise starve the tasks a search waits for); the live ones keep taking calls."""
+    queue = WorkQueue(max_in_flight=2, actors=["a", "b", "c"])
+    started: list[str] = []
+    queue.submit_actor("busy", lambda actor: started.append(actor) or ("ref", actor), lambda r: None)
+    assert started == ["a"]
+    assert queue.retire_idle(keep=2) == ["b"]  # "a" is busy; one idle actor is kept
+    assert (queue.live_actors, queue.actor_calls) == (2, 1)
+    queue.submit_actor("next", lambda actor: started.append(actor) or ("ref2", actor), lambda r: None)
+    assert started == ["a", "c"]  # never the retired one
+    assert queue.retire_idle(keep=0) == []  # both are busy
+
+
 def test_actor_sizing() -> None:
     assert default_actor_count(None, cluster_gpus=4, num_gpus_per_search=0.5, cluster_resource=0) == 8
     assert default_actor_count(None, cluster_gpus=0, num_gpus_per_search=1.0, cluster_resource=0) == 1
