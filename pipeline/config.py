@@ -171,7 +171,7 @@ class AnonConfig:
     min_face: int = 16  # an aligned face smaller than this (source px) is masked, not searched
     max_face_ratio: float = 4.0  # ... and one larger than this x the generator's resolution
     max_yaw: float = 0.45  # ... and a profile: nose off the eye midline by more than this x the eye distance
-    max_outside: float = 0.2  # ... and one whose aligned square lies more than this fraction outside the frame
+    max_outside: float = 0.2  # ... and one whose aligned square lies more this fraction outside the frame
     keep_crops: bool = False  # keep the original face crops in the work directory (review); default: deleted
     measure_identity: bool = True  # audit: SFace cosine between each original and anonymised face-frame
 

@@ -33,8 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.cli import main as reel
     from pipeline.faces.synthetic import render, standard_shots, write_video
     from pipeline.prior.cache_format import save_generator
-    from pipeline.prior.stylegan2 import make_random_generator
     from pipeline.prior.load import RANDOM_SOURCE_PREFIX
+    from pipeline.prior.stylegan2 import make_random_generator
 
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)

@@ -40,13 +40,6 @@ class ReportArtifacts:
     compose_records: Sequence[Path] = ()  # JSON files, each a list of compose records (frame.compose)
     spread: Path | None = None  # npz in report.spread.spread_to_arrays format
 
-    def __post_init__(self) -> None:  # accept str paths (the plan's summary holds strings)
-        object.__setattr__(self, "workdir", Path(self.workdir))
-        for name in ("crops", "restorations", "compose_records"):
-            object.__setattr__(self, name, tuple(Path(p) for p in getattr(self, name)))
-        if self.spread is not None:
-            object.__setattr__(self, "spread", Path(self.spread))
-
     def to_json(self) -> dict[str, Any]:
         def rel(p: Path) -> str:
             p = Path(p)

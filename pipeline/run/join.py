@@ -135,7 +135,13 @@ def join(summary: PlanSummary, *, context: dict[str, Any]) -> RestoreReport:
     )
     report.input = job.input
     # the report reads crops, restorations and compose records before the records are removed
-    artifacts = ReportArtifacts(job.workdir, summary.crops, summary.tracks, summary.records, summary.spread)
+    artifacts = ReportArtifacts(
+        Path(job.workdir),
+        [Path(p) for p in summary.crops],
+        [Path(p) for p in summary.tracks],
+        [Path(p) for p in summary.records],
+        Path(summary.spread) if summary.spread else None,
+    )
     report.report_path = write_report(
         report,
         scanned,
