@@ -67,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"Input:   {clip_path}")
     print(f"Output:  {restored}  (2x upscaled, faces pasted back, audio and timestamps kept)")
-    print(f"Report:  {restored.with_name(restored.name + '.report.json')}  (tracks, per-face consistency)")
+    print(f"Report:  {restored.with_name(restored.name + '.report.html')}  (open it in a browser)")
+    print("         (.report.json beside it holds the same figures for machines)")
     print(f"Work:    {out / 'work'}  (tracks, crops, latents; a rerun reuses them)")
     print()
     print(
