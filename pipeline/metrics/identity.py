@@ -8,6 +8,7 @@ Used to measure identity kept along a track when restoring, and identity removed
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
@@ -18,6 +19,9 @@ from pipeline.faces.detect import _package_file
 from pipeline.types import FaceCrop, FaceRestoration
 
 SAME_PERSON_COSINE = 0.363  # OpenCV's published threshold for SFace (cosine distance type)
+# OpenCV 5's dnn graph is not reentrant: two threads in one net at once break it for good (every later
+# call fails `buf.shape() == m.shape()`). Search actors take two calls at once (prefetch), so one lock.
+_RECOGNIZER_LOCK = threading.Lock()
 
 
 @lru_cache(maxsize=1)
@@ -44,9 +48,10 @@ def embed_face(image: np.ndarray, box: np.ndarray, landmarks: np.ndarray) -> np.
     row = np.array(
         [[x0, y0, x1 - x0, y1 - y0, *np.asarray(landmarks, np.float32).reshape(-1), 1.0]], np.float32
     )
-    rec = _recognizer()
-    aligned = rec.alignCrop(bgr, row)  # [112, 112, 3]
-    feature = np.asarray(rec.feature(aligned), np.float32).reshape(-1)  # [128]
+    with _RECOGNIZER_LOCK:
+        rec = _recognizer()
+        aligned = rec.alignCrop(bgr, row)  # [112, 112, 3]
+        feature = np.asarray(rec.feature(aligned), np.float32).reshape(-1)  # [128]
     return feature / max(float(np.linalg.norm(feature)), 1e-12)
 
 

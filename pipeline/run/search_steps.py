@@ -22,6 +22,7 @@ from typing import Any
 
 from pipeline.config import Config
 from pipeline.run.frames import pin_torch
+from pipeline.run.report import measure_identity
 from pipeline.run.steps import load_crops, save_track
 from pipeline.types import FaceRestoration
 
@@ -58,24 +59,6 @@ def describe_model(model: SearchModel) -> dict[str, Any]:
     return {"description": model.description, "random": model.random, "device": model.device}
 
 
-def _identity(
-    tracks: Sequence[Any], crops: Sequence[Any], faces: Sequence[FaceRestoration]
-) -> dict[int, Any]:
-    """`report.measure_identity`, or nothing (with a warning) when OpenCV's SFace fails: it has been
-    seen to raise a dnn graph assertion in a long-lived Ray search actor, and a metric must never stop
-    a restore (the report then says identity was not measured for those tracks)."""
-    import cv2
-
-    from pipeline.run.report import measure_identity
-
-    try:
-        return measure_identity(tracks, crops, faces)
-    except cv2.error as exc:
-        ids = sorted({int(t.track_id) for t in tracks})
-        log.warning("identity of track(s) %s not measured: SFace failed: %s", ids, str(exc).strip()[-200:])
-        return {}
-
-
 def _tracks(scan_path: str, ids: set[int]) -> list[Any]:
     from pipeline.faces import store
     from pipeline.run.workdir import load_arrays
@@ -106,7 +89,7 @@ def search_unit(
         else:
             faces = search_tracks(model.G, model.space, crops, cfg, model.device)
     unit = {int(c.track_id) for c in crops}
-    identity = _identity(_tracks(scan_path, unit), crops, faces) if mode == "restore" else {}
+    identity = measure_identity(_tracks(scan_path, unit), crops, faces) if mode == "restore" else {}
     by_track: dict[int, list[FaceRestoration]] = {}
     for face in faces:
         by_track.setdefault(int(face.track_id), []).append(face)
@@ -184,7 +167,7 @@ def join_chunks(
     parts = [store.restorations_from_arrays(load_arrays(p)) for p in chunk_paths]
     faces = join_chunked(anchors, parts)
     tid = int(crops[0].track_id)
-    identity = _identity(_tracks(scan_path, {tid}), crops, faces)
+    identity = measure_identity(_tracks(scan_path, {tid}), crops, faces)
     save_track(out[0], out[1], faces, identity.get(tid))
     log.info(
         "track %d: %d frames restored in %d chunks, mean consistency %.1f dB",
