@@ -52,9 +52,10 @@ def spread_step(model: Any, cfg: Config, crops_paths: Sequence[str], out: str) -
     from pipeline.run.workdir import save_arrays
 
     crops = sample_faces(list(load_crops(Path(p) for p in crops_paths).values()), len(crops_paths))
-    spreads = invented_spread(
-        model.G, model.space, crops, cfg.search, k=cfg.report.spread_k, device=model.device
-    )
+    with model.lock:  # the device is the search's: one search at a time on a worker (see SearchModel)
+        spreads = invented_spread(
+            model.G, model.space, crops, cfg.search, k=cfg.report.spread_k, device=model.device
+        )
     save_arrays(out, **spread_to_arrays(spreads))
     return {"spread": len(spreads)}
 
