@@ -83,6 +83,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     root = tmp_path_factory.mktemp("cluster")
     # A short temp dir: Ray's unix socket paths must stay under ~107 characters.
     temp_dir = Path("/tmp") / f"reel-ray-{os.getpid()}"
+    # Each node its own: two nodes on one host sharing a session directory also share the unpacked
+    # job package, and one node's runtime-env agent re-extracts it while the other imports from it
+    # (modules vanish mid-run: "No module named 'pipeline.run.steps'"). Real nodes never share it.
+    worker_temp_dir = temp_dir.with_name(temp_dir.name + "-w")
     # The job's entry point runs `python`: the nodes get this virtualenv first on PATH, as a user's
     # activated environment would be.
     env = ray_env({"PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"})
@@ -112,6 +116,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
                 "--node-ip-address=127.0.0.1",
                 "--num-cpus=2",
                 f"--resources={json.dumps({RESOURCE: 2})}",
+                f"--temp-dir={worker_temp_dir}",
                 *_node_ports(),
             ],
             root / "worker.log",
@@ -124,6 +129,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
             if proc is not None:
                 _stop(proc)
         shutil.rmtree(temp_dir, ignore_errors=True)
+        shutil.rmtree(worker_temp_dir, ignore_errors=True)
 
 
 def _wait_for_nodes(address: str, env: dict[str, str], root: Path) -> str:
