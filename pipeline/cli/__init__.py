@@ -13,6 +13,7 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from pipeline import __version__
 from pipeline.errors import PipelineError
@@ -27,6 +28,31 @@ COMMANDS: dict[str, str] = {
     "models": "pipeline.cli.models",
     "report": "pipeline.cli.report",
 }
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where and how a restore or anonymise job runs (`apply_run_arguments` puts them in the config)."""
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    parser.add_argument(
+        "--executor",
+        choices=("ray", "local"),
+        help="ray (default: embedded or --address) or local (in-process)",
+    )
+    parser.add_argument(
+        "--address", help="Ray cluster address (HOST:PORT, auto or ray://...); sets run.address"
+    )
+    parser.add_argument("--workdir", help="work directory (default: OUTPUT.work beside the output)")
+    add_config_arguments(parser)
+
+
+def apply_run_arguments(config: Any, args: argparse.Namespace) -> Any:
+    """`config` (a pipeline.config.Config) with --model, --executor, --address and --workdir applied."""
+    from dataclasses import replace
+
+    if getattr(args, "model", None) is not None:
+        config = replace(config, prior=replace(config.prior, model=args.model))
+    run_options = {"executor": args.executor, "address": args.address, "workdir": args.workdir}
+    return replace(config, run=replace(config.run, **{k: v for k, v in run_options.items() if v is not None}))
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:

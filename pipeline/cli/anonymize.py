@@ -6,7 +6,7 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
-from pipeline.cli import add_config_arguments
+from pipeline.cli import add_run_arguments, apply_run_arguments
 
 HELP = "anonymise a video: replace every face by a synthetic one (or mask it), with an audit sidecar"
 
@@ -20,22 +20,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="face prior (StyleGAN2 checkpoint file or model-zoo name) that invents the synthetic faces; "
         "without one every face is masked (anon.fallback: blur or fill)",
     )
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     parser.add_argument(
         "--keep-crops",
         action="store_true",
         help="keep the original face crops in the work directory for review (default: deleted at the end)",
     )
-    parser.add_argument(
-        "--executor",
-        choices=("ray", "local"),
-        help="ray (default: embedded or --address) or local (in-process)",
-    )
-    parser.add_argument(
-        "--address", help="Ray cluster address (HOST:PORT, auto or ray://...); sets run.address"
-    )
-    parser.add_argument("--workdir", help="work directory (default: OUTPUT.work beside the output)")
-    add_config_arguments(parser)
+    add_run_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,14 +34,9 @@ def run(args: argparse.Namespace) -> int:
 
     # The anonymize preset (recall-first scan, no upscale) comes first; later presets and --set win.
     config = load_config(["anonymize", *args.preset], list(args.sets))
-    if args.model is not None:
-        config = replace(config, prior=replace(config.prior, model=args.model))
     if args.keep_crops:
         config = replace(config, anon=replace(config.anon, keep_crops=True))
-    run_options = {"executor": args.executor, "address": args.address, "workdir": args.workdir}
-    config = replace(
-        config, run=replace(config.run, **{k: v for k, v in run_options.items() if v is not None})
-    )
+    config = apply_run_arguments(config, args)
     report = anonymize(args.input, args.output, config, overwrite=args.overwrite)
     print(report.summary())
     print(f"audit: {report.audit_path}" + (f", report: {report.html_path}" if report.html_path else ""))

@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from pipeline.cli import add_config_arguments
+from pipeline.cli import add_run_arguments, apply_run_arguments
 
 HELP = "restore a video: upscale every frame and re-encode with audio, timestamps and colour tags kept"
 
@@ -22,17 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="face prior (StyleGAN2 checkpoint file or model-zoo name): detect, track and restore every "
         "face by latent search (the restored detail is invented, not recovered); sets prior.model",
     )
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    parser.add_argument(
-        "--executor",
-        choices=("ray", "local"),
-        help="ray (default: embedded or --address) or local (in-process)",
-    )
-    parser.add_argument(
-        "--address", help="Ray cluster address (HOST:PORT, auto or ray://...); sets run.address"
-    )
-    parser.add_argument("--workdir", help="work directory (default: OUTPUT.work beside the output)")
-    add_config_arguments(parser)
+    add_run_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,13 +34,8 @@ def run(args: argparse.Namespace) -> int:
     if args.scale is not None:
         sets.append(f"upscale.scale={args.scale}")
     config = load_config(args.preset, sets)
-    if args.model is not None:
-        config = replace(config, prior=replace(config.prior, model=args.model))
     config = _sequence_preset(config, args.output)
-    run_options = {"executor": args.executor, "address": args.address, "workdir": args.workdir}
-    config = replace(
-        config, run=replace(config.run, **{k: v for k, v in run_options.items() if v is not None})
-    )
+    config = apply_run_arguments(config, args)
     report = restore(args.input, args.output, config, overwrite=args.overwrite)
     if config.prior.model is None:
         fps = report.frames / max(report.seconds.get("total", 0.0), 1e-9)
