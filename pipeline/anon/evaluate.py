@@ -99,18 +99,6 @@ def people(count: int = 4) -> list[Person]:
     return out
 
 
-def _background(seed: int, size: tuple[int, int]) -> np.ndarray:
-    import cv2
-
-    rng = np.random.default_rng(seed)
-    w, h = size
-    out = np.zeros((h, w, 3), np.float32)
-    for cells, weight in ((3, 0.6), (12, 0.3), (48, 0.1)):
-        noise = rng.random((cells * h // w + 2, cells + 2, 3)).astype(np.float32)
-        out += weight * cv2.resize(noise, (w, h), interpolation=cv2.INTER_CUBIC)
-    return np.clip(out * rng.uniform(0.4, 0.9, 3), 0, 1)
-
-
 def anon_clip(
     lengths: Sequence[int] = (12, 10),  # frames of the two shots
     size: tuple[int, int] = (384, 216),  # (w, h), even
@@ -121,6 +109,8 @@ def anon_clip(
     """Two shots of two people each (see the module docstring); the first shot has the occlusion
     and the blurred frame."""
     import cv2
+
+    from pipeline.faces.synthetic import background
 
     folk = people(count)
     w, h = size
@@ -137,7 +127,7 @@ def anon_clip(
     for shot, (length, plan) in enumerate(zip(lengths, plans, strict=False)):
         if clip.frames:
             clip.cuts.append(len(clip.frames))
-        bg = _background(seed * 10 + shot + 1, size)
+        bg = background(seed * 10 + shot + 1, size, ((3, 0.6), (12, 0.3), (48, 0.1)), (0.4, 0.9))
         for t in range(length):
             a = t / max(length - 1, 1)
             index = len(clip.frames)

@@ -76,15 +76,20 @@ class Clip:
     truth: list[list[tuple[int, np.ndarray, np.ndarray]]] = field(default_factory=list)
 
 
-def _background(seed: int, size: tuple[int, int]) -> np.ndarray:
-    """Smooth random texture: low-frequency noise at a few scales, plus a tint per shot."""
+def background(
+    seed: int,
+    size: tuple[int, int],  # (w, h)
+    scales: tuple[tuple[int, float], ...] = ((4, 0.5), (16, 0.3), (64, 0.2)),  # (cells across, weight)
+    tint: tuple[float, float] = (0.5, 1.0),  # range of the per-channel gain
+) -> np.ndarray:
+    """Smooth random texture [h, w, 3] in [0, 1]: low-frequency noise at a few scales, plus a tint."""
     rng = np.random.default_rng(seed)
     w, h = size
     out = np.zeros((h, w, 3), np.float32)
-    for cells, weight in ((4, 0.5), (16, 0.3), (64, 0.2)):
+    for cells, weight in scales:
         noise = rng.random((cells * h // w + 2, cells + 2, 3)).astype(np.float32)
         out += weight * cv2.resize(noise, (w, h), interpolation=cv2.INTER_CUBIC)
-    return np.clip(out * rng.uniform(0.5, 1.0, 3), 0, 1)
+    return np.clip(out * rng.uniform(*tint, 3), 0, 1)
 
 
 def render(
@@ -108,7 +113,7 @@ def render(
     for shot in shots:
         if frames:
             cuts.append(len(frames))
-        bg = _background(shot.background_seed, size)
+        bg = background(shot.background_seed, size)
         for t in range(shot.length):
             a = t / max(shot.length - 1, 1)
             canvas = bg.copy()
