@@ -3,9 +3,10 @@
 The plan (`pipeline.run.plan`) and the steps (`pipeline.run.steps`, `pipeline.run.search_steps`)
 never ask which mode they run; they call what the job's `Mode` holds and obey its flags. Restore's
 mode is defined by the entry point (`pipeline.run.restore.RESTORE`); anonymise's by its own
-package (`pipeline.anon.mode.ANONYMIZE`), so `pipeline.run` never imports `pipeline.anon`, and anonymise's safety rules (never chunked, only
-servable crops, the person's crops forgotten when the job ends) are properties of its record: every
-entry point that runs a plan in that mode obeys them, whichever function it was called through.
+package (`pipeline.anon.mode.ANONYMIZE`), so `pipeline.run` never imports `pipeline.anon`, and
+anonymise's safety rules (never chunked, only servable crops, the person's crops forgotten when the
+job ends) are properties of its record: every entry point that runs a plan in that mode obeys them,
+whichever function it was called through.
 
 A Mode is sent to Ray workers with the steps' arguments: every function in it is a module-level
 function (pickled by reference), and the record is frozen.
