@@ -13,7 +13,7 @@ from pipeline.config import Config, load_config
 from pipeline.faces import store
 from pipeline.run import steps
 from pipeline.run.plan import build_plan, segments
-from pipeline.run.restore import make_job, restore
+from pipeline.run.restore import RESTORE, make_job, restore
 from pipeline.run.workdir import load_arrays
 
 
@@ -48,7 +48,7 @@ def test_a_segmented_scan_stitches_into_the_tracks_of_one_scan(face_video: Path,
         parts.append(str(tmp_path / f"segment-{s}.npz"))
         steps.scan_segment(str(face_video), info, cfg, s, e, total, parts[-1])
     assert len(parts) == 3
-    steps.stitch_scan(cfg, parts, str(tmp_path / "scan.npz"))
+    steps.stitch_scan(cfg, parts, str(tmp_path / "scan.npz"), RESTORE)
     stitched = store.scan_from_arrays(load_arrays(tmp_path / "scan.npz"))
     whole = steps.scan_whole(face_video, cfg)
 
