@@ -59,12 +59,16 @@ def scan_from_arrays(a: Mapping[str, np.ndarray]) -> AnonScan:
 
 
 def stitch_arrays(
-    result: ScanResult, detections: Mapping[int, list[Detection]], cfg: Config
+    result: ScanResult, detections: Mapping[int, Sequence[Detection]], cfg: Config
 ) -> dict[str, np.ndarray]:
     """What the stitch step stores in anonymize mode: `result` with its tracks completed (lone
     detections kept, gaps bridged, ends extended) and the kind of every face-frame."""
     tracks, kinds = complete_tracks(
-        result.shots, result.tracks, dict(detections), cfg.anon, (result.start, result.end)
+        result.shots,
+        result.tracks,
+        {k: list(v) for k, v in detections.items()},
+        cfg.anon,
+        (result.start, result.end),
     )
     done = replace(result, tracks=tuple(tracks))
     count = sum(len(v) for v in detections.values())

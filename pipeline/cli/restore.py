@@ -27,8 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pipeline import INVENTED_DETAIL_NOTICE
+    from pipeline.api import restore
     from pipeline.config import load_config
-    from pipeline.run.restore import restore
 
     sets = list(args.sets)
     if args.scale is not None:
