@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import yaml
@@ -38,6 +39,8 @@ from pipeline.run.mode import Mode
 from pipeline.run.restore import RESTORE
 
 log = logging.getLogger(__name__)
+
+RESTORE_ONLY: Mapping[str, Mode[Any]] = MappingProxyType({"restore": RESTORE})  # the default `modes`
 
 _MANIFEST_KEYS = {"preset", "set", "output_dir", "items", "mode"}
 _ITEM_KEYS = {"input", "output", "preset", "set", "mode"}
@@ -50,9 +53,7 @@ class BatchItem:
     presets: tuple[str, ...] = ()
     overrides: tuple[dict[str, Any], ...] = ()  # nested mappings, applied in order
     where: str = ""  # "MANIFEST: items[3]" for messages
-    mode: str = (
-        "restore"  # a mode's name, as the batch's `modes` hold them (`reel batch`: restore, anonymize)
-    )
+    mode: str = "restore"  # a mode's name, a key of the batch's `modes`
 
 
 @dataclass(frozen=True)
@@ -105,11 +106,10 @@ def _as_overrides(value: Any, where: str) -> tuple[dict[str, Any], ...]:
 
 
 def load_manifest(
-    path: str | Path, modes: Mapping[str, Mode[Any]] | None = None
+    path: str | Path, modes: Mapping[str, Mode[Any]] = RESTORE_ONLY
 ) -> tuple[list[BatchItem], tuple[str, ...], tuple[dict[str, Any], ...]]:
     """Items of a manifest, and the manifest-wide presets and overrides; errors name file and item.
-    `modes`: the modes an item may name (default: restore only)."""
-    modes = modes if modes is not None else {"restore": RESTORE}
+    `modes`: the modes an item may name, by name."""
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text())
@@ -197,7 +197,7 @@ def run_batch(
     sets: Sequence[str] = (),
     overwrite: bool = False,
     restore: RestoreFn | None = None,
-    modes: Mapping[str, Mode[Any]] | None = None,
+    modes: Mapping[str, Mode[Any]] = RESTORE_ONLY,
 ) -> BatchReport:
     """Restore every item of `manifest`; a failed item is logged and reported, the others go on.
     `modes`: the modes items may name (`mode: anonymize`), by name (default: restore only).
@@ -205,18 +205,18 @@ def run_batch(
     `restore(input, output, config)` defaults to the executor each item's config names (Ray by
     default, sharing one Ray instance for the whole batch).
     """
-    modes = modes if modes is not None else {"restore": RESTORE}
     items, manifest_presets, manifest_overrides = load_manifest(manifest, modes)
+    item_modes = [modes[item.mode] for item in items]
     configs = [
         item_config(
             item,
-            modes[item.mode],
+            mode,
             presets=presets,
             sets=sets,
             manifest_presets=manifest_presets,
             manifest_overrides=manifest_overrides,
         )
-        for item in items
+        for item, mode in zip(items, item_modes, strict=True)
     ]  # every item's settings are checked before anything runs
     report = BatchReport(manifest=str(manifest))
     with contextlib.ExitStack() as stack:
@@ -231,7 +231,7 @@ def run_batch(
                 stack.enter_context(ray_session(configs[0].run))
                 ray_started = True
 
-        _run_items(items, [modes[i.mode] for i in items], configs, report, overwrite, restore, ensure_ray)
+        _run_items(items, item_modes, configs, report, overwrite, restore, ensure_ray)
     return report
 
 
