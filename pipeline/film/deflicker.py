@@ -84,7 +84,9 @@ def persistent_steps(offsets: np.ndarray, curve: np.ndarray) -> tuple[int, int]:
     return lo, hi
 
 
-def gain(past: list[np.ndarray | None], own: np.ndarray | None, future: list[np.ndarray | None]) -> np.ndarray:
+def gain(
+    past: list[np.ndarray | None], own: np.ndarray | None, future: list[np.ndarray | None]
+) -> np.ndarray:
     """[3] gains bringing the centre frame onto its window's brightness trend (ones: no flicker)."""
     offsets, curve = chain(past, own, future)
     lo, hi = persistent_steps(offsets, curve)

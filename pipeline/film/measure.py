@@ -72,7 +72,10 @@ def flicker_left(out: Sequence[np.ndarray], bad: Sequence[np.ndarray], clean: Se
 
 
 def error_left(
-    out: Sequence[np.ndarray], bad: Sequence[np.ndarray], clean: Sequence[np.ndarray], masks: Sequence[np.ndarray]
+    out: Sequence[np.ndarray],
+    bad: Sequence[np.ndarray],
+    clean: Sequence[np.ndarray],
+    masks: Sequence[np.ndarray],
 ) -> float:
     """Absolute error left inside the [H, W] bool `masks` (one a frame) ÷ the error added there."""
     added = left = 0.0
