@@ -155,10 +155,12 @@ def check_frames(input: Path, info: VideoInfo, config: Config) -> VideoInfo:
         raise DecodeError(input, "its video stream has no frames")
     if config.io.inverse_telecine:
         return info
+    declared: float | None
+    missing: float
     if video.frame_count_stated:
         declared, unit = video.frame_count, "frames"
         missing = 0 if not declared else max(0, declared - present)
-        slack = max(2, (declared or 0) // 100)  # rate x duration estimates are off by a frame or two
+        slack: float = max(2, (declared or 0) // 100)  # rate x duration estimates are off by a frame or two
     else:
         declared_s = video.duration or info.duration
         steps = sorted(b - a for a, b in itertools.pairwise(pts))
