@@ -49,7 +49,8 @@ def chain(
 
 
 def trend_at_centre(offsets: np.ndarray, values: np.ndarray) -> np.ndarray | None:
-    """[d] the robust polynomial trend of `values` ([n, d]) at offset 0, or None (too few frames).
+    """[d] the robust polynomial trend of `values` ([n, d]) at offset 0, or None (too few frames): a
+    quadratic from `_QUADRATIC` frames on, a straight line below.
 
     Least squares, then once more with points far from the first fit (a flash, a bad measurement)
     given little weight (Tukey's biweight on the residuals' robust spread)."""

@@ -21,6 +21,8 @@ from pipeline.film.window import Work, gray8, is_cut, sliding, thumbnail
 
 _WIDTH = 384  # phase correlation runs on a copy about this wide (shifts are scaled back)
 _MIN_RESPONSE = 0.03  # a correlation peak weaker than this is not a shift of the same picture
+_TILES = 3  # the shift is the median over a grid of this many tiles a side ...
+_MIN_TILES = 5  # ... when this many of them have a clear peak
 _MIN_JITTER_PX = 0.25  # frame-to-frame jitter (robust std, px) below this is no weave: the shot is left alone
 
 
@@ -43,6 +45,28 @@ def shift_between(a: np.ndarray, b: np.ndarray, window: np.ndarray) -> np.ndarra
     return None if response < _MIN_RESPONSE else np.array([dx, dy])
 
 
+def global_shift(a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
+    """[2] the picture's shift from `a` to `b` (reduced px): the median of the shifts of a 3 x 3 grid
+    of tiles, so an object moving on its own (a car, a hand) does not pass for the camera's motion;
+    the whole frame's shift where too few tiles have texture enough. None: no shift measured."""
+    import cv2
+
+    h, w = a.shape
+    th, tw = h // _TILES, w // _TILES
+    found = []
+    if th >= 16 and tw >= 16:
+        hann = cv2.createHanningWindow((tw, th), cv2.CV_32F)
+        for i in range(_TILES):
+            for j in range(_TILES):
+                ys, xs = slice(i * th, (i + 1) * th), slice(j * tw, (j + 1) * tw)
+                s = shift_between(a[ys, xs], b[ys, xs], hann)
+                if s is not None:
+                    found.append(s)
+    if len(found) >= _MIN_TILES:
+        return np.asarray(np.median(np.stack(found), axis=0))
+    return shift_between(a, b, cv2.createHanningWindow((w, h), cv2.CV_32F))
+
+
 def translate(image: np.ndarray, d: np.ndarray) -> np.ndarray:
     """`image` moved by d = (dx, dy) source px (cubic; uncovered edges mirrored)."""
     import cv2
@@ -55,19 +79,14 @@ def translate(image: np.ndarray, d: np.ndarray) -> np.ndarray:
 
 def _with_steps(works: Iterator[Work]) -> Iterator[tuple[Work, np.ndarray | None]]:
     """Each frame with its shift from the previous frame (source px; None at the start or a break)."""
-    import cv2
-
     prev: np.ndarray | None = None
     prev_thumb: np.ndarray | None = None
-    hann: np.ndarray | None = None
     for work in works:
         small, f = _small(work.image)
         thumb = thumbnail(work.image)
         step = None
         if prev is not None and prev.shape == small.shape and not is_cut(prev_thumb, thumb):
-            if hann is None or hann.shape != small.shape:
-                hann = cv2.createHanningWindow(small.shape[::-1], cv2.CV_32F)
-            s = shift_between(prev, small, hann)
+            s = global_shift(prev, small)
             step = None if s is None else s * f
         prev, prev_thumb = small, thumb
         yield work, step
