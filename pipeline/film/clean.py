@@ -1,6 +1,6 @@
 """Whole-frame film cleaning: the entry point the frame reader calls before anything sees pixels.
 
-    frames ─► deflicker ─► weave ─► dust + grain reduce ─► scratches ─► regrain / line denoise ─► quantise
+    frames ─► deflicker ─► weave ─► scratches ─► dust + grain reduce ─► regrain / line denoise ─► quantise
 
 Every stage is a pure function of a fixed window of its input (see pipeline.film.window), so a
 frame's result depends only on the `context(cfg)` frames either side: segments cleaned separately
@@ -105,6 +105,7 @@ def context(cfg: Config | FilmConfig) -> tuple[int, int]:
     """(before, after): frames of overlap the cleaner needs either side of a range to clean it exactly."""
     f = cfg.film if isinstance(cfg, Config) else cfg
     r = (f.deflicker_radius if f.deflicker else 0) + (f.weave_radius if f.weave else 0) + _temporal_radius(f)
+    r += 1 if f.scratches else 0  # a scratch must persist into the neighbouring frames
     return r, r
 
 
@@ -149,7 +150,7 @@ def _chain(frames: Iterable[VideoFrame], f: FilmConfig) -> Iterator[Work]:
     """The stages, as generators over the working pictures."""
     from pipeline.film.deflicker import deflicker
     from pipeline.film.grain import add_grain, grain_profile, line_denoise
-    from pipeline.film.scratch import remove_scratches
+    from pipeline.film.scratch import scratch_stage
     from pipeline.film.temporal import temporal_clean
     from pipeline.film.weave import stabilise
     from pipeline.film.window import luma
@@ -161,6 +162,8 @@ def _chain(frames: Iterable[VideoFrame], f: FilmConfig) -> Iterator[Work]:
         works = deflicker(works, f.deflicker_radius, f.deflicker_max_gain)
     if f.weave:
         works = stabilise(works, f.weave_radius, f.weave_max_px)
+    if f.scratches:  # before the temporal stage: its average would smear a line that stays put
+        works = scratch_stage(works, f.scratch_threshold, f.scratch_max_width)
     radius = _temporal_radius(f)
     if radius:
         works = temporal_clean(
@@ -173,10 +176,6 @@ def _chain(frames: Iterable[VideoFrame], f: FilmConfig) -> Iterator[Work]:
             strength=f.grain_strength,
         )
     for work in works:
-        if f.scratches:
-            work.image, work.info["scratches"] = remove_scratches(
-                work.image, f.scratch_threshold, f.scratch_max_width
-            )
         residual = work.info.pop("grain_residual", None)
         if f.grain == "regrain" and residual is not None:
             profile = grain_profile(luma(work.image), residual, work.info.get("grain_sigma"))
