@@ -21,6 +21,7 @@ _DISTINCT = 12  # a match at more places than this is no evidence of where an ob
 _CONTEXT = (
     0.5  # ... a blob's surroundings must differ from the aligned neighbours by less than this x threshold
 )
+_AGREE = 0.3  # a blob's neighbours differ from each other by less than this x their difference to it
 _MIN_AREA = 5  # px: smaller blobs are mostly fine texture the warp could not follow, not dust
 
 
@@ -138,6 +139,14 @@ def find_specks(
         x, yy, w, h, a = boxes[i]
         if a > area_limit or a < _MIN_AREA:
             continue
+        # A one-frame event: over the blob the two neighbours agree with each other far better than
+        # with the frame (where they disagree, the picture itself moves there: a car, a hand).
+        sel = labels[yy : yy + h, x : x + w] == i
+        apart = float(np.abs(prev_w - next_w)[yy : yy + h, x : x + w][sel].mean())
+        off = float(np.abs(image - both)[yy : yy + h, x : x + w][sel].mean())
+        if apart > _AGREE * off:
+            objects += 1
+            continue
         # Its surroundings must be explained by the neighbours (else the picture itself changes there:
         # flames, water, a fractal zoom, detail the flow cannot follow) - then it is left alone.
         e = 4
@@ -145,9 +154,9 @@ def find_specks(
         ex1, ey1 = min(image.shape[1], x + w + e), min(image.shape[0], yy + h + e)
         near = (labels[ey0:ey1, ex0:ex1] == i).astype(np.uint8)
         ring = (cv2.dilate(near, np.ones((2 * e + 1, 2 * e + 1), np.uint8)) > 0) & ~(
-            cv2.dilate(near, np.ones((3, 3), np.uint8)) > 0
+            cv2.dilate(near, np.ones((5, 5), np.uint8)) > 0
         )
-        if ring.any() and float(explained[ey0:ey1, ex0:ex1][ring].mean()) > _CONTEXT * threshold:
+        if ring.any() and float(np.median(explained[ey0:ey1, ex0:ex1][ring])) > _CONTEXT * threshold:
             objects += 1
             continue
         # Templates: the blob, its core (a blob's rim may be smeared background), the blob with a small
