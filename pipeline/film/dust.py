@@ -22,6 +22,7 @@ _CONTEXT = (
     0.5  # ... a blob's surroundings must differ from the aligned neighbours by less than this x threshold
 )
 _AGREE = 0.3  # a blob's neighbours differ from each other by less than this x their difference to it
+_BORDER = 4  # px: blobs this close to the frame's edge are left alone
 _MIN_AREA = 5  # px: smaller blobs are mostly fine texture the warp could not follow, not dust
 
 
@@ -138,6 +139,9 @@ def find_specks(
     for i in order:
         x, yy, w, h, a = boxes[i]
         if a > area_limit or a < _MIN_AREA:
+            continue
+        if min(x, yy) < _BORDER or x + w > image.shape[1] - _BORDER or yy + h > image.shape[0] - _BORDER:
+            objects += 1  # at the frame's edge picture enters and leaves: the flow cannot vouch for it
             continue
         # A one-frame event: over the blob the two neighbours agree with each other far better than
         # with the frame (where they disagree, the picture itself moves there: a car, a hand).

@@ -166,6 +166,7 @@ def camera_clip(
     light: float = 0.08,  # scene brightness goes smoothly from 1 - light to 1 + light over the clip
     sprite: np.ndarray | None = None,  # [h, w, 3] uint8 an object crossing the picture (an ellipse of it)
     sprite_px: float = 5.0,  # ... its speed across the picture (px per frame, against the pan)
+    switch: float = 0.0,  # a light switched on half way: brightness x (1 + switch) from then on
 ) -> list[np.ndarray]:
     """[frames] clean [h, w, 3] uint8 pictures of a camera moving over `photo` as a camera does:
     sub-pixel positions along a smooth path (a pan with a sway about it), light changing slowly, and
@@ -180,7 +181,9 @@ def camera_clip(
     t = np.arange(frames, dtype=np.float64)
     xs = sway_px + 4 + pan_px * t + sway_px * np.sin(2 * np.pi * t / 24.0)
     ys = (small.shape[0] - h) / 2 + 0.5 * sway_px * np.sin(2 * np.pi * t / 37.0 + 1.0)
-    gains = 1.0 - light * np.cos(np.pi * t / max(1, frames - 1))
+    gains = (1.0 - light * np.cos(np.pi * t / max(1, frames - 1))) * np.where(
+        t >= frames // 2, 1.0 + switch, 1.0
+    )
     out = []
     for i in range(frames):
         m = np.array([[1.0, 0.0, -xs[i]], [0.0, 1.0, -ys[i]]])
