@@ -25,6 +25,7 @@ _DARK, _BRIGHT = 0.02, 0.98  # ... from pixels inside this range in both frames 
 _MIN_FLICKER = 0.006  # frame-to-frame wobble of log brightness (robust std) below this: no flicker
 _STEP = 0.08  # a change of log brightness this large that persists is light, not flicker ...
 _STEADY = 4.0  # ... when it is this many times the spread of the curve on either side of it
+_ABOVE_FLICKER = 3.0  # ... and this many times the frame-to-frame flicker
 _SIDE = 4  # frames either side a persistent step is judged on
 
 
@@ -70,13 +71,14 @@ def persistent_steps(offsets: np.ndarray, curve: np.ndarray) -> tuple[int, int]:
     step of brightness (light switched, a cut the thumbnails missed): flicker goes up and comes back."""
     y = curve.mean(axis=1)
     lo, hi = int(offsets[0]), int(offsets[-1])
+    least = max(_STEP, _ABOVE_FLICKER * wobble(curve))  # under heavy flicker a run of dark frames is no step
     for i in range(1, len(y)):
         before, after = y[max(0, i - _SIDE) : i], y[i : i + _SIDE]
         if len(before) < 2 or len(after) < 2:
             continue
         jump = float(np.median(after) - np.median(before))
         spread = max(float(np.median(np.abs(s - np.median(s)))) for s in (before, after))
-        if abs(jump) > _STEP and abs(jump) > _STEADY * spread:
+        if abs(jump) > least and abs(jump) > _STEADY * spread:
             if offsets[i] <= 0:
                 lo = max(lo, int(offsets[i]))
             else:

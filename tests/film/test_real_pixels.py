@@ -13,14 +13,14 @@ from pipeline.film import measure as M
 from pipeline.film import synthetic as S
 from pipeline.film.clean import CleanStats, clean_frames
 
-SIZE, FRAMES = (192, 128), 30
+SIZE, FRAMES = (256, 160), 30
 
 
 @pytest.fixture(scope="module")
 def street() -> list[np.ndarray]:
     import cv2
 
-    cat = cv2.resize(skimage.data.chelsea()[60:180, 120:300], (48, 32), interpolation=cv2.INTER_AREA)
+    cat = cv2.resize(skimage.data.chelsea()[60:180, 120:300], (64, 40), interpolation=cv2.INTER_AREA)
     return S.camera_clip(skimage.data.astronaut(), SIZE, FRAMES, sprite=cat)
 
 
@@ -46,6 +46,14 @@ def test_clean_real_footage_comes_out_unharmed(street: list[np.ndarray]) -> None
     assert stats.weave_px_max < 0.5  # no jitter: the camera's path is left as it is
 
 
+@pytest.mark.parametrize("light", [{"light": 0.3}, {"light": 0.0, "switch": 0.3}], ids=["fade", "switch"])
+def test_a_fade_and_a_light_switched_on_are_not_flicker(light: dict[str, float]) -> None:
+    clip = S.camera_clip(skimage.data.astronaut(), SIZE, FRAMES, **light)
+    out, _ = newsreel(clip)
+    harm = M.harm(out, clip)
+    assert harm["brightness"] <= 0.03 and harm["psnr_min"] >= 30
+
+
 def test_real_defects_on_real_footage_are_reduced(street: list[np.ndarray]) -> None:
     shape = street[0].shape[:2]
     bad, _ = S.add_flicker(street, 0.12, seed=1)
@@ -53,9 +61,6 @@ def test_real_defects_on_real_footage_are_reduced(street: list[np.ndarray]) -> N
     bad = S.add_scratches(bad, [70])
     out, _ = newsreel(bad)
     assert M.flicker_left(out, bad, street) <= 0.3
-    assert M.error_left(out, bad, street, M.speck_masks(specks, shape, FRAMES)) <= SPECKS_LEFT
-    assert M.error_left(out, bad, street, M.scratch_masks([70], shape, FRAMES)) <= 0.3
+    assert M.error_left(out, bad, street, M.speck_masks(specks, shape, FRAMES)) <= 0.15
+    assert M.error_left(out, bad, street, M.scratch_masks([70], shape, FRAMES)) <= 0.2
     assert M.psnr(np.stack(out), np.stack(street)) >= M.psnr(np.stack(bad), np.stack(street)) + 5
-
-
-SPECKS_LEFT = 0.35
