@@ -22,6 +22,7 @@ _CONTEXT = (
     0.5  # ... a blob's surroundings must differ from the aligned neighbours by less than this x threshold
 )
 _AGREE = 0.3  # a blob's neighbours differ from each other by less than this x their difference to it
+_ONE_SIDED = 4  # with both neighbours on one side, blobs this many times smaller and agreement as much closer
 _BORDER = 4  # px: blobs this close to the frame's edge are left alone
 _MIN_AREA = 5  # px: smaller blobs are mostly fine texture the warp could not follow, not dust
 
@@ -103,6 +104,7 @@ def find_specks(
     inside: np.ndarray,  # [H, W] bool where both warped neighbours show picture (not an edge entering)
     threshold: float,
     max_area: int,
+    one_sided: bool = False,  # both neighbours on one side (a clip's first or last frame): stricter
 ) -> tuple[np.ndarray, int, int]:
     """(mask [H, W] bool of pixels to fill, specks found, candidates left alone: moving objects, or
     blobs whose surroundings the neighbours do not explain)."""
@@ -128,7 +130,8 @@ def find_specks(
     # How well the better aligned neighbour explains each pixel: around real dust, well.
     explained = np.minimum(np.abs(dp), np.abs(dn)).max(axis=2)  # [H, W]
     scale = image.shape[0] / 576.0
-    area_limit = max(150, round(max_area * scale * scale))
+    area_limit = max(150, round(max_area * scale * scale)) // (_ONE_SIDED if one_sided else 1)
+    agree = _AGREE / (_ONE_SIDED if one_sided else 1)
     r = max(32, round(_SEARCH * scale))
     prev_pad = np.pad(prev_raw, ((r, r), (r, r), (0, 0)), constant_values=-4.0)
     next_pad = np.pad(next_raw, ((r, r), (r, r), (0, 0)), constant_values=-4.0)
@@ -148,7 +151,7 @@ def find_specks(
         sel = labels[yy : yy + h, x : x + w] == i
         apart = float(np.abs(prev_w - next_w)[yy : yy + h, x : x + w][sel].mean())
         off = float(np.abs(image - both)[yy : yy + h, x : x + w][sel].mean())
-        if apart > _AGREE * off:
+        if apart > agree * off:
             objects += 1
             continue
         # Its surroundings must be explained by the neighbours (else the picture itself changes there:

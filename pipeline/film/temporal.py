@@ -79,7 +79,15 @@ def temporal_clean(
             pw, nw = aligned[a], aligned[b]
             raw = {off: n.image for off, n in zip(offsets, neighbours, strict=True)}
             mask, specks, objects = find_specks(
-                image, pw, nw, raw[a], raw[b], warps[a][1] & warps[b][1], dust_threshold, dust_max_area
+                image,
+                pw,
+                nw,
+                raw[a],
+                raw[b],
+                warps[a][1] & warps[b][1],
+                dust_threshold,
+                dust_max_area,
+                a > 0 or b < 0,
             )
             if specks:
                 image = image.copy()
