@@ -13,6 +13,8 @@ Do no harm (issue 19 item 3): each clean clip cleaned, against its source (worst
 Defects removed (item 2): flicker ±12 % (per channel, with noise), 15 specks a frame, a vertical
 scratch, all added to the clean clip; the cleaned clip against the clean one:
   flicker_left <= 0.2   specks_left <= 0.1   scratch_left <= 0.2   psnr_gain_db >= 5
+Gate jitter (up to ±2 px a frame) added alone: the mean shift of a frame against the clean one
+before and after (jitter_added_px, jitter_left_px; the camera's own path must stay).
 FFmpeg's `deflicker`, `hqdn3d` and `tmedian` run on the same clips in the same run (raw RGB piped
 through the ffmpeg binary) and are measured the same way. Speed: frames cleaned per second of wall
 time (shared 2-core CPU). The last line is a JSON summary.
@@ -111,6 +113,15 @@ def defect_figures(
     }
 
 
+def jitter_figures(clean: list[np.ndarray], seed: int) -> dict[str, float]:
+    """Gate jitter of up to ±2 px (x and y, each frame) added to the clean clip: the mean shift of a
+    frame against the clean one before and after the newsreel cleaning (px)."""
+    bad, _ = S.add_weave(clean, 2.0, seed=seed)
+    out, _ = newsreel(bad)
+    shift = lambda clip: float(np.mean([M.frame_shift(a, b) for a, b in zip(clip, clean, strict=True)]))  # noqa: E731
+    return {"jitter_added_px": shift(bad), "jitter_left_px": shift(out)}
+
+
 def evaluate(clips: dict[str, list[np.ndarray]], seed: int) -> dict[str, dict[str, dict[str, float]]]:
     """{method: {clip: figures}}: the do-no-harm figures (on the clean clip) and the defect figures."""
     methods = {
@@ -123,7 +134,10 @@ def evaluate(clips: dict[str, list[np.ndarray]], seed: int) -> dict[str, dict[st
         for method, fn in methods.items():
             kept, _ = fn(clean)
             fixed, fps = fn(bad)
+            jitter = jitter_figures(clean, seed) if method == "reel newsreel" else {}
             rows[method][name] = {
+                **dict.fromkeys(("jitter_added_px", "jitter_left_px"), float("nan")),
+                **jitter,
                 **M.harm(kept, clean),
                 **defect_figures(fixed, bad, clean, masks),
                 "fps": fps,
@@ -133,7 +147,7 @@ def evaluate(clips: dict[str, list[np.ndarray]], seed: int) -> dict[str, dict[st
 
 def table(rows: dict[str, dict[str, dict[str, float]]]) -> list[str]:
     keys = ["shift_px", "brightness", "block_levels", "psnr_min", "flicker_left", "specks_left"]
-    keys += ["scratch_left", "psnr_gain_db", "fps"]
+    keys += ["scratch_left", "psnr_gain_db", "jitter_added_px", "jitter_left_px", "fps"]
     lines = [f"{'method':17s} {'clip':10s} " + " ".join(f"{k:>12s}" for k in keys)]
     for method, per_clip in rows.items():
         for clip, m in per_clip.items():
@@ -141,18 +155,19 @@ def table(rows: dict[str, dict[str, dict[str, float]]]) -> list[str]:
     return lines
 
 
-def summary(rows: dict[str, dict[str, dict[str, float]]]) -> dict[str, dict[str, float | bool]]:
+def summary(rows: dict[str, dict[str, dict[str, float]]]) -> dict[str, dict[str, float | bool | None]]:
     """Per method: the worst do-no-harm figures over clips, the mean defect figures, whether it meets
     the issue's goals."""
-    out: dict[str, dict[str, float | bool]] = {}
+    out: dict[str, dict[str, float | bool | None]] = {}
     for method, per_clip in rows.items():
         ms = list(per_clip.values())
         s: dict[str, float | bool] = {k: max(m[k] for m in ms) for k in HARM_GOALS}
         s["psnr_min"] = min(m["psnr_min"] for m in ms)
-        s.update({k: float(np.mean([m[k] for m in ms])) for k in [*GOALS, "psnr_gain_db", "fps"]})
+        means = [*GOALS, "psnr_gain_db", "jitter_added_px", "jitter_left_px", "fps"]
+        s.update({k: float(np.mean([m[k] for m in ms])) for k in means})
         s["no_harm"] = all(float(s[k]) <= v for k, v in HARM_GOALS.items()) and float(s["psnr_min"]) >= 30
         s["defects_goal"] = all(float(s[k]) <= v for k, v in GOALS.items()) and float(s["psnr_gain_db"]) >= 5
-        out[method] = s
+        out[method] = {k: None if isinstance(v, float) and np.isnan(v) else v for k, v in s.items()}
     return out
 
 
