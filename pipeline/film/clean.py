@@ -38,6 +38,7 @@ class CleanStats:
     Sums, so the stats of segments add up to those of the whole run (`merge`)."""
 
     frames: int = 0  # frames handed out
+    flicker_found: int = 0  # frames whose window's brightness wobbles from frame to frame (else left alone)
     deflickered: int = 0  # frames whose gain moved by more than 0.5 %
     gain_change_sum: float = 0.0  # sum over frames of the largest |gain - 1| of the three channels
     specks_filled: int = 0  # dust/dirt blobs filled
@@ -45,6 +46,7 @@ class CleanStats:
     objects_kept: int = 0  # speck candidates found in both neighbours nearby: moving objects, left alone
     scratch_frames: int = 0  # frames with at least one line scratch
     scratches_found: int = 0  # scratches summed over frames
+    jitter_found: int = 0  # frames whose window's positions jitter from frame to frame (else left alone)
     weave_frames: int = 0  # frames moved by 0.02 px or more
     weave_px_sum: float = 0.0  # sum over frames of the shift applied (px)
     weave_px_max: float = 0.0  # largest shift applied (px)
@@ -59,6 +61,8 @@ class CleanStats:
             change = float(np.max(np.abs(info["gain"] - 1.0)))
             self.gain_change_sum += change
             self.deflickered += change > 0.005
+        self.flicker_found += bool(info.get("flicker_found", False))
+        self.jitter_found += bool(info.get("jitter_found", False))
         self.specks_filled += int(info.get("specks", 0))
         self.speck_pixels += int(info.get("speck_px", 0))
         self.objects_kept += int(info.get("objects_kept", 0))

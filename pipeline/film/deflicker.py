@@ -88,16 +88,17 @@ def persistent_steps(offsets: np.ndarray, curve: np.ndarray) -> tuple[int, int]:
 
 def gain(
     past: list[np.ndarray | None], own: np.ndarray | None, future: list[np.ndarray | None]
-) -> np.ndarray:
-    """[3] gains bringing the centre frame onto its window's brightness trend (ones: no flicker)."""
+) -> tuple[np.ndarray, bool]:
+    """([3] gains bringing the centre frame onto its window's brightness trend, whether the window
+    flickers at all: without flicker the gains are ones)."""
     offsets, curve = chain(past, own, future)
     lo, hi = persistent_steps(offsets, curve)
     keep = (offsets >= lo) & (offsets <= hi)
     offsets, curve = offsets[keep], curve[keep]
     if wobble(curve) < _MIN_FLICKER:
-        return np.ones(3)
+        return np.ones(3), False
     trend = trend_at_centre(offsets, curve)
-    return np.ones(3) if trend is None else np.exp(trend)
+    return (np.ones(3), True) if trend is None else (np.exp(trend), True)
 
 
 def deflicker(works: Iterator[Work], radius: int, max_gain: float) -> Iterator[Work]:
@@ -106,9 +107,10 @@ def deflicker(works: Iterator[Work], radius: int, max_gain: float) -> Iterator[W
     for past, (work, own, cut), future in sliding(_measured(works), radius, radius, lambda item: item[1:]):
         earlier, later = same_shot([c for _, c in past], cut, [f[2] for f in future])
         steps_before = [s for s, _ in past[len(past) - earlier :]] if earlier else []
-        g = gain(steps_before, None if cut else own, [f[1] for f in future[:later]])
+        g, found = gain(steps_before, None if cut else own, [f[1] for f in future[:later]])
         g = np.clip(g, 1.0 / max_gain, max_gain)
         if np.any(np.abs(g - 1.0) > 1e-4):
             work.image = np.clip(work.image * g.astype(np.float32), 0.0, 1.0)
         work.info["gain"] = g
+        work.info["flicker_found"] = found
         yield work

@@ -92,6 +92,11 @@ def _with_steps(works: Iterator[Work]) -> Iterator[tuple[Work, np.ndarray | None
         yield work, step
 
 
+def has_jitter(positions: np.ndarray) -> bool:
+    """Whether a window's chained positions ([n, 2] px) jitter from frame to frame (weave is there)."""
+    return wobble(positions) >= _MIN_JITTER_PX
+
+
 def correction(past_steps: list[np.ndarray | None], own: np.ndarray | None, future_steps: list) -> np.ndarray:
     """[2] shift moving the centre frame onto the smooth path of its window (source px), or zeros
     when the window shows no jitter (the path is already smooth: nothing to remove).
@@ -103,7 +108,7 @@ def correction(past_steps: list[np.ndarray | None], own: np.ndarray | None, futu
     stays, only the frame-to-frame jitter about it goes.
     """
     offsets, positions = chain(past_steps, own, future_steps)
-    if wobble(positions) < _MIN_JITTER_PX:
+    if not has_jitter(positions):
         return np.zeros(2)
     smooth = trend_at_centre(offsets, positions)
     return np.zeros(2) if smooth is None else smooth
@@ -112,7 +117,9 @@ def correction(past_steps: list[np.ndarray | None], own: np.ndarray | None, futu
 def stabilise(works: Iterator[Work], radius: int, max_px: float) -> Iterator[Work]:
     """Frames moved onto their window's smooth path; `info["weave"]` is the [2] shift applied (px)."""
     for past, (work, own), future in sliding(_with_steps(works), radius, radius, lambda item: item[1]):
-        d = correction(past, own, [s for _, s in future])
+        steps = [s for _, s in future]
+        d = correction(past, own, steps)
+        work.info["jitter_found"] = has_jitter(chain(past, own, steps)[1])
         if float(np.hypot(*d)) > max_px:
             d = np.zeros(2)  # not weave: a jump this large is picture (or a broken measurement)
         if float(np.hypot(*d)) >= 0.02:

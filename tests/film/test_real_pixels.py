@@ -44,6 +44,7 @@ def test_clean_real_footage_comes_out_unharmed(street: list[np.ndarray]) -> None
     assert harm["block_levels"] <= 20
     assert harm["psnr_min"] >= 30
     assert stats.weave_px_max < 0.5  # no jitter: the camera's path is left as it is
+    assert stats.jitter_found == 0 and stats.flicker_found == 0  # ... and the report says none was found
 
 
 @pytest.mark.parametrize("light", [{"light": 0.3}, {"light": 0.0, "switch": 0.3}], ids=["fade", "switch"])
@@ -59,7 +60,8 @@ def test_real_defects_on_real_footage_are_reduced(street: list[np.ndarray]) -> N
     bad, _ = S.add_flicker(street, 0.12, seed=1)
     bad, specks = S.add_specks(bad, 15, seed=2)
     bad = S.add_scratches(bad, [70])
-    out, _ = newsreel(bad)
+    out, stats = newsreel(bad)
+    assert stats.flicker_found == FRAMES and stats.jitter_found == 0
     assert M.flicker_left(out, bad, street) <= 0.3
     assert M.error_left(out, bad, street, M.speck_masks(specks, shape, FRAMES)) <= 0.15
     assert M.error_left(out, bad, street, M.scratch_masks([70], shape, FRAMES)) <= 0.2
