@@ -140,7 +140,6 @@ def _film(film: Mapping[str, Any] | None) -> str | None:
     if not film:
         return None
     return (
-        f"flicker found in {film.get('flicker_found', 0)} frames, jitter in {film.get('jitter_found', 0)}; "
         f"{film['deflickered']} frames deflickered, {film['specks_filled']} specks filled, "
         f"{film['scratches_found']} scratches in {film['scratch_frames']} frames, weave "
         f"{film['weave_px_mean']:.2f} px mean ({film['weave_px_max']:.1f} max), grain "
