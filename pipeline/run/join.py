@@ -94,6 +94,7 @@ def finish_restore(summary: PlanSummary, seconds: dict[str, float], executor: st
     from pipeline.faces import store
     from pipeline.film.clean import collect_stats
     from pipeline.io.verify import output_frame_count
+    from pipeline.report.build import FaceCounts, load_records, merge_records
     from pipeline.run.steps import face_rows, film_stats_path
     from pipeline.run.workdir import load_arrays
 
@@ -111,16 +112,20 @@ def finish_restore(summary: PlanSummary, seconds: dict[str, float], executor: st
     film = collect_stats([film_stats_path(p) for p in summary.records], remove=True)  # film cleaning figures
     if film is not None:
         log.info("film cleaning: %s", ", ".join(f"{k} {v:.4g}" for k, v in film.items()))
+    counts = FaceCounts.of(merge_records(faces, load_records(summary.records)))
     report = RestoreReport(
         output=job.output,
         frames=output_frame_count(job.output),  # the output's, not the source index's (#15)
         tracks=len(scanned.tracks) if scanned is not None else 0,
         face_frames=sum(len(tr.frames) for tr in scanned.tracks) if scanned is not None else 0,
-        restored=len(faces),
-        met_bound=sum(f["met_bound"] for f in faces),
+        restored=counts.restored,
+        met_bound=counts.met_bound,
         random_generator=job.model_random,
         model=model,
         seconds=seconds,
+        searched=counts.searched,
+        fell_back=counts.fell_back,
+        met_bound_in_frame=counts.met_bound_in_frame,
     )
     report.input = job.input
     # the report reads crops, restorations and compose records before the records are removed
@@ -142,16 +147,27 @@ def finish_restore(summary: PlanSummary, seconds: dict[str, float], executor: st
         mode=str(job.mode.name),
         film=film,
     )
-    log.info(
-        "wrote %s: %d frames, %d tracks, %d face-frames restored (%d met the bound). %s",
-        job.output,
-        report.frames,
-        report.tracks,
-        report.restored,
-        report.met_bound,
-        INVENTED_DETAIL_NOTICE if faces else "",
-    )
+    log.info("wrote %s: %s", job.output, face_sentence(report))
+    if report.restored:
+        log.info(INVENTED_DETAIL_NOTICE)
     return report
+
+
+def face_sentence(report: RestoreReport) -> str:
+    """What happened to the faces, in one line: restored, fallbacks and the output's promise apart."""
+    if not report.model:
+        return f"{report.frames} frames; no face model: faces were upscaled with the rest of the frame"
+    parts = [
+        f"{report.frames} frames, {report.tracks} face tracks, "
+        f"{report.restored}/{report.face_frames} face-frames restored"
+    ]
+    if report.fell_back:
+        parts.append(f"{report.fell_back} fell back to the plain upscale")
+    if report.restored:
+        parts.append(
+            f"{report.met_bound_in_frame}/{report.restored} meet the consistency bound in the output frame"
+        )
+    return ", ".join(parts)
 
 
 def _remove_parts(parts: Sequence[str], records: Sequence[str]) -> None:

@@ -209,7 +209,7 @@ def build_plan(job: Job, scanned: ScanResult | None = None) -> Plan:
         lengths = {t.track_id: len(t.frames) for t in scanned.tracks}
         if job.model_key is None:
             lengths = {}  # faces without a model (anonymise): every face is masked, nothing is searched
-        plan.totals[P.FACE_FRAMES_RESTORED] = sum(lengths.values())
+        plan.totals[P.FACE_FRAMES_SEARCHED] = sum(lengths.values())
         divided = search_plan(lengths, cfg)
         if divided.chunked and not job.mode.chunkable:
             raise ConfigError(
@@ -242,7 +242,7 @@ def build_plan(job: Job, scanned: ScanResult | None = None) -> Plan:
                     tuple(p for pair in outs for p in pair),
                     deps=(f"crops/{i:04d}",),
                     search=True,
-                    progress=((P.FACE_FRAMES_RESTORED, sum(len(tracks[t].frames) for t in unit)),),
+                    progress=((P.FACE_FRAMES_SEARCHED, sum(len(tracks[t].frames) for t in unit)),),
                     label=f"search of track(s) {', '.join(map(str, unit))} (frames {span[0]}-{span[1]})",
                 )
             )
@@ -273,7 +273,7 @@ def build_plan(job: Job, scanned: ScanResult | None = None) -> Plan:
                     (anchors,),
                     deps=(f"crops/t{tid:06d}",),
                     search=True,
-                    progress=((P.FACE_FRAMES_RESTORED, len(chunks)),),
+                    progress=((P.FACE_FRAMES_SEARCHED, len(chunks)),),
                     label=f"anchors of track {tid} ({len(chunks)} chunks)",
                 )
             )
@@ -289,7 +289,7 @@ def build_plan(job: Job, scanned: ScanResult | None = None) -> Plan:
                         (part,),
                         deps=(f"anchors/{tid:06d}",),
                         search=True,
-                        progress=((P.FACE_FRAMES_RESTORED, chunk.end - chunk.start - 1),),
+                        progress=((P.FACE_FRAMES_SEARCHED, chunk.end - chunk.start - 1),),
                         label=(
                             f"search of track {tid} chunk {chunk.index} "
                             f"(track frames {chunk.start}-{chunk.end})"

@@ -129,7 +129,7 @@ def test_a_run_killed_mid_scan_resumes_without_rescanning_finished_segments(
 
     with caplog.at_level(logging.INFO, logger="pipeline.run"):
         report = restore(face_video, tmp_path / "out.mkv", cfg)
-    assert report.restored == 24
+    assert report.searched == 24
     assert "scan of frames 0-6: done earlier, skipped" in caplog.text
     assert "scan of frames 6-12: done earlier, skipped" in caplog.text
     assert "scan 1 run / 2 skipped" in caplog.text
