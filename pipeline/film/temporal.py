@@ -106,11 +106,11 @@ def temporal_clean(
             # so misaligned fine detail is not averaged away.
             noise = np.float32(2.0 * sigma * sigma)
             scale = np.float32(-1.0 / (strength * sigma) ** 2)
-            for a, inside in warps.values():
-                d = y - luma(a)
+            for moved, inside in warps.values():
+                d = y - luma(moved)
                 mismatch = np.maximum(cv2.blur(d * d, (3, 3)) - noise, 0.0)
                 w = np.exp(scale * mismatch) * inside
-                acc += a * w[..., None]
+                acc += moved * w[..., None]
                 weight += w
             denoised = acc / weight[..., None]
             c.work.info.update(grain_sigma=sigma, grain_residual=luma(image) - luma(denoised))
