@@ -112,7 +112,11 @@ def join(summary: PlanSummary, *, context: dict[str, Any]) -> RestoreReport:
         faces += rows
         if rows and figures is not None:
             identity[rows[0]["track_id"]] = figures
-    scanned = store.scan_from_arrays(load_arrays(summary.scan)) if summary.scan is not None else None
+    stitched = load_arrays(summary.scan) if summary.scan is not None else None
+    scanned = store.scan_from_arrays(stitched) if stitched is not None else None
+    from pipeline.faces.people import people_from_arrays
+
+    people = people_from_arrays(stitched, scanned.tracks) if stitched is not None and scanned else None
     model = job.model_description or cfg.prior.model
     from pipeline.film.clean import collect_stats
     from pipeline.run.steps import film_stats_path
@@ -152,6 +156,7 @@ def join(summary: PlanSummary, *, context: dict[str, Any]) -> RestoreReport:
         artifacts=artifacts,
         mode=job.mode,
         film=film,
+        people=people,
     )
     _remove_parts(summary.parts, summary.records)
     log.info(

@@ -77,6 +77,11 @@ def test_json_report_is_versioned_with_provenance_totals_and_steadiness(run: _Ru
         assert track["steadiness"] is not None and track["steadiness"] >= 0
         assert len(track["motion"]["output_change"]) == track["restored"] - 1
     assert {"scan", "search", "compose", "mux", "report"} <= set(body["seconds"])
+    # every track belongs to exactly one person (pipeline.faces.people)
+    assert sorted(t for p in body["people"] for t in p["tracks"]) == sorted(
+        t["track_id"] for t in body["tracks"]
+    )
+    assert {"id", "tracks", "frames", "decided"} <= set(body["people"][0])
     assert [s["k"] for s in body["spread"]] == [3, 3]
     # the sidecar with the resolved settings is beside the output
     assert run.output.with_name("out.mkv.config.yaml").is_file()
