@@ -44,7 +44,7 @@ class VideoStreamInfo:
     time_base: Fraction  # seconds per pts tick
     frame_rate: Fraction | None  # nominal rate (avg or r_frame_rate); None if unknown
     variable_frame_rate: bool  # True when frame durations differ
-    frame_count: int | None  # exact when probed with exact=True, else the container's claim
+    frame_count: int | None  # exact when probed with exact=True, else the container's claim or estimate
     duration: Fraction | None  # seconds
     start_pts: int | None  # pts of the first frame, in time_base
     sample_aspect_ratio: Fraction  # pixel aspect; 1 for square pixels
@@ -52,6 +52,9 @@ class VideoStreamInfo:
     field_order: str  # "progressive", "tt", "bb", "tb", "bt" or "unknown"
     interlaced: bool  # True when frames are coded as fields (or the idet filter says so)
     color: ColorTags = ColorTags()
+    # True when frame_count was counted or stated by the container; False when it is duration x rate
+    # (Matroska states no count), which a variable-rate file makes meaningless.
+    frame_count_stated: bool = True
 
     @property
     def display_aspect_ratio(self) -> Fraction:

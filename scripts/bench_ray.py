@@ -229,7 +229,7 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         # one search actor per CPU: without GPUs the default is a single actor
         sets += [f"run.num_cpus={args.cpus}", f"run.search_actors={args.cpus}"]
     report = restore(args.clip, args.out, load_config(sets=sets))
-    return {"seconds": report.seconds, "faces": report.restored, "tracks": report.tracks}
+    return {"seconds": report.seconds, "faces": report.searched, "tracks": report.tracks}
 
 
 def bench_pipeline(args: argparse.Namespace) -> dict[str, Any]:

@@ -37,7 +37,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline.anon.evaluate import anon_clip, baseline, bottleneck, decode, impostors, measure
-from pipeline.anon.run import anonymize
+from pipeline.api import anonymize
 from pipeline.config import load_config
 from pipeline.faces.synthetic import write_video
 

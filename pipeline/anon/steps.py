@@ -1,4 +1,4 @@
-"""Anonymise as the plan's mode (`pipeline.run.plan`, `mode="anonymize"`): what its steps call.
+"""Anonymise's step functions, as its mode (`pipeline.anon.mode.ANONYMIZE`) gives them to the plan.
 
 stitch  -> `stitch_arrays`: tracks completed for recall (pipeline.anon.scan) and the kind of
            every face-frame, stored in the scan's npz beside the usual arrays
@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.anon.audit import SAME_PERSON_COSINE, AnonReport, write_audit
 from pipeline.anon.compose import AnonFace, anonymize_frame, measure_frame
 from pipeline.anon.scan import KINDS, AnonScan, complete_tracks
 from pipeline.anon.search import unservable
@@ -58,12 +59,16 @@ def scan_from_arrays(a: Mapping[str, np.ndarray]) -> AnonScan:
 
 
 def stitch_arrays(
-    result: ScanResult, detections: Mapping[int, list[Detection]], cfg: Config
+    result: ScanResult, detections: Mapping[int, Sequence[Detection]], cfg: Config
 ) -> dict[str, np.ndarray]:
     """What the stitch step stores in anonymize mode: `result` with its tracks completed (lone
     detections kept, gaps bridged, ends extended) and the kind of every face-frame."""
     tracks, kinds = complete_tracks(
-        result.shots, result.tracks, dict(detections), cfg.anon, (result.start, result.end)
+        result.shots,
+        result.tracks,
+        {k: list(v) for k, v in detections.items()},
+        cfg.anon,
+        (result.start, result.end),
     )
     done = replace(result, tracks=tuple(tracks))
     count = sum(len(v) for v in detections.values())
@@ -165,9 +170,8 @@ def finish(
     model: str | None,
     random_generator: bool,
     seconds: Mapping[str, float],
-) -> Any:
+) -> AnonReport:
     """The audit sidecar (and the report page); returns the AnonReport."""
-    from pipeline.anon.run import SAME_PERSON_COSINE, AnonReport, write_audit
     from pipeline.run.workdir import load_arrays
 
     if scan_path is not None:

@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipeline.anon.run import anonymize
+    from pipeline.api import anonymize
     from pipeline.config import load_config
 
     # The anonymize preset (recall-first scan, no upscale) comes first; later presets and --set win.

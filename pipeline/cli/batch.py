@@ -27,12 +27,12 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import asdict
     from pathlib import Path
 
-    from pipeline.run.batch import run_batch
+    from pipeline.api import batch
 
     sets = list(args.sets)
     if args.address:
         sets.append(f"run.address={args.address}")
-    report = run_batch(args.manifest, presets=args.preset, sets=sets, overwrite=args.overwrite)
+    report = batch(args.manifest, presets=args.preset, sets=sets, overwrite=args.overwrite)
     print(report.summary())
     manifest = Path(args.manifest)
     summary = Path(args.summary) if args.summary else manifest.with_name(manifest.stem + ".summary.json")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -25,10 +26,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_run_arguments(parser)
 
 
+NO_MODEL_LINE = (
+    "reel: no face model (--model): faces are upscaled with the rest of the frame, not restored; "
+    "`reel models fetch ffhq-256` gets one (`reel models list` shows all)"
+)
+
+
 def run(args: argparse.Namespace) -> int:
     from pipeline import INVENTED_DETAIL_NOTICE
+    from pipeline.api import restore
     from pipeline.config import load_config
-    from pipeline.run.restore import restore
+    from pipeline.run.join import face_sentence
 
     sets = list(args.sets)
     if args.scale is not None:
@@ -36,19 +44,13 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.preset, sets)
     config = _sequence_preset(config, args.output)
     config = apply_run_arguments(config, args)
-    report = restore(args.input, args.output, config, overwrite=args.overwrite)
     if config.prior.model is None:
-        fps = report.frames / max(report.seconds.get("total", 0.0), 1e-9)
-        print(
-            f"{report.output}: {report.frames} frames in {report.seconds.get('total', 0.0):.1f}s "
-            f"({fps:.1f} frames/s)"
-        )
-        return 0
+        print(NO_MODEL_LINE, file=sys.stderr)
+    report = restore(args.input, args.output, config, overwrite=args.overwrite)
+    fps = report.frames / max(report.seconds.get("total", 0.0), 1e-9)
     print(
-        f"{report.output}: {report.frames} frames, {report.tracks} face tracks, "
-        f"{report.restored}/{report.face_frames} face-frames restored "
-        f"({report.met_bound} met the consistency bound) in {report.seconds.get('total', 0.0):.1f}s; "
-        f"report: {report.html_path or report.report_path}"
+        f"{report.output}: {face_sentence(report)} in {report.seconds.get('total', 0.0):.1f}s "
+        f"({fps:.1f} frames/s); report: {report.html_path or report.report_path}"
     )
     if report.random_generator:
         print("NOTE: the face prior was a seeded random TEST generator: the pasted 'faces' are not faces.")

@@ -1,6 +1,6 @@
 """Whole-frame film cleaning: the entry point the frame reader calls before anything sees pixels.
 
-    frames ─► deflicker ─► weave ─► dust + grain reduce ─► scratches ─► regrain / line denoise ─► quantise
+    frames ─► deflicker ─► weave ─► scratches ─► dust + grain reduce ─► regrain / line denoise ─► quantise
 
 Every stage is a pure function of a fixed window of its input (see pipeline.film.window), so a
 frame's result depends only on the `context(cfg)` frames either side: segments cleaned separately
@@ -38,6 +38,7 @@ class CleanStats:
     Sums, so the stats of segments add up to those of the whole run (`merge`)."""
 
     frames: int = 0  # frames handed out
+    flicker_found: int = 0  # frames whose window's brightness wobbles from frame to frame (else left alone)
     deflickered: int = 0  # frames whose gain moved by more than 0.5 %
     gain_change_sum: float = 0.0  # sum over frames of the largest |gain - 1| of the three channels
     specks_filled: int = 0  # dust/dirt blobs filled
@@ -45,6 +46,7 @@ class CleanStats:
     objects_kept: int = 0  # speck candidates found in both neighbours nearby: moving objects, left alone
     scratch_frames: int = 0  # frames with at least one line scratch
     scratches_found: int = 0  # scratches summed over frames
+    jitter_found: int = 0  # frames whose window's positions jitter from frame to frame (else left alone)
     weave_frames: int = 0  # frames moved by 0.02 px or more
     weave_px_sum: float = 0.0  # sum over frames of the shift applied (px)
     weave_px_max: float = 0.0  # largest shift applied (px)
@@ -59,6 +61,8 @@ class CleanStats:
             change = float(np.max(np.abs(info["gain"] - 1.0)))
             self.gain_change_sum += change
             self.deflickered += change > 0.005
+        self.flicker_found += bool(info.get("flicker_found", False))
+        self.jitter_found += bool(info.get("jitter_found", False))
         self.specks_filled += int(info.get("specks", 0))
         self.speck_pixels += int(info.get("speck_px", 0))
         self.objects_kept += int(info.get("objects_kept", 0))
@@ -105,6 +109,7 @@ def context(cfg: Config | FilmConfig) -> tuple[int, int]:
     """(before, after): frames of overlap the cleaner needs either side of a range to clean it exactly."""
     f = cfg.film if isinstance(cfg, Config) else cfg
     r = (f.deflicker_radius if f.deflicker else 0) + (f.weave_radius if f.weave else 0) + _temporal_radius(f)
+    r += 1 if f.scratches else 0  # a scratch must persist into the neighbouring frames
     return r, r
 
 
@@ -149,7 +154,7 @@ def _chain(frames: Iterable[VideoFrame], f: FilmConfig) -> Iterator[Work]:
     """The stages, as generators over the working pictures."""
     from pipeline.film.deflicker import deflicker
     from pipeline.film.grain import add_grain, grain_profile, line_denoise
-    from pipeline.film.scratch import remove_scratches
+    from pipeline.film.scratch import scratch_stage
     from pipeline.film.temporal import temporal_clean
     from pipeline.film.weave import stabilise
     from pipeline.film.window import luma
@@ -161,6 +166,8 @@ def _chain(frames: Iterable[VideoFrame], f: FilmConfig) -> Iterator[Work]:
         works = deflicker(works, f.deflicker_radius, f.deflicker_max_gain)
     if f.weave:
         works = stabilise(works, f.weave_radius, f.weave_max_px)
+    if f.scratches:  # before the temporal stage: its average would smear a line that stays put
+        works = scratch_stage(works, f.scratch_threshold, f.scratch_max_width)
     radius = _temporal_radius(f)
     if radius:
         works = temporal_clean(
@@ -173,10 +180,6 @@ def _chain(frames: Iterable[VideoFrame], f: FilmConfig) -> Iterator[Work]:
             strength=f.grain_strength,
         )
     for work in works:
-        if f.scratches:
-            work.image, work.info["scratches"] = remove_scratches(
-                work.image, f.scratch_threshold, f.scratch_max_width
-            )
         residual = work.info.pop("grain_residual", None)
         if f.grain == "regrain" and residual is not None:
             profile = grain_profile(luma(work.image), residual, work.info.get("grain_sigma"))

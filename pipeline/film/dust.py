@@ -21,6 +21,9 @@ _DISTINCT = 12  # a match at more places than this is no evidence of where an ob
 _CONTEXT = (
     0.5  # ... a blob's surroundings must differ from the aligned neighbours by less than this x threshold
 )
+_AGREE = 0.3  # a blob's neighbours differ from each other by less than this x their difference to it
+_ONE_SIDED = 4  # with both neighbours on one side, blobs this many times smaller and agreement as much closer
+_BORDER = 4  # px: blobs this close to the frame's edge are left alone
 _MIN_AREA = 5  # px: smaller blobs are mostly fine texture the warp could not follow, not dust
 
 
@@ -101,6 +104,7 @@ def find_specks(
     inside: np.ndarray,  # [H, W] bool where both warped neighbours show picture (not an edge entering)
     threshold: float,
     max_area: int,
+    one_sided: bool = False,  # both neighbours on one side (a clip's first or last frame): stricter
 ) -> tuple[np.ndarray, int, int]:
     """(mask [H, W] bool of pixels to fill, specks found, candidates left alone: moving objects, or
     blobs whose surroundings the neighbours do not explain)."""
@@ -126,7 +130,8 @@ def find_specks(
     # How well the better aligned neighbour explains each pixel: around real dust, well.
     explained = np.minimum(np.abs(dp), np.abs(dn)).max(axis=2)  # [H, W]
     scale = image.shape[0] / 576.0
-    area_limit = max(150, round(max_area * scale * scale))
+    area_limit = max(150, round(max_area * scale * scale)) // (_ONE_SIDED if one_sided else 1)
+    agree = _AGREE / (_ONE_SIDED if one_sided else 1)
     r = max(32, round(_SEARCH * scale))
     prev_pad = np.pad(prev_raw, ((r, r), (r, r), (0, 0)), constant_values=-4.0)
     next_pad = np.pad(next_raw, ((r, r), (r, r), (0, 0)), constant_values=-4.0)
@@ -138,6 +143,17 @@ def find_specks(
         x, yy, w, h, a = boxes[i]
         if a > area_limit or a < _MIN_AREA:
             continue
+        if min(x, yy) < _BORDER or x + w > image.shape[1] - _BORDER or yy + h > image.shape[0] - _BORDER:
+            objects += 1  # at the frame's edge picture enters and leaves: the flow cannot vouch for it
+            continue
+        # A one-frame event: over the blob the two neighbours agree with each other far better than
+        # with the frame (where they disagree, the picture itself moves there: a car, a hand).
+        sel = labels[yy : yy + h, x : x + w] == i
+        apart = float(np.abs(prev_w - next_w)[yy : yy + h, x : x + w][sel].mean())
+        off = float(np.abs(image - both)[yy : yy + h, x : x + w][sel].mean())
+        if apart > agree * off:
+            objects += 1
+            continue
         # Its surroundings must be explained by the neighbours (else the picture itself changes there:
         # flames, water, a fractal zoom, detail the flow cannot follow) - then it is left alone.
         e = 4
@@ -145,9 +161,9 @@ def find_specks(
         ex1, ey1 = min(image.shape[1], x + w + e), min(image.shape[0], yy + h + e)
         near = (labels[ey0:ey1, ex0:ex1] == i).astype(np.uint8)
         ring = (cv2.dilate(near, np.ones((2 * e + 1, 2 * e + 1), np.uint8)) > 0) & ~(
-            cv2.dilate(near, np.ones((3, 3), np.uint8)) > 0
+            cv2.dilate(near, np.ones((5, 5), np.uint8)) > 0
         )
-        if ring.any() and float(explained[ey0:ey1, ex0:ex1][ring].mean()) > _CONTEXT * threshold:
+        if ring.any() and float(np.median(explained[ey0:ey1, ex0:ex1][ring])) > _CONTEXT * threshold:
             objects += 1
             continue
         # Templates: the blob, its core (a blob's rim may be smeared background), the blob with a small

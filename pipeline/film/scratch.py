@@ -8,16 +8,26 @@ rows of the picture minus that background. Columns whose strength stands out fro
 than `max_width`
 are scratches; their rows where the line is present are filled by linear interpolation between
 the columns just outside it.
+
+Picture detail can pass that test in one frame (a pole, the edge of a sleeve), so two more are made
+before a line is taken for a scratch: its profile is a scratch's (a narrow ridge or valley with the
+same picture either side, not a step between two areas), and it persists: a line near the same
+columns is found in each neighbouring frame (`scratch_stage`, one frame either side). A scratch stays
+put on the film while the camera moves the picture under it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
-from pipeline.film.window import luma
+from pipeline.film.window import Work, luma, sliding
 
 _MIN_CONTRAST = 0.02  # a scratch differs from its surroundings by at least this (0..1)
 _MIN_ROWS = 0.6  # ... along at least this fraction of the rows
+_SIDES_ALIKE = 0.5  # ... and its two sides differ by less than this x its contrast (a ridge, not a step)
+_NEAR = 1  # px: a line in a neighbouring frame this close (or overlapping) is the same scratch
 
 
 def find_scratches(
@@ -54,10 +64,42 @@ def find_scratches(
                 x1 += 2
             else:
                 break
-        if x1 - x + 1 <= max_width and x > 0 and x1 < w - 1:
+        if x1 - x + 1 <= max_width and x > 1 and x1 < w - 2 and _ridge(y, x, x1 + 1):
             runs.append((x, x1 + 1))
         x = x1 + 1
     return runs, response
+
+
+def _ridge(y: np.ndarray, x0: int, x1: int) -> bool:
+    """Whether columns [x0, x1) of luma `y` stand out from both sides alike (a scratch's profile)."""
+    left, right = y[:, x0 - 2], y[:, x1 + 1]
+    line = y[:, x0:x1].mean(axis=1)
+    contrast = float(np.median(np.abs(line - 0.5 * (left + right))))
+    return float(np.median(np.abs(left - right))) < _SIDES_ALIKE * contrast
+
+
+def _near(run: tuple[int, int], others: list[tuple[int, int]]) -> bool:
+    return any(o0 <= run[1] - 1 + _NEAR and run[0] <= o1 - 1 + _NEAR for o0, o1 in others)
+
+
+def persistent(
+    runs: list[tuple[int, int]], before: list[tuple[int, int]] | None, after: list[tuple[int, int]] | None
+) -> list[tuple[int, int]]:
+    """The runs also found near the same columns in each neighbouring frame there is (None: none)."""
+    if before is None and after is None:
+        return []
+    return [r for r in runs if all(_near(r, n) for n in (before, after) if n is not None)]
+
+
+def scratch_stage(works: Iterator[Work], threshold: float, max_width: int) -> Iterator[Work]:
+    """Frames with their persistent vertical line scratches inpainted (`info["scratches"]`: how many)."""
+    found = ((w, *find_scratches(luma(w.image), threshold, max_width)) for w in works)
+    for past, (work, runs, response), future in sliding(found, 1, 1, lambda item: item[1]):
+        keep = persistent(runs, past[-1] if past else None, future[0][1] if future else None)
+        if keep:
+            work.image = inpaint_scratches(work.image, keep, response)
+        work.info["scratches"] = len(keep)
+        yield work
 
 
 def inpaint_scratches(image: np.ndarray, runs: list[tuple[int, int]], response: np.ndarray) -> np.ndarray:

@@ -154,3 +154,58 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     """PSNR in dB of two uint8 pictures (or stacks)."""
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
     return 99.0 if mse == 0 else 10.0 * float(np.log10(255.0**2 / mse))
+
+
+def camera_clip(
+    photo: np.ndarray,  # [H, W, 3] uint8 photograph, a good deal larger than the clip
+    size: tuple[int, int],  # clip width, height
+    frames: int,
+    *,
+    pan_px: float = 2.0,  # steady pan per frame (px of the clip)
+    sway_px: float = 4.0,  # ... plus a smooth handheld sway of this amplitude (x; half of it in y)
+    light: float = 0.08,  # scene brightness goes smoothly from 1 - light to 1 + light over the clip
+    sprite: np.ndarray | None = None,  # [h, w, 3] uint8 an object crossing the picture (an ellipse of it)
+    sprite_px: float = 5.0,  # ... its speed across the picture (px per frame, against the pan)
+    switch: float = 0.0,  # a light switched on half way: brightness x (1 + switch) from then on
+) -> list[np.ndarray]:
+    """[frames] clean [h, w, 3] uint8 pictures of a camera moving over `photo` as a camera does:
+    sub-pixel positions along a smooth path (a pan with a sway about it), light changing slowly, and
+    an object moving on its own. Nothing here is a film defect: cleaning should leave it all."""
+    import cv2
+
+    w, h = size
+    ph, pw = photo.shape[:2]
+    travel = pan_px * frames + 2 * sway_px + 8
+    s = min((pw - 2) / (w + travel), (ph - 2) / (h + sway_px + 8))  # photo px per clip px
+    small = cv2.resize(photo, (round(pw / s), round(ph / s)), interpolation=cv2.INTER_AREA)
+    t = np.arange(frames, dtype=np.float64)
+    xs = sway_px + 4 + pan_px * t + sway_px * np.sin(2 * np.pi * t / 24.0)
+    ys = (small.shape[0] - h) / 2 + 0.5 * sway_px * np.sin(2 * np.pi * t / 37.0 + 1.0)
+    gains = (1.0 - light * np.cos(np.pi * t / max(1, frames - 1))) * np.where(
+        t >= frames // 2, 1.0 + switch, 1.0
+    )
+    out = []
+    for i in range(frames):
+        m = np.array([[1.0, 0.0, -xs[i]], [0.0, 1.0, -ys[i]]])
+        img = cv2.warpAffine(small, m, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT_101)
+        img = img.astype(np.float32)
+        if sprite is not None:
+            _paste_sprite(img, sprite, (w - sprite.shape[1]) - sprite_px * i, h * 0.45 + 3 * np.sin(i / 5.0))
+        out.append(np.clip(img * np.float32(gains[i]) + 0.5, 0, 255).astype(np.uint8))
+    return out
+
+
+def _paste_sprite(img: np.ndarray, sprite: np.ndarray, x: float, y: float) -> None:
+    """`sprite` drawn into float `img` as a soft-edged ellipse with its top left at (x, y)."""
+    import cv2
+
+    sh, sw = sprite.shape[:2]
+    yy, xx = np.mgrid[0:sh, 0:sw]
+    r = np.hypot((xx - sw / 2 + 0.5) / (sw / 2), (yy - sh / 2 + 0.5) / (sh / 2))
+    alpha = np.clip((1.0 - r) * 6.0, 0.0, 1.0).astype(np.float32)
+    m = np.array([[1.0, 0.0, x], [0.0, 1.0, y]])
+    h, w = img.shape[:2]
+    layer = cv2.warpAffine(sprite.astype(np.float32), m, (w, h), flags=cv2.INTER_LINEAR)
+    a = cv2.warpAffine(alpha, m, (w, h), flags=cv2.INTER_LINEAR)[..., None]
+    img *= 1.0 - a
+    img += a * layer

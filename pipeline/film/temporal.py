@@ -1,7 +1,8 @@
 """The motion-compensated stage: dust filled and grain reduced from the same aligned neighbours.
 
 For each frame, the neighbours within `radius` are warped onto it (pipeline.film.motion). Dust
-uses the two adjacent ones (pipeline.film.dust). Grain reduction is a motion-compensated temporal
+uses the two adjacent ones (pipeline.film.dust); at the ends of a clip, the two next (previous) ones
+when the window holds them. Grain reduction is a motion-compensated temporal
 average: each aligned neighbour is weighted per pixel by its mismatch with the frame over 3 x 3
 pixels beyond what the measured grain explains (as non-local means weighs patches), so where the
 alignment failed, fine detail is misaligned, or a neighbour has a speck, the frame keeps its own.
@@ -34,6 +35,15 @@ def grain_sigma(y: np.ndarray, aligned: np.ndarray) -> float:
     return float(1.4826 * np.median(np.abs(d - np.median(d))) / np.sqrt(2.0))
 
 
+def _dust_pair(aligned: dict[int, np.ndarray]) -> tuple[int, int] | None:
+    """The two neighbours a speck is judged against: the adjacent ones, or at the first (last) frame
+    of the clip the next (previous) two; None when there are not two."""
+    for pair in ((-1, 1), (1, 2), (-2, -1)):
+        if pair[0] in aligned and pair[1] in aligned:
+            return pair
+    return None
+
+
 def temporal_clean(
     works: Iterator[Work],
     *,
@@ -63,17 +73,21 @@ def temporal_clean(
         aligned = {off: a for off, (a, _) in warps.items()}
         image = c.image
         y = luma(image)
-        if dust and -1 in aligned and 1 in aligned:
-            pw, nw = aligned[-1], aligned[1]
+        pair = _dust_pair(aligned)
+        if dust and pair is not None:
+            a, b = pair
+            pw, nw = aligned[a], aligned[b]
+            raw = {off: n.image for off, n in zip(offsets, neighbours, strict=True)}
             mask, specks, objects = find_specks(
                 image,
                 pw,
                 nw,
-                past[-1].image,
-                future[0].image,
-                warps[-1][1] & warps[1][1],
+                raw[a],
+                raw[b],
+                warps[a][1] & warps[b][1],
                 dust_threshold,
                 dust_max_area,
+                a > 0 or b < 0,
             )
             if specks:
                 image = image.copy()
@@ -92,11 +106,11 @@ def temporal_clean(
             # so misaligned fine detail is not averaged away.
             noise = np.float32(2.0 * sigma * sigma)
             scale = np.float32(-1.0 / (strength * sigma) ** 2)
-            for a, inside in warps.values():
-                d = y - luma(a)
+            for moved, inside in warps.values():
+                d = y - luma(moved)
                 mismatch = np.maximum(cv2.blur(d * d, (3, 3)) - noise, 0.0)
                 w = np.exp(scale * mismatch) * inside
-                acc += a * w[..., None]
+                acc += moved * w[..., None]
                 weight += w
             denoised = acc / weight[..., None]
             c.work.info.update(grain_sigma=sigma, grain_residual=luma(image) - luma(denoised))

@@ -1,9 +1,11 @@
-"""Gate weave and jitter: each frame moved onto the mean path of its window, without cropping.
+"""Gate weave and jitter: each frame moved onto the smooth path of its window, without cropping.
 
 Consecutive frames' global shift is measured by phase correlation (OpenCV, sub-pixel, on a reduced
-luma copy). A frame's position relative to a neighbour is the sum of the shifts between them, and
-its correction is the mean of those relative positions over the window (`radius` either side): a
-steady camera or a smooth pan stays, the jitter about it goes. A cut, or a shift whose correlation
+luma copy). A frame's position relative to a neighbour is the sum of the shifts between them. The
+camera's own motion (a steady camera, a pan, a tilt, a handheld sway) is smooth over the window
+(`radius` frames either side, about a second): its robust quadratic trend is kept and only the
+jitter about it is removed; a window whose positions show no frame-to-frame jitter (robust std of
+their second differences under `_MIN_JITTER_PX`) is left alone. A cut, or a shift whose correlation
 peak is weak (a flash), breaks the chain there. The frame is moved by cubic interpolation; the few
 pixels uncovered at the edge are mirrored from the picture (no crop, the size never changes).
 """
@@ -14,10 +16,14 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from pipeline.film.trend import chain, trend_at_centre, wobble
 from pipeline.film.window import Work, gray8, is_cut, sliding, thumbnail
 
 _WIDTH = 384  # phase correlation runs on a copy about this wide (shifts are scaled back)
 _MIN_RESPONSE = 0.03  # a correlation peak weaker than this is not a shift of the same picture
+_TILES = 3  # the shift is the median over a grid of this many tiles a side ...
+_MIN_TILES = 5  # ... when this many of them have a clear peak
+_MIN_JITTER_PX = 0.25  # frame-to-frame jitter (robust std, px) below this is no weave: the shot is left alone
 
 
 def _small(image: np.ndarray) -> tuple[np.ndarray, float]:
@@ -39,6 +45,28 @@ def shift_between(a: np.ndarray, b: np.ndarray, window: np.ndarray) -> np.ndarra
     return None if response < _MIN_RESPONSE else np.array([dx, dy])
 
 
+def global_shift(a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
+    """[2] the picture's shift from `a` to `b` (reduced px): the median of the shifts of a 3 x 3 grid
+    of tiles, so an object moving on its own (a car, a hand) does not pass for the camera's motion;
+    the whole frame's shift where too few tiles have texture enough. None: no shift measured."""
+    import cv2
+
+    h, w = a.shape
+    th, tw = h // _TILES, w // _TILES
+    found = []
+    if th >= 16 and tw >= 16:
+        hann = cv2.createHanningWindow((tw, th), cv2.CV_32F)
+        for i in range(_TILES):
+            for j in range(_TILES):
+                ys, xs = slice(i * th, (i + 1) * th), slice(j * tw, (j + 1) * tw)
+                s = shift_between(a[ys, xs], b[ys, xs], hann)
+                if s is not None:
+                    found.append(s)
+    if len(found) >= _MIN_TILES:
+        return np.asarray(np.median(np.stack(found), axis=0))
+    return shift_between(a, b, cv2.createHanningWindow((w, h), cv2.CV_32F))
+
+
 def translate(image: np.ndarray, d: np.ndarray) -> np.ndarray:
     """`image` moved by d = (dx, dy) source px (cubic; uncovered edges mirrored)."""
     import cv2
@@ -51,59 +79,47 @@ def translate(image: np.ndarray, d: np.ndarray) -> np.ndarray:
 
 def _with_steps(works: Iterator[Work]) -> Iterator[tuple[Work, np.ndarray | None]]:
     """Each frame with its shift from the previous frame (source px; None at the start or a break)."""
-    import cv2
-
     prev: np.ndarray | None = None
     prev_thumb: np.ndarray | None = None
-    hann: np.ndarray | None = None
     for work in works:
         small, f = _small(work.image)
         thumb = thumbnail(work.image)
         step = None
         if prev is not None and prev.shape == small.shape and not is_cut(prev_thumb, thumb):
-            if hann is None or hann.shape != small.shape:
-                hann = cv2.createHanningWindow(small.shape[::-1], cv2.CV_32F)
-            s = shift_between(prev, small, hann)
+            s = global_shift(prev, small)
             step = None if s is None else s * f
         prev, prev_thumb = small, thumb
         yield work, step
 
 
+def has_jitter(positions: np.ndarray) -> bool:
+    """Whether a window's chained positions ([n, 2] px) jitter from frame to frame (weave is there)."""
+    return wobble(positions) >= _MIN_JITTER_PX
+
+
 def correction(past_steps: list[np.ndarray | None], own: np.ndarray | None, future_steps: list) -> np.ndarray:
-    """[2] shift moving the centre frame onto the mean of its window's positions (source px).
+    """[2] shift moving the centre frame onto the smooth path of its window (source px), or zeros
+    when the window shows no jitter (the path is already smooth: nothing to remove).
 
     `past_steps[i]` is the shift into past frame i+1 from frame i (oldest first), `own` the shift into
     the centre frame from its predecessor, `future_steps[k]` the shift into future frame k from the one
-    before it. Positions are relative to the centre frame; a None step ends the chain in that
-    direction, and the window is kept symmetric (as many frames each side), so a pan near the
-    start of a clip or a cut is not mistaken for weave.
+    before it; a None step (a cut, a weak peak) ends the chain in that direction. The path is the
+    window's robust quadratic trend (pipeline.film.trend): a pan, a tilt or a sway that speeds up
+    stays, only the frame-to-frame jitter about it goes.
     """
-    ahead = []
-    pos = np.zeros(2)
-    for s in future_steps:  # p[t+k] - p[t] = sum of the steps into t+1 .. t+k
-        if s is None:
-            break
-        pos = pos + s
-        ahead.append(pos)
-    behind = []
-    pos = np.zeros(2)
-    backward = [own, *reversed(past_steps)]  # steps into t, t-1, t-2, ...
-    for i in range(len(past_steps)):  # p[t-k] - p[t] = -(steps into t, t-1, ..., t-k+1)
-        s = backward[i]
-        if s is None:
-            break
-        pos = pos - s
-        behind.append(pos)
-    k = min(len(ahead), len(behind))
-    if k == 0:
+    offsets, positions = chain(past_steps, own, future_steps)
+    if not has_jitter(positions):
         return np.zeros(2)
-    return np.asarray(np.mean([np.zeros(2), *ahead[:k], *behind[:k]], axis=0))
+    smooth = trend_at_centre(offsets, positions)
+    return np.zeros(2) if smooth is None else smooth
 
 
 def stabilise(works: Iterator[Work], radius: int, max_px: float) -> Iterator[Work]:
-    """Frames moved onto their window's mean path; `info["weave"]` is the [2] shift applied (px)."""
+    """Frames moved onto their window's smooth path; `info["weave"]` is the [2] shift applied (px)."""
     for past, (work, own), future in sliding(_with_steps(works), radius, radius, lambda item: item[1]):
-        d = correction(past, own, [s for _, s in future])
+        steps = [s for _, s in future]
+        d = correction(past, own, steps)
+        work.info["jitter_found"] = has_jitter(chain(past, own, steps)[1])
         if float(np.hypot(*d)) > max_px:
             d = np.zeros(2)  # not weave: a jump this large is picture (or a broken measurement)
         if float(np.hypot(*d)) >= 0.02:

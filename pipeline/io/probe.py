@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import itertools
 import logging
+from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -149,7 +150,7 @@ def _bit_depth(pix_fmt: str | None) -> int:
     return max((c.bits for c in fmt.components), default=8)
 
 
-def _variable_rate(pts: list[int]) -> bool:
+def variable_rate(pts: Sequence[int]) -> bool:
     """Frame durations that differ by more than one tick (a 1 ms container rounds CFR to 33/34 ms)."""
     deltas = [b - a for a, b in itertools.pairwise(pts)]
     return bool(deltas) and max(deltas) - min(deltas) > 1
@@ -208,22 +209,24 @@ def probe(path: str | Path, *, exact: bool = False) -> VideoInfo:
         container_duration = Fraction(container.duration, 1_000_000) if container.duration else None
 
         frame_pts: tuple[int, ...] | None = None
+        stated = True
         if exact:
             _, all_pts = frame_timestamps(path)
             frame_pts = tuple(all_pts)
             frame_count: int | None = len(all_pts)
-            variable = _variable_rate(all_pts)
+            variable = variable_rate(all_pts)
         else:
             frame_count = stream.frames or None
             if container.format.name == "image2":
                 from pipeline.io.sequence import resolve_sequence
 
                 frame_count = resolve_sequence(path).count  # one file per frame, none missing
+            stated = frame_count is not None
             span = duration or container_duration
             if frame_count is None and span and frame_rate:
                 frame_count = round(span * frame_rate)
             early_pts.sort()
-            variable = _variable_rate(early_pts) or (
+            variable = variable_rate(early_pts) or (
                 _fraction(stream.base_rate) is not None
                 and frame_rate is not None
                 and abs(frame_rate - Fraction(stream.base_rate)) > frame_rate / 100
@@ -247,6 +250,7 @@ def probe(path: str | Path, *, exact: bool = False) -> VideoInfo:
             field_order=field_order,
             interlaced=interlaced,
             color=color,
+            frame_count_stated=stated,
         )
         audio = tuple(
             AudioStreamInfo(

@@ -94,10 +94,50 @@ class Collected:
 
 
 def flagged(row: Mapping[str, Any]) -> bool:
-    """A face-frame the report lists: it missed the bound (search or in frame) or fell back."""
-    return (
-        not row.get("met_bound", True) or row.get("met_bound_in_frame") is False or bool(row.get("fallback"))
-    )
+    """A face-frame the report lists: it fell back to the plain upscale, or the output frame misses
+    the bound (what the output promises). A search that missed the bound in its crop while the
+    frame meets it (the projection's work) is a detail of the row, not a flag; without a compose
+    record, the search's figure is all there is."""
+    if row.get("fallback"):
+        return True
+    in_frame = row.get("met_bound_in_frame")
+    return in_frame is False or (in_frame is None and not row.get("met_bound", True))
+
+
+def load_records(paths: Sequence[str | Path]) -> dict[tuple[int, int], dict[str, Any]]:
+    """Compose records (frame.compose) by (track, frame), from the compose steps' JSON files."""
+    from pipeline.run.workdir import load_json
+
+    out: dict[tuple[int, int], dict[str, Any]] = {}
+    for path in paths:
+        if Path(path).is_file():
+            for rec in load_json(path):
+                out[(int(rec["track_id"]), int(rec["frame"]))] = dict(rec)
+    return out
+
+
+@dataclass(frozen=True)
+class FaceCounts:
+    """What happened to the face-frames found, counted apart (a fallback is not a restoration)."""
+
+    searched: int  # face-frames the search ran on
+    restored: int  # ... whose restored face was pasted into the output
+    fell_back: int  # ... left as the plain upscale (the prior could not serve them)
+    met_bound: int  # searched face-frames whose search met the bound in its crop
+    met_bound_in_frame: int  # restored face-frames whose output frame meets the bound (the promise)
+
+    @classmethod
+    def of(cls, rows: Sequence[Mapping[str, Any]]) -> FaceCounts:
+        fell = sum(bool(r.get("fallback")) for r in rows)
+        return cls(
+            searched=len(rows),
+            restored=len(rows) - fell,
+            fell_back=fell,
+            met_bound=sum(bool(r.get("met_bound")) for r in rows),
+            met_bound_in_frame=sum(
+                r.get("met_bound_in_frame") is True and not r.get("fallback") for r in rows
+            ),
+        )
 
 
 def sheet_frames(
@@ -152,13 +192,8 @@ def collect(artifacts: ReportArtifacts, faces: Sequence[Mapping[str, Any]], cfg:
     from pipeline.report.assets import load_crops
     from pipeline.report.measure import track_motion
     from pipeline.report.spread import DISPLAY, reduce_image, spread_from_arrays
-    from pipeline.run.workdir import load_json
 
-    out = Collected()
-    for path in artifacts.compose_records:
-        if Path(path).is_file():
-            for rec in load_json(path):
-                out.records[(int(rec["track_id"]), int(rec["frame"]))] = dict(rec)
+    out = Collected(records=load_records(artifacts.compose_records))
     wanted = sheet_frames(merge_records(faces, out.records), cfg.sheet_frames)
     crops = load_crops(artifacts.crops)
     pictured: dict[tuple[int, int], SheetFace] = {}

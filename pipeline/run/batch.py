@@ -25,17 +25,22 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import yaml
 
 from pipeline.config import Config, apply_overrides, load_config, parse_set_option
 from pipeline.errors import ConfigError, InputError, PipelineError
+from pipeline.run.mode import Mode
+from pipeline.run.restore import RESTORE
 
 log = logging.getLogger(__name__)
+
+RESTORE_ONLY: Mapping[str, Mode[Any]] = MappingProxyType({"restore": RESTORE})  # the default `modes`
 
 _MANIFEST_KEYS = {"preset", "set", "output_dir", "items", "mode"}
 _ITEM_KEYS = {"input", "output", "preset", "set", "mode"}
@@ -48,7 +53,7 @@ class BatchItem:
     presets: tuple[str, ...] = ()
     overrides: tuple[dict[str, Any], ...] = ()  # nested mappings, applied in order
     where: str = ""  # "MANIFEST: items[3]" for messages
-    mode: str = "restore"  # or "anonymize" (pipeline.anon: its preset first, its audit)
+    mode: str = "restore"  # a mode's name, a key of the batch's `modes`
 
 
 @dataclass(frozen=True)
@@ -100,8 +105,11 @@ def _as_overrides(value: Any, where: str) -> tuple[dict[str, Any], ...]:
     raise ConfigError(f"{where}: expected a mapping or a list of section.key=value, got {value!r}")
 
 
-def load_manifest(path: str | Path) -> tuple[list[BatchItem], tuple[str, ...], tuple[dict[str, Any], ...]]:
-    """Items of a manifest, and the manifest-wide presets and overrides; errors name file and item."""
+def load_manifest(
+    path: str | Path, modes: Mapping[str, Mode[Any]] = RESTORE_ONLY
+) -> tuple[list[BatchItem], tuple[str, ...], tuple[dict[str, Any], ...]]:
+    """Items of a manifest, and the manifest-wide presets and overrides; errors name file and item.
+    `modes`: the modes an item may name, by name."""
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text())
@@ -135,12 +143,12 @@ def load_manifest(path: str | Path) -> tuple[list[BatchItem], tuple[str, ...], t
             )
         source = base / str(raw["input"])
         mode = str(raw.get("mode", data.get("mode", "restore")))
-        if mode not in ("restore", "anonymize"):
-            raise ConfigError(f"{where}: mode {mode!r}: expected restore or anonymize")
+        if mode not in modes:
+            raise ConfigError(f"{where}: mode {mode!r}: expected {' or '.join(sorted(modes))}")
         output = (
             output_dir / str(raw["output"])
             if raw.get("output")
-            else output_dir / f"{source.stem}.{'anonymized' if mode == 'anonymize' else 'restored'}.mkv"
+            else output_dir / f"{source.stem}.{modes[mode].output_word}.mkv"
         )
         items.append(
             BatchItem(
@@ -165,13 +173,14 @@ def load_manifest(path: str | Path) -> tuple[list[BatchItem], tuple[str, ...], t
 
 def item_config(
     item: BatchItem,
+    mode: Mode[Any],
     *,
     presets: Sequence[str],
     sets: Sequence[str],
     manifest_presets: Sequence[str],
     manifest_overrides: Sequence[dict[str, Any]],
 ) -> Config:
-    first = ["anonymize"] if item.mode == "anonymize" else []  # as `reel anonymize` applies it
+    first = [mode.preset] if mode.preset else []  # as `reel anonymize` applies its preset
     config = load_config([*first, *presets, *manifest_presets, *item.presets], list(sets))
     for overrides in (*manifest_overrides, *item.overrides):
         config = apply_overrides(config, overrides, item.where)
@@ -188,22 +197,26 @@ def run_batch(
     sets: Sequence[str] = (),
     overwrite: bool = False,
     restore: RestoreFn | None = None,
+    modes: Mapping[str, Mode[Any]] = RESTORE_ONLY,
 ) -> BatchReport:
     """Restore every item of `manifest`; a failed item is logged and reported, the others go on.
+    `modes`: the modes items may name (`mode: anonymize`), by name (default: restore only).
 
     `restore(input, output, config)` defaults to the executor each item's config names (Ray by
     default, sharing one Ray instance for the whole batch).
     """
-    items, manifest_presets, manifest_overrides = load_manifest(manifest)
+    items, manifest_presets, manifest_overrides = load_manifest(manifest, modes)
+    item_modes = [modes[item.mode] for item in items]
     configs = [
         item_config(
             item,
+            mode,
             presets=presets,
             sets=sets,
             manifest_presets=manifest_presets,
             manifest_overrides=manifest_overrides,
         )
-        for item in items
+        for item, mode in zip(items, item_modes, strict=True)
     ]  # every item's settings are checked before anything runs
     report = BatchReport(manifest=str(manifest))
     with contextlib.ExitStack() as stack:
@@ -218,19 +231,20 @@ def run_batch(
                 stack.enter_context(ray_session(configs[0].run))
                 ray_started = True
 
-        _run_items(items, configs, report, overwrite, restore, ensure_ray)
+        _run_items(items, item_modes, configs, report, overwrite, restore, ensure_ray)
     return report
 
 
 def _run_items(
     items: Sequence[BatchItem],
+    modes: Sequence[Mode[Any]],
     configs: Sequence[Config],
     report: BatchReport,
     overwrite: bool,
     restore: RestoreFn | None,
     ensure_ray: Callable[[], None],
 ) -> None:
-    for n, (item, config) in enumerate(zip(items, configs, strict=True), 1):
+    for n, (item, mode, config) in enumerate(zip(items, modes, configs, strict=True), 1):
         started = time.perf_counter()
         log.info("batch item %d/%d: %s -> %s", n, len(items), item.input, item.output)
         if item.output.exists() and not overwrite:
@@ -251,16 +265,9 @@ def _run_items(
                 from pipeline.run.restore import restore as restore_item
 
                 if config.run.executor != "local":
-                    make_job(
-                        item.input, item.output, config, overwrite=overwrite, mode=item.mode
-                    )  # a broken input fails here
+                    make_job(item.input, item.output, config, overwrite=overwrite, mode=mode)  # fails early
                     ensure_ray()
-                if item.mode == "anonymize":
-                    from pipeline.anon.run import anonymize
-
-                    anonymize(item.input, item.output, config, overwrite=overwrite)
-                else:
-                    restore_item(item.input, item.output, config, overwrite=overwrite)
+                restore_item(item.input, item.output, config, overwrite=overwrite, mode=mode)
         except PipelineError as exc:
             log.error("batch item %d/%d failed: %s", n, len(items), exc)
             report.items.append(

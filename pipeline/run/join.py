@@ -17,7 +17,7 @@ from pipeline.config import Config, dump_config
 from pipeline.io.presets import EncoderPreset
 from pipeline.run.frames import inverse_telecine
 from pipeline.run.plan import PlanSummary
-from pipeline.run.report import RestoreReport
+from pipeline.run.report import ReportArtifacts, RestoreReport, provenance_tags, write_report
 from pipeline.types import VideoInfo, VideoStreamInfo
 
 log = logging.getLogger(__name__)
@@ -64,13 +64,9 @@ def mux_parts(
     )
 
 
-def join(summary: PlanSummary, *, context: dict[str, Any]) -> RestoreReport:
-    """Mux, config, report; `context` is the executor's: its name and the seconds so far."""
-    from pipeline.faces import store
-    from pipeline.run.report import ReportArtifacts, provenance_tags, write_report
-    from pipeline.run.steps import face_rows
-    from pipeline.run.workdir import load_arrays
-
+def join(summary: PlanSummary, *, context: dict[str, Any]) -> Any:
+    """Mux and config, then the mode's report (`Mode.finish`); `context` is the executor's: its name
+    and the seconds so far. Returns what the mode's finish returns (a `RunReport`)."""
     job = summary.job
     cfg = job.config
     seconds = dict(context.get("seconds", {}))
@@ -88,23 +84,22 @@ def join(summary: PlanSummary, *, context: dict[str, Any]) -> RestoreReport:
     )
     seconds["mux"] = time.perf_counter() - t
     dump_config(cfg, job.output.with_name(job.output.name + ".config.yaml"))
-    if job.mode == "anonymize":  # the audit instead of a restore's report (pipeline.anon)
-        from pipeline.anon.steps import finish
-        from pipeline.run.workdir import load_json
+    report = job.mode.finish(summary, seconds, context.get("executor"))
+    _remove_parts(summary.parts, summary.records)
+    return report
 
-        records = [r for path in summary.records for r in load_json(path)]
-        anon = finish(
-            job.output,
-            summary.scan,
-            records,
-            cfg,
-            frames=job.frames,
-            model=job.model_description or cfg.prior.model,
-            random_generator=job.model_random,
-            seconds=seconds,
-        )
-        _remove_parts(summary.parts, summary.records)
-        return anon  # the AnonReport (pipeline.anon.run)
+
+def finish_restore(summary: PlanSummary, seconds: dict[str, float], executor: str | None) -> RestoreReport:
+    """Restore's report: every face-frame's figures, film cleaning's, the JSON and the HTML page."""
+    from pipeline.faces import store
+    from pipeline.film.clean import collect_stats
+    from pipeline.io.verify import output_frame_count
+    from pipeline.report.build import FaceCounts, load_records, merge_records
+    from pipeline.run.steps import face_rows, film_stats_path
+    from pipeline.run.workdir import load_arrays
+
+    job = summary.job
+    cfg = job.config
     faces: list[dict[str, Any]] = []
     identity: dict[int, dict[str, float]] = {}
     for path in summary.tracks:
@@ -118,24 +113,23 @@ def join(summary: PlanSummary, *, context: dict[str, Any]) -> RestoreReport:
 
     people = people_from_arrays(stitched, scanned.tracks) if stitched is not None and scanned else None
     model = job.model_description or cfg.prior.model
-    from pipeline.film.clean import collect_stats
-    from pipeline.run.steps import film_stats_path
-
     film = collect_stats([film_stats_path(p) for p in summary.records], remove=True)  # film cleaning figures
     if film is not None:
         log.info("film cleaning: %s", ", ".join(f"{k} {v:.4g}" for k, v in film.items()))
-    from pipeline.io.verify import output_frame_count
-
+    counts = FaceCounts.of(merge_records(faces, load_records(summary.records)))
     report = RestoreReport(
         output=job.output,
         frames=output_frame_count(job.output),  # the output's, not the source index's (#15)
         tracks=len(scanned.tracks) if scanned is not None else 0,
         face_frames=sum(len(tr.frames) for tr in scanned.tracks) if scanned is not None else 0,
-        restored=len(faces),
-        met_bound=sum(f["met_bound"] for f in faces),
+        restored=counts.restored,
+        met_bound=counts.met_bound,
         random_generator=job.model_random,
         model=model,
         seconds=seconds,
+        searched=counts.searched,
+        fell_back=counts.fell_back,
+        met_bound_in_frame=counts.met_bound_in_frame,
     )
     report.input = job.input
     # the report reads crops, restorations and compose records before the records are removed
@@ -152,23 +146,33 @@ def join(summary: PlanSummary, *, context: dict[str, Any]) -> RestoreReport:
         faces,
         identity,
         cfg,
-        executor=context.get("executor"),
+        executor=executor,
         artifacts=artifacts,
-        mode=job.mode,
+        mode=str(job.mode.name),
         film=film,
         people=people,
     )
-    _remove_parts(summary.parts, summary.records)
-    log.info(
-        "wrote %s: %d frames, %d tracks, %d face-frames restored (%d met the bound). %s",
-        job.output,
-        report.frames,
-        report.tracks,
-        report.restored,
-        report.met_bound,
-        INVENTED_DETAIL_NOTICE if faces else "",
-    )
+    log.info("wrote %s: %s", job.output, face_sentence(report))
+    if report.restored:
+        log.info(INVENTED_DETAIL_NOTICE)
     return report
+
+
+def face_sentence(report: RestoreReport) -> str:
+    """What happened to the faces, in one line: restored, fallbacks and the output's promise apart."""
+    if not report.model:
+        return f"{report.frames} frames; no face model: faces were upscaled with the rest of the frame"
+    parts = [
+        f"{report.frames} frames, {report.tracks} face tracks, "
+        f"{report.restored}/{report.face_frames} face-frames restored"
+    ]
+    if report.fell_back:
+        parts.append(f"{report.fell_back} fell back to the plain upscale")
+    if report.restored:
+        parts.append(
+            f"{report.met_bound_in_frame}/{report.restored} meet the consistency bound in the output frame"
+        )
+    return ", ".join(parts)
 
 
 def _remove_parts(parts: Sequence[str], records: Sequence[str]) -> None:

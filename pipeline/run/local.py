@@ -12,13 +12,12 @@ import time
 from typing import Any
 
 from pipeline.run.plan import Job
-from pipeline.run.report import RestoreReport
 from pipeline.run.schedule import Schedule, run_search_step, run_step
 
 log = logging.getLogger(__name__)
 
 
-def run_plan(job: Job) -> RestoreReport:
+def run_plan(job: Job) -> Any:
     from pipeline.run.progress import Progress, ProgressDisplay
     from pipeline.run.search_steps import load_search_model
 
@@ -39,7 +38,7 @@ def run_plan(job: Job) -> RestoreReport:
                 seconds = {**schedule.seconds, "total": time.perf_counter() - started}
                 context = {"executor": "local", "seconds": seconds}
                 t0 = time.time()
-                report: RestoreReport = step.fn(*step.args, context=context)
+                report = step.fn(*step.args, context=context)
                 schedule.finish(step, {"seconds": time.time() - t0, "started": t0})
                 continue
             if step.search:
@@ -55,19 +54,3 @@ def run_plan(job: Job) -> RestoreReport:
     schedule.write_timeline(wall, time.time())
     report.seconds["total"] = time.perf_counter() - started
     return report
-
-
-def restore(input: Any, output: Any, config: Any, *, overwrite: bool = False) -> RestoreReport:
-    """`pipeline.run.restore.restore` with the in-process executor (kept while callers switch)."""
-    from dataclasses import replace
-
-    from pipeline.run.restore import restore as restore_job
-
-    config = replace(config, run=replace(config.run, executor="local"))
-    return restore_job(input, output, config, overwrite=overwrite)
-
-
-# Moved to pipeline.prior.load (issue #10); re-exported while other packages switch their imports.
-from pipeline.prior.load import RANDOM_SOURCE_PREFIX, Prior, load_prior, resolve_device  # noqa: E402
-
-__all__ = ["RANDOM_SOURCE_PREFIX", "Prior", "load_prior", "resolve_device", "restore", "run_plan"]

@@ -23,10 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import Config
+from pipeline.errors import ConfigError
 from pipeline.faces.scan import ScanResult
 from pipeline.io.presets import EncoderPreset
 from pipeline.run import progress as P
 from pipeline.run.frames import inverse_telecine
+from pipeline.run.mode import Mode
 from pipeline.types import VideoInfo
 
 # Part of a stage's key: bumped when what the stage computes changes (every key after it changes too).
@@ -34,8 +36,6 @@ SCAN_VERSION = "scan-v2"  # v2: per-segment detections and cuts, stitched
 CROPS_VERSION = "crops-v2"  # v2: crops per search unit, with each crop's size
 SEARCH_VERSION = "search-v2"  # v2: face images beside the rows (read a frame range at a time)
 COMPOSE_VERSION = "compose-v3"  # v3: faces' compose_frame (projection, fallback, per-face records)
-
-MODES = ("restore", "anonymize")
 
 
 @dataclass(frozen=True)
@@ -51,15 +51,15 @@ class Job:
     workdir: Path
     video_key: str  # content key of the input (`WorkDir.video_key`)
     model_key: str | None  # content key of the generator's weights; None without a model
+    mode: Mode[Any]  # what the steps call and which rules hold (pipeline.run.mode)
     model_description: str | None = None  # where the weights come from (for logs and the report)
     model_random: bool = False  # the model is a seeded random test generator, not a face model
-    mode: str = "restore"  # "restore" or "anonymize"
     overwrite: bool = False
 
     @property
     def faces(self) -> bool:
-        """Faces are scanned and searched: restore with a model, or anonymise."""
-        return self.mode == "anonymize" or self.config.prior.model is not None
+        """Faces are scanned: with a model, or in a mode that handles faces without one (anonymise)."""
+        return self.mode.faces_without_model or self.config.prior.model is not None
 
 
 @dataclass(frozen=True)
@@ -138,15 +138,12 @@ def _keys(job: Job) -> dict[str, str]:
 
     cfg = job.config
     decode = (cfg.io.deinterlace, cfg.io.inverse_telecine, getattr(cfg, "film", None))
-    scan = WorkDir.settings_key(SCAN_VERSION, job.video_key, cfg.scan, decode, job.mode)
+    mode = job.mode.settings(cfg)  # its name, and the settings of its own section
+    scan = WorkDir.settings_key(SCAN_VERSION, job.video_key, cfg.scan, decode, mode[0])
     keys = {"scan": scan, "crops": WorkDir.settings_key(scan, CROPS_VERSION)}
-    search_settings: tuple[Any, ...] = (cfg.search, cfg.prior.dtype, job.mode)
-    if job.mode == "anonymize":
-        search_settings += (getattr(cfg, "anon", None),)
+    search_settings = (cfg.search, cfg.prior.dtype, *mode)
     keys["search"] = WorkDir.settings_key(SEARCH_VERSION, scan, job.model_key, *search_settings)
-    compose_settings: tuple[Any, ...] = (cfg.upscale, cfg.io, getattr(cfg, "compose", None), job.mode)
-    if job.mode == "anonymize":
-        compose_settings += (getattr(cfg, "anon", None),)
+    compose_settings = (cfg.upscale, cfg.io, cfg.compose, *mode)
     keys["compose"] = WorkDir.settings_key(COMPOSE_VERSION, job.video_key, decode, *compose_settings)
     return keys
 
@@ -210,10 +207,15 @@ def build_plan(job: Job, scanned: ScanResult | None = None) -> Plan:
 
         tracks = {t.track_id: t for t in scanned.tracks}
         lengths = {t.track_id: len(t.frames) for t in scanned.tracks}
-        if job.mode == "anonymize" and job.model_key is None:
-            lengths = {}  # anonymise without a model: every face is masked, nothing is searched
-        plan.totals[P.FACE_FRAMES_RESTORED] = sum(lengths.values())
+        if job.model_key is None:
+            lengths = {}  # faces without a model (anonymise): every face is masked, nothing is searched
+        plan.totals[P.FACE_FRAMES_SEARCHED] = sum(lengths.values())
         divided = search_plan(lengths, cfg)
+        if divided.chunked and not job.mode.chunkable:
+            raise ConfigError(
+                f"search.chunk_len={cfg.search.chunk_len}: {job.mode.name} searches every track whole "
+                "(set search.chunk_len=0)"
+            )
         for i, unit in enumerate(divided.units):
             crops = [art("crops", f"track-{tid:06d}.npz") for tid in unit]
             add(
@@ -240,7 +242,7 @@ def build_plan(job: Job, scanned: ScanResult | None = None) -> Plan:
                     tuple(p for pair in outs for p in pair),
                     deps=(f"crops/{i:04d}",),
                     search=True,
-                    progress=((P.FACE_FRAMES_RESTORED, sum(len(tracks[t].frames) for t in unit)),),
+                    progress=((P.FACE_FRAMES_SEARCHED, sum(len(tracks[t].frames) for t in unit)),),
                     label=f"search of track(s) {', '.join(map(str, unit))} (frames {span[0]}-{span[1]})",
                 )
             )
@@ -254,7 +256,7 @@ def build_plan(job: Job, scanned: ScanResult | None = None) -> Plan:
                     f"crops/t{tid:06d}",
                     "crops",
                     steps.crops_step,
-                    (video, job.info, cfg, scan_path, [tid], [crop]),
+                    (video, job.info, cfg, scan_path, [tid], [crop], job.mode),
                     (crop,),
                     deps=("stitch",),
                     label=f"crops of track {tid}",
@@ -271,7 +273,7 @@ def build_plan(job: Job, scanned: ScanResult | None = None) -> Plan:
                     (anchors,),
                     deps=(f"crops/t{tid:06d}",),
                     search=True,
-                    progress=((P.FACE_FRAMES_RESTORED, len(chunks)),),
+                    progress=((P.FACE_FRAMES_SEARCHED, len(chunks)),),
                     label=f"anchors of track {tid} ({len(chunks)} chunks)",
                 )
             )
@@ -287,7 +289,7 @@ def build_plan(job: Job, scanned: ScanResult | None = None) -> Plan:
                         (part,),
                         deps=(f"anchors/{tid:06d}",),
                         search=True,
-                        progress=((P.FACE_FRAMES_RESTORED, chunk.end - chunk.start - 1),),
+                        progress=((P.FACE_FRAMES_SEARCHED, chunk.end - chunk.start - 1),),
                         label=(
                             f"search of track {tid} chunk {chunk.index} "
                             f"(track frames {chunk.start}-{chunk.end})"
@@ -321,7 +323,7 @@ def build_plan(job: Job, scanned: ScanResult | None = None) -> Plan:
         searched = [t for t in shown if t in track_of]  # anonymise: tracks without a search are masked
         sources = [track_of[t][:3] for t in searched]
         deps = sorted({track_of[t][3] for t in searched} | {crops_step_of[t] for t in searched})
-        if job.mode == "anonymize" and shown:
+        if job.mode.hider is not None and shown:  # hidden faces are placed from the scan
             deps = sorted({*deps, "stitch"})
         key = f"compose/{s:08d}"
         add(
@@ -339,7 +341,7 @@ def build_plan(job: Job, scanned: ScanResult | None = None) -> Plan:
         compose_keys.append(key)
     spread_deps: tuple[str, ...] = ()
     r = cfg.report
-    if job.mode == "restore" and track_of and r.spread_k >= 2 and r.spread_faces > 0:
+    if job.mode.spread and track_of and r.spread_k >= 2 and r.spread_faces > 0:
         # "where is this invented?" (pipeline.report.spread): a few faces searched again from
         # several starts, on a search worker; the report draws the stored result
         from pipeline.report.spread import sample_tracks, spread_step

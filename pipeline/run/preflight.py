@@ -11,7 +11,9 @@ run left beside the output.
 
 from __future__ import annotations
 
+import itertools
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 from pipeline.config import Config
@@ -113,7 +115,8 @@ def preflight(
     if not is_sequence_output(output) and not is_sequence(input):
         plan_streams(input, output, CONTAINER_FORMATS[output.suffix.lower()])  # fail now, not after encoding
     video, io = info.video, config.io
-    check_frames(input, info, config)
+    info = check_frames(input, info, config)
+    video = info.video
     check_size(input, output, info, preset, config)
     if config.prior.model is not None:
         check_checkpoint(config.prior.model)
@@ -135,34 +138,56 @@ def preflight(
     return info, preset
 
 
-def check_frames(input: Path, info: VideoInfo, config: Config) -> None:
-    """Frames present (the demuxed index) against those the container declares: a file missing more
-    than io.max_damaged_fraction of them fails now; fewer missing are said, with the count."""
+def check_frames(input: Path, info: VideoInfo, config: Config) -> VideoInfo:
+    """Frames present (the demuxed index) against what the container declares: a count it states,
+    or else its duration, which the frames' timestamps must cover (a variable-rate Matroska file
+    states no count, and its duration x nominal rate means nothing). Missing more than
+    io.max_damaged_fraction fails now; fewer are said. Returns `info` with what the index showed:
+    the frame count and whether the rate varies (the probe looked at a few frames only)."""
     from pipeline.errors import DecodeError
     from pipeline.io.decode import frame_index
+    from pipeline.io.probe import variable_rate
 
-    declared = info.video.frame_count
-    present = len(frame_index(input)[1])
+    video = info.video
+    time_base, pts = frame_index(input)
+    present = len(pts)
     if present == 0:
         raise DecodeError(input, "its video stream has no frames")
-    if not declared or present >= declared or config.io.inverse_telecine:
-        return
-    missing = declared - present
-    if missing / declared > config.io.max_damaged_fraction:
+    if config.io.inverse_telecine:
+        return info
+    declared: float | None
+    missing: float
+    if video.frame_count_stated:
+        declared, unit = video.frame_count, "frames"
+        missing = 0 if not declared else max(0, declared - present)
+        slack: float = max(2, (declared or 0) // 100)  # rate x duration estimates are off by a frame or two
+    else:
+        declared_s = video.duration or info.duration
+        steps = sorted(b - a for a, b in itertools.pairwise(pts))
+        last = steps[len(steps) // 2] if steps else 0  # the last frame lasts a typical frame
+        covered = (pts[-1] - pts[0] + last) * time_base
+        declared = round(float(declared_s), 2) if declared_s else None
+        missing = 0 if not declared_s else max(0.0, round(float(declared_s - covered), 2))
+        unit, slack = "seconds", max(0.1, (declared or 0) / 100)
+    if declared and missing / declared > config.io.max_damaged_fraction:
         raise DecodeError(
             input,
-            f"{missing} of the {declared} frames the container declares are missing (truncated or damaged), "
-            f"more than io.max_damaged_fraction={config.io.max_damaged_fraction:g}: the file is unusable",
+            f"{missing:g} of the {declared:g} {unit} the container declares are missing (truncated or "
+            f"damaged), more than io.max_damaged_fraction={config.io.max_damaged_fraction:g}: "
+            "the file is unusable",
         )
-    if missing > max(2, declared // 100):  # rate x duration estimates are off by a frame or two
+    if declared and missing > slack:
         log.warning(
-            "%s: %d of the %d frames the container declares are missing (truncated or damaged); "
-            "the output has the %d present",
+            "%s: %g of the %g %s the container declares are missing (truncated or damaged); "
+            "the output has the %d frames present",
             input,
             missing,
             declared,
+            unit,
             present,
         )
+    variable = video.variable_frame_rate or variable_rate(pts)
+    return replace(info, video=replace(video, frame_count=present, variable_frame_rate=variable))
 
 
 def output_size(info: VideoInfo, config: Config) -> tuple[int, int]:

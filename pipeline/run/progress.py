@@ -19,11 +19,11 @@ log = logging.getLogger(__name__)
 
 # The counters every restore reports, in display order, with their display names.
 FRAMES_SCANNED = "frames_scanned"
-FACE_FRAMES_RESTORED = "face_frames_restored"
+FACE_FRAMES_SEARCHED = "face_frames_searched"
 SEGMENTS_ENCODED = "segments_encoded"
 LABELS = {
     FRAMES_SCANNED: "frames scanned",
-    FACE_FRAMES_RESTORED: "face-frames restored",
+    FACE_FRAMES_SEARCHED: "face-frames searched",
     SEGMENTS_ENCODED: "segments encoded",
 }
 
@@ -50,7 +50,7 @@ class Progress:
 
 
 def format_progress(snapshot: Mapping[str, Mapping[str, int]], elapsed: float) -> str:
-    """`frames scanned 120/300 | face-frames restored 40/96 | segments encoded 2/7 | 12s`."""
+    """`frames scanned 120/300 | face-frames searched 40/96 | segments encoded 2/7 | 12s`."""
     counts, totals = snapshot.get("counts", {}), snapshot.get("totals", {})
     names = list(LABELS) + sorted((set(counts) | set(totals)) - set(LABELS))
     parts = []

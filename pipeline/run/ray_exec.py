@@ -22,7 +22,6 @@ from typing import Any
 
 from pipeline.run.actors import portable_errors
 from pipeline.run.plan import Job, Step
-from pipeline.run.report import RestoreReport
 from pipeline.run.schedule import Schedule, run_search_step, run_step
 
 log = logging.getLogger(__name__)
@@ -61,7 +60,7 @@ def describe(model: Any) -> dict[str, Any]:
     return describe_model(model)
 
 
-def run_plan(job: Job) -> RestoreReport:
+def run_plan(job: Job) -> Any:
     from pipeline.run.ray_runtime import ray_session
 
     started, wall = time.perf_counter(), time.time()
@@ -99,9 +98,9 @@ class _RayRun:
         )
         self.actors: list[Any] = []
         self.search_nodes: set[str] = set()
-        self.report: RestoreReport | None = None
+        self.report: Any = None  # the join's (the mode's RunReport)
 
-    def execute(self) -> RestoreReport:
+    def execute(self) -> Any:
         with self.display:
             self._submit_ready()
             self.queue.drain()

@@ -7,19 +7,41 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any, TypeVar
 
 from pipeline.config import Config
 from pipeline.errors import ConfigError
-from pipeline.run.plan import MODES, Job
+from pipeline.run.join import finish_restore
+from pipeline.run.mode import Mode, ModeName, RunReport
+from pipeline.run.plan import Job
 from pipeline.run.report import RestoreReport
+from pipeline.search.units import search_tracks
 
 log = logging.getLogger(__name__)
 
 EXECUTORS = ("ray", "local")
 
+R = TypeVar("R", bound=RunReport)
+
+# Restore: faces (with a model) searched in the prior and pasted; long tracks may be chunked.
+RESTORE: Mode[RestoreReport] = Mode(
+    name=ModeName.RESTORE,
+    search_unit=search_tracks,
+    finish=finish_restore,
+    chunkable=True,
+    faces_without_model=False,
+    measures_identity=True,
+    spread=True,
+)
+
 
 def make_job(
-    input: str | Path, output: str | Path, config: Config, *, overwrite: bool = False, mode: str = "restore"
+    input: str | Path,
+    output: str | Path,
+    config: Config,
+    *,
+    overwrite: bool = False,
+    mode: Mode[Any] = RESTORE,
 ) -> Job:
     """Preflight (settings, output, input, streams) and everything the plan is built from."""
     from pipeline.io.decode import frame_index
@@ -27,8 +49,8 @@ def make_job(
     from pipeline.run.preflight import preflight
     from pipeline.run.workdir import WorkDir, default_workdir
 
-    if mode not in MODES:
-        raise ConfigError(f"mode {mode!r}: expected one of {', '.join(MODES)}")
+    if mode.prepare is not None:
+        config = mode.prepare(config)  # the mode's own checks and rules (anonymise: never chunked)
     if config.run.executor not in EXECUTORS:
         raise ConfigError(f"run.executor = {config.run.executor!r}: expected ray or local")
     input, output = Path(input), Path(output)
@@ -62,10 +84,16 @@ def make_job(
 
 
 def restore(
-    input: str | Path, output: str | Path, config: Config, *, overwrite: bool = False, mode: str = "restore"
-) -> RestoreReport:
-    """Restore `input` into `output` with `config.run.executor`; faces are restored when
-    config.prior.model is set (or anonymised with mode="anonymize").
+    input: str | Path,
+    output: str | Path,
+    config: Config,
+    *,
+    overwrite: bool = False,
+    mode: Mode[R] = RESTORE,  # type: ignore[assignment]
+) -> R:
+    """Run the plan of `mode` (restore by default; `pipeline.anon.mode.ANONYMIZE` anonymises) on
+    `input` into `output` with `config.run.executor`; faces are restored when config.prior.model is
+    set. The mode's `forget` runs when the job ends, however it ends.
 
     Raises the PipelineError a user should see (a bad setting, input or output fails before any work;
     a step that keeps failing raises JobError naming it). An existing output is replaced only with
@@ -83,7 +111,10 @@ def restore(
             from pipeline.run.local import run_plan
         else:
             from pipeline.run.ray_exec import run_plan
-        return run_plan(job)
+        report: R = run_plan(job)
+        return report
     finally:
+        if mode.forget is not None:
+            mode.forget(workdir, config)
         remove_empty_dirs(workdir)
         lock.release(output, workdir)  # taken by preflight

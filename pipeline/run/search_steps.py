@@ -7,9 +7,10 @@ in-process executor's one copy) and take it as their first argument, then paths.
     search_chunk_step(model, cfg, crops, anchors, chunks, i, out)  one chunk, landing on the next anchor
     join_chunks(cfg, scan, crops, anchors, parts[], out)     a chunked track's result (a CPU step)
 
-`mode` "anonymize" searches each unit with `pipeline.anon.search.anonymize_unit` instead of the
-restoring search; everything else is the same. Identity along each track (SFace) is measured where
-the crops and restorations are and stored with the track's result.
+A unit is searched by its mode's `search_unit` (`pipeline.run.mode`: restore's latent search, or
+anonymise's synthetic faces); anchors and chunks exist only for modes that may chunk (the plan
+refuses the others). Identity along each track (SFace) is measured where the crops and restorations
+are, for modes that ask for it, and stored with the track's result.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 
 from pipeline.config import Config
 from pipeline.run.frames import pin_torch
+from pipeline.run.mode import Mode
 from pipeline.run.report import measure_identity
 from pipeline.run.steps import load_crops, save_track
 from pipeline.types import FaceRestoration
@@ -69,27 +71,20 @@ def _tracks(scan_path: str, ids: set[int]) -> list[Any]:
 def search_unit(
     model: SearchModel,
     cfg: Config,
-    mode: str,
+    mode: Mode[Any],
     scan_path: str,
     crops_paths: Sequence[str],
     outs: Sequence[tuple[str, str]],  # per track: (result npz, faces npy)
 ) -> dict[str, int]:
     """Search one unit (whole tracks advanced in lockstep batches), measure each track's identity,
     store both per track."""
-    from pipeline.search.units import search_tracks
-
     pin_torch()
     per_track = [load_crops(p) for p in crops_paths]  # one track per file
     crops = [c for cs in per_track for c in cs]
     with model.lock:
-        if mode == "anonymize":
-            from pipeline.anon.search import anonymize_unit
-
-            faces = anonymize_unit(model.G, model.space, crops, cfg, model.device)
-        else:
-            faces = search_tracks(model.G, model.space, crops, cfg, model.device)
+        faces = mode.search_unit(model.G, model.space, crops, cfg, model.device)
     unit = {int(c.track_id) for c in crops}
-    identity = measure_identity(_tracks(scan_path, unit), crops, faces) if mode == "restore" else {}
+    identity = measure_identity(_tracks(scan_path, unit), crops, faces) if mode.measures_identity else {}
     by_track: dict[int, list[FaceRestoration]] = {}
     for face in faces:
         by_track.setdefault(int(face.track_id), []).append(face)

@@ -30,6 +30,7 @@ import numpy as np
 from pipeline.config import Config
 from pipeline.errors import DecodeError
 from pipeline.run.frames import Frames, inverse_telecine, read_frames
+from pipeline.run.mode import Mode
 from pipeline.types import Detection, FaceCrop, FaceRestoration, VideoInfo
 
 __all__ = [
@@ -152,10 +153,10 @@ def scan_whole(video: str | Path, cfg: Config) -> Any:
         return scan_frames(pairs, cfg.scan, source_size=(vs.width, vs.height))
 
 
-def stitch_scan(cfg: Config, segments: Sequence[str], out: str, mode: str = "restore") -> dict[str, int]:
+def stitch_scan(cfg: Config, segments: Sequence[str], out: str, mode: Mode[Any]) -> dict[str, int]:
     """Shots and tracks of the whole video from every segment's detections and cuts (stored as the
-    ScanResult `pipeline.faces.store` writes): tracks are linked across segment edges. Anonymise
-    completes the tracks for recall (`pipeline.anon.steps.stitch_arrays`)."""
+    ScanResult `pipeline.faces.store` writes): tracks are linked across segment edges. A mode may
+    store its own arrays (`Mode.stitch_arrays`: anonymise completes the tracks for recall)."""
     from pipeline.faces import store
     from pipeline.faces.people import link_people, people_to_arrays
     from pipeline.faces.scan import Embeddings, ScanResult, embeddings_from_arrays, link_tracks
@@ -184,10 +185,8 @@ def stitch_scan(cfg: Config, segments: Sequence[str], out: str, mode: str = "res
     tracks = link_tracks(shots, dict(detections), embeddings, cfg.scan)
     gray = sum(votes) * 2 > len(votes)
     result = ScanResult(0, end, tuple(shots), tuple(tracks), count, gray)
-    if mode == "anonymize":
-        from pipeline.anon.steps import stitch_arrays
-
-        arrays = stitch_arrays(result, detections, cfg)
+    if mode.stitch_arrays is not None:
+        arrays = mode.stitch_arrays(result, detections, cfg)
         tracks = list(store.scan_from_arrays(arrays).tracks)
     else:
         arrays = store.scan_to_arrays(result)
@@ -215,11 +214,11 @@ def crops_step(
     scan_path: str,
     track_ids: Sequence[int],
     outs: Sequence[str],
-    mode: str = "restore",
+    mode: Mode[Any],
 ) -> dict[str, int]:
-    """The aligned native-size crops of `track_ids` (one search unit), decoding their frame span once;
-    one npz per track (`pipeline.faces.store` crops, plus each crop's `size`). Anonymise crops only
-    the face-frames its search can serve (`pipeline.anon.steps.servable`; the others are masked)."""
+    """The aligned native-size crops of `track_ids` (one search unit or one chunked track), decoding
+    their frame span once; one npz per track (`pipeline.faces.store` crops, plus each crop's `size`).
+    Only the face-frames the mode can serve get a crop (`Mode.crops_of`; anonymise masks the rest)."""
     from pipeline.faces import store
     from pipeline.faces.align import make_crop
     from pipeline.run.workdir import load_arrays, save_arrays
@@ -230,12 +229,7 @@ def crops_step(
     rows: dict[int, list[Any]] = defaultdict(list)
     size = (info.video.width, info.video.height)
     for track in tracks:
-        for row in track.frames:
-            if mode == "anonymize":
-                from pipeline.anon.steps import servable
-
-                if not servable(row, size, cfg):
-                    continue
+        for row in mode.crops_of(track.frames, size, cfg):
             rows[row.frame_index].append(row)
     crops: dict[int, list[FaceCrop]] = {tid: [] for tid in track_ids}
     if tracks:
@@ -423,11 +417,12 @@ def compose_step(
     gray: bool,
     out_part: str,
     out_records: str,
-    mode: str = "restore",
+    mode: Mode[Any],
     scan_path: str | None = None,
 ) -> dict[str, int]:
     """Decode [start, end), upscale, paste the faces of these frames, encode a video-only part
-    (source timestamps kept) and store the per-face records of `compose_frame` as JSON.
+    (source timestamps kept) and store the per-face records of `compose_frame` as JSON. A mode that
+    hides faces (`Mode.hider`: anonymise) hides every face-frame of the scan instead.
 
     The part is written under a temporary name and renamed when complete (VideoWriter), so an
     existing part is always a finished one; the records are written after it.
@@ -437,11 +432,9 @@ def compose_step(
 
     by_frame = load_placements(sources, start, end)
     hide: dict[int, list[Any]] = {}
-    if mode == "anonymize" and scan_path is not None:  # every face-frame is hidden (pipeline.anon)
-        from pipeline.anon.steps import compose_frame as anon_frame
-        from pipeline.anon.steps import segment_faces
-
-        hide = segment_faces(scan_path, by_frame, start, end, (info.video.width, info.video.height), cfg)
+    hider = mode.hider
+    if hider is not None and scan_path is not None:  # every face-frame of the scan is hidden
+        hide = hider.segment(scan_path, by_frame, start, end, (info.video.width, info.video.height), cfg)
     records: list[dict[str, Any]] = []
     writer: Any = None
     frames = read_frames(video, info, cfg, start, end)
@@ -465,8 +458,8 @@ def compose_step(
                 upscaler = make_upscaler(cfg)
                 steadiness = Steadiness()  # faces' records: output vs footage change along each track
                 for frame in frames:
-                    if mode == "anonymize":
-                        image, rows = anon_frame(frame.image, hide.get(frame.index, ()), gray, cfg)
+                    if hider is not None:
+                        image, rows = hider.frame(frame.image, hide.get(frame.index, ()), gray, cfg)
                     else:
                         image, rows = compose_frame(
                             frame, frame.image, by_frame.get(frame.index, ()), gray, cfg, upscaler, steadiness

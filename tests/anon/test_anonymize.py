@@ -33,7 +33,7 @@ FAST = [
 
 
 def _run(video: Path, out: Path, model: Path | None) -> Any:
-    from pipeline.anon.run import anonymize
+    from pipeline.api import anonymize
 
     config = load_config(["anonymize"], FAST)
     if model is not None:
@@ -181,14 +181,14 @@ def test_bad_input_fails_like_restore_and_keeps_the_old_output(
 
 
 def test_a_batch_item_can_be_anonymised(clip_video: Path, tmp_path: Path) -> None:
-    from pipeline.run.batch import run_batch
+    from pipeline.api import batch
 
     manifest = tmp_path / "batch.yaml"
     manifest.write_text(
         "set: [run.executor=local, io.preset=master-ffv1]\n"
         f"items:\n  - input: {clip_video}\n    mode: anonymize\n"
     )
-    report = run_batch(manifest)
+    report = batch(manifest)
     assert [r.status for r in report.items] == ["done"]
     out = Path(report.items[0].output)
     assert out.name == "people.anonymized.mkv" and out.is_file()
@@ -207,3 +207,60 @@ def test_through_ray_with_a_model(clip: AnonClip, clip_video: Path, tiny_model: 
     assert figures["leaked_face_frames"] == 0 and figures["coverage"] == 1.0
     assert json.loads(Path(f"{out}.anon.json").read_text())["synthetic"] > 0
     assert not (tmp_path / "ray.mkv.work" / "crops").exists()
+
+
+def test_anonymise_through_the_plans_own_entry_never_searches_the_real_face(
+    clip_video: Path, tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The privacy rules are the mode's, not one entry point's: `pipeline.run.restore.restore` with
+    the anonymise mode and chunking asked for still never runs the restoring search (which would
+    paste restorations of the real face as the "synthetic" ones) and still forgets the crops."""
+    import pipeline.search.units as units
+    from pipeline.anon.mode import ANONYMIZE
+    from pipeline.run.restore import restore
+
+    restoring: list[str] = []
+
+    def refuse(name: str) -> Any:
+        def search(*args: Any, **kwargs: Any) -> Any:
+            restoring.append(name)
+            raise AssertionError(f"anonymise ran the restoring search ({name})")
+
+        return search
+
+    for name in ("search_tracks", "search_anchors", "search_chunk"):
+        monkeypatch.setattr(units, name, refuse(name))
+    config = load_config(
+        ["anonymize"], [*FAST, "search.chunk_len=3", "search.chunk_landing=1", "search.smooth_sigma=0"]
+    )
+    config = replace(config, prior=replace(config.prior, model=str(tiny_model)))
+    out = tmp_path / "anon.mkv"
+    restore(clip_video, out, config, mode=ANONYMIZE)
+    assert restoring == []
+    audit = json.loads(Path(f"{out}.anon.json").read_text())
+    assert audit["synthetic"] > 0 and audit["config"]["search"]["chunk_len"] == 0
+    assert not any("crops" in p.parts for p in tmp_path.rglob("*") if p.is_file())
+
+
+def test_the_plan_refuses_chunks_for_a_mode_that_forbids_them(clip_video: Path, tmp_path: Path) -> None:
+    from pipeline.anon.mode import ANONYMIZE
+    from pipeline.errors import ConfigError
+    from pipeline.faces.scan import ScanResult
+    from pipeline.run.plan import build_plan
+    from pipeline.run.restore import make_job
+    from pipeline.types import Shot, Track, TrackFrame
+
+    config = load_config(["anonymize"], FAST)
+    job = make_job(clip_video, tmp_path / "anon.mkv", config, mode=ANONYMIZE)
+    job = replace(
+        job,
+        model_key="k",
+        config=replace(
+            job.config, search=replace(job.config.search, chunk_len=2, chunk_landing=0, smooth_sigma=0.0)
+        ),
+    )
+    box, marks = np.array([10, 10, 60, 60], np.float32), np.zeros((5, 2), np.float32)
+    rows = tuple(TrackFrame(0, i, box, marks, 1.0, False) for i in range(5))
+    scanned = ScanResult(0, 9, (Shot(0, 0, 5),), (Track(0, 0, rows),), 5, False)
+    with pytest.raises(ConfigError, match="chunk_len"):
+        build_plan(job, scanned)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from pipeline.anon.audit import check_anon_config
 from pipeline.anon.compose import apply_mask, mask_box
-from pipeline.anon.run import check_anon_config
 from pipeline.anon.scan import complete_tracks
 from pipeline.anon.search import bottleneck_target, unservable
 from pipeline.config import AnonConfig, Config, load_config

@@ -15,7 +15,8 @@ import pytest
 
 from pipeline import INVENTED_DETAIL_NOTICE, __version__
 from pipeline.config import Config, load_config
-from pipeline.run.report import REPORT_VERSION, RestoreReport
+from pipeline.report.build import flagged
+from pipeline.run.report import NOTHING_INVENTED, REPORT_VERSION, RestoreReport
 
 SETTINGS = [
     "search.steps=8",
@@ -26,6 +27,7 @@ SETTINGS = [
     "run.progress=false",
     "report.spread_k=3",
     "report.spread_faces=2",
+    "compose.max_face_stretch=8",  # the 16-px test generator's faces are pasted, not fallen back
 ]
 
 
@@ -72,7 +74,8 @@ def test_json_report_is_versioned_with_provenance_totals_and_steadiness(run: _Ru
     assert prov["seed"] == run.config.search.seed
     totals = body["totals"]
     assert totals["restored"] == len(body["faces"]) == run.report.restored > 0
-    assert totals["met_bound"] + totals["missed_bound"] == totals["restored"]
+    assert totals["met_bound"] + totals["missed_bound"] == totals["searched"] == totals["restored"]
+    assert totals["fell_back"] == 0 and 0 < totals["met_bound_in_frame"] <= totals["restored"]
     for track in body["tracks"]:
         assert track["steadiness"] is not None and track["steadiness"] >= 0
         assert len(track["motion"]["output_change"]) == track["restored"] - 1
@@ -98,7 +101,7 @@ def test_html_is_self_contained_and_links_resolve(run: _Run) -> None:
     assert links and set(links) <= ids
     body = run.body
     for row in body["faces"]:  # every flagged face-frame is listed and links to a picture or its track
-        if not row["met_bound"]:
+        if flagged(row):
             assert f"<td>{row['track_id']}</td><td>{row['frame']}</td>" in html
     pictured = re.findall(r'id="f-(\d+)-(\d+)"', html)
     assert len({t for t, _ in pictured}) == len(body["tracks"])  # a contact sheet per track
@@ -213,3 +216,33 @@ def test_a_restore_without_a_face_model_writes_a_page_too(face_video: Path, tmp_
     assert "not scanned for faces" in html and html.count('src="data:image/jpeg') == 8
     body = json.loads(out.with_name("plain.mkv.report.json").read_text())
     assert body["tracks"] == [] and body["model"] is None and body["provenance"]["model_key"] is None
+    # nothing looked for, nothing invented: no zero counts, no green "all met", no invented-detail box
+    assert body["scanned"] is False and body["notice"] == NOTHING_INVENTED
+    assert "faces not looked for" in html and "faces were not looked for" in html
+    for contradiction in ("no faces found", "every restored face-frame", "Invented detail", ">shots<"):
+        assert contradiction not in html, contradiction
+    assert INVENTED_DETAIL_NOTICE not in html
+
+
+def test_faces_that_fall_back_are_not_counted_as_restored(
+    face_video: Path, tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every face drawn too large for the prior (issue 22: `--scale 3` said `55/55 restored` while all
+    55 fell back): the command line, the JSON and the page count them as fallbacks, not restored."""
+    from pipeline.cli import main
+
+    out = tmp_path / "fell.mkv"
+    sets = [f"prior.model={tiny_model}", f"run.workdir={tmp_path / 'work'}", *SETTINGS, "report.spread_k=0"]
+    args = ["restore", str(face_video), "-o", str(out), *[a for s in sets for a in ("--set", s)]]
+    assert main([*args, "--set", "compose.max_face_stretch=1"]) == 0
+    line = capsys.readouterr().out
+    body = json.loads(out.with_name("fell.mkv.report.json").read_text())
+    totals = body["totals"]
+    assert totals["searched"] == totals["fell_back"] == body["face_frames"] > 0
+    assert totals["restored"] == body["restored"] == totals["met_bound_in_frame"] == 0
+    assert body["notice"] == NOTHING_INVENTED and all(t["restored"] == 0 for t in body["tracks"])
+    assert f"0/{body['face_frames']} face-frames restored, {totals['fell_back']} fell back" in line
+    assert INVENTED_DETAIL_NOTICE not in line
+    html = out.with_name("fell.mkv.report.html").read_text()
+    assert "fell back to the plain upscale (not restored)" in html and "Invented detail" not in html
+    assert f"<b>0/{body['face_frames']}</b><span>face-frames restored" in html

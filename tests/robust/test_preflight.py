@@ -81,10 +81,35 @@ def test_scale_100_fails_at_once(clips: dict[str, Path], tmp_path: Path) -> None
 
 
 def test_a_truncated_file_fails_against_the_declared_count(clips: dict[str, Path], tmp_path: Path) -> None:
-    with pytest.raises(DecodeError, match="of the 50 frames the container declares are missing"):
+    with pytest.raises(DecodeError, match=r"[\d.]+ of the 2 seconds the container declares are missing"):
         _run(clips["cut"], tmp_path / "o.mkv")
     lenient = replace(Config(), io=replace(Config().io, max_damaged_fraction=1.0))
     _run(clips["cut"], tmp_path / "o.mkv", lenient)
+
+
+def test_a_variable_rate_matroska_file_is_judged_by_its_timestamps(tmp_path: Path) -> None:
+    """25 fps for 1 s, then 10 fps for 1 s, two audio streams: Matroska states no frame count, and
+    duration x the nominal 50 fps (101) is no count at all (issue 22: it was refused as truncated)."""
+    from pipeline.run.restore import restore as restore_video
+    from tests.media import assert_same_times, read_audio_packets, read_video_times
+
+    clip = _clip(
+        tmp_path / "vfr.mkv",
+        *["-f", "lavfi", "-i", "testsrc2=s=64x48:r=25:d=1", "-f", "lavfi", "-i", "testsrc2=s=64x48:r=10:d=1"],
+        *["-f", "lavfi", "-i", "sine=d=2", "-f", "lavfi", "-i", "sine=f=300:d=2"],
+        *["-filter_complex", "[0:v]settb=1/1000[a];[1:v]settb=1/1000[b];[a][b]concat=n=2:v=1:a=0[v]"],
+        *["-map", "[v]", "-map", "2:a", "-map", "3:a", "-c:v", "libx264", "-fps_mode", "passthrough"],
+    )
+    out = tmp_path / "o.mkv"
+    try:
+        info, _ = preflight(clip, out, Config(), overwrite=True)
+    finally:
+        lock.release(out, out.with_name(out.name + ".work"))
+    assert (info.video.frame_count, info.video.variable_frame_rate) == (35, True)
+    config = load_config(sets=["run.executor=local", "run.progress=false", "upscale.scale=1"])
+    restore_video(clip, out, config, overwrite=True)
+    assert_same_times(read_video_times(out), read_video_times(clip))
+    assert read_audio_packets(out) == read_audio_packets(clip)
 
 
 def test_checkpoints_are_checked_without_loading(tmp_path: Path) -> None:

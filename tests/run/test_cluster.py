@@ -234,7 +234,7 @@ def test_submit_runs_a_restore_on_the_cluster_using_the_second_node(
     # the search actors needed the worker node's resource: the job says where search ran
     assert f"search ran on node(s): {cluster.worker_node_id}" in submit.stdout
     # one progress display for the job, fed by the workers on both nodes
-    assert "progress: frames scanned 6/6 | face-frames restored 6/6 | segments encoded 2/2" in submit.stdout
+    assert "progress: frames scanned 6/6 | face-frames searched 6/6 | segments encoded 2/2" in submit.stdout
 
     status = _reel(["status", job_id, "--address", cluster.dashboard], cluster.env)
     assert status.returncode == 0 and status.stdout.strip() == "SUCCEEDED"

@@ -13,7 +13,7 @@ from pipeline.config import Config, load_config
 from pipeline.faces import store
 from pipeline.run import steps
 from pipeline.run.plan import build_plan, segments
-from pipeline.run.restore import make_job, restore
+from pipeline.run.restore import RESTORE, make_job, restore
 from pipeline.run.workdir import load_arrays
 
 
@@ -48,7 +48,7 @@ def test_a_segmented_scan_stitches_into_the_tracks_of_one_scan(face_video: Path,
         parts.append(str(tmp_path / f"segment-{s}.npz"))
         steps.scan_segment(str(face_video), info, cfg, s, e, total, parts[-1])
     assert len(parts) == 3
-    steps.stitch_scan(cfg, parts, str(tmp_path / "scan.npz"))
+    steps.stitch_scan(cfg, parts, str(tmp_path / "scan.npz"), RESTORE)
     stitched = store.scan_from_arrays(load_arrays(tmp_path / "scan.npz"))
     whole = steps.scan_whole(face_video, cfg)
 
@@ -129,7 +129,7 @@ def test_a_run_killed_mid_scan_resumes_without_rescanning_finished_segments(
 
     with caplog.at_level(logging.INFO, logger="pipeline.run"):
         report = restore(face_video, tmp_path / "out.mkv", cfg)
-    assert report.restored == 24
+    assert report.searched == 24
     assert "scan of frames 0-6: done earlier, skipped" in caplog.text
     assert "scan of frames 6-12: done earlier, skipped" in caplog.text
     assert "scan 1 run / 2 skipped" in caplog.text

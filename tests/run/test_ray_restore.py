@@ -116,7 +116,7 @@ def reference(face_video: Path, tiny_model: Path, tmp_path_factory: pytest.TempP
     # (same search units, faces composed as the work directory stores them): nothing else is needed.
     run_local(face_video, d / "local.mkv", _config(tiny_model, d / "local.work"))
     report = run_ray(face_video, d / "ray.mkv", _config(tiny_model, d / "ray.work"))
-    assert (report.tracks, report.face_frames, report.restored) == (3, 24, 24)
+    assert (report.tracks, report.face_frames, report.searched) == (3, 24, 24)
     return Reference(d / "local.mkv", d / "ray.mkv", d / "ray.work")
 
 
@@ -189,7 +189,7 @@ def test_search_units_match_between_executors_and_survive_a_resume(
         return _config(tiny_model, workdir, "search.batch_size=2")
 
     report = run_ray(face_video, tmp_path / "ray.mkv", config(tmp_path / "rw"))
-    assert report.restored == 24
+    assert report.searched == 24
     assert len(list((tmp_path / "rw" / "search").glob("*/track-*.npz"))) == 3
     run_local(face_video, tmp_path / "local.mkv", config(tmp_path / "lw"))
     _assert_same_video(tmp_path / "local.mkv", tmp_path / "ray.mkv")
@@ -268,7 +268,7 @@ def test_a_killed_search_actor_gives_the_same_output(
     report = run_ray(face_video, tmp_path / "out.mkv", _config(tiny_model, work))
     killer.join()
     assert killed, "the search actor was never killed"
-    assert report.restored == 24
+    assert report.searched == 24
     _assert_same_video(tmp_path / "out.mkv", reference.output)
 
 
@@ -365,7 +365,7 @@ def test_a_chunked_track_gives_the_same_output_through_ray_as_in_process(
         return _config(tiny_model, workdir, "search.chunk_len=3", "search.chunk_landing=1")
 
     report = run_ray(face_video, tmp_path / "ray.mkv", config(tmp_path / "rw"))
-    assert (report.tracks, report.restored) == (3, 24)
+    assert (report.tracks, report.searched) == (3, 24)
     # three 8-frame tracks, each in chunks [0, 3) and [3, 8): anchors, two chunks, the joined track
     (key,) = (tmp_path / "rw" / "search").iterdir()
     assert len(list(key.glob("track-*.npz"))) == 3

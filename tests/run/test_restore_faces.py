@@ -156,6 +156,7 @@ def test_cli_restore_with_model(restored: _Run, tmp_path: Path, capsys: pytest.C
     cfg = restored.config
     out = tmp_path / "cli.mkv"
     sets = ["search.steps=8", "search.warm_steps=3", "search.gaussian_samples=2000", "run.device=cpu"]
+    sets.append("compose.max_face_stretch=8")  # as the fixture: pasted, so the notice is printed
     args = [
         "restore",
         str(restored.input),

@@ -1,4 +1,5 @@
-"""`reel anonymize`: the plan (`pipeline.run.restore`) in mode "anonymize", and its audit.
+"""Anonymise's audit and rules: the report it returns, the audit sidecar, its settings' checks and
+what it forgets. The mode itself, as the plan runs it, is `pipeline.anon.mode.ANONYMIZE`:
 
     scan (recall first) -> stitch (tracks completed) -> crops (servable faces) -> synthetic faces
     -> compose (every face masked, synthetic faces on top) -> join (mux, audit, crops deleted)
@@ -16,7 +17,7 @@ import logging
 import math
 import shutil
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -75,27 +76,6 @@ def check_anon_config(config: Config) -> None:
     for name in ("extend", "bridge", "fallback_cells", "min_face"):
         if getattr(a, name) < 0:
             raise ConfigError(f"anon.{name}={getattr(a, name)}: must not be negative")
-
-
-def anonymize(
-    input: str | Path, output: str | Path, config: Config, *, overwrite: bool = False
-) -> AnonReport:
-    """Anonymise `input` into `output` with `config.run.executor` (see the module docstring)."""
-    from pipeline.run.restore import restore
-
-    check_anon_config(config)
-    if config.search.chunk_len:  # a track is one synthetic person: searched whole, never in chunks
-        config = replace(config, search=replace(config.search, chunk_len=0))
-    try:
-        report = restore(input, output, config, overwrite=overwrite, mode="anonymize")
-    finally:
-        if not config.anon.keep_crops:  # the original faces leave the work directory with the job
-            from pipeline.run.workdir import default_workdir
-
-            forget_faces(default_workdir(output, config.run.workdir))
-    if not isinstance(report, AnonReport):
-        raise TypeError(f"anonymize: the plan's join returned {type(report).__name__}, not an AnonReport")
-    return report
 
 
 def forget_faces(workdir: Path) -> None:

@@ -1,0 +1,109 @@
+"""What cleaning did to a clip whose clean source is known: the do-no-harm figures and the defect
+figures used by the tests and `scripts/evaluate_film.py`.
+
+Do no harm (a clean clip in, the cleaned clip out; each a per-clip worst case over frames):
+    shift_px      the largest shift of a frame against its source (phase correlation, px)
+    brightness    the largest |mean(out) / mean(source) - 1| of a frame
+    block_levels  the largest mean absolute difference of a 16 x 16 block (8-bit levels)
+    psnr_min      the lowest PSNR of a frame against its source (dB)
+Defects (known defects added to a clean clip; each the share of what was added that is left):
+    flicker_left  frame-to-frame variation of the log brightness error left / added (std of its
+                  first differences, on luma)
+    specks_left   absolute error left inside the specks / added there
+    scratch_left  absolute error left in the scratch columns / added there
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+BLOCK = 16
+
+
+def _gray(image: np.ndarray) -> np.ndarray:
+    import cv2
+
+    return np.asarray(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)).astype(np.float32)
+
+
+def frame_shift(out: np.ndarray, src: np.ndarray) -> float:
+    """How far (px) `out` is moved against `src` (phase correlation over the whole frame)."""
+    import cv2
+
+    a, b = _gray(src), _gray(out)
+    (dx, dy), _ = cv2.phaseCorrelate(a, b, cv2.createHanningWindow(a.shape[::-1], cv2.CV_32F))
+    return float(np.hypot(dx, dy))
+
+
+def worst_block(out: np.ndarray, src: np.ndarray) -> float:
+    """The largest mean absolute difference (8-bit levels) of a whole 16 x 16 block."""
+    h, w = (s - s % BLOCK for s in src.shape[:2])
+    d = np.abs(out[:h, :w].astype(np.float32) - src[:h, :w].astype(np.float32)).mean(axis=2)
+    return float(d.reshape(h // BLOCK, BLOCK, w // BLOCK, BLOCK).mean(axis=(1, 3)).max())
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return 99.0 if mse == 0 else 10.0 * float(np.log10(255.0**2 / mse))
+
+
+def harm(out: Sequence[np.ndarray], src: Sequence[np.ndarray]) -> dict[str, float]:
+    """The do-no-harm figures of a cleaned clip against its clean source (worst frame of each)."""
+    ratio = [float(o.mean()) / max(float(s.mean()), 1e-6) for o, s in zip(out, src, strict=True)]
+    return {
+        "shift_px": max(frame_shift(o, s) for o, s in zip(out, src, strict=True)),
+        "brightness": max(abs(r - 1.0) for r in ratio),
+        "block_levels": max(worst_block(o, s) for o, s in zip(out, src, strict=True)),
+        "psnr_min": min(psnr(o, s) for o, s in zip(out, src, strict=True)),
+    }
+
+
+def flicker_left(out: Sequence[np.ndarray], bad: Sequence[np.ndarray], clean: Sequence[np.ndarray]) -> float:
+    """Frame-to-frame brightness variation left ÷ added (log luma means against the clean clip)."""
+    lc = np.log([max(float(_gray(c).mean()), 1e-3) for c in clean])
+
+    def pumping(clip: Sequence[np.ndarray]) -> float:
+        err = np.log([max(float(_gray(c).mean()), 1e-3) for c in clip]) - lc
+        return float(np.diff(err).std())
+
+    return pumping(out) / max(pumping(bad), 1e-9)
+
+
+def error_left(
+    out: Sequence[np.ndarray],
+    bad: Sequence[np.ndarray],
+    clean: Sequence[np.ndarray],
+    masks: Sequence[np.ndarray],
+) -> float:
+    """Absolute error left inside the [H, W] bool `masks` (one a frame) ÷ the error added there."""
+    added = left = 0.0
+    for o, b, c, m in zip(out, bad, clean, masks, strict=True):
+        c32 = c[m].astype(np.float32)
+        added += float(np.abs(b[m].astype(np.float32) - c32).sum())
+        left += float(np.abs(o[m].astype(np.float32) - c32).sum())
+    return left / max(added, 1e-9)
+
+
+def speck_masks(specks: Sequence, shape: tuple[int, int], frames: int) -> list[np.ndarray]:
+    """[frames] [H, W] bool: the disks of `specks` (pipeline.film.synthetic.Speck), a pixel of rim added."""
+    masks = [np.zeros(shape, bool) for _ in range(frames)]
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
+    for s in specks:
+        masks[s.frame] |= np.hypot(xx - s.x, yy - s.y) <= s.radius + 1.0
+    return masks
+
+
+def scratch_masks(
+    xs: Sequence[int], shape: tuple[int, int], frames: int, width: int = 2, drift: float = 0.3
+) -> list[np.ndarray]:
+    """[frames] [H, W] bool: the columns `synthetic.add_scratches` drew (same arguments)."""
+    masks = []
+    for t in range(frames):
+        m = np.zeros(shape, bool)
+        for x0 in xs:
+            x = round(x0 + drift * float(np.sin(t / 4.0)))
+            m[:, x : x + width] = True
+        masks.append(m)
+    return masks
