@@ -89,8 +89,9 @@ def link_people(
     tracks: Sequence[Track], embeddings: Embeddings, threshold: float = PEOPLE_COSINE
 ) -> list[Person]:
     """People of a video from its tracks (see the module docstring); ids in order of first frame."""
-    ids = {t.track_id: track_identity(t, embeddings) for t in tracks}
-    decided = [t for t in tracks if ids[t.track_id] is not None]
+    found = {t.track_id: track_identity(t, embeddings) for t in tracks}
+    ids = {k: v for k, v in found.items() if v is not None}
+    decided = [t for t in tracks if t.track_id in ids]
     groups: list[list[Track]] = [[t] for t in decided]
     vec = np.stack([ids[t.track_id] for t in decided]) if decided else np.zeros((0, 128))
     sim = vec @ vec.T  # [n, n] track-to-track cosine
@@ -109,7 +110,7 @@ def link_people(
         if pair is None:
             break
         groups[pair[0]] += groups.pop(pair[1])
-    sets = [(g, True) for g in groups] + [([t], False) for t in tracks if ids[t.track_id] is None]
+    sets = [(g, True) for g in groups] + [([t], False) for t in tracks if t.track_id not in ids]
     sets.sort(key=lambda gd: min((t.start, t.track_id) for t in gd[0]))
     return [
         Person(

@@ -204,12 +204,13 @@ def score_people(people: Sequence[Person], tracks: Sequence[Track], clip: People
     }
 
 
-def find_people(video: Path, workdir: Path, mode: str = "restore") -> tuple[list[Person], list[Track]]:
-    """The pipeline's own scan and stitch steps on an encoded clip: (its people, its tracks)."""
+def find_people(video: Path, workdir: Path) -> tuple[list[Person], list[Track]]:
+    """The pipeline's own scan and stitch steps (restore mode) on a clip: (its people, its tracks)."""
     from pipeline.config import Config
     from pipeline.faces import store
     from pipeline.faces.people import people_from_arrays
     from pipeline.io.probe import probe
+    from pipeline.run.restore import RESTORE
     from pipeline.run.steps import scan_segment, stitch_scan
     from pipeline.run.workdir import load_arrays
 
@@ -218,7 +219,7 @@ def find_people(video: Path, workdir: Path, mode: str = "restore") -> tuple[list
     cfg = Config()
     segment, stitched = workdir / "segment.npz", workdir / "scan-people.npz"
     scan_segment(str(video), info, cfg, 0, frames, frames, str(segment))
-    stitch_scan(cfg, [str(segment)], str(stitched), mode)
+    stitch_scan(cfg, [str(segment)], str(stitched), RESTORE)
     arrays = load_arrays(str(stitched))
     tracks = list(store.scan_from_arrays(arrays).tracks)
     return people_from_arrays(arrays, tracks) or [], tracks
