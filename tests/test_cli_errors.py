@@ -74,3 +74,24 @@ def test_output_equal_to_input_does_not_advise_overwrite(
     assert code == 2
     assert "is the input file" in err and "--overwrite" not in err
     assert clip.read_bytes() == before
+
+
+def test_anonymize_strict_exits_non_zero_and_lists_the_frames_when_a_face_is_above_the_threshold(
+    capsys: pytest.CaptureFixture[str], clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CLI's side of --strict: the report of a run with two face-frames above the threshold."""
+    import pipeline.api
+    from pipeline.anon.audit import AnonReport
+    from pipeline.run.workdir import save_json
+
+    out = tmp_path / "out.mkv"
+    audit = tmp_path / "out.mkv.anon.json"
+    above = [{"track_id": 0, "frame": 7, "cosine": 0.5}, {"track_id": 0, "frame": 2, "cosine": 0.4}]
+    save_json(audit, {"identity": {"above_threshold": above}})
+    report = AnonReport(out, 10, 1, 5, 5, 0, 0.5, 2, "m", False, audit_path=audit)
+    monkeypatch.setattr(pipeline.api, "anonymize", lambda *a, **k: report)
+    assert main(["anonymize", str(clip), "-o", str(out)]) == 0
+    assert "review: frames 7, 2" in capsys.readouterr().out
+    assert main(["anonymize", str(clip), "-o", str(out), "--strict"]) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "2 face-frame(s) above the same-person threshold (--strict)" in err

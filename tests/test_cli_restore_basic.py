@@ -330,3 +330,30 @@ def test_unwritable_outputs_are_refused_up_front(
     assert restore(src, src, "--overwrite") == 2  # never decode and overwrite the same file
     assert "is the input file" in capsys.readouterr().err
     assert src.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_aac_priming_into_matroska_shifts_every_stream_by_the_same_amount(
+    media: MediaCache, tmp_path: Path
+) -> None:
+    """The stated rule (README, pipeline.io.mux): MP4 keeps the source's timestamps exactly; Matroska
+    cannot hold the negative start of AAC priming, so every stream moves by that same amount and sync
+    is the source's to the tick."""
+    import av
+
+    def starts(path: Path) -> list[Fraction]:
+        with av.open(str(path)) as c:
+            first: dict[int, Fraction] = {}
+            for packet in c.demux():
+                if packet.pts is not None and packet.stream.index not in first:
+                    first[packet.stream.index] = packet.pts * Fraction(packet.time_base)
+            return [first[s.index] for s in c.streams if s.type in ("video", "audio")]
+
+    src = media.clip("ntsc-two-aac", **CASES["ntsc-two-aac"][0])
+    source = starts(src)
+    assert min(source) < 0  # the encoder's priming: audio starts before the picture
+    shift = -min(source)
+    for suffix, expected in ((".mp4", Fraction(0)), (".mkv", shift)):
+        out = tmp_path / f"out{suffix}"
+        assert restore(src, out, "--scale", "1") == 0
+        got = starts(out)
+        assert all(abs(g - s - expected) <= Fraction(1, 1000) for g, s in zip(got, source, strict=True)), got

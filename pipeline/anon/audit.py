@@ -102,6 +102,16 @@ def _stats(values: Sequence[float]) -> dict[str, float] | None:
     return {"max": round(max(finite), 4), "mean": round(sum(finite) / len(finite), 4)}
 
 
+def above_threshold(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Face-frames whose output still passes SFace's same-person threshold, highest cosine first."""
+    rows = [
+        {"track_id": int(r["track_id"]), "frame": int(r["frame"]), "cosine": float(r["identity_cosine"])}
+        for r in records
+        if r.get("identity_cosine") is not None and float(r["identity_cosine"]) >= SAME_PERSON_COSINE
+    ]
+    return sorted(rows, key=lambda r: (-r["cosine"], r["frame"], r["track_id"]))
+
+
 def write_audit(
     report: AnonReport, scanned: AnonScan, records: Sequence[Mapping[str, Any]], config: Config
 ) -> Path:
@@ -159,6 +169,7 @@ def write_audit(
                 "measured_face_frames": sum(r.get("identity_cosine") is not None for r in records),
                 "max": report.max_identity_cosine,
                 "leaked_face_frames": report.leaked,
+                "above_threshold": above_threshold(records),  # the face-frames to review, worst first
             },
             "tracks": tracks,
             "seconds": {k: round(v, 3) for k, v in report.seconds.items()},

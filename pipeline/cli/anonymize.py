@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,7 +26,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="keep the original face crops in the work directory for review (default: deleted at the end)",
     )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help=f"exit with code {STRICT_EXIT} when any face-frame of the output is still above the "
+        "same-person threshold (listed in the audit and the report under 'To review')",
+    )
     add_run_arguments(parser)
+
+
+STRICT_EXIT = 3  # --strict: the output was written but some face-frames need review
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,4 +52,25 @@ def run(args: argparse.Namespace) -> int:
     print(f"audit: {report.audit_path}" + (f", report: {report.html_path}" if report.html_path else ""))
     if report.random_generator:
         print("NOTE: the face prior was a seeded random TEST generator: the pasted 'faces' are not faces.")
+    if report.leaked:
+        print(f"review: {_frames_to_review(report.audit_path)}")
+        if args.strict:
+            print(
+                f"reel: error: {report.output}: {report.leaked} face-frame(s) above the same-person "
+                "threshold (--strict); review them before release",
+                file=sys.stderr,
+            )
+            return STRICT_EXIT
     return 0
+
+
+def _frames_to_review(audit_path: Path | None, shown: int = 12) -> str:
+    """The frame numbers above the threshold, worst first, from the audit."""
+    from pipeline.run.workdir import load_json
+
+    if audit_path is None:
+        return "see the audit"
+    above = load_json(audit_path)["identity"]["above_threshold"]
+    frames = list(dict.fromkeys(int(r["frame"]) for r in above))
+    more = f" and {len(frames) - shown} more" if len(frames) > shown else ""
+    return "frames " + ", ".join(map(str, frames[:shown])) + more + f" (all in {audit_path})"

@@ -484,6 +484,10 @@ def _mux_command(
         cmd += [f"-{key}", value]
     if not from_sequence:
         cmd += ["-map_metadata", "1", "-map_chapters", "1"]
+        # the video stream's tags are the source's, not the intermediate part's (HANDLER_NAME, VENDOR_ID)
+        cmd += ["-map_metadata:s:v:0", "1:s:v:0"]
+    else:
+        cmd += ["-map_metadata:s:v:0", "-1"]
     for key, value in (metadata or {}).items():
         cmd += ["-metadata", f"{key}={value}"]
     # bitexact: no random segment ids or muxing dates (Matroska), so a rerun gives the same bytes
@@ -508,7 +512,15 @@ def _run_ffmpeg(cmd: list[str], output: Path) -> None:
         raise EncodeError(output, f"cannot start ffmpeg ({exc.strerror})") from exc
     drain = StderrDrain(proc.stderr)
     drain.start()
-    rc = proc.wait()
-    drain.join()
+    try:
+        rc = proc.wait()
+    except BaseException:
+        # Ctrl-C reaches ffmpeg too, which then finishes its file: stop it and wait, so the caller's
+        # cleanup of the hidden partial output comes after ffmpeg's last write, not before it.
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        drain.join()
     if rc != 0:
         raise ffmpeg_error(output, f"muxing failed (ffmpeg exited with status {rc})", drain, rc)

@@ -8,7 +8,7 @@ each face was hidden, how far its identity is from the original's) and the time 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -56,6 +56,7 @@ def anon_page(
             f"<td>{_num(cos.get('max'), '{:.3f}')} / {_num(cos.get('mean'), '{:.3f}')}</td>"
             f'<td class="{"bad" if leaked else "ok"}">{leaked}</td></tr>'
         )
+    review = _review(ident.get("above_threshold") or [], out_frames, cfg)
     warn = ""
     if audit.get("random_test_generator"):
         warn = '<div class="warn">The face prior was a seeded RANDOM TEST GENERATOR (not a face model).</div>'
@@ -70,6 +71,7 @@ def anon_page(
         _times(body),
         '<h2 id="tracks">Face tracks</h2>',
         f"<table>{head}{''.join(rows)}</table>" if rows else '<p class="small">no faces found</p>',
+        review,
         '<h2 id="shots">Shots (the output)</h2>',
         _shots(body, thumbs, out_frames, cfg),
         f'<p class="small">audit format version {escape(str(audit.get("version", "")))}</p>',
@@ -79,6 +81,33 @@ def anon_page(
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>reel anonymize report: {escape(name)}</title><style>{CSS}</style></head>"
         f"<body><main>{''.join(sections)}</main></body></html>\n"
+    )
+
+
+REVIEW_THUMBS = 24  # output thumbnails of the worst face-frames above the threshold
+
+
+def _review(above: Sequence[Mapping[str, Any]], out_frames: Mapping[int, Any], cfg: ReportConfig) -> str:
+    """Every face-frame above the same-person threshold (frame, track, cosine), the worst with the
+    output frame beside it: what a reviewer must look at before release."""
+    from pipeline.report.html import _thumb
+
+    if not above:
+        return '<h2 id="review">To review</h2><p class="small ok">no face-frame above the threshold</p>'
+    rows = "".join(
+        f"<tr><td>{int(r['frame'])}</td>"
+        f'<td><a href="#track-{int(r["track_id"])}">{int(r["track_id"])}</a></td>'
+        f'<td class="bad">{float(r["cosine"]):.3f}</td></tr>'
+        for r in above
+    )
+    shown = [int(r["frame"]) for r in above[:REVIEW_THUMBS] if int(r["frame"]) in out_frames]
+    pictures = "".join(_thumb(out_frames[f], f, cfg) for f in dict.fromkeys(shown))
+    return (
+        f'<h2 id="review">To review: {len(above)} face-frame(s) above the threshold</h2>'
+        '<p class="small">The output at these frames still passes SFace\'s same-person threshold '
+        "against the original face: look at each before release (worst first).</p>"
+        f"<table><tr><th>frame</th><th>track</th><th>identity cosine</th></tr>{rows}</table>"
+        f'<div class="strip review">{pictures}</div>'
     )
 
 
@@ -93,6 +122,8 @@ def write_anon_report(audit_path: Path, cfg: ReportConfig | None = None) -> Path
     output = Path(str(audit["output"]))
     thumbs = thumb_frames(audit.get("shots", []), cfg.thumbs_per_shot)
     wanted = {f for frames in thumbs.values() for f in frames}
+    above = audit.get("identity", {}).get("above_threshold") or []
+    wanted |= {int(r["frame"]) for r in above[:REVIEW_THUMBS]}
     out_frames = decode_frames(output, wanted) if output.is_file() else {}
     path = html_path(output)
     with atomic_path(path) as tmp:

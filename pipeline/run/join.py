@@ -71,7 +71,7 @@ def join(summary: PlanSummary, *, context: dict[str, Any]) -> Any:
     cfg = job.config
     seconds = dict(context.get("seconds", {}))
     t = time.perf_counter()
-    tags = provenance_tags(cfg, job.model_key)
+    tags = provenance_tags(cfg, job.model_key, job.model_random)
     mux_parts(
         summary.parts,
         job.input,

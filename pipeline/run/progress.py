@@ -8,6 +8,7 @@ terminal, a log line every few seconds otherwise (logs of Ray jobs are files).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import threading
@@ -49,8 +50,16 @@ class Progress:
         return {"counts": dict(self.counts), "totals": dict(self.totals)}
 
 
-def format_progress(snapshot: Mapping[str, Mapping[str, int]], elapsed: float) -> str:
-    """`frames scanned 120/300 | face-frames searched 40/96 | segments encoded 2/7 | 12s`."""
+def format_progress(
+    snapshot: Mapping[str, Mapping[str, int]],
+    elapsed: float,
+    since: Mapping[str, float] | None = None,
+) -> str:
+    """`frames scanned 120/300 (24/s, 8s left) | face-frames searched 40/96 | 12s`.
+
+    `since`: seconds into the job at which each counter first moved; with it, a counter that is
+    moving (for a second or more) shows its rate and, with a total, the time left at that rate.
+    """
     counts, totals = snapshot.get("counts", {}), snapshot.get("totals", {})
     names = list(LABELS) + sorted((set(counts) | set(totals)) - set(LABELS))
     parts = []
@@ -60,9 +69,28 @@ def format_progress(snapshot: Mapping[str, Mapping[str, int]], elapsed: float) -
         done = counts.get(name, 0)
         total = totals.get(name)
         label = LABELS.get(name, name.replace("_", " "))
-        parts.append(f"{label} {done}/{total}" if total is not None else f"{label} {done}")
-    parts.append(f"{elapsed:.0f}s")
+        text = f"{label} {done}/{total}" if total is not None else f"{label} {done}"
+        start = (since or {}).get(name)
+        if start is not None and done > 0 and elapsed - start >= 1.0 and (total is None or done < total):
+            rate = done / (elapsed - start)
+            text += f" ({_rate(rate)}" + (f", {_duration((total - done) / rate)} left)" if total else ")")
+        parts.append(text)
+    parts.append(_duration(elapsed))
     return " | ".join(parts)
+
+
+def _rate(per_second: float) -> str:
+    return f"{per_second:.1f}/s" if per_second < 10 else f"{per_second:.0f}/s"
+
+
+def _duration(seconds: float) -> str:
+    """`12s`, `4m05s`, `2h03m`."""
+    s = round(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
 class ProgressReporter:
@@ -112,6 +140,19 @@ def make_progress_actor() -> Any:
     return ray.remote(num_cpus=0, max_restarts=-1)(Progress).remote()
 
 
+class _ClearLine(logging.Filter):
+    """A logging filter that lets every record through after clearing the live progress line."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__()
+        self._stream = stream
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        with contextlib.suppress(OSError, ValueError):  # a closed terminal: the record still goes out
+            self._stream.write("\r\033[K")
+        return True
+
+
 class ProgressDisplay:
     """Polls `fetch()` on a thread and draws one line; `close()` draws the final state."""
 
@@ -134,8 +175,13 @@ class ProgressDisplay:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last: Mapping[str, Mapping[str, int]] = {"counts": {}, "totals": {}}
+        self._since: dict[str, float] = {}
+        self._clear = _ClearLine(self._stream)
 
     def __enter__(self) -> ProgressDisplay:
+        if self._live:  # a log line first clears the live line, which is redrawn at the next poll
+            for handler in logging.getLogger().handlers:
+                handler.addFilter(self._clear)
         if self._enabled:
             self._thread = threading.Thread(target=self._loop, name="reel-progress", daemon=True)
             self._thread.start()
@@ -149,7 +195,12 @@ class ProgressDisplay:
             self.last = self._fetch()
         except Exception as exc:  # a lost progress actor must not fail the job
             log.debug("progress poll failed: %s", exc)
-        return format_progress(self.last, time.monotonic() - self._start)
+        elapsed = time.monotonic() - self._start
+        for name, done in self.last.get("counts", {}).items():
+            if done > 0 and name not in self._since:
+                # first seen moving: the rate counts from the poll before (the work began in between)
+                self._since[name] = max(0.0, elapsed - self._interval)
+        return format_progress(self.last, elapsed, self._since)
 
     def _loop(self) -> None:
         last_log = time.monotonic()
@@ -165,6 +216,8 @@ class ProgressDisplay:
     def close(self) -> str:
         """Stop polling; returns (and shows, when enabled) the final line."""
         self._stop.set()
+        for handler in logging.getLogger().handlers:
+            handler.removeFilter(self._clear)
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None

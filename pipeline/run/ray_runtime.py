@@ -67,6 +67,36 @@ def ray_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return configure_auth(env)
 
 
+def stop_started_processes() -> None:
+    """Shut down what an interrupted `ray.init` started: Ray's own shutdown, then every process this
+    one started (GCS, raylet and their agents), found before any is killed so none is orphaned."""
+    import signal
+
+    import ray
+
+    children = descendants(os.getpid())
+    with contextlib.suppress(Exception):
+        ray.shutdown()
+    for pid in children:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (children, theirs, ...), read from /proc; empty where there is none."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
 @dataclass(frozen=True)
 class RayInfo:
     """What the driver is connected to."""
@@ -124,6 +154,10 @@ def init_ray(run: RunConfig) -> RayInfo | None:
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = f"Ray cluster at {address}" if address else "embedded Ray"
         raise JobError(f"{where}: cannot start or connect: {exc}") from exc
+    except BaseException:  # Ctrl-C while the embedded Ray starts: none of its processes may outlive us
+        if not address:
+            stop_started_processes()
+        raise
     info = _cluster_info(address, embedded=not address)
     log.info(
         "Ray %s: %d node(s), %.0f CPU, %.1f GPU",

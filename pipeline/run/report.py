@@ -146,16 +146,23 @@ def model_key_of(model: str | None) -> str | None:
         return None
 
 
-def provenance_tags(config: Config, model_key: str | None) -> dict[str, str]:
-    """Container tags of a restored output: restored by which reel, model and settings."""
+def provenance_tags(config: Config, model_key: str | None, random_generator: bool = False) -> dict[str, str]:
+    """Container tags of a restored output: restored by which reel, model and settings; a seeded
+    random test generator (whose "faces" are not faces) is said in the comment and `reel_prior`."""
+    faces = ""
+    if random_generator:
+        faces = "; faces pasted from a seeded random TEST generator (they are not faces)"
+    elif config.prior.model:
+        faces = "; faces invented by a generative prior"
     tags = {
-        "comment": f"restored by reel {__version__}"
-        + ("; faces invented by a generative prior" if config.prior.model else ""),
+        "comment": f"restored by reel {__version__}{faces}",
         "reel_version": __version__,
         "reel_settings": settings_key(config),
     }
     if model_key:
         tags["reel_model"] = model_key
+    if config.prior.model:
+        tags["reel_prior"] = "random-test-generator" if random_generator else "checkpoint"
     return tags
 
 
@@ -276,7 +283,7 @@ def write_report(
             "model_key": model_key,
             "settings_key": settings_key(config),
             "seed": config.search.seed,
-            "tags": provenance_tags(config, model_key),
+            "tags": provenance_tags(config, model_key, report.random_generator),
         },
         "config": to_dict(config),
         "artifacts": artifacts.to_json() if artifacts is not None else None,

@@ -63,3 +63,49 @@ def test_batch_index_links_each_items_report(tmp_path: Path) -> None:
     html = batch_index(summary, tmp_path / "reels.report.html").read_text()
     assert 'href="a.mkv.report.html"' in html and "failed" in html and "<td>24</td>" in html
     assert html.count("<tr>") == 3  # header and two items
+
+
+def test_anonymize_page_lists_every_face_frame_above_the_threshold_with_the_output(tmp_path: Path) -> None:
+    from pipeline.anon.audit import above_threshold
+
+    out = make_clip(tmp_path / "anon.mkv", frames=12, size=(64, 48))
+    records = [
+        {"track_id": 0, "frame": 3, "identity_cosine": 0.41},
+        {"track_id": 0, "frame": 4, "identity_cosine": 0.2},
+        {"track_id": 1, "frame": 9, "identity_cosine": 0.55},
+        {"track_id": 1, "frame": 10, "identity_cosine": None},
+    ]
+    above = above_threshold(records)
+    assert [(r["frame"], r["cosine"]) for r in above] == [(9, 0.55), (3, 0.41)]  # worst first, only those
+    audit = {
+        "output": str(out),
+        "frames": 12,
+        "shots": [[0, 12]],
+        "identity": {
+            "same_person_threshold": 0.363,
+            "max": 0.55,
+            "leaked_face_frames": 2,
+            "above_threshold": above,
+        },
+        "tracks": [],
+    }
+    save_json(tmp_path / "anon.mkv.anon.json", audit)
+    html = write_anon_report(tmp_path / "anon.mkv.anon.json").read_text()
+    review = html[html.index('id="review"') :]
+    assert "2 face-frame(s) above the threshold" in review
+    assert "<td>9</td>" in review and "<td>3</td>" in review and "<td>4</td>" not in review
+    strip = review[review.index('class="strip review"') :].split("</div>")[0]
+    assert strip.count("<img") == 2 and "frame 9" in strip and "frame 3" in strip
+
+
+def test_anonymize_page_says_when_nothing_needs_review(tmp_path: Path) -> None:
+    out = make_clip(tmp_path / "anon.mkv", frames=4, size=(64, 48))
+    audit = {
+        "output": str(out),
+        "frames": 4,
+        "shots": [[0, 4]],
+        "identity": {"above_threshold": []},
+        "tracks": [],
+    }
+    save_json(tmp_path / "a.json", audit)
+    assert "no face-frame above the threshold" in write_anon_report(tmp_path / "a.json").read_text()

@@ -122,6 +122,19 @@ def test_output_carries_provenance_tags(run: _Run) -> None:
     assert tags["reel_version"] == __version__
     assert tags["reel_model"] == prov["model_key"] and tags["reel_settings"] == prov["settings_key"]
     assert "restored by reel" in tags["comment"]
+    random = run.body["random_test_generator"]
+    assert tags["reel_prior"] == ("random-test-generator" if random else "checkpoint")
+    assert ("random TEST generator" in tags["comment"]) == random
+
+
+def test_the_video_stream_keeps_the_source_tags_not_the_parts(run: _Run, face_video: Path) -> None:
+    import av
+
+    def video_tags(path: Path) -> dict[str, str]:
+        with av.open(str(path)) as c:
+            return {k.lower(): v for k, v in c.streams.video[0].metadata.items() if k.lower() != "duration"}
+
+    assert video_tags(run.output) == video_tags(face_video)
 
 
 def test_reel_report_rerenders_the_same_page_without_recomputing(
