@@ -24,6 +24,7 @@ from pipeline.errors import PipelineError, did_you_mean
 COMMANDS: dict[str, str] = {
     "probe": "pipeline.cli.probe",
     "restore": "pipeline.cli.restore",
+    "preview": "pipeline.cli.preview",
     "anonymize": "pipeline.cli.anonymize",
     "batch": "pipeline.cli.batch",
     "submit": "pipeline.cli.jobs",
