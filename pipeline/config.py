@@ -20,7 +20,7 @@ from typing import Any, TypeVar, get_args, get_origin, get_type_hints
 
 import yaml
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, did_you_mean
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -291,12 +291,19 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     raise ConfigError(f"{where}: unsupported field type {tp!r}")
 
 
+def _refuse_unknown(given: set[str], names: set[str], where: str) -> None:
+    """A ConfigError naming the unknown keys, the closest known one, and all the known ones."""
+    unknown = sorted(given - names)
+    if unknown:
+        hint = did_you_mean(unknown[0], names)
+        known = ", ".join(sorted(names))
+        raise ConfigError(f"{where or 'config'}: unknown key(s) {', '.join(unknown)}{hint}; known: {known}")
+
+
 def _from_dict(cls: type[T], data: dict[str, Any], where: str) -> T:
     hints = get_type_hints(cls)
     names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+    _refuse_unknown(set(data), names, where)
     kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()}
     return cls(**kwargs)
 
@@ -307,11 +314,7 @@ def _merge(base: Any, overrides: dict[str, Any], where: str) -> Any:
         raise ConfigError(f"{where or 'config'}: expected a mapping, got {overrides!r}")
     hints = get_type_hints(type(base))
     names = {f.name for f in fields(base)}
-    unknown = sorted(set(overrides) - names)
-    if unknown:
-        raise ConfigError(
-            f"{where or 'config'}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}"
-        )
+    _refuse_unknown(set(overrides), names, where)
     changes: dict[str, Any] = {}
     for key, value in overrides.items():
         sub = f"{where}.{key}" if where else key
@@ -358,7 +361,8 @@ def resolve_preset(name_or_path: str) -> Path:
     if candidate.exists():
         return candidate
     known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml") if p.stem != "models")
-    raise ConfigError(f"preset {name_or_path!r}: no such file, and not one of: {', '.join(known)}")
+    hint = did_you_mean(name_or_path, known)
+    raise ConfigError(f"preset {name_or_path!r}: no such file{hint}, and not one of: {', '.join(known)}")
 
 
 def load_config(presets: list[str] | tuple[str, ...] = (), sets: list[str] | tuple[str, ...] = ()) -> Config:

@@ -11,12 +11,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import re
 import sys
+import typing
 from collections.abc import Sequence
 from typing import Any
 
 from pipeline import __version__
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, did_you_mean
 
 # Subcommand name -> module. The order is the order of `reel --help`.
 COMMANDS: dict[str, str] = {
@@ -75,8 +77,78 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line like every other error (`reel: error: ...`), exit 2."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        command = self.prog.removeprefix("reel").strip()
+        help_hint = f"`reel {command} -h`" if command else "`reel -h`"
+        print(f"reel: error: {usage_message(message, self)}; see {help_hint}", file=sys.stderr)
+        sys.exit(2)
+
+
+_INVALID_VALUE = re.compile(r"argument (?P<opt>[^:]+): invalid (?P<kind>\w+) value: (?P<value>.+)")
+_INVALID_CHOICE = re.compile(
+    r"argument (?P<opt>[^:]+): invalid choice: '(?P<value>[^']*)' \(choose from (?P<choices>.+)\)"
+)
+_KIND_WORDS = {"int": "a whole number", "float": "a number", "Path": "a path"}
+
+
+def usage_message(message: str, parser: argparse.ArgumentParser) -> str:
+    """argparse's own wording made plain: which option, what was given, what was expected."""
+    if m := _INVALID_CHOICE.fullmatch(message):
+        choices = [c.strip().strip("'") for c in m["choices"].split(",")]
+        value, opt = m["value"], m["opt"].split("/")[-1]
+        what = "a command" if opt == "COMMAND" else f"a choice of {opt}"
+        return f"{value!r} is not {what}{did_you_mean(value, choices)}; choose from {', '.join(choices)}"
+    if message.startswith("the following arguments are required: "):
+        return f"missing {message.removeprefix('the following arguments are required: ')}"
+    if m := _INVALID_VALUE.fullmatch(message):
+        opt = m["opt"].split("/")[-1]
+        return f"{opt} {m['value']}: expected {_KIND_WORDS.get(m['kind'], m['kind'])}"
+    if m := re.fullmatch(r"argument (?P<opt>[^:]+): (?P<rest>.+)", message):
+        opts = m["opt"].split("/")
+        rest = m["rest"]
+        return rest if any(rest.startswith(o) for o in opts) else f"{opts[-1]}: {rest}"
+    if message.startswith("unrecognized arguments: "):
+        words = message.removeprefix("unrecognized arguments: ").split()
+        known = _option_strings(parser)
+        hint = did_you_mean(words[0], known) if words and words[0].startswith("-") else ""
+        return f"unknown argument(s) {' '.join(words)}{hint}"
+    return message
+
+
+def _option_strings(parser: argparse.ArgumentParser) -> list[str]:
+    """Every option of `parser` and of its subcommands (unknown arguments are caught at the top)."""
+    found: list[str] = []
+    for action in parser._actions:
+        found.extend(action.option_strings)
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found.extend(_option_strings(sub))
+    return found
+
+
+def whole_factor(option: str) -> typing.Callable[[str], int]:
+    """An argparse type: a whole number of 1 or more, errors naming `option`."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{option} {text}: expected a whole number of 1 or more"
+            ) from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{option} {text}: must be 1 or more")
+        return value
+
+    parse.__name__ = "whole number"
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="reel",
         description="Restore archival video; faces are restored by latent search in a generative prior "
         "(their fine detail is invented, not recovered).",

@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from pipeline.cli import add_run_arguments, apply_run_arguments
+from pipeline.cli import add_run_arguments, apply_run_arguments, whole_factor
 
 HELP = "restore a video: upscale every frame and re-encode with audio, timestamps and colour tags kept"
 
@@ -16,7 +16,9 @@ HELP = "restore a video: upscale every frame and re-encode with audio, timestamp
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", type=Path, help="video file to restore")
     parser.add_argument("-o", "--output", type=Path, required=True, help="output file (.mp4, .mkv or .mov)")
-    parser.add_argument("--scale", type=int, help="upscale factor (overrides upscale.scale)")
+    parser.add_argument(
+        "--scale", type=whole_factor("--scale"), help="upscale factor (overrides upscale.scale)"
+    )
     parser.add_argument(
         "--model",
         metavar="PATH_OR_NAME",

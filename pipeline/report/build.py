@@ -140,10 +140,18 @@ class FaceCounts:
         )
 
 
+def badness(row: Mapping[str, Any]) -> tuple[int, float, int]:
+    """Sort key, worst first: fallbacks, then the other flagged face-frames (the output misses the
+    bound), then the rest; within each, the lowest consistency (in the output frame where measured)."""
+    v = row.get("psnr_in_frame_db", row.get("psnr_db"))
+    rank = 0 if row.get("fallback") else 1 if flagged(row) else 2
+    return rank, float(v) if v is not None else float("inf"), int(row["frame"])
+
+
 def sheet_frames(
     faces: Sequence[Mapping[str, Any]], n: int, max_total: int = MAX_PICTURED
 ) -> dict[int, list[int]]:
-    """Per track, the frames pictured: the `n` worst (lowest consistency) first, then up to
+    """Per track, the frames pictured, worst first (`badness`): the `n` worst, then up to
     MAX_PICTURED_MISSES more flagged ones (so a flagged frame listed can link to its picture).
 
     At most `max_total` on the page: with many tracks each gets fewer (at least its worst frame, the
@@ -152,17 +160,12 @@ def sheet_frames(
     by_track: dict[int, list[Mapping[str, Any]]] = {}
     for row in faces:
         by_track.setdefault(int(row["track_id"]), []).append(row)
-
-    def psnr(r: Mapping[str, Any]) -> float:
-        v = r.get("psnr_in_frame_db", r.get("psnr_db"))
-        return float(v) if v is not None else float("inf")
-
-    worst = {tid: sorted(rows, key=lambda r: (psnr(r), r["frame"])) for tid, rows in by_track.items()}
+    worst = {tid: sorted(rows, key=badness) for tid, rows in by_track.items()}
     per = max(1, min(n, max_total // max(len(worst), 1)))
     extras = MAX_PICTURED_MISSES if len(worst) * (n + MAX_PICTURED_MISSES) <= max_total else 0
     out: dict[int, list[int]] = {}
     budget = max_total
-    for tid in sorted(worst, key=lambda t: (psnr(worst[t][0]), t)):
+    for tid in sorted(worst, key=lambda t: (badness(worst[t][0]), t)):
         rows = worst[tid]
         chosen = [int(r["frame"]) for r in rows[: min(per, budget)]]
         chosen += [int(r["frame"]) for r in rows[per:] if flagged(r)][:extras]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,8 @@ import numpy as np
 from pipeline import INVENTED_DETAIL_NOTICE
 from pipeline.config import ReportConfig
 from pipeline.report.build import Collected, SheetFace, crop_box, flagged
-from pipeline.report.plots import PALETTE, Series, bar_chart, line_plot
+from pipeline.report.measure import TrackMotion
+from pipeline.report.plots import PALETTE, Series, bar_chart, line_plot, value_range
 
 STAGE_ORDER = ("ray_start", "scan", "crops", "search", "spread", "compose", "pipeline", "mux", "report")
 SHEET_PX = 112  # height of each contact-sheet picture
@@ -218,34 +220,79 @@ def _shots(
     return f'<div class="shots">{"".join(parts)}</div>{more}'
 
 
-def _track_plots(
-    tid: int, rows: Sequence[Mapping[str, Any]], collected: Collected, bound: float | None
-) -> str:
+@dataclass(frozen=True)
+class _Axes:
+    """One y range per quantity for every track's plots, so the same quantity reads alike."""
+
+    db: tuple[float, float] | None
+    steps: tuple[float, float] | None
+    change: tuple[float, float] | None
+
+
+def _consistency(rows: Sequence[Mapping[str, Any]]) -> list[Series]:
     rows = sorted(rows, key=lambda r: r["frame"])
-    xs = [r["frame"] for r in rows]
-    cons = [Series("search (crop)", xs, [float(r["psnr_db"]) for r in rows], PALETTE[0])]
+    out = []
     in_frame = [(r["frame"], float(v)) for r in rows if (v := r.get("psnr_in_frame_db")) is not None]
     if in_frame:
-        cons.append(Series("in frame", [a for a, _ in in_frame], [b for _, b in in_frame], PALETTE[2]))
+        out.append(Series("in the output", [a for a, _ in in_frame], [b for _, b in in_frame], PALETTE[2]))
+    out.append(
+        Series("search (crop)", [r["frame"] for r in rows], [float(r["psnr_db"]) for r in rows], PALETTE[0])
+    )
+    return out
+
+
+def _motion(motion: TrackMotion | None) -> list[Series]:
+    if motion is None or not motion.frames:
+        return []
+    # stored as a share of full scale; shown in 8-bit levels, the unit people read pixels in
+    return [
+        Series("footage", motion.frames, [255 * v for v in motion.source_change], PALETTE[7]),
+        Series("restored", motion.frames, [255 * v for v in motion.output_change], PALETTE[1]),
+    ]
+
+
+def _axes(
+    by_track: Mapping[int, Sequence[Mapping[str, Any]]], collected: Collected, bound: float | None
+) -> _Axes:
+    h = [(bound, "")] if bound is not None else []
+    cons = [s for rows in by_track.values() for s in _consistency(rows)]
+    steps = [Series("", [0], [float(r["steps"])]) for rows in by_track.values() for r in rows]
+    change = [s for m in collected.motion.values() for s in _motion(m)]
+    return _Axes(
+        value_range(cons, h) if cons else None,
+        (0.0, max(max(s.y) for s in steps)) if steps else None,
+        (0.0, value_range(change)[1]) if change else None,
+    )
+
+
+def _track_plots(
+    tid: int, rows: Sequence[Mapping[str, Any]], collected: Collected, bound: float | None, axes: _Axes
+) -> str:
+    rows = sorted(rows, key=lambda r: r["frame"])
     h = [(bound, "bound")] if bound is not None else []
     plots = [
-        line_plot(cons, title="consistency over time", y_label="dB", h_lines=h),
         line_plot(
-            [Series("steps", xs, [float(r["steps"]) for r in rows], PALETTE[3])],
+            _consistency(rows),
+            title="consistency (higher is closer)",
+            y_label="dB",
+            h_lines=h,
+            y_range=axes.db,
+        ),
+        line_plot(
+            [Series("steps", [r["frame"] for r in rows], [float(r["steps"]) for r in rows], PALETTE[3])],
             title="search steps",
             y_label="steps",
+            y_range=axes.steps,
         ),
     ]
     motion = collected.motion.get(tid)
     if motion is not None and motion.frames:
         plots.append(
             line_plot(
-                [
-                    Series("footage", motion.frames, motion.source_change, PALETTE[7]),
-                    Series("restored", motion.frames, motion.output_change, PALETTE[1]),
-                ],
-                title=f"steadiness: change per frame (ratio {_num(motion.steadiness, '{:.2f}')})",
-                y_label="RMS change",
+                _motion(motion),
+                title=f"change per frame (steadiness {_num(motion.steadiness, '{:.2f}')})",
+                y_label="RMS change, levels of 255",
+                y_range=axes.change,
             )
         )
     return f'<div class="row">{"".join(plots)}</div>'
@@ -273,14 +320,11 @@ def _sheet(
             pasted = _img(_uri(region, height=SHEET_PX), "pasted result", "out")
             if measured is None and face.frame in src_frames:
                 measured = frame_consistency(src_frames[face.frame], out_frames[face.frame], box)
-        met = row.get("met_bound")
-        status = '<span class="ok">met bound</span>' if met else '<span class="bad">missed bound</span>'
         figures = [
-            f"search {_num(row.get('psnr_db'))} dB, {status}",
-            f"in frame {_num(measured)} dB · {row.get('steps', '—')} steps · crop {face.crop.shape[0]} px",
+            f"{_in_frame_status(row, measured)} · search {_num(row.get('psnr_db'))} dB "
+            f"({'met' if row.get('met_bound') else 'missed'} in its crop)",
+            f"{row.get('steps', '—')} steps · crop {face.crop.shape[0]} px",
         ]
-        if row.get("fallback"):
-            figures.append(f'<span class="bad">fell back: {escape(str(row["fallback"]))}</span>')
         # anonymised output: the footage's face is what was removed, never shown
         trio = (
             pasted
@@ -305,6 +349,20 @@ def _sheet(
     )
 
 
+def _in_frame_status(row: Mapping[str, Any], measured: float | None) -> str:
+    """What the output promises for one face-frame, as the card's lead."""
+    if row.get("fallback"):
+        return f'<span class="bad">fell back: {escape(str(row["fallback"]))}</span>'
+    met = row.get("met_bound_in_frame")
+    if met is True:
+        word = '<span class="ok">meets the bound</span>'
+    elif met is False:
+        word = '<span class="bad">misses the bound</span>'
+    else:
+        word = "not measured against the bound"
+    return f"in the output {_num(measured)} dB, {word}"
+
+
 def _tracks(
     body: Mapping[str, Any],
     collected: Collected,
@@ -316,6 +374,7 @@ def _tracks(
     for r in body.get("faces", []):
         by_track.setdefault(int(r["track_id"]), []).append(r)
     bound = _bound_db(body)
+    axes = _axes(by_track, collected, bound)
     parts = []
     for t in body.get("tracks", []):
         tid = int(t["track_id"])
@@ -329,12 +388,13 @@ def _tracks(
             "bound in the output",
             f"{sum(bool(r['met_bound']) for r in rows)} met it in the search's crop",
             f"mean consistency {_num(t.get('mean_psnr_db'))} dB",
-            f"steadiness {_num(t.get('steadiness'), '{:.2f}')}",
+            f"steadiness {_num(t.get('steadiness'), '{:.2f}')} (1 = changes as the footage does)",
         ]
         if ident:
             figures.append(
                 f"identity: to footage {_num(ident.get('to_source'), '{:.2f}')}, along track "
-                f"{_num(ident.get('stability'), '{:.2f}')}, kept {_num(ident.get('kept'), '{:.0%}')}"
+                f"{_num(ident.get('stability'), '{:.2f}')}, same person in "
+                f"{_num(ident.get('kept'), '{:.0%}')} of frames"
             )
         parts.append(
             f'<h3 id="track-{tid}">track {tid} · <a href="#shot-{t.get("shot")}">shot {t.get("shot")}</a> · '
@@ -342,7 +402,7 @@ def _tracks(
             f'<p class="small">{" · ".join(figures)}</p>'
         )
         if rows:
-            parts.append(_track_plots(tid, rows, collected, bound))
+            parts.append(_track_plots(tid, rows, collected, bound, axes))
         parts.append(
             _sheet(
                 collected.sheet.get(tid, []),
@@ -434,6 +494,44 @@ def _settings(body: Mapping[str, Any]) -> str:
     return f"<details><summary>resolved settings</summary><pre>{escape(text)}</pre></details>"
 
 
+def _glossary(body: Mapping[str, Any]) -> str:
+    """What each figure on a track means, which way is good, and what it is compared with."""
+    bound = _bound_db(body)
+    items = [
+        (
+            "consistency, dB",
+            "PSNR of the face, downscaled, against the footage's own pixels; higher is closer. "
+            + (
+                f"The promise: at least {bound:.1f} dB in the output frame (the dashed bound)."
+                if bound is not None
+                else "No bound was set."
+            )
+            + " The search's figure, in its aligned crop, is a detail.",
+        ),
+        (
+            "steadiness",
+            "how much the restored face changes from frame to frame, divided by how much the footage's "
+            "face does (RMS at 32×32 px). 1 = it moves as the footage does; below 1 = steadier than the "
+            "footage; well above 1 (say 1.5) = flicker the footage does not have.",
+        ),
+        (
+            "identity",
+            "SFace cosine similarity: to footage = restored face vs the footage crop; along track = vs the "
+            "track's first restored face; same person in = share of frames at or above SFace's "
+            "same-person threshold 0.363 (for a restoration, higher is better; the goal is 100%).",
+        ),
+        (
+            "contact sheet",
+            "per track, the worst face-frames first: fallbacks, then frames that miss the bound in the "
+            "output, then the lowest consistency.",
+        ),
+    ]
+    rows = "".join(f"<dt>{escape(a)}</dt><dd>{escape(b)}</dd>" for a, b in items)
+    return (
+        f'<details class="small" open><summary>How to read these figures</summary><dl>{rows}</dl></details>'
+    )
+
+
 def _notice(body: Mapping[str, Any]) -> str:
     """The invented-detail notice where something was invented; a plain line where nothing was."""
     notice = str(body.get("notice", INVENTED_DETAIL_NOTICE))
@@ -475,9 +573,7 @@ def page(
         '<h2 id="shots">Shots</h2>',
         _shots(body, thumbs, out_frames, cfg),
         '<h2 id="tracks">Face tracks</h2>',
-        '<p class="small">Per track: consistency (PSNR of the restoration, downscaled, against the footage), '
-        "search steps and steadiness (how much the restored face changes per frame against how much the "
-        "footage's face does) over time; the contact sheet shows the worst frames first.</p>",
+        _glossary(body),
         _tracks(body, collected, out_frames, src_frames, scale),
         '<h2 id="flagged">Flagged face-frames</h2>',
         _flagged(body, collected),

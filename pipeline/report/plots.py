@@ -22,19 +22,29 @@ class Series:
     markers: bool = False  # draw a dot at every point (sparse series)
 
 
-def _ticks(lo: float, hi: float, n: int = 4) -> list[float]:
-    """About `n` round tick values covering [lo, hi]."""
+def _ticks(lo: float, hi: float, n: int = 4, integer: bool = False) -> list[float]:
+    """About `n` round tick values covering [lo, hi]; whole numbers only when `integer` (frames)."""
     if hi <= lo:
         return [lo]
     raw = (hi - lo) / n
+    if integer:
+        raw = max(raw, 1.0)
     mag = 10 ** math.floor(math.log10(raw))
-    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
+    steps = (1, 2, 5, 10) if integer else (1, 2, 2.5, 5, 10)
+    step = next(m * mag for m in steps if m * mag >= raw)
     first = math.ceil(lo / step) * step
     return [round(first + i * step, 10) for i in range(int((hi - first) / step + 1e-9) + 1)]
 
 
 def _fmt(v: float) -> str:
     return f"{v:.0f}" if abs(v) >= 100 or v == int(v) else f"{v:.3g}"
+
+
+def value_range(series: Sequence[Series], h_lines: Sequence[tuple[float, str]] = ()) -> tuple[float, float]:
+    """The (low, high) of the finite values and reference lines: pass one range to every plot of
+    the same quantity so their axes start and end alike."""
+    ys = [float(v) for s in series for v in s.y if math.isfinite(float(v))] + [v for v, _ in h_lines]
+    return (min(ys), max(ys)) if ys else (0.0, 1.0)
 
 
 def line_plot(
@@ -44,24 +54,30 @@ def line_plot(
     y_label: str = "",
     x_label: str = "frame",
     h_lines: Sequence[tuple[float, str]] = (),
+    y_range: tuple[float, float] | None = None,
     width: int = 360,
-    height: int = 170,
+    height: int = 180,
 ) -> str:
-    """One SVG chart of `series` over a shared x axis, with dashed horizontal reference lines."""
-    left, right, top, bottom = 44, 10, 22, 30
+    """One SVG chart of `series` over a shared x axis, with dashed horizontal reference lines.
+
+    The legend sits between the title and the plot area and the reference lines' labels in the
+    right margin, so neither crosses a line; frame axes get whole-number ticks; `y_range` fixes
+    the y axis (the same quantity on several plots reads alike)."""
+    legend = len(series) > 1
+    left, right, top, bottom = 44, 44, 34 if legend else 22, 30
     pw, ph = width - left - right, height - top - bottom
     xs = [float(v) for s in series for v in s.x]
-    ys = [float(v) for s in series for v in s.y if math.isfinite(float(v))] + [v for v, _ in h_lines]
+    has_y = any(math.isfinite(float(v)) for s in series for v in s.y)
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="plot" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}">',
         f'<text x="{left}" y="14" class="pt">{escape(title)}</text>',
     ]
-    if not xs or not ys:
+    if not xs or not has_y:
         parts.append(f'<text x="{left}" y="{top + ph / 2:.0f}" class="pl">no data</text></svg>')
         return "".join(parts)
     x0, x1 = min(xs), max(xs)
-    y0, y1 = min(ys), max(ys)
+    y0, y1 = y_range if y_range is not None else value_range(series, h_lines)
     if x1 == x0:
         x0, x1 = x0 - 1, x1 + 1
     pad = (y1 - y0) * 0.08 or max(abs(y1) * 0.1, 1.0)
@@ -71,7 +87,7 @@ def line_plot(
         return left + (v - x0) / (x1 - x0) * pw
 
     def py(v: float) -> float:
-        return top + (1 - (v - y0) / (y1 - y0)) * ph
+        return top + (1 - (min(max(v, y0), y1) - y0) / (y1 - y0)) * ph
 
     parts.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" class="pf"/>')
     for t in _ticks(y0, y1):
@@ -79,7 +95,7 @@ def line_plot(
         parts.append(
             f'<text x="{left - 4}" y="{py(t) + 3:.1f}" class="pl" text-anchor="end">{_fmt(t)}</text>'
         )
-    for t in _ticks(x0, x1, 5):
+    for t in _ticks(x0, x1, 5, integer=x_label == "frame"):
         parts.append(
             f'<text x="{px(t):.1f}" y="{top + ph + 13}" class="pl" text-anchor="middle">{_fmt(t)}</text>'
         )
@@ -94,11 +110,8 @@ def line_plot(
         )
     for v, label in h_lines:
         parts.append(f'<line x1="{left}" x2="{left + pw}" y1="{py(v):.1f}" y2="{py(v):.1f}" class="ph"/>')
-        parts.append(
-            f'<text x="{left + pw - 2}" y="{py(v) - 3:.1f}" class="pl" text-anchor="end">'
-            f"{escape(label)}</text>"
-        )
-    legend_x = left + 8
+        parts.append(f'<text x="{left + pw + 3}" y="{py(v) + 3:.1f}" class="pl">{escape(label)}</text>')
+    legend_x = left
     for s in series:
         points = [
             (px(float(a)), py(float(b))) for a, b in zip(s.x, s.y, strict=True) if math.isfinite(float(b))
@@ -108,9 +121,9 @@ def line_plot(
             parts.append(f'<polyline points="{path}" fill="none" stroke="{s.color}" stroke-width="1.5"/>')
         if s.markers or len(points) == 1:
             parts.extend(f'<circle cx="{a:.1f}" cy="{b:.1f}" r="2" fill="{s.color}"/>' for a, b in points)
-        if len(series) > 1:
-            parts.append(f'<rect x="{legend_x}" y="{top + 5}" width="10" height="3" fill="{s.color}"/>')
-            parts.append(f'<text x="{legend_x + 13}" y="{top + 10}" class="pl">{escape(s.label)}</text>')
+        if legend:
+            parts.append(f'<rect x="{legend_x}" y="{top - 10}" width="10" height="3" fill="{s.color}"/>')
+            parts.append(f'<text x="{legend_x + 13}" y="{top - 5}" class="pl">{escape(s.label)}</text>')
             legend_x += 18 + 6 * len(s.label)
     parts.append("</svg>")
     return "".join(parts)

@@ -107,7 +107,11 @@ def finish_restore(summary: PlanSummary, seconds: dict[str, float], executor: st
         faces += rows
         if rows and figures is not None:
             identity[rows[0]["track_id"]] = figures
-    scanned = store.scan_from_arrays(load_arrays(summary.scan)) if summary.scan is not None else None
+    stitched = load_arrays(summary.scan) if summary.scan is not None else None
+    scanned = store.scan_from_arrays(stitched) if stitched is not None else None
+    from pipeline.faces.people import people_from_arrays
+
+    people = people_from_arrays(stitched, scanned.tracks) if stitched is not None and scanned else None
     model = job.model_description or cfg.prior.model
     film = collect_stats([film_stats_path(p) for p in summary.records], remove=True)  # film cleaning figures
     if film is not None:
@@ -146,6 +150,7 @@ def finish_restore(summary: PlanSummary, seconds: dict[str, float], executor: st
         artifacts=artifacts,
         mode=str(job.mode.name),
         film=film,
+        people=people,
     )
     log.info("wrote %s: %s", job.output, face_sentence(report))
     if report.restored:

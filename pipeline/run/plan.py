@@ -188,7 +188,7 @@ def build_plan(job: Job, scanned: ScanResult | None = None) -> Plan:
                 )
             )
             scan_keys.append(key)
-        scan_path = art("scan", "scan.npz")
+        scan_path = art("scan", "scan-people.npz")  # the stitched scan, with its people
         add(
             Step(
                 "stitch",

@@ -103,14 +103,14 @@ def preflight(
     set_sequence_rate(config.io.sequence_rate)
     preset = output_preset(config, output)
     encoder_options(preset, preset.pix_fmt_8, config.io.crf)  # a bad setting fails now, not mid-run
+    if input.resolve() == output.resolve():  # before "exists": --overwrite is no advice here
+        raise OutputError(output, "is the input file; choose another output name")
     check_output(output, overwrite=overwrite)
     if output.suffix.lower() not in preset.suffixes:
         raise ConfigError(
             f"io.preset {preset.name!r} ({preset.codec}) cannot be written to {output.suffix}; "
             f"use {' or '.join(preset.suffixes)}"
         )
-    if input.resolve() == output.resolve():
-        raise OutputError(output, "is the input file; choose another output name")
     info = probe(input)
     if not is_sequence_output(output) and not is_sequence(input):
         plan_streams(input, output, CONTAINER_FORMATS[output.suffix.lower()])  # fail now, not after encoding

@@ -30,6 +30,7 @@ import numpy as np
 
 from pipeline import INVENTED_DETAIL_NOTICE, __version__
 from pipeline.config import Config, to_dict
+from pipeline.faces.people import Person
 from pipeline.faces.scan import ScanResult
 from pipeline.report.build import ReportArtifacts
 from pipeline.types import FaceCrop, FaceRestoration, Track
@@ -170,6 +171,7 @@ def write_report(
     prior: Any = None,
     mode: str = "restore",
     film: Mapping[str, Any] | None = None,
+    people: Sequence[Person] | None = None,
 ) -> Path:
     """Write `OUTPUT.report.json` and (config.report.html) `OUTPUT.report.html`; returns the JSON path.
 
@@ -233,6 +235,8 @@ def write_report(
         "black_and_white": bool(scanned.gray) if scanned is not None else None,
         "shots": [[s.start, s.end] for s in scanned.shots] if scanned is not None else [],
         "tracks": tracks,
+        # one person across cuts (pipeline.faces.people); None when no faces were looked for
+        "people": [p.as_json() for p in people] if people is not None else None,
         "identity_note": IDENTITY_NOTE,
         "steadiness_note": STEADINESS_NOTE,
         "scanned": scanned is not None,  # False: no face model, faces were not looked for

@@ -158,6 +158,7 @@ def stitch_scan(cfg: Config, segments: Sequence[str], out: str, mode: Mode[Any])
     ScanResult `pipeline.faces.store` writes): tracks are linked across segment edges. A mode may
     store its own arrays (`Mode.stitch_arrays`: anonymise completes the tracks for recall)."""
     from pipeline.faces import store
+    from pipeline.faces.people import link_people, people_to_arrays
     from pipeline.faces.scan import Embeddings, ScanResult, embeddings_from_arrays, link_tracks
     from pipeline.faces.shots import shots_from_cuts
     from pipeline.run.workdir import load_arrays, save_arrays
@@ -186,18 +187,21 @@ def stitch_scan(cfg: Config, segments: Sequence[str], out: str, mode: Mode[Any])
     result = ScanResult(0, end, tuple(shots), tuple(tracks), count, gray)
     if mode.stitch_arrays is not None:
         arrays = mode.stitch_arrays(result, detections, cfg)
-        save_arrays(out, **arrays)
         tracks = list(store.scan_from_arrays(arrays).tracks)
     else:
-        save_arrays(out, **store.scan_to_arrays(result))
+        arrays = store.scan_to_arrays(result)
+    people = link_people(tracks, embeddings)  # one person across cuts (pipeline.faces.people)
+    save_arrays(out, **arrays, **people_to_arrays(people))
     log.info(
-        "%d shots, %d face tracks (%d face-frames), footage is %s",
+        "%d shots, %d face tracks of %d people (%d undecided), %d face-frames; footage is %s",
         len(shots),
         len(tracks),
+        len(people),
+        sum(not p.decided for p in people),
         sum(len(t.frames) for t in tracks),
         "black and white" if gray else "colour",
     )
-    return {"tracks": len(tracks), "face_frames": sum(len(t.frames) for t in tracks)}
+    return {"tracks": len(tracks), "people": len(people), "face_frames": sum(len(t.frames) for t in tracks)}
 
 
 # ----------------------------------------------------------------------------- crops

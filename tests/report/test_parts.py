@@ -30,6 +30,41 @@ def test_plots_are_well_formed_svg_with_their_data() -> None:
     ET.fromstring(bar_chart([("scan", 1.5), ("search", 30.0)], title="time"))
 
 
+def _plot_geometry(svg: str) -> tuple[dict[str, float], list[tuple[str, float, float]], list[float]]:
+    """The plot area (rect x, y, width, height), every text (label, x, y) and the polyline y's."""
+    ns = "{http://www.w3.org/2000/svg}"
+    root = ET.fromstring(svg)
+    area = next(r for r in root.iter(f"{ns}rect") if r.get("class") == "pf")
+    box = {k: float(area.get(k, 0)) for k in ("x", "y", "width", "height")}
+    texts = [(t.text or "", float(t.get("x", 0)), float(t.get("y", 0))) for t in root.iter(f"{ns}text")]
+    ys = [
+        float(p.split(",")[1]) for line in root.iter(f"{ns}polyline") for p in line.get("points", "").split()
+    ]
+    return box, texts, ys
+
+
+def test_plot_legend_and_bound_label_stay_off_the_lines_and_frame_ticks_are_whole() -> None:
+    """Issue 22: the legend crossed a line, the bound label collided with one, ticks read 2.5, 7.5."""
+    series = [Series("in the output", range(8), [40.0] * 8), Series("search", range(8), [20.0] * 8)]
+    box, texts, _ = _plot_geometry(line_plot(series, title="c", h_lines=[(27.0, "bound")]))
+    legend = [t for t in texts if t[0] in ("in the output", "search")]
+    assert len(legend) == 2 and all(y < box["y"] for _, _, y in legend)  # above the plot area
+    label = next(t for t in texts if t[0] == "bound")
+    assert label[1] > box["x"] + box["width"]  # in the right margin, beside its line
+    ticks = [
+        float(t[0]) for t in texts if t[2] > box["y"] + box["height"] and t[0].replace(".", "").isdigit()
+    ]
+    assert ticks and all(v == int(v) for v in ticks)
+
+
+def test_plots_of_one_quantity_share_their_axis() -> None:
+    """Issue 22: axes that start at different values for the same quantity. With one `y_range`
+    the same value sits at the same height on every plot."""
+    low = line_plot([Series("a", [0, 1], [30.0, 31.0])], title="t1", y_range=(20.0, 45.0))
+    high = line_plot([Series("a", [0, 1], [30.0, 44.0])], title="t2", y_range=(20.0, 45.0))
+    assert _plot_geometry(low)[2][0] == _plot_geometry(high)[2][0]
+
+
 def test_data_uri_round_trips_png_exactly() -> None:
     import cv2
 
@@ -119,3 +154,48 @@ def test_decode_frames_reads_only_the_frames_asked_for(tmp_path: Path) -> None:
     got = decode_frames(clip, [0, 3, 37, 39, 200])
     assert sorted(got) == [0, 3, 37, 39]  # 200 is past the end: left out
     assert got[3].shape == (48, 64, 3)
+
+
+def test_the_sheet_order_is_worst_first_flagged_before_unflagged() -> None:
+    """Issue 22: flagged frames came last on a sheet said to be worst first."""
+    rows = [
+        {
+            "track_id": 1,
+            "frame": 0,
+            "psnr_db": 20.0,
+            "met_bound": False,
+            "psnr_in_frame_db": 40.0,
+            "met_bound_in_frame": True,
+            "steps": 5,
+        },
+        {
+            "track_id": 1,
+            "frame": 1,
+            "psnr_db": 30.0,
+            "met_bound": True,
+            "psnr_in_frame_db": 26.0,
+            "met_bound_in_frame": False,
+            "steps": 5,
+        },
+        {
+            "track_id": 1,
+            "frame": 2,
+            "psnr_db": 30.0,
+            "met_bound": True,
+            "psnr_in_frame_db": 35.0,
+            "met_bound_in_frame": True,
+            "steps": 5,
+        },
+        {
+            "track_id": 1,
+            "frame": 3,
+            "psnr_db": 31.0,
+            "met_bound": True,
+            "psnr_in_frame_db": 33.0,
+            "fallback": "prior cannot fit",
+            "steps": 5,
+        },
+    ]
+    # the fallback, then the frame that misses in the output; then the lowest in-frame figure (the
+    # search-only miss at 40 dB in frame is a detail, so it comes after the 35 dB frame)
+    assert sheet_frames(rows, 4) == {1: [3, 1, 2, 0]}

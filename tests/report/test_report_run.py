@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 from dataclasses import dataclass
+from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,9 @@ from pipeline import INVENTED_DETAIL_NOTICE, __version__
 from pipeline.config import Config, load_config
 from pipeline.report.build import flagged
 from pipeline.run.report import NOTHING_INVENTED, REPORT_VERSION, RestoreReport
+from tests.anon.conftest import clip, clip_video
+
+__all__ = ["clip", "clip_video"]  # the anonymise clip, for the anonymised page's check
 
 SETTINGS = [
     "search.steps=8",
@@ -80,6 +84,11 @@ def test_json_report_is_versioned_with_provenance_totals_and_steadiness(run: _Ru
         assert track["steadiness"] is not None and track["steadiness"] >= 0
         assert len(track["motion"]["output_change"]) == track["restored"] - 1
     assert {"scan", "search", "compose", "mux", "report"} <= set(body["seconds"])
+    # every track belongs to exactly one person (pipeline.faces.people)
+    assert sorted(t for p in body["people"] for t in p["tracks"]) == sorted(
+        t["track_id"] for t in body["tracks"]
+    )
+    assert {"id", "tracks", "frames", "decided"} <= set(body["people"][0])
     assert [s["k"] for s in body["spread"]] == [3, 3]
     # the sidecar with the resolved settings is beside the output
     assert run.output.with_name("out.mkv.config.yaml").is_file()
@@ -203,13 +212,19 @@ def test_spread_is_stored_and_brighter_where_the_prior_invents(run: _Run) -> Non
         assert float(s.spread.max()) > 0  # different starts do not all land on one face
 
 
-def test_a_restore_without_a_face_model_writes_a_page_too(face_video: Path, tmp_path: Path) -> None:
-    cfg = load_config(sets=[f"run.workdir={tmp_path / 'work'}", "run.executor=local", "run.progress=false"])
-    out = tmp_path / "plain.mkv"
-    _restore(face_video, out, cfg)
-    html = out.with_name("plain.mkv.report.html").read_text()
+@pytest.fixture(scope="module")
+def plain(face_video: Path, tmp_path_factory: pytest.TempPathFactory) -> _Run:
+    """The same clip restored without a face model."""
+    root = tmp_path_factory.mktemp("plain")
+    cfg = load_config(sets=[f"run.workdir={root / 'work'}", "run.executor=local", "run.progress=false"])
+    out = root / "plain.mkv"
+    return _Run(face_video, out, _restore(face_video, out, cfg), cfg)
+
+
+def test_a_restore_without_a_face_model_writes_a_page_too(plain: _Run) -> None:
+    html = plain.html.read_text()
     assert "not scanned for faces" in html and html.count('src="data:image/jpeg') == 8
-    body = json.loads(out.with_name("plain.mkv.report.json").read_text())
+    body = plain.body
     assert body["tracks"] == [] and body["model"] is None and body["provenance"]["model_key"] is None
     # nothing looked for, nothing invented: no zero counts, no green "all met", no invented-detail box
     assert body["scanned"] is False and body["notice"] == NOTHING_INVENTED
@@ -219,19 +234,43 @@ def test_a_restore_without_a_face_model_writes_a_page_too(face_video: Path, tmp_
     assert INVENTED_DETAIL_NOTICE not in html
 
 
-def test_faces_that_fall_back_are_not_counted_as_restored(
-    face_video: Path, tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """Every face drawn too large for the prior (issue 22: `--scale 3` said `55/55 restored` while all
-    55 fell back): the command line, the JSON and the page count them as fallbacks, not restored."""
+@dataclass
+class _Fell:
+    output: Path
+    line: str  # what the command line printed
+
+    @property
+    def html(self) -> Path:
+        return self.output.with_name(self.output.name + ".report.html")
+
+    @property
+    def body(self) -> dict:  # type: ignore[type-arg]
+        return json.loads(self.output.with_name(self.output.name + ".report.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def fell(face_video: Path, tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> _Fell:
+    """Every face drawn too large for the prior, through the command line: all fall back."""
+    import contextlib
+    import io
+
     from pipeline.cli import main
 
-    out = tmp_path / "fell.mkv"
-    sets = [f"prior.model={tiny_model}", f"run.workdir={tmp_path / 'work'}", *SETTINGS, "report.spread_k=0"]
+    root = tmp_path_factory.mktemp("fell")
+    out = root / "fell.mkv"
+    sets = [f"prior.model={tiny_model}", f"run.workdir={root / 'work'}", *SETTINGS, "report.spread_k=0"]
     args = ["restore", str(face_video), "-o", str(out), *[a for s in sets for a in ("--set", s)]]
-    assert main([*args, "--set", "compose.max_face_stretch=1"]) == 0
-    line = capsys.readouterr().out
-    body = json.loads(out.with_name("fell.mkv.report.json").read_text())
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main([*args, "--set", "compose.max_face_stretch=1"]) == 0
+    return _Fell(out, printed.getvalue())
+
+
+def test_faces_that_fall_back_are_not_counted_as_restored(fell: _Fell) -> None:
+    """Every face drawn too large for the prior (issue 22: `--scale 3` said `55/55 restored` while all
+    55 fell back): the command line, the JSON and the page count them as fallbacks, not restored."""
+    line, out = fell.line, fell.output
+    body = fell.body
     totals = body["totals"]
     assert totals["searched"] == totals["fell_back"] == body["face_frames"] > 0
     assert totals["restored"] == body["restored"] == totals["met_bound_in_frame"] == 0
@@ -241,3 +280,144 @@ def test_faces_that_fall_back_are_not_counted_as_restored(
     html = out.with_name("fell.mkv.report.html").read_text()
     assert "fell back to the plain upscale (not restored)" in html and "Invented detail" not in html
     assert f"<b>0/{body['face_frames']}</b><span>face-frames restored" in html
+
+
+class _Seen(HTMLParser):
+    """What a reader sees on a page Chromium rendered: its cards (label → value), the rows of its
+    flagged table, and its visible text."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cards: dict[str, str] = {}
+        self.flagged_rows = 0
+        self.text: list[str] = []
+        self._stack: list[str] = []
+        self._card: list[str] | None = None
+        self._section = ""
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        cls = dict(attrs).get("class") or ""
+        self._stack.append(tag)
+        if tag == "div" and cls == "card":
+            self._card = []
+        if tag == "h2":
+            self._section = ""
+        if tag == "tr" and self._section == "Flagged face-frames":
+            self.flagged_rows += 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if self._stack:
+            self._stack.pop()
+        if tag == "div" and self._card is not None:
+            value, *label = self._card
+            self.cards[" ".join(label)] = value
+            self._card = None
+
+    def handle_data(self, data: str) -> None:
+        if "style" in self._stack or not data.strip():
+            return
+        if self._stack and self._stack[-1] == "h2":
+            self._section += data.strip()
+        if self._card is not None:
+            self._card.append(data.strip())
+        self.text.append(data.strip())
+
+    @property
+    def visible(self) -> str:
+        return " ".join(self.text)
+
+
+def _seen(page: Path) -> _Seen:
+    """The DOM after Chromium loaded `page` (what it would paint), parsed."""
+    cmd = [
+        str(_chromium()),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--dump-dom",
+        page.resolve().as_uri(),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    seen = _Seen()
+    seen.feed(proc.stdout)
+    return seen
+
+
+def _contradictions(seen: _Seen, body: dict) -> list[str]:  # type: ignore[type-arg]
+    """Where a restore's page disagrees with itself or with its JSON report."""
+    bad = []
+    text, cards = seen.visible, seen.cards
+    totals = body.get("totals", {})
+    restored, fell = int(totals.get("restored", 0)), int(totals.get("fell_back", 0))
+    flagged_rows = [r for r in body.get("faces", []) if flagged(r)]
+
+    def want(ok: bool, what: str) -> None:
+        if not ok:
+            bad.append(what)
+
+    want(cards.get("frames") == str(body["frames"]), "frames card")
+    if not body.get("scanned", True):
+        want("faces not looked for (no face model)" in cards, "no-model card")
+        for word in ("shots", "face tracks", "face-frames restored", "flagged"):
+            want(word not in cards, f"a {word!r} card on a run that looked for no faces")
+        for phrase in ("no faces found", "every restored face-frame", "Invented detail"):
+            want(phrase not in text, f"{phrase!r} on a run that looked for no faces")
+        want(str(body["notice"]) in text, "the nothing-invented notice")
+        return bad
+    want(cards.get("shots") == str(len(body["shots"])), "shots card vs JSON")
+    want(cards.get("face tracks") == str(len(body["tracks"])), "tracks card vs JSON")
+    want(cards.get("face-frames restored") == f"{restored}/{body['face_frames']}", "restored card vs JSON")
+    fell_card = cards.get("fell back to the plain upscale (not restored)")
+    want(fell_card == (str(fell) if fell else None), "fell-back card vs JSON")
+    met = cards.get("of the restored meet the bound in the output")
+    if restored:
+        want(met is not None and met.split()[0] == str(totals["met_bound_in_frame"]), "in-frame card vs JSON")
+    else:
+        want(met is None, "an in-frame percentage of nothing restored")
+    want(cards.get("flagged") == str(len(flagged_rows)), "flagged card vs JSON")
+    want(seen.flagged_rows == (len(flagged_rows) + 1 if flagged_rows else 0), "flagged table vs card")
+    all_met = "every restored face-frame meets the bound" in text
+    want(all_met == (not flagged_rows and bool(body["faces"])), "the all-met line vs the flagged list")
+    per_track = sum(int(n) for n in re.findall(r"(\d+) face-frames restored ·", text))
+    want(per_track == restored, "tracks' restored counts vs the card")
+    want(("Invented detail" in text) == (restored > 0), "invented-detail notice vs what was restored")
+    return bad
+
+
+@pytest.mark.skipif(_chromium() is None, reason="Chromium is not installed (apt-get install chromium)")
+def test_what_a_reader_sees_agrees_with_itself_and_the_json(run: _Run, plain: _Run, fell: _Fell) -> None:
+    """Issue 22: the pages of a run with faces, one without a face model and one where every face fell
+    back, as Chromium renders them: cards, sections and the JSON tell one story."""
+    for case in (run, plain, fell):
+        seen = _seen(case.html)
+        assert _contradictions(seen, case.body) == [], case.html
+    # the check catches a page that says otherwise
+    seen = _seen(fell.html)
+    seen.cards["face-frames restored"] = f"{fell.body['face_frames']}/{fell.body['face_frames']}"
+    assert "restored card vs JSON" in _contradictions(seen, fell.body)
+
+
+@pytest.mark.skipif(_chromium() is None, reason="Chromium is not installed (apt-get install chromium)")
+def test_an_anonymised_page_agrees_with_its_audit_and_shows_no_footage_face(
+    clip_video: Path, tmp_path: Path
+) -> None:
+    from pipeline.api import anonymize
+
+    out = tmp_path / "hidden.mkv"
+    sets = [f"run.workdir={tmp_path / 'work'}", "run.executor=local", "run.progress=false"]
+    cfg = load_config(["anonymize"], [*sets, "scan.detect_size=320"])
+    report = anonymize(clip_video, out, cfg)
+    audit = json.loads(Path(f"{out}.anon.json").read_text())
+    assert report.html_path is not None
+    seen = _seen(report.html_path)
+    cards = seen.cards
+    assert cards["face-frames hidden"] == str(audit["face_frames"]) == str(report.face_frames)
+    assert cards["masked"] == str(audit["masked"]) and cards["replaced by synthetic faces"] == str(
+        audit["synthetic"]
+    )
+    assert cards["face-frames above the threshold"] == str(audit["identity"]["leaked_face_frames"])
+    assert cards["face tracks"] == str(len(audit["tracks"]))
+    assert "restored" not in seen.visible.lower()  # nothing on an anonymised page is "restored"
+    html = report.html_path.read_text()
+    assert "footage crop" not in html and "restored face" not in html  # only the output is pictured

@@ -1,0 +1,149 @@
+"""People: the tracks of one person, in every shot of a video, linked into one person.
+
+A track never crosses a cut, so a person seen in three shots is three tracks. After the stitch,
+each track gets an identity: the mean of the SFace embeddings the scan took of its real detections
+(on the detector's copy of the source frame, every few frames), keeping only rows where the face is
+large enough and frontal enough for SFace to mean something. Tracks are then clustered per video by
+average linkage: the two groups of tracks with the highest mean pairwise cosine are joined while
+that mean is at least `PEOPLE_COSINE`, and never when two of their tracks are on screen in the same
+frame (one person is not in two places at once).
+
+A track with no usable embedding (every row too small, too turned, or never embedded) cannot be
+decided: it stays its own person, marked `decided=False`. Anonymise hides such a person whatever
+the photos say.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.metrics.identity import SAME_PERSON_COSINE
+from pipeline.types import Track, TrackFrame
+
+# Mean pairwise cosine of track identities at which two groups of tracks are one person. Track
+# identities are means of several embeddings, so same-person pairs sit well above the single-pair
+# threshold; SFace's published one is kept as the bound (measured in scripts/evaluate_people.py).
+PEOPLE_COSINE = SAME_PERSON_COSINE
+MIN_FACE_PX = 24.0  # face box width (source px) below which an embedding is not used
+MAX_TURN = 0.35  # |nose - eye midpoint| / eye distance (0 frontal, ~1 profile) above which neither
+
+Embeddings = Mapping[int, Sequence[tuple[np.ndarray, np.ndarray]]]  # frame -> [(box [4], embedding [128])]
+
+
+@dataclass(frozen=True)
+class Person:
+    """One person of a video: their tracks (ids), face-frames, and whether identity decided them."""
+
+    person_id: int
+    tracks: tuple[int, ...]
+    frames: int
+    decided: bool
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "id": self.person_id,
+            "tracks": list(self.tracks),
+            "frames": self.frames,
+            "decided": self.decided,
+        }
+
+
+def turn(landmarks: np.ndarray) -> float:
+    """How far a face is turned from frontal, from its 5 landmarks: nose offset ÷ eye distance."""
+    eyes = landmarks[:2]
+    dist = float(np.hypot(*(eyes[1] - eyes[0])))
+    return abs(float(landmarks[2, 0] - eyes[:, 0].mean())) / max(dist, 1e-6)
+
+
+def usable(row: TrackFrame) -> bool:
+    """Whether a row's face is large and frontal enough for its embedding to count."""
+    return float(row.box[2] - row.box[0]) >= MIN_FACE_PX and turn(row.landmarks) <= MAX_TURN
+
+
+def track_identity(track: Track, embeddings: Embeddings) -> np.ndarray | None:
+    """Unit mean of the embeddings taken at the track's usable real rows (None when there are none)."""
+    found = []
+    for r in track.frames:
+        cands = embeddings.get(r.frame_index, ())
+        if r.interpolated or not cands or not usable(r):
+            continue
+        centre = (r.box[:2] + r.box[2:]) / 2
+        dists = [float(np.hypot(*((b[:2] + b[2:]) / 2 - centre))) for b, _ in cands]
+        k = int(np.argmin(dists))
+        if dists[k] <= 0.5 * float(r.box[2] - r.box[0]):
+            found.append(np.asarray(cands[k][1], np.float64))
+    if not found:
+        return None
+    mean = np.mean(found, axis=0)
+    return mean / max(float(np.linalg.norm(mean)), 1e-12)
+
+
+def _overlap(a: Track, b: Track) -> bool:
+    return a.start < b.end and b.start < a.end
+
+
+def link_people(
+    tracks: Sequence[Track], embeddings: Embeddings, threshold: float = PEOPLE_COSINE
+) -> list[Person]:
+    """People of a video from its tracks (see the module docstring); ids in order of first frame."""
+    found = {t.track_id: track_identity(t, embeddings) for t in tracks}
+    ids = {k: v for k, v in found.items() if v is not None}
+    decided = [t for t in tracks if t.track_id in ids]
+    groups: list[list[Track]] = [[t] for t in decided]
+    vec = np.stack([ids[t.track_id] for t in decided]) if decided else np.zeros((0, 128))
+    sim = vec @ vec.T  # [n, n] track-to-track cosine
+    index = {t.track_id: i for i, t in enumerate(decided)}
+    while True:
+        best, pair = threshold, None
+        for i in range(len(groups)):
+            for j in range(i + 1, len(groups)):
+                if any(_overlap(a, b) for a in groups[i] for b in groups[j]):
+                    continue
+                s = float(
+                    np.mean([sim[index[a.track_id], index[b.track_id]] for a in groups[i] for b in groups[j]])
+                )
+                if s >= best:
+                    best, pair = s, (i, j)
+        if pair is None:
+            break
+        groups[pair[0]] += groups.pop(pair[1])
+    sets = [(g, True) for g in groups] + [([t], False) for t in tracks if t.track_id not in ids]
+    sets.sort(key=lambda gd: min((t.start, t.track_id) for t in gd[0]))
+    return [
+        Person(
+            i,
+            tuple(sorted(t.track_id for t in g)),
+            sum(len(t.frames) for t in g),
+            d,
+        )
+        for i, (g, d) in enumerate(sets)
+    ]
+
+
+def people_to_arrays(people: Sequence[Person]) -> dict[str, np.ndarray]:
+    """Flat arrays (one row per track) stored beside the stitched scan."""
+    rows = [(t, p.person_id, p.decided) for p in people for t in p.tracks]
+    return {
+        "person_track": np.array([r[0] for r in rows], np.int64),
+        "person_id": np.array([r[1] for r in rows], np.int64),
+        "person_decided": np.array([r[2] for r in rows], bool),
+    }
+
+
+def people_from_arrays(a: Mapping[str, np.ndarray], tracks: Sequence[Track]) -> list[Person] | None:
+    """What `people_to_arrays` stored (None for a scan stored without people)."""
+    if "person_id" not in a:
+        return None
+    length = {t.track_id: len(t.frames) for t in tracks}
+    members: dict[int, list[int]] = {}
+    decided: dict[int, bool] = {}
+    for t, p, d in zip(a["person_track"], a["person_id"], a["person_decided"], strict=True):
+        members.setdefault(int(p), []).append(int(t))
+        decided[int(p)] = bool(d)
+    return [
+        Person(p, tuple(sorted(ts)), sum(length.get(t, 0) for t in ts), decided[p])
+        for p, ts in sorted(members.items())
+    ]

@@ -1,0 +1,50 @@
+"""People across cuts: real photographs of four people over five shots, through the real scan and stitch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.faces.people import Person, link_people, people_from_arrays, people_to_arrays
+from pipeline.faces.people_clip import find_people, render, score_people, standard_shots
+from pipeline.faces.synthetic import write_video
+from pipeline.types import Track, TrackFrame
+
+
+def test_each_person_is_one_person_across_cuts_and_a_tiny_face_is_undecided(tmp_path: Path) -> None:
+    clip = render(standard_shots(), length=8)
+    video = write_video(clip.frames, tmp_path / "people.mp4", audio=False)
+    people, tracks = find_people(video, tmp_path)
+    figures = score_people(people, tracks, clip)
+    assert figures["true_people"] == 4
+    assert figures["people_found_ratio"] == 1.0  # nobody split across people
+    assert figures["wrong_merges"] == 0
+    tiny = [p for p in people if not p.decided]
+    assert len(tiny) == 1 and len(tiny[0].tracks) == 1  # the 16 px face stays its own person
+    assert sum(p.frames for p in people) == sum(len(t.frames) for t in tracks)
+
+
+def _track(tid: int, start: int, n: int) -> Track:
+    rows = tuple(
+        TrackFrame(
+            tid,
+            f,
+            np.array([0, 0, 60, 60], np.float32),
+            np.array([[20, 25], [40, 25], [30, 35], [22, 45], [38, 45]], np.float32),
+            0.9,
+            False,
+        )
+        for f in range(start, start + n)
+    )
+    return Track(tid, 0, rows)
+
+
+def test_two_tracks_on_screen_together_are_never_one_person() -> None:
+    same = np.ones(128, np.float32) / np.sqrt(128)
+    tracks = [_track(0, 0, 5), _track(1, 3, 5)]  # overlap in frames 3-4, identical embeddings
+    embeddings = {f: [(np.array([0, 0, 60, 60], np.float32), same)] for f in range(8)}
+    people = link_people(tracks, embeddings)
+    assert [p.tracks for p in people] == [(0,), (1,)]
+    stored = people_from_arrays(people_to_arrays(people), tracks)
+    assert stored == [Person(0, (0,), 5, True), Person(1, (1,), 5, True)]
