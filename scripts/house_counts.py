@@ -1,0 +1,72 @@
+"""Counts for issue 20: `Any` in annotations and imports of the project's own modules inside functions.
+
+    python scripts/house_counts.py [pipeline]
+
+An annotation counts once per `Any` name in it (parameters, returns, annotated assignments); a local
+import counts once per `import`/`from` statement of `pipeline.*` inside a function body (imports under
+`if TYPE_CHECKING:` at module level are not local).
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+
+def _any_in(node: ast.AST | None) -> int:
+    if node is None:
+        return 0
+    count = 0
+    for n in ast.walk(node):
+        if isinstance(n, ast.Constant) and isinstance(n.value, str):  # a quoted annotation
+            count += _any_in(ast.parse(n.value, mode="eval"))
+        elif (isinstance(n, ast.Name) and n.id == "Any") or (
+            isinstance(n, ast.Attribute) and n.attr == "Any"
+        ):
+            count += 1
+    return count
+
+
+def _annotations(tree: ast.AST) -> list[ast.AST | None]:
+    out: list[ast.AST | None] = []
+    for n in ast.walk(tree):
+        if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef):
+            a = n.args
+            out += [p.annotation for p in (*a.posonlyargs, *a.args, *a.kwonlyargs)]
+            out += [a.vararg.annotation if a.vararg else None, a.kwarg.annotation if a.kwarg else None]
+            out.append(n.returns)
+        elif isinstance(n, ast.AnnAssign):
+            out.append(n.annotation)
+    return out
+
+
+def _local_own_imports(tree: ast.AST) -> int:
+    seen: set[int] = set()
+    for fn in ast.walk(tree):
+        if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        for n in ast.walk(fn):
+            if isinstance(n, ast.ImportFrom) and n.level == 0:
+                names = [n.module or ""]
+            elif isinstance(n, ast.Import):
+                names = [a.name for a in n.names]
+            else:
+                continue
+            if any(name.split(".")[0] == "pipeline" for name in names):
+                seen.add(id(n))
+    return len(seen)
+
+
+def main(root: str = "pipeline") -> None:
+    files = sorted(Path(root).rglob("*.py"))
+    anys = local = 0
+    for path in files:
+        tree = ast.parse(path.read_text(), str(path))
+        anys += sum(_any_in(a) for a in _annotations(tree))
+        local += _local_own_imports(tree)
+    print(f"files {len(files)}  Any-in-annotations {anys}  local-imports-of-pipeline {local}")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
