@@ -18,6 +18,16 @@ from typing import Any
 from pipeline.config import Config
 from pipeline.types import VideoFrame, VideoInfo
 
+# Frames this process has taken from the decoder and put through film cleaning, context frames
+# included. `pipeline.run.schedule.run_step` takes the difference around each step (in-process or in
+# a Ray worker); both executors add the steps' figures up into the report's "decode" section.
+COUNTS: dict[str, int] = {"decoded": 0, "cleaned": 0}
+
+
+def frame_counts() -> dict[str, int]:
+    """A copy of this process's decoded and cleaned frame counts."""
+    return dict(COUNTS)
+
 
 def inverse_telecine(cfg: Config) -> bool:
     """Whether frames are inverse-telecined ("auto" is resolved to true or false before any step)."""
@@ -86,7 +96,7 @@ class Frames:
         self._reader.close()
 
     def __iter__(self) -> Iterator[VideoFrame]:
-        frames: Iterator[VideoFrame] = iter(self._reader)
+        frames: Iterator[VideoFrame] = self._counted(self._reader)
         if self._clean:
             from pipeline.film.clean import clean_frames
 
@@ -100,11 +110,19 @@ class Frames:
                 break
             yield frame
 
+    def _counted(self, frames: Iterator[VideoFrame]) -> Iterator[VideoFrame]:
+        """`frames`, each one counted as decoded (and as cleaned when cleaning is on) as it passes."""
+        for frame in frames:
+            COUNTS["decoded"] += 1
+            COUNTS["cleaned"] += self._clean
+            yield frame
+
     def native(self) -> Iterator[tuple[int, int, Any]]:
         """(index, pts, PyAV frame) of [start, end) without the RGB conversion."""
         if self._clean:
             raise ValueError("film cleaning changes the pictures: native frames are not available")
         for index, pts, frame in self._reader.native_frames():
+            COUNTS["decoded"] += 1
             if index < self.start:
                 continue
             if index >= self.end:

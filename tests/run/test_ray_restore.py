@@ -50,7 +50,7 @@ def run_ray(source: Path, output: Path, config: Config) -> RestoreReport:
     return restore(source, output, replace(config, run=replace(config.run, executor="ray")))
 
 
-def _config(model: Path | None, workdir: Path, *extra: str) -> Config:
+def _config(model: Path | None, workdir: Path, *extra: str, presets: tuple[str, ...] = ()) -> Config:
     sets = [
         f"run.workdir={workdir}",
         "search.steps=12",
@@ -64,7 +64,7 @@ def _config(model: Path | None, workdir: Path, *extra: str) -> Config:
     ]
     if model is not None:
         sets.append(f"prior.model={model}")
-    return load_config(sets=sets)
+    return load_config(list(presets), sets)
 
 
 def _frames(path: Path) -> list[np.ndarray]:
@@ -137,6 +137,31 @@ def test_ray_equals_in_process_frame_for_frame(reference: Reference, face_video:
     assert {f["track_id"] for f in ray_report["faces"]} == {0, 1, 2}
     assert {"track_id", "frame", "psnr_db", "met_bound", "steps"} <= set(ray_report["faces"][0])
     _assert_same_identity(ray_report, local_report)
+    # the frames each stage decoded, counted in the workers: the same in both executors; nothing is
+    # film-cleaned without a film stage, and compose decodes exactly its segments' frames
+    assert ray_report["decode"] == local_report["decode"]
+    decode = ray_report["decode"]
+    assert decode["frames"] == 16 and decode["cleaned"] == 0
+    assert decode["by_stage"]["compose"]["decoded"] == 16
+    assert decode["decoded"] == sum(s["decoded"] for s in decode["by_stage"].values())
+
+
+def test_decode_counts_with_the_newsreel_preset_agree_between_executors(
+    face_video: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    """With film cleaning on, every frame a step decodes is cleaned (context frames included) and
+    counted per step; both executors add the steps' counts up to the same report section."""
+    reports = []
+    for run in (run_local, run_ray):
+        cfg = _config(tiny_model, tmp_path / f"{run.__name__}.work", presets=("newsreel",))
+        reports.append(_report(run(face_video, tmp_path / f"{run.__name__}.mkv", cfg).output))
+    local, ray_ = (r["decode"] for r in reports)
+    assert local == ray_
+    assert local["frames"] == 16 and local["cleaned"] == local["decoded"]
+    assert local["decoded"] == sum(s["decoded"] for s in local["by_stage"].values())
+    assert local["decoded_per_frame"] == round(local["decoded"] / 16, 3)
+    for stage in ("scan", "crops", "compose"):  # each reads (and cleans) every frame at least once
+        assert local["by_stage"][stage]["decoded"] >= 16, stage
 
 
 def test_without_a_model_segments_are_encoded_in_parallel_and_joined_seamlessly(tmp_path: Path) -> None:
