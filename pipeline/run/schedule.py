@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 from pipeline.errors import JobError, PipelineError
@@ -39,6 +40,7 @@ class Schedule:
         self.needed: set[str] = set()
         self.timeline: list[tuple[str, float, float]] = []  # (kind, start, end) of every step run, epoch s
         self._checked: set[str] = set()  # steps whose done-test ran (only running them changes it)
+        self._removed: set[str] = set()  # transient steps whose artifacts are gone
         self.ran: dict[str, int] = {}
         self.skipped: dict[str, int] = {}
         # per stage: seconds spent in its steps, summed over workers (search: anchors, chunks too)
@@ -82,6 +84,7 @@ class Schedule:
         if step.kind == "stitch":
             self._expand()
         self._settle()
+        self._remove_transient(step.deps)
 
     @property
     def done(self) -> bool:
@@ -161,6 +164,22 @@ class Schedule:
         for key, step in self.plan.steps.items():
             if key not in needed and key not in self.finished:
                 self._skip(step, found=key not in self._checked and step.done())
+        self._remove_transient([k for k, s in self.plan.steps.items() if s.transient])
+
+    def _remove_transient(self, keys: Iterable[str]) -> None:
+        """Remove the artifacts of the transient steps among `keys` (clean segments' frames) once the
+        plan is complete and every step that reads them has finished: nothing reads them again in
+        this run, and a rerun that needs them (a changed late setting) makes them again."""
+        if not self.plan.complete:
+            return  # the steps after the stitch, which read them too, are not planned yet
+        for key in keys:
+            step = self.plan.steps.get(key)
+            if step is None or not step.transient or key in self._removed or key not in self.finished:
+                continue
+            if all(u in self.finished for u in self.plan.users(key)):
+                self._removed.add(key)
+                for path in step.artifacts:
+                    Path(path).unlink(missing_ok=True)
 
     def _skip(self, step: Step, found: bool) -> None:
         self.finished.add(step.key)
