@@ -170,6 +170,7 @@ def finish(
     model: str | None,
     random_generator: bool,
     seconds: Mapping[str, float],
+    decode: Mapping[str, Any] | None = None,
 ) -> AnonReport:
     """The audit sidecar (and the report page); returns the AnonReport."""
     from pipeline.faces.people import people_from_arrays
@@ -195,6 +196,7 @@ def finish(
         model=model,
         random_generator=random_generator,
         seconds=dict(seconds),
+        decode=dict(decode) if decode is not None else None,
     )
     report.audit_path = write_audit(report, scanned, records, cfg, people)
     if cfg.report.html:
