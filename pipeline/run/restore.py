@@ -16,7 +16,7 @@ from pipeline.config import Config
 from pipeline.errors import ConfigError
 from pipeline.run.join import finish_restore
 from pipeline.run.mode import Mode, ModeName, RunReport
-from pipeline.run.plan import Job
+from pipeline.run.plan import Job, wants_stored_frames
 from pipeline.run.report import RestoreReport
 from pipeline.search.units import search_tracks
 
@@ -69,21 +69,51 @@ def make_job(
             "this run only exercises the pipeline",
             description,
         )
+    frames = len(frame_index(input)[1])
+    workdir = default_workdir(output, config.run.workdir)
+    faces = mode.faces_without_model or model is not None
     return Job(
         input=input.resolve(),
         output=output,
         config=config,
         info=info,
         preset=preset,
-        frames=len(frame_index(input)[1]),
-        workdir=default_workdir(output, config.run.workdir),
+        frames=frames,
+        workdir=workdir,
         video_key=WorkDir.video_key(input),
         model_key=model_key(model) if model is not None else None,
         model_description=description,
         model_random=random,
         mode=mode,
         overwrite=overwrite,
+        store_frames=wants_stored_frames(config, faces) and _room_for_frames(workdir, output, info, frames),
     )
+
+
+def _room_for_frames(workdir: Path, output: Path, info: Any, frames: int) -> bool:
+    """Whether the work directory's disk holds the stored frames beside what the run writes (else the
+    steps decode and clean their own frames, as without a store: slower, nothing else changes)."""
+    import shutil
+
+    from pipeline.run.plan import stored_frames_bytes
+    from pipeline.run.preflight import estimated_bytes
+
+    need = stored_frames_bytes(info, frames) + (estimated_bytes(output) or 0)
+    where = next((p for p in (workdir, *workdir.parents) if p.exists()), Path("."))
+    try:
+        free = shutil.disk_usage(where).free
+    except OSError:
+        return False
+    if need > free:
+        log.warning(
+            "%s has %.1f GB free; storing each decoded, cleaned frame once needs %.1f GB: every step "
+            "decodes and cleans its own frames instead (slower; the same output)",
+            where,
+            free / 1e9,
+            need / 1e9,
+        )
+        return False
+    return True
 
 
 def restore(
