@@ -140,7 +140,10 @@ def restore(
     try:
         job = make_job(input, output, config, overwrite=overwrite, mode=mode)
         WorkDir(job.workdir).clean_temporaries()
-        if executor_of(job) == "local":
+        executor = executor_of(job)
+        if executor == "local" and job.config.run.executor == "auto" and simple_job(job):
+            job = _one_part(job)
+        if executor == "local":
             from pipeline.run.local import run_plan
         else:
             from pipeline.run.ray_exec import run_plan
@@ -153,11 +156,27 @@ def restore(
         lock.release(output, workdir)  # taken by preflight
 
 
+def simple_job(job: Job) -> bool:
+    """No faces are looked for and nothing changes the pictures (`steps.passes_through`: scale 1, no
+    learned upscaler, no film cleaning, the stored format the source's): a transcode."""
+    from pipeline.run.steps import passes_through
+
+    return not job.faces and passes_through(job.info, job.config)
+
+
+def _one_part(job: Job) -> Job:
+    """A simple job in-process: one part, encoded with ffmpeg's own threads (as plain ffmpeg would)."""
+    from dataclasses import replace
+
+    run = replace(job.config.run, segment_frames=max(1, job.frames), encoder_threads=0)
+    return replace(job, config=replace(job.config, run=run))
+
+
 def executor_of(job: Job, *, say: bool = True) -> str:
     """The executor that runs `job`: the setting's, with "auto" resolved to Ray, or to in-process for
-    a small job (at most `run.in_process_megapixels` of source pixels) when no cluster address is
-    given and no Ray is running yet (a batch or a Ray job reuses the one it has); `say` logs the
-    in-process choice."""
+    a simple job (`simple_job`) or a small one (at most `run.in_process_megapixels` of source
+    pixels) when no cluster address is given and no Ray is running yet (a batch or a Ray job reuses
+    the one it has); `say` logs the in-process choice."""
     run = job.config.run
     if run.executor != "auto":
         return run.executor
@@ -165,7 +184,17 @@ def executor_of(job: Job, *, say: bool = True) -> str:
     megapixels = job.frames * vs.width * vs.height / 1e6
     ray = sys.modules.get("ray")
     running = ray is not None and ray.is_initialized()
-    if run.address or os.environ.get("RAY_ADDRESS") or running or megapixels > run.in_process_megapixels:
+    if run.address or os.environ.get("RAY_ADDRESS") or running:
+        return "ray"
+    if simple_job(job):
+        if say:
+            log.info(
+                "simple job (no faces, pictures unchanged: %d frames copied through the encoder): "
+                "in-process as one part, the encoder on every core, without starting Ray",
+                job.frames,
+            )
+        return "local"
+    if megapixels > run.in_process_megapixels:
         return "ray"
     if say:
         log.info(
