@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import ReportConfig
+from pipeline.files import atomic_path, load_json
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +116,6 @@ def write_anon_report(audit_path: Path, cfg: ReportConfig | None = None) -> Path
     """`OUTPUT.report.html` of an anonymised output, from its audit JSON; returns its path."""
     from pipeline.report.assets import decode_frames
     from pipeline.report.build import html_path, thumb_frames
-    from pipeline.run.workdir import atomic_path, load_json
 
     cfg = cfg or ReportConfig()
     audit = load_json(audit_path)

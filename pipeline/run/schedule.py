@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pipeline.errors import JobError, PipelineError
+from pipeline.files import load_arrays, save_json
 from pipeline.run.plan import Job, Plan, Step, build_plan
 from pipeline.run.progress import Progress
 
@@ -89,8 +90,6 @@ class Schedule:
         """Every step's start and end (epoch seconds) to `run.timeline`, when set."""
         path = self.job.config.run.timeline
         if path:
-            from pipeline.run.workdir import save_json
-
             steps = [{"kind": k, "start": a, "end": b} for k, a, b in self.timeline]
             save_json(path, {"started": started, "ended": ended, "steps": steps})
 
@@ -102,7 +101,6 @@ class Schedule:
 
     def _expand(self) -> None:
         from pipeline.faces import store
-        from pipeline.run.workdir import load_arrays
 
         stitch = self.plan.stitch
         assert stitch is not None

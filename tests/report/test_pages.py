@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from pipeline.files import save_json
 from pipeline.report.anon import write_anon_report
 from pipeline.report.build import batch_index
-from pipeline.run.workdir import save_json
 from tests.media import make_clip
 
 
