@@ -123,7 +123,10 @@ class SearchConfig:
 @dataclass(frozen=True)
 class RunConfig:
     address: str | None = None  # Ray cluster address; None = embedded local Ray
-    executor: str = "ray"  # "ray" or "local" (in-process, for debugging)
+    # "auto": Ray, except a small job (at most `in_process_megapixels` of source pixels, no cluster
+    # address, no Ray running yet) runs in-process, without Ray's start-up; "ray"; "local" (in-process)
+    executor: str = "auto"
+    in_process_megapixels: float = 100.0  # frames x width x height / 1e6; ~5 s of SD, ~2 s of 1080p
     workdir: str | None = None  # work directory; None = "<output>.work" beside the output
     num_gpus_per_search: float = 1.0  # GPUs per search actor (fractions share a GPU)
     search_resource: str | None = None  # custom Ray resource a search actor also asks one of (node pinning)

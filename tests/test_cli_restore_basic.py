@@ -335,7 +335,7 @@ def test_unwritable_outputs_are_refused_up_front(
 def test_aac_priming_into_matroska_shifts_every_stream_by_the_same_amount(
     media: MediaCache, tmp_path: Path
 ) -> None:
-    """The stated rule (README, pipeline.io.mux): MP4 keeps the source's timestamps exactly; Matroska
+    """The stated rule (docs/guide.md, pipeline.io.mux): MP4 keeps the source's timestamps exactly; Matroska
     cannot hold the negative start of AAC priming, so every stream moves by that same amount and sync
     is the source's to the tick."""
     import av

@@ -54,6 +54,7 @@ class AnonReport:
     audit_path: Path | None = None
     html_path: Path | None = None  # OUTPUT.report.html (pipeline.report.anon), when report.html is on
     seconds: dict[str, float] = field(default_factory=dict)
+    decode: dict[str, Any] | None = None  # frames decoded and film-cleaned (Schedule.decode_section)
 
     def summary(self) -> str:
         ident = "not measured" if self.max_identity_cosine is None else f"{self.max_identity_cosine:.3f}"
@@ -171,6 +172,7 @@ def write_audit(
             },
             "tracks": tracks,
             "seconds": {k: round(v, 3) for k, v in report.seconds.items()},
+            "decode": report.decode,
             "config": to_dict(config),
         },
     )

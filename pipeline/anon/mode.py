@@ -12,6 +12,7 @@ point passes to `pipeline.run.restore.restore`, so its rules hold however it is 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,7 +45,12 @@ def forget(workdir: Path, config: Config) -> None:
         forget_faces(workdir)
 
 
-def finish_anonymize(summary: PlanSummary, seconds: dict[str, float], executor: str | None) -> AnonReport:
+def finish_anonymize(
+    summary: PlanSummary,
+    seconds: dict[str, float],
+    executor: str | None,
+    decode: Mapping[str, Any] | None = None,
+) -> AnonReport:
     """The audit sidecar and the report page, from every compose segment's face-frame records."""
 
     job = summary.job
@@ -58,6 +64,7 @@ def finish_anonymize(summary: PlanSummary, seconds: dict[str, float], executor: 
         model=job.model_description or job.config.prior.model,
         random_generator=job.model_random,
         seconds=seconds,
+        decode=decode,
     )
 
 

@@ -170,6 +170,7 @@ def finish(
     model: str | None,
     random_generator: bool,
     seconds: Mapping[str, float],
+    decode: Mapping[str, Any] | None = None,
 ) -> AnonReport:
     """The audit sidecar (and the report page); returns the AnonReport."""
 
@@ -190,6 +191,7 @@ def finish(
         model=model,
         random_generator=random_generator,
         seconds=dict(seconds),
+        decode=dict(decode) if decode is not None else None,
     )
     report.audit_path = write_audit(report, scanned, records, cfg)
     if cfg.report.html:

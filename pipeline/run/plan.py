@@ -3,6 +3,11 @@
     scan segment ─► stitch ─► crops (per unit) ─► search unit ──────────────► compose segment ─► join
                                              └─► anchors ─► chunk ─► join chunks ─┘
 
+When faces are scanned and film cleaning or inverse telecine is on, a clean step per segment comes
+first: it decodes and cleans the segment once, and the scan, crops and compose steps that read its
+frames depend on it and read them back (`stores_clean`). Its frames are big (raw pictures): the
+schedule removes them once every step that reads them has finished (`Step.transient`).
+
 `build_plan(job, scanned)` is a pure function of the job (input, settings, work directory) and, once
 the stitch step has run, of the tracks it found: before that the plan holds the scan steps and the
 stitch only (`complete` is False), after it the whole job. Executors (`pipeline.run.local`,
@@ -28,12 +33,13 @@ from pipeline.faces.scan import ScanResult
 from pipeline.files import settings_key
 from pipeline.io.presets import EncoderPreset
 from pipeline.run import progress as P
-from pipeline.run.frames import inverse_telecine
+from pipeline.run.frames import CleanSegment, film_cleaning, inverse_telecine
 from pipeline.run.mode import Mode
 from pipeline.types import VideoInfo
 
 # Part of a stage's key: bumped when what the stage computes changes (every key after it changes too).
 SCAN_VERSION = "scan-v2"  # v2: per-segment detections and cuts, stitched
+CLEAN_VERSION = "clean-v1"  # the decoded, film-cleaned frames of a segment, full size
 CROPS_VERSION = "crops-v2"  # v2: crops per search unit, with each crop's size
 SEARCH_VERSION = "search-v2"  # v2: face images beside the rows (read a frame range at a time)
 COMPOSE_VERSION = "compose-v3"  # v3: faces' compose_frame (projection, fallback, per-face records)
@@ -69,7 +75,7 @@ class Step:
     (`fn(model, *args)`), driver steps a `context` keyword (the executor's run summary)."""
 
     key: str  # unique in the plan, e.g. "scan/00000240", "search/0003", "compose/00000480"
-    kind: str  # scan | stitch | crops | search | anchors | chunk | join_chunks | compose | join
+    kind: str  # clean | scan | stitch | crops | search | anchors | chunk | join_chunks | compose | join
     fn: Callable[..., Any]  # a module-level function (Ray ships it by reference)
     args: tuple[Any, ...]
     artifacts: tuple[str, ...]  # done when every one exists
@@ -78,6 +84,7 @@ class Step:
     driver: bool = False  # runs in the driver process (the join: mux and report)
     progress: tuple[tuple[str, int], ...] = ()  # counters advanced when it finishes (or was done)
     label: str = ""  # for logs and errors
+    transient: bool = False  # its artifacts are removed once every step that reads them has finished
 
     def done(self) -> bool:
         """Every artifact exists and verifies (`WorkDir.has`: a damaged one is removed, and redone)."""
@@ -101,10 +108,20 @@ class Plan:
     keys: dict[str, str]  # stage -> key (directory under the work directory)
     scanned: ScanResult | None = None
     totals: dict[str, int] = field(default_factory=dict)  # progress totals
+    _users: dict[str, list[str]] | None = field(default=None, repr=False)  # key -> its dependents
 
     @property
     def stitch(self) -> Step | None:
         return self.steps.get("stitch")
+
+    def users(self, key: str) -> list[str]:
+        """The steps that depend on step `key` (indexed once per plan)."""
+        if self._users is None:
+            self._users = {}
+            for k, step in self.steps.items():
+                for dep in step.deps:
+                    self._users.setdefault(dep, []).append(k)
+        return self._users.get(key, [])
 
     def parts(self) -> list[Path]:
         """The encoded parts, in order (the compose steps' first artifacts)."""
@@ -134,13 +151,23 @@ def segments(frames: int, cfg: Config) -> list[tuple[int, int]]:
     return [(s, min(s + length, frames)) for s in range(0, frames, length)]
 
 
+def stores_clean(job: Job) -> bool:
+    """Whether the plan decodes and cleans each segment once in a clean step: faces are scanned (so
+    scan, crops and compose would each decode the frames) and decoding is costly to repeat (film
+    cleaning, or inverse telecine, which reads from frame 0)."""
+    return job.faces and (film_cleaning(job.config) or inverse_telecine(job.config))
+
+
 def _keys(job: Job) -> dict[str, str]:
 
     cfg = job.config
     decode = (cfg.io.deinterlace, cfg.io.inverse_telecine, getattr(cfg, "film", None))
     mode = job.mode.settings(cfg)  # its name, and the settings of its own section
-    scan = settings_key(SCAN_VERSION, job.video_key, cfg.scan, decode, mode[0])
+    # the scan detects on stored full-size cleaned frames when there are clean steps
+    scan_input = ("stored",) if stores_clean(job) else ()
+    scan = settings_key(SCAN_VERSION, job.video_key, cfg.scan, decode, mode[0], *scan_input)
     keys = {"scan": scan, "crops": settings_key(scan, CROPS_VERSION)}
+    keys["clean"] = settings_key(CLEAN_VERSION, job.video_key, decode)
     search_settings = (cfg.search, cfg.prior.dtype, *mode)
     keys["search"] = settings_key(SEARCH_VERSION, scan, job.model_key, *search_settings)
     compose_settings = (cfg.upscale, cfg.io, cfg.compose, *mode)
@@ -171,18 +198,47 @@ def build_plan(job: Job, scanned: ScanResult | None = None) -> Plan:
     tracks: dict[int, Any] = {}  # tid -> Track, once scanned
     track_of: dict[int, tuple[str, str, str, str]] = {}  # tid -> (crops, npz, npy, producing step)
     crops_step_of: dict[int, str] = {}
+    clean: list[CleanSegment] = []
+    if stores_clean(job):
+        for s, e in segs:
+            name = f"segment-{s:08d}-{e:08d}"
+            seg = CleanSegment(s, e, art("clean", f"{name}.npy"), art("clean", f"{name}.npz"))
+            add(
+                Step(
+                    f"clean/{s:08d}",
+                    "clean",
+                    steps.clean_step,
+                    (video, job.info, cfg, seg),
+                    (seg.frames, seg.meta),
+                    transient=True,
+                    label=f"decoding and cleaning frames {s}-{e}",
+                )
+            )
+            clean.append(seg)
+
+    def reads(start: int, end: int, *more: int) -> tuple[list[CleanSegment], tuple[str, ...]]:
+        """The clean segments holding frames [start, end) (and the frames `more`), and their steps."""
+        mine = [
+            c for c in clean if (c.start < end and c.end > start) or any(c.start <= i < c.end for i in more)
+        ]
+        return mine, tuple(f"clean/{c.start:08d}" for c in mine)
+
     if job.faces:
         plan.totals[P.FRAMES_SCANNED] = job.frames
         scan_keys = []
         for s, e in segs:
             key = f"scan/{s:08d}"
+            first = 0 if inverse_telecine(cfg) else max(0, s - steps.scan_overlap(cfg))
+            stored, deps = reads(first, min(job.frames, e + steps.CUT_WINDOW), 0)  # frame 0: gray vote
+            out = art("scan", f"segment-{s:08d}-{e:08d}.npz")
             add(
                 Step(
                     key,
                     "scan",
                     steps.scan_segment,
-                    (video, job.info, cfg, s, e, job.frames, art("scan", f"segment-{s:08d}-{e:08d}.npz")),
-                    (art("scan", f"segment-{s:08d}-{e:08d}.npz"),),
+                    (video, job.info, cfg, s, e, job.frames, out, stored),
+                    (out,),
+                    deps=deps,
                     progress=((P.FRAMES_SCANNED, e - s),),
                     label=f"scan of frames {s}-{e}",
                 )
@@ -218,14 +274,15 @@ def build_plan(job: Job, scanned: ScanResult | None = None) -> Plan:
             )
         for i, unit in enumerate(divided.units):
             crops = [art("crops", f"track-{tid:06d}.npz") for tid in unit]
+            stored, deps = reads(min(tracks[t].start for t in unit), max(tracks[t].end for t in unit))
             add(
                 Step(
                     f"crops/{i:04d}",
                     "crops",
                     steps.crops_step,
-                    (video, job.info, cfg, scan_path, list(unit), crops, job.mode),
+                    (video, job.info, cfg, scan_path, list(unit), crops, job.mode, stored),
                     tuple(crops),
-                    deps=("stitch",),
+                    deps=("stitch", *deps),
                     label=f"crops of track(s) {', '.join(map(str, unit))}",
                 )
             )
@@ -251,14 +308,15 @@ def build_plan(job: Job, scanned: ScanResult | None = None) -> Plan:
                 crops_step_of[tid] = f"crops/{i:04d}"
         for tid, chunks in divided.chunked.items():
             crop = art("crops", f"track-{tid:06d}.npz")
+            stored, deps = reads(tracks[tid].start, tracks[tid].end)
             add(
                 Step(
                     f"crops/t{tid:06d}",
                     "crops",
                     steps.crops_step,
-                    (video, job.info, cfg, scan_path, [tid], [crop], job.mode),
+                    (video, job.info, cfg, scan_path, [tid], [crop], job.mode, stored),
                     (crop,),
-                    deps=("stitch",),
+                    deps=("stitch", *deps),
                     label=f"crops of track {tid}",
                 )
             )
@@ -326,14 +384,15 @@ def build_plan(job: Job, scanned: ScanResult | None = None) -> Plan:
         if job.mode.hider is not None and shown:  # hidden faces are placed from the scan
             deps = sorted({*deps, "stitch"})
         key = f"compose/{s:08d}"
+        stored, reading = reads(s, e)
         add(
             Step(
                 key,
                 "compose",
                 steps.compose_step,
-                (video, job.info, cfg, s, e, sources, gray, part, records, job.mode, stitched),
+                (video, job.info, cfg, s, e, sources, gray, part, records, job.mode, stitched, stored),
                 (part, records),
-                deps=tuple(deps),
+                deps=(*deps, *reading),
                 progress=((P.SEGMENTS_ENCODED, 1),),
                 label=f"segment {len(compose_keys)} (frames {s}-{e})",
             )

@@ -158,7 +158,7 @@ class _RayRun:
 
     def _run_driver_step(self, step: Step) -> None:
         seconds = {**self.schedule.seconds, "total": time.perf_counter() - self.started}
-        context = {"executor": "ray", "seconds": seconds}
+        context = {"executor": "ray", "seconds": seconds, "decode": self.schedule.decode_section()}
         t0 = time.time()
         self.report = step.fn(*step.args, context=context)
         self.schedule.finish(step, {"seconds": time.time() - t0, "started": t0})

@@ -76,6 +76,7 @@ class RestoreReport:
     report_path: Path | None = None
     input: Path | None = None  # the source video (the report decodes a few of its frames)
     html_path: Path | None = None  # OUTPUT.report.html, when written
+    decode: dict[str, Any] | None = None  # frames decoded and film-cleaned (Schedule.decode_section)
 
 
 def face_record(face: FaceRestoration) -> dict[str, Any]:
@@ -276,6 +277,7 @@ def write_report(
             for s in collected.spread
         ],
         "seconds": {k: round(v, 3) for k, v in report.seconds.items()},
+        "decode": report.decode,  # frames decoded and film-cleaned per frame of the video
         "film": dict(film) if film is not None else None,  # film: what cleaning changed (CleanStats.as_dict)
         "provenance": {
             "reel_version": __version__,

@@ -1,11 +1,14 @@
 """`restore`: the one entry point. Checks everything that can fail early, makes the plan's job and
 hands it to the executor the settings name (Ray by default, or in-process); both run the same plan
-(`pipeline.run.plan`) and give the same output, report and work directory.
+(`pipeline.run.plan`) and give the same output, report and work directory. Under the default
+executor ("auto") a small job runs in-process: starting Ray would take longer than the job.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,7 +22,7 @@ from pipeline.search.units import search_tracks
 
 log = logging.getLogger(__name__)
 
-EXECUTORS = ("ray", "local")
+EXECUTORS = ("auto", "ray", "local")
 
 R = TypeVar("R", bound=RunReport)
 
@@ -52,7 +55,7 @@ def make_job(
     if mode.prepare is not None:
         config = mode.prepare(config)  # the mode's own checks and rules (anonymise: never chunked)
     if config.run.executor not in EXECUTORS:
-        raise ConfigError(f"run.executor = {config.run.executor!r}: expected ray or local")
+        raise ConfigError(f"run.executor = {config.run.executor!r}: expected auto, ray or local")
     input, output = Path(input), Path(output)
     from pipeline.film.content import resolve
 
@@ -107,7 +110,7 @@ def restore(
     try:
         job = make_job(input, output, config, overwrite=overwrite, mode=mode)
         WorkDir(job.workdir).clean_temporaries()
-        if config.run.executor == "local":
+        if executor_of(job) == "local":
             from pipeline.run.local import run_plan
         else:
             from pipeline.run.ray_exec import run_plan
@@ -118,3 +121,30 @@ def restore(
             mode.forget(workdir, config)
         remove_empty_dirs(workdir)
         lock.release(output, workdir)  # taken by preflight
+
+
+def executor_of(job: Job, *, say: bool = True) -> str:
+    """The executor that runs `job`: the setting's, with "auto" resolved to Ray, or to in-process for
+    a small job (at most `run.in_process_megapixels` of source pixels) when no cluster address is
+    given and no Ray is running yet (a batch or a Ray job reuses the one it has); `say` logs the
+    in-process choice."""
+    run = job.config.run
+    if run.executor != "auto":
+        return run.executor
+    vs = job.info.video
+    megapixels = job.frames * vs.width * vs.height / 1e6
+    ray = sys.modules.get("ray")
+    running = ray is not None and ray.is_initialized()
+    if run.address or os.environ.get("RAY_ADDRESS") or running or megapixels > run.in_process_megapixels:
+        return "ray"
+    if say:
+        log.info(
+            "small job (%d frames of %dx%d, %.0f Mpx <= run.in_process_megapixels=%g): in-process, "
+            "without starting Ray",
+            job.frames,
+            vs.width,
+            vs.height,
+            megapixels,
+            run.in_process_megapixels,
+        )
+    return "local"
