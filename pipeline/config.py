@@ -129,6 +129,9 @@ class RunConfig:
     in_process_megapixels: float = 100.0  # frames x width x height / 1e6; ~5 s of SD, ~2 s of 1080p
     workdir: str | None = None  # work directory; None = "<output>.work" beside the output
     num_gpus_per_search: float = 1.0  # GPUs per search actor (fractions share a GPU)
+    # GPUs a compose task asks for when it runs a learned upscaler (upscale.model) and the cluster has
+    # GPUs (fractions share one); without GPUs, or with a classical upscaler, compose takes a CPU
+    num_gpus_per_upscale: float = 0.5
     search_resource: str | None = None  # custom Ray resource a search actor also asks one of (node pinning)
     device: str = "auto"  # "auto" (cuda when present), "cpu", "cuda", "cuda:1", ...
     num_cpus: int | None = None  # CPUs of the embedded Ray instance; None = all of this machine's

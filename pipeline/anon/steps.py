@@ -173,9 +173,13 @@ def finish(
     decode: Mapping[str, Any] | None = None,
 ) -> AnonReport:
     """The audit sidecar (and the report page); returns the AnonReport."""
+    from pipeline.faces.people import people_from_arrays
 
+    people = None
     if scan_path is not None:
-        scanned = scan_from_arrays(load_arrays(scan_path))
+        arrays = load_arrays(scan_path)
+        scanned = scan_from_arrays(arrays)
+        people = people_from_arrays(arrays, scanned.result.tracks)
     else:
         scanned = AnonScan(ScanResult(0, frames, (), (), 0, False), {}, 0)
     cosines = [float(r["identity_cosine"]) for r in records if r.get("identity_cosine") is not None]
@@ -193,7 +197,7 @@ def finish(
         seconds=dict(seconds),
         decode=dict(decode) if decode is not None else None,
     )
-    report.audit_path = write_audit(report, scanned, records, cfg)
+    report.audit_path = write_audit(report, scanned, records, cfg, people)
     if cfg.report.html:
         from pipeline.report.anon import write_anon_report
 

@@ -280,6 +280,7 @@ def render_report(
     """Decode the frames the page shows, render it and write it atomically to `path`."""
     from pipeline.report.assets import decode_frames
     from pipeline.report.html import page
+    from pipeline.report.people import people_frames
 
     cfg = cfg or ReportConfig()
     t = time.perf_counter()
@@ -288,7 +289,7 @@ def render_report(
     shots = body.get("shots") or [[0, int(body.get("frames") or 0)]]  # not scanned: the whole output
     thumbs = thumb_frames(shots, cfg.thumbs_per_shot if body.get("shots") else 8)
     sheet_idx = {f.frame for faces in collected.sheet.values() for f in faces}
-    wanted = sheet_idx | {f for frames in thumbs.values() for f in frames}
+    wanted = sheet_idx | {f for frames in thumbs.values() for f in frames} | people_frames(body.get("people"))
     out_frames = decode_frames(output, wanted) if output.is_file() else {}
     if not output.is_file():
         log.warning("report: output %s is missing: no output pictures", output)
