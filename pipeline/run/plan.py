@@ -30,6 +30,7 @@ from typing import Any
 from pipeline.config import Config
 from pipeline.errors import ConfigError
 from pipeline.faces.scan import ScanResult
+from pipeline.files import settings_key
 from pipeline.io.presets import EncoderPreset
 from pipeline.run import progress as P
 from pipeline.run.frames import CleanSegment, film_cleaning, inverse_telecine
@@ -172,20 +173,19 @@ def stores_clean(job: Job) -> bool:
 
 
 def _keys(job: Job) -> dict[str, str]:
-    from pipeline.run.workdir import WorkDir
 
     cfg = job.config
     decode = (cfg.io.deinterlace, cfg.io.inverse_telecine, getattr(cfg, "film", None))
     mode = job.mode.settings(cfg)  # its name, and the settings of its own section
     # the scan detects on stored full-size cleaned frames when there are clean steps
     scan_input = ("stored",) if stores_clean(job) else ()
-    scan = WorkDir.settings_key(SCAN_VERSION, job.video_key, cfg.scan, decode, mode[0], *scan_input)
-    keys = {"scan": scan, "crops": WorkDir.settings_key(scan, CROPS_VERSION)}
-    keys["clean"] = WorkDir.settings_key(CLEAN_VERSION, job.video_key, decode)
+    scan = settings_key(SCAN_VERSION, job.video_key, cfg.scan, decode, mode[0], *scan_input)
+    keys = {"scan": scan, "crops": settings_key(scan, CROPS_VERSION)}
+    keys["clean"] = settings_key(CLEAN_VERSION, job.video_key, decode)
     search_settings = (cfg.search, cfg.prior.dtype, *mode)
-    keys["search"] = WorkDir.settings_key(SEARCH_VERSION, scan, job.model_key, *search_settings)
+    keys["search"] = settings_key(SEARCH_VERSION, scan, job.model_key, *search_settings)
     compose_settings = (cfg.upscale, cfg.io, cfg.compose, *mode)
-    keys["compose"] = WorkDir.settings_key(COMPOSE_VERSION, job.video_key, decode, *compose_settings)
+    keys["compose"] = settings_key(COMPOSE_VERSION, job.video_key, decode, *compose_settings)
     return keys
 
 
@@ -390,7 +390,7 @@ def build_plan(job: Job, scanned: ScanResult | None = None) -> Plan:
     for s, e in segs:
         shown = sorted(tid for tid, t in tracks.items() if t.start < e and t.end > s)
         faces = (keys["search"], keys["crops"], shown, gray) if shown else None
-        stem = f"part-{s:08d}-{WorkDir.settings_key(s, e, faces)[:12]}"
+        stem = f"part-{s:08d}-{settings_key(s, e, faces)[:12]}"
         part, records = art("compose", f"{stem}.mov"), art("compose", f"{stem}.records.json")
         searched = [t for t in shown if t in track_of]  # anonymise: tracks without a search are masked
         sources = [track_of[t][:3] for t in searched]
@@ -420,7 +420,7 @@ def build_plan(job: Job, scanned: ScanResult | None = None) -> Plan:
         from pipeline.report.spread import sample_tracks, spread_step
 
         sample = sample_tracks({t: len(tracks[t].frames) for t in track_of}, r.spread_faces)
-        keys["report"] = WorkDir.settings_key(
+        keys["report"] = settings_key(
             "spread-v1", keys["crops"], job.model_key, cfg.search, cfg.prior.dtype, r.spread_k, sample
         )
         out = art("report", "spread.npz")

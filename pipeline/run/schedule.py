@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import JobError, PipelineError
+from pipeline.files import load_arrays, save_json
 from pipeline.run.plan import Job, Plan, Step, build_plan
 from pipeline.run.progress import Progress
 
@@ -101,8 +102,6 @@ class Schedule:
         in-process or on a CPU) to `run.timeline`, when set."""
         path = self.job.config.run.timeline
         if path:
-            from pipeline.run.workdir import save_json
-
             steps = [{"kind": k, "start": a, "end": b, "gpus": list(g)} for k, a, b, g in self.timeline]
             save_json(path, {"started": started, "ended": ended, "steps": steps})
 
@@ -129,7 +128,6 @@ class Schedule:
 
     def _expand(self) -> None:
         from pipeline.faces import store
-        from pipeline.run.workdir import load_arrays
 
         stitch = self.plan.stitch
         assert stitch is not None
