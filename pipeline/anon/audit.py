@@ -24,6 +24,8 @@ from typing import Any
 from pipeline.anon.scan import KINDS, AnonScan
 from pipeline.config import Config
 from pipeline.errors import ConfigError
+from pipeline.faces.people import Person
+from pipeline.files import save_arrays, save_json
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,7 @@ class AnonReport:
     audit_path: Path | None = None
     html_path: Path | None = None  # OUTPUT.report.html (pipeline.report.anon), when report.html is on
     seconds: dict[str, float] = field(default_factory=dict)
+    decode: dict[str, Any] | None = None  # frames decoded and film-cleaned (Schedule.decode_section)
 
     def summary(self) -> str:
         ident = "not measured" if self.max_identity_cosine is None else f"{self.max_identity_cosine:.3f}"
@@ -84,8 +87,6 @@ def forget_faces(workdir: Path) -> None:
     stay, without them: a rerun reuses the stitched tracks)."""
     import numpy as np
 
-    from pipeline.run.workdir import save_arrays
-
     shutil.rmtree(workdir / "crops", ignore_errors=True)
     for path in sorted((workdir / "scan").glob("*/segment-*.npz")):
         with np.load(path, allow_pickle=False) as a:
@@ -113,15 +114,20 @@ def above_threshold(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]
 
 
 def write_audit(
-    report: AnonReport, scanned: AnonScan, records: Sequence[Mapping[str, Any]], config: Config
+    report: AnonReport,
+    scanned: AnonScan,
+    records: Sequence[Mapping[str, Any]],
+    config: Config,
+    people: Sequence[Person] | None = None,
 ) -> Path:
     """`OUTPUT.anon.json`: every track, how each of its frames was found and hidden, identity figures.
 
-    `records`: one per face-frame (`pipeline.anon.steps.compose_frame`). A reviewer can check a file
-    before release from this alone, without the original.
+    `records`: one per face-frame (`pipeline.anon.steps.compose_frame`); `people` the tracks of one
+    person across cuts (pipeline.faces.people). A reviewer can check a file before release from this
+    alone, without the original.
     """
     from pipeline.config import to_dict
-    from pipeline.run.workdir import save_json
+    from pipeline.faces.people import people_json
 
     by_track: dict[int, list[Mapping[str, Any]]] = {}
     for r in records:
@@ -172,7 +178,12 @@ def write_audit(
                 "above_threshold": above_threshold(records),  # the face-frames to review, worst first
             },
             "tracks": tracks,
+            # one person across cuts; the undecided are hidden whatever any choice of people says
+            "people": people_json(people, scanned.result.tracks) if people is not None else None,
+            "undecided_people": [p.person_id for p in people or () if not p.decided],
+            "scale": config.upscale.scale,  # output px per source px (where the people's boxes land)
             "seconds": {k: round(v, 3) for k, v in report.seconds.items()},
+            "decode": report.decode,
             "config": to_dict(config),
         },
     )

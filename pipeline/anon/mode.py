@@ -12,6 +12,7 @@ point passes to `pipeline.run.restore.restore`, so its rules hold however it is 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,7 @@ from pipeline.anon.audit import AnonReport, check_anon_config, forget_faces
 from pipeline.anon.search import anonymize_unit
 from pipeline.anon.steps import compose_frame, finish, segment_faces, servable, stitch_arrays
 from pipeline.config import Config
+from pipeline.files import load_json
 from pipeline.run.mode import Hider, Mode, ModeName
 
 if TYPE_CHECKING:
@@ -43,9 +45,13 @@ def forget(workdir: Path, config: Config) -> None:
         forget_faces(workdir)
 
 
-def finish_anonymize(summary: PlanSummary, seconds: dict[str, float], executor: str | None) -> AnonReport:
+def finish_anonymize(
+    summary: PlanSummary,
+    seconds: dict[str, float],
+    executor: str | None,
+    decode: Mapping[str, Any] | None = None,
+) -> AnonReport:
     """The audit sidecar and the report page, from every compose segment's face-frame records."""
-    from pipeline.run.workdir import load_json
 
     job = summary.job
     records = [r for path in summary.records for r in load_json(path)]
@@ -58,6 +64,7 @@ def finish_anonymize(summary: PlanSummary, seconds: dict[str, float], executor: 
         model=job.model_description or job.config.prior.model,
         random_generator=job.model_random,
         seconds=seconds,
+        decode=decode,
     )
 
 

@@ -25,6 +25,7 @@ from pipeline.anon.scan import KINDS, AnonScan, complete_tracks
 from pipeline.anon.search import unservable
 from pipeline.config import Config
 from pipeline.faces.scan import ScanResult
+from pipeline.files import load_arrays
 from pipeline.types import Detection, TrackFrame
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,6 @@ def segment_faces(
 ) -> dict[int, list[AnonFace]]:
     """frame -> every face-frame to hide in [start, end): all track rows, each with its synthetic
     face when the search made one, else the reason it is masked."""
-    from pipeline.run.workdir import load_arrays
 
     scanned = scan_from_arrays(load_arrays(scan_path))
     served: dict[tuple[int, int], Any] = {}
@@ -170,12 +170,16 @@ def finish(
     model: str | None,
     random_generator: bool,
     seconds: Mapping[str, float],
+    decode: Mapping[str, Any] | None = None,
 ) -> AnonReport:
     """The audit sidecar (and the report page); returns the AnonReport."""
-    from pipeline.run.workdir import load_arrays
+    from pipeline.faces.people import people_from_arrays
 
+    people = None
     if scan_path is not None:
-        scanned = scan_from_arrays(load_arrays(scan_path))
+        arrays = load_arrays(scan_path)
+        scanned = scan_from_arrays(arrays)
+        people = people_from_arrays(arrays, scanned.result.tracks)
     else:
         scanned = AnonScan(ScanResult(0, frames, (), (), 0, False), {}, 0)
     cosines = [float(r["identity_cosine"]) for r in records if r.get("identity_cosine") is not None]
@@ -191,8 +195,9 @@ def finish(
         model=model,
         random_generator=random_generator,
         seconds=dict(seconds),
+        decode=dict(decode) if decode is not None else None,
     )
-    report.audit_path = write_audit(report, scanned, records, cfg)
+    report.audit_path = write_audit(report, scanned, records, cfg, people)
     if cfg.report.html:
         from pipeline.report.anon import write_anon_report
 

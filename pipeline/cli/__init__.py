@@ -38,8 +38,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     parser.add_argument(
         "--executor",
-        choices=("ray", "local"),
-        help="ray (default: embedded or --address) or local (in-process)",
+        choices=("auto", "ray", "local"),
+        help="auto (default: Ray, embedded or --address; a small job in-process), ray or local (in-process)",
     )
     parser.add_argument(
         "--address", help="Ray cluster address (HOST:PORT, auto or ray://...); sets run.address"

@@ -147,3 +147,23 @@ def people_from_arrays(a: Mapping[str, np.ndarray], tracks: Sequence[Track]) -> 
         Person(p, tuple(sorted(ts)), sum(length.get(t, 0) for t in ts), decided[p])
         for p, ts in sorted(members.items())
     ]
+
+
+def track_thumb(track: Track) -> dict[str, object]:
+    """Where a track is pictured on the people sheet: its widest real row (frame and source box)."""
+    rows = [r for r in track.frames if not r.interpolated] or list(track.frames)
+    best = max(rows, key=lambda r: (float(r.box[2] - r.box[0]), -r.frame_index))
+    return {
+        "track_id": track.track_id,
+        "shot": track.shot,
+        "frame": best.frame_index,
+        "box": [round(float(v), 2) for v in best.box],
+    }
+
+
+def people_json(people: Sequence[Person], tracks: Sequence[Track]) -> list[dict[str, object]]:
+    """The report's and the audit's "people": `Person.as_json` plus one thumbnail place per track."""
+    by_id = {t.track_id: t for t in tracks}
+    return [
+        {**p.as_json(), "thumbs": [track_thumb(by_id[t]) for t in p.tracks if t in by_id]} for p in people
+    ]

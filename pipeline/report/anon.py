@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import ReportConfig
+from pipeline.files import atomic_path, load_json
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +24,7 @@ def anon_page(
 ) -> str:
     """The page: notice, figures, time per stage, per-track table, output thumbnails per shot."""
     from pipeline.report.html import CSS, _card, _num, _shots, _times
+    from pipeline.report.people import people_sheet
 
     ident = audit.get("identity", {})
     name = Path(str(audit.get("output", "output"))).name
@@ -72,6 +74,8 @@ def anon_page(
         '<h2 id="tracks">Face tracks</h2>',
         f"<table>{head}{''.join(rows)}</table>" if rows else '<p class="small">no faces found</p>',
         review,
+        '<h2 id="people">People (the output)</h2>',
+        people_sheet(audit.get("people"), out_frames, float(audit.get("scale") or 1.0)),
         '<h2 id="shots">Shots (the output)</h2>',
         _shots(body, thumbs, out_frames, cfg),
         f'<p class="small">audit format version {escape(str(audit.get("version", "")))}</p>',
@@ -115,7 +119,7 @@ def write_anon_report(audit_path: Path, cfg: ReportConfig | None = None) -> Path
     """`OUTPUT.report.html` of an anonymised output, from its audit JSON; returns its path."""
     from pipeline.report.assets import decode_frames
     from pipeline.report.build import html_path, thumb_frames
-    from pipeline.run.workdir import atomic_path, load_json
+    from pipeline.report.people import people_frames
 
     cfg = cfg or ReportConfig()
     audit = load_json(audit_path)
@@ -123,7 +127,7 @@ def write_anon_report(audit_path: Path, cfg: ReportConfig | None = None) -> Path
     thumbs = thumb_frames(audit.get("shots", []), cfg.thumbs_per_shot)
     wanted = {f for frames in thumbs.values() for f in frames}
     above = audit.get("identity", {}).get("above_threshold") or []
-    wanted |= {int(r["frame"]) for r in above[:REVIEW_THUMBS]}
+    wanted |= {int(r["frame"]) for r in above[:REVIEW_THUMBS]} | people_frames(audit.get("people"))
     out_frames = decode_frames(output, wanted) if output.is_file() else {}
     path = html_path(output)
     with atomic_path(path) as tmp:

@@ -21,6 +21,7 @@ from pipeline import INVENTED_DETAIL_NOTICE
 from pipeline.config import ReportConfig
 from pipeline.report.build import Collected, SheetFace, crop_box, flagged
 from pipeline.report.measure import TrackMotion
+from pipeline.report.people import people_sheet
 from pipeline.report.plots import PALETTE, Series, bar_chart, line_plot, value_range
 
 STAGE_ORDER = ("ray_start", "scan", "crops", "search", "spread", "compose", "pipeline", "mux", "report")
@@ -572,6 +573,8 @@ def page(
         "</div></div>",
         '<h2 id="shots">Shots</h2>',
         _shots(body, thumbs, out_frames, cfg),
+        '<h2 id="people">People</h2>',
+        people_sheet(body.get("people"), out_frames, scale),
         '<h2 id="tracks">Face tracks</h2>',
         _glossary(body),
         _tracks(body, collected, out_frames, src_frames, scale),

@@ -261,12 +261,15 @@ def _run_items(
             if restore is not None:
                 restore(item.input, item.output, config)
             else:
-                from pipeline.run.restore import make_job
+                from pipeline.run.restore import executor_of, make_job
                 from pipeline.run.restore import restore as restore_item
 
                 if config.run.executor != "local":
-                    make_job(item.input, item.output, config, overwrite=overwrite, mode=mode)  # fails early
-                    ensure_ray()
+                    job = make_job(
+                        item.input, item.output, config, overwrite=overwrite, mode=mode
+                    )  # fails early
+                    if executor_of(job, say=False) == "ray":  # a small item runs in-process until Ray is up
+                        ensure_ray()
                 restore_item(item.input, item.output, config, overwrite=overwrite, mode=mode)
         except PipelineError as exc:
             log.error("batch item %d/%d failed: %s", n, len(items), exc)

@@ -9,14 +9,29 @@ cleaning, `pipeline.film.clean`) plugs in here once. It is re-exported as
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from pipeline.config import Config
+from pipeline.files import load_arrays, save_arrays
 from pipeline.types import VideoFrame, VideoInfo
+
+# Frames this process has taken from the decoder and put through film cleaning, context frames
+# included. `pipeline.run.schedule.run_step` takes the difference around each step (in-process or in
+# a Ray worker); both executors add the steps' figures up into the report's "decode" section.
+COUNTS: dict[str, int] = {"decoded": 0, "cleaned": 0}
+
+
+def frame_counts() -> dict[str, int]:
+    """A copy of this process's decoded and cleaned frame counts."""
+    return dict(COUNTS)
 
 
 def inverse_telecine(cfg: Config) -> bool:
@@ -86,7 +101,7 @@ class Frames:
         self._reader.close()
 
     def __iter__(self) -> Iterator[VideoFrame]:
-        frames: Iterator[VideoFrame] = iter(self._reader)
+        frames: Iterator[VideoFrame] = self._counted(self._reader)
         if self._clean:
             from pipeline.film.clean import clean_frames
 
@@ -100,16 +115,104 @@ class Frames:
                 break
             yield frame
 
+    def _counted(self, frames: Iterator[VideoFrame]) -> Iterator[VideoFrame]:
+        """`frames`, each one counted as decoded (and as cleaned when cleaning is on) as it passes."""
+        for frame in frames:
+            COUNTS["decoded"] += 1
+            COUNTS["cleaned"] += self._clean
+            yield frame
+
     def native(self) -> Iterator[tuple[int, int, Any]]:
         """(index, pts, PyAV frame) of [start, end) without the RGB conversion."""
         if self._clean:
             raise ValueError("film cleaning changes the pictures: native frames are not available")
         for index, pts, frame in self._reader.native_frames():
+            COUNTS["decoded"] += 1
             if index < self.start:
                 continue
             if index >= self.end:
                 break
             yield index, pts, frame
+
+
+@dataclass(frozen=True)
+class CleanSegment:
+    """A clean step's artifact: the decoded (and film-cleaned) frames [start, end) at full size,
+    `frames` an .npy [end - start, H, W, 3] (slot i holds frame start + i) and `meta` an npz with the
+    indices present, their pts, the time base, the frame rate and the segment's film figures."""
+
+    start: int
+    end: int
+    frames: str
+    meta: str
+
+
+def save_segment_meta(segment: CleanSegment, frames: Frames, index: list[int], pts: list[int]) -> None:
+    """The npz beside a clean segment's frames (written last: an existing npz means both are complete)."""
+
+    rate = frames.frame_rate
+    stats = asdict(frames.film_stats) if frames.film_stats is not None else None
+    save_arrays(
+        segment.meta,
+        index=np.array(index, np.int64),
+        pts=np.array(pts, np.int64),
+        time_base=np.array([frames.time_base.numerator, frames.time_base.denominator], np.int64),
+        frame_rate=np.array([rate.numerator, rate.denominator] if rate else [0, 1], np.int64),
+        film=np.array(json.dumps(stats)),
+    )
+
+
+class StoredFrames:
+    """Frames [start, end) read back from the clean segments that cover them (memory-mapped), with
+    `time_base`, `frame_rate` and `film_stats` as `Frames` has them; nothing is decoded again."""
+
+    def __init__(self, segments: Sequence[CleanSegment], start: int, end: int | None) -> None:
+        from pipeline.film.clean import CleanStats
+
+        self.start = start
+        self.end: int = end if end is not None else max(s.end for s in segments)
+        self._segments = sorted(
+            (s for s in segments if s.start < self.end and s.end > start), key=lambda s: s.start
+        )
+        if not self._segments:
+            raise ValueError(f"no clean segment covers frames [{start}, {self.end})")
+        self._meta = [_load_meta(s) for s in self._segments]
+        tb, rate = self._meta[0]["time_base"], self._meta[0]["frame_rate"]
+        self.time_base = Fraction(int(tb[0]), int(tb[1]))
+        self.frame_rate: Fraction | None = Fraction(int(rate[0]), int(rate[1])) if rate[0] else None
+        film = [json.loads(str(m["film"])) for m in self._meta]
+        self.film_stats: CleanStats | None = None
+        for figures in film:
+            if figures is not None:
+                part = CleanStats(**figures)
+                self.film_stats = part if self.film_stats is None else self.film_stats.merge(part)
+
+    def __enter__(self) -> StoredFrames:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def __iter__(self) -> Iterator[VideoFrame]:
+        for segment, meta in zip(self._segments, self._meta, strict=True):
+            images = np.load(segment.frames, mmap_mode="r")
+            for index, pts in zip(meta["index"].tolist(), meta["pts"].tolist(), strict=True):
+                if not self.start <= index < self.end:
+                    continue
+                yield VideoFrame(
+                    index=index,
+                    pts=pts,
+                    time=pts * self.time_base,
+                    image=np.array(images[index - segment.start]),
+                )
+
+    def native(self) -> Iterator[tuple[int, int, Any]]:
+        raise ValueError("stored frames are RGB pictures: native frames are not available")
+
+
+def _load_meta(segment: CleanSegment) -> dict[str, np.ndarray]:
+
+    return load_arrays(segment.meta)
 
 
 def read_frames(
@@ -119,13 +222,20 @@ def read_frames(
     start: int,
     end: int | None,
     max_size: int | None = None,
-) -> Frames:
+    stored: Sequence[CleanSegment] = (),
+) -> Frames | StoredFrames:
     """Frames [start, end) of `video` (RGB, reduced to `max_size` on the longer side when given),
     cleaned by `pipeline.film.clean.clean_frames` when a film stage is on (which decodes the few
     frames of context before and after the range that `pipeline.film.clean.context(cfg)` asks for).
+    With `stored` (the clean steps' segments covering the range), the frames are read back from
+    them at full size instead: decoded and cleaned once per run (`max_size` must then be None).
     `info` is the probed input (kept in the signature for cleaning steps that need the source's
     tags; None is accepted)."""
     del info  # part of the contract; nothing here needs it yet
+    if stored:
+        if max_size is not None:
+            raise ValueError("stored frames are full size: reduce them after reading")
+        return StoredFrames(stored, start, end)
     return Frames(Path(video), cfg, start, end, max_size)
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from pipeline import INVENTED_DETAIL_NOTICE
 from pipeline.config import Config, dump_config
+from pipeline.files import load_arrays
 from pipeline.io.presets import EncoderPreset
 from pipeline.run.frames import inverse_telecine
 from pipeline.run.plan import PlanSummary
@@ -65,8 +66,9 @@ def mux_parts(
 
 
 def join(summary: PlanSummary, *, context: dict[str, Any]) -> Any:
-    """Mux and config, then the mode's report (`Mode.finish`); `context` is the executor's: its name
-    and the seconds so far. Returns what the mode's finish returns (a `RunReport`)."""
+    """Mux and config, then the mode's report (`Mode.finish`); `context` is the executor's: its name,
+    the seconds so far and the frames decoded and cleaned (`Schedule.decode_section`). Returns what
+    the mode's finish returns (a `RunReport`)."""
     job = summary.job
     cfg = job.config
     seconds = dict(context.get("seconds", {}))
@@ -84,19 +86,23 @@ def join(summary: PlanSummary, *, context: dict[str, Any]) -> Any:
     )
     seconds["mux"] = time.perf_counter() - t
     dump_config(cfg, job.output.with_name(job.output.name + ".config.yaml"))
-    report = job.mode.finish(summary, seconds, context.get("executor"))
+    report = job.mode.finish(summary, seconds, context.get("executor"), context.get("decode"))
     _remove_parts(summary.parts, summary.records)
     return report
 
 
-def finish_restore(summary: PlanSummary, seconds: dict[str, float], executor: str | None) -> RestoreReport:
+def finish_restore(
+    summary: PlanSummary,
+    seconds: dict[str, float],
+    executor: str | None,
+    decode: Mapping[str, Any] | None = None,
+) -> RestoreReport:
     """Restore's report: every face-frame's figures, film cleaning's, the JSON and the HTML page."""
     from pipeline.faces import store
     from pipeline.film.clean import collect_stats
     from pipeline.io.verify import output_frame_count
     from pipeline.report.build import FaceCounts, load_records, merge_records
     from pipeline.run.steps import face_rows, film_stats_path
-    from pipeline.run.workdir import load_arrays
 
     job = summary.job
     cfg = job.config
@@ -130,6 +136,7 @@ def finish_restore(summary: PlanSummary, seconds: dict[str, float], executor: st
         searched=counts.searched,
         fell_back=counts.fell_back,
         met_bound_in_frame=counts.met_bound_in_frame,
+        decode=dict(decode) if decode is not None else None,
     )
     report.input = job.input
     # the report reads crops, restorations and compose records before the records are removed

@@ -36,7 +36,7 @@ def run_plan(job: Job) -> Any:
             retries = cfg.run.max_retries
             if step.driver:
                 seconds = {**schedule.seconds, "total": time.perf_counter() - started}
-                context = {"executor": "local", "seconds": seconds}
+                context = {"executor": "local", "seconds": seconds, "decode": schedule.decode_section()}
                 t0 = time.time()
                 report = step.fn(*step.args, context=context)
                 schedule.finish(step, {"seconds": time.time() - t0, "started": t0})

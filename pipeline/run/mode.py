@@ -49,7 +49,13 @@ R = TypeVar("R", bound=RunReport, covariant=True)
 class Finish(Protocol[R]):
     """The join's last part, after the mux: the mode's report (and its sidecars)."""
 
-    def __call__(self, summary: PlanSummary, seconds: dict[str, float], executor: str | None) -> R: ...
+    def __call__(
+        self,
+        summary: PlanSummary,
+        seconds: dict[str, float],
+        executor: str | None,
+        decode: Mapping[str, Any] | None,
+    ) -> R: ...
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,11 @@
     scan segment ─► stitch ─► crops (per unit) ─► search unit ──────────────► compose segment ─► join
                                              └─► anchors ─► chunk ─► join chunks ─┘
 
+When faces are scanned and film cleaning or inverse telecine is on, a clean step per segment comes
+first: it decodes and cleans the segment once, and the scan, crops and compose steps that read its
+frames depend on it and read them back (`stores_clean`). Its frames are big (raw pictures): the
+schedule removes them once every step that reads them has finished (`Step.transient`).
+
 `build_plan(job, scanned)` is a pure function of the job (input, settings, work directory) and, once
 the stitch step has run, of the tracks it found: before that the plan holds the scan steps and the
 stitch only (`complete` is False), after it the whole job. Executors (`pipeline.run.local`,
@@ -25,14 +30,16 @@ from typing import Any
 from pipeline.config import Config
 from pipeline.errors import ConfigError
 from pipeline.faces.scan import ScanResult
+from pipeline.files import settings_key
 from pipeline.io.presets import EncoderPreset
 from pipeline.run import progress as P
-from pipeline.run.frames import inverse_telecine
+from pipeline.run.frames import CleanSegment, film_cleaning, inverse_telecine
 from pipeline.run.mode import Mode
 from pipeline.types import VideoInfo
 
 # Part of a stage's key: bumped when what the stage computes changes (every key after it changes too).
 SCAN_VERSION = "scan-v2"  # v2: per-segment detections and cuts, stitched
+CLEAN_VERSION = "clean-v1"  # the decoded, film-cleaned frames of a segment, full size
 CROPS_VERSION = "crops-v2"  # v2: crops per search unit, with each crop's size
 SEARCH_VERSION = "search-v2"  # v2: face images beside the rows (read a frame range at a time)
 COMPOSE_VERSION = "compose-v3"  # v3: faces' compose_frame (projection, fallback, per-face records)
@@ -55,6 +62,7 @@ class Job:
     model_description: str | None = None  # where the weights come from (for logs and the report)
     model_random: bool = False  # the model is a seeded random test generator, not a face model
     overwrite: bool = False
+    store_frames: bool = False  # clean steps store each segment's frames once (`wants_stored_frames`)
 
     @property
     def faces(self) -> bool:
@@ -68,7 +76,7 @@ class Step:
     (`fn(model, *args)`), driver steps a `context` keyword (the executor's run summary)."""
 
     key: str  # unique in the plan, e.g. "scan/00000240", "search/0003", "compose/00000480"
-    kind: str  # scan | stitch | crops | search | anchors | chunk | join_chunks | compose | join
+    kind: str  # clean | scan | stitch | crops | search | anchors | chunk | join_chunks | compose | join
     fn: Callable[..., Any]  # a module-level function (Ray ships it by reference)
     args: tuple[Any, ...]
     artifacts: tuple[str, ...]  # done when every one exists
@@ -77,6 +85,7 @@ class Step:
     driver: bool = False  # runs in the driver process (the join: mux and report)
     progress: tuple[tuple[str, int], ...] = ()  # counters advanced when it finishes (or was done)
     label: str = ""  # for logs and errors
+    transient: bool = False  # its artifacts are removed once every step that reads them has finished
 
     def done(self) -> bool:
         """Every artifact exists and verifies (`WorkDir.has`: a damaged one is removed, and redone)."""
@@ -100,10 +109,20 @@ class Plan:
     keys: dict[str, str]  # stage -> key (directory under the work directory)
     scanned: ScanResult | None = None
     totals: dict[str, int] = field(default_factory=dict)  # progress totals
+    _users: dict[str, list[str]] | None = field(default=None, repr=False)  # key -> its dependents
 
     @property
     def stitch(self) -> Step | None:
         return self.steps.get("stitch")
+
+    def users(self, key: str) -> list[str]:
+        """The steps that depend on step `key` (indexed once per plan)."""
+        if self._users is None:
+            self._users = {}
+            for k, step in self.steps.items():
+                for dep in step.deps:
+                    self._users.setdefault(dep, []).append(k)
+        return self._users.get(key, [])
 
     def parts(self) -> list[Path]:
         """The encoded parts, in order (the compose steps' first artifacts)."""
@@ -133,18 +152,40 @@ def segments(frames: int, cfg: Config) -> list[tuple[int, int]]:
     return [(s, min(s + length, frames)) for s in range(0, frames, length)]
 
 
+def wants_stored_frames(cfg: Config, faces: bool) -> bool:
+    """Whether a plan should decode and clean each segment once in a clean step: faces are scanned
+    (so scan, crops and compose would each decode the frames), decoding is costly to repeat (film
+    cleaning, or inverse telecine, which reads from frame 0) and `run.store_frames` is on. The job
+    decides once (`Job.store_frames`), also from the free space (`stored_frames_bytes`)."""
+    return faces and cfg.run.store_frames and (film_cleaning(cfg) or inverse_telecine(cfg))
+
+
+def stored_frames_bytes(info: VideoInfo, frames: int) -> int:
+    """The disk the stored frames of the whole video take at most (raw RGB, full size): every
+    segment's are written before the stitch, and removed as compose reads them."""
+    vs = info.video
+    return frames * vs.width * vs.height * 3 * (2 if vs.bit_depth > 8 else 1)
+
+
+def stores_clean(job: Job) -> bool:
+    """Whether the job's plan has clean steps (decided once, when the job was made)."""
+    return job.store_frames
+
+
 def _keys(job: Job) -> dict[str, str]:
-    from pipeline.run.workdir import WorkDir
 
     cfg = job.config
     decode = (cfg.io.deinterlace, cfg.io.inverse_telecine, getattr(cfg, "film", None))
     mode = job.mode.settings(cfg)  # its name, and the settings of its own section
-    scan = WorkDir.settings_key(SCAN_VERSION, job.video_key, cfg.scan, decode, mode[0])
-    keys = {"scan": scan, "crops": WorkDir.settings_key(scan, CROPS_VERSION)}
+    # the scan detects on stored full-size cleaned frames when there are clean steps
+    scan_input = ("stored",) if stores_clean(job) else ()
+    scan = settings_key(SCAN_VERSION, job.video_key, cfg.scan, decode, mode[0], *scan_input)
+    keys = {"scan": scan, "crops": settings_key(scan, CROPS_VERSION)}
+    keys["clean"] = settings_key(CLEAN_VERSION, job.video_key, decode)
     search_settings = (cfg.search, cfg.prior.dtype, *mode)
-    keys["search"] = WorkDir.settings_key(SEARCH_VERSION, scan, job.model_key, *search_settings)
+    keys["search"] = settings_key(SEARCH_VERSION, scan, job.model_key, *search_settings)
     compose_settings = (cfg.upscale, cfg.io, cfg.compose, *mode)
-    keys["compose"] = WorkDir.settings_key(COMPOSE_VERSION, job.video_key, decode, *compose_settings)
+    keys["compose"] = settings_key(COMPOSE_VERSION, job.video_key, decode, *compose_settings)
     return keys
 
 
@@ -171,18 +212,47 @@ def build_plan(job: Job, scanned: ScanResult | None = None) -> Plan:
     tracks: dict[int, Any] = {}  # tid -> Track, once scanned
     track_of: dict[int, tuple[str, str, str, str]] = {}  # tid -> (crops, npz, npy, producing step)
     crops_step_of: dict[int, str] = {}
+    clean: list[CleanSegment] = []
+    if stores_clean(job):
+        for s, e in segs:
+            name = f"segment-{s:08d}-{e:08d}"
+            seg = CleanSegment(s, e, art("clean", f"{name}.npy"), art("clean", f"{name}.npz"))
+            add(
+                Step(
+                    f"clean/{s:08d}",
+                    "clean",
+                    steps.clean_step,
+                    (video, job.info, cfg, seg),
+                    (seg.frames, seg.meta),
+                    transient=True,
+                    label=f"decoding and cleaning frames {s}-{e}",
+                )
+            )
+            clean.append(seg)
+
+    def reads(start: int, end: int, *more: int) -> tuple[list[CleanSegment], tuple[str, ...]]:
+        """The clean segments holding frames [start, end) (and the frames `more`), and their steps."""
+        mine = [
+            c for c in clean if (c.start < end and c.end > start) or any(c.start <= i < c.end for i in more)
+        ]
+        return mine, tuple(f"clean/{c.start:08d}" for c in mine)
+
     if job.faces:
         plan.totals[P.FRAMES_SCANNED] = job.frames
         scan_keys = []
         for s, e in segs:
             key = f"scan/{s:08d}"
+            first = 0 if inverse_telecine(cfg) else max(0, s - steps.scan_overlap(cfg))
+            stored, deps = reads(first, min(job.frames, e + steps.CUT_WINDOW), 0)  # frame 0: gray vote
+            out = art("scan", f"segment-{s:08d}-{e:08d}.npz")
             add(
                 Step(
                     key,
                     "scan",
                     steps.scan_segment,
-                    (video, job.info, cfg, s, e, job.frames, art("scan", f"segment-{s:08d}-{e:08d}.npz")),
-                    (art("scan", f"segment-{s:08d}-{e:08d}.npz"),),
+                    (video, job.info, cfg, s, e, job.frames, out, stored),
+                    (out,),
+                    deps=deps,
                     progress=((P.FRAMES_SCANNED, e - s),),
                     label=f"scan of frames {s}-{e}",
                 )
@@ -218,14 +288,15 @@ def build_plan(job: Job, scanned: ScanResult | None = None) -> Plan:
             )
         for i, unit in enumerate(divided.units):
             crops = [art("crops", f"track-{tid:06d}.npz") for tid in unit]
+            stored, deps = reads(min(tracks[t].start for t in unit), max(tracks[t].end for t in unit))
             add(
                 Step(
                     f"crops/{i:04d}",
                     "crops",
                     steps.crops_step,
-                    (video, job.info, cfg, scan_path, list(unit), crops, job.mode),
+                    (video, job.info, cfg, scan_path, list(unit), crops, job.mode, stored),
                     tuple(crops),
-                    deps=("stitch",),
+                    deps=("stitch", *deps),
                     label=f"crops of track(s) {', '.join(map(str, unit))}",
                 )
             )
@@ -251,14 +322,15 @@ def build_plan(job: Job, scanned: ScanResult | None = None) -> Plan:
                 crops_step_of[tid] = f"crops/{i:04d}"
         for tid, chunks in divided.chunked.items():
             crop = art("crops", f"track-{tid:06d}.npz")
+            stored, deps = reads(tracks[tid].start, tracks[tid].end)
             add(
                 Step(
                     f"crops/t{tid:06d}",
                     "crops",
                     steps.crops_step,
-                    (video, job.info, cfg, scan_path, [tid], [crop], job.mode),
+                    (video, job.info, cfg, scan_path, [tid], [crop], job.mode, stored),
                     (crop,),
-                    deps=("stitch",),
+                    deps=("stitch", *deps),
                     label=f"crops of track {tid}",
                 )
             )
@@ -318,7 +390,7 @@ def build_plan(job: Job, scanned: ScanResult | None = None) -> Plan:
     for s, e in segs:
         shown = sorted(tid for tid, t in tracks.items() if t.start < e and t.end > s)
         faces = (keys["search"], keys["crops"], shown, gray) if shown else None
-        stem = f"part-{s:08d}-{WorkDir.settings_key(s, e, faces)[:12]}"
+        stem = f"part-{s:08d}-{settings_key(s, e, faces)[:12]}"
         part, records = art("compose", f"{stem}.mov"), art("compose", f"{stem}.records.json")
         searched = [t for t in shown if t in track_of]  # anonymise: tracks without a search are masked
         sources = [track_of[t][:3] for t in searched]
@@ -326,14 +398,15 @@ def build_plan(job: Job, scanned: ScanResult | None = None) -> Plan:
         if job.mode.hider is not None and shown:  # hidden faces are placed from the scan
             deps = sorted({*deps, "stitch"})
         key = f"compose/{s:08d}"
+        stored, reading = reads(s, e)
         add(
             Step(
                 key,
                 "compose",
                 steps.compose_step,
-                (video, job.info, cfg, s, e, sources, gray, part, records, job.mode, stitched),
+                (video, job.info, cfg, s, e, sources, gray, part, records, job.mode, stitched, stored),
                 (part, records),
-                deps=tuple(deps),
+                deps=(*deps, *reading),
                 progress=((P.SEGMENTS_ENCODED, 1),),
                 label=f"segment {len(compose_keys)} (frames {s}-{e})",
             )
@@ -347,7 +420,7 @@ def build_plan(job: Job, scanned: ScanResult | None = None) -> Plan:
         from pipeline.report.spread import sample_tracks, spread_step
 
         sample = sample_tracks({t: len(tracks[t].frames) for t in track_of}, r.spread_faces)
-        keys["report"] = WorkDir.settings_key(
+        keys["report"] = settings_key(
             "spread-v1", keys["crops"], job.model_key, cfg.search, cfg.prior.dtype, r.spread_k, sample
         )
         out = art("report", "spread.npz")

@@ -28,10 +28,11 @@ from typing import Any
 
 import numpy as np
 
-from pipeline import INVENTED_DETAIL_NOTICE, __version__
+from pipeline import INVENTED_DETAIL_NOTICE, __version__, files
 from pipeline.config import Config, to_dict
 from pipeline.faces.people import Person
 from pipeline.faces.scan import ScanResult
+from pipeline.files import save_json
 from pipeline.report.build import ReportArtifacts
 from pipeline.types import FaceCrop, FaceRestoration, Track
 
@@ -75,6 +76,7 @@ class RestoreReport:
     report_path: Path | None = None
     input: Path | None = None  # the source video (the report decodes a few of its frames)
     html_path: Path | None = None  # OUTPUT.report.html, when written
+    decode: dict[str, Any] | None = None  # frames decoded and film-cleaned (Schedule.decode_section)
 
 
 def face_record(face: FaceRestoration) -> dict[str, Any]:
@@ -124,13 +126,12 @@ def identity_from_arrays(a: Mapping[str, np.ndarray]) -> dict[str, float] | None
 def settings_key(config: Config) -> str:
     """Hash of every setting that decides the output (not where or how fast it runs, nor the
     model's file name: the weights are identified by their own key)."""
-    from pipeline.run.workdir import WorkDir
 
     d = to_dict(config)
     for name in _NOT_OUTPUT:
         d.pop(name, None)
     d.get("prior", {}).pop("model", None)
-    return WorkDir.settings_key("reel-output", d)
+    return files.settings_key("reel-output", d)
 
 
 def model_key_of(model: str | None) -> str | None:
@@ -189,6 +190,7 @@ def write_report(
     page has figures and plots but no pictures. `prior` (a loaded `Prior`) gives the model's key
     without hashing the weights again. `executor` is recorded when given.
     """
+    from pipeline.faces.people import people_json
     from pipeline.faces.store import track_summary
     from pipeline.report.build import (
         Collected,
@@ -199,7 +201,6 @@ def write_report(
         merge_records,
         render_report,
     )
-    from pipeline.run.workdir import save_json
 
     t0 = time.perf_counter()
     path = json_path(report.output)
@@ -243,7 +244,7 @@ def write_report(
         "shots": [[s.start, s.end] for s in scanned.shots] if scanned is not None else [],
         "tracks": tracks,
         # one person across cuts (pipeline.faces.people); None when no faces were looked for
-        "people": [p.as_json() for p in people] if people is not None else None,
+        "people": people_json(people, scanned.tracks if scanned else ()) if people is not None else None,
         "identity_note": IDENTITY_NOTE,
         "steadiness_note": STEADINESS_NOTE,
         "scanned": scanned is not None,  # False: no face model, faces were not looked for
@@ -277,6 +278,7 @@ def write_report(
             for s in collected.spread
         ],
         "seconds": {k: round(v, 3) for k, v in report.seconds.items()},
+        "decode": report.decode,  # frames decoded and film-cleaned per frame of the video
         "film": dict(film) if film is not None else None,  # film: what cleaning changed (CleanStats.as_dict)
         "provenance": {
             "reel_version": __version__,

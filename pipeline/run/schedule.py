@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 from pipeline.errors import JobError, PipelineError
+from pipeline.files import load_arrays, save_json
 from pipeline.run.plan import Job, Plan, Step, build_plan
 from pipeline.run.progress import Progress
 
@@ -37,12 +39,16 @@ class Schedule:
         self.finished: set[str] = set()
         self.started: set[str] = set()
         self.needed: set[str] = set()
-        self.timeline: list[tuple[str, float, float]] = []  # (kind, start, end) of every step run, epoch s
+        # (kind, start, end, GPU ids) of every step run, epoch seconds; the ids Ray gave the step
+        self.timeline: list[tuple[str, float, float, tuple[str, ...]]] = []
         self._checked: set[str] = set()  # steps whose done-test ran (only running them changes it)
+        self._removed: set[str] = set()  # transient steps whose artifacts are gone
         self.ran: dict[str, int] = {}
         self.skipped: dict[str, int] = {}
         # per stage: seconds spent in its steps, summed over workers (search: anchors, chunks too)
         self.seconds: dict[str, float] = dict.fromkeys(("scan", "crops", "search", "compose"), 0.0)
+        # per stage: frames decoded and film-cleaned by its steps (context frames included)
+        self.decoded: dict[str, dict[str, int]] = {}
         self.plan: Plan = build_plan(job)
         self._settle()
 
@@ -66,16 +72,22 @@ class Schedule:
         """`step` has written its artifacts (`result`: `run_step`'s): count it, release its dependents."""
         seconds = float(result["seconds"]) if result else 0.0
         if result and "started" in result:
-            self.timeline.append((step.kind, float(result["started"]), float(result["started"]) + seconds))
+            begun = float(result["started"])
+            self.timeline.append((step.kind, begun, begun + seconds, tuple(result.get("gpus", ()))))
         self.finished.add(step.key)
         self.ran[step.kind] = self.ran.get(step.kind, 0) + 1
         stage = STAGE_OF.get(step.kind, step.kind)
         self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
+        if result and "frames" in result:
+            mine = self.decoded.setdefault(stage, {"decoded": 0, "cleaned": 0})
+            for name, n in result["frames"].items():
+                mine[name] = mine.get(name, 0) + int(n)
         for counter, n in step.progress:
             self.progress.add(counter, n)
         if step.kind == "stitch":
             self._expand()
         self._settle()
+        self._remove_transient(step.deps)
 
     @property
     def done(self) -> bool:
@@ -86,13 +98,27 @@ class Schedule:
         return sum(1 for k in self.needed if k not in self.finished and self.plan.steps[k].search == search)
 
     def write_timeline(self, started: float, ended: float) -> None:
-        """Every step's start and end (epoch seconds) to `run.timeline`, when set."""
+        """Every step's kind, start and end (epoch seconds) and the GPUs it ran with (Ray's ids; none
+        in-process or on a CPU) to `run.timeline`, when set."""
         path = self.job.config.run.timeline
         if path:
-            from pipeline.run.workdir import save_json
-
-            steps = [{"kind": k, "start": a, "end": b} for k, a, b in self.timeline]
+            steps = [{"kind": k, "start": a, "end": b, "gpus": list(g)} for k, a, b, g in self.timeline]
             save_json(path, {"started": started, "ended": ended, "steps": steps})
+
+    def decode_section(self) -> dict[str, Any]:
+        """The report's "decode" section: frames decoded and film-cleaned by the steps this run ran
+        (context frames included), per frame of the video and per stage."""
+        frames = max(1, self.job.frames)
+        decoded = sum(s["decoded"] for s in self.decoded.values())
+        cleaned = sum(s["cleaned"] for s in self.decoded.values())
+        return {
+            "frames": self.job.frames,
+            "decoded": decoded,
+            "cleaned": cleaned,
+            "decoded_per_frame": round(decoded / frames, 3),
+            "cleaned_per_frame": round(cleaned / frames, 3),
+            "by_stage": {k: dict(v) for k, v in sorted(self.decoded.items())},
+        }
 
     def summary(self) -> str:
         kinds = sorted(set(self.ran) | set(self.skipped))
@@ -102,7 +128,6 @@ class Schedule:
 
     def _expand(self) -> None:
         from pipeline.faces import store
-        from pipeline.run.workdir import load_arrays
 
         stitch = self.plan.stitch
         assert stitch is not None
@@ -140,6 +165,22 @@ class Schedule:
         for key, step in self.plan.steps.items():
             if key not in needed and key not in self.finished:
                 self._skip(step, found=key not in self._checked and step.done())
+        self._remove_transient([k for k, s in self.plan.steps.items() if s.transient])
+
+    def _remove_transient(self, keys: Iterable[str]) -> None:
+        """Remove the artifacts of the transient steps among `keys` (clean segments' frames) once the
+        plan is complete and every step that reads them has finished: nothing reads them again in
+        this run, and a rerun that needs them (a changed late setting) makes them again."""
+        if not self.plan.complete:
+            return  # the steps after the stitch, which read them too, are not planned yet
+        for key in keys:
+            step = self.plan.steps.get(key)
+            if step is None or not step.transient or key in self._removed or key not in self.finished:
+                continue
+            if all(u in self.finished for u in self.plan.users(key)):
+                self._removed.add(key)
+                for path in step.artifacts:
+                    Path(path).unlink(missing_ok=True)
 
     def _skip(self, step: Step, found: bool) -> None:
         self.finished.add(step.key)
@@ -153,14 +194,21 @@ class Schedule:
 def run_step(fn: Callable[..., Any], args: tuple[Any, ...], retries: int, label: str) -> dict[str, Any]:
     """Call a step with one thread per library, retrying unexpected errors; returns its result and
     the seconds it took (the same wrapper in-process and in a Ray worker)."""
-    from pipeline.run.frames import one_thread
+    from pipeline.run.frames import frame_counts, one_thread
 
     for attempt in range(retries + 1):
-        started, wall = time.perf_counter(), time.time()
+        started, wall, before = time.perf_counter(), time.time(), frame_counts()
         try:
             with one_thread():
                 result = fn(*args)
-            return {"result": result, "seconds": time.perf_counter() - started, "started": wall}
+            after = frame_counts()
+            return {
+                "result": result,
+                "seconds": time.perf_counter() - started,
+                "started": wall,
+                # frames this attempt decoded and cleaned (a failed attempt's are not counted)
+                "frames": {k: after[k] - before[k] for k in after},
+            }
         except PipelineError:
             raise
         except Exception as exc:

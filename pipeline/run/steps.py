@@ -1,13 +1,17 @@
 """The plan's CPU step functions: each takes paths (and small settings), reads its inputs from the
 source video and the work directory, writes its artifacts atomically, and returns something small.
 
+    clean_step     frames [start, end) decoded and film-cleaned once, full size -> a clean segment
     scan_segment   frames [start, end) (+ overlap for the cut detector) -> raw detections and cuts
     stitch_scan    every segment's detections and cuts -> shots and tracks of the whole video
     crops_step     the aligned native-size crops of a search unit's tracks (one file per track)
     compose_step   frames [start, end): upscaled, faces pasted -> an encoded part + per-face records
 
 Search steps (run on search workers that hold the generator) are in `pipeline.run.search_steps`.
-Frames are read only through `read_frames` (`pipeline.run.frames`, re-exported here).
+Frames are read only through `read_frames` (`pipeline.run.frames`, re-exported here). When faces
+are scanned and film cleaning or inverse telecine is on, each segment is decoded and cleaned once by
+its clean step, and scan, crops and compose read the stored segments (`stored`) instead of decoding:
+detection then sees the same cleaned pictures as compose, reduced by the detector's own resize.
 
 Scanning per segment gives the same tracks as one scan of the whole video: detection is per frame
 (batches aligned to absolute frame numbers), the cut detector of a segment starts `scan_overlap`
@@ -29,13 +33,15 @@ import numpy as np
 
 from pipeline.config import Config
 from pipeline.errors import DecodeError
-from pipeline.run.frames import Frames, inverse_telecine, read_frames
+from pipeline.files import atomic_path, load_arrays, save_arrays, save_json
+from pipeline.run.frames import CleanSegment, Frames, StoredFrames, inverse_telecine, read_frames
 from pipeline.run.mode import Mode
 from pipeline.types import Detection, FaceCrop, FaceRestoration, VideoInfo
 
 __all__ = [
     "CUT_WINDOW",
     "GRAY_FRAMES",
+    "clean_step",
     "compose_step",
     "crops_step",
     "load_placements",
@@ -60,21 +66,65 @@ def scan_overlap(cfg: Config) -> int:
     return 2 * max(cfg.scan.min_shot, 1) + 2 * CUT_WINDOW + 2
 
 
+# ----------------------------------------------------------------------------- clean
+
+
+def clean_step(video: str, info: VideoInfo, cfg: Config, segment: CleanSegment) -> dict[str, int]:
+    """Decode frames [start, end) and film-clean them once (with the cleaner's context frames), at
+    full size, into the segment's artifact: scan, crops and compose read them from there."""
+    from pipeline.run.frames import save_segment_meta
+
+    index: list[int] = []
+    pts: list[int] = []
+    frames = read_frames(video, info, cfg, segment.start, segment.end)
+    with frames, atomic_path(segment.frames) as tmp:
+        assert isinstance(frames, Frames)
+        out: Any = None
+        for frame in frames:
+            if out is None:
+                shape = (segment.end - segment.start, *frame.image.shape)
+                out = np.lib.format.open_memmap(tmp, mode="w+", dtype=frame.image.dtype, shape=shape)
+            if frame.image.shape != out.shape[1:]:
+                raise DecodeError(
+                    Path(video), f"frame {frame.index} changes the picture size to {frame.image.shape[1::-1]}"
+                )
+            out[frame.index - segment.start] = frame.image
+            index.append(frame.index)
+            pts.append(frame.pts)
+        if out is None:
+            raise DecodeError(Path(video), f"no frame decoded in [{segment.start}, {segment.end})")
+        out.flush()
+        del out  # the memory map is closed before the file is renamed
+    save_segment_meta(segment, frames, index, pts)
+    return {"frames": len(index)}
+
+
 # ----------------------------------------------------------------------------- scan
 
 
-def _detector_frames(video: Path, cfg: Config, start: int, end: int | None) -> Frames:
+def _detector_frames(
+    video: Path, cfg: Config, start: int, end: int | None, stored: Sequence[CleanSegment] = ()
+) -> Frames | StoredFrames:
+    if stored:  # full-size cleaned frames: the detector's own resize reduces them (detector_input)
+        return read_frames(video, None, cfg, start, end, stored=stored)
     return read_frames(video, None, cfg, start, end, max_size=cfg.scan.detect_size)
 
 
 def scan_segment(
-    video: str, info: VideoInfo, cfg: Config, start: int, end: int, total: int, out: str
+    video: str,
+    info: VideoInfo,
+    cfg: Config,
+    start: int,
+    end: int,
+    total: int,
+    out: str,
+    stored: Sequence[CleanSegment] = (),
 ) -> dict[str, int]:
-    """Detections in frames [start, end) and the cuts there; stored in `out` (npz)."""
+    """Detections in frames [start, end) and the cuts there; stored in `out` (npz). `stored`: the
+    clean segments covering the frames read (the overlap before, and frame 0's for the gray vote)."""
     from pipeline.faces.detect import detect_images, make_detector
     from pipeline.faces.scan import Embeddings, FrameFilter, detector_input, embeddings_to_arrays, is_gray
     from pipeline.faces.shots import CutDetector
-    from pipeline.run.workdir import save_arrays
 
     s = cfg.scan
     path = Path(video)
@@ -83,7 +133,7 @@ def scan_segment(
     last = min(total, end + CUT_WINDOW)
     votes: list[bool] = []
     if first > 0:  # black and white is decided on the video's first frames, whichever segment this is
-        with _detector_frames(path, cfg, 0, GRAY_FRAMES) as frames:
+        with _detector_frames(path, cfg, 0, GRAY_FRAMES, stored) as frames:
             votes = [is_gray(f.image) for f in frames]
     detector = make_detector(s.detector, s.score_threshold)
     keep = FrameFilter(s, size)  # only faces are faces (per frame), with embeddings for the stitch
@@ -104,7 +154,7 @@ def scan_segment(
         batch.clear()
         batch_idx.clear()
 
-    with _detector_frames(path, cfg, first, last) as frames:
+    with _detector_frames(path, cfg, first, last, stored) as frames:
         for frame in frames:
             index, image = frame.index, frame.image
             if first == 0 and len(votes) < GRAY_FRAMES:
@@ -161,7 +211,6 @@ def stitch_scan(cfg: Config, segments: Sequence[str], out: str, mode: Mode[Any])
     from pipeline.faces.people import link_people, people_to_arrays
     from pipeline.faces.scan import Embeddings, ScanResult, embeddings_from_arrays, link_tracks
     from pipeline.faces.shots import shots_from_cuts
-    from pipeline.run.workdir import load_arrays, save_arrays
 
     detections: dict[int, list[Detection]] = defaultdict(list)
     embeddings: Embeddings = {}
@@ -215,13 +264,14 @@ def crops_step(
     track_ids: Sequence[int],
     outs: Sequence[str],
     mode: Mode[Any],
+    stored: Sequence[CleanSegment] = (),
 ) -> dict[str, int]:
-    """The aligned native-size crops of `track_ids` (one search unit or one chunked track), decoding
-    their frame span once; one npz per track (`pipeline.faces.store` crops, plus each crop's `size`).
-    Only the face-frames the mode can serve get a crop (`Mode.crops_of`; anonymise masks the rest)."""
+    """The aligned native-size crops of `track_ids` (one search unit or one chunked track), reading
+    their frame span once (from the clean segments `stored`, when given); one npz per track
+    (`pipeline.faces.store` crops, plus each crop's `size`). Only the face-frames the mode can serve
+    get a crop (`Mode.crops_of`; anonymise masks the rest)."""
     from pipeline.faces import store
     from pipeline.faces.align import make_crop
-    from pipeline.run.workdir import load_arrays, save_arrays
 
     scanned = store.scan_from_arrays(load_arrays(scan_path))
     wanted = set(track_ids)
@@ -234,7 +284,7 @@ def crops_step(
     crops: dict[int, list[FaceCrop]] = {tid: [] for tid in track_ids}
     if tracks:
         start, end = min(t.start for t in tracks), max(t.end for t in tracks)
-        with read_frames(video, info, cfg, start, end) as frames:
+        with read_frames(video, info, cfg, start, end, stored=stored) as frames:
             for frame in frames:
                 for row in rows.get(frame.index, ()):
                     crops[row.track_id].append(make_crop(frame.image, row, scanned.gray))
@@ -247,7 +297,6 @@ def crops_step(
 
 def load_crops(path: str | Path) -> list[FaceCrop]:
     from pipeline.faces import store
-    from pipeline.run.workdir import load_arrays
 
     return store.crops_from_arrays(load_arrays(path))
 
@@ -263,7 +312,6 @@ def save_track(
     The npy is written first: an existing npz means both are complete."""
     from pipeline.faces import store
     from pipeline.run.report import identity_to_arrays
-    from pipeline.run.workdir import atomic_path, save_arrays
 
     arrays = store.restorations_to_arrays(faces)
     images = arrays.pop("image", np.zeros((0, 1, 1, 3), np.float16))
@@ -277,7 +325,6 @@ def load_track(
 ) -> list[FaceRestoration]:
     """A stored track's restorations, only those of frames [start, end) when given (their images
     only are read from disk)."""
-    from pipeline.run.workdir import load_arrays
 
     a = load_arrays(npz)
     frames = a["track_id"]
@@ -310,7 +357,6 @@ def load_track(
 def face_rows(npz: str | Path) -> tuple[list[dict[str, Any]], dict[str, float] | None]:
     """A stored track's report rows (`report.face_record`) and identity figures, without its images."""
     from pipeline.run.report import identity_from_arrays
-    from pipeline.run.workdir import load_arrays
 
     a = load_arrays(npz)
     rows = [
@@ -351,7 +397,7 @@ def _writer(
     out: Path,
     size: tuple[int, int],
     deep: bool,
-    frames: Frames,
+    frames: Frames | StoredFrames,
     info: VideoInfo,
     cfg: Config,
     native: str | None = None,
@@ -374,7 +420,7 @@ def _writer(
         color=vs.color,
         sample_aspect_ratio=vs.sample_aspect_ratio,
         rgb_matrix=cfg.io.rgb_matrix,
-        threads=1,  # one thread per task: the worker count sets the parallelism
+        threads=cfg.run.encoder_threads or None,  # one per task by default: workers set the parallelism
     )
 
 
@@ -419,16 +465,17 @@ def compose_step(
     out_records: str,
     mode: Mode[Any],
     scan_path: str | None = None,
+    stored: Sequence[CleanSegment] = (),
 ) -> dict[str, int]:
-    """Decode [start, end), upscale, paste the faces of these frames, encode a video-only part
-    (source timestamps kept) and store the per-face records of `compose_frame` as JSON. A mode that
-    hides faces (`Mode.hider`: anonymise) hides every face-frame of the scan instead.
+    """Decode [start, end) (or read it from its clean segment `stored`), upscale, paste the faces of
+    these frames, encode a video-only part (source timestamps kept) and store the per-face records
+    of `compose_frame` as JSON. A mode that hides faces (`Mode.hider`: anonymise) hides every
+    face-frame of the scan instead.
 
     The part is written under a temporary name and renamed when complete (VideoWriter), so an
     existing part is always a finished one; the records are written after it.
     """
     from pipeline.frame.compose import Steadiness, compose_frame
-    from pipeline.run.workdir import save_json
 
     by_frame = load_placements(sources, start, end)
     hide: dict[int, list[Any]] = {}
@@ -437,7 +484,7 @@ def compose_step(
         hide = hider.segment(scan_path, by_frame, start, end, (info.video.width, info.video.height), cfg)
     records: list[dict[str, Any]] = []
     writer: Any = None
-    frames = read_frames(video, info, cfg, start, end)
+    frames = read_frames(video, info, cfg, start, end, stored=stored)
     try:
         with frames:
             if not by_frame and not hide and passes_through(info, cfg):

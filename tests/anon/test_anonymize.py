@@ -55,6 +55,13 @@ def test_without_a_model_every_face_frame_is_masked(clip: AnonClip, clip_video: 
     assert all(t["masked_because"] == {"no model": t["masked"]} for t in audit["tracks"])
     # the frame where the detectors miss a face is covered by a bridged or extended track row
     assert sum(t["bridged"] + t["extended"] + t["interpolated"] for t in audit["tracks"]) > 0
+    # every track belongs to one person; the page pictures each track from the output only
+    people = audit["people"]
+    assert sorted(t for p in people for t in p["tracks"]) == [t["track_id"] for t in audit["tracks"]]
+    assert audit["undecided_people"] == [p["id"] for p in people if not p["decided"]]
+    html = report.html_path.read_text()
+    assert all(f'id="person-{p["id"]}"' in html for p in people)
+    assert html.count('(output)"') == len(audit["tracks"]) and "footage crop" not in html
 
 
 @pytest.fixture(scope="module")

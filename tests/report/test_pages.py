@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import re
 from pathlib import Path
 
+import numpy as np
+
+from pipeline.files import save_json
 from pipeline.report.anon import write_anon_report
 from pipeline.report.build import batch_index
-from pipeline.run.workdir import save_json
 from tests.media import make_clip
 
 
@@ -109,3 +112,56 @@ def test_anonymize_page_says_when_nothing_needs_review(tmp_path: Path) -> None:
     }
     save_json(tmp_path / "a.json", audit)
     assert "no face-frame above the threshold" in write_anon_report(tmp_path / "a.json").read_text()
+
+
+def _pictures(html: str, alt: str) -> list[np.ndarray]:
+    import cv2
+
+    found = re.findall(r'<img src="data:image/jpeg;base64,([^"]+)" alt="([^"]*)"', html)
+    out = []
+    for data, text in found:
+        if alt in text:
+            buf = np.frombuffer(base64.b64decode(data), np.uint8)
+            out.append(cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1].astype(np.float32))  # 8-bit levels
+    return out
+
+
+def test_anonymize_people_sheet_pictures_the_output_at_each_track(tmp_path: Path) -> None:
+    from pipeline.report.assets import decode_frames, face_region, fit, to_uint8
+
+    out = make_clip(tmp_path / "anon.mkv", frames=20, size=(96, 64))
+    people = [
+        {
+            "id": 0,
+            "tracks": [0, 1],
+            "frames": 14,
+            "decided": True,
+            "thumbs": [
+                {"track_id": 0, "shot": 0, "frame": 4, "box": [10, 8, 40, 44]},
+                {"track_id": 1, "shot": 1, "frame": 15, "box": [50, 10, 80, 46]},
+            ],
+        },
+        {
+            "id": 1,
+            "tracks": [2],
+            "frames": 3,
+            "decided": False,
+            "thumbs": [{"track_id": 2, "shot": 1, "frame": 13, "box": [0, 0, 12, 12]}],
+        },
+    ]
+    tracks = [{"track_id": t, "shot": t // 2 + (t == 1), "frames": [0, 5]} for t in range(3)]
+    audit = {"output": str(out), "frames": 20, "shots": [[0, 12], [12, 20]], "tracks": tracks}
+    audit |= {"people": people, "undecided_people": [1], "scale": 1}
+    save_json(tmp_path / "anon.mkv.anon.json", audit)
+    html = write_anon_report(tmp_path / "anon.mkv.anon.json").read_text()
+    assert 'id="person-0"' in html and 'id="person-1"' in html and "undecided" in html
+    assert "2 people (1 undecided)" in html
+    assert set(re.findall(r'href="#([^"]+)"', html)) <= set(re.findall(r'id="([^"]+)"', html))
+    shown = _pictures(html, "(output)")
+    assert len(shown) == 3  # one per track
+    frames = decode_frames(out, {4, 15, 13})
+    for pic, thumb in zip(shown, [t for p in people for t in p["thumbs"]], strict=True):
+        cut = face_region(to_uint8(frames[thumb["frame"]]), thumb["box"], 1.0, margin=0.25)[0]
+        region = fit(cut, pic.shape[0]).astype(np.float32)
+        err = float(np.abs(pic - region).mean())
+        assert err < 16 and 4 * err < float(np.abs(pic - region[::-1, ::-1]).mean())  # that place, that frame

@@ -88,7 +88,8 @@ def test_json_report_is_versioned_with_provenance_totals_and_steadiness(run: _Ru
     assert sorted(t for p in body["people"] for t in p["tracks"]) == sorted(
         t["track_id"] for t in body["tracks"]
     )
-    assert {"id", "tracks", "frames", "decided"} <= set(body["people"][0])
+    assert {"id", "tracks", "frames", "decided", "thumbs"} <= set(body["people"][0])
+    assert all([t["track_id"] for t in p["thumbs"]] == p["tracks"] for p in body["people"])
     assert [s["k"] for s in body["spread"]] == [3, 3]
     # the sidecar with the resolved settings is beside the output
     assert run.output.with_name("out.mkv.config.yaml").is_file()
@@ -111,6 +112,9 @@ def test_html_is_self_contained_and_links_resolve(run: _Run) -> None:
     assert len({t for t, _ in pictured}) == len(body["tracks"])  # a contact sheet per track
     assert html.count('class="strip"') == len(body["shots"])  # a thumbnail strip per shot
     assert html.count("spread heat map") == 2
+    # the people sheet: a row per person, the output pictured at each of their tracks
+    assert all(f'id="person-{p["id"]}"' in html for p in body["people"])
+    assert html.count('(output)"') == len(body["tracks"])
 
 
 def test_output_carries_provenance_tags(run: _Run) -> None:

@@ -50,7 +50,7 @@ def run_ray(source: Path, output: Path, config: Config) -> RestoreReport:
     return restore(source, output, replace(config, run=replace(config.run, executor="ray")))
 
 
-def _config(model: Path | None, workdir: Path, *extra: str) -> Config:
+def _config(model: Path | None, workdir: Path, *extra: str, presets: tuple[str, ...] = ()) -> Config:
     sets = [
         f"run.workdir={workdir}",
         "search.steps=12",
@@ -64,7 +64,7 @@ def _config(model: Path | None, workdir: Path, *extra: str) -> Config:
     ]
     if model is not None:
         sets.append(f"prior.model={model}")
-    return load_config(sets=sets)
+    return load_config(list(presets), sets)
 
 
 def _frames(path: Path) -> list[np.ndarray]:
@@ -137,6 +137,66 @@ def test_ray_equals_in_process_frame_for_frame(reference: Reference, face_video:
     assert {f["track_id"] for f in ray_report["faces"]} == {0, 1, 2}
     assert {"track_id", "frame", "psnr_db", "met_bound", "steps"} <= set(ray_report["faces"][0])
     _assert_same_identity(ray_report, local_report)
+    # the frames each stage decoded, counted in the workers: the same in both executors; nothing is
+    # film-cleaned without a film stage, and compose decodes exactly its segments' frames
+    assert ray_report["decode"] == local_report["decode"]
+    decode = ray_report["decode"]
+    assert decode["frames"] == 16 and decode["cleaned"] == 0
+    assert decode["by_stage"]["compose"]["decoded"] == 16 and "clean" not in decode["by_stage"]
+    assert decode["decoded"] == sum(s["decoded"] for s in decode["by_stage"].values())
+
+
+def test_newsreel_frames_are_decoded_and_cleaned_once_in_both_executors(
+    face_video: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    """With film cleaning on and a face model, each segment is decoded and cleaned once (its clean
+    step) and scan, crops and compose read the stored frames: within the goal of 1.25 per frame, the
+    same count in both executors, the same output, and the stored frames removed at the end."""
+    reports, outputs = [], []
+    for run in (run_local, run_ray):
+        cfg = _config(
+            tiny_model, tmp_path / f"{run.__name__}.work", "run.segment_frames=240", presets=("newsreel",)
+        )
+        outputs.append(run(face_video, tmp_path / f"{run.__name__}.mkv", cfg).output)
+        reports.append(_report(outputs[-1]))
+        assert not list((tmp_path / f"{run.__name__}.work").glob("clean/*/*")), "stored frames are removed"
+    _assert_same_video(outputs[1], outputs[0])
+    local, ray_ = (r["decode"] for r in reports)
+    assert local == ray_
+    assert local["frames"] == 16 and local["decoded"] == local["cleaned"] == 16  # one segment: each once
+    assert local["decoded_per_frame"] <= 1.25 and local["cleaned_per_frame"] <= 1.25
+    assert local["by_stage"]["clean"]["decoded"] == 16
+    for stage in ("scan", "crops", "compose"):  # they read the clean segment, decoding nothing
+        assert local["by_stage"][stage] == {"decoded": 0, "cleaned": 0}, stage
+    assert reports[0]["totals"]["tracks"] == 3 and reports[0]["film"]["frames"] == 16
+
+
+def test_segments_decode_only_the_cleaners_context_again(
+    face_video: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    """Three segments: each clean step decodes its frames and the cleaner's context either side
+    (clipped at the ends), and nothing else decodes. With `run.store_frames=false` every step decodes
+    and cleans its own frames again (the fallback when the disk has no room): the same output."""
+    from pipeline.film.clean import context
+
+    film = ("film.weave=false", "film.deflicker=false")
+    cfg = _config(tiny_model, tmp_path / "work", *film, presets=("newsreel",))
+    report = _report(run_local(face_video, tmp_path / "out.mkv", cfg).output)
+    before, after = context(cfg)
+    assert before and after
+    expected = sum(min(16, e + after) - max(0, s - before) for s, e in ((0, 6), (6, 12), (12, 16)))
+    decode = report["decode"]
+    assert decode["by_stage"]["clean"]["decoded"] == decode["decoded"] == decode["cleaned"] == expected
+
+    unstored = _config(
+        tiny_model, tmp_path / "unstored", *film, "run.store_frames=false", presets=("newsreel",)
+    )
+    out = run_local(face_video, tmp_path / "unstored.mkv", unstored).output
+    _assert_same_video(tmp_path / "out.mkv", out)
+    again = _report(out)["decode"]
+    assert "clean" not in again["by_stage"] and again["decoded"] > decode["decoded"]
+    for stage in ("scan", "crops", "compose"):
+        assert again["by_stage"][stage]["decoded"] >= 16, stage
 
 
 def test_without_a_model_segments_are_encoded_in_parallel_and_joined_seamlessly(tmp_path: Path) -> None:
