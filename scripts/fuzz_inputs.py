@@ -837,7 +837,7 @@ def _interrupt_case(c: dict[str, Path], out: Path) -> Callable[[Case], Result]:
             proc.returncode == 130
             and not result.traceback
             and result.last_line.startswith("reel: interrupted")
-            and sum(ln.startswith("reel: ") for ln in lines) == 1
+            and sum(ln.startswith(("reel: interrupted", "reel: error")) for ln in lines) == 1
             and not target.exists()
         )
         return result
