@@ -191,7 +191,8 @@ def build_corpus(d: Path, quick: bool = False) -> dict[str, Path]:
             *["-map", "[v]", "-map", "2:a", "-map", "3:a", "-c:v", "libx264", "-fps_mode", "passthrough"],
             str(c["vfr"]),
         )
-    c["long"] = clip(d / "long.mkv", size="320x240", seconds=20.0)
+    if not quick:  # long enough to interrupt while it runs
+        c["long"] = clip(d / "long.mkv", size="320x240", seconds=20.0)
     c["audio_only"] = d / "audio_only.m4a"
     if not c["audio_only"].exists():
         ffmpeg("-f", "lavfi", "-i", "sine=d=1", "-c:a", "aac", str(c["audio_only"]))
