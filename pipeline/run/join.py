@@ -101,7 +101,8 @@ def finish_restore(
     from pipeline.faces import store
     from pipeline.film.clean import collect_stats
     from pipeline.io.verify import output_frame_count
-    from pipeline.report.build import FaceCounts, load_records, merge_records
+    from pipeline.report.build import load_records, merge_records
+    from pipeline.report.model import FaceCounts
     from pipeline.run.steps import face_rows, film_stats_path
 
     job = summary.job
