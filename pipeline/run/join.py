@@ -10,16 +10,18 @@ import time
 from collections.abc import Mapping, Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline import INVENTED_DETAIL_NOTICE
 from pipeline.config import Config, dump_config
 from pipeline.files import load_arrays
 from pipeline.io.presets import EncoderPreset
 from pipeline.run.frames import inverse_telecine
-from pipeline.run.plan import PlanSummary
 from pipeline.run.report import ReportArtifacts, RestoreReport, provenance_tags, write_report
 from pipeline.types import VideoInfo, VideoStreamInfo
+
+if TYPE_CHECKING:
+    from pipeline.run.plan import PlanSummary
 
 log = logging.getLogger(__name__)
 
