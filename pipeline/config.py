@@ -140,6 +140,12 @@ class RunConfig:
     segment_frames: int = 240  # frames per compose+encode part (parts encode in parallel; each part
     # decodes from the keyframe before it, so parts much longer than a GOP waste little)
     max_in_flight: int | None = None  # tasks in flight at once (backpressure); None = 2 per CPU
+    # with faces and film cleaning (or inverse telecine): each segment is decoded and cleaned once and
+    # its frames stored in the work directory for scan, crops and compose (when its disk has room)
+    store_frames: bool = True
+    # ffmpeg threads of each part's encoder (0 = ffmpeg's choice): one per task, as the worker count
+    # sets the parallelism; a simple job run in-process as one part (`executor_of`) uses 0
+    encoder_threads: int = 1
     max_retries: int = 3  # retries of a failed task, or of a call on a restarted actor, before the job fails
     progress: bool = True  # one live progress line on stderr (frames scanned / restored / encoded)
     timeline: str | None = None  # plan: write every step's start and end (JSON) here (scripts/bench_ray.py)

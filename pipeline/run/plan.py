@@ -62,6 +62,7 @@ class Job:
     model_description: str | None = None  # where the weights come from (for logs and the report)
     model_random: bool = False  # the model is a seeded random test generator, not a face model
     overwrite: bool = False
+    store_frames: bool = False  # clean steps store each segment's frames once (`wants_stored_frames`)
 
     @property
     def faces(self) -> bool:
@@ -151,11 +152,24 @@ def segments(frames: int, cfg: Config) -> list[tuple[int, int]]:
     return [(s, min(s + length, frames)) for s in range(0, frames, length)]
 
 
+def wants_stored_frames(cfg: Config, faces: bool) -> bool:
+    """Whether a plan should decode and clean each segment once in a clean step: faces are scanned
+    (so scan, crops and compose would each decode the frames), decoding is costly to repeat (film
+    cleaning, or inverse telecine, which reads from frame 0) and `run.store_frames` is on. The job
+    decides once (`Job.store_frames`), also from the free space (`stored_frames_bytes`)."""
+    return faces and cfg.run.store_frames and (film_cleaning(cfg) or inverse_telecine(cfg))
+
+
+def stored_frames_bytes(info: VideoInfo, frames: int) -> int:
+    """The disk the stored frames of the whole video take at most (raw RGB, full size): every
+    segment's are written before the stitch, and removed as compose reads them."""
+    vs = info.video
+    return frames * vs.width * vs.height * 3 * (2 if vs.bit_depth > 8 else 1)
+
+
 def stores_clean(job: Job) -> bool:
-    """Whether the plan decodes and cleans each segment once in a clean step: faces are scanned (so
-    scan, crops and compose would each decode the frames) and decoding is costly to repeat (film
-    cleaning, or inverse telecine, which reads from frame 0)."""
-    return job.faces and (film_cleaning(job.config) or inverse_telecine(job.config))
+    """Whether the job's plan has clean steps (decided once, when the job was made)."""
+    return job.store_frames
 
 
 def _keys(job: Job) -> dict[str, str]:

@@ -420,7 +420,7 @@ def _writer(
         color=vs.color,
         sample_aspect_ratio=vs.sample_aspect_ratio,
         rgb_matrix=cfg.io.rgb_matrix,
-        threads=1,  # one thread per task: the worker count sets the parallelism
+        threads=cfg.run.encoder_threads or None,  # one per task by default: workers set the parallelism
     )
 
 
