@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.report.parts import image_uri, img_tag
+
 PEOPLE_PX = 72  # height of each track's picture on the people sheet
 MAX_PEOPLE_THUMBS = 240  # pictures decoded for the sheet at most (long videos: the first ones)
 
@@ -22,14 +24,13 @@ def people_frames(people: Sequence[Mapping[str, Any]] | None) -> set[int]:
 
 def _picture(thumb: Mapping[str, Any], frames: Mapping[int, np.ndarray], scale: float) -> str:
     from pipeline.report.assets import face_region
-    from pipeline.report.html import _img, _uri
 
     tid, f = int(thumb["track_id"]), int(thumb["frame"])
     link = f'<a href="#track-{tid}">track {tid}</a>'
     if f not in frames:
         return f'<figure><div class="nopic">not decoded</div>{link}</figure>'
     region, _ = face_region(frames[f], thumb["box"], scale, margin=0.25)
-    picture = _img(_uri(region, height=PEOPLE_PX), f"track {tid}, frame {f} (output)")
+    picture = img_tag(image_uri(region, height=PEOPLE_PX), f"track {tid}, frame {f} (output)")
     return f"<figure>{picture}{link} · {f}</figure>"
 
 
