@@ -82,3 +82,14 @@ def test_case(quick_cases: dict[str, Any], name: str) -> None:
     assert result.leftover == [], f"{name}: processes left running: {result.leftover}"
     if result.intact is not None:
         assert result.intact, f"{name}: the existing output was changed by a failed run"
+
+
+def test_ctrl_c_under_ray_leaves_nothing(tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT to the process group) once the embedded Ray has started and work is under way:
+    exit 130, one `reel: interrupted` line, no output, no hidden partial in the work directory, and no
+    Ray process left running (issue 22: agents were left alive, ~200 MB, parent gone)."""
+    corpus = {"long": fuzz.clip(tmp_path / "long.mkv", size="320x240", seconds=20.0)}
+    case = fuzz.Case("ctrl-c-under-ray", [], "error", run=fuzz._interrupt_case(corpus, tmp_path / "out"))
+    result = fuzz.run_case(case)
+    assert result.rc == 130 and result.clean_error, result.last_line
+    assert result.stale == [] and result.leftover == [], (result.stale, result.leftover)
