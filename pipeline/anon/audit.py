@@ -114,6 +114,22 @@ def above_threshold(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]
     return sorted(rows, key=lambda r: (-r["cosine"], r["frame"], r["track_id"]))
 
 
+def people_choice(people: Sequence[Person] | None, config: Config) -> dict[str, Any] | None:
+    """Whom reference photos chose (None: everyone was hidden); the undecided are hidden whatever
+    the photos say, and listed."""
+    rule, folder = ("only", config.people.only) if config.people.only else ("except", config.people.exclude)
+    if not folder or people is None:
+        return None
+    return {
+        "rule": rule,
+        "folder": folder,
+        "hidden": [p.person_id for p in people if p.chosen],
+        "left_untouched": [p.person_id for p in people if p.chosen is False],
+        "undecided_hidden": [p.person_id for p in people if not p.decided],
+        "recognised": {str(p.person_id): p.match for p in people if p.match},
+    }
+
+
 def write_audit(
     report: AnonReport,
     scanned: AnonScan,
@@ -128,7 +144,6 @@ def write_audit(
     alone, without the original.
     """
     from pipeline.config import to_dict
-    from pipeline.faces.people import people_json
     from pipeline.run.workdir import save_json
 
     by_track: dict[int, list[Mapping[str, Any]]] = {}
@@ -181,8 +196,9 @@ def write_audit(
             },
             "tracks": tracks,
             # one person across cuts; the undecided are hidden whatever any choice of people says
-            "people": people_json(people, scanned.result.tracks) if people is not None else None,
+            "people": [p.as_json() for p in people] if people is not None else None,
             "undecided_people": [p.person_id for p in people or () if not p.decided],
+            "people_choice": people_choice(people, config),
             "scale": config.upscale.scale,  # output px per source px (where the people's boxes land)
             "seconds": {k: round(v, 3) for k, v in report.seconds.items()},
             "decode": report.decode,

@@ -190,7 +190,6 @@ def write_report(
     page has figures and plots but no pictures. `prior` (a loaded `Prior`) gives the model's key
     without hashing the weights again. `executor` is recorded when given.
     """
-    from pipeline.faces.people import people_json
     from pipeline.faces.store import track_summary
     from pipeline.report.build import (
         Collected,
@@ -245,7 +244,7 @@ def write_report(
         "shots": [[s.start, s.end] for s in scanned.shots] if scanned is not None else [],
         "tracks": tracks,
         # one person across cuts (pipeline.faces.people); None when no faces were looked for
-        "people": people_json(people, scanned.tracks if scanned else ()) if people is not None else None,
+        "people": [p.as_json() for p in people] if people is not None else None,
         "identity_note": IDENTITY_NOTE,
         "steadiness_note": STEADINESS_NOTE,
         "scanned": scanned is not None,  # False: no face model, faces were not looked for
