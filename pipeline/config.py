@@ -129,6 +129,9 @@ class RunConfig:
     in_process_megapixels: float = 100.0  # frames x width x height / 1e6; ~5 s of SD, ~2 s of 1080p
     workdir: str | None = None  # work directory; None = "<output>.work" beside the output
     num_gpus_per_search: float = 1.0  # GPUs per search actor (fractions share a GPU)
+    # GPUs a compose task asks for when it runs a learned upscaler (upscale.model) and the cluster has
+    # GPUs (fractions share one); without GPUs, or with a classical upscaler, compose takes a CPU
+    num_gpus_per_upscale: float = 0.5
     search_resource: str | None = None  # custom Ray resource a search actor also asks one of (node pinning)
     device: str = "auto"  # "auto" (cuda when present), "cpu", "cuda", "cuda:1", ...
     num_cpus: int | None = None  # CPUs of the embedded Ray instance; None = all of this machine's
@@ -137,6 +140,12 @@ class RunConfig:
     segment_frames: int = 240  # frames per compose+encode part (parts encode in parallel; each part
     # decodes from the keyframe before it, so parts much longer than a GOP waste little)
     max_in_flight: int | None = None  # tasks in flight at once (backpressure); None = 2 per CPU
+    # with faces and film cleaning (or inverse telecine): each segment is decoded and cleaned once and
+    # its frames stored in the work directory for scan, crops and compose (when its disk has room)
+    store_frames: bool = True
+    # ffmpeg threads of each part's encoder (0 = ffmpeg's choice): one per task, as the worker count
+    # sets the parallelism; a simple job run in-process as one part (`executor_of`) uses 0
+    encoder_threads: int = 1
     max_retries: int = 3  # retries of a failed task, or of a call on a restarted actor, before the job fails
     progress: bool = True  # one live progress line on stderr (frames scanned / restored / encoded)
     timeline: str | None = None  # plan: write every step's start and end (JSON) here (scripts/bench_ray.py)

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.files import save_arrays
+
 
 def make_clip(path: Path, seconds: float, rate: int = 25) -> Path:
     """SD (640x480) clip of shots of ~2 s with one or two moving faces, streamed to ffmpeg shot by shot."""
@@ -56,7 +58,6 @@ def probe_reading(resolution: int, frames: int = 50) -> float:
     from pipeline.faces.store import crops_to_arrays
     from pipeline.report.build import ReportArtifacts, collect
     from pipeline.run.steps import save_track
-    from pipeline.run.workdir import save_arrays
     from pipeline.types import FaceCrop, FaceRestoration
 
     rng = np.random.default_rng(0)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.cli import main
+from pipeline.files import save_json
 from tests.media import make_clip
 
 
@@ -82,7 +83,6 @@ def test_anonymize_strict_exits_non_zero_and_lists_the_frames_when_a_face_is_abo
     """The CLI's side of --strict: the report of a run with two face-frames above the threshold."""
     import pipeline.api
     from pipeline.anon.audit import AnonReport
-    from pipeline.run.workdir import save_json
 
     out = tmp_path / "out.mkv"
     audit = tmp_path / "out.mkv.anon.json"

@@ -25,6 +25,7 @@ from pipeline.anon.scan import KINDS, AnonScan
 from pipeline.config import Config
 from pipeline.errors import ConfigError
 from pipeline.faces.people import Person
+from pipeline.files import save_arrays, save_json
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +87,6 @@ def forget_faces(workdir: Path) -> None:
     stay, without them: a rerun reuses the stitched tracks)."""
     import numpy as np
 
-    from pipeline.run.workdir import save_arrays
-
     shutil.rmtree(workdir / "crops", ignore_errors=True)
     for path in sorted((workdir / "scan").glob("*/segment-*.npz")):
         with np.load(path, allow_pickle=False) as a:
@@ -144,7 +143,6 @@ def write_audit(
     alone, without the original.
     """
     from pipeline.config import to_dict
-    from pipeline.run.workdir import save_json
 
     by_track: dict[int, list[Mapping[str, Any]]] = {}
     for r in records:

@@ -21,6 +21,7 @@ from pipeline.anon.audit import AnonReport, check_anon_config, forget_faces
 from pipeline.anon.search import anonymize_unit
 from pipeline.anon.steps import compose_frame, finish, segment_faces, servable, stitch_arrays
 from pipeline.config import Config
+from pipeline.files import load_json
 from pipeline.run.mode import Hider, Mode, ModeName
 
 if TYPE_CHECKING:
@@ -51,7 +52,6 @@ def finish_anonymize(
     decode: Mapping[str, Any] | None = None,
 ) -> AnonReport:
     """The audit sidecar and the report page, from every compose segment's face-frame records."""
-    from pipeline.run.workdir import load_json
 
     job = summary.job
     records = [r for path in summary.records for r in load_json(path)]

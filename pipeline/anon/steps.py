@@ -25,6 +25,7 @@ from pipeline.anon.scan import KINDS, AnonScan, complete_tracks
 from pipeline.anon.search import unservable
 from pipeline.config import Config
 from pipeline.faces.scan import ScanResult
+from pipeline.files import load_arrays
 from pipeline.types import Detection, TrackFrame
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,6 @@ def segment_faces(
 ) -> dict[int, list[AnonFace]]:
     """frame -> every face-frame to hide in [start, end): all track rows, each with its synthetic
     face when the search made one, else the reason it is masked."""
-    from pipeline.run.workdir import load_arrays
 
     scanned = scan_from_arrays(load_arrays(scan_path))
     served: dict[tuple[int, int], Any] = {}
@@ -174,7 +174,6 @@ def finish(
 ) -> AnonReport:
     """The audit sidecar (and the report page); returns the AnonReport."""
     from pipeline.faces.people import people_from_arrays
-    from pipeline.run.workdir import load_arrays
 
     people = None
     if scan_path is not None:

@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from pipeline.cli import add_run_arguments, apply_run_arguments
+from pipeline.files import load_json
 
 HELP = "anonymise a video: replace every face by a synthetic one (or mask it), with an audit sidecar"
 
@@ -66,7 +67,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _frames_to_review(audit_path: Path | None, shown: int = 12) -> str:
     """The frame numbers above the threshold, worst first, from the audit."""
-    from pipeline.run.workdir import load_json
 
     if audit_path is None:
         return "see the audit"

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from pipeline.cli import add_config_arguments
+from pipeline.files import save_json
 
 HELP = "restore every video of a YAML manifest on one Ray instance (failed items are reported, others go on)"
 
@@ -36,7 +37,6 @@ def run(args: argparse.Namespace) -> int:
     print(report.summary())
     manifest = Path(args.manifest)
     summary = Path(args.summary) if args.summary else manifest.with_name(manifest.stem + ".summary.json")
-    from pipeline.run.workdir import save_json
 
     body = {"manifest": report.manifest, "items": [asdict(r) for r in report.items]}
     save_json(summary, body)

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.faces.people import Person
+from pipeline.files import load_arrays
 from pipeline.types import Track
 
 PORTRAITS = ("Male_22_1_1_1.jpg", "Female_43_1_4.jpg", "Male_41_1_1_1.jpg", "Female_46_6.jpg")
@@ -212,7 +213,6 @@ def find_people(video: Path, workdir: Path) -> tuple[list[Person], list[Track]]:
     from pipeline.io.probe import probe
     from pipeline.run.restore import RESTORE
     from pipeline.run.steps import scan_segment, stitch_scan
-    from pipeline.run.workdir import load_arrays
 
     info = probe(video, exact=True)
     frames = int(info.video.frame_count or 0)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import CheckpointError
+from pipeline.files import file_key
 
 RANDOM_SOURCE_PREFIX = "random"  # `source` metadata of seeded random (non-face) test generators
 
@@ -43,12 +44,11 @@ def model_path(model: str) -> Path:
 
 def model_key(model: str) -> str:
     """Content key of the generator's weights (the same as `Prior.key`), without loading them."""
-    from pipeline.run.workdir import WorkDir
 
     path = Path(model).expanduser()
     if not path.is_file():
         path = model_path(model)
-    return WorkDir.video_key(path)
+    return file_key(path)
 
 
 def describe_model(model: str) -> tuple[str, bool]:
@@ -74,7 +74,6 @@ def load_prior(model: str, device: str, dtype: str = "float32") -> Prior:
     import torch
 
     from pipeline.prior.checkpoint import load_checkpoint, prepare
-    from pipeline.run.workdir import WorkDir
 
     path = model_path(model)
     G, kind = load_checkpoint(path)
@@ -89,4 +88,4 @@ def load_prior(model: str, device: str, dtype: str = "float32") -> Prior:
             raise CheckpointError(path, f"cannot read: {exc}") from exc
     torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
     G = prepare(G, device, torch_dtype)
-    return Prior(G, f"{path} ({source})", source.startswith(RANDOM_SOURCE_PREFIX), WorkDir.video_key(path))
+    return Prior(G, f"{path} ({source})", source.startswith(RANDOM_SOURCE_PREFIX), file_key(path))

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import ReportConfig
+from pipeline.files import atomic_path, load_json
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +125,6 @@ def write_anon_report(audit_path: Path, cfg: ReportConfig | None = None) -> Path
     from pipeline.report.assets import decode_frames
     from pipeline.report.build import html_path, thumb_frames
     from pipeline.report.people import people_frames
-    from pipeline.run.workdir import atomic_path, load_json
 
     cfg = cfg or ReportConfig()
     audit = load_json(audit_path)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.config import ReportConfig
+from pipeline.files import atomic_path, load_json
 from pipeline.report.measure import TrackMotion
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,6 @@ def flagged(row: Mapping[str, Any]) -> bool:
 
 def load_records(paths: Sequence[str | Path]) -> dict[tuple[int, int], dict[str, Any]]:
     """Compose records (frame.compose) by (track, frame), from the compose steps' JSON files."""
-    from pipeline.run.workdir import load_json
 
     out: dict[tuple[int, int], dict[str, Any]] = {}
     for path in paths:
@@ -281,7 +281,6 @@ def render_report(
     from pipeline.report.assets import decode_frames
     from pipeline.report.html import page
     from pipeline.report.people import people_frames
-    from pipeline.run.workdir import atomic_path
 
     cfg = cfg or ReportConfig()
     t = time.perf_counter()
@@ -326,7 +325,6 @@ def rerender(output: Path, workdir: Path | None = None) -> Path:
     """`reel report OUTPUT`: the HTML again from `OUTPUT.report.json` and the work directory."""
     from pipeline.config import apply_overrides
     from pipeline.errors import InputError
-    from pipeline.run.workdir import load_json
 
     jpath = json_path(output)
     if not jpath.is_file():
@@ -345,7 +343,6 @@ def rerender(output: Path, workdir: Path | None = None) -> Path:
 def batch_index(summary: Mapping[str, Any], path: Path) -> Path:
     """An index page for a batch: one row per item, linking to each item's report."""
     from pipeline.report.html import index_page
-    from pipeline.run.workdir import atomic_path
 
     rows = []
     for item in summary.get("items", []):
@@ -354,8 +351,6 @@ def batch_index(summary: Mapping[str, Any], path: Path) -> Path:
         body = None
         jpath = json_path(out)
         if jpath.is_file():
-            from pipeline.run.workdir import load_json
-
             body = load_json(jpath)
         rows.append((dict(item), report if report.is_file() else None, body))
     with atomic_path(path) as tmp:

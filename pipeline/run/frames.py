@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.config import Config
+from pipeline.files import load_arrays, save_arrays
 from pipeline.types import VideoFrame, VideoInfo
 
 # Frames this process has taken from the decoder and put through film cleaning, context frames
@@ -148,7 +149,6 @@ class CleanSegment:
 
 def save_segment_meta(segment: CleanSegment, frames: Frames, index: list[int], pts: list[int]) -> None:
     """The npz beside a clean segment's frames (written last: an existing npz means both are complete)."""
-    from pipeline.run.workdir import save_arrays
 
     rate = frames.frame_rate
     stats = asdict(frames.film_stats) if frames.film_stats is not None else None
@@ -211,7 +211,6 @@ class StoredFrames:
 
 
 def _load_meta(segment: CleanSegment) -> dict[str, np.ndarray]:
-    from pipeline.run.workdir import load_arrays
 
     return load_arrays(segment.meta)
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from pipeline import INVENTED_DETAIL_NOTICE
 from pipeline.config import Config, dump_config
+from pipeline.files import load_arrays
 from pipeline.io.presets import EncoderPreset
 from pipeline.run.frames import inverse_telecine
 from pipeline.run.plan import PlanSummary
@@ -102,7 +103,6 @@ def finish_restore(
     from pipeline.io.verify import output_frame_count
     from pipeline.report.build import FaceCounts, load_records, merge_records
     from pipeline.run.steps import face_rows, film_stats_path
-    from pipeline.run.workdir import load_arrays
 
     job = summary.job
     cfg = job.config

@@ -31,6 +31,7 @@ from pipeline.config import Config
 from pipeline.errors import ConfigError
 from pipeline.faces.choose import PeopleChoice
 from pipeline.faces.scan import ScanResult
+from pipeline.files import settings_key
 from pipeline.io.presets import EncoderPreset
 from pipeline.run import progress as P
 from pipeline.run.frames import CleanSegment, film_cleaning, inverse_telecine
@@ -62,6 +63,7 @@ class Job:
     model_description: str | None = None  # where the weights come from (for logs and the report)
     model_random: bool = False  # the model is a seeded random test generator, not a face model
     overwrite: bool = False
+    store_frames: bool = False  # clean steps store each segment's frames once (`wants_stored_frames`)
     people: PeopleChoice | None = None  # whom reference photos chose (pipeline.faces.choose); None: all
 
     @property
@@ -152,28 +154,40 @@ def segments(frames: int, cfg: Config) -> list[tuple[int, int]]:
     return [(s, min(s + length, frames)) for s in range(0, frames, length)]
 
 
+def wants_stored_frames(cfg: Config, faces: bool) -> bool:
+    """Whether a plan should decode and clean each segment once in a clean step: faces are scanned
+    (so scan, crops and compose would each decode the frames), decoding is costly to repeat (film
+    cleaning, or inverse telecine, which reads from frame 0) and `run.store_frames` is on. The job
+    decides once (`Job.store_frames`), also from the free space (`stored_frames_bytes`)."""
+    return faces and cfg.run.store_frames and (film_cleaning(cfg) or inverse_telecine(cfg))
+
+
+def stored_frames_bytes(info: VideoInfo, frames: int) -> int:
+    """The disk the stored frames of the whole video take at most (raw RGB, full size): every
+    segment's are written before the stitch, and removed as compose reads them."""
+    vs = info.video
+    return frames * vs.width * vs.height * 3 * (2 if vs.bit_depth > 8 else 1)
+
+
 def stores_clean(job: Job) -> bool:
-    """Whether the plan decodes and cleans each segment once in a clean step: faces are scanned (so
-    scan, crops and compose would each decode the frames) and decoding is costly to repeat (film
-    cleaning, or inverse telecine, which reads from frame 0)."""
-    return job.faces and (film_cleaning(job.config) or inverse_telecine(job.config))
+    """Whether the job's plan has clean steps (decided once, when the job was made)."""
+    return job.store_frames
 
 
 def _keys(job: Job) -> dict[str, str]:
-    from pipeline.run.workdir import WorkDir
 
     cfg = job.config
     decode = (cfg.io.deinterlace, cfg.io.inverse_telecine, getattr(cfg, "film", None))
     mode = job.mode.settings(cfg)  # its name, and the settings of its own section
     # the scan detects on stored full-size cleaned frames when there are clean steps
     scan_input = ("stored",) if stores_clean(job) else ()
-    scan = WorkDir.settings_key(SCAN_VERSION, job.video_key, cfg.scan, decode, mode[0], *scan_input)
-    keys = {"scan": scan, "crops": WorkDir.settings_key(scan, CROPS_VERSION)}
-    keys["clean"] = WorkDir.settings_key(CLEAN_VERSION, job.video_key, decode)
+    scan = settings_key(SCAN_VERSION, job.video_key, cfg.scan, decode, mode[0], *scan_input)
+    keys = {"scan": scan, "crops": settings_key(scan, CROPS_VERSION)}
+    keys["clean"] = settings_key(CLEAN_VERSION, job.video_key, decode)
     search_settings = (cfg.search, cfg.prior.dtype, *mode)
-    keys["search"] = WorkDir.settings_key(SEARCH_VERSION, scan, job.model_key, *search_settings)
+    keys["search"] = settings_key(SEARCH_VERSION, scan, job.model_key, *search_settings)
     compose_settings = (cfg.upscale, cfg.io, cfg.compose, *mode)
-    keys["compose"] = WorkDir.settings_key(COMPOSE_VERSION, job.video_key, decode, *compose_settings)
+    keys["compose"] = settings_key(COMPOSE_VERSION, job.video_key, decode, *compose_settings)
     return keys
 
 
@@ -380,7 +394,7 @@ def build_plan(job: Job, scanned: ScanResult | None = None) -> Plan:
     for s, e in segs:
         shown = sorted(tid for tid, t in tracks.items() if t.start < e and t.end > s)
         faces = (keys["search"], keys["crops"], shown, gray) if shown else None
-        stem = f"part-{s:08d}-{WorkDir.settings_key(s, e, faces)[:12]}"
+        stem = f"part-{s:08d}-{settings_key(s, e, faces)[:12]}"
         part, records = art("compose", f"{stem}.mov"), art("compose", f"{stem}.records.json")
         searched = [t for t in shown if t in track_of]  # anonymise: tracks without a search are masked
         sources = [track_of[t][:3] for t in searched]
@@ -410,7 +424,7 @@ def build_plan(job: Job, scanned: ScanResult | None = None) -> Plan:
         from pipeline.report.spread import sample_tracks, spread_step
 
         sample = sample_tracks({t: len(tracks[t].frames) for t in track_of}, r.spread_faces)
-        keys["report"] = WorkDir.settings_key(
+        keys["report"] = settings_key(
             "spread-v1", keys["crops"], job.model_key, cfg.search, cfg.prior.dtype, r.spread_k, sample
         )
         out = art("report", "spread.npz")

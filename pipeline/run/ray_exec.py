@@ -7,8 +7,10 @@ every step whose dependencies have finished is submitted at once, within `run.ma
 so scan segments run on every worker, a search unit starts when its crops exist, and a segment is
 composed as soon as the tracks it shows are searched. Search steps go to actors that load the
 generator once (`run.num_gpus_per_search` GPUs each where the cluster has GPUs, else a CPU), started
-when the first one is ready and released when the last one is done. Frames never cross the object
-store: steps read the source by path and exchange artifacts through the work directory.
+when the first one is ready and released when the last one is done. A compose step that runs a
+learned upscaler (`upscale.model`) asks for `run.num_gpus_per_upscale` of a GPU where the cluster
+has GPUs. Frames never cross the object store: steps read the source by path and exchange artifacts
+through the work directory. Each step's result names the GPUs it ran with (`run.timeline`).
 """
 
 from __future__ import annotations
@@ -27,10 +29,19 @@ from pipeline.run.schedule import Schedule, run_search_step, run_step
 log = logging.getLogger(__name__)
 
 
+def _gpu_ids() -> list[str]:
+    """The GPUs Ray gave the running task or actor (none on a CPU)."""
+    import ray
+
+    return [str(g) for g in ray.get_runtime_context().get_accelerator_ids().get("GPU", [])]
+
+
 @portable_errors
 def step_task(fn: Callable[..., Any], args: tuple[Any, ...], retries: int, label: str) -> dict[str, Any]:
-    """A CPU step in a Ray worker."""
-    return run_step(fn, args, retries, label)
+    """A step in a Ray worker (a CPU, and a GPU share for a learned upscale: `_RayRun.gpu_task`)."""
+    out = run_step(fn, args, retries, label)
+    out["gpus"] = _gpu_ids()
+    return out
 
 
 @portable_errors
@@ -42,6 +53,7 @@ def search_call(
     import ray
 
     out["node_id"] = ray.get_runtime_context().get_node_id()
+    out["gpus"] = _gpu_ids()
     return out
 
 
@@ -93,9 +105,12 @@ class _RayRun:
         self.progress = Progress()
         self.display = ProgressDisplay(self.progress.snapshot, enabled=run.progress)
         self.schedule = Schedule(job, self.progress)
-        self.task = ray.remote(step_task).options(
-            num_cpus=1, max_retries=self.retries, retry_exceptions=False
-        )
+        options: dict[str, Any] = {"num_cpus": 1, "max_retries": self.retries, "retry_exceptions": False}
+        self.task = ray.remote(step_task).options(**options)
+        # compose with a learned upscaler runs the network: on a GPU share where the cluster has GPUs
+        self.gpu_task: Any = None
+        if getattr(job.config.upscale, "model", None) and cluster.gpus > 0 and run.num_gpus_per_upscale > 0:
+            self.gpu_task = ray.remote(step_task).options(**options, num_gpus=run.num_gpus_per_upscale)
         self.actors: list[Any] = []
         self.search_nodes: set[str] = set()
         self.report: Any = None  # the join's (the mode's RunReport)
@@ -130,9 +145,10 @@ class _RayRun:
                     functools.partial(self._done, step),
                 )
             else:
+                task = self.gpu_task if step.kind == "compose" and self.gpu_task is not None else self.task
                 self.queue.submit(
                     step.label,
-                    functools.partial(self.task.remote, step.fn, step.args, self.retries, step.label),
+                    functools.partial(task.remote, step.fn, step.args, self.retries, step.label),
                     functools.partial(self._done, step),
                 )
 

@@ -28,10 +28,11 @@ from typing import Any
 
 import numpy as np
 
-from pipeline import INVENTED_DETAIL_NOTICE, __version__
+from pipeline import INVENTED_DETAIL_NOTICE, __version__, files
 from pipeline.config import Config, to_dict
 from pipeline.faces.people import Person
 from pipeline.faces.scan import ScanResult
+from pipeline.files import save_json
 from pipeline.report.build import ReportArtifacts
 from pipeline.types import FaceCrop, FaceRestoration, Track
 
@@ -125,13 +126,12 @@ def identity_from_arrays(a: Mapping[str, np.ndarray]) -> dict[str, float] | None
 def settings_key(config: Config) -> str:
     """Hash of every setting that decides the output (not where or how fast it runs, nor the
     model's file name: the weights are identified by their own key)."""
-    from pipeline.run.workdir import WorkDir
 
     d = to_dict(config)
     for name in _NOT_OUTPUT:
         d.pop(name, None)
     d.get("prior", {}).pop("model", None)
-    return WorkDir.settings_key("reel-output", d)
+    return files.settings_key("reel-output", d)
 
 
 def model_key_of(model: str | None) -> str | None:
@@ -200,7 +200,6 @@ def write_report(
         merge_records,
         render_report,
     )
-    from pipeline.run.workdir import save_json
 
     t0 = time.perf_counter()
     path = json_path(report.output)

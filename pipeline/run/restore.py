@@ -16,7 +16,7 @@ from pipeline.config import Config
 from pipeline.errors import ConfigError
 from pipeline.run.join import finish_restore
 from pipeline.run.mode import Mode, ModeName, RunReport
-from pipeline.run.plan import Job
+from pipeline.run.plan import Job, wants_stored_frames
 from pipeline.run.report import RestoreReport
 from pipeline.search.units import search_tracks
 
@@ -72,22 +72,52 @@ def make_job(
             "this run only exercises the pipeline",
             description,
         )
+    frames = len(frame_index(input)[1])
+    workdir = default_workdir(output, config.run.workdir)
+    faces = mode.faces_without_model or model is not None
     return Job(
         input=input.resolve(),
         output=output,
         config=config,
         info=info,
         preset=preset,
-        frames=len(frame_index(input)[1]),
-        workdir=default_workdir(output, config.run.workdir),
+        frames=frames,
+        workdir=workdir,
         video_key=WorkDir.video_key(input),
         model_key=model_key(model) if model is not None else None,
         model_description=description,
         model_random=random,
         mode=mode,
         overwrite=overwrite,
+        store_frames=wants_stored_frames(config, faces) and _room_for_frames(workdir, output, info, frames),
         people=people,
     )
+
+
+def _room_for_frames(workdir: Path, output: Path, info: Any, frames: int) -> bool:
+    """Whether the work directory's disk holds the stored frames beside what the run writes (else the
+    steps decode and clean their own frames, as without a store: slower, nothing else changes)."""
+    import shutil
+
+    from pipeline.run.plan import stored_frames_bytes
+    from pipeline.run.preflight import estimated_bytes
+
+    need = stored_frames_bytes(info, frames) + (estimated_bytes(output) or 0)
+    where = next((p for p in (workdir, *workdir.parents) if p.exists()), Path("."))
+    try:
+        free = shutil.disk_usage(where).free
+    except OSError:
+        return False
+    if need > free:
+        log.warning(
+            "%s has %.1f GB free; storing each decoded, cleaned frame once needs %.1f GB: every step "
+            "decodes and cleans its own frames instead (slower; the same output)",
+            where,
+            free / 1e9,
+            need / 1e9,
+        )
+        return False
+    return True
 
 
 def restore(
@@ -114,7 +144,10 @@ def restore(
     try:
         job = make_job(input, output, config, overwrite=overwrite, mode=mode)
         WorkDir(job.workdir).clean_temporaries()
-        if executor_of(job) == "local":
+        executor = executor_of(job)
+        if executor == "local" and job.config.run.executor == "auto" and simple_job(job):
+            job = _one_part(job)
+        if executor == "local":
             from pipeline.run.local import run_plan
         else:
             from pipeline.run.ray_exec import run_plan
@@ -127,11 +160,27 @@ def restore(
         lock.release(output, workdir)  # taken by preflight
 
 
+def simple_job(job: Job) -> bool:
+    """No faces are looked for and nothing changes the pictures (`steps.passes_through`: scale 1, no
+    learned upscaler, no film cleaning, the stored format the source's): a transcode."""
+    from pipeline.run.steps import passes_through
+
+    return not job.faces and passes_through(job.info, job.config)
+
+
+def _one_part(job: Job) -> Job:
+    """A simple job in-process: one part, encoded with ffmpeg's own threads (as plain ffmpeg would)."""
+    from dataclasses import replace
+
+    run = replace(job.config.run, segment_frames=max(1, job.frames), encoder_threads=0)
+    return replace(job, config=replace(job.config, run=run))
+
+
 def executor_of(job: Job, *, say: bool = True) -> str:
     """The executor that runs `job`: the setting's, with "auto" resolved to Ray, or to in-process for
-    a small job (at most `run.in_process_megapixels` of source pixels) when no cluster address is
-    given and no Ray is running yet (a batch or a Ray job reuses the one it has); `say` logs the
-    in-process choice."""
+    a simple job (`simple_job`) or a small one (at most `run.in_process_megapixels` of source
+    pixels) when no cluster address is given and no Ray is running yet (a batch or a Ray job reuses
+    the one it has); `say` logs the in-process choice."""
     run = job.config.run
     if run.executor != "auto":
         return run.executor
@@ -139,7 +188,17 @@ def executor_of(job: Job, *, say: bool = True) -> str:
     megapixels = job.frames * vs.width * vs.height / 1e6
     ray = sys.modules.get("ray")
     running = ray is not None and ray.is_initialized()
-    if run.address or os.environ.get("RAY_ADDRESS") or running or megapixels > run.in_process_megapixels:
+    if run.address or os.environ.get("RAY_ADDRESS") or running:
+        return "ray"
+    if simple_job(job):
+        if say:
+            log.info(
+                "simple job (no faces, pictures unchanged: %d frames copied through the encoder): "
+                "in-process as one part, the encoder on every core, without starting Ray",
+                job.frames,
+            )
+        return "local"
+    if megapixels > run.in_process_megapixels:
         return "ray"
     if say:
         log.info(

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import JobError, PipelineError
+from pipeline.files import load_arrays, save_json
 from pipeline.run.plan import Job, Plan, Step, build_plan
 from pipeline.run.progress import Progress
 
@@ -38,7 +39,8 @@ class Schedule:
         self.finished: set[str] = set()
         self.started: set[str] = set()
         self.needed: set[str] = set()
-        self.timeline: list[tuple[str, float, float]] = []  # (kind, start, end) of every step run, epoch s
+        # (kind, start, end, GPU ids) of every step run, epoch seconds; the ids Ray gave the step
+        self.timeline: list[tuple[str, float, float, tuple[str, ...]]] = []
         self._checked: set[str] = set()  # steps whose done-test ran (only running them changes it)
         self._removed: set[str] = set()  # transient steps whose artifacts are gone
         self.ran: dict[str, int] = {}
@@ -70,7 +72,8 @@ class Schedule:
         """`step` has written its artifacts (`result`: `run_step`'s): count it, release its dependents."""
         seconds = float(result["seconds"]) if result else 0.0
         if result and "started" in result:
-            self.timeline.append((step.kind, float(result["started"]), float(result["started"]) + seconds))
+            begun = float(result["started"])
+            self.timeline.append((step.kind, begun, begun + seconds, tuple(result.get("gpus", ()))))
         self.finished.add(step.key)
         self.ran[step.kind] = self.ran.get(step.kind, 0) + 1
         stage = STAGE_OF.get(step.kind, step.kind)
@@ -95,12 +98,11 @@ class Schedule:
         return sum(1 for k in self.needed if k not in self.finished and self.plan.steps[k].search == search)
 
     def write_timeline(self, started: float, ended: float) -> None:
-        """Every step's start and end (epoch seconds) to `run.timeline`, when set."""
+        """Every step's kind, start and end (epoch seconds) and the GPUs it ran with (Ray's ids; none
+        in-process or on a CPU) to `run.timeline`, when set."""
         path = self.job.config.run.timeline
         if path:
-            from pipeline.run.workdir import save_json
-
-            steps = [{"kind": k, "start": a, "end": b} for k, a, b in self.timeline]
+            steps = [{"kind": k, "start": a, "end": b, "gpus": list(g)} for k, a, b, g in self.timeline]
             save_json(path, {"started": started, "ended": ended, "steps": steps})
 
     def decode_section(self) -> dict[str, Any]:
@@ -126,7 +128,6 @@ class Schedule:
 
     def _expand(self) -> None:
         from pipeline.faces import store
-        from pipeline.run.workdir import load_arrays
 
         stitch = self.plan.stitch
         assert stitch is not None

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.config import Config
+from pipeline.files import load_arrays, save_arrays
 from pipeline.run.frames import pin_torch
 from pipeline.run.mode import Mode
 from pipeline.run.report import measure_identity
@@ -63,7 +64,6 @@ def describe_model(model: SearchModel) -> dict[str, Any]:
 
 def _tracks(scan_path: str, ids: set[int]) -> list[Any]:
     from pipeline.faces import store
-    from pipeline.run.workdir import load_arrays
 
     return [t for t in store.scan_from_arrays(load_arrays(scan_path)).tracks if t.track_id in ids]
 
@@ -107,7 +107,6 @@ def search_anchors_step(
 ) -> dict[str, int]:
     """The anchor chain of one chunked track (one frame per chunk), stored with the anchors' states."""
     from pipeline.faces import store
-    from pipeline.run.workdir import save_arrays
     from pipeline.search.units import search_anchors, states_to_arrays
 
     pin_torch()
@@ -129,7 +128,6 @@ def search_chunk_step(
 ) -> dict[str, int]:
     """One chunk of a chunked track, from its anchor's stored state, landing on the next anchor's."""
     from pipeline.faces import store
-    from pipeline.run.workdir import load_arrays, save_arrays
     from pipeline.search.units import search_chunk, states_from_arrays
 
     pin_torch()
@@ -154,7 +152,6 @@ def join_chunks(
 ) -> dict[str, int]:
     """Join a chunked track's anchors and chunks into its result, measure its identity, store both."""
     from pipeline.faces import store
-    from pipeline.run.workdir import load_arrays
     from pipeline.search.units import join_chunked
 
     crops = load_crops(crops_path)

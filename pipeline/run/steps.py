@@ -33,6 +33,7 @@ import numpy as np
 
 from pipeline.config import Config
 from pipeline.errors import DecodeError
+from pipeline.files import atomic_path, load_arrays, save_arrays, save_json
 from pipeline.run.frames import CleanSegment, Frames, StoredFrames, inverse_telecine, read_frames
 from pipeline.run.mode import Mode
 from pipeline.types import Detection, FaceCrop, FaceRestoration, Track, VideoInfo
@@ -77,7 +78,6 @@ def clean_step(video: str, info: VideoInfo, cfg: Config, segment: CleanSegment) 
     """Decode frames [start, end) and film-clean them once (with the cleaner's context frames), at
     full size, into the segment's artifact: scan, crops and compose read them from there."""
     from pipeline.run.frames import save_segment_meta
-    from pipeline.run.workdir import atomic_path
 
     index: list[int] = []
     pts: list[int] = []
@@ -130,7 +130,6 @@ def scan_segment(
     from pipeline.faces.detect import detect_images, make_detector
     from pipeline.faces.scan import FrameFilter, detector_input, embeddings_to_arrays, is_gray
     from pipeline.faces.shots import CutDetector
-    from pipeline.run.workdir import save_arrays
 
     s = cfg.scan
     path = Path(video)
@@ -221,7 +220,6 @@ def stitch_scan(
     from pipeline.faces.people import link_people, people_to_arrays
     from pipeline.faces.scan import ScanResult, embeddings_from_arrays, link_tracks
     from pipeline.faces.shots import shots_from_cuts
-    from pipeline.run.workdir import load_arrays, save_arrays
 
     detections: dict[int, list[Detection]] = defaultdict(list)
     embeddings: Embeddings = {}
@@ -320,7 +318,6 @@ def crops_step(
     get a crop (`Mode.crops_of`; anonymise masks the rest)."""
     from pipeline.faces import store
     from pipeline.faces.align import make_crop
-    from pipeline.run.workdir import load_arrays, save_arrays
 
     scanned = store.scan_from_arrays(load_arrays(scan_path))
     wanted = set(track_ids)
@@ -346,7 +343,6 @@ def crops_step(
 
 def load_crops(path: str | Path) -> list[FaceCrop]:
     from pipeline.faces import store
-    from pipeline.run.workdir import load_arrays
 
     return store.crops_from_arrays(load_arrays(path))
 
@@ -362,7 +358,6 @@ def save_track(
     The npy is written first: an existing npz means both are complete."""
     from pipeline.faces import store
     from pipeline.run.report import identity_to_arrays
-    from pipeline.run.workdir import atomic_path, save_arrays
 
     arrays = store.restorations_to_arrays(faces)
     images = arrays.pop("image", np.zeros((0, 1, 1, 3), np.float16))
@@ -376,7 +371,6 @@ def load_track(
 ) -> list[FaceRestoration]:
     """A stored track's restorations, only those of frames [start, end) when given (their images
     only are read from disk)."""
-    from pipeline.run.workdir import load_arrays
 
     a = load_arrays(npz)
     frames = a["track_id"]
@@ -409,7 +403,6 @@ def load_track(
 def face_rows(npz: str | Path) -> tuple[list[dict[str, Any]], dict[str, float] | None]:
     """A stored track's report rows (`report.face_record`) and identity figures, without its images."""
     from pipeline.run.report import identity_from_arrays
-    from pipeline.run.workdir import load_arrays
 
     a = load_arrays(npz)
     rows = [
@@ -473,7 +466,7 @@ def _writer(
         color=vs.color,
         sample_aspect_ratio=vs.sample_aspect_ratio,
         rgb_matrix=cfg.io.rgb_matrix,
-        threads=1,  # one thread per task: the worker count sets the parallelism
+        threads=cfg.run.encoder_threads or None,  # one per task by default: workers set the parallelism
     )
 
 
@@ -529,7 +522,6 @@ def compose_step(
     existing part is always a finished one; the records are written after it.
     """
     from pipeline.frame.compose import Steadiness, compose_frame
-    from pipeline.run.workdir import save_json
 
     by_frame = load_placements(sources, start, end)
     hide: dict[int, list[Any]] = {}

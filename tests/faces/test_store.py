@@ -8,7 +8,7 @@ import numpy as np
 
 from pipeline.faces import store
 from pipeline.faces.scan import ScanResult
-from pipeline.run.workdir import load_arrays, save_arrays
+from pipeline.files import load_arrays, save_arrays
 from pipeline.types import FaceCrop, FaceRestoration, Shot, Track, TrackFrame
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.files import save_json
 from pipeline.report.anon import write_anon_report
 from pipeline.report.build import batch_index
-from pipeline.run.workdir import save_json
 from tests.media import make_clip
 
 

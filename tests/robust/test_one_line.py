@@ -12,6 +12,7 @@ import pytest
 
 from pipeline import errors
 from pipeline.errors import DecodeError, EncodeError, LockedError, one_line
+from pipeline.files import save_arrays
 
 
 def test_a_temporary_part_is_replaced_by_the_users_output() -> None:
@@ -117,7 +118,7 @@ def test_lock_refuses_a_second_process_and_takes_over_a_dead_ones(tmp_path: Path
 def test_workdir_redoes_what_does_not_verify(tmp_path: Path) -> None:
     import numpy as np
 
-    from pipeline.run.workdir import WorkDir, save_arrays
+    from pipeline.run.workdir import WorkDir
 
     wd = WorkDir(tmp_path / "w")
     good = wd.artifact("scan", "k", "scan.npz")

@@ -11,10 +11,10 @@ import pytest
 
 from pipeline.config import Config, load_config
 from pipeline.faces import store
+from pipeline.files import load_arrays
 from pipeline.run import steps
 from pipeline.run.plan import build_plan, segments
 from pipeline.run.restore import RESTORE, make_job, restore
-from pipeline.run.workdir import load_arrays
 
 
 def _config(model: Path | None, workdir: Path, *extra: str) -> Config:

@@ -175,27 +175,28 @@ def test_segments_decode_only_the_cleaners_context_again(
     face_video: Path, tiny_model: Path, tmp_path: Path
 ) -> None:
     """Three segments: each clean step decodes its frames and the cleaner's context either side
-    (clipped at the ends), and nothing else decodes; the output equals the one-segment run's."""
+    (clipped at the ends), and nothing else decodes. With `run.store_frames=false` every step decodes
+    and cleans its own frames again (the fallback when the disk has no room): the same output."""
     from pipeline.film.clean import context
 
-    cfg = _config(
-        tiny_model, tmp_path / "work", "film.weave=false", "film.deflicker=false", presets=("newsreel",)
-    )
+    film = ("film.weave=false", "film.deflicker=false")
+    cfg = _config(tiny_model, tmp_path / "work", *film, presets=("newsreel",))
     report = _report(run_local(face_video, tmp_path / "out.mkv", cfg).output)
     before, after = context(cfg)
     assert before and after
     expected = sum(min(16, e + after) - max(0, s - before) for s, e in ((0, 6), (6, 12), (12, 16)))
     decode = report["decode"]
     assert decode["by_stage"]["clean"]["decoded"] == decode["decoded"] == decode["cleaned"] == expected
-    one = _config(
-        tiny_model,
-        tmp_path / "one",
-        "run.segment_frames=240",
-        "film.weave=false",
-        "film.deflicker=false",
-        presets=("newsreel",),
+
+    unstored = _config(
+        tiny_model, tmp_path / "unstored", *film, "run.store_frames=false", presets=("newsreel",)
     )
-    _assert_same_video(tmp_path / "out.mkv", run_local(face_video, tmp_path / "one.mkv", one).output)
+    out = run_local(face_video, tmp_path / "unstored.mkv", unstored).output
+    _assert_same_video(tmp_path / "out.mkv", out)
+    again = _report(out)["decode"]
+    assert "clean" not in again["by_stage"] and again["decoded"] > decode["decoded"]
+    for stage in ("scan", "crops", "compose"):
+        assert again["by_stage"][stage]["decoded"] >= 16, stage
 
 
 def test_without_a_model_segments_are_encoded_in_parallel_and_joined_seamlessly(tmp_path: Path) -> None:

@@ -60,3 +60,22 @@ def test_a_job_above_the_size_starts_ray_once(
     assert not any("small job" in r.getMessage() for r in caplog.records)
     assert _executor(out) == "ray" and not _ray_running()  # started for the run, stopped after it
     assert len(read_video_times(out).pts) == 75
+
+
+def test_a_simple_transcode_runs_in_process_as_one_part_whatever_its_size(
+    media: MediaCache, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """--scale 1 without faces or film cleaning copies the frames through the encoder: in-process, one
+    part encoded on every core (as plain ffmpeg would), however long the clip."""
+    src = media.clip(size=(160, 90), rate="25", frames=75, source="testsrc2")
+    sets = ["run.progress=false", "run.in_process_megapixels=0", "upscale.scale=1", "run.segment_frames=25"]
+    out = tmp_path / "out.mkv"
+    with caplog.at_level(logging.INFO, logger="pipeline.run"):
+        restore(src, out, load_config(sets=sets))
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("simple job") and "75 frames" in m for m in messages), messages
+    assert not any(m.startswith("Ray embedded") for m in messages)
+    assert _executor(out) == "local" and not _ray_running()
+    assert len(read_video_times(out).pts) == 75
+    resolved = out.with_name(out.name + ".config.yaml").read_text()
+    assert "segment_frames: 75" in resolved and "encoder_threads: 0" in resolved

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from pipeline.config import Config
-from pipeline.run.workdir import WorkDir, atomic_path, default_workdir, load_arrays, save_arrays
+from pipeline.files import atomic_path, load_arrays, load_json, save_arrays, save_json, settings_key
+from pipeline.run.workdir import WorkDir, default_workdir
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -36,18 +37,19 @@ def test_keys_are_stable_across_processes(tmp_path: Path) -> None:
     config = Config()
     here = {
         "video": WorkDir.video_key(video),
-        "settings": WorkDir.settings_key("scan", config.scan, {"b": 1, "a": Fraction(1, 3)}, (1.5, None)),
+        "settings": settings_key("scan", config.scan, {"b": 1, "a": Fraction(1, 3)}, (1.5, None)),
     }
     proc = _python(
         """
         import json, sys
         from fractions import Fraction
         from pipeline.config import Config
+        from pipeline.files import settings_key
         from pipeline.run.workdir import WorkDir
         config = Config()
         print(json.dumps({
             "video": WorkDir.video_key(sys.argv[1]),
-            "settings": WorkDir.settings_key("scan", config.scan, {"a": Fraction(1, 3), "b": 1}, (1.5, None)),
+            "settings": settings_key("scan", config.scan, {"a": Fraction(1, 3), "b": 1}, (1.5, None)),
         }))
         """,
         str(video),
@@ -63,18 +65,18 @@ def test_keys_are_stable_across_processes(tmp_path: Path) -> None:
 
 def test_a_changed_setting_or_content_gives_a_new_key(tmp_path: Path) -> None:
     config = Config()
-    base = WorkDir.settings_key("scan", config.scan)
-    assert WorkDir.settings_key("scan", config.scan) == base
-    assert WorkDir.settings_key("scan", replace(config.scan, min_face=13)) != base
-    assert WorkDir.settings_key("scan", replace(config.scan, score_threshold=0.5000001)) != base
-    assert WorkDir.settings_key("crops", config.scan) != base
+    base = settings_key("scan", config.scan)
+    assert settings_key("scan", config.scan) == base
+    assert settings_key("scan", replace(config.scan, min_face=13)) != base
+    assert settings_key("scan", replace(config.scan, score_threshold=0.5000001)) != base
+    assert settings_key("crops", config.scan) != base
     # equal fields in different sections do not collide; 1 and 1.0 and "1" are different settings
-    assert WorkDir.settings_key(1) != WorkDir.settings_key(1.0) != WorkDir.settings_key("1")
+    assert settings_key(1) != settings_key(1.0) != settings_key("1")
     arr = np.arange(6, dtype=np.float32)
-    assert WorkDir.settings_key(arr) != WorkDir.settings_key(arr.reshape(2, 3))
-    assert WorkDir.settings_key(arr) != WorkDir.settings_key(arr.astype(np.float64))
+    assert settings_key(arr) != settings_key(arr.reshape(2, 3))
+    assert settings_key(arr) != settings_key(arr.astype(np.float64))
     with pytest.raises(TypeError, match="cannot hash"):
-        WorkDir.settings_key(object())
+        settings_key(object())
 
     # video content: one changed byte in a sampled block, or a different size, changes the key
     big = bytearray(np.random.default_rng(1).integers(0, 256, 4_000_000, dtype=np.uint8).tobytes())
@@ -90,7 +92,7 @@ def test_a_changed_setting_or_content_gives_a_new_key(tmp_path: Path) -> None:
 
 def test_artifacts_round_trip_and_has_only_accepts_complete_ones(tmp_path: Path) -> None:
     wd = WorkDir(tmp_path / "work")
-    key = WorkDir.settings_key("x")
+    key = settings_key("x")
     path = wd.artifact("search", key, "unit-3.npz")
     assert path.parent.is_dir() and not wd.has("search", key, "unit-3.npz")
     latents = np.random.default_rng(2).standard_normal((5, 8, 16)).astype(np.float32)
@@ -104,8 +106,8 @@ def test_artifacts_round_trip_and_has_only_accepts_complete_ones(tmp_path: Path)
     assert path.stat().st_mode & 0o777 == 0o666 & ~_current_umask()
 
     meta = wd.artifact("scan", key, "tracks.json")
-    wd.save_json(meta, {"fps": Fraction(30000, 1001), "path": Path("/x"), "n": np.int64(3)})
-    assert wd.load_json(meta) == {"fps": "30000/1001", "path": "/x", "n": 3}
+    save_json(meta, {"fps": Fraction(30000, 1001), "path": Path("/x"), "n": np.int64(3)})
+    assert load_json(meta) == {"fps": "30000/1001", "path": "/x", "n": 3}
 
     with pytest.raises(TypeError, match="pickles"):
         save_arrays(wd.artifact("scan", key, "bad.npz"), x=np.array([{"a": 1}], dtype=object))
@@ -130,7 +132,8 @@ def test_a_killed_writer_leaves_nothing_has_accepts(tmp_path: Path) -> None:
     proc = _python(
         """
         import sys, time
-        from pipeline.run.workdir import WorkDir, atomic_path
+        from pipeline.files import atomic_path
+        from pipeline.run.workdir import WorkDir
         wd = WorkDir(sys.argv[1])
         with atomic_path(wd.artifact("search", "k", "unit.npz")) as tmp, tmp.open("wb") as f:
             f.write(b"x" * 1000)

@@ -1,0 +1,110 @@
+"""Placement on a cluster with a GPU, checked on the CPU with Ray's logical GPU resource (a node
+started with `num_gpus=1`): the search and the learned upscale ask for the GPU and run with it, the
+other steps take CPUs only, and the output equals the in-process executor's."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.config import Config, load_config
+from pipeline.io.decode import iter_frames
+from pipeline.run.ray_runtime import configure_auth
+from pipeline.run.restore import restore
+
+pytestmark = pytest.mark.slow  # two restores and a Ray start: ~25 s on the shared 2-core CPU
+
+ray = pytest.importorskip("ray")
+torch = pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def logical_gpu() -> Iterator[None]:
+    configure_auth()
+    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, logging_level="warning", log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _compact(path: Path) -> Path:
+    """A small Real-ESRGAN compact network (random weights: its speed and placement, not its looks)."""
+    from pipeline.frame.sr import import_spandrel
+
+    import_spandrel()
+    from spandrel.architectures.Compact import Compact
+
+    torch.manual_seed(0)
+    torch.save(Compact(num_in_ch=3, num_out_ch=3, num_feat=8, num_conv=2, upscale=2).state_dict(), path)
+    return path
+
+
+def _config(model: Path, upscaler: Path, workdir: Path, executor: str) -> Config:
+    return load_config(
+        sets=[
+            f"prior.model={model}",
+            f"upscale.model={upscaler}",
+            f"run.workdir={workdir}",
+            f"run.executor={executor}",
+            f"run.timeline={workdir}.timeline.json",
+            "run.device=cpu",  # the GPU is logical: the work itself runs on the CPU
+            "run.segment_frames=8",
+            "run.progress=false",
+            "search.steps=8",
+            "search.warm_steps=3",
+            "search.gaussian_samples=2000",
+            "report.spread_k=0",
+            "io.preset=master-ffv1",
+            "compose.max_face_stretch=8",  # the 16-px test generator's faces are pasted
+        ]
+    )
+
+
+def _frames(path: Path) -> list[np.ndarray]:
+    with iter_frames(path) as reader:
+        return [f.image for f in reader]
+
+
+def test_search_and_learned_upscale_run_on_the_gpu_and_match_in_process(
+    face_video: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    upscaler = _compact(tmp_path / "compact.pth")
+    outputs = {}
+    for executor in ("local", "ray"):
+        cfg = _config(tiny_model, upscaler, tmp_path / executor, executor)
+        report = restore(face_video, tmp_path / f"{executor}.mkv", cfg)
+        assert report.searched == 24
+        outputs[executor] = _frames(report.output)
+    assert len(outputs["ray"]) == len(outputs["local"]) == 16
+    for a, b in zip(outputs["ray"], outputs["local"], strict=True):
+        assert np.array_equal(a, b)
+
+    steps = json.loads((tmp_path / "ray.timeline.json").read_text())["steps"]
+    gpus: dict[str, set[tuple[str, ...]]] = {}
+    for step in steps:
+        gpus.setdefault(step["kind"], set()).add(tuple(step["gpus"]))
+    assert gpus["search"] == {("0",)}  # the search actor holds the GPU
+    assert gpus["compose"] == {("0",)}  # so does every compose task: it runs the learned upscaler
+    for kind in ("scan", "stitch", "crops", "join"):
+        assert gpus[kind] == {()}, kind  # CPU steps (and the driver's join) take no GPU
+    local = json.loads((tmp_path / "local.timeline.json").read_text())["steps"]
+    assert {tuple(s["gpus"]) for s in local} == {()}  # in-process: no Ray, no GPU ids
+
+
+def test_without_a_learned_upscaler_compose_takes_no_gpu(face_video: Path, tmp_path: Path) -> None:
+    cfg = load_config(
+        sets=[
+            f"run.workdir={tmp_path / 'w'}",
+            "run.executor=ray",
+            f"run.timeline={tmp_path / 't.json'}",
+            "run.segment_frames=8",
+            "run.progress=false",
+        ]
+    )
+    restore(face_video, tmp_path / "out.mkv", replace(cfg))
+    steps = json.loads((tmp_path / "t.json").read_text())["steps"]
+    assert {tuple(s["gpus"]) for s in steps if s["kind"] == "compose"} == {()}
