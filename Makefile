@@ -34,6 +34,7 @@ test-all: setup
 lint: setup
 	$(PY) -m ruff check pipeline tests scripts
 	$(PY) -m ruff format --check pipeline tests scripts
+	$(VENV)/bin/lint-imports
 
 typecheck: setup
 	$(PY) -m mypy pipeline

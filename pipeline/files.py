@@ -1,4 +1,6 @@
-"""The ground floor: atomic files, verified artifacts and content keys (imports nothing of the project).
+"""The ground floor: atomic files, verified artifacts, content keys, model files inside packages.
+
+Imports only `pipeline.errors` of the project.
 
 Every durable file the pipeline writes goes through `atomic_path` (a temporary name in the same
 directory, fsynced and renamed into place), so a killed writer leaves only a file with a temporary
@@ -17,6 +19,7 @@ import contextlib
 import dataclasses
 import enum
 import hashlib
+import importlib.util
 import json
 import os
 import tempfile
@@ -27,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from pipeline.errors import ModelNotAvailableError
 
 # Bumped when the layout or the meaning of artifacts changes: every key changes with it.
 SCHEMA_VERSION = 1
@@ -148,6 +153,18 @@ def is_complete(path: str | Path) -> bool:
     except (OSError, ValueError, zipfile.BadZipFile):
         return False
     return True
+
+
+def package_file(package: str, relative: str, what: str, install_hint: str) -> Path:
+    """A data file (`what`, e.g. "face detector model") inside an installed package, found without
+    importing the package; ModelNotAvailableError naming the package or the file when it is not there."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelNotAvailableError(f"{what}: package {package!r} is not installed; {install_hint}")
+    path = Path(next(iter(spec.submodule_search_locations))) / relative
+    if not path.is_file():
+        raise ModelNotAvailableError(f"{what}: {path} is missing; {install_hint}")
+    return path
 
 
 # ---------------------------------------------------------------------- helpers

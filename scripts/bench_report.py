@@ -56,7 +56,8 @@ def probe_reading(resolution: int, frames: int = 50) -> float:
     format: rows in an npz, faces in a memory-mapped .faces.npy) and measure it, as the report does."""
     from pipeline.config import ReportConfig
     from pipeline.faces.store import crops_to_arrays
-    from pipeline.report.build import ReportArtifacts, collect
+    from pipeline.report.build import collect
+    from pipeline.report.model import ReportArtifacts
     from pipeline.run.steps import save_track
     from pipeline.types import FaceCrop, FaceRestoration
 

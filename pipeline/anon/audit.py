@@ -25,7 +25,7 @@ from pipeline.anon.scan import KINDS, AnonScan
 from pipeline.config import Config
 from pipeline.errors import ConfigError
 from pipeline.faces.people import Person
-from pipeline.files import save_arrays, save_json
+from pipeline.files import save_json
 
 log = logging.getLogger(__name__)
 
@@ -83,17 +83,17 @@ def check_anon_config(config: Config) -> None:
 
 def forget_faces(workdir: Path) -> None:
     """What a job kept of the people filmed leaves the work directory with it: the original face
-    crops, and the SFace embeddings the scan keeps to join one person's tracks (the scan's segments
-    stay, without them: a rerun reuses the stitched tracks)."""
+    crops, and the scan's segments, which hold the SFace embeddings that join one person's tracks.
+    A rerun reuses the stitched tracks; one that must stitch again (another choice of people)
+    scans again, so it never decides people without their embeddings."""
     import numpy as np
 
     shutil.rmtree(workdir / "crops", ignore_errors=True)
     for path in sorted((workdir / "scan").glob("*/segment-*.npz")):
         with np.load(path, allow_pickle=False) as a:
-            if not any(k.startswith("emb_") for k in a.files):
-                continue
-            kept = {k: np.array(a[k]) for k in a.files if not k.startswith("emb_")}
-        save_arrays(path, **kept)
+            embedded = any(k.startswith("emb_") for k in a.files)
+        if embedded:
+            path.unlink()
 
 
 def _stats(values: Sequence[float]) -> dict[str, float] | None:

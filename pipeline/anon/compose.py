@@ -79,7 +79,7 @@ def apply_mask(image: np.ndarray, box: np.ndarray, anon: AnonConfig) -> None:
 def anonymize_frame(image: np.ndarray, faces: Sequence[AnonFace], gray: bool, cfg: Config) -> np.ndarray:
     """One output frame ([H*k, W*k, 3], the source dtype): upscaled by cfg.upscale, every face masked,
     synthetic faces pasted over their masks."""
-    from pipeline.faces.align import rescale_affine
+    from pipeline.affine import rescale_affine
     from pipeline.frame.compose import ComposeSettings, FacePaste, paste_faces
     from pipeline.frame.upscale import upscale
 

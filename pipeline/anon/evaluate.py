@@ -273,7 +273,8 @@ def bottleneck(frames: Sequence[np.ndarray], clip: AnonClip, size: int) -> list[
     nothing would show. Its identity cosine bounds what the bottleneck lets through."""
     import cv2
 
-    from pipeline.faces.align import crop_to_frame_affine, native_size, to_cv2_matrix, warp_crop
+    from pipeline.affine import to_cv2_matrix
+    from pipeline.faces.align import crop_to_frame_affine, native_size, warp_crop
 
     out = []
     for t, image in enumerate(frames):

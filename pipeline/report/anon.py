@@ -15,6 +15,8 @@ from typing import Any
 
 from pipeline.config import ReportConfig
 from pipeline.files import atomic_path, load_json
+from pipeline.report.model import html_path, thumb_frames
+from pipeline.report.parts import CSS, card, fmt_num, shots_section, thumb, times_section
 
 log = logging.getLogger(__name__)
 
@@ -23,22 +25,21 @@ def anon_page(
     audit: Mapping[str, Any], out_frames: Mapping[int, Any], thumbs: Mapping[int, Any], cfg: ReportConfig
 ) -> str:
     """The page: notice, figures, time per stage, per-track table, output thumbnails per shot."""
-    from pipeline.report.html import CSS, _card, _num, _shots, _times
     from pipeline.report.people import people_sheet
 
     ident = audit.get("identity", {})
     name = Path(str(audit.get("output", "output"))).name
     cards = [
-        _card(str(audit.get("frames", "—")), "frames"),
-        _card(str(len(audit.get("tracks", []))), "face tracks"),
-        _card(str(audit.get("face_frames", "—")), "face-frames hidden"),
-        _card(str(audit.get("synthetic", "—")), "replaced by synthetic faces"),
-        _card(str(audit.get("masked", "—")), "masked"),
-        _card(
-            _num(ident.get("max"), "{:.3f}"),
+        card(str(audit.get("frames", "—")), "frames"),
+        card(str(len(audit.get("tracks", []))), "face tracks"),
+        card(str(audit.get("face_frames", "—")), "face-frames hidden"),
+        card(str(audit.get("synthetic", "—")), "replaced by synthetic faces"),
+        card(str(audit.get("masked", "—")), "masked"),
+        card(
+            fmt_num(ident.get("max"), "{:.3f}"),
             f"max identity cosine (same person ≥ {ident.get('same_person_threshold')})",
         ),
-        _card(str(ident.get("leaked_face_frames", "—")), "face-frames above the threshold"),
+        card(str(ident.get("leaked_face_frames", "—")), "face-frames above the threshold"),
     ]
     head = (
         "<tr><th>track</th><th>shot</th><th>frames</th><th>synthetic</th><th>masked</th><th>why masked</th>"
@@ -55,7 +56,7 @@ def anon_page(
             f'<td><a href="#shot-{t.get("shot")}">{t.get("shot")}</a></td>'
             f"<td>{frames[0]}–{int(frames[1]) - 1}</td><td>{t.get('synthetic')}</td>"
             f"<td>{t.get('masked')}</td><td>{escape(why)}</td>"
-            f"<td>{_num(cos.get('max'), '{:.3f}')} / {_num(cos.get('mean'), '{:.3f}')}</td>"
+            f"<td>{fmt_num(cos.get('max'), '{:.3f}')} / {fmt_num(cos.get('mean'), '{:.3f}')}</td>"
             f'<td class="{"bad" if leaked else "ok"}">{leaked}</td></tr>'
         )
     review = _review(ident.get("above_threshold") or [], out_frames, cfg)
@@ -70,7 +71,7 @@ def anon_page(
         warn,
         f'<div class="cards">{"".join(cards)}</div>',
         "<h2>Time</h2>",
-        _times(body),
+        times_section(body),
         '<h2 id="tracks">Face tracks</h2>',
         f"<table>{head}{''.join(rows)}</table>" if rows else '<p class="small">no faces found</p>',
         review,
@@ -82,7 +83,7 @@ def anon_page(
             {int(t["track_id"]) for t in audit.get("tracks", [])},
         ),
         '<h2 id="shots">Shots (the output)</h2>',
-        _shots(body, thumbs, out_frames, cfg),
+        shots_section(body, thumbs, out_frames, cfg),
         f'<p class="small">audit format version {escape(str(audit.get("version", "")))}</p>',
     ]
     return (
@@ -99,7 +100,6 @@ REVIEW_THUMBS = 24  # output thumbnails of the worst face-frames above the thres
 def _review(above: Sequence[Mapping[str, Any]], out_frames: Mapping[int, Any], cfg: ReportConfig) -> str:
     """Every face-frame above the same-person threshold (frame, track, cosine), the worst with the
     output frame beside it: what a reviewer must look at before release."""
-    from pipeline.report.html import _thumb
 
     if not above:
         return '<h2 id="review">To review</h2><p class="small ok">no face-frame above the threshold</p>'
@@ -110,7 +110,7 @@ def _review(above: Sequence[Mapping[str, Any]], out_frames: Mapping[int, Any], c
         for r in above
     )
     shown = [int(r["frame"]) for r in above[:REVIEW_THUMBS] if int(r["frame"]) in out_frames]
-    pictures = "".join(_thumb(out_frames[f], f, cfg) for f in dict.fromkeys(shown))
+    pictures = "".join(thumb(out_frames[f], f, cfg) for f in dict.fromkeys(shown))
     return (
         f'<h2 id="review">To review: {len(above)} face-frame(s) above the threshold</h2>'
         '<p class="small">The output at these frames still passes SFace\'s same-person threshold '
@@ -123,7 +123,6 @@ def _review(above: Sequence[Mapping[str, Any]], out_frames: Mapping[int, Any], c
 def write_anon_report(audit_path: Path, cfg: ReportConfig | None = None) -> Path:
     """`OUTPUT.report.html` of an anonymised output, from its audit JSON; returns its path."""
     from pipeline.report.assets import decode_frames
-    from pipeline.report.build import html_path, thumb_frames
     from pipeline.report.people import people_frames
 
     cfg = cfg or ReportConfig()

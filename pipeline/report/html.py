@@ -19,68 +19,23 @@ import numpy as np
 
 from pipeline import INVENTED_DETAIL_NOTICE
 from pipeline.config import ReportConfig
-from pipeline.report.build import Collected, SheetFace, crop_box, flagged
 from pipeline.report.measure import TrackMotion
+from pipeline.report.model import Collected, SheetFace, crop_box, flagged
+from pipeline.report.parts import (
+    CSS,
+    card,
+    fmt_num,
+    image_uri,
+    img_tag,
+    shots_section,
+    times_section,
+)
 from pipeline.report.people import people_sheet
-from pipeline.report.plots import PALETTE, Series, bar_chart, line_plot, value_range
+from pipeline.report.plots import PALETTE, Series, line_plot, value_range
 
-STAGE_ORDER = ("ray_start", "scan", "crops", "search", "spread", "compose", "pipeline", "mux", "report")
 SHEET_PX = 112  # height of each contact-sheet picture
 SPREAD_VMAX = 0.15  # heat map: this per-pixel standard deviation (of values in 0..1) and above is brightest
 INVENTED_LEVEL = 0.05  # the spread above which a pixel counts as "invented" in the figures
-
-CSS = """
-*{box-sizing:border-box}
-body{font:14px/1.45 system-ui,"Segoe UI",sans-serif;margin:0;color:#1b1b1b;background:#f4f4f2}
-main{max-width:1180px;margin:0 auto;padding:16px 20px 40px}h1{font-size:22px;margin:8px 0 2px}
-h2{font-size:18px;margin:28px 0 8px;border-bottom:1px solid #ccc;padding-bottom:3px}
-h3{font-size:15px;margin:18px 0 6px}.sub{color:#555;margin:0 0 10px;word-break:break-all}
-.notice{background:#fff6d6;border-left:5px solid #e0a800;padding:8px 12px;margin:10px 0}
-.warn{background:#fde2e1;border-left:5px solid #c62828;padding:8px 12px;margin:10px 0;font-weight:600}
-.cards{display:flex;flex-wrap:wrap;gap:10px;margin:12px 0}
-.card{background:#fff;border:1px solid #ddd;border-radius:6px;padding:8px 12px;min-width:120px}
-.card b{display:block;font-size:20px}.card span{color:#555;font-size:12px}
-table{border-collapse:collapse;background:#fff}
-td,th{border:1px solid #ddd;padding:3px 7px;text-align:left;vertical-align:top;font-size:13px}
-th{background:#eee}.kv td:first-child{color:#555;white-space:nowrap}
-.row{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start}
-.plot{background:#fff;border:1px solid #ddd}.plot .pt{font-size:12px;font-weight:600}
-.plot .pl{font-size:10px;fill:#444}.plot .pf{fill:#fafafa}.plot .pg{stroke:#e3e3e3}
-.plot .ph{stroke:#c62828;stroke-dasharray:4 3}
-.shots{display:flex;flex-wrap:wrap;gap:6px 14px}.shot{max-width:100%}
-.strip{display:flex;gap:4px;overflow-x:auto;background:#fff;border:1px solid #ddd;padding:4px;margin:4px 0}
-.strip figure{margin:0;font-size:11px;color:#555;text-align:center}.strip img{display:block}
-.sheet{display:flex;flex-wrap:wrap;gap:8px}.face{background:#fff;border:1px solid #ddd;padding:5px;
-width:366px}.trio{display:flex;gap:3px;margin:3px 0}.trio img{height:112px;width:112px;object-fit:contain;
-background:#222}img.px{image-rendering:pixelated}.nopic{width:112px;height:112px;background:#ddd}
-.spread td{text-align:center}.spread img{display:block;margin:0 auto;width:224px;height:224px}
-.bad{color:#c62828;font-weight:600}.ok{color:#2e7d32}
-img{max-width:100%}.small{font-size:12px;color:#555}
-pre{background:#fff;border:1px solid #ddd;padding:8px;overflow-x:auto;font-size:12px}details{margin:8px 0}
-:target{outline:3px solid #e0a800}
-"""
-
-
-def _uri(image: np.ndarray, fmt: str = "jpeg", height: int | None = None, sharp: bool = False) -> str:
-    from pipeline.report.assets import data_uri, fit
-
-    img = fit(image, height, sharp=sharp) if height else image
-    return data_uri(img, fmt)
-
-
-def _img(uri: str, alt: str, cls: str = "") -> str:
-    c = f' class="{cls}"' if cls else ""
-    return f'<img{c} src="{uri}" alt="{escape(alt)}">'
-
-
-def _num(v: Any, fmt: str = "{:.1f}", none: str = "—") -> str:
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return none
-    return fmt.format(v)
-
-
-def _card(value: str, label: str) -> str:
-    return f'<div class="card"><b>{value}</b><span>{escape(label)}</span></div>'
 
 
 def _bound_db(body: Mapping[str, Any]) -> float | None:
@@ -94,9 +49,9 @@ def _summary(body: Mapping[str, Any], collected: Collected) -> str:
     look for faces says so instead of counting zeros."""
     totals = body.get("totals", {})
     faces = body.get("faces", [])
-    cards = [_card(str(body.get("frames", "—")), "frames")]
+    cards = [card(str(body.get("frames", "—")), "frames")]
     if not body.get("scanned", True):
-        cards.append(_card("none", "faces not looked for (no face model)"))
+        cards.append(card("none", "faces not looked for (no face model)"))
         return f'<div class="cards">{"".join(cards)}</div>'
     restored = int(totals.get("restored", body.get("restored", len(faces))))
     fell = int(totals.get("fell_back", 0))
@@ -104,25 +59,25 @@ def _summary(body: Mapping[str, Any], collected: Collected) -> str:
     searched = int(totals.get("searched", len(faces)))
     steady = [m.steadiness for m in collected.motion.values() if m.steadiness is not None]
     cards += [
-        _card(str(len(body.get("shots", []))), "shots"),
-        _card(str(len(body.get("tracks", []))), "face tracks"),
-        _card(f"{restored}/{body.get('face_frames', restored)}", "face-frames restored"),
+        card(str(len(body.get("shots", []))), "shots"),
+        card(str(len(body.get("tracks", []))), "face tracks"),
+        card(f"{restored}/{body.get('face_frames', restored)}", "face-frames restored"),
     ]
     if fell:
-        cards.append(_card(f'<a href="#flagged">{fell}</a>', "fell back to the plain upscale (not restored)"))
+        cards.append(card(f'<a href="#flagged">{fell}</a>', "fell back to the plain upscale (not restored)"))
     if restored:
         cards.append(
-            _card(
+            card(
                 f"{in_frame} ({100 * in_frame / restored:.0f}%)",
                 "of the restored meet the bound in the output",
             )
         )
-    cards.append(_card(f'<a href="#flagged">{sum(flagged(r) for r in faces)}</a>', "flagged"))
+    cards.append(card(f'<a href="#flagged">{sum(flagged(r) for r in faces)}</a>', "flagged"))
     if searched:
         cards += [
-            _card(_num(totals.get("mean_psnr_db")), "mean search consistency, dB (higher is closer)"),
-            _card(
-                _num(float(np.median(steady)) if steady else None, "{:.2f}"),
+            card(fmt_num(totals.get("mean_psnr_db")), "mean search consistency, dB (higher is closer)"),
+            card(
+                fmt_num(float(np.median(steady)) if steady else None, "{:.2f}"),
                 "median steadiness (1 = moves as the footage; above 1 flickers)",
             ),
         ]
@@ -154,7 +109,7 @@ def _what_ran(body: Mapping[str, Any]) -> str:
         ("film cleaning", _film(body.get("film"))),
         ("encoder", cfg.get("io", {}).get("preset")),
         ("footage", "black and white" if body.get("black_and_white") else "colour"),
-        ("consistency bound", _num(_bound_db(body), "{:.1f} dB (downscaled PSNR)")),
+        ("consistency bound", fmt_num(_bound_db(body), "{:.1f} dB (downscaled PSNR)")),
     ]
     cells = "".join(
         f"<tr><td>{escape(k)}</td><td>{escape(str(v))}</td></tr>" for k, v in rows if v is not None
@@ -173,52 +128,6 @@ def _film(film: Mapping[str, Any] | None) -> str | None:
         f"{film['grain_sigma_mean']:.1f} levels reduced in {film['grain_frames']} frames, "
         f"{film['regrained']} regrained, of {film['frames']} frames"
     )
-
-
-def _times(body: Mapping[str, Any]) -> str:
-    seconds = body.get("seconds", {})
-    order = {k: i for i, k in enumerate(STAGE_ORDER)}
-    stages = sorted(
-        # the report's own time is in the JSON only: the page stays the same when `reel report` redraws it
-        ((k, float(v)) for k, v in seconds.items() if k not in ("total", "report")),
-        key=lambda kv: (order.get(kv[0], 99), kv[0]),
-    )
-    total = seconds.get("total")
-    note = f'<p class="small">total {_num(total, "{:.2f}")} s (wall clock; stages may overlap on Ray)</p>'
-    return bar_chart(stages, title="time per stage (s)") + note
-
-
-def _thumb(img: np.ndarray, index: int, cfg: ReportConfig) -> str:
-    h = max(1, round(cfg.thumb_width * img.shape[0] / img.shape[1]))
-    return f"<figure>{_img(_uri(img, height=h), f'frame {index}')}frame {index}</figure>"
-
-
-def _shots(
-    body: Mapping[str, Any],
-    thumbs: Mapping[int, Sequence[int]],
-    frames: Mapping[int, np.ndarray],
-    cfg: ReportConfig,
-) -> str:
-    shots = body.get("shots", [])
-    if not shots and thumbs:  # not scanned (no face model): one strip over the whole output
-        figs = [_thumb(frames[f], f, cfg) for f in thumbs.get(0, ()) if f in frames]
-        return f'<p class="small">not scanned for faces</p><div class="strip">{"".join(figs)}</div>'
-    parts = []
-    for i, (start, end) in enumerate(shots):
-        figs = []
-        for f in thumbs.get(i, ()):
-            if f in frames:
-                figs.append(_thumb(frames[f], f, cfg))
-        parts.append(
-            f'<div class="shot" id="shot-{i}"><b>shot {i}</b> '
-            f'<span class="small">frames {start}–{end - 1}</span>'
-            + (f'<div class="strip">{"".join(figs)}</div>' if figs else '<p class="small">no thumbnails</p>')
-            + "</div>"
-        )
-    more = ""
-    if len(shots) > len(thumbs):
-        more = f'<p class="small">{len(shots) - len(thumbs)} more shots without thumbnails</p>'
-    return f'<div class="shots">{"".join(parts)}</div>{more}'
 
 
 @dataclass(frozen=True)
@@ -291,7 +200,7 @@ def _track_plots(
         plots.append(
             line_plot(
                 _motion(motion),
-                title=f"change per frame (steadiness {_num(motion.steadiness, '{:.2f}')})",
+                title=f"change per frame (steadiness {fmt_num(motion.steadiness, '{:.2f}')})",
                 y_label="RMS change, levels of 255",
                 y_range=axes.change,
             )
@@ -318,11 +227,11 @@ def _sheet(
         measured = row.get("psnr_in_frame_db")
         if face.frame in out_frames:
             region, _ = face_region(out_frames[face.frame], box, scale, margin=0.05)
-            pasted = _img(_uri(region, height=SHEET_PX), "pasted result", "out")
+            pasted = img_tag(image_uri(region, height=SHEET_PX), "pasted result", "out")
             if measured is None and face.frame in src_frames:
                 measured = frame_consistency(src_frames[face.frame], out_frames[face.frame], box)
         figures = [
-            f"{_in_frame_status(row, measured)} · search {_num(row.get('psnr_db'))} dB "
+            f"{_in_frame_status(row, measured)} · search {fmt_num(row.get('psnr_db'))} dB "
             f"({'met' if row.get('met_bound') else 'missed'} in its crop)",
             f"{row.get('steps', '—')} steps · crop {face.crop.shape[0]} px",
         ]
@@ -331,8 +240,8 @@ def _sheet(
             pasted
             if private
             else (
-                _img(_uri(face.crop, "png"), "footage crop", "px")
-                + _img(_uri(face.restoration, height=SHEET_PX), "restored face")
+                img_tag(image_uri(face.crop, "png"), "footage crop", "px")
+                + img_tag(image_uri(face.restoration, height=SHEET_PX), "restored face")
                 + pasted
             )
         )
@@ -361,7 +270,7 @@ def _in_frame_status(row: Mapping[str, Any], measured: float | None) -> str:
         word = '<span class="bad">misses the bound</span>'
     else:
         word = "not measured against the bound"
-    return f"in the output {_num(measured)} dB, {word}"
+    return f"in the output {fmt_num(measured)} dB, {word}"
 
 
 def _tracks(
@@ -388,14 +297,14 @@ def _tracks(
             f"{sum(r.get('met_bound_in_frame') is True and not r.get('fallback') for r in rows)} meet the "
             "bound in the output",
             f"{sum(bool(r['met_bound']) for r in rows)} met it in the search's crop",
-            f"mean consistency {_num(t.get('mean_psnr_db'))} dB",
-            f"steadiness {_num(t.get('steadiness'), '{:.2f}')} (1 = changes as the footage does)",
+            f"mean consistency {fmt_num(t.get('mean_psnr_db'))} dB",
+            f"steadiness {fmt_num(t.get('steadiness'), '{:.2f}')} (1 = changes as the footage does)",
         ]
         if ident:
             figures.append(
-                f"identity: to footage {_num(ident.get('to_source'), '{:.2f}')}, along track "
-                f"{_num(ident.get('stability'), '{:.2f}')}, same person in "
-                f"{_num(ident.get('kept'), '{:.0%}')} of frames"
+                f"identity: to footage {fmt_num(ident.get('to_source'), '{:.2f}')}, along track "
+                f"{fmt_num(ident.get('stability'), '{:.2f}')}, same person in "
+                f"{fmt_num(ident.get('kept'), '{:.0%}')} of frames"
             )
         parts.append(
             f'<h3 id="track-{tid}">track {tid} · <a href="#shot-{t.get("shot")}">shot {t.get("shot")}</a> · '
@@ -444,8 +353,8 @@ def _flagged(body: Mapping[str, Any], collected: Collected, limit: int = 500) ->
             else f'<a href="#track-{tid}">track</a>'
         )
         cells.append(
-            f"<tr><td>{tid}</td><td>{f}</td><td>{_num(r.get('psnr_db'))}</td>"
-            f"<td>{_num(r.get('psnr_in_frame_db'))}</td><td>{escape(str(why))}</td><td>{link}</td></tr>"
+            f"<tr><td>{tid}</td><td>{f}</td><td>{fmt_num(r.get('psnr_db'))}</td>"
+            f"<td>{fmt_num(r.get('psnr_in_frame_db'))}</td><td>{escape(str(why))}</td><td>{link}</td></tr>"
         )
     more = (
         f'<p class="small">and {len(rows) - limit} more (see the JSON report)</p>'
@@ -471,14 +380,14 @@ def _spread(collected: Collected) -> str:
         k = len(s.psnr)
         rows.append(
             f"<tr><td>track {s.track_id}<br>frame {s.frame_index}</td>"
-            f"<td>{_img(_uri(s.mean), 'mean restoration')}</td>"
-            f"<td>{_img(_uri(heat_map(s.spread, SPREAD_VMAX), 'png'), 'spread heat map', 'px')}</td>"
+            f"<td>{img_tag(image_uri(s.mean), 'mean restoration')}</td>"
+            f"<td>{img_tag(image_uri(heat_map(s.spread, SPREAD_VMAX), 'png'), 'spread heat map', 'px')}</td>"
             f"<td>K = {k} starts<br>mean spread {float(s.spread.mean()):.3f}<br>"
             f"{invented:.0%} of pixels above {INVENTED_LEVEL}<br>"
             f"consistency {', '.join(f'{p:.1f}' for p in s.psnr)} dB<br>"
             f"{sum(s.met_bound)}/{k} met the bound</td></tr>"
         )
-    legend = _img(_uri(ramp_legend(), "png"), "colour ramp")
+    legend = img_tag(image_uri(ramp_legend(), "png"), "colour ramp")
     return (
         "<p>The same footage crop searched from K different random starts. Every result matches the "
         "footage when downscaled; where they still disagree, the footage does not decide the face and "
@@ -569,10 +478,10 @@ def page(
         _what_ran(body),
         "</div><div>",
         "<h2>Time</h2>",
-        _times(body),
+        times_section(body),
         "</div></div>",
         '<h2 id="shots">Shots</h2>',
-        _shots(body, thumbs, out_frames, cfg),
+        shots_section(body, thumbs, out_frames, cfg),
         '<h2 id="people">People</h2>',
         people_sheet(
             body.get("people"), out_frames, scale, {int(t["track_id"]) for t in body.get("tracks", [])}
@@ -622,7 +531,7 @@ def index_page(
             f"<tr><td>{escape(str(item.get('input', '')))}</td><td>{escape(str(item.get('output', '')))}</td>"
             f"<td>{escape(str(item.get('status', '')))}</td><td>{b.get('frames', '—')}</td>"
             f"<td>{b.get('restored', '—')}</td><td>{b.get('met_bound', '—')}</td>"
-            f"<td>{_num(item.get('seconds'), '{:.1f}')}</td><td>{link}</td></tr>"
+            f"<td>{fmt_num(item.get('seconds'), '{:.1f}')}</td><td>{link}</td></tr>"
         )
     name = escape(str(summary.get("manifest", "batch")))
     return (

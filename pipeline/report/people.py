@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.report.parts import image_uri, img_tag
+
 PEOPLE_PX = 72  # height of each track's picture on the people sheet
 MAX_PEOPLE_THUMBS = 240  # pictures decoded for the sheet at most (long videos: the first ones)
 
@@ -25,14 +27,13 @@ def _picture(
     thumb: Mapping[str, Any], frames: Mapping[int, np.ndarray], scale: float, listed: Collection[int]
 ) -> str:
     from pipeline.report.assets import face_region
-    from pipeline.report.html import _img, _uri
 
     tid, f = int(thumb["track_id"]), int(thumb["frame"])
     link = f'<a href="#track-{tid}">track {tid}</a>' if tid in listed else f"track {tid} (not processed)"
     if f not in frames:
         return f'<figure><div class="nopic">not decoded</div>{link}</figure>'
     region, _ = face_region(frames[f], thumb["box"], scale, margin=0.25)
-    picture = _img(_uri(region, height=PEOPLE_PX), f"track {tid}, frame {f} (output)")
+    picture = img_tag(image_uri(region, height=PEOPLE_PX), f"track {tid}, frame {f} (output)")
     return f"<figure>{picture}{link} · {f}</figure>"
 
 

@@ -10,16 +10,18 @@ import time
 from collections.abc import Mapping, Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline import INVENTED_DETAIL_NOTICE
 from pipeline.config import Config, dump_config
 from pipeline.files import load_arrays
 from pipeline.io.presets import EncoderPreset
 from pipeline.run.frames import inverse_telecine
-from pipeline.run.plan import PlanSummary
 from pipeline.run.report import ReportArtifacts, RestoreReport, provenance_tags, write_report
 from pipeline.types import VideoInfo, VideoStreamInfo
+
+if TYPE_CHECKING:
+    from pipeline.run.plan import PlanSummary
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +103,8 @@ def finish_restore(
     from pipeline.faces import store
     from pipeline.film.clean import collect_stats
     from pipeline.io.verify import output_frame_count
-    from pipeline.report.build import FaceCounts, load_records, merge_records
+    from pipeline.report.build import load_records, merge_records
+    from pipeline.report.model import FaceCounts
     from pipeline.run.steps import face_rows, film_stats_path
 
     job = summary.job

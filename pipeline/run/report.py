@@ -33,7 +33,8 @@ from pipeline.config import Config, to_dict
 from pipeline.faces.people import Person
 from pipeline.faces.scan import ScanResult
 from pipeline.files import save_json
-from pipeline.report.build import ReportArtifacts
+from pipeline.report.build import collect, merge_records, render_report
+from pipeline.report.model import Collected, FaceCounts, ReportArtifacts, html_path, json_path
 from pipeline.types import FaceCrop, FaceRestoration, Track
 
 log = logging.getLogger(__name__)
@@ -191,15 +192,6 @@ def write_report(
     without hashing the weights again. `executor` is recorded when given.
     """
     from pipeline.faces.store import track_summary
-    from pipeline.report.build import (
-        Collected,
-        FaceCounts,
-        collect,
-        html_path,
-        json_path,
-        merge_records,
-        render_report,
-    )
 
     t0 = time.perf_counter()
     path = json_path(report.output)

@@ -5,13 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from pipeline.affine import rescale_affine, to_cv2_matrix
 from pipeline.faces.align import (
     alignment_jitter,
     crop_to_frame_affine,
     ffhq_quad,
     native_size,
-    rescale_affine,
-    to_cv2_matrix,
     warp_crop,
 )
 

@@ -36,7 +36,8 @@ def test_same_person_survives_degradation_and_other_images_do_not() -> None:
 def test_track_identity_of_true_and_wrong_restorations() -> None:
     from skimage.data import chelsea
 
-    from pipeline.faces.align import make_crop, rescale_affine, warp_crop
+    from pipeline.affine import rescale_affine
+    from pipeline.faces.align import make_crop, warp_crop
     from pipeline.faces.synthetic import Placement, ShotSpec, render
     from pipeline.metrics.identity import track_identity
     from pipeline.types import FaceRestoration, TrackFrame

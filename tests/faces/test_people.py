@@ -6,10 +6,29 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.faces.people import link_people, people_from_arrays, people_to_arrays
-from pipeline.faces.people_clip import find_people, render, score_people, standard_shots
+from pipeline.config import Config
+from pipeline.faces import store
+from pipeline.faces.people import Person, link_people, people_from_arrays, people_to_arrays
+from pipeline.faces.people_clip import render, score_people, standard_shots
 from pipeline.faces.synthetic import write_video
+from pipeline.files import load_arrays
+from pipeline.io.probe import probe
+from pipeline.run.restore import RESTORE
+from pipeline.run.steps import scan_segment, stitch_scan
 from pipeline.types import Track, TrackFrame
+
+
+def find_people(video: Path, workdir: Path) -> tuple[list[Person], list[Track]]:
+    """The pipeline's own scan and stitch steps (restore mode) on a clip: (its people, its tracks)."""
+    info = probe(video, exact=True)
+    frames = int(info.video.frame_count or 0)
+    cfg = Config()
+    segment, stitched = workdir / "segment.npz", workdir / "scan-people.npz"
+    scan_segment(str(video), info, cfg, 0, frames, frames, str(segment))
+    stitch_scan(cfg, [str(segment)], str(stitched), RESTORE)
+    arrays = load_arrays(str(stitched))
+    tracks = list(store.scan_from_arrays(arrays).tracks)
+    return people_from_arrays(arrays, tracks) or [], tracks
 
 
 def test_each_person_is_one_person_across_cuts_and_a_tiny_face_is_undecided(tmp_path: Path) -> None:

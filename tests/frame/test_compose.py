@@ -8,7 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.faces.align import crop_to_frame_affine, native_size, rescale_affine, warp_crop
+from pipeline.affine import rescale_affine
+from pipeline.faces.align import crop_to_frame_affine, native_size, warp_crop
 from pipeline.faces.synthetic import Clip, Placement, ShotSpec, render
 from pipeline.frame.compose import ComposeSettings, FacePaste, face_mask, paste_faces
 

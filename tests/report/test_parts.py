@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from pipeline.report.assets import data_uri, decode_frames, face_region, heat_map
-from pipeline.report.build import crop_box, flagged, merge_records, sheet_frames, thumb_frames
+from pipeline.report.build import merge_records, sheet_frames
 from pipeline.report.measure import frame_consistency, track_motion
+from pipeline.report.model import crop_box, flagged, thumb_frames
 from pipeline.report.plots import Series, bar_chart, line_plot
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from pipeline import INVENTED_DETAIL_NOTICE, __version__
 from pipeline.config import Config, load_config
-from pipeline.report.build import flagged
+from pipeline.report.model import ReportArtifacts, flagged
 from pipeline.run.report import NOTHING_INVENTED, REPORT_VERSION, RestoreReport
 from tests.anon.conftest import clip, clip_video
 
@@ -216,7 +216,6 @@ def test_rerun_with_the_same_settings_gives_the_same_bytes(
 
 
 def test_spread_is_stored_and_brighter_where_the_prior_invents(run: _Run) -> None:
-    from pipeline.report.build import ReportArtifacts
     from pipeline.report.spread import spread_from_arrays
 
     artifacts = ReportArtifacts.from_json(run.body["artifacts"])

@@ -138,7 +138,8 @@ def test_anonymize_only_people_hides_them_and_the_undecided(people: _Clip, tmp_p
     # only person 0 chosen: person 1 is left exactly as it was, except where undecided (hidden)
     out1 = tmp_path / "anon1.mkv"
     one = _first(people.refs, tmp_path)
-    cfg = load_config(["anonymize"], [f"run.workdir={tmp_path}/w2", f"people.only={one}", *common])
+    # (the same work directory: the first run forgot the embeddings, this one must scan again)
+    cfg = load_config(["anonymize"], [f"run.workdir={tmp_path}/w1", f"people.only={one}", *common])
     restore(people.video, out1, cfg, mode=ANONYMIZE)
     audit = json.loads(Path(f"{out1}.anon.json").read_text())
     undecided = audit["people_choice"]["undecided_hidden"]
