@@ -44,6 +44,8 @@ _TEMP = re.compile(r"\.partial|\.part\d|\.tmp-|\.video\.mov|\.work/")
 # How restores run: in-process by default; `--executor ray` sends every restore through Ray (slow to start).
 EXECUTOR = ["--executor", "local"]
 NOISY_FRAMES = 30  # frames of the noisy clip (noise compresses badly: it fills small disks)
+MARK = "REEL_FUZZ_CASE"  # set in every case's environment: finds the processes a case left running
+CASE_ID = [""]
 SENTINEL = b"an older output that a failed run must leave as it is\n"
 
 
@@ -59,6 +61,7 @@ class Case:
     fsize: int | None = None  # RLIMIT_FSIZE for the run (a simulated full disk)
     run: Callable[[Case], Result] | None = None  # a case that drives several processes itself
     quick: bool = False  # part of the fast subset (tests/robust)
+    forbid: tuple[str, ...] = ()  # text the error line must not contain (advice that would be wrong)
 
 
 @dataclass
@@ -73,10 +76,11 @@ class Result:
     intact: bool | None
     stale: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    leftover: list[str] = field(default_factory=list)  # processes of the case still alive after it
 
     @property
     def as_expected(self) -> bool:
-        if self.traceback:
+        if self.traceback or self.leftover:
             return False
         if self.expect == "ok":
             return self.restored_ok
@@ -177,6 +181,18 @@ def build_corpus(d: Path, quick: bool = False) -> dict[str, Path]:
     c["gbrp10"] = clip(d / "gbrp10.mkv", vcodec="ffv1", pix_fmt="gbrp10le", seconds=1.0)
     c["big"] = clip(d / "big.mkv", size="640x360", seconds=0.4)
     c["noisy"] = clip(d / "noisy.mkv", size="320x240", seconds=1.2, extra=("-vf", "noise=alls=80:allf=t"))
+    c["vfr"] = d / "vfr.mkv"  # 25 fps for 1 s, then 10 fps for 1 s: 35 frames, two audio streams
+    if not c["vfr"].exists():
+        ffmpeg(
+            *["-f", "lavfi", "-i", "testsrc2=s=64x48:r=25:d=1"],
+            *["-f", "lavfi", "-i", "testsrc2=s=64x48:r=10:d=1"],
+            *["-f", "lavfi", "-i", "sine=d=2", "-f", "lavfi", "-i", "sine=f=300:d=2"],
+            *["-filter_complex", "[0:v]settb=1/1000[a];[1:v]settb=1/1000[b];[a][b]concat=n=2:v=1:a=0[v]"],
+            *["-map", "[v]", "-map", "2:a", "-map", "3:a", "-c:v", "libx264", "-fps_mode", "passthrough"],
+            str(c["vfr"]),
+        )
+    if not quick:  # long enough to interrupt while it runs
+        c["long"] = clip(d / "long.mkv", size="320x240", seconds=20.0)
     c["audio_only"] = d / "audio_only.m4a"
     if not c["audio_only"].exists():
         ffmpeg("-f", "lavfi", "-i", "sine=d=1", "-c:a", "aac", str(c["audio_only"]))
@@ -408,6 +424,28 @@ def cases(c: dict[str, Path], out: Path) -> list[Case]:
         probe("probe-exact-middle", c["mp4_middle"], "either", "--exact"),
         Case("probe-bad-rate", ["probe", str(c["dpx"]), "--rate", "fast"], "error", ("--rate",)),
     ]
+
+    # issue 22: what a new user typed or had (one line each, with "did you mean" where it helps)
+    def usage(name: str, args: list[str], names: tuple[str, ...], forbid: tuple[str, ...] = ()) -> Case:
+        return Case(name, args, "error", names, quick=True, forbid=forbid)
+
+    good = str(c["mkv"])
+    L += [
+        restore("vfr-mkv-two-audio", c["vfr"], "ok", ".mkv", frames=35, quick=True),
+        usage("scale-fraction", ["restore", good, "-o", str(o("frac")), "--scale", "1.5"], ("--scale",)),
+        usage("scale-zero", ["restore", good, "-o", str(o("zero")), "--scale", "0"], ("--scale",)),
+        usage("output-option-missing", ["restore", good], ("-o", "--output")),
+        usage("command-typo", ["restor", good, "-o", str(o("typo"))], ("did you mean", "restore")),
+        usage("preset-typo", ["restore", good, "-o", str(o("pt")), "--preset", "newsreal"], ("newsreel",)),
+        usage("set-key-typo", ["restore", good, "-o", str(o("kt")), "--set", "io.crff=18"], ("io.crf",)),
+        usage(
+            "output-is-input-no-overwrite",
+            ["restore", good, "-o", good, *EXECUTOR],
+            (c["mkv"].name,),
+            forbid=("--overwrite",),
+        ),
+    ]
+    L.append(Case("ctrl-c-under-ray", [], "error", run=_interrupt_case(c, out)))
     # unwritable outputs
     existing = o("exists")
     existing.write_bytes(SENTINEL)
@@ -476,7 +514,7 @@ def reel(args: list[str], *, fsize: int | None = None, timeout: float = 300) -> 
             signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG instead
             resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
 
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "TQDM_DISABLE": "1"}
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "TQDM_DISABLE": "1", MARK: CASE_ID[0]}
     try:
         proc = subprocess.run(
             [sys.executable, "-m", "pipeline", *args],
@@ -490,6 +528,25 @@ def reel(args: list[str], *, fsize: int | None = None, timeout: float = 300) -> 
     except subprocess.TimeoutExpired as exc:
         return 124, f"timed out after {timeout:.0f} s: {exc}"
     return proc.returncode, proc.stderr
+
+
+def leftover_processes(mark: str, grace: float = 10.0) -> list[str]:
+    """Processes started by a case that outlived it (found by the marker in their environment, which
+    Ray's workers and agents inherit); a few seconds are given to processes that are shutting down."""
+    deadline = time.monotonic() + grace
+    while True:
+        alive = []
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit() or int(proc.name) == os.getpid():
+                continue
+            try:
+                if f"{MARK}={mark}".encode() in (proc / "environ").read_bytes().split(b"\0"):
+                    alive.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()[:80])
+            except OSError:
+                continue
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.5)
 
 
 def output_frames(output: Path) -> int | None:
@@ -529,6 +586,7 @@ def judge(case: Case, rc: int, stderr: str, seconds: float, intact: bool | None 
         and last == errors[0]
         and (not names or any(n and n in last for n in names))
         and not _TEMP.search(last)
+        and not any(f in last for f in case.forbid)
     )
     ok = rc == 0 and not traceback
     if ok and case.output is not None:
@@ -551,6 +609,13 @@ def judge(case: Case, rc: int, stderr: str, seconds: float, intact: bool | None 
 
 
 def run_case(case: Case) -> Result:
+    CASE_ID[0] = f"{case.name}-{os.getpid()}-{time.monotonic_ns()}"
+    result = _run_case(case)
+    result.leftover = leftover_processes(CASE_ID[0])
+    return result
+
+
+def _run_case(case: Case) -> Result:
     if case.run is not None:
         return case.run(case)
     args = list(case.args)
@@ -649,7 +714,7 @@ def _concurrent_case(c: dict[str, Path], out: Path) -> Callable[[Case], Result]:
         target = d / "restored.mkv"
         case.output, case.names = target, ("restored.mkv",)
         args = ["restore", str(c["noisy"]), "-o", str(target), *EXECUTOR, "--scale", "2"]
-        env = {**os.environ, "TQDM_DISABLE": "1"}
+        env = {**os.environ, "TQDM_DISABLE": "1", MARK: CASE_ID[0]}
         first = subprocess.Popen(
             [sys.executable, "-m", "pipeline", *args],
             cwd=ROOT,
@@ -733,6 +798,54 @@ def _killed_case(c: dict[str, Path], out: Path, damage: bool = False) -> Callabl
     return run
 
 
+def _interrupt_case(c: dict[str, Path], out: Path) -> Callable[[Case], Result]:
+    """Ctrl-C (SIGINT to the process group, as a terminal sends it) once the embedded Ray has started
+    and work is under way: exit 130, one line, no output, no partial, no Ray process left."""
+
+    def run(case: Case) -> Result:
+        d = out / "interrupted"
+        _fresh(d)
+        target = d / "restored.mkv"
+        case.output = target
+        args = ["restore", str(c["long"]), "-o", str(target), "--executor", "ray", "--scale", "2"]
+        args += ["--set", "run.num_cpus=2", "--set", "run.segment_frames=50"]
+        env = {**os.environ, "TQDM_DISABLE": "1", MARK: CASE_ID[0]}
+        t = time.perf_counter()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pipeline", *args],
+            cwd=ROOT,
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+            env=env,
+            start_new_session=True,
+        )
+        work = target.with_name(target.name + ".work")
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None and not any(work.glob("*/*/*")):
+            time.sleep(0.1)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGINT)
+        try:
+            _, stderr = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            _, stderr = proc.communicate()
+        result = judge(case, proc.returncode, stderr, time.perf_counter() - t)
+        lines = [ln for ln in stderr.splitlines() if ln.strip()]
+        result.last_line = lines[-1][:300] if lines else ""
+        result.clean_error = (
+            proc.returncode == 130
+            and not result.traceback
+            and result.last_line.startswith("reel: interrupted")
+            and sum(ln.startswith(("reel: interrupted", "reel: error")) for ln in lines) == 1
+            and not target.exists()
+        )
+        return result
+
+    return run
+
+
 def summarize(results: list[Result]) -> dict[str, object]:
     errors = [r for r in results if r.expect == "error"]
     oks = [r for r in results if r.expect == "ok"]
@@ -747,6 +860,7 @@ def summarize(results: list[Result]) -> dict[str, object]:
         "outputs_intact": sum(bool(r.intact) for r in sentinels),
         "outputs_checked": len(sentinels),
         "stale_files": sum(len(r.stale) for r in results),
+        "processes_left": sum(len(r.leftover) for r in results),
         "restored_ok": sum(r.restored_ok for r in oks),
         "restores_expected": len(oks),
         "seconds": round(sum(r.seconds for r in results), 1),
@@ -783,6 +897,7 @@ def main(argv: list[str] | None = None) -> int:
             mark = "ok " if r.as_expected else "BAD"
             extra = f" stale={r.stale}" if r.stale else ""
             extra += "" if r.intact is None else f" intact={r.intact}"
+            extra += f" left running: {r.leftover}" if r.leftover else ""
             print(
                 f"{mark} {r.name:28s} expect={r.expect:6s} rc={r.rc:<3d} {r.seconds:5.1f}s "
                 f"{r.last_line}{extra}",

@@ -162,7 +162,8 @@ def finish_restore(
         film=film,
         people=people,
     )
-    log.info("wrote %s: %s", job.output, face_sentence(report))
+    # DEBUG: the command line prints this summary as its final line; at INFO it showed twice.
+    log.debug("wrote %s: %s", job.output, face_sentence(report))
     if report.restored:
         log.info(INVENTED_DETAIL_NOTICE)
     return report

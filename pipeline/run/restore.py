@@ -141,8 +141,10 @@ def restore(
     from pipeline.run.workdir import WorkDir, default_workdir
 
     workdir = default_workdir(output, config.run.workdir)
+    owned = False  # this run holds the output's lock: the work directory is ours to tidy
     try:
         job = make_job(input, output, config, overwrite=overwrite, mode=mode)
+        owned = True
         WorkDir(job.workdir).clean_temporaries()
         executor = executor_of(job)
         if executor == "local" and job.config.run.executor == "auto" and simple_job(job):
@@ -156,6 +158,8 @@ def restore(
     finally:
         if mode.forget is not None:
             mode.forget(workdir, config)
+        if owned and workdir.is_dir():  # a failed or interrupted run: writers killed mid-part
+            WorkDir(workdir).clean_temporaries()
         remove_empty_dirs(workdir)
         lock.release(output, workdir)  # taken by preflight
 

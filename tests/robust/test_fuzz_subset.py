@@ -57,6 +57,15 @@ QUICK = [
     "output-exists",
     "full-disk-up-front",
     "two-runs-one-output",
+    # issue 22: what new users typed or had
+    "vfr-mkv-two-audio",
+    "scale-fraction",
+    "scale-zero",
+    "output-option-missing",
+    "command-typo",
+    "preset-typo",
+    "set-key-typo",
+    "output-is-input-no-overwrite",
 ]
 
 
@@ -70,5 +79,6 @@ def test_case(quick_cases: dict[str, Any], name: str) -> None:
     assert not result.traceback, result.last_line
     assert result.as_expected, f"{name}: rc={result.rc} {result.last_line}"
     assert result.stale == [], result.stale
+    assert result.leftover == [], f"{name}: processes left running: {result.leftover}"
     if result.intact is not None:
         assert result.intact, f"{name}: the existing output was changed by a failed run"
