@@ -8,6 +8,7 @@ keeps its traceback.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -142,6 +143,11 @@ def _mb(n: int | None) -> str:
     return f"{n / 1024:.0f} KB"
 
 
+def is_disk_full(exc: BaseException) -> bool:
+    """The OS refused a write for lack of space: a full disk, a quota, or the file size limit."""
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
 def looks_disk_full(text: str) -> bool:
     return "No space left on device" in text or "Disk quota exceeded" in text or "File too large" in text
 
@@ -159,7 +165,6 @@ def one_line(
     output errors) or input; a full disk is said as such; an encoder's quoted stderr is reduced to
     its last meaningful line; anything unexpected is named by its type and marked as a bug.
     """
-    import errno
 
     cause = _unwrap(exc)
     text = str(cause)
@@ -175,8 +180,7 @@ def one_line(
     if path is not None and is_temporary_path(path):
         is_input = isinstance(cause, InputError) and not isinstance(cause, OutputError)
         path = (user_in if is_input else user_out) or path
-    enospc = isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
-    if enospc or looks_disk_full(text) or isinstance(cause, DiskFullError):
+    if is_disk_full(cause) or looks_disk_full(text) or isinstance(cause, DiskFullError):
         where: Path = path or user_out or Path.cwd()
         if isinstance(cause, DiskFullError):
             return f"{where}: {cause.problem}"

@@ -183,14 +183,3 @@ class FaceRestoration:
     met_bound: bool  # True when the loss reached the configured eps
     steps: int  # optimiser steps spent on this frame
     invented: bool = True  # always True: the detail comes from the prior (see INVENTED_DETAIL_NOTICE)
-
-
-@dataclass(frozen=True)
-class WorkUnit:
-    """A run of consecutive frames of one track: the unit a search worker takes whole."""
-
-    video_key: str  # content key of the input video (see run/workdir)
-    track_id: int
-    start: int  # first frame index (inclusive)
-    end: int  # last frame index (exclusive)
-    anchor: int | None = None  # frame whose latents warm-start this unit (chunked tracks)

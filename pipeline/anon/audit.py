@@ -26,11 +26,11 @@ from pipeline.config import Config
 from pipeline.errors import ConfigError
 from pipeline.faces.people import Person
 from pipeline.files import save_json
+from pipeline.metrics.identity import SAME_PERSON_COSINE
 
 log = logging.getLogger(__name__)
 
 AUDIT_VERSION = 1
-SAME_PERSON_COSINE = 0.363  # SFace's published same-person threshold (pipeline.metrics.identity)
 ANON_NOTICE = (
     "Every detected face was replaced by a synthetic face that matches the footage only at a few "
     "pixels across, or masked where no synthetic face could be made; the synthetic faces are "

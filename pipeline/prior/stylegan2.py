@@ -295,7 +295,7 @@ class SynthesisNetwork(nn.Module):
         cfg = self.cfg
         if max_res is not None and max_res not in cfg.block_resolutions:
             raise ValueError(f"max_res must be one of {cfg.block_resolutions}, got {max_res}")
-        need = num_ws_at(cfg, max_res or cfg.resolution)
+        need = num_ws_at(max_res or cfg.resolution)
         if ws.ndim != 3 or ws.shape[1] < need or ws.shape[2] != cfg.w_dim:
             raise ValueError(f"ws must be [batch, >={need}, {cfg.w_dim}], got {tuple(ws.shape)}")
         if noise_mode not in ("const", "random", "none"):
@@ -329,7 +329,7 @@ class SynthesisNetwork(nn.Module):
         return img
 
 
-def num_ws_at(cfg: GeneratorConfig, res: int) -> int:
+def num_ws_at(res: int) -> int:
     """ws consumed by synthesis up to and including resolution `res` (convs + that level's ToRGB)."""
     return 2 * int(math.log2(res)) - 2
 
@@ -363,7 +363,7 @@ class Generator(nn.Module):
         ]
 
     def num_ws_at(self, res: int) -> int:
-        return num_ws_at(self.cfg, res)
+        return num_ws_at(res)
 
     def set_execution(
         self, modconv: ModConvMode | Literal["auto"] = "auto", channels_last: bool = False

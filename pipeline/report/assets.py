@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.types import FaceCrop, FaceRestoration
+from pipeline.types import FaceCrop
 
 log = logging.getLogger(__name__)
 
@@ -100,18 +100,6 @@ def load_crops(paths: Iterable[Path]) -> dict[tuple[int, int], FaceCrop]:
         arrays = _load(path)
         if arrays is not None:
             out.update({(c.track_id, c.frame_index): c for c in crops_from_arrays(arrays)})
-    return out
-
-
-def load_restorations(paths: Iterable[Path]) -> dict[tuple[int, int], FaceRestoration]:
-    """Every stored restoration of these npz artifacts, by (track id, frame index)."""
-    from pipeline.faces.store import restorations_from_arrays
-
-    out: dict[tuple[int, int], FaceRestoration] = {}
-    for path in paths:
-        arrays = _load(path)
-        if arrays is not None:
-            out.update({(r.track_id, r.frame_index): r for r in restorations_from_arrays(arrays)})
     return out
 
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from pipeline import INVENTED_DETAIL_NOTICE
 from pipeline.config import ReportConfig
+from pipeline.metrics.identity import SAME_PERSON_COSINE
 from pipeline.report.measure import TrackMotion
 from pipeline.report.model import Collected, SheetFace, crop_box, flagged
 from pipeline.report.parts import (
@@ -214,7 +215,6 @@ def _sheet(
     out_frames: Mapping[int, np.ndarray],
     src_frames: Mapping[int, np.ndarray],
     scale: float,
-    private: bool = False,
 ) -> str:
     from pipeline.report.assets import face_region
     from pipeline.report.measure import frame_consistency
@@ -235,15 +235,10 @@ def _sheet(
             f"({'met' if row.get('met_bound') else 'missed'} in its crop)",
             f"{row.get('steps', '—')} steps · crop {face.crop.shape[0]} px",
         ]
-        # anonymised output: the footage's face is what was removed, never shown
         trio = (
-            pasted
-            if private
-            else (
-                img_tag(image_uri(face.crop, "png"), "footage crop", "px")
-                + img_tag(image_uri(face.restoration, height=SHEET_PX), "restored face")
-                + pasted
-            )
+            img_tag(image_uri(face.crop, "png"), "footage crop", "px")
+            + img_tag(image_uri(face.restoration, height=SHEET_PX), "restored face")
+            + pasted
         )
         cards.append(
             f'<div class="face" id="f-{face.track_id}-{face.frame}"><b>frame {face.frame}</b>'
@@ -320,7 +315,6 @@ def _tracks(
                 out_frames,
                 src_frames,
                 scale,
-                private=body.get("mode") == "anonymize",
             )
         )
     if parts:
@@ -428,7 +422,8 @@ def _glossary(body: Mapping[str, Any]) -> str:
             "identity",
             "SFace cosine similarity: to footage = restored face vs the footage crop; along track = vs the "
             "track's first restored face; same person in = share of frames at or above SFace's "
-            "same-person threshold 0.363 (for a restoration, higher is better; the goal is 100%).",
+            f"same-person threshold {SAME_PERSON_COSINE} (for a restoration, higher is better; "
+            "the goal is 100%).",
         ),
         (
             "contact sheet",
@@ -492,9 +487,7 @@ def page(
         '<h2 id="flagged">Flagged face-frames</h2>',
         _flagged(body, collected),
         '<h2 id="invented">Where is this invented?</h2>',
-        _spread(collected)
-        if body.get("mode") != "anonymize"
-        else '<p class="small">not for anonymised output</p>',
+        _spread(collected),
         "<h2>Settings</h2>",
         _settings(body),
         f'<p class="small">report format version {escape(str(body.get("version", "")))} · '

@@ -1,6 +1,6 @@
 """Frames for the steps: the one place a step decodes pixels, and one thread per task.
 
-`read_frames(video, info, cfg, start, end, max_size)` is the only way a step reads frames (scan,
+`read_frames(video, cfg, start, end, max_size)` is the only way a step reads frames (scan,
 crops and compose all go through it), so a whole-frame treatment before everything else (film
 cleaning, `pipeline.film.clean`) plugs in here once. It is re-exported as
 `pipeline.run.steps.read_frames`, the name the integration contract uses.
@@ -21,7 +21,7 @@ import numpy as np
 
 from pipeline.config import Config
 from pipeline.files import load_arrays, save_arrays
-from pipeline.types import VideoFrame, VideoInfo
+from pipeline.types import VideoFrame
 
 # Frames this process has taken from the decoder and put through film cleaning, context frames
 # included. `pipeline.run.schedule.run_step` takes the difference around each step (in-process or in
@@ -217,7 +217,6 @@ def _load_meta(segment: CleanSegment) -> dict[str, np.ndarray]:
 
 def read_frames(
     video: str | Path,
-    info: VideoInfo | None,
     cfg: Config,
     start: int,
     end: int | None,
@@ -228,10 +227,7 @@ def read_frames(
     cleaned by `pipeline.film.clean.clean_frames` when a film stage is on (which decodes the few
     frames of context before and after the range that `pipeline.film.clean.context(cfg)` asks for).
     With `stored` (the clean steps' segments covering the range), the frames are read back from
-    them at full size instead: decoded and cleaned once per run (`max_size` must then be None).
-    `info` is the probed input (kept in the signature for cleaning steps that need the source's
-    tags; None is accepted)."""
-    del info  # part of the contract; nothing here needs it yet
+    them at full size instead: decoded and cleaned once per run (`max_size` must then be None)."""
     if stored:
         if max_size is not None:
             raise ValueError("stored frames are full size: reduce them after reading")

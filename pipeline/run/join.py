@@ -158,7 +158,7 @@ def finish_restore(
         cfg,
         executor=executor,
         artifacts=artifacts,
-        mode=str(job.mode.name),
+        model_key=job.model_key,
         film=film,
         people=people,
     )

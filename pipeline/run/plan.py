@@ -177,7 +177,7 @@ def stores_clean(job: Job) -> bool:
 def _keys(job: Job) -> dict[str, str]:
 
     cfg = job.config
-    decode = (cfg.io.deinterlace, cfg.io.inverse_telecine, getattr(cfg, "film", None))
+    decode = (cfg.io.deinterlace, cfg.io.inverse_telecine, cfg.film)
     mode = job.mode.settings(cfg)  # its name, and the settings of its own section
     # the scan detects on stored full-size cleaned frames when there are clean steps
     scan_input = ("stored",) if stores_clean(job) else ()
@@ -379,7 +379,7 @@ def build_plan(job: Job, scanned: ScanResult | None = None) -> Plan:
                     f"join_chunks/{tid:06d}",
                     "join_chunks",
                     search_steps.join_chunks,
-                    (cfg, scan_path, crop, anchors, parts, (npz, npy)),
+                    (scan_path, crop, anchors, parts, (npz, npy)),
                     (npz, npy),
                     deps=tuple(f"chunk/{tid:06d}/{c.index:04d}" for c in chunks),
                     label=f"joining the chunks of track {tid}",

@@ -117,7 +117,7 @@ def preflight(
     video, io = info.video, config.io
     info = check_frames(input, info, config)
     video = info.video
-    check_size(input, output, info, preset, config)
+    check_size(output, info, preset, config)
     if config.prior.model is not None:
         check_checkpoint(config.prior.model)
     lock.acquire(output, default_workdir(output, config.run.workdir))
@@ -194,7 +194,7 @@ def output_size(info: VideoInfo, config: Config) -> tuple[int, int]:
     return info.video.width * config.upscale.scale, info.video.height * config.upscale.scale
 
 
-def check_size(input: Path, output: Path, info: VideoInfo, preset: EncoderPreset, config: Config) -> None:
+def check_size(output: Path, info: VideoInfo, preset: EncoderPreset, config: Config) -> None:
     """An output the encoder cannot take, or frames that cannot fit in memory, fail now."""
     width, height = output_size(info, config)
     limit = MAX_OUTPUT_SIDE.get(preset.codec, MAX_OUTPUT_SIDE_DEFAULT)

@@ -33,6 +33,7 @@ from pipeline.config import Config, to_dict
 from pipeline.faces.people import Person
 from pipeline.faces.scan import ScanResult
 from pipeline.files import save_json
+from pipeline.metrics.identity import SAME_PERSON_COSINE
 from pipeline.report.build import collect, merge_records, render_report
 from pipeline.report.model import Collected, FaceCounts, ReportArtifacts, html_path, json_path
 from pipeline.types import FaceCrop, FaceRestoration, Track
@@ -56,7 +57,7 @@ NOTHING_INVENTED = (
 )
 IDENTITY_NOTE = (
     "SFace cosine: to_source = restored vs footage crop, stability = vs the track's first restored "
-    "face, kept = share of frames above the same-person threshold 0.363"
+    f"face, kept = share of frames above the same-person threshold {SAME_PERSON_COSINE}"
 )
 
 
@@ -78,17 +79,6 @@ class RestoreReport:
     input: Path | None = None  # the source video (the report decodes a few of its frames)
     html_path: Path | None = None  # OUTPUT.report.html, when written
     decode: dict[str, Any] | None = None  # frames decoded and film-cleaned (Schedule.decode_section)
-
-
-def face_record(face: FaceRestoration) -> dict[str, Any]:
-    """One face-frame's row of the report (small: this is what a Ray search unit returns per face)."""
-    return {
-        "track_id": int(face.track_id),
-        "frame": int(face.frame_index),
-        "psnr_db": round(float(face.psnr), 3),
-        "met_bound": bool(face.met_bound),
-        "steps": int(face.steps),
-    }
 
 
 def measure_identity(
@@ -135,19 +125,6 @@ def settings_key(config: Config) -> str:
     return files.settings_key("reel-output", d)
 
 
-def model_key_of(model: str | None) -> str | None:
-    """Content key of the generator's weights file (a path or a cached zoo name); None without one."""
-    if model is None:
-        return None
-    from pipeline.errors import PipelineError
-    from pipeline.prior.load import model_key
-
-    try:
-        return model_key(model)
-    except PipelineError:
-        return None
-
-
 def provenance_tags(config: Config, model_key: str | None, random_generator: bool = False) -> dict[str, str]:
     """Container tags of a restored output: restored by which reel, model and settings; a seeded
     random test generator (whose "faces" are not faces) is said in the comment and `reel_prior`."""
@@ -177,25 +154,23 @@ def write_report(
     *,
     executor: str | None = None,
     artifacts: ReportArtifacts | None = None,
-    prior: Any = None,
-    mode: str = "restore",
+    model_key: str | None = None,
     film: Mapping[str, Any] | None = None,
     people: Sequence[Person] | None = None,
 ) -> Path:
     """Write `OUTPUT.report.json` and (config.report.html) `OUTPUT.report.html`; returns the JSON path.
 
-    `faces` are `face_record` rows, `identity` per-track figures; `scanned` is None when no faces
-    were looked for (no model): the page then shows the output and the run, without tracks.
-    `artifacts` name the work-directory files the page is drawn from (crops, restorations, compose
-    records, the "where is this invented?" spread the plan's spread step stored); without them the
-    page has figures and plots but no pictures. `prior` (a loaded `Prior`) gives the model's key
-    without hashing the weights again. `executor` is recorded when given.
+    `faces` are face-frame rows (`pipeline.run.steps.face_rows`), `identity` per-track figures;
+    `scanned` is None when no faces were looked for (no model): the page then shows the output and
+    the run, without tracks. `artifacts` name the work-directory files the page is drawn from (crops,
+    restorations, compose records, the "where is this invented?" spread the plan's spread step
+    stored); without them the page has figures and plots but no pictures. `model_key` is the job's
+    key of the weights (hashed once, by `make_job`). `executor` is recorded when given.
     """
     from pipeline.faces.store import track_summary
 
     t0 = time.perf_counter()
     path = json_path(report.output)
-    model_key = getattr(prior, "key", None) or model_key_of(config.prior.model)
     collected = Collected()
     if artifacts is not None:
         collected = collect(artifacts, faces, config.report)
@@ -223,7 +198,7 @@ def write_report(
     steady = [t["steadiness"] for t in tracks if t["steadiness"] is not None]
     body: dict[str, Any] = {
         "version": REPORT_VERSION,
-        "mode": mode,
+        "mode": "restore",  # anonymise writes its own audit and page (pipeline.anon)
         "notice": INVENTED_DETAIL_NOTICE if counts.restored else NOTHING_INVENTED,
         "random_test_generator": report.random_generator,
         "model": report.model,

@@ -5,7 +5,7 @@ in-process executor's one copy) and take it as their first argument, then paths.
     search_unit(model, cfg, mode, scan, crops[], outs[])     whole tracks in lockstep batches
     search_anchors_step(model, cfg, crops, chunks, out)      a chunked track's anchor chain
     search_chunk_step(model, cfg, crops, anchors, chunks, i, out)  one chunk, landing on the next anchor
-    join_chunks(cfg, scan, crops, anchors, parts[], out)     a chunked track's result (a CPU step)
+    join_chunks(scan, crops, anchors, parts[], out)     a chunked track's result (a CPU step)
 
 A unit is searched by its mode's `search_unit` (`pipeline.run.mode`: restore's latent search, or
 anonymise's synthetic faces); anchors and chunks exist only for modes that may chunk (the plan
@@ -143,7 +143,6 @@ def search_chunk_step(
 
 
 def join_chunks(
-    cfg: Config,
     scan_path: str,
     crops_path: str,
     anchors_path: str,

@@ -81,7 +81,7 @@ def clean_step(video: str, info: VideoInfo, cfg: Config, segment: CleanSegment) 
 
     index: list[int] = []
     pts: list[int] = []
-    frames = read_frames(video, info, cfg, segment.start, segment.end)
+    frames = read_frames(video, cfg, segment.start, segment.end)
     with frames, atomic_path(segment.frames) as tmp:
         assert isinstance(frames, Frames)
         out: Any = None
@@ -111,8 +111,8 @@ def _detector_frames(
     video: Path, cfg: Config, start: int, end: int | None, stored: Sequence[CleanSegment] = ()
 ) -> Frames | StoredFrames:
     if stored:  # full-size cleaned frames: the detector's own resize reduces them (detector_input)
-        return read_frames(video, None, cfg, start, end, stored=stored)
-    return read_frames(video, None, cfg, start, end, max_size=cfg.scan.detect_size)
+        return read_frames(video, cfg, start, end, stored=stored)
+    return read_frames(video, cfg, start, end, max_size=cfg.scan.detect_size)
 
 
 def scan_segment(
@@ -330,7 +330,7 @@ def crops_step(
     crops: dict[int, list[FaceCrop]] = {tid: [] for tid in track_ids}
     if tracks:
         start, end = min(t.start for t in tracks), max(t.end for t in tracks)
-        with read_frames(video, info, cfg, start, end, stored=stored) as frames:
+        with read_frames(video, cfg, start, end, stored=stored) as frames:
             for frame in frames:
                 for row in rows.get(frame.index, ()):
                     crops[row.track_id].append(make_crop(frame.image, row, scanned.gray))
@@ -401,7 +401,8 @@ def load_track(
 
 
 def face_rows(npz: str | Path) -> tuple[list[dict[str, Any]], dict[str, float] | None]:
-    """A stored track's report rows (`report.face_record`) and identity figures, without its images."""
+    """A stored track's report rows (track id, frame, PSNR, met bound, steps) and identity figures,
+    without its images."""
     from pipeline.run.report import identity_from_arrays
 
     a = load_arrays(npz)
@@ -530,7 +531,7 @@ def compose_step(
         hide = hider.segment(scan_path, by_frame, start, end, (info.video.width, info.video.height), cfg)
     records: list[dict[str, Any]] = []
     writer: Any = None
-    frames = read_frames(video, info, cfg, start, end, stored=stored)
+    frames = read_frames(video, cfg, start, end, stored=stored)
     try:
         with frames:
             if not by_frame and not hide and passes_through(info, cfg):

@@ -21,14 +21,6 @@ def luminance(img: torch.Tensor) -> torch.Tensor:
     return (img * w).sum(1, keepdim=True)
 
 
-def to_gray(img: torch.Tensor, gray: torch.Tensor) -> torch.Tensor:
-    """img [B, 3, H, W]; faces where gray [B] is True become their luma on all three channels."""
-    if not bool(gray.any()):
-        return img
-    y = luminance(img).expand_as(img)
-    return torch.where(gray.view(-1, 1, 1, 1), y, img)
-
-
 def downscale(img: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Antialiased bicubic resize of img [B, C, H, W] to size (h, w): any factor, not only powers of two.
 

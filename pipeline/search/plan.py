@@ -1,6 +1,6 @@
 """The plan of a chunked track (`pipeline.search.chunks`): which frames each chunk covers.
 
-Torch-free, so a driver that only divides work (`pipeline.run.stages.search_plan`) can plan chunks
+Torch-free, so a driver that only divides work (`pipeline.run.plan`) can plan chunks
 without loading the search's dependencies.
 """
 

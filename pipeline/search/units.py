@@ -1,6 +1,6 @@
 """How a scan's tracks are divided into search units, and the search of one unit.
 
-Moved here from `pipeline.run.stages` (issue #10): the plan (`pipeline.run.plan`) asks `search_plan`
+The plan (`pipeline.run.plan`) asks `search_plan`
 how to divide the tracks and its search steps call `search_tracks`, `search_anchors` and
 `search_chunk`. The division decides which faces share a search batch and so, in the last bits, the
 result; it depends only on the tracks and the settings, so every executor and every resumed run

@@ -41,8 +41,10 @@ def test_a_failed_unit_names_the_users_file() -> None:
     )
 
 
-def test_a_full_disk_is_named_with_the_space() -> None:
-    exc = OSError(errno.ENOSPC, "No space left on device", "/tmp/x/.tmp-abc")
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT, errno.EFBIG])
+def test_a_full_disk_is_named_with_the_space(code: int) -> None:
+    exc = OSError(code, os.strerror(code), "/tmp/x/.tmp-abc")
+    assert errors.is_disk_full(exc) and not errors.is_disk_full(OSError(errno.EACCES, "denied"))
     line = one_line(exc, output="/tmp/out.mkv", needed=10**15)
     assert line.startswith("/tmp/out.mkv: the disk is full (") and "needed" in line
 

@@ -37,10 +37,10 @@ def test_stored_segments_equal_decoding_and_cleaning_across_a_segment_edge(
     counted = {k: frame_counts()[k] - before[k] for k in before}
     assert counted["decoded"] == counted["cleaned"] == 40  # each segment decodes its context: the whole clip
 
-    with read_frames(src, info, cfg, 5, 15) as decoded:
+    with read_frames(src, cfg, 5, 15) as decoded:
         want = list(decoded)
     before = frame_counts()
-    with read_frames(src, info, cfg, 5, 15, stored=segments) as stored:
+    with read_frames(src, cfg, 5, 15, stored=segments) as stored:
         got = list(stored)
         assert (stored.time_base, stored.frame_rate) == (decoded.time_base, decoded.frame_rate)
     assert frame_counts() == before  # reading back decodes and cleans nothing
@@ -49,9 +49,9 @@ def test_stored_segments_equal_decoding_and_cleaning_across_a_segment_edge(
         assert a.image.dtype == b.image.dtype and np.array_equal(a.image, b.image), a.index
 
     # one segment's film figures are those of decoding and cleaning that segment alone
-    with read_frames(src, info, cfg, 10, 20) as decoded:
+    with read_frames(src, cfg, 10, 20) as decoded:
         list(decoded)
-    with read_frames(src, info, cfg, 10, 20, stored=segments[1:]) as stored:
+    with read_frames(src, cfg, 10, 20, stored=segments[1:]) as stored:
         assert stored.film_stats == decoded.film_stats
 
 
@@ -63,6 +63,6 @@ def test_reading_back_refuses_a_reduced_size_and_an_uncovered_range(
     seg = _segment(tmp_path, 0, 10)
     clean_step(str(src), probe(src), cfg, seg)
     with pytest.raises(ValueError, match="full size"):
-        read_frames(src, None, cfg, 0, 10, max_size=32, stored=[seg])
+        read_frames(src, cfg, 0, 10, max_size=32, stored=[seg])
     with pytest.raises(ValueError, match=r"no clean segment covers frames \[12, 18\)"):
-        read_frames(src, None, cfg, 12, 18, stored=[seg])
+        read_frames(src, cfg, 12, 18, stored=[seg])

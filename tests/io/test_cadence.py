@@ -1,4 +1,4 @@
-"""Cartoons: inverse telecine only where a cadence is measured, and the rule for drawn faces."""
+"""Cadence: inverse telecine only where a telecine cadence is measured (pipeline.io.cadence)."""
 
 from __future__ import annotations
 
@@ -9,15 +9,10 @@ import pytest
 
 from pipeline.config import load_config
 from pipeline.errors import ConfigError
-from pipeline.film.content import face_prior, resolve
+from pipeline.film.content import resolve
 from pipeline.io.cadence import measure_cadence, resolve_inverse_telecine
 from pipeline.io.decode import iter_frames
 from tests.media import MediaCache
-
-
-@pytest.fixture(scope="module")
-def media(tmp_path_factory: pytest.TempPathFactory) -> MediaCache:
-    return MediaCache.for_session(tmp_path_factory)
 
 
 def test_telecined_source_is_measured_and_inverse_telecined(media: MediaCache) -> None:
@@ -48,26 +43,6 @@ def test_on_off_strings_and_bad_values(media: MediaCache) -> None:
         assert cfg.io.inverse_telecine is want and cadence is None
     with pytest.raises(ConfigError, match="inverse_telecine"):
         resolve_inverse_telecine(replace(base, io=replace(base.io, inverse_telecine="maybe")), path)
-
-
-def test_photographic_prior_stays_off_drawn_faces(tmp_path: Path) -> None:
-    cartoon = load_config(["cartoon"], ["prior.model=ffhq-1024"])
-    assert cartoon.film.content == "drawn" and face_prior(cartoon) is None
-    drawn = load_config(
-        ["cartoon"], ["prior.model=ffhq-1024", "film.drawn_face_prior=anime-faces.safetensors"]
-    )
-    assert face_prior(drawn) == "anime-faces.safetensors"
-    assert face_prior(load_config(["newsreel"], ["prior.model=ffhq-1024"])) == "ffhq-1024"
-
-
-def test_a_learned_upscaler_that_cannot_load_fails_before_any_work(media: MediaCache, tmp_path: Path) -> None:
-    from pipeline.errors import CheckpointError
-
-    path = media.clip(size=(64, 48), frames=5)
-    with pytest.raises(CheckpointError, match="no such file"):
-        resolve(load_config(sets=[f"upscale.model={tmp_path / 'missing.pth'}"]), path)
-    with pytest.raises(ConfigError, match="tile"):
-        resolve(load_config(sets=["upscale.tile=16", "upscale.tile_overlap=16"]), path)
 
 
 def test_cadence_broken_at_a_cut_is_still_telecine(tmp_path: Path) -> None:
