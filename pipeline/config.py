@@ -189,6 +189,16 @@ class AnonConfig:
 
 
 @dataclass(frozen=True)
+class PeopleConfig:
+    """Choosing the people by reference photos (pipeline.faces.choose): a folder of photos, one
+    photo or one subfolder per person. Faces not chosen are left as a run without a face model
+    leaves them; anonymise hides a face it cannot decide whatever the photos say."""
+
+    only: str | None = None  # --only-people: only these people are restored (or hidden)
+    exclude: str | None = None  # --except-people: everyone but these people
+
+
+@dataclass(frozen=True)
 class ComposeConfig:
     """Paste-back and the consistency guarantee in frame coordinates (pipeline.frame.compose)."""
 
@@ -245,6 +255,7 @@ class Config:
     report: ReportConfig = field(default_factory=ReportConfig)  # the HTML report (pipeline.report)
     compose: ComposeConfig = field(default_factory=ComposeConfig)  # paste-back + projection (frame.compose)
     film: FilmConfig = field(default_factory=FilmConfig)  # film cleaning, cartoons (pipeline.film)
+    people: PeopleConfig = field(default_factory=PeopleConfig)  # reference photos (pipeline.faces.choose)
 
 
 T = TypeVar("T")

@@ -25,7 +25,7 @@ from pipeline.anon.scan import KINDS, AnonScan
 from pipeline.config import Config
 from pipeline.errors import ConfigError
 from pipeline.faces.people import Person
-from pipeline.files import save_arrays, save_json
+from pipeline.files import save_json
 from pipeline.metrics.identity import SAME_PERSON_COSINE
 
 log = logging.getLogger(__name__)
@@ -83,17 +83,17 @@ def check_anon_config(config: Config) -> None:
 
 def forget_faces(workdir: Path) -> None:
     """What a job kept of the people filmed leaves the work directory with it: the original face
-    crops, and the SFace embeddings the scan keeps to join one person's tracks (the scan's segments
-    stay, without them: a rerun reuses the stitched tracks)."""
+    crops, and the scan's segments, which hold the SFace embeddings that join one person's tracks.
+    A rerun reuses the stitched tracks; one that must stitch again (another choice of people)
+    scans again, so it never decides people without their embeddings."""
     import numpy as np
 
     shutil.rmtree(workdir / "crops", ignore_errors=True)
     for path in sorted((workdir / "scan").glob("*/segment-*.npz")):
         with np.load(path, allow_pickle=False) as a:
-            if not any(k.startswith("emb_") for k in a.files):
-                continue
-            kept = {k: np.array(a[k]) for k in a.files if not k.startswith("emb_")}
-        save_arrays(path, **kept)
+            embedded = any(k.startswith("emb_") for k in a.files)
+        if embedded:
+            path.unlink()
 
 
 def _stats(values: Sequence[float]) -> dict[str, float] | None:
@@ -113,6 +113,22 @@ def above_threshold(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]
     return sorted(rows, key=lambda r: (-r["cosine"], r["frame"], r["track_id"]))
 
 
+def people_choice(people: Sequence[Person] | None, config: Config) -> dict[str, Any] | None:
+    """Whom reference photos chose (None: everyone was hidden); the undecided are hidden whatever
+    the photos say, and listed."""
+    rule, folder = ("only", config.people.only) if config.people.only else ("except", config.people.exclude)
+    if not folder or people is None:
+        return None
+    return {
+        "rule": rule,
+        "folder": folder,
+        "hidden": [p.person_id for p in people if p.chosen],
+        "left_untouched": [p.person_id for p in people if p.chosen is False],
+        "undecided_hidden": [p.person_id for p in people if not p.decided],
+        "recognised": {str(p.person_id): p.match for p in people if p.match},
+    }
+
+
 def write_audit(
     report: AnonReport,
     scanned: AnonScan,
@@ -127,7 +143,6 @@ def write_audit(
     alone, without the original.
     """
     from pipeline.config import to_dict
-    from pipeline.faces.people import people_json
 
     by_track: dict[int, list[Mapping[str, Any]]] = {}
     for r in records:
@@ -179,8 +194,9 @@ def write_audit(
             },
             "tracks": tracks,
             # one person across cuts; the undecided are hidden whatever any choice of people says
-            "people": people_json(people, scanned.result.tracks) if people is not None else None,
+            "people": [p.as_json() for p in people] if people is not None else None,
             "undecided_people": [p.person_id for p in people or () if not p.decided],
+            "people_choice": people_choice(people, config),
             "scale": config.upscale.scale,  # output px per source px (where the people's boxes land)
             "seconds": {k: round(v, 3) for k, v in report.seconds.items()},
             "decode": report.decode,

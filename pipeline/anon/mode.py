@@ -83,5 +83,6 @@ ANONYMIZE: Mode[AnonReport] = Mode(
     key_settings=key_settings,
     prepare=prepare,
     output_word="anonymized",
+    hides_undecided=True,  # the safe rule: a face that cannot be decided is hidden under any choice
     preset="anonymize",
 )

@@ -45,15 +45,32 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "--address", help="Ray cluster address (HOST:PORT, auto or ray://...); sets run.address"
     )
     parser.add_argument("--workdir", help="work directory (default: OUTPUT.work beside the output)")
+    people = parser.add_mutually_exclusive_group()
+    people.add_argument(
+        "--only-people",
+        metavar="DIR",
+        help="process (restore or hide) only the people in these photos: one photo, or one subfolder "
+        "of photos, per person; the others are left as without a face model (sets people.only)",
+    )
+    people.add_argument(
+        "--except-people",
+        metavar="DIR",
+        help="process everyone but the people in these photos (as --only-people; sets people.exclude); "
+        "anonymise hides a face it cannot decide either way",
+    )
     add_config_arguments(parser)
 
 
 def apply_run_arguments(config: Any, args: argparse.Namespace) -> Any:
-    """`config` (a pipeline.config.Config) with --model, --executor, --address and --workdir applied."""
+    """`config` (a pipeline.config.Config) with --model, --executor, --address, --workdir and the
+    choice of people applied."""
     from dataclasses import replace
 
     if getattr(args, "model", None) is not None:
         config = replace(config, prior=replace(config.prior, model=args.model))
+    only, exclude = getattr(args, "only_people", None), getattr(args, "except_people", None)
+    if only is not None or exclude is not None:
+        config = replace(config, people=replace(config.people, only=only, exclude=exclude))
     run_options = {"executor": args.executor, "address": args.address, "workdir": args.workdir}
     return replace(config, run=replace(config.run, **{k: v for k, v in run_options.items() if v is not None}))
 

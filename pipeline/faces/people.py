@@ -35,19 +35,44 @@ Embeddings = Mapping[int, Sequence[tuple[np.ndarray, np.ndarray]]]  # frame -> [
 
 @dataclass(frozen=True)
 class Person:
-    """One person of a video: their tracks (ids), face-frames, and whether identity decided them."""
+    """One person of a video: their tracks (ids), face-frames, and whether identity decided them;
+    `chosen` and `match` once reference photos chose the people (pipeline.faces.choose)."""
 
     person_id: int
     tracks: tuple[int, ...]
     frames: int
     decided: bool
+    thumbs: tuple[Thumb, ...] = ()  # where each track is pictured (its widest real row)
+    chosen: bool | None = None  # processed (restored or hidden) under a choice; None: no choice made
+    match: str | None = None  # the reference person recognised
 
     def as_json(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "id": self.person_id,
             "tracks": list(self.tracks),
             "frames": self.frames,
             "decided": self.decided,
+        }
+        if self.chosen is not None:
+            out |= {"chosen": self.chosen, "match": self.match}
+        return out | {"thumbs": [t.as_json() for t in self.thumbs]}
+
+
+@dataclass(frozen=True)
+class Thumb:
+    """Where a track is pictured on the people sheet: a frame and the face's box there (source px)."""
+
+    track_id: int
+    shot: int
+    frame: int
+    box: tuple[float, float, float, float]
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "track_id": self.track_id,
+            "shot": self.shot,
+            "frame": self.frame,
+            "box": [round(v, 2) for v in self.box],
         }
 
 
@@ -112,58 +137,84 @@ def link_people(
         groups[pair[0]] += groups.pop(pair[1])
     sets = [(g, True) for g in groups] + [([t], False) for t in tracks if t.track_id not in ids]
     sets.sort(key=lambda gd: min((t.start, t.track_id) for t in gd[0]))
-    return [
-        Person(
-            i,
-            tuple(sorted(t.track_id for t in g)),
-            sum(len(t.frames) for t in g),
-            d,
+    people = []
+    for i, (g, d) in enumerate(sets):
+        members = sorted(g, key=lambda t: t.track_id)
+        frames = sum(len(t.frames) for t in g)
+        people.append(
+            Person(i, tuple(t.track_id for t in members), frames, d, tuple(map(track_thumb, members)))
         )
-        for i, (g, d) in enumerate(sets)
-    ]
+    return people
+
+
+def track_thumb(track: Track) -> Thumb:
+    """A track's widest real row (the earliest of equals): where the people sheet pictures it."""
+    rows = [r for r in track.frames if not r.interpolated] or list(track.frames)
+    best = max(rows, key=lambda r: (float(r.box[2] - r.box[0]), -r.frame_index))
+    x0, y0, x1, y1 = (float(v) for v in best.box)
+    return Thumb(track.track_id, track.shot, best.frame_index, (x0, y0, x1, y1))
 
 
 def people_to_arrays(people: Sequence[Person]) -> dict[str, np.ndarray]:
     """Flat arrays (one row per track) stored beside the stitched scan."""
-    rows = [(t, p.person_id, p.decided) for p in people for t in p.tracks]
-    return {
-        "person_track": np.array([r[0] for r in rows], np.int64),
-        "person_id": np.array([r[1] for r in rows], np.int64),
-        "person_decided": np.array([r[2] for r in rows], bool),
+    rows = [(p, i) for p in people for i in range(len(p.tracks))]
+    thumbs = {t.track_id: t for p in people for t in p.thumbs}
+    out = {
+        "person_track": np.array([p.tracks[i] for p, i in rows], np.int64),
+        "person_id": np.array([p.person_id for p, _ in rows], np.int64),
+        "person_decided": np.array([p.decided for p, _ in rows], bool),
+        "person_frames": np.array([p.frames for p, _ in rows], np.int64),
+        # -1: no choice made, 0: not chosen, 1: chosen
+        "person_chosen": np.array([-1 if p.chosen is None else int(p.chosen) for p, _ in rows], np.int64),
+        "person_match": np.array([p.match or "" for p, _ in rows], str),
     }
+    # per track: shot, frame, box of its picture (-1 rows: none stored)
+    pics = [thumbs.get(p.tracks[i]) for p, i in rows]
+    out["person_thumb"] = np.array(
+        [[t.shot, t.frame, *t.box] if t else [-1] * 6 for t in pics], np.float64
+    ).reshape(-1, 6)
+    return out
 
 
 def people_from_arrays(a: Mapping[str, np.ndarray], tracks: Sequence[Track]) -> list[Person] | None:
     """What `people_to_arrays` stored (None for a scan stored without people)."""
     if "person_id" not in a:
         return None
-    length = {t.track_id: len(t.frames) for t in tracks}
-    members: dict[int, list[int]] = {}
-    decided: dict[int, bool] = {}
-    for t, p, d in zip(a["person_track"], a["person_id"], a["person_decided"], strict=True):
-        members.setdefault(int(p), []).append(int(t))
-        decided[int(p)] = bool(d)
-    return [
-        Person(p, tuple(sorted(ts)), sum(length.get(t, 0) for t in ts), decided[p])
-        for p, ts in sorted(members.items())
-    ]
-
-
-def track_thumb(track: Track) -> dict[str, object]:
-    """Where a track is pictured on the people sheet: its widest real row (frame and source box)."""
-    rows = [r for r in track.frames if not r.interpolated] or list(track.frames)
-    best = max(rows, key=lambda r: (float(r.box[2] - r.box[0]), -r.frame_index))
-    return {
-        "track_id": track.track_id,
-        "shot": track.shot,
-        "frame": best.frame_index,
-        "box": [round(float(v), 2) for v in best.box],
-    }
-
-
-def people_json(people: Sequence[Person], tracks: Sequence[Track]) -> list[dict[str, object]]:
-    """The report's and the audit's "people": `Person.as_json` plus one thumbnail place per track."""
     by_id = {t.track_id: t for t in tracks}
-    return [
-        {**p.as_json(), "thumbs": [track_thumb(by_id[t]) for t in p.tracks if t in by_id]} for p in people
-    ]
+    rows: dict[int, list[int]] = {}
+    for j, p in enumerate(a["person_id"]):
+        rows.setdefault(int(p), []).append(j)
+    people = []
+    for pid, js in sorted(rows.items()):
+        ids = tuple(int(a["person_track"][j]) for j in js)
+        people.append(_stored_person(a, pid, ids, js, by_id))
+    return people
+
+
+def _stored_person(
+    a: Mapping[str, np.ndarray], pid: int, ids: tuple[int, ...], js: Sequence[int], by_id: Mapping[int, Track]
+) -> Person:
+    j = js[0]
+    thumbs = []
+    for t, k in zip(ids, js, strict=True):
+        if "person_thumb" in a and a["person_thumb"][k][1] >= 0:
+            shot, frame, *box = (float(v) for v in a["person_thumb"][k])
+            thumbs.append(Thumb(t, int(shot), int(frame), (box[0], box[1], box[2], box[3])))
+        elif t in by_id:
+            thumbs.append(track_thumb(by_id[t]))
+    frames = (
+        int(a["person_frames"][j])
+        if "person_frames" in a
+        else sum(len(by_id[t].frames) for t in ids if t in by_id)
+    )
+    chosen = int(a["person_chosen"][j]) if "person_chosen" in a else -1
+    match = str(a["person_match"][j]) if "person_match" in a else ""
+    return Person(
+        pid,
+        tuple(sorted(ids)),
+        frames,
+        bool(a["person_decided"][j]),
+        tuple(sorted(thumbs, key=lambda t: t.track_id)),
+        None if chosen < 0 else bool(chosen),
+        match or None,
+    )

@@ -76,7 +76,12 @@ def anon_page(
         f"<table>{head}{''.join(rows)}</table>" if rows else '<p class="small">no faces found</p>',
         review,
         '<h2 id="people">People (the output)</h2>',
-        people_sheet(audit.get("people"), out_frames, float(audit.get("scale") or 1.0)),
+        people_sheet(
+            audit.get("people"),
+            out_frames,
+            float(audit.get("scale") or 1.0),
+            {int(t["track_id"]) for t in audit.get("tracks", [])},
+        ),
         '<h2 id="shots">Shots (the output)</h2>',
         shots_section(body, thumbs, out_frames, cfg),
         f'<p class="small">audit format version {escape(str(audit.get("version", "")))}</p>',

@@ -478,7 +478,9 @@ def page(
         '<h2 id="shots">Shots</h2>',
         shots_section(body, thumbs, out_frames, cfg),
         '<h2 id="people">People</h2>',
-        people_sheet(body.get("people"), out_frames, scale),
+        people_sheet(
+            body.get("people"), out_frames, scale, {int(t["track_id"]) for t in body.get("tracks", [])}
+        ),
         '<h2 id="tracks">Face tracks</h2>',
         _glossary(body),
         _tracks(body, collected, out_frames, src_frames, scale),

@@ -5,7 +5,8 @@ was released).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from html import escape
 from typing import Any
 
 import numpy as np
@@ -22,11 +23,13 @@ def people_frames(people: Sequence[Mapping[str, Any]] | None) -> set[int]:
     return set(frames[:MAX_PEOPLE_THUMBS])
 
 
-def _picture(thumb: Mapping[str, Any], frames: Mapping[int, np.ndarray], scale: float) -> str:
+def _picture(
+    thumb: Mapping[str, Any], frames: Mapping[int, np.ndarray], scale: float, listed: Collection[int]
+) -> str:
     from pipeline.report.assets import face_region
 
     tid, f = int(thumb["track_id"]), int(thumb["frame"])
-    link = f'<a href="#track-{tid}">track {tid}</a>'
+    link = f'<a href="#track-{tid}">track {tid}</a>' if tid in listed else f"track {tid} (not processed)"
     if f not in frames:
         return f'<figure><div class="nopic">not decoded</div>{link}</figure>'
     region, _ = face_region(frames[f], thumb["box"], scale, margin=0.25)
@@ -35,13 +38,18 @@ def _picture(thumb: Mapping[str, Any], frames: Mapping[int, np.ndarray], scale: 
 
 
 def people_sheet(
-    people: Sequence[Mapping[str, Any]] | None, frames: Mapping[int, np.ndarray], scale: float
+    people: Sequence[Mapping[str, Any]] | None,
+    frames: Mapping[int, np.ndarray],
+    scale: float,
+    listed: Collection[int] = (),
 ) -> str:
-    """The sheet: id, tracks, face-frames, decided or not, and the output at each track's widest face."""
+    """The sheet: id, tracks, face-frames, decided or not, chosen or not (under a choice of people)
+    and the output at each track's widest face; `listed`: the tracks the page has a section for."""
     if people is None:
         return '<p class="small">faces were not looked for</p>'
     if not people:
         return '<p class="small">no people found</p>'
+    chose = any("chosen" in p for p in people)
     rows = []
     for p in people:
         pid = int(p["id"])
@@ -50,10 +58,10 @@ def people_sheet(
             if p.get("decided")
             else '<span class="bad">undecided</span> (too small or turned to tell)'
         )
-        pictures = "".join(_picture(t, frames, scale) for t in p.get("thumbs", ()))
+        pictures = "".join(_picture(t, frames, scale, listed) for t in p.get("thumbs", ()))
         rows.append(
             f'<tr id="person-{pid}"><td>{pid}</td><td>{", ".join(str(t) for t in p.get("tracks", []))}</td>'
-            f"<td>{int(p.get('frames', 0))}</td><td>{decided}</td>"
+            f"<td>{int(p.get('frames', 0))}</td><td>{decided}</td>{_chosen(p, chose)}"
             f'<td><div class="strip people">{pictures}</div></td></tr>'
         )
     undecided = sum(not p.get("decided") for p in people)
@@ -61,5 +69,18 @@ def people_sheet(
         f'<p class="small">{len(people)} people ({undecided} undecided): the tracks of one person '
         "across cuts, linked by SFace identity; pictures are cut from the output.</p>"
         "<table><tr><th>person</th><th>tracks</th><th>face-frames</th><th>identity</th>"
-        f"<th>the output at each track</th></tr>{''.join(rows)}</table>"
+        + ("<th>chosen (reference photos)</th>" if chose else "")
+        + f"<th>the output at each track</th></tr>{''.join(rows)}</table>"
     )
+
+
+def _chosen(person: Mapping[str, Any], chose: bool) -> str:
+    """The choice cell: processed or left as without a face model, and whom the photos recognised."""
+    if not chose:
+        return ""
+    match = f" (recognised: {escape(str(person['match']))})" if person.get("match") else ""
+    if not person.get("decided"):
+        word = "processed (undecided)" if person.get("chosen") else "left untouched (undecided)"
+    else:
+        word = "processed" if person.get("chosen") else "left untouched"
+    return f"<td>{word}{match}</td>"

@@ -91,6 +91,7 @@ class Mode(Generic[R]):
     preset: str | None = None  # the config preset applied before the user's (`reel anonymize`, batch items)
     key_settings: Callable[[Config], tuple[Any, ...]] | None = None  # its settings in the search/compose keys
     prepare: Callable[[Config], Config] | None = None  # checks and normalises the settings before a job
+    hides_undecided: bool = False  # under a choice of people, a person it cannot decide is processed
 
     def settings(self, cfg: Config) -> tuple[Any, ...]:
         return (str(self.name), *(self.key_settings(cfg) if self.key_settings is not None else ()))

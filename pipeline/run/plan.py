@@ -29,6 +29,7 @@ from typing import Any
 
 from pipeline.config import Config
 from pipeline.errors import ConfigError
+from pipeline.faces.choose import PeopleChoice
 from pipeline.faces.scan import ScanResult
 from pipeline.files import settings_key
 from pipeline.io.presets import EncoderPreset
@@ -63,6 +64,7 @@ class Job:
     model_random: bool = False  # the model is a seeded random test generator, not a face model
     overwrite: bool = False
     store_frames: bool = False  # clean steps store each segment's frames once (`wants_stored_frames`)
+    people: PeopleChoice | None = None  # whom reference photos chose (pipeline.faces.choose); None: all
 
     @property
     def faces(self) -> bool:
@@ -258,13 +260,15 @@ def build_plan(job: Job, scanned: ScanResult | None = None) -> Plan:
                 )
             )
             scan_keys.append(key)
-        scan_path = art("scan", "scan-people.npz")  # the stitched scan, with its people
+        # the stitched scan, with its people (and, under a choice of people, only the chosen tracks)
+        chosen = f"-{job.people.key()}" if job.people is not None else ""
+        scan_path = art("scan", f"scan-people{chosen}.npz")
         add(
             Step(
                 "stitch",
                 "stitch",
                 steps.stitch_scan,
-                (cfg, [plan.steps[k].artifacts[0] for k in scan_keys], scan_path, job.mode),
+                (cfg, [plan.steps[k].artifacts[0] for k in scan_keys], scan_path, job.mode, job.people),
                 (scan_path,),
                 deps=tuple(scan_keys),
                 label="scan",

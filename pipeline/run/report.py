@@ -167,7 +167,6 @@ def write_report(
     stored); without them the page has figures and plots but no pictures. `model_key` is the job's
     key of the weights (hashed once, by `make_job`). `executor` is recorded when given.
     """
-    from pipeline.faces.people import people_json
     from pipeline.faces.store import track_summary
 
     t0 = time.perf_counter()
@@ -211,7 +210,7 @@ def write_report(
         "shots": [[s.start, s.end] for s in scanned.shots] if scanned is not None else [],
         "tracks": tracks,
         # one person across cuts (pipeline.faces.people); None when no faces were looked for
-        "people": people_json(people, scanned.tracks if scanned else ()) if people is not None else None,
+        "people": [p.as_json() for p in people] if people is not None else None,
         "identity_note": IDENTITY_NOTE,
         "steadiness_note": STEADINESS_NOTE,
         "scanned": scanned is not None,  # False: no face model, faces were not looked for

@@ -61,6 +61,9 @@ def make_job(
 
     config, _ = resolve(config, input)  # film: "auto" inverse telecine measured, drawn faces' prior chosen
     info, preset = preflight(input, output, config, overwrite=overwrite)
+    from pipeline.faces.choose import choice_of
+
+    people = choice_of(config.people.only, config.people.exclude)  # photos checked before any work
     model = config.prior.model
     description, random = describe_model(model) if model is not None else (None, False)
     if random:
@@ -87,6 +90,7 @@ def make_job(
         mode=mode,
         overwrite=overwrite,
         store_frames=wants_stored_frames(config, faces) and _room_for_frames(workdir, output, info, frames),
+        people=people,
     )
 
 

@@ -27,7 +27,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -36,7 +36,12 @@ from pipeline.errors import DecodeError
 from pipeline.files import atomic_path, load_arrays, save_arrays, save_json
 from pipeline.run.frames import CleanSegment, Frames, StoredFrames, inverse_telecine, read_frames
 from pipeline.run.mode import Mode
-from pipeline.types import Detection, FaceCrop, FaceRestoration, VideoInfo
+from pipeline.types import Detection, FaceCrop, FaceRestoration, Track, VideoInfo
+
+if TYPE_CHECKING:
+    from pipeline.faces.choose import PeopleChoice
+    from pipeline.faces.people import Person
+    from pipeline.faces.scan import Embeddings
 
 __all__ = [
     "CUT_WINDOW",
@@ -123,7 +128,7 @@ def scan_segment(
     """Detections in frames [start, end) and the cuts there; stored in `out` (npz). `stored`: the
     clean segments covering the frames read (the overlap before, and frame 0's for the gray vote)."""
     from pipeline.faces.detect import detect_images, make_detector
-    from pipeline.faces.scan import Embeddings, FrameFilter, detector_input, embeddings_to_arrays, is_gray
+    from pipeline.faces.scan import FrameFilter, detector_input, embeddings_to_arrays, is_gray
     from pipeline.faces.shots import CutDetector
 
     s = cfg.scan
@@ -203,13 +208,17 @@ def scan_whole(video: str | Path, cfg: Config) -> Any:
         return scan_frames(pairs, cfg.scan, source_size=(vs.width, vs.height))
 
 
-def stitch_scan(cfg: Config, segments: Sequence[str], out: str, mode: Mode[Any]) -> dict[str, int]:
+def stitch_scan(
+    cfg: Config, segments: Sequence[str], out: str, mode: Mode[Any], choice: PeopleChoice | None = None
+) -> dict[str, int]:
     """Shots and tracks of the whole video from every segment's detections and cuts (stored as the
     ScanResult `pipeline.faces.store` writes): tracks are linked across segment edges. A mode may
-    store its own arrays (`Mode.stitch_arrays`: anonymise completes the tracks for recall)."""
+    store its own arrays (`Mode.stitch_arrays`: anonymise completes the tracks for recall). Under a
+    `choice` of people only the chosen people's tracks are stored as tracks (every later step sees
+    those only); the people, chosen or not, are stored beside them."""
     from pipeline.faces import store
     from pipeline.faces.people import link_people, people_to_arrays
-    from pipeline.faces.scan import Embeddings, ScanResult, embeddings_from_arrays, link_tracks
+    from pipeline.faces.scan import ScanResult, embeddings_from_arrays, link_tracks
     from pipeline.faces.shots import shots_from_cuts
 
     detections: dict[int, list[Detection]] = defaultdict(list)
@@ -240,6 +249,8 @@ def stitch_scan(cfg: Config, segments: Sequence[str], out: str, mode: Mode[Any])
     else:
         arrays = store.scan_to_arrays(result)
     people = link_people(tracks, embeddings)  # one person across cuts (pipeline.faces.people)
+    if choice is not None:
+        arrays, people = _chosen_only(arrays, people, tracks, embeddings, choice, mode)
     save_arrays(out, **arrays, **people_to_arrays(people))
     log.info(
         "%d shots, %d face tracks of %d people (%d undecided), %d face-frames; footage is %s",
@@ -251,6 +262,41 @@ def stitch_scan(cfg: Config, segments: Sequence[str], out: str, mode: Mode[Any])
         "black and white" if gray else "colour",
     )
     return {"tracks": len(tracks), "people": len(people), "face_frames": sum(len(t.frames) for t in tracks)}
+
+
+def _chosen_only(
+    arrays: dict[str, np.ndarray],
+    people: list[Person],
+    tracks: Sequence[Track],
+    embeddings: Embeddings,
+    choice: PeopleChoice,
+    mode: Mode[Any],
+) -> tuple[dict[str, np.ndarray], list[Person]]:
+    """The scan's arrays with the tracks of chosen people only, and the people with their choice."""
+    from pipeline.faces.choose import choose
+
+    people = choose(people, tracks, embeddings, choice, undecided_chosen=mode.hides_undecided)
+    keep = np.array(sorted(t for p in people if p.chosen for t in p.tracks), np.int64)
+    rows = np.isin(arrays["track_id"], keep)
+    out = {k: (v[rows] if k in TRACK_ROWS else v) for k, v in arrays.items()}
+    if "kind_key" in arrays:  # anonymise: each face-frame's kind, by (track, frame)
+        kinds = np.isin(arrays["kind_key"][:, 0], keep)
+        out["kind_key"], out["kind"] = arrays["kind_key"][kinds], arrays["kind"][kinds]
+    log.info(
+        "people (%s %s): %d of %d chosen (%s), %d undecided%s",
+        choice.rule,
+        choice.folder,
+        sum(bool(p.chosen) for p in people),
+        len(people),
+        ", ".join(f"person {p.person_id} = {p.match}" for p in people if p.match) or "none recognised",
+        sum(not p.decided for p in people),
+        " (processed: the safe rule)" if mode.hides_undecided else "",
+    )
+    return out, people
+
+
+# the scan's arrays with one row per track-frame (pipeline.faces.store.scan_to_arrays)
+TRACK_ROWS = frozenset({"track_id", "shot", "frame_index", "box", "landmarks", "score", "interpolated"})
 
 
 # ----------------------------------------------------------------------------- crops

@@ -66,4 +66,11 @@ def test_two_tracks_on_screen_together_are_never_one_person() -> None:
     people = link_people(tracks, embeddings)
     assert [p.tracks for p in people] == [(0,), (1,)]
     stored = people_from_arrays(people_to_arrays(people), tracks)
-    assert stored == [Person(0, (0,), 5, True), Person(1, (1,), 5, True)]
+    assert stored == people and [(p.tracks, p.frames, p.decided) for p in people] == [
+        ((0,), 5, True),
+        ((1,), 5, True),
+    ]
+    assert [t.frame for p in people for t in p.thumbs] == [
+        0,
+        3,
+    ]  # each track pictured at its first widest row
