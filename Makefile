@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 DEMO   ?= demo
 
-.PHONY: setup demo test test-all lint typecheck check bench clean
+.PHONY: setup demo test test-all lint typecheck check bench clean device-deps
 
 setup: $(STAMP)
 
@@ -43,3 +43,9 @@ check: lint typecheck test
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(DEMO)
+
+# spandrel and its pure-Python dependencies for a lent GPU machine (which has torch and OpenCV only):
+# carried with the tree by the device tool, put on PYTHONPATH by scripts/device_check.sh
+device-deps: setup
+	rm -rf device-deps && $(PY) -m pip install -q --no-deps --target device-deps spandrel==0.4.2 einops safetensors==0.8.0 typing_extensions pyyaml
+	git rev-parse HEAD > device-deps/COMMIT
