@@ -84,6 +84,7 @@ def test_case(quick_cases: dict[str, Any], name: str) -> None:
         assert result.intact, f"{name}: the existing output was changed by a failed run"
 
 
+@pytest.mark.slow  # under load the run sometimes finished before the signal arrived (see the note)
 def test_ctrl_c_under_ray_leaves_nothing(tmp_path: Path) -> None:
     """Ctrl-C (SIGINT to the process group) once the embedded Ray has started and work is under way:
     exit 130, one `reel: interrupted` line, no output, no hidden partial in the work directory, and no
