@@ -366,6 +366,7 @@ def compose_frame(
     cfg: Config,
     upscaler: Callable[[np.ndarray], np.ndarray] | None = None,  # whole frame, dtype kept; None: cfg.upscale
     steadiness: Steadiness | None = None,  # one per run of consecutive frames: adds change figures
+    upscaled: np.ndarray | None = None,  # the frame already upscaled (frames upscaled in a batch)
 ) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """One output frame and one record per face: upscaled, faces pasted, projected, measured.
 
@@ -377,7 +378,9 @@ def compose_frame(
     """
     image = frame.image if isinstance(frame, VideoFrame) else frame
     src = image if source is None else source
-    if upscaler is None:
+    if upscaled is not None:
+        up = np.asarray(upscaled)
+    elif upscaler is None:
         from pipeline.frame.upscale import upscale
 
         up = np.asarray(upscale(image, cfg.upscale.scale, cfg.upscale.method))
