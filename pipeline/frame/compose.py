@@ -367,6 +367,7 @@ def compose_frame(
     upscaler: Callable[[np.ndarray], np.ndarray] | None = None,  # whole frame, dtype kept; None: cfg.upscale
     steadiness: Steadiness | None = None,  # one per run of consecutive frames: adds change figures
     upscaled: np.ndarray | None = None,  # the frame already upscaled (frames upscaled in a batch)
+    device: str = "cpu",  # where the torch stages (the projection) run
 ) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """One output frame and one record per face: upscaled, faces pasted, projected, measured.
 
@@ -424,6 +425,7 @@ def compose_frame(
                 c.project_target_db,
                 c.project_damping,
                 bound + c.project_margin_db,
+                device=device,
             )
             before = proj.psnr_before
         rows.append((p, reason, region, before))

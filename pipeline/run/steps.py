@@ -500,6 +500,13 @@ def make_upscaler(cfg: Config) -> Any:
     return film_upscaler(cfg)
 
 
+def compose_device(upscaler: Any) -> str:
+    """Where compose's torch stages run: a learned upscaler's device (the step then holds a GPU
+    share under Ray), else the CPU (a compose task without one asks Ray for no GPU)."""
+    device = getattr(upscaler, "device", None)
+    return str(device) if device is not None else "cpu"
+
+
 def upscaled_frames(frames: Iterable[Any], upscaler: Any) -> Iterator[tuple[Any, np.ndarray | None]]:
     """Each frame with its upscale (None without an upscaler): a learned upscaler's frames go
     through its `many`, `upscaler.batch` at a time (one forward pass per tile for the lot)."""
@@ -576,6 +583,7 @@ def compose_step(
                     writer.write_frame(av_frame, pts)
             else:
                 upscaler = make_upscaler(cfg) if hider is None else None
+                device = compose_device(upscaler)
                 steadiness = Steadiness()  # faces' records: output vs footage change along each track
                 for frame, up in upscaled_frames(frames, upscaler):
                     if hider is not None:
@@ -583,7 +591,7 @@ def compose_step(
                     else:
                         image, rows = compose_frame(
                             frame, frame.image, by_frame.get(frame.index, ()), gray, cfg, upscaler,
-                            steadiness, upscaled=up,
+                            steadiness, upscaled=up, device=device,
                         )  # fmt: skip
                     records.extend(rows)
                     if writer is None:
