@@ -369,6 +369,8 @@ def compose_frame(
     cfg: Config,
     upscaler: Callable[[np.ndarray], np.ndarray] | None = None,  # whole frame, dtype kept; None: cfg.upscale
     steadiness: Steadiness | None = None,  # one per run of consecutive frames: adds change figures
+    upscaled: np.ndarray | None = None,  # the frame already upscaled (frames upscaled in a batch)
+    device: str = "cpu",  # where the torch stages (the projection) run
     regrain: Regrain | None = None,  # film regrain: grain of the frame's measurement (`VideoFrame.grain`)
 ) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """One output frame and one record per face: upscaled, faces pasted, grain, projected, measured.
@@ -384,7 +386,9 @@ def compose_frame(
     """
     image = frame.image if isinstance(frame, VideoFrame) else frame
     src = image if source is None else source
-    if upscaler is None:
+    if upscaled is not None:
+        up = np.asarray(upscaled)
+    elif upscaler is None:
         from pipeline.frame.upscale import upscale
 
         up = np.asarray(upscale(image, cfg.upscale.scale, cfg.upscale.method))
@@ -417,6 +421,7 @@ def compose_frame(
                 c.project_target_db,
                 c.project_damping,
                 bound + c.project_margin_db,
+                device=device,
             )
             before = proj.psnr_before
         regions.append((region, before))

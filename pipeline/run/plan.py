@@ -22,7 +22,7 @@ only, a search setting search and compose, never the scan.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -191,8 +191,10 @@ def _keys(job: Job) -> dict[str, str]:
     return keys
 
 
-def build_plan(job: Job, scanned: ScanResult | None = None) -> Plan:
-    """The job's steps: the scan and the stitch, and, once `scanned` is given, everything else."""
+def build_plan(job: Job, scanned: ScanResult | None = None, persons: Mapping[int, int] | None = None) -> Plan:
+    """The job's steps: the scan and the stitch, and, once `scanned` is given, everything else.
+    `persons` (track id -> person id, the stitched scan's people) groups the search units of a mode
+    that searches a person's tracks together (`Mode.units_by_person`)."""
     from pipeline.run import search_steps, steps
     from pipeline.run.workdir import WorkDir
 
@@ -284,7 +286,7 @@ def build_plan(job: Job, scanned: ScanResult | None = None) -> Plan:
         if job.model_key is None:
             lengths = {}  # faces without a model (anonymise): every face is masked, nothing is searched
         plan.totals[P.FACE_FRAMES_SEARCHED] = sum(lengths.values())
-        divided = search_plan(lengths, cfg)
+        divided = search_plan(lengths, cfg, dict(persons or {}) if job.mode.units_by_person else None)
         if divided.chunked and not job.mode.chunkable:
             raise ConfigError(
                 f"search.chunk_len={cfg.search.chunk_len}: {job.mode.name} searches every track whole "
