@@ -22,7 +22,7 @@ only, a search setting search and compose, never the scan.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -310,7 +310,7 @@ class _Builder:
         self.add(Step("stitch", stitch, (scan,), tuple(scan_keys), label="scan"))
         return scan
 
-    def add_search(self, scanned: ScanResult, scan: str) -> None:
+    def add_search(self, scanned: ScanResult, scan: str, persons: Mapping[int, int] | None) -> None:
         """The crops and search steps of every track (whole, in units, or in chunks)."""
         job, cfg = self.job, self.job.config
         self.tracks = {t.track_id: t for t in scanned.tracks}
@@ -318,7 +318,7 @@ class _Builder:
         if job.model_key is None:
             lengths = {}  # faces without a model (anonymise): every face is masked, nothing is searched
         self.plan.totals[P.FACE_FRAMES_SEARCHED] = sum(lengths.values())
-        divided = search_plan(lengths, cfg)
+        divided = search_plan(lengths, cfg, dict(persons or {}) if job.mode.units_by_person else None)
         if divided.chunked and not job.mode.chunkable:
             raise ConfigError(
                 f"search.chunk_len={cfg.search.chunk_len}: {job.mode.name} searches every track whole "
@@ -441,8 +441,10 @@ class _Builder:
         self.add(Step("join", JoinWork(plan_summary(self.plan)), (), (*compose_keys, *spread), label=label))
 
 
-def build_plan(job: Job, scanned: ScanResult | None = None) -> Plan:
-    """The job's steps: the scan and the stitch, and, once `scanned` is given, everything else."""
+def build_plan(job: Job, scanned: ScanResult | None = None, persons: Mapping[int, int] | None = None) -> Plan:
+    """The job's steps: the scan and the stitch, and, once `scanned` is given, everything else.
+    `persons` (track id -> person id, the stitched scan's people) groups the search units of a mode
+    that searches a person's tracks together (`Mode.units_by_person`)."""
     segs = segments(job.frames, job.config)
     plan = Plan(job, {}, complete=True, segments=segs, keys=_keys(job), scanned=scanned)
     plan.totals = {P.SEGMENTS_ENCODED: len(segs)}
@@ -454,7 +456,7 @@ def build_plan(job: Job, scanned: ScanResult | None = None) -> Plan:
         if scanned is None:
             plan.complete = False
             return plan
-        b.add_search(scanned, scan)
+        b.add_search(scanned, scan, persons)
     compose_keys = b.add_compose(scanned)
     b.add_join(compose_keys, b.add_spread())
     return plan

@@ -130,8 +130,10 @@ class Schedule:
 
         stitch = self.plan.stitch
         assert stitch is not None
-        scanned = store.scan_from_arrays(load_arrays(stitch.artifacts[0]))
-        self.plan = build_plan(self.job, scanned)
+        from pipeline.faces.people import person_of_tracks
+
+        arrays = load_arrays(stitch.artifacts[0])
+        self.plan = build_plan(self.job, store.scan_from_arrays(arrays), person_of_tracks(arrays))
         for counter, total in self.plan.totals.items():
             self.progress.set_total(counter, total)
 
