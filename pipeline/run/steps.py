@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -81,6 +81,7 @@ def clean_step(video: str, info: VideoInfo, cfg: Config, segment: CleanSegment) 
 
     index: list[int] = []
     pts: list[int] = []
+    grain: list[np.ndarray | None] = []
     frames = read_frames(video, cfg, segment.start, segment.end)
     with frames, atomic_path(segment.frames) as tmp:
         assert isinstance(frames, Frames)
@@ -96,11 +97,12 @@ def clean_step(video: str, info: VideoInfo, cfg: Config, segment: CleanSegment) 
             out[frame.index - segment.start] = frame.image
             index.append(frame.index)
             pts.append(frame.pts)
+            grain.append(frame.grain)
         if out is None:
             raise DecodeError(Path(video), f"no frame decoded in [{segment.start}, {segment.end})")
         out.flush()
         del out  # the memory map is closed before the file is renamed
-    save_segment_meta(segment, frames, index, pts)
+    save_segment_meta(segment, frames, index, pts, grain)
     return {"frames": len(index)}
 
 
@@ -500,6 +502,39 @@ def make_upscaler(cfg: Config) -> Any:
     return film_upscaler(cfg)
 
 
+def compose_device(upscaler: Any) -> str:
+    """Where compose's torch stages run: a learned upscaler's device (the step then holds a GPU
+    share under Ray), else the CPU (a compose task without one asks Ray for no GPU)."""
+    device = getattr(upscaler, "device", None)
+    return str(device) if device is not None else "cpu"
+
+
+def upscaled_frames(frames: Iterable[Any], upscaler: Any) -> Iterator[tuple[Any, np.ndarray | None]]:
+    """Each frame with its upscale (None without an upscaler): a learned upscaler's frames go
+    through its `many`, `upscaler.batch` at a time (one forward pass per tile for the lot)."""
+    many = getattr(upscaler, "many", None)
+    n = max(1, int(getattr(upscaler, "batch", 1))) if many is not None else 1
+    group: list[Any] = []
+    for frame in frames:
+        group.append(frame)
+        if len(group) < n:
+            continue
+        yield from _upscale_group(group, upscaler, many)
+        group = []
+    if group:
+        yield from _upscale_group(group, upscaler, many)
+
+
+def _upscale_group(group: list[Any], upscaler: Any, many: Any) -> Iterator[tuple[Any, np.ndarray | None]]:
+    if upscaler is None:
+        ups: list[np.ndarray | None] = [None] * len(group)
+    elif many is not None:
+        ups = list(many([f.image for f in group]))
+    else:
+        ups = [np.asarray(upscaler(f.image)) for f in group]
+    yield from zip(group, ups, strict=True)
+
+
 def compose_step(
     video: str,
     info: VideoInfo,
@@ -523,6 +558,7 @@ def compose_step(
     existing part is always a finished one; the records are written after it.
     """
     from pipeline.frame.compose import Steadiness, compose_frame
+    from pipeline.frame.grain import Regrain
 
     by_frame = load_placements(sources, start, end)
     hide: dict[int, list[Any]] = {}
@@ -549,15 +585,21 @@ def compose_step(
                 for _, pts, av_frame in frames.native():
                     writer.write_frame(av_frame, pts)
             else:
-                upscaler = make_upscaler(cfg)
+                upscaler = make_upscaler(cfg) if hider is None else None
+                device = compose_device(upscaler)
                 steadiness = Steadiness()  # faces' records: output vs footage change along each track
-                for frame in frames:
+                regrain = Regrain(cfg.film.grain_seed) if cfg.film.grain == "regrain" else None
+                for frame, up in upscaled_frames(frames, upscaler):
                     if hider is not None:
                         image, rows = hider.frame(frame.image, hide.get(frame.index, ()), gray, cfg)
+                        if regrain is not None:
+                            scale = image.shape[1] / frame.image.shape[1]
+                            image = regrain.apply_to(image, frame.grain, frame.index, scale)
                     else:
                         image, rows = compose_frame(
-                            frame, frame.image, by_frame.get(frame.index, ()), gray, cfg, upscaler, steadiness
-                        )
+                            frame, frame.image, by_frame.get(frame.index, ()), gray, cfg, upscaler,
+                            steadiness, upscaled=up, device=device, regrain=regrain,
+                        )  # fmt: skip
                     records.extend(rows)
                     if writer is None:
                         # Opened at the first frame: inverse telecine sets the time base as it decodes.
