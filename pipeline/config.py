@@ -190,6 +190,9 @@ class AnonConfig:
     max_outside: float = 0.2  # ... and one whose aligned square lies more this fraction outside the frame
     keep_crops: bool = False  # keep the original face crops in the work directory (review); default: deleted
     measure_identity: bool = True  # audit: SFace cosine between each original and anonymised face-frame
+    # audit: restore's own search (the run's prior) on this many output face-frames, closest to the
+    # person first; the person must stay unrecognised (SFace cosine to the original < 0.3). 0: off
+    attack_faces: int = 8
 
 
 @dataclass(frozen=True)
