@@ -246,6 +246,9 @@ class FilmConfig:
     grain_seed: int = 0  # regrain: seeds the grain added at output resolution (with the frame index)
     line_denoise: float = 0.0  # cartoons: edge-preserving (bilateral) denoise, sigma in 8-bit levels; 0 = off
     dither: bool = False  # cleaned frames are quantised with dither, not rounded (no banding in flat colour)
+    # "numpy" (OpenCV) or a torch device ("cpu", "cuda", "cuda:1"): where the stages written in torch
+    # run (pipeline.film.torch_ops; so far weave's correction), the others stay numpy/OpenCV
+    device: str = "numpy"
     content: str = "photo"  # "photo" or "drawn": a photographic face prior never runs on drawn faces
     drawn_face_prior: str | None = None  # with content="drawn", faces are restored only with this prior
 

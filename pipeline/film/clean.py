@@ -18,6 +18,7 @@ with that overlap equal the whole clip cleaned at once. Memory holds a few frame
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -121,6 +122,8 @@ def check_config(cfg: Config | FilmConfig) -> None:
     f = cfg.film if isinstance(cfg, Config) else cfg
     if f.grain not in GRAIN_MODES:
         raise ConfigError(f"film.grain={f.grain!r}: must be one of {', '.join(GRAIN_MODES)}")
+    if f.device != "numpy" and not re.fullmatch(r"cpu|cuda(:\d+)?", f.device):
+        raise ConfigError(f"film.device={f.device!r}: must be numpy, cpu, cuda or cuda:N")
     if f.content not in CONTENT:
         raise ConfigError(f"film.content={f.content!r}: must be one of {', '.join(CONTENT)}")
     for name in ("deflicker_radius", "weave_radius", "scratch_max_width", "dust_max_area"):
@@ -168,7 +171,7 @@ def _chain(frames: Iterable[VideoFrame], f: FilmConfig) -> Iterator[Work]:
     if f.deflicker:
         works = deflicker(works, f.deflicker_radius, f.deflicker_max_gain)
     if f.weave:
-        works = stabilise(works, f.weave_radius, f.weave_max_px)
+        works = stabilise(works, f.weave_radius, f.weave_max_px, None if f.device == "numpy" else f.device)
     if f.scratches:  # before the temporal stage: its average would smear a line that stays put
         works = scratch_stage(works, f.scratch_threshold, f.scratch_max_width)
     radius = _temporal_radius(f)

@@ -114,8 +114,16 @@ def correction(past_steps: list[np.ndarray | None], own: np.ndarray | None, futu
     return np.zeros(2) if smooth is None else smooth
 
 
-def stabilise(works: Iterator[Work], radius: int, max_px: float) -> Iterator[Work]:
-    """Frames moved onto their window's smooth path; `info["weave"]` is the [2] shift applied (px)."""
+def stabilise(works: Iterator[Work], radius: int, max_px: float, device: str | None = None) -> Iterator[Work]:
+    """Frames moved onto their window's smooth path; `info["weave"]` is the [2] shift applied (px).
+    With a torch `device` the shift is applied there (pipeline.film.torch_ops.translate)."""
+    move = translate
+    if device is not None:
+        import functools
+
+        from pipeline.film.torch_ops import translate as torch_translate
+
+        move = functools.partial(torch_translate, device=device)
     for past, (work, own), future in sliding(_with_steps(works), radius, radius, lambda item: item[1]):
         steps = [s for _, s in future]
         d = correction(past, own, steps)
@@ -123,6 +131,6 @@ def stabilise(works: Iterator[Work], radius: int, max_px: float) -> Iterator[Wor
         if float(np.hypot(*d)) > max_px:
             d = np.zeros(2)  # not weave: a jump this large is picture (or a broken measurement)
         if float(np.hypot(*d)) >= 0.02:
-            work.image = translate(work.image, d)
+            work.image = move(work.image, d)
         work.info["weave"] = d
         yield work
