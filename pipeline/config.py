@@ -118,6 +118,13 @@ class SearchConfig:
     # search worker); 0 = off. Smoothing (smooth_sigma > 0) needs whole tracks and keeps them whole.
     chunk_len: int = 0
     chunk_landing: int = 4  # a chunk's last frames are steered onto the next chunk's anchor (no jump)
+    # reference photos (--reference-photos, pipeline.search.guide): weight of the pull of a guided face's
+    # latents towards its reference person's (inverted from the photos); the bound still holds: a guided
+    # face that misses it is refined without the pull
+    guide_weight: float = 0.2
+    guide_start: bool = True  # a guided track's cold first frame starts from the reference latents
+    guide_steps: int = 200  # optimiser steps inverting each reference photo (a cold search on the photo)
+    guide_restarts: int = 2  # cold starts per reference photo (their latents are averaged)
 
 
 @dataclass(frozen=True)
@@ -196,6 +203,9 @@ class PeopleConfig:
 
     only: str | None = None  # --only-people: only these people are restored (or hidden)
     exclude: str | None = None  # --except-people: everyone but these people
+    # --reference-photos (restore): photos of people (as above) that guide the restoration of the people
+    # recognised in them (pipeline.search.guide; the bound still holds)
+    reference: str | None = None
 
 
 @dataclass(frozen=True)

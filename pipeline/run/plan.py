@@ -22,6 +22,7 @@ only, a search setting search and compose, never the scan.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,7 @@ from typing import Any
 
 from pipeline.config import Config
 from pipeline.errors import ConfigError
-from pipeline.faces.choose import PeopleChoice
+from pipeline.faces.choose import PeopleChoice, References
 from pipeline.faces.scan import ScanResult
 from pipeline.files import settings_key
 from pipeline.io.presets import EncoderPreset
@@ -38,11 +39,14 @@ from pipeline.run.frames import CleanSegment, film_cleaning, inverse_telecine
 from pipeline.run.mode import Mode
 from pipeline.types import VideoInfo
 
+log = logging.getLogger(__name__)
+
 # Part of a stage's key: bumped when what the stage computes changes (every key after it changes too).
 SCAN_VERSION = "scan-v2"  # v2: per-segment detections and cuts, stitched
 CLEAN_VERSION = "clean-v1"  # the decoded, film-cleaned frames of a segment, full size
 CROPS_VERSION = "crops-v2"  # v2: crops per search unit, with each crop's size
 SEARCH_VERSION = "search-v2"  # v2: face images beside the rows (read a frame range at a time)
+GUIDE_VERSION = "guide-v1"  # the reference photos' latents (pipeline.search.guide)
 COMPOSE_VERSION = "compose-v3"  # v3: faces' compose_frame (projection, fallback, per-face records)
 
 
@@ -65,6 +69,7 @@ class Job:
     overwrite: bool = False
     store_frames: bool = False  # clean steps store each segment's frames once (`wants_stored_frames`)
     people: PeopleChoice | None = None  # whom reference photos chose (pipeline.faces.choose); None: all
+    references: References | None = None  # photos that guide the search (pipeline.search.guide)
 
     @property
     def faces(self) -> bool:
@@ -78,7 +83,9 @@ class Step:
     (`fn(model, *args)`), driver steps a `context` keyword (the executor's run summary)."""
 
     key: str  # unique in the plan, e.g. "scan/00000240", "search/0003", "compose/00000480"
-    kind: str  # clean | scan | stitch | crops | search | anchors | chunk | join_chunks | compose | join
+    kind: (
+        str  # clean | scan | stitch | crops | guide | search | anchors | chunk | join_chunks | compose | join
+    )
     fn: Callable[..., Any]  # a module-level function (Ray ships it by reference)
     args: tuple[Any, ...]
     artifacts: tuple[str, ...]  # done when every one exists
@@ -185,10 +192,37 @@ def _keys(job: Job) -> dict[str, str]:
     keys = {"scan": scan, "crops": settings_key(scan, CROPS_VERSION)}
     keys["clean"] = settings_key(CLEAN_VERSION, job.video_key, decode)
     search_settings = (cfg.search, cfg.prior.dtype, *mode)
+    if job.references is not None:  # guided: the photos' latents change every search
+        keys["guide"] = settings_key(GUIDE_VERSION, job.model_key, job.references.key(), *search_settings)
+        search_settings = (*search_settings, keys["guide"])
     keys["search"] = settings_key(SEARCH_VERSION, scan, job.model_key, *search_settings)
     compose_settings = (cfg.upscale, cfg.io, cfg.compose, *mode)
     keys["compose"] = settings_key(COMPOSE_VERSION, job.video_key, decode, *compose_settings)
     return keys
+
+
+def _add_references(
+    job: Job, plan: Plan, add: Callable[[Step], None], art: Callable[[str, str], str], searched: bool
+) -> tuple[str | None, tuple[str, ...]]:
+    """The step inverting the reference photos (when the job has them and searches faces); returns
+    its artifact and the dependency the search steps take on it."""
+    from pipeline.run import search_steps
+
+    if job.references is None or not searched:
+        return None, ()
+    out = art("guide", "references.npz")
+    add(
+        Step(
+            "guide",
+            "guide",
+            search_steps.references_step,
+            (job.config, job.references, out),
+            (out,),
+            search=True,
+            label=f"inverting the reference photos of {len(job.references.names)} person(s)",
+        )
+    )
+    return out, ("guide",)
 
 
 def build_plan(job: Job, scanned: ScanResult | None = None) -> Plan:
@@ -262,13 +296,15 @@ def build_plan(job: Job, scanned: ScanResult | None = None) -> Plan:
             scan_keys.append(key)
         # the stitched scan, with its people (and, under a choice of people, only the chosen tracks)
         chosen = f"-{job.people.key()}" if job.people is not None else ""
+        chosen += f"-r{job.references.key()}" if job.references is not None else ""
         scan_path = art("scan", f"scan-people{chosen}.npz")
+        segment_scans = [plan.steps[k].artifacts[0] for k in scan_keys]
         add(
             Step(
                 "stitch",
                 "stitch",
                 steps.stitch_scan,
-                (cfg, [plan.steps[k].artifacts[0] for k in scan_keys], scan_path, job.mode, job.people),
+                (cfg, segment_scans, scan_path, job.mode, job.people, job.references),
                 (scan_path,),
                 deps=tuple(scan_keys),
                 label="scan",
@@ -289,6 +325,13 @@ def build_plan(job: Job, scanned: ScanResult | None = None) -> Plan:
             raise ConfigError(
                 f"search.chunk_len={cfg.search.chunk_len}: {job.mode.name} searches every track whole "
                 "(set search.chunk_len=0)"
+            )
+        guide_path, guide_deps = _add_references(job, plan, add, art, bool(lengths))
+        if guide_path is not None and divided.chunked:
+            log.warning(
+                "--reference-photos: %d track(s) longer than search.chunk_len are searched in chunks, "
+                "without the guidance (set search.chunk_len=0 to guide every track)",
+                len(divided.chunked),
             )
         for i, unit in enumerate(divided.units):
             crops = [art("crops", f"track-{tid:06d}.npz") for tid in unit]
@@ -313,9 +356,9 @@ def build_plan(job: Job, scanned: ScanResult | None = None) -> Plan:
                     f"search/{i:04d}",
                     "search",
                     search_steps.search_unit,
-                    (cfg, job.mode, scan_path, crops, outs),
+                    (cfg, job.mode, scan_path, crops, outs, guide_path),
                     tuple(p for pair in outs for p in pair),
-                    deps=(f"crops/{i:04d}",),
+                    deps=(f"crops/{i:04d}", *guide_deps),
                     search=True,
                     progress=((P.FACE_FRAMES_SEARCHED, sum(len(tracks[t].frames) for t in unit)),),
                     label=f"search of track(s) {', '.join(map(str, unit))} (frames {span[0]}-{span[1]})",

@@ -175,6 +175,7 @@ def write_report(
     if artifacts is not None:
         collected = collect(artifacts, faces, config.report)
     rows = sorted(merge_records(faces, collected.records), key=lambda f: (f["track_id"], f["frame"]))
+    guided = {t: p.guide for p in people or () if p.guide is not None for t in p.tracks}
     tracks = []
     for row in track_summary(scanned) if scanned is not None else []:
         tid = row["track_id"]
@@ -184,6 +185,7 @@ def write_report(
             {
                 **row,
                 "identity": identity.get(tid),
+                "guided_by": guided.get(tid),  # the reference person whose photos guided it (or None)
                 "restored": FaceCounts.of(mine).restored,
                 "fell_back": FaceCounts.of(mine).fell_back,
                 "met_bound_in_frame": FaceCounts.of(mine).met_bound_in_frame,
@@ -211,6 +213,15 @@ def write_report(
         "tracks": tracks,
         # one person across cuts (pipeline.faces.people); None when no faces were looked for
         "people": [p.as_json() for p in people] if people is not None else None,
+        # --reference-photos: the folder and, per track guided, the reference person (None: no photos)
+        "reference_photos": (
+            {
+                "folder": config.people.reference,
+                "guided_tracks": {str(t): n for t, n in sorted(guided.items())},
+            }
+            if config.people.reference is not None
+            else None
+        ),
         "identity_note": IDENTITY_NOTE,
         "steadiness_note": STEADINESS_NOTE,
         "scanned": scanned is not None,  # False: no face model, faces were not looked for

@@ -27,7 +27,13 @@ from pipeline.run.progress import Progress
 log = logging.getLogger(__name__)
 
 # The report's timing stage of each step kind.
-STAGE_OF = {"stitch": "scan", "anchors": "search", "chunk": "search", "join_chunks": "search"}
+STAGE_OF = {
+    "stitch": "scan",
+    "guide": "search",
+    "anchors": "search",
+    "chunk": "search",
+    "join_chunks": "search",
+}
 
 
 class Schedule:
