@@ -336,7 +336,7 @@ def bench_overhead(args: argparse.Namespace) -> dict[str, Any]:
             queue = WorkQueue(max_in_flight=1)  # one at a time: the pure per-unit round trip
             start = time.perf_counter()
             for _ in range(args.units):
-                queue.submit("unit", lambda unit=unit: remote.remote(unit), lambda r: None)
+                queue.submit("unit", remote, unit)
             queue.drain()
             serial = (time.perf_counter() - start) / args.units
             results[f"unit_{unit * 1000:.0f}ms"] = {

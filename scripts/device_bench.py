@@ -8,9 +8,10 @@ ignored `device-deps/` folder, see that script). Each figure is measured here, o
       `scripts/bench_search.py` (random config-f-sized generators, 32-px targets, batch 32, bf16,
       truncated synthesis); met = the fraction of face-frames whose full render meets the bound
   sr_compact_1080p_fps, sr_rrdb_720p_fps
-      the pipeline's own `LearnedUpscaler` (tiles, half precision where the model allows) around a
-      Real-ESRGAN compact (64 features, 16 convs) and an RRDB (23 blocks) x4 network with random weights
-      (speed only), on a 1080p / 720p frame
+      the pipeline's own `LearnedUpscaler` as compose runs it (`upscale.batch` frames per pass through
+      `many`; on CUDA half precision where the model allows and tiles sized from free memory,
+      `upscale.tile_memory`) around a Real-ESRGAN compact (64 features, 16 convs) and an RRDB
+      (23 blocks) x4 network with random weights (speed only), on 1080p / 720p frames
   film_1080p_fps
       `film.clean.clean_frames` with the newsreel preset's stages on a 1080p clip with flicker, specks,
       weave, a scratch and grain (numpy/OpenCV: the CPU of the GPU machine, all its threads)
@@ -115,6 +116,7 @@ def _timed(fn: Callable[[], Any], device: str, repeats: int) -> float:
 def sr(device: str, quick: bool) -> dict[str, float]:
     import torch
 
+    from pipeline.config import UpscaleConfig
     from pipeline.frame.sr import LearnedUpscaler, import_spandrel, load_descriptor
 
     import_spandrel()
@@ -136,9 +138,14 @@ def sr(device: str, quick: bool) -> dict[str, float]:
         for key, (net, (w, h)) in nets.items():
             path = Path(d) / f"{key}.pth"
             torch.save(net.state_dict(), path)
-            up = LearnedUpscaler(load_descriptor(path), scale=4, device=device, tile=512 if not quick else 64)
-            frame = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
-            out[key] = 1.0 / _timed(lambda up=up, frame=frame: up(frame), device, 3 if not quick else 1)
+            u = UpscaleConfig()  # the settings compose runs with
+            up = LearnedUpscaler(
+                load_descriptor(path), scale=4, device=device, tile=u.tile if not quick else 64,
+                overlap=u.tile_overlap, batch=u.batch, tile_memory=u.tile_memory,
+            )  # fmt: skip
+            frames = list(np.random.default_rng(0).integers(0, 256, (u.batch, h, w, 3), dtype=np.uint8))
+            seconds = _timed(lambda up=up, frames=frames: up.many(frames), device, 2 if not quick else 1)
+            out[key] = len(frames) / seconds
     return out
 
 

@@ -34,9 +34,21 @@ class _ErrorCollector(logging.Handler):
         self.records.append(record)
 
 
-@pytest.fixture
-def device() -> str:
-    """Tests run on the CPU by default; set REEL_TEST_DEVICE=cuda on a GPU machine."""
+def _devices() -> list[str]:
+    """The CPU always; CUDA too where torch sees it (or the device REEL_TEST_DEVICE names)."""
     import os
 
-    return os.environ.get("REEL_TEST_DEVICE", "cpu")
+    asked = os.environ.get("REEL_TEST_DEVICE", "cpu")
+    if asked != "cpu":
+        return ["cpu", asked]
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return ["cpu"]
+    return ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+
+
+@pytest.fixture(params=_devices())
+def device(request: pytest.FixtureRequest) -> str:
+    """Every device test runs on the CPU, and on CUDA where present (kornia-style)."""
+    return str(request.param)

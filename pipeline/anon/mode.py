@@ -84,5 +84,6 @@ ANONYMIZE: Mode[AnonReport] = Mode(
     prepare=prepare,
     output_word="anonymized",
     hides_undecided=True,  # the safe rule: a face that cannot be decided is hidden under any choice
+    units_by_person=True,  # one synthetic person per person: a person's tracks are searched together
     preset="anonymize",
 )

@@ -3,10 +3,18 @@
 Irreversible by construction:
 - the target is the aligned face reduced to `anon.bottleneck` px across (8 by default): pose,
   lighting and skin tone survive, the person's identity does not (see scripts/evaluate_anonymize.py);
-- each track starts from a random state drawn from the OS's randomness (`secrets`), used for the
-  track's first frame and then dropped: it is never returned, stored, logged or derivable from a
-  setting, so two runs give two different people and nobody can replay a run;
-- every later frame of a track warm-starts from the frame before, so a track keeps one identity.
+- each person (the scan's people, `pipeline.faces.people`; an undecided track is a person of its
+  own) starts from a random state drawn from the OS's randomness (`secrets`), used for the person's
+  first face and then dropped: it is never returned, stored, logged or derivable from a setting, so
+  two runs give two different people and nobody can replay a run;
+- one synthetic person per person: the first frame of each later track of the person (another
+  shot) starts from, and is pulled towards, the person's first synthetic face, and every later frame
+  of a track warm-starts from the frame before, so the person keeps one synthetic identity in every
+  shot. The plan puts a person's tracks in one search unit (`Mode.units_by_person`), so the secret
+  and that first face exist only inside one call of `anonymize_unit`;
+- resume: a unit's results are kept only when all of them were written, so a resumed run either
+  keeps every track of a person or searches them all again from a new secret (a new synthetic
+  person, the same in every shot); it never mixes two.
 The search itself is the project's (`pipeline.search.search.search`), called through its public
 arguments (`init`, `prev`, `prev_mask`); only the synthetic images leave this module (as
 FaceRestorations whose `latents` are empty: the latents are not kept either).
@@ -17,7 +25,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -86,18 +94,43 @@ def unservable(
     return None
 
 
+def person_sequences(
+    crops: Sequence[FaceCrop], limit: float, persons: Mapping[int, int] | None
+) -> list[list[FaceCrop]]:
+    """The crops one synthetic person is searched along: per person, their tracks one after the
+    other (tracks of one person are never on screen together), each in frame order. A track with no
+    person in `persons` is a person of its own. Crops larger than `limit` px are left to the mask."""
+    by_track: dict[int, list[FaceCrop]] = defaultdict(list)
+    for c in crops:
+        if c.image.shape[0] <= limit:  # larger faces are masked: the generator's detail is too coarse
+            by_track[c.track_id].append(c)
+    by_person: dict[tuple[int, int], list[list[FaceCrop]]] = defaultdict(list)
+    for tid in sorted(by_track):
+        rows = sorted(by_track[tid], key=lambda c: c.frame_index)
+        key = (0, persons[tid]) if persons is not None and tid in persons else (1, tid)
+        by_person[key].append(rows)
+    return [
+        [c for rows in sorted(runs, key=lambda r: (r[0].frame_index, r[0].track_id)) for c in rows]
+        for _, runs in sorted(by_person.items())
+    ]
+
+
 def anonymize_unit(
     G: Any,  # pipeline.prior.stylegan2.Generator on `device`
     space: Any,  # pipeline.search.latent_space.GaussianizedW fitted for G
-    crops: Sequence[FaceCrop],  # the servable face-frames of whole tracks
+    crops: Sequence[FaceCrop],  # the servable face-frames of whole tracks (of whole people)
     cfg: Config,
     device: str = "cpu",
+    persons: Mapping[int, int] | None = None,  # track id -> person id (the scan's people)
 ) -> list[FaceRestoration]:
-    """Synthetic faces for whole tracks, advanced in lockstep (frame t of every track in one batch).
+    """Synthetic faces for whole people, advanced in lockstep (step t of every person in one batch).
 
-    Frame 0 of a track: a cold search from `secret_start`; later frames: warm from the frame before.
-    Returns one FaceRestoration per crop it serves (track, frame order; crops larger than
-    `anon.max_face_ratio` x the generator's resolution are left to the mask) with `psnr` and
+    One synthetic person per person (`person_sequences`): the person's first face is a cold search
+    from `secret_start`; the first frame of each later track of the person starts from, and is
+    pulled towards, that first synthetic face (so every shot shows the same synthetic person);
+    every other frame warm-starts from the frame before. The secret and the states live only in
+    this call. Returns one FaceRestoration per crop it serves (track, frame order; crops larger
+    than `anon.max_face_ratio` x the generator's resolution are left to the mask) with `psnr` and
     `met_bound` measured at the bottleneck and no latents.
     """
     import torch
@@ -106,31 +139,28 @@ def anonymize_unit(
     from pipeline.search.state import SearchState
     from pipeline.search.track import crop_to_tensor
 
-    limit = cfg.anon.max_face_ratio * int(G.img_resolution)
-    by_track: dict[int, list[FaceCrop]] = defaultdict(list)
-    for c in crops:
-        if c.image.shape[0] <= limit:  # larger faces are masked: the generator's detail is too coarse
-            by_track[c.track_id].append(c)
-    tids = sorted(by_track)
-    for tid in tids:
-        by_track[tid].sort(key=lambda c: c.frame_index)
+    sequences = person_sequences(crops, cfg.anon.max_face_ratio * int(G.img_resolution), persons)
     size = cfg.anon.bottleneck
-    prev: dict[int, Any] = {}  # track -> SearchState of its last frame (on the search device)
+    prev: dict[int, Any] = {}  # sequence -> SearchState of its last frame (on the search device)
+    first: dict[int, Any] = {}  # sequence -> SearchState of the person's first synthetic face
     out: list[FaceRestoration] = []
     step = max(1, cfg.search.batch_size)
-    length = max((len(v) for v in by_track.values()), default=0)
-    for t in range(length):
-        live = [tid for tid in tids if t < len(by_track[tid])]
+    for t in range(max((len(v) for v in sequences), default=0)):
+        live = [k for k, seq in enumerate(sequences) if t < len(seq)]
         for b0 in range(0, len(live), step):
             part = live[b0 : b0 + step]
-            here = [by_track[tid][t] for tid in part]
+            here = [sequences[k][t] for k in part]
             targets = [
                 crop_to_tensor(bottleneck_target(c.image, size), f"track {c.track_id} frame {c.frame_index}")
                 for c in here
             ]
-            warm = torch.tensor([tid in prev for tid in part])
-            # A cold track's start is drawn here and lives only in this list, for this one call.
-            starts = [prev[tid] if tid in prev else secret_start(G) for tid in part]
+            warm = torch.tensor([k in prev for k in part])
+            new_track = [t > 0 and sequences[k][t - 1].track_id != sequences[k][t].track_id for k in part]
+            # A person's start is drawn here and lives only in this list, for this one call.
+            starts = [
+                (first[k] if new else prev[k]) if k in prev else secret_start(G)
+                for k, new in zip(part, new_track, strict=True)
+            ]
             init = SearchState.cat(starts)
             res = search(
                 G,
@@ -144,19 +174,24 @@ def anonymize_unit(
                 device=device,
             )
             del starts, init
-            for i, (tid, c) in enumerate(zip(part, here, strict=True)):
-                prev[tid] = res.state.select([i])
-                out.append(
-                    FaceRestoration(
-                        track_id=c.track_id,
-                        frame_index=c.frame_index,
-                        latents=NO_LATENTS,
-                        image=res.images[i].permute(1, 2, 0).numpy().astype(np.float32),
-                        psnr=float(res.psnr[i]),
-                        met_bound=bool(res.met_bound[i]),
-                        steps=int(res.steps[i]),
-                    )
-                )
+            for i, (k, c) in enumerate(zip(part, here, strict=True)):
+                prev[k] = res.state.select([i])
+                first.setdefault(k, prev[k])
+                out.append(_synthetic(c, res, i))
     prev.clear()
+    first.clear()
     out.sort(key=lambda f: (f.track_id, f.frame_index))
     return out
+
+
+def _synthetic(c: FaceCrop, res: Any, i: int) -> FaceRestoration:
+    """The i-th face of a search result as the synthetic face of crop `c` (its latents not kept)."""
+    return FaceRestoration(
+        track_id=c.track_id,
+        frame_index=c.frame_index,
+        latents=NO_LATENTS,
+        image=res.images[i].permute(1, 2, 0).numpy().astype(np.float32),
+        psnr=float(res.psnr[i]),
+        met_bound=bool(res.met_bound[i]),
+        steps=int(res.steps[i]),
+    )

@@ -181,6 +181,15 @@ def people_to_arrays(people: Sequence[Person]) -> dict[str, np.ndarray]:
     return out
 
 
+def person_of_tracks(a: Mapping[str, np.ndarray]) -> dict[int, int]:
+    """track id -> person id, from what `people_to_arrays` stored (empty for a scan without people).
+
+    An undecided track is its own person already (a person of one track)."""
+    if "person_id" not in a:
+        return {}
+    return {int(t): int(p) for t, p in zip(a["person_track"], a["person_id"], strict=True)}
+
+
 def people_from_arrays(a: Mapping[str, np.ndarray], tracks: Sequence[Track]) -> list[Person] | None:
     """What `people_to_arrays` stored (None for a scan stored without people)."""
     if "person_id" not in a:

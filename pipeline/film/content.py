@@ -39,6 +39,10 @@ def resolve(config: Config, input: str | Path) -> tuple[Config, dict[str, Any]]:
     u = config.upscale
     if u.tile < 0 or u.tile_overlap < 0 or (u.tile and u.tile_overlap >= u.tile):
         raise ConfigError(f"upscale.tile={u.tile}, tile_overlap={u.tile_overlap}: need 0 <= overlap < tile")
+    if u.batch < 1:
+        raise ConfigError(f"upscale.batch={u.batch}: need at least 1 frame per forward pass")
+    if not 0.0 <= u.tile_memory <= 0.9:
+        raise ConfigError(f"upscale.tile_memory={u.tile_memory}: need a fraction of free memory in [0, 0.9]")
     if u.model:  # a learned upscaler that cannot be loaded fails now, not when the first part is composed
         from pipeline.frame.sr import load_descriptor
 

@@ -366,6 +366,8 @@ def compose_frame(
     cfg: Config,
     upscaler: Callable[[np.ndarray], np.ndarray] | None = None,  # whole frame, dtype kept; None: cfg.upscale
     steadiness: Steadiness | None = None,  # one per run of consecutive frames: adds change figures
+    upscaled: np.ndarray | None = None,  # the frame already upscaled (frames upscaled in a batch)
+    device: str = "cpu",  # where the torch stages (the projection) run
 ) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """One output frame and one record per face: upscaled, faces pasted, projected, measured.
 
@@ -377,7 +379,9 @@ def compose_frame(
     """
     image = frame.image if isinstance(frame, VideoFrame) else frame
     src = image if source is None else source
-    if upscaler is None:
+    if upscaled is not None:
+        up = np.asarray(upscaled)
+    elif upscaler is None:
         from pipeline.frame.upscale import upscale
 
         up = np.asarray(upscale(image, cfg.upscale.scale, cfg.upscale.method))
@@ -421,6 +425,7 @@ def compose_frame(
                 c.project_target_db,
                 c.project_damping,
                 bound + c.project_margin_db,
+                device=device,
             )
             before = proj.psnr_before
         rows.append((p, reason, region, before))

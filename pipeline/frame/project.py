@@ -5,8 +5,8 @@ footage. `downscale` is THE operator that "downscaled" means everywhere: antiali
 (Keys' kernel with a = -0.5, widened by the reduction factor, taps at the image edge dropped and
 the rest renormalised). It is exactly `torch.nn.functional.interpolate(..., mode="bicubic",
 antialias=True)`, which the search's loss uses (`pipeline.search.loss.downscale`; a test holds the
-two equal), written as a separable pair of weight matrices so that it runs in numpy and, above
-all, so that it can be inverted.
+two equal), written as a separable pair of weight matrices so that it runs in numpy and torch and,
+above all, so that it can be inverted.
 
 `project_region` enforces the promise after paste-back, tone and grain matching: it moves the output
 inside a face region onto the set of images whose downscale equals the source there, by iterative
@@ -14,13 +14,16 @@ back-projection of the low-resolution residual through the operator's pseudo-inv
 the Consistency Enforcing Module of Bahat & Michaeli, "Explorable Super Resolution", CVPR 2020:
 detail the prior invented survives only where the footage cannot see it, i.e. in the operator's
 null space). Without a mask one step is the exact orthogonal projection; with the paste's soft mask
-the steps are weighted by it, so nothing outside the face moves, and a few steps converge.
+the steps are weighted by it, so nothing outside the face moves, and a few steps converge. The
+iteration is torch code (`project_tensor`), the same on the CPU and on CUDA.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
@@ -153,47 +156,81 @@ def project_region(
     target_db: float = 50.0,  # stop once the region agrees this well
     damping: float = 0.0,  # Tikhonov term of the back-projector, relative to the operator's energy
     floor_db: float = 0.0,  # with damping: undamped steps follow until the region agrees this well
+    device: str = "cpu",
 ) -> Projection:
-    """Back-project the low-resolution residual until the region's downscale equals the source.
+    """`project_tensor` on numpy frames: the region goes to `device` and its projection comes back."""
+    import torch
+
+    (y0, y1), (x0, x1) = win.ly, win.lx
+    (a0, a1), (b0, b1) = win.hy, win.hx
+    dev = torch.device(device)
+    region = torch.as_tensor(np.asarray(out[a0:a1, b0:b1], np.float32), device=dev)
+    src = torch.as_tensor(np.asarray(source[y0:y1, x0:x1], np.float32), device=dev)
+    region, before, after, taken = project_tensor(
+        region, src, win, hr_mask, lr_mask, steps, target_db, damping, floor_db
+    )
+    out[a0:a1, b0:b1] = region.cpu().numpy().astype(out.dtype)
+    return Projection(out, before, after, taken)
+
+
+def _apply_t(wy: Any, wx: Any, x: Any) -> Any:
+    """wy @ x @ wx.T on each channel of the tensor x [a, b, C] -> [wy rows, wx rows, C]."""
+    a, b, c = x.shape
+    rows = (wy @ x.reshape(a, b * c)).reshape(wy.shape[0], b, c)  # [wy rows, b, C]
+    return wx @ rows  # [wy rows, wx rows, C]: wx applied to each row's [b, C]
+
+
+def project_tensor(
+    region: Any,  # [hy1 - hy0, hx1 - hx0, C] float32 tensor: the output under the window
+    src: Any,  # [ly1 - ly0, lx1 - lx0, C] float32 tensor (same device): the footage there
+    win: Window,
+    hr_mask: np.ndarray,
+    lr_mask: np.ndarray,
+    steps: int = 12,
+    target_db: float = 50.0,
+    damping: float = 0.0,
+    floor_db: float = 0.0,
+) -> tuple[Any, float, float, int]:
+    """Back-project the low-resolution residual until the region's downscale equals the source:
+    (the projected region, PSNR before, after, steps taken). The same torch code on CPU and CUDA.
 
     Each step: residual r = source - downscale(out) on the constrained pixels, correction
     pinv(D) r (the minimum-norm image with that downscale), applied weighted by `hr_mask`, then the
-    output is clipped to [0, 1] (the clip is a second convex set; alternating keeps both).
+    output is clipped to [0, 1] (the clip is a second convex set; alternating keeps both). float32
+    inside the loop (far finer than any output's quantisation); the PSNR is summed in float64.
     """
-    (y0, y1), (x0, x1) = win.ly, win.lx
-    (a0, a1), (b0, b1) = win.hy, win.hx
-    # float32 inside the loop: twice as fast, and far finer than any output's quantisation.
-    f32 = np.float32
-    src = np.asarray(source[y0:y1, x0:x1], f32)
-    wy, wx = win.wy.astype(f32), win.wx.astype(f32)
-    py, px = (_back_projector(w, damping).astype(f32) for w in (win.wy, win.wx))  # [hr, lr]
-    region = np.asarray(out[a0:a1, b0:b1], f32)
-    m_h = np.asarray(hr_mask, f32)[..., None]
-    m_l = np.asarray(lr_mask, f32)[..., None]
-    weight = lr_mask.astype(np.float64)
+    import torch
 
-    def psnr_of(r: np.ndarray) -> float:
-        mse = float(
-            ((r.astype(np.float64) ** 2).mean(axis=2) * weight).sum() / max(float(weight.sum()), 1e-9)
-        )
-        return 100.0 if mse <= 1e-10 else 10.0 * float(np.log10(1.0 / mse))
+    dev = region.device
 
-    residual = src - _apply(wy, wx, region)
+    def t(a: np.ndarray) -> Any:
+        return torch.as_tensor(np.asarray(a, np.float32), device=dev)
+
+    wy, wx = t(win.wy), t(win.wx)
+    py, px = (t(_back_projector(w, damping)) for w in (win.wy, win.wx))  # [hr, lr]
+    m_h, m_l = t(hr_mask)[..., None], t(lr_mask)[..., None]
+    weight = torch.as_tensor(np.asarray(lr_mask, np.float64), device=dev)
+    total = max(float(weight.sum()), 1e-9)
+
+    def psnr_of(r: Any) -> float:
+        mse = float(((r.double() ** 2).mean(dim=2) * weight).sum()) / total
+        return 100.0 if mse <= 1e-10 else 10.0 * math.log10(1.0 / mse)
+
+    residual = src - _apply_t(wy, wx, region)
     before = after = psnr_of(residual)
     taken = 0
     while taken < steps and after < target_db:
-        region = np.clip(region + m_h * _apply(py, px, residual * m_l), 0.0, 1.0)
-        residual = src - _apply(wy, wx, region)
+        region = (region + m_h * _apply_t(py, px, residual * m_l)).clamp_(0.0, 1.0)
+        residual = src - _apply_t(wy, wx, region)
         after = psnr_of(residual)
         taken += 1
     if after < floor_db and damping > 0:
         # Damped steps left too much (footage that is mostly fine grain or noise): exact steps until
         # the floor is reached, amplified grain being the lesser evil than a broken promise.
-        py, px = (_back_projector(w, 0.0).astype(f32) for w in (win.wy, win.wx))
+        py, px = (t(_back_projector(w, 0.0)) for w in (win.wy, win.wx))
         while taken < 2 * steps and after < floor_db:
-            region = np.clip(region + m_h * _apply(py, px, residual * m_l), 0.0, 1.0)
-            residual = src - _apply(wy, wx, region)
+            region = (region + m_h * _apply_t(py, px, residual * m_l)).clamp_(0.0, 1.0)
+            residual = src - _apply_t(wy, wx, region)
             after = psnr_of(residual)
             taken += 1
-    out[a0:a1, b0:b1] = region.astype(out.dtype)
-    return Projection(out, before, after, taken)
+    return region, before, after, taken

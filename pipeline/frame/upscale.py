@@ -130,8 +130,10 @@ def resolve_device(device: str) -> str:
 def make_upscaler(cfg: Config, device: str | None = None) -> Callable[[np.ndarray], np.ndarray]:
     """The whole-frame upscaler `cfg.upscale` asks for: `up(image) -> image * scale`, dtype kept.
 
-    With `upscale.model` a learned model (pipeline.frame.sr, loaded once per process and device),
-    otherwise the classical `upscale.method`. `device` overrides `run.device`.
+    With `upscale.model` a learned model (pipeline.frame.sr, loaded once per process and device: on
+    the worker's GPU when `run.device` is "auto" and the worker sees one, `upscale.batch` frames per
+    forward pass through its `many`), otherwise the classical `upscale.method`. `device` overrides
+    `run.device`.
     """
     u = cfg.upscale
     if not u.model:
@@ -143,4 +145,13 @@ def make_upscaler(cfg: Config, device: str | None = None) -> Callable[[np.ndarra
     if not path.is_file():
         raise CheckpointError(path, "no such file (upscale.model)")
     dev = resolve_device(device or cfg.run.device)
-    return cached_upscaler(str(path.resolve()), path.stat().st_mtime_ns, u.scale, dev, u.tile, u.tile_overlap)
+    return cached_upscaler(
+        str(path.resolve()),
+        path.stat().st_mtime_ns,
+        u.scale,
+        dev,
+        u.tile,
+        u.tile_overlap,
+        u.batch,
+        u.tile_memory,
+    )

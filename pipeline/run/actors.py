@@ -4,9 +4,11 @@
 module-level stage functions with it, one whole work unit per call, so warm starts stay in order
 inside a unit. `WorkQueue` is the single place where work enters Ray: tasks and actor calls are
 admitted only while fewer than `max_in_flight` are pending (the `ray.wait` backpressure pattern),
-actor calls go to the least-loaded live actor, and every completion is handed to the caller's
-callback, which may queue more work (so stages overlap naturally: a finished scan queues crops, a
-finished search queues a segment...).
+actor calls go to the least-loaded live actor, and every completion is handed, with the tag it was
+queued with, to the queue's one `on_done` handler, which may queue more work (so stages overlap
+naturally: a finished scan queues crops, a finished search queues a segment...). What waits in the
+queue is data (`Call`: a label, the remote function or none for an actor call, its arguments and a
+tag), never a closure.
 
 Faults: tasks are retried by Ray (`max_retries`) when their worker dies; actors are restarted
 (`max_restarts`) and the interrupted call is retried on the restarted actor (`max_task_retries`).
@@ -89,27 +91,40 @@ def default_actor_count(
     return 1
 
 
+@dataclass(frozen=True)
+class Call:
+    """One piece of queued work: a task, `remote.remote(*args)`, or, with `remote` None, an actor
+    call, `actor.run.remote(*args)` on the least-loaded live actor. `tag` is handed back with its
+    result (`WorkQueue.on_done`)."""
+
+    label: str  # names the unit in errors and logs
+    args: tuple[Any, ...]
+    remote: Any = None  # a Ray remote function; None: an actor call
+    tag: Any = None
+
+
 @dataclass
 class _Pending:
-    label: str  # names the unit in errors and logs
-    on_done: Callable[[Any], None]
+    call: Call
     actor: int | None = None  # index of the actor running it
+
+
+def _ignore(tag: Any, result: Any) -> None:
+    return None
 
 
 @dataclass
 class WorkQueue:
-    """Bounded in-flight Ray work with callbacks; `drain()` runs until everything has finished."""
+    """Bounded in-flight Ray work; `drain()` runs until everything has finished, handing each result
+    to `on_done(tag, result)`."""
 
     max_in_flight: int
     actors: Sequence[Any] = ()
+    on_done: Callable[[Any, Any], None] = _ignore
     calls_per_actor: int = 2  # one running + one queued keeps an actor busy between units
     _in_flight: dict[Any, _Pending] = field(default_factory=dict)
-    _waiting: collections.deque[tuple[str, Callable[[], Any], Callable[[Any], None]]] = field(
-        default_factory=collections.deque
-    )
-    _waiting_actor: collections.deque[tuple[str, Callable[[Any], Any], Callable[[Any], None]]] = field(
-        default_factory=collections.deque
-    )
+    _waiting: collections.deque[Call] = field(default_factory=collections.deque)
+    _waiting_actor: collections.deque[Call] = field(default_factory=collections.deque)
     _actor_load: list[int] = field(default_factory=list)
     _retired: set[int] = field(default_factory=set)  # actors that take no more calls
     completed: int = 0
@@ -151,33 +166,33 @@ class WorkQueue:
     def in_flight(self) -> int:
         return len(self._in_flight)
 
-    def submit(self, label: str, start: Callable[[], Any], on_done: Callable[[Any], None]) -> None:
-        """Queue a task: `start()` returns its ObjectRef (called only when there is room)."""
-        self._waiting.append((label, start, on_done))
+    def submit(self, label: str, remote: Any, *args: Any, tag: Any = None) -> None:
+        """Queue a task, `remote.remote(*args)` (submitted only when there is room)."""
+        self._waiting.append(Call(label, args, remote, tag))
         self._admit()
 
-    def submit_actor(self, label: str, start: Callable[[Any], Any], on_done: Callable[[Any], None]) -> None:
-        """Queue an actor call: `start(actor)` returns its ObjectRef; the least-loaded actor takes it."""
+    def submit_actor(self, label: str, *args: Any, tag: Any = None) -> None:
+        """Queue an actor call, `actor.run.remote(*args)`; the least-loaded live actor takes it."""
         if not self.actors:
             raise JobError(f"{label}: no actors to run it")
-        self._waiting_actor.append((label, start, on_done))
+        self._waiting_actor.append(Call(label, args, None, tag))
         self._admit()
 
     def _admit(self) -> None:
         while self._waiting_actor:
             live = [i for i in range(len(self.actors)) if i not in self._retired]
             if not live:
-                raise JobError(f"{self._waiting_actor[0][0]}: no actors to run it")
+                raise JobError(f"{self._waiting_actor[0].label}: no actors to run it")
             index = min(live, key=self._actor_load.__getitem__)
             if self._actor_load[index] >= self.calls_per_actor:
                 break
-            label, start, on_done = self._waiting_actor.popleft()
-            self._in_flight[start(self.actors[index])] = _Pending(label, on_done, index)
+            call = self._waiting_actor.popleft()
+            self._in_flight[self.actors[index].run.remote(*call.args)] = _Pending(call, index)
             self._actor_load[index] += 1
         tasks = sum(1 for p in self._in_flight.values() if p.actor is None)
         while self._waiting and tasks < self.max_in_flight:
-            task_label, start_task, task_done = self._waiting.popleft()
-            self._in_flight[start_task()] = _Pending(task_label, task_done)
+            call = self._waiting.popleft()
+            self._in_flight[call.remote.remote(*call.args)] = _Pending(call)
             tasks += 1
 
     def drain(self, timeout: float | None = None) -> None:
@@ -200,10 +215,10 @@ class WorkQueue:
                     result = ray.get(ref)
                 except Exception as exc:
                     self.cancel()
-                    raise unit_error(pending.label, exc) from exc
+                    raise unit_error(pending.call.label, exc) from exc
                 self.completed += 1
                 try:
-                    pending.on_done(result)
+                    self.on_done(pending.call.tag, result)
                 except BaseException:
                     self.cancel()
                     raise
@@ -219,7 +234,7 @@ class WorkQueue:
                 try:
                     ray.cancel(ref, force=True)
                 except Exception as exc:  # already finished or lost: nothing to cancel
-                    log.debug("cancel %s: %s", pending.label, exc)
+                    log.debug("cancel %s: %s", pending.call.label, exc)
         self._in_flight.clear()
         self._actor_load = [0] * len(self.actors)
 

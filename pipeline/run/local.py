@@ -13,6 +13,7 @@ from typing import Any
 
 from pipeline.run.plan import Job
 from pipeline.run.schedule import Schedule, run_search_step, run_step
+from pipeline.run.work import Driver, Search, Task
 
 log = logging.getLogger(__name__)
 
@@ -38,17 +39,19 @@ def run_plan(job: Job) -> Any:
                 seconds = {**schedule.seconds, "total": time.perf_counter() - started}
                 context = {"executor": "local", "seconds": seconds, "decode": schedule.decode_section()}
                 t0 = time.time()
-                report = step.fn(*step.args, context=context)
+                assert isinstance(step.work, Driver)
+                report = step.work(context=context)
                 schedule.finish(step, {"seconds": time.time() - t0, "started": t0})
                 continue
-            if step.search:
+            if isinstance(step.work, Search):
                 if model is None:
                     model = load_search_model(
                         str(cfg.prior.model), cfg.run.device, cfg.prior.dtype, cfg.search.gaussian_samples
                     )
-                done = run_search_step(model, step.fn, step.args, retries, step.label)
+                done = run_search_step(model, step.work, retries, step.label)
             else:
-                done = run_step(step.fn, step.args, retries, step.label)
+                assert isinstance(step.work, Task)
+                done = run_step(step.work, retries, step.label)
             schedule.finish(step, done)
     log.info("steps: %s", schedule.summary())
     schedule.write_timeline(wall, time.time())

@@ -23,10 +23,10 @@ only, a search setting search and compose, never the scan.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.config import Config
 from pipeline.errors import ConfigError
@@ -34,20 +34,47 @@ from pipeline.faces.choose import PeopleChoice, References
 from pipeline.faces.scan import ScanResult
 from pipeline.files import settings_key
 from pipeline.io.presets import EncoderPreset
+from pipeline.report.spread import sample_tracks
 from pipeline.run import progress as P
+from pipeline.run import steps
 from pipeline.run.frames import CleanSegment, film_cleaning, inverse_telecine
 from pipeline.run.mode import Mode
-from pipeline.types import VideoInfo
+from pipeline.run.work import (
+    KINDS,
+    AnchorsWork,
+    ChunkWork,
+    CleanWork,
+    ComposeWork,
+    CropsWork,
+    Driver,
+    GuideWork,
+    JoinChunksWork,
+    JoinWork,
+    ScanWork,
+    Search,
+    SearchWork,
+    SpreadWork,
+    StepKind,
+    StitchWork,
+    TrackFiles,
+    Work,
+)
+from pipeline.run.workdir import WorkDir
+from pipeline.search.units import search_plan
+from pipeline.types import Track, VideoInfo
+
+if TYPE_CHECKING:
+    from pipeline.search.plan import Chunk
 
 log = logging.getLogger(__name__)
 
 # Part of a stage's key: bumped when what the stage computes changes (every key after it changes too).
 SCAN_VERSION = "scan-v2"  # v2: per-segment detections and cuts, stitched
-CLEAN_VERSION = "clean-v1"  # the decoded, film-cleaned frames of a segment, full size
+CLEAN_VERSION = "clean-v2"  # v2: with regrain, each frame's grain measured (compose adds it), not added
 CROPS_VERSION = "crops-v2"  # v2: crops per search unit, with each crop's size
 SEARCH_VERSION = "search-v2"  # v2: face images beside the rows (read a frame range at a time)
 GUIDE_VERSION = "guide-v1"  # the reference photos' latents (pipeline.search.guide)
-COMPOSE_VERSION = "compose-v3"  # v3: faces' compose_frame (projection, fallback, per-face records)
+COMPOSE_VERSION = "compose-v4"  # v4: regrain at output resolution (v3: projection, fallback, records)
 
 
 @dataclass(frozen=True)
@@ -79,27 +106,43 @@ class Job:
 
 @dataclass(frozen=True)
 class Step:
-    """One unit of work. `fn(*args)` writes `artifacts`; search steps get the loaded generator first
-    (`fn(model, *args)`), driver steps a `context` keyword (the executor's run summary)."""
+    """One unit of work: its `work` (a record of its arguments, `pipeline.run.work`) writes
+    `artifacts`. Where it runs is the work's class: any CPU worker (`Task`: `work()`), where the
+    generator is loaded (`Search`: `work(model)`) or the driver (`Driver`: `work(context=...)`)."""
 
     key: str  # unique in the plan, e.g. "scan/00000240", "search/0003", "compose/00000480"
-    kind: (
-        str  # clean | scan | stitch | crops | guide | search | anchors | chunk | join_chunks | compose | join
-    )
-    fn: Callable[..., Any]  # a module-level function (Ray ships it by reference)
-    args: tuple[Any, ...]
+    work: Work
     artifacts: tuple[str, ...]  # done when every one exists
     deps: tuple[str, ...] = ()  # keys of the steps whose artifacts it reads
-    search: bool = False  # runs where the generator is loaded (Ray: a search actor)
-    driver: bool = False  # runs in the driver process (the join: mux and report)
     progress: tuple[tuple[str, int], ...] = ()  # counters advanced when it finishes (or was done)
     label: str = ""  # for logs and errors
-    transient: bool = False  # its artifacts are removed once every step that reads them has finished
+
+    @property
+    def kind(self) -> StepKind:
+        return self.work.kind
+
+    @property
+    def search(self) -> bool:
+        """Runs where the generator is loaded (Ray: a search actor)."""
+        return isinstance(self.work, Search)
+
+    @property
+    def driver(self) -> bool:
+        """Runs in the driver process (the join: mux and report)."""
+        return isinstance(self.work, Driver)
+
+    @property
+    def transient(self) -> bool:
+        """Its artifacts are removed once every step that reads them has finished."""
+        return KINDS[self.kind].transient
+
+    @property
+    def stage(self) -> str:
+        """The report's timing stage its seconds count in."""
+        return KINDS[self.kind].stage
 
     def done(self) -> bool:
         """Every artifact exists and verifies (`WorkDir.has`: a damaged one is removed, and redone)."""
-        from pipeline.run.workdir import WorkDir
-
         if not self.artifacts:
             return False
         for artifact in map(Path, self.artifacts):  # <root>/<stage>/<key>/<name>
@@ -135,19 +178,19 @@ class Plan:
 
     def parts(self) -> list[Path]:
         """The encoded parts, in order (the compose steps' first artifacts)."""
-        return [Path(s.artifacts[0]) for s in self.steps.values() if s.kind == "compose"]
+        return [Path(s.artifacts[0]) for s in self.steps.values() if s.kind is StepKind.COMPOSE]
 
     def records(self) -> list[Path]:
         """The per-segment face records (JSON lists of `compose_frame` records), in order."""
-        return [Path(s.artifacts[1]) for s in self.steps.values() if s.kind == "compose"]
+        return [Path(s.artifacts[1]) for s in self.steps.values() if s.kind is StepKind.COMPOSE]
 
     def track_results(self) -> list[Path]:
         """Every track's stored search result (npz), in track order."""
         out = []
         for s in self.steps.values():
-            if s.kind == "search":
+            if s.kind is StepKind.SEARCH:
                 out += [Path(p) for p in s.artifacts[0::2]]
-            elif s.kind == "join_chunks":
+            elif s.kind is StepKind.JOIN_CHUNKS:
                 out.append(Path(s.artifacts[0]))
         return sorted(out)
 
@@ -201,304 +244,248 @@ def _keys(job: Job) -> dict[str, str]:
     return keys
 
 
-def _add_references(
-    job: Job, plan: Plan, add: Callable[[Step], None], art: Callable[[str, str], str], searched: bool
-) -> tuple[str | None, tuple[str, ...]]:
-    """The step inverting the reference photos (when the job has them and searches faces); returns
-    its artifact and the dependency the search steps take on it."""
-    from pipeline.run import search_steps
+@dataclass(frozen=True)
+class _Searched:
+    """A track whose search result the plan makes: its files, and the steps that write them."""
 
-    if job.references is None or not searched:
-        return None, ()
-    out = art("guide", "references.npz")
-    add(
-        Step(
-            "guide",
-            "guide",
-            search_steps.references_step,
-            (job.config, job.references, out),
-            (out,),
-            search=True,
-            label=f"inverting the reference photos of {len(job.references.names)} person(s)",
-        )
-    )
-    return out, ("guide",)
+    files: TrackFiles
+    step: str  # the search unit's, or the chunked track's join_chunks
+    crops_step: str
 
 
-def build_plan(job: Job, scanned: ScanResult | None = None) -> Plan:
-    """The job's steps: the scan and the stitch, and, once `scanned` is given, everything else."""
-    from pipeline.run import search_steps, steps
-    from pipeline.run.workdir import WorkDir
+@dataclass
+class _Builder:
+    """The state `build_plan` fills in, stage by stage (one method per part of the plan)."""
 
-    cfg = job.config
-    wd = WorkDir(job.workdir)
-    keys = _keys(job)
-    segs = segments(job.frames, cfg)
-    plan = Plan(job, {}, complete=True, segments=segs, keys=keys, scanned=scanned)
-    plan.totals = {P.SEGMENTS_ENCODED: len(segs)}
+    job: Job
+    plan: Plan
+    wd: WorkDir
+    clean: list[CleanSegment] = field(default_factory=list)
+    tracks: dict[int, Track] = field(default_factory=dict)  # tid -> Track, once scanned
+    searched: dict[int, _Searched] = field(default_factory=dict)
+    guide: str | None = None  # the reference photos' latents (npz), when the search is guided
 
-    def art(stage: str, name: str) -> str:
-        return str(wd.artifact(stage, keys[stage], name))
+    @property
+    def video(self) -> str:
+        return str(self.job.input)
 
-    def add(step: Step) -> None:
+    def art(self, stage: str, name: str) -> str:
+        return str(self.wd.artifact(stage, self.plan.keys[stage], name))
+
+    def add(self, step: Step) -> None:
+        plan = self.plan
         assert step.key not in plan.steps and all(d in plan.steps for d in step.deps), step.key
         plan.steps[step.key] = step
 
-    video = str(job.input)
-    tracks: dict[int, Any] = {}  # tid -> Track, once scanned
-    track_of: dict[int, tuple[str, str, str, str]] = {}  # tid -> (crops, npz, npy, producing step)
-    crops_step_of: dict[int, str] = {}
-    clean: list[CleanSegment] = []
-    if stores_clean(job):
-        for s, e in segs:
-            name = f"segment-{s:08d}-{e:08d}"
-            seg = CleanSegment(s, e, art("clean", f"{name}.npy"), art("clean", f"{name}.npz"))
-            add(
-                Step(
-                    f"clean/{s:08d}",
-                    "clean",
-                    steps.clean_step,
-                    (video, job.info, cfg, seg),
-                    (seg.frames, seg.meta),
-                    transient=True,
-                    label=f"decoding and cleaning frames {s}-{e}",
-                )
-            )
-            clean.append(seg)
-
-    def reads(start: int, end: int, *more: int) -> tuple[list[CleanSegment], tuple[str, ...]]:
+    def reads(self, start: int, end: int, *more: int) -> tuple[list[CleanSegment], tuple[str, ...]]:
         """The clean segments holding frames [start, end) (and the frames `more`), and their steps."""
         mine = [
-            c for c in clean if (c.start < end and c.end > start) or any(c.start <= i < c.end for i in more)
+            c
+            for c in self.clean
+            if (c.start < end and c.end > start) or any(c.start <= i < c.end for i in more)
         ]
-        return mine, tuple(f"clean/{c.start:08d}" for c in mine)
+        return mine, tuple(f"{StepKind.CLEAN}/{c.start:08d}" for c in mine)
 
-    if job.faces:
-        plan.totals[P.FRAMES_SCANNED] = job.frames
-        scan_keys = []
-        for s, e in segs:
-            key = f"scan/{s:08d}"
+    def span(self, unit: Sequence[int]) -> tuple[int, int]:
+        return min(self.tracks[t].start for t in unit), max(self.tracks[t].end for t in unit)
+
+    def add_clean(self) -> None:
+        job = self.job
+        for s, e in self.plan.segments:
+            name = f"segment-{s:08d}-{e:08d}"
+            seg = CleanSegment(s, e, self.art("clean", f"{name}.npy"), self.art("clean", f"{name}.npz"))
+            work = CleanWork(self.video, job.info, job.config, seg)
+            label = f"decoding and cleaning frames {s}-{e}"
+            self.add(Step(f"clean/{s:08d}", work, (seg.frames, seg.meta), label=label))
+            self.clean.append(seg)
+
+    def add_scan(self) -> str:
+        """The scan steps and the stitch; returns the stitched scan's path."""
+        job, cfg = self.job, self.job.config
+        self.plan.totals[P.FRAMES_SCANNED] = job.frames
+        scan_keys, outs = [], []
+        for s, e in self.plan.segments:
             first = 0 if inverse_telecine(cfg) else max(0, s - steps.scan_overlap(cfg))
-            stored, deps = reads(first, min(job.frames, e + steps.CUT_WINDOW), 0)  # frame 0: gray vote
-            out = art("scan", f"segment-{s:08d}-{e:08d}.npz")
-            add(
-                Step(
-                    key,
-                    "scan",
-                    steps.scan_segment,
-                    (video, job.info, cfg, s, e, job.frames, out, stored),
-                    (out,),
-                    deps=deps,
-                    progress=((P.FRAMES_SCANNED, e - s),),
-                    label=f"scan of frames {s}-{e}",
-                )
-            )
-            scan_keys.append(key)
+            stored, deps = self.reads(first, min(job.frames, e + steps.CUT_WINDOW), 0)  # 0: gray vote
+            out = self.art("scan", f"segment-{s:08d}-{e:08d}.npz")
+            work = ScanWork(self.video, job.info, cfg, s, e, job.frames, out, stored)
+            progress = ((P.FRAMES_SCANNED, e - s),)
+            self.add(Step(f"scan/{s:08d}", work, (out,), deps, progress, f"scan of frames {s}-{e}"))
+            scan_keys.append(f"scan/{s:08d}")
+            outs.append(out)
         # the stitched scan, with its people (and, under a choice of people, only the chosen tracks)
         chosen = f"-{job.people.key()}" if job.people is not None else ""
         chosen += f"-r{job.references.key()}" if job.references is not None else ""
-        scan_path = art("scan", f"scan-people{chosen}.npz")
-        segment_scans = [plan.steps[k].artifacts[0] for k in scan_keys]
-        add(
-            Step(
-                "stitch",
-                "stitch",
-                steps.stitch_scan,
-                (cfg, segment_scans, scan_path, job.mode, job.people, job.references),
-                (scan_path,),
-                deps=tuple(scan_keys),
-                label="scan",
-            )
-        )
-        if scanned is None:
-            plan.complete = False
-            return plan
-        from pipeline.search.units import search_plan
+        scan = self.art("scan", f"scan-people{chosen}.npz")
+        stitch = StitchWork(cfg, outs, scan, job.mode, job.people, job.references)
+        self.add(Step("stitch", stitch, (scan,), tuple(scan_keys), label="scan"))
+        return scan
 
-        tracks = {t.track_id: t for t in scanned.tracks}
+    def add_search(self, scanned: ScanResult, scan: str, persons: Mapping[int, int] | None) -> None:
+        """The crops and search steps of every track (whole, in units, or in chunks)."""
+        job, cfg = self.job, self.job.config
+        self.tracks = {t.track_id: t for t in scanned.tracks}
         lengths = {t.track_id: len(t.frames) for t in scanned.tracks}
         if job.model_key is None:
             lengths = {}  # faces without a model (anonymise): every face is masked, nothing is searched
-        plan.totals[P.FACE_FRAMES_SEARCHED] = sum(lengths.values())
-        divided = search_plan(lengths, cfg)
+        self.plan.totals[P.FACE_FRAMES_SEARCHED] = sum(lengths.values())
+        divided = search_plan(lengths, cfg, dict(persons or {}) if job.mode.units_by_person else None)
         if divided.chunked and not job.mode.chunkable:
             raise ConfigError(
                 f"search.chunk_len={cfg.search.chunk_len}: {job.mode.name} searches every track whole "
                 "(set search.chunk_len=0)"
             )
-        guide_path, guide_deps = _add_references(job, plan, add, art, bool(lengths))
-        if guide_path is not None and divided.chunked:
-            log.warning(
-                "--reference-photos: %d track(s) longer than search.chunk_len are searched in chunks, "
-                "without the guidance (set search.chunk_len=0 to guide every track)",
-                len(divided.chunked),
-            )
+        if job.references is not None and lengths:
+            self.add_guide(job.references)
+            if divided.chunked:
+                log.warning(
+                    "--reference-photos: %d track(s) longer than search.chunk_len are searched in "
+                    "chunks, without the guidance (set search.chunk_len=0 to guide every track)",
+                    len(divided.chunked),
+                )
         for i, unit in enumerate(divided.units):
-            crops = [art("crops", f"track-{tid:06d}.npz") for tid in unit]
-            stored, deps = reads(min(tracks[t].start for t in unit), max(tracks[t].end for t in unit))
-            add(
-                Step(
-                    f"crops/{i:04d}",
-                    "crops",
-                    steps.crops_step,
-                    (video, job.info, cfg, scan_path, list(unit), crops, job.mode, stored),
-                    tuple(crops),
-                    deps=("stitch", *deps),
-                    label=f"crops of track(s) {', '.join(map(str, unit))}",
-                )
-            )
-            outs = [
-                (art("search", f"track-{t:06d}.npz"), art("search", f"track-{t:06d}.faces.npy")) for t in unit
-            ]
-            span = (min(tracks[t].start for t in unit), max(tracks[t].end for t in unit))
-            add(
-                Step(
-                    f"search/{i:04d}",
-                    "search",
-                    search_steps.search_unit,
-                    (cfg, job.mode, scan_path, crops, outs, guide_path),
-                    tuple(p for pair in outs for p in pair),
-                    deps=(f"crops/{i:04d}", *guide_deps),
-                    search=True,
-                    progress=((P.FACE_FRAMES_SEARCHED, sum(len(tracks[t].frames) for t in unit)),),
-                    label=f"search of track(s) {', '.join(map(str, unit))} (frames {span[0]}-{span[1]})",
-                )
-            )
-            for tid, c, (npz, npy) in zip(unit, crops, outs, strict=True):
-                track_of[tid] = (c, npz, npy, f"search/{i:04d}")
-                crops_step_of[tid] = f"crops/{i:04d}"
+            self.add_unit(i, unit, scan)
         for tid, chunks in divided.chunked.items():
-            crop = art("crops", f"track-{tid:06d}.npz")
-            stored, deps = reads(tracks[tid].start, tracks[tid].end)
-            add(
-                Step(
-                    f"crops/t{tid:06d}",
-                    "crops",
-                    steps.crops_step,
-                    (video, job.info, cfg, scan_path, [tid], [crop], job.mode, stored),
-                    (crop,),
-                    deps=("stitch", *deps),
-                    label=f"crops of track {tid}",
-                )
-            )
-            stem = f"chunked-{tid:06d}"
-            anchors = art("search", f"{stem}-anchors.npz")
-            add(
-                Step(
-                    f"anchors/{tid:06d}",
-                    "anchors",
-                    search_steps.search_anchors_step,
-                    (cfg, crop, chunks, anchors),
-                    (anchors,),
-                    deps=(f"crops/t{tid:06d}",),
-                    search=True,
-                    progress=((P.FACE_FRAMES_SEARCHED, len(chunks)),),
-                    label=f"anchors of track {tid} ({len(chunks)} chunks)",
-                )
-            )
-            parts = []
-            for chunk in chunks:
-                part = art("search", f"{stem}-chunk-{chunk.index:04d}.npz")
-                add(
-                    Step(
-                        f"chunk/{tid:06d}/{chunk.index:04d}",
-                        "chunk",
-                        search_steps.search_chunk_step,
-                        (cfg, crop, anchors, chunks, chunk.index, part),
-                        (part,),
-                        deps=(f"anchors/{tid:06d}",),
-                        search=True,
-                        progress=((P.FACE_FRAMES_SEARCHED, chunk.end - chunk.start - 1),),
-                        label=(
-                            f"search of track {tid} chunk {chunk.index} "
-                            f"(track frames {chunk.start}-{chunk.end})"
-                        ),
-                    )
-                )
-                parts.append(part)
-            npz, npy = art("search", f"track-{tid:06d}.npz"), art("search", f"track-{tid:06d}.faces.npy")
-            add(
-                Step(
-                    f"join_chunks/{tid:06d}",
-                    "join_chunks",
-                    search_steps.join_chunks,
-                    (scan_path, crop, anchors, parts, (npz, npy)),
-                    (npz, npy),
-                    deps=tuple(f"chunk/{tid:06d}/{c.index:04d}" for c in chunks),
-                    label=f"joining the chunks of track {tid}",
-                )
-            )
-            track_of[tid] = (crop, npz, npy, f"join_chunks/{tid:06d}")
-            crops_step_of[tid] = f"crops/t{tid:06d}"
+            self.add_chunked(tid, chunks, scan)
 
-    compose_keys: list[str] = []
-    stitched = plan.stitch.artifacts[0] if plan.stitch is not None else None  # the scan (anonymise reads it)
-    gray = bool(scanned.gray) if scanned is not None else False
-    for s, e in segs:
-        shown = sorted(tid for tid, t in tracks.items() if t.start < e and t.end > s)
-        faces = (keys["search"], keys["crops"], shown, gray) if shown else None
-        stem = f"part-{s:08d}-{settings_key(s, e, faces)[:12]}"
-        part, records = art("compose", f"{stem}.mov"), art("compose", f"{stem}.records.json")
-        searched = [t for t in shown if t in track_of]  # anonymise: tracks without a search are masked
-        sources = [track_of[t][:3] for t in searched]
-        deps = sorted({track_of[t][3] for t in searched} | {crops_step_of[t] for t in searched})
-        if job.mode.hider is not None and shown:  # hidden faces are placed from the scan
-            deps = sorted({*deps, "stitch"})
-        key = f"compose/{s:08d}"
-        stored, reading = reads(s, e)
-        add(
-            Step(
-                key,
-                "compose",
-                steps.compose_step,
-                (video, job.info, cfg, s, e, sources, gray, part, records, job.mode, stitched, stored),
-                (part, records),
-                deps=(*deps, *reading),
-                progress=((P.SEGMENTS_ENCODED, 1),),
-                label=f"segment {len(compose_keys)} (frames {s}-{e})",
-            )
-        )
-        compose_keys.append(key)
-    spread_deps: tuple[str, ...] = ()
-    r = cfg.report
-    if job.mode.spread and track_of and r.spread_k >= 2 and r.spread_faces > 0:
-        # "where is this invented?" (pipeline.report.spread): a few faces searched again from
-        # several starts, on a search worker; the report draws the stored result
-        from pipeline.report.spread import sample_tracks, spread_step
+    def add_guide(self, references: References) -> None:
+        """The step inverting the reference photos into each person's latents (a search step)."""
+        self.guide = self.art("guide", "references.npz")
+        work = GuideWork(self.job.config, references, self.guide)
+        label = f"inverting the reference photos of {len(references.names)} person(s)"
+        self.add(Step("guide", work, (self.guide,), label=label))
 
-        sample = sample_tracks({t: len(tracks[t].frames) for t in track_of}, r.spread_faces)
-        keys["report"] = settings_key(
-            "spread-v1", keys["crops"], job.model_key, cfg.search, cfg.prior.dtype, r.spread_k, sample
+    def add_unit(self, i: int, unit: Sequence[int], scan: str) -> None:
+        """Search unit `i`: its crops step and its search step (whole tracks in lockstep batches)."""
+        job, cfg = self.job, self.job.config
+        crops = [self.art("crops", f"track-{tid:06d}.npz") for tid in unit]
+        stored, deps = self.reads(*self.span(unit))
+        named = ", ".join(map(str, unit))
+        work = CropsWork(self.video, job.info, cfg, scan, list(unit), crops, job.mode, stored)
+        self.add(
+            Step(f"crops/{i:04d}", work, tuple(crops), ("stitch", *deps), label=f"crops of track(s) {named}")
         )
-        out = art("report", "spread.npz")
-        spread_deps = tuple(sorted({crops_step_of[t] for t in sample}))
-        add(
-            Step(
-                "spread",
-                "spread",
-                spread_step,
-                (cfg, [track_of[t][0] for t in sample], out),
-                (out,),
-                deps=spread_deps,
-                search=True,
-                label=f"where-invented spread of track(s) {', '.join(map(str, sample))}",
-            )
-        )
-        spread_deps = ("spread",)
-    from pipeline.run.join import join
+        outs = [
+            (self.art("search", f"track-{t:06d}.npz"), self.art("search", f"track-{t:06d}.faces.npy"))
+            for t in unit
+        ]
+        start, end = self.span(unit)
+        progress = ((P.FACE_FRAMES_SEARCHED, sum(len(self.tracks[t].frames) for t in unit)),)
+        label = f"search of track(s) {named} (frames {start}-{end})"
+        search = SearchWork(cfg, job.mode, scan, crops, outs, self.guide)
+        artifacts = tuple(p for pair in outs for p in pair)
+        deps = (f"crops/{i:04d}", *(("guide",) if self.guide is not None else ()))
+        self.add(Step(f"search/{i:04d}", search, artifacts, deps, progress, label))
+        for tid, c, (npz, npy) in zip(unit, crops, outs, strict=True):
+            self.searched[tid] = _Searched(TrackFiles(c, npz, npy), f"search/{i:04d}", f"crops/{i:04d}")
 
-    add(
-        Step(
-            "join",
-            "join",
-            join,
-            (plan_summary(plan),),
-            (),
-            deps=(*compose_keys, *spread_deps),
-            driver=True,
-            label=f"joining {len(compose_keys)} part(s) into {job.output}",
+    def add_chunked(self, tid: int, chunks: Sequence[Chunk], scan: str) -> None:
+        """A long track in chunks: its crops, its anchor chain, each chunk, and the chunks joined."""
+        job, cfg = self.job, self.job.config
+        crop = self.art("crops", f"track-{tid:06d}.npz")
+        stored, deps = self.reads(*self.span([tid]))
+        work = CropsWork(self.video, job.info, cfg, scan, [tid], [crop], job.mode, stored)
+        self.add(Step(f"crops/t{tid:06d}", work, (crop,), ("stitch", *deps), label=f"crops of track {tid}"))
+        stem = f"chunked-{tid:06d}"
+        anchors = self.art("search", f"{stem}-anchors.npz")
+        progress = ((P.FACE_FRAMES_SEARCHED, len(chunks)),)
+        label = f"anchors of track {tid} ({len(chunks)} chunks)"
+        work_a = AnchorsWork(cfg, crop, chunks, anchors)
+        self.add(Step(f"anchors/{tid:06d}", work_a, (anchors,), (f"crops/t{tid:06d}",), progress, label))
+        parts = []
+        for chunk in chunks:
+            part = self.art("search", f"{stem}-chunk-{chunk.index:04d}.npz")
+            progress = ((P.FACE_FRAMES_SEARCHED, chunk.end - chunk.start - 1),)
+            label = f"search of track {tid} chunk {chunk.index} (track frames {chunk.start}-{chunk.end})"
+            work_c = ChunkWork(cfg, crop, anchors, chunks, chunk.index, part)
+            key = f"chunk/{tid:06d}/{chunk.index:04d}"
+            self.add(Step(key, work_c, (part,), (f"anchors/{tid:06d}",), progress, label))
+            parts.append(part)
+        npz, npy = (
+            self.art("search", f"track-{tid:06d}.npz"),
+            self.art("search", f"track-{tid:06d}.faces.npy"),
         )
-    )
+        work_j = JoinChunksWork(scan, crop, anchors, parts, (npz, npy))
+        deps = tuple(f"chunk/{tid:06d}/{c.index:04d}" for c in chunks)
+        label = f"joining the chunks of track {tid}"
+        self.add(Step(f"join_chunks/{tid:06d}", work_j, (npz, npy), deps, label=label))
+        self.searched[tid] = _Searched(
+            TrackFiles(crop, npz, npy), f"join_chunks/{tid:06d}", f"crops/t{tid:06d}"
+        )
+
+    def add_compose(self, scanned: ScanResult | None) -> list[str]:
+        """A compose step per segment; returns their keys."""
+        job, cfg, keys = self.job, self.job.config, self.plan.keys
+        compose_keys: list[str] = []
+        stitch = self.plan.stitch
+        stitched = stitch.artifacts[0] if stitch is not None else None  # the scan (anonymise reads it)
+        gray = bool(scanned.gray) if scanned is not None else False
+        for s, e in self.plan.segments:
+            shown = sorted(tid for tid, t in self.tracks.items() if t.start < e and t.end > s)
+            faces = (keys["search"], keys["crops"], shown, gray) if shown else None
+            stem = f"part-{s:08d}-{settings_key(s, e, faces)[:12]}"
+            part, records = self.art("compose", f"{stem}.mov"), self.art("compose", f"{stem}.records.json")
+            searched = [self.searched[t] for t in shown if t in self.searched]  # anonymise: others masked
+            deps = sorted({t.step for t in searched} | {t.crops_step for t in searched})
+            if job.mode.hider is not None and shown:  # hidden faces are placed from the scan
+                deps = sorted({*deps, "stitch"})
+            stored, reading = self.reads(s, e)
+            sources = [t.files for t in searched]
+            work = ComposeWork(
+                self.video, job.info, cfg, s, e, sources, gray, part, records, job.mode, stitched, stored
+            )
+            progress = ((P.SEGMENTS_ENCODED, 1),)
+            label = f"segment {len(compose_keys)} (frames {s}-{e})"
+            self.add(Step(f"compose/{s:08d}", work, (part, records), (*deps, *reading), progress, label))
+            compose_keys.append(f"compose/{s:08d}")
+        return compose_keys
+
+    def add_spread(self) -> tuple[str, ...]:
+        """ "Where is this invented?" (pipeline.report.spread): a few faces searched again from several
+        starts, on a search worker; the report draws the stored result. Returns the join's deps."""
+        job, cfg, r = self.job, self.job.config, self.job.config.report
+        if not (job.mode.spread and self.searched and r.spread_k >= 2 and r.spread_faces > 0):
+            return ()
+        sample = sample_tracks({t: len(self.tracks[t].frames) for t in self.searched}, r.spread_faces)
+        self.plan.keys["report"] = settings_key(
+            "spread-v1",
+            self.plan.keys["crops"],
+            job.model_key,
+            cfg.search,
+            cfg.prior.dtype,
+            r.spread_k,
+            sample,
+        )
+        out = self.art("report", "spread.npz")
+        deps = tuple(sorted({self.searched[t].crops_step for t in sample}))
+        work = SpreadWork(cfg, [self.searched[t].files.crops for t in sample], out)
+        label = f"where-invented spread of track(s) {', '.join(map(str, sample))}"
+        self.add(Step("spread", work, (out,), deps, label=label))
+        return ("spread",)
+
+    def add_join(self, compose_keys: Sequence[str], spread: Sequence[str]) -> None:
+        label = f"joining {len(compose_keys)} part(s) into {self.job.output}"
+        self.add(Step("join", JoinWork(plan_summary(self.plan)), (), (*compose_keys, *spread), label=label))
+
+
+def build_plan(job: Job, scanned: ScanResult | None = None, persons: Mapping[int, int] | None = None) -> Plan:
+    """The job's steps: the scan and the stitch, and, once `scanned` is given, everything else.
+    `persons` (track id -> person id, the stitched scan's people) groups the search units of a mode
+    that searches a person's tracks together (`Mode.units_by_person`)."""
+    segs = segments(job.frames, job.config)
+    plan = Plan(job, {}, complete=True, segments=segs, keys=_keys(job), scanned=scanned)
+    plan.totals = {P.SEGMENTS_ENCODED: len(segs)}
+    b = _Builder(job, plan, WorkDir(job.workdir))
+    if stores_clean(job):
+        b.add_clean()
+    if job.faces:
+        scan = b.add_scan()
+        if scanned is None:
+            plan.complete = False
+            return plan
+        b.add_search(scanned, scan, persons)
+    compose_keys = b.add_compose(scanned)
+    b.add_join(compose_keys, b.add_spread())
     return plan
 
 
@@ -523,6 +510,6 @@ def plan_summary(plan: Plan) -> PlanSummary:
         tuple(map(str, plan.records())),
         stitch.artifacts[0] if stitch is not None else None,
         tuple(map(str, plan.track_results())),
-        tuple(str(p) for s in plan.steps.values() if s.kind == "crops" for p in s.artifacts),
+        tuple(str(p) for s in plan.steps.values() if s.kind is StepKind.CROPS for p in s.artifacts),
         plan.steps["spread"].artifacts[0] if "spread" in plan.steps else None,
     )

@@ -15,16 +15,15 @@ through the work directory. Each step's result names the GPUs it ran with (`run.
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import time
-from collections.abc import Callable
 from typing import Any
 
 from pipeline.run.actors import portable_errors
 from pipeline.run.plan import Job, Step
 from pipeline.run.schedule import Schedule, run_search_step, run_step
+from pipeline.run.work import Driver, Search, StepKind, Task
 
 log = logging.getLogger(__name__)
 
@@ -37,19 +36,17 @@ def _gpu_ids() -> list[str]:
 
 
 @portable_errors
-def step_task(fn: Callable[..., Any], args: tuple[Any, ...], retries: int, label: str) -> dict[str, Any]:
+def step_task(work: Task, retries: int, label: str) -> dict[str, Any]:
     """A step in a Ray worker (a CPU, and a GPU share for a learned upscale: `_RayRun.gpu_task`)."""
-    out = run_step(fn, args, retries, label)
+    out = run_step(work, retries, label)
     out["gpus"] = _gpu_ids()
     return out
 
 
 @portable_errors
-def search_call(
-    model: Any, fn: Callable[..., Any], args: tuple[Any, ...], retries: int, label: str
-) -> dict[str, Any]:
+def search_call(model: Any, work: Search, retries: int, label: str) -> dict[str, Any]:
     """A search step on a search actor (`model`: the actor's loaded generator)."""
-    out = run_search_step(model, fn, args, retries, label)
+    out = run_search_step(model, work, retries, label)
     import ray
 
     out["node_id"] = ray.get_runtime_context().get_node_id()
@@ -101,7 +98,8 @@ class _RayRun:
         self.ray, self.job, self.cluster, self.started = ray, job, cluster, started
         run = job.config.run
         self.retries = run.max_retries
-        self.queue = WorkQueue(max_in_flight=run.max_in_flight or 2 * max(1, int(cluster.cpus)))
+        in_flight = run.max_in_flight or 2 * max(1, int(cluster.cpus))
+        self.queue = WorkQueue(max_in_flight=in_flight, on_done=self._done)
         self.progress = Progress()
         self.display = ProgressDisplay(self.progress.snapshot, enabled=run.progress)
         self.schedule = Schedule(job, self.progress)
@@ -135,25 +133,16 @@ class _RayRun:
     def _submit_ready(self) -> None:
         for step in self.schedule.ready():
             self.schedule.start(step)
-            if step.driver:
+            work = step.work
+            if isinstance(work, Driver):
                 self._run_driver_step(step)
-            elif step.search:
+            elif isinstance(work, Search):
                 self._start_actors()
-                self.queue.submit_actor(
-                    step.label,
-                    functools.partial(self._call_actor, step),
-                    functools.partial(self._done, step),
-                )
+                self.queue.submit_actor(step.label, search_call, work, self.retries, step.label, tag=step)
             else:
-                task = self.gpu_task if step.kind == "compose" and self.gpu_task is not None else self.task
-                self.queue.submit(
-                    step.label,
-                    functools.partial(task.remote, step.fn, step.args, self.retries, step.label),
-                    functools.partial(self._done, step),
-                )
-
-    def _call_actor(self, step: Step, actor: Any) -> Any:
-        return actor.run.remote(search_call, step.fn, step.args, self.retries, step.label)
+                gpu = step.kind is StepKind.COMPOSE and self.gpu_task is not None
+                task = self.gpu_task if gpu else self.task
+                self.queue.submit(step.label, task, work, self.retries, step.label, tag=step)
 
     def _done(self, step: Step, result: dict[str, Any]) -> None:
         if "node_id" in result:
@@ -176,7 +165,8 @@ class _RayRun:
         seconds = {**self.schedule.seconds, "total": time.perf_counter() - self.started}
         context = {"executor": "ray", "seconds": seconds, "decode": self.schedule.decode_section()}
         t0 = time.time()
-        self.report = step.fn(*step.args, context=context)
+        assert isinstance(step.work, Driver)
+        self.report = step.work(context=context)
         self.schedule.finish(step, {"seconds": time.time() - t0, "started": t0})
 
     def _start_actors(self) -> None:

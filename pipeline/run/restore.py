@@ -179,7 +179,8 @@ def restore(
             mode.forget(workdir, config)
         if owned and workdir.is_dir():  # a failed or interrupted run: writers killed mid-part
             WorkDir(workdir).clean_temporaries()
-        remove_empty_dirs(workdir)
+        if owned:  # a run refused by the lock must not touch the running one's (empty, new) folders
+            remove_empty_dirs(workdir)
         lock.release(output, workdir)  # taken by preflight
 
 

@@ -13,6 +13,7 @@ task whose worker dies is also retried by Ray, and a search actor that dies is r
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -23,17 +24,9 @@ from pipeline.errors import JobError, PipelineError
 from pipeline.files import load_arrays, save_json
 from pipeline.run.plan import Job, Plan, Step, build_plan
 from pipeline.run.progress import Progress
+from pipeline.run.work import Search, StepKind
 
 log = logging.getLogger(__name__)
-
-# The report's timing stage of each step kind.
-STAGE_OF = {
-    "stitch": "scan",
-    "guide": "search",
-    "anchors": "search",
-    "chunk": "search",
-    "join_chunks": "search",
-}
 
 
 class Schedule:
@@ -82,7 +75,7 @@ class Schedule:
             self.timeline.append((step.kind, begun, begun + seconds, tuple(result.get("gpus", ()))))
         self.finished.add(step.key)
         self.ran[step.kind] = self.ran.get(step.kind, 0) + 1
-        stage = STAGE_OF.get(step.kind, step.kind)
+        stage = step.stage
         self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
         if result and "frames" in result:
             mine = self.decoded.setdefault(stage, {"decoded": 0, "cleaned": 0})
@@ -90,7 +83,7 @@ class Schedule:
                 mine[name] = mine.get(name, 0) + int(n)
         for counter, n in step.progress:
             self.progress.add(counter, n)
-        if step.kind == "stitch":
+        if step.kind is StepKind.STITCH:
             self._expand()
         self._settle()
         self._remove_transient(step.deps)
@@ -137,8 +130,10 @@ class Schedule:
 
         stitch = self.plan.stitch
         assert stitch is not None
-        scanned = store.scan_from_arrays(load_arrays(stitch.artifacts[0]))
-        self.plan = build_plan(self.job, scanned)
+        from pipeline.faces.people import person_of_tracks
+
+        arrays = load_arrays(stitch.artifacts[0])
+        self.plan = build_plan(self.job, store.scan_from_arrays(arrays), person_of_tracks(arrays))
         for counter, total in self.plan.totals.items():
             self.progress.set_total(counter, total)
 
@@ -197,7 +192,7 @@ class Schedule:
             log.info("%s: done earlier, skipped", step.label)
 
 
-def run_step(fn: Callable[..., Any], args: tuple[Any, ...], retries: int, label: str) -> dict[str, Any]:
+def run_step(work: Callable[[], Any], retries: int, label: str) -> dict[str, Any]:
     """Call a step with one thread per library, retrying unexpected errors; returns its result and
     the seconds it took (the same wrapper in-process and in a Ray worker)."""
     from pipeline.run.frames import frame_counts, one_thread
@@ -206,7 +201,7 @@ def run_step(fn: Callable[..., Any], args: tuple[Any, ...], retries: int, label:
         started, wall, before = time.perf_counter(), time.time(), frame_counts()
         try:
             with one_thread():
-                result = fn(*args)
+                result = work()
             after = frame_counts()
             return {
                 "result": result,
@@ -228,8 +223,6 @@ def run_step(fn: Callable[..., Any], args: tuple[Any, ...], retries: int, label:
     raise AssertionError("unreachable")
 
 
-def run_search_step(
-    model: Any, fn: Callable[..., Any], args: tuple[Any, ...], retries: int, label: str
-) -> dict[str, Any]:
-    """`run_step` for a search step: `fn(model, *args)` with the worker's loaded generator."""
-    return run_step(fn, (model, *args), retries, label)
+def run_search_step(model: Any, work: Search, retries: int, label: str) -> dict[str, Any]:
+    """`run_step` for a search step: `work(model)` with the worker's loaded generator."""
+    return run_step(functools.partial(work, model), retries, label)

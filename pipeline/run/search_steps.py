@@ -86,8 +86,14 @@ def search_unit(
     pin_torch()
     per_track = [load_crops(p) for p in crops_paths]  # one track per file
     crops = [c for cs in per_track for c in cs]
+    extra: dict[str, Any] = {}
+    if mode.units_by_person:  # the unit holds whole people: the mode is told whose tracks these are
+        from pipeline.faces.people import person_of_tracks
+
+        extra["persons"] = person_of_tracks(load_arrays(scan_path))
     unit = {int(c.track_id) for c in crops}
-    extra = {"guides": _guides(scan_path, guide_path, unit)} if guide_path is not None else {}
+    if guide_path is not None:  # reference photos: recognised people's tracks are guided
+        extra["guides"] = _guides(scan_path, guide_path, unit)
     with model.lock:
         faces = mode.search_unit(model.G, model.space, crops, cfg, model.device, **extra)
     identity = measure_identity(_tracks(scan_path, unit), crops, faces) if mode.measures_identity else {}

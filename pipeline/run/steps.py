@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -512,6 +512,39 @@ def make_upscaler(cfg: Config) -> Any:
     return film_upscaler(cfg)
 
 
+def compose_device(upscaler: Any) -> str:
+    """Where compose's torch stages run: a learned upscaler's device (the step then holds a GPU
+    share under Ray), else the CPU (a compose task without one asks Ray for no GPU)."""
+    device = getattr(upscaler, "device", None)
+    return str(device) if device is not None else "cpu"
+
+
+def upscaled_frames(frames: Iterable[Any], upscaler: Any) -> Iterator[tuple[Any, np.ndarray | None]]:
+    """Each frame with its upscale (None without an upscaler): a learned upscaler's frames go
+    through its `many`, `upscaler.batch` at a time (one forward pass per tile for the lot)."""
+    many = getattr(upscaler, "many", None)
+    n = max(1, int(getattr(upscaler, "batch", 1))) if many is not None else 1
+    group: list[Any] = []
+    for frame in frames:
+        group.append(frame)
+        if len(group) < n:
+            continue
+        yield from _upscale_group(group, upscaler, many)
+        group = []
+    if group:
+        yield from _upscale_group(group, upscaler, many)
+
+
+def _upscale_group(group: list[Any], upscaler: Any, many: Any) -> Iterator[tuple[Any, np.ndarray | None]]:
+    if upscaler is None:
+        ups: list[np.ndarray | None] = [None] * len(group)
+    elif many is not None:
+        ups = list(many([f.image for f in group]))
+    else:
+        ups = [np.asarray(upscaler(f.image)) for f in group]
+    yield from zip(group, ups, strict=True)
+
+
 def compose_step(
     video: str,
     info: VideoInfo,
@@ -561,15 +594,17 @@ def compose_step(
                 for _, pts, av_frame in frames.native():
                     writer.write_frame(av_frame, pts)
             else:
-                upscaler = make_upscaler(cfg)
+                upscaler = make_upscaler(cfg) if hider is None else None
+                device = compose_device(upscaler)
                 steadiness = Steadiness()  # faces' records: output vs footage change along each track
-                for frame in frames:
+                for frame, up in upscaled_frames(frames, upscaler):
                     if hider is not None:
                         image, rows = hider.frame(frame.image, hide.get(frame.index, ()), gray, cfg)
                     else:
                         image, rows = compose_frame(
-                            frame, frame.image, by_frame.get(frame.index, ()), gray, cfg, upscaler, steadiness
-                        )
+                            frame, frame.image, by_frame.get(frame.index, ()), gray, cfg, upscaler,
+                            steadiness, upscaled=up, device=device,
+                        )  # fmt: skip
                     records.extend(rows)
                     if writer is None:
                         # Opened at the first frame: inverse telecine sets the time base as it decodes.

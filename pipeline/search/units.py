@@ -33,17 +33,37 @@ from pipeline.types import FaceCrop, FaceRestoration
 log = logging.getLogger(__name__)
 
 
-def search_units(track_ids: Sequence[int], batch_size: int) -> list[tuple[int, ...]]:
+def search_units(
+    track_ids: Sequence[int], batch_size: int, groups: Mapping[int, int] | None = None
+) -> list[tuple[int, ...]]:
     """Tracks searched together (in lockstep batches) as one unit: consecutive ids, `batch_size` at a time.
 
     Give it every track of the scan, never only those still to do: the grouping then depends only on
     the tracks and the batch size, so a rerun batches every face exactly as an uninterrupted run did,
     and both executors batch alike. This matters: the search's float results depend (in the last bits,
     then visibly through the warm starts) on which faces share a batch.
+
+    With `groups` (track id -> group, e.g. its person; a track not in it is a group of its own) the
+    tracks of one group are always in one unit: groups are packed whole, in order of their smallest
+    track id, `batch_size` tracks to a unit at most, except that a larger group is a unit alone.
     """
     ids = sorted(track_ids)
     size = max(1, batch_size)
-    return [tuple(ids[i : i + size]) for i in range(0, len(ids), size)]
+    if groups is None:
+        return [tuple(ids[i : i + size]) for i in range(0, len(ids), size)]
+    members: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for tid in ids:
+        members[(0, groups[tid]) if tid in groups else (1, tid)].append(tid)
+    units: list[tuple[int, ...]] = []
+    current: list[int] = []
+    for group in sorted(members.values(), key=lambda m: m[0]):
+        if current and len(current) + len(group) > size:
+            units.append(tuple(current))
+            current = []
+        current += group
+    if current:
+        units.append(tuple(current))
+    return units
 
 
 @dataclass(frozen=True)
@@ -54,8 +74,11 @@ class SearchPlan:
     chunked: dict[int, list[Any]]  # track id -> its chunks (pipeline.search.plan.Chunk), at least two
 
 
-def search_plan(track_lengths: Mapping[int, int], cfg: Config) -> SearchPlan:
-    """Which tracks are searched whole (batched as `search_units` batches them) and which in chunks.
+def search_plan(
+    track_lengths: Mapping[int, int], cfg: Config, groups: Mapping[int, int] | None = None
+) -> SearchPlan:
+    """Which tracks are searched whole (batched as `search_units` batches them, a group's tracks
+    in one unit when `groups` is given) and which in chunks.
 
     With search.chunk_len 0 (off), or for tracks no longer than chunk_len, nothing changes: every track
     is searched whole. Smoothing over time (search.smooth_sigma) needs every frame's state of a track
@@ -79,7 +102,7 @@ def search_plan(track_lengths: Mapping[int, int], cfg: Config) -> SearchPlan:
                 if len(chunks) > 1:
                     chunked[tid] = chunks
     whole = [tid for tid in track_lengths if tid not in chunked]
-    return SearchPlan(search_units(whole, s.batch_size), chunked)
+    return SearchPlan(search_units(whole, s.batch_size, groups), chunked)
 
 
 def search_target(crop: np.ndarray, resolution: int) -> np.ndarray:

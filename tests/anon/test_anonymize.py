@@ -119,7 +119,9 @@ def test_synthetic_faces_leak_nothing(clip: AnonClip, clip_video: Path, two_runs
     assert figures["coverage"] == 1.0
     audit = json.loads(Path(f"{outs[0]}.anon.json").read_text())
     assert audit["synthetic"] > 0
-    assert len(starts) >= 2 * sum(t["synthetic"] > 0 for t in audit["tracks"])  # one start per track and run
+    served = {t["track_id"] for t in audit["tracks"] if t["synthetic"] > 0}
+    people = [p for p in audit["people"] if served & set(p["tracks"])]
+    assert len(starts) == 2 * len(people)  # one secret start per person (not per track) and run
 
 
 def test_random_starts_are_not_recoverable_from_anything_the_run_writes(two_runs: Any) -> None:

@@ -111,3 +111,87 @@ def test_bad_checkpoints_are_refused(tmp_path: Path) -> None:
     torch.save(torch.nn.Linear(2, 2), pickled)  # a whole pickled module: never unpickled
     with pytest.raises(CheckpointError):
         load_descriptor(pickled)
+
+
+def _frames(n: int, h: int = 20, w: int = 28) -> list[np.ndarray]:
+    rng = np.random.default_rng(2)
+    base = (rng.random((h, w, 3)) * 255).astype(np.float32)
+    # a moving picture: each frame the last one shifted a pixel, with its own noise
+    return [
+        np.clip(np.roll(base, i, axis=1) + rng.normal(0, 4, base.shape), 0, 255).astype(np.uint8)
+        for i in range(n)
+    ]
+
+
+# Tolerances against the float32 CPU result, one frame at a time (uint8 levels): the same float32
+# arithmetic in another batch layout differs by rounding only; half precision on CUDA by more.
+_LEVELS = {"cpu": (0.01, 1), "cuda": (1.0, 8)}  # (mean, max) |difference|
+
+
+def test_batched_frames_equal_the_float32_cpu_result(checkpoints: dict[str, Path], device: str) -> None:
+    frames = _frames(5)
+    ref = LearnedUpscaler.from_file(checkpoints["compact"], scale=4, tile=16, overlap=8)
+    want = [ref(f) for f in frames]  # float32 on the CPU, one frame per pass
+    up = LearnedUpscaler.from_file(
+        checkpoints["compact"], scale=4, device=device, tile=16, overlap=8, batch=3, tile_memory=0.5
+    )
+    assert up.dtype == (torch.float16 if device.startswith("cuda") else torch.float32)
+    got = up.many(frames)  # batches of 3 and 2
+    assert len(got) == 5
+    mean_tol, max_tol = _LEVELS["cuda" if device.startswith("cuda") else "cpu"]
+    for g, w in zip(got, want, strict=True):
+        assert g.dtype == np.uint8 and g.shape == w.shape == (80, 112, 3)
+        err = np.abs(g.astype(np.int32) - w.astype(np.int32))
+        assert err.mean() <= mean_tol and err.max() <= max_tol
+    # frames differ, so a batch that mixed them up or repeated one would fail here
+    assert not np.array_equal(got[0], got[1])
+
+
+def test_compose_reads_a_batch_of_real_decoded_frames_in_order(
+    checkpoints: dict[str, Path], tmp_path: Path
+) -> None:
+    from pipeline.io.decode import iter_frames
+    from pipeline.run.steps import upscaled_frames
+    from tests.media import make_clip
+
+    clip = make_clip(tmp_path / "clip", size=(32, 24), frames=7)
+    one = LearnedUpscaler.from_file(checkpoints["compact"], scale=2, tile=16, overlap=8)
+    batched = LearnedUpscaler.from_file(checkpoints["compact"], scale=2, tile=16, overlap=8, batch=3)
+    with iter_frames(clip) as reader:
+        pairs = [(f.index, f.image.copy(), up) for f, up in upscaled_frames(reader, batched)]
+    assert [i for i, _, _ in pairs] == list(range(7))  # groups of 3, 3 and 1, every frame once
+    for _, image, up in pairs:
+        assert up is not None and up.shape == (48, 64, 3)
+        assert np.abs(up.astype(np.int32) - one(image).astype(np.int32)).max() <= 1
+
+
+def test_tiles_follow_free_memory_within_floor_and_ceiling() -> None:
+    from pipeline.frame.sr import TILE_CEILING, TILE_FLOOR, TILE_STEP, tile_from_memory
+
+    gib = 1 << 30
+
+    def tile(free: float, batch: int = 4, overlap: int = 16) -> int:
+        return tile_from_memory(
+            int(free * gib), 2000.0, batch=batch, frame=(1080, 1920), out_channels=3, scale=4,
+            fraction=0.5, overlap=overlap,
+        )  # fmt: skip
+
+    # 8 GiB free, 2000 B/px, 4 frames of 1080p x4: (4 GiB - 1.73 GB buffers) / 8000 B -> 565 -> 560
+    assert tile(8) == 560
+    sizes = [tile(f) for f in (3, 4, 6, 8, 16, 40)]
+    assert sizes == sorted(sizes) and len(set(sizes)) > 3  # more free memory, larger tiles
+    assert all(s % TILE_STEP == 0 and TILE_FLOOR <= s <= TILE_CEILING for s in sizes)
+    assert tile(8, batch=8) < tile(8, batch=2)  # a larger batch shares the memory
+    assert tile(0.5) == TILE_FLOOR and tile(1000) == TILE_CEILING
+    assert tile(0.5, overlap=40) > 2 * 40  # the floor stays above twice the overlap
+
+
+def test_half_precision_only_where_the_model_and_the_device_allow(checkpoints: dict[str, Path]) -> None:
+    from pipeline.frame.sr import precision
+
+    for kind, half in (("compact", torch.float16), ("esrgan", torch.float16), ("swinir", torch.bfloat16)):
+        desc = load_descriptor(checkpoints[kind])
+        assert precision("cpu", desc.supports_half, desc.supports_bfloat16) == torch.float32
+        assert precision("cuda", desc.supports_half, desc.supports_bfloat16) == half
+    desc = load_descriptor(checkpoints["swinir"])  # no float16; bfloat16 only where the card has it
+    assert precision("cuda", desc.supports_half, desc.supports_bfloat16, bf16_ok=False) == torch.float32

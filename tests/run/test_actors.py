@@ -68,9 +68,9 @@ def _busy(gauge: Any, x: int) -> int:
 def test_backpressure_bounds_work_in_flight() -> None:
     gauge = ray.remote(Gauge).remote()
     results: dict[int, int] = {}
-    queue = WorkQueue(max_in_flight=1)
+    queue = WorkQueue(max_in_flight=1, on_done=results.__setitem__)
     for i in range(4):
-        queue.submit(f"unit {i}", lambda i=i: _busy.remote(gauge, i), lambda r, i=i: results.update({i: r}))
+        queue.submit(f"unit {i}", _busy, gauge, i, tag=i)
     assert queue.in_flight == 1  # the rest wait in the driver, not in Ray
     queue.drain(timeout=60)
     assert results == {0: 0, 1: 1, 2: 4, 3: 9}
@@ -80,7 +80,7 @@ def test_backpressure_bounds_work_in_flight() -> None:
     gauge = ray.remote(Gauge).remote()
     queue = WorkQueue(max_in_flight=3)
     for i in range(6):
-        queue.submit(f"unit {i}", lambda i=i: _busy.remote(gauge, i), lambda r: None)
+        queue.submit(f"unit {i}", _busy, gauge, i)
     queue.drain(timeout=60)
     assert ray.get(gauge.get_peak.remote()) == 3
 
@@ -92,16 +92,16 @@ def _double(x: int) -> int:
 
 def test_callbacks_chain_stages() -> None:
     out: list[int] = []
-    queue = WorkQueue(max_in_flight=2)
 
-    def second(r: int) -> None:
-        out.append(r)
+    def done(stage: int, r: int) -> None:
+        if stage == 1:
+            queue.submit(f"stage 2 of {r}", _double, r, tag=2)
+        else:
+            out.append(r)
 
-    def first(r: int) -> None:
-        queue.submit(f"stage 2 of {r}", lambda: _double.remote(r), second)
-
+    queue = WorkQueue(max_in_flight=2, on_done=done)
     for i in range(5):
-        queue.submit(f"stage 1 of {i}", lambda i=i: _double.remote(i), first)
+        queue.submit(f"stage 1 of {i}", _double, i, tag=1)
     queue.drain(timeout=60)
     assert sorted(out) == [0, 4, 8, 12, 16]
     assert queue.completed == 10
@@ -114,8 +114,8 @@ def _broken(x: int) -> int:
 
 def test_a_failing_unit_fails_the_job_naming_it() -> None:
     queue = WorkQueue(max_in_flight=2)
-    queue.submit("segment 3 (frames 96-144)", lambda: _broken.remote(3), lambda r: None)
-    queue.submit("segment 4 (frames 144-192)", lambda: _double.remote(4), lambda r: None)
+    queue.submit("segment 3 (frames 96-144)", _broken, 3)
+    queue.submit("segment 4 (frames 144-192)", _double, 4)
     with pytest.raises(JobError, match=r"segment 3 \(frames 96-144\) failed: ValueError: bad frame 3"):
         queue.drain(timeout=60)
     assert queue.in_flight == 0
@@ -129,7 +129,7 @@ def _damaged(path: str) -> None:
 
 def test_an_input_error_in_a_worker_reaches_the_driver_as_itself() -> None:
     queue = WorkQueue(max_in_flight=1)
-    queue.submit("segment 2 (frames 34-51)", lambda: _damaged.remote("/media/reel.mkv"), lambda r: None)
+    queue.submit("segment 2 (frames 34-51)", _damaged, "/media/reel.mkv")
     with pytest.raises(DecodeError) as info:
         queue.drain(timeout=60)
     assert str(info.value) == "/media/reel.mkv: frame 17 cannot be decoded"
@@ -159,10 +159,8 @@ def test_a_killed_actor_restarts_and_its_unit_is_retried(tmp_path: Path) -> None
     first_pid = ray.get(actor.where.remote())["pid"]
     marker = tmp_path / "started"
     results: list[tuple[int, int]] = []
-    queue = WorkQueue(max_in_flight=1, actors=[actor])
-    queue.submit_actor(
-        "search track 1 frames 0-8", lambda a: a.run.remote(_slow_add, 5, str(marker)), results.append
-    )
+    queue = WorkQueue(max_in_flight=1, actors=[actor], on_done=lambda tag, r: results.append(r))
+    queue.submit_actor("search track 1 frames 0-8", _slow_add, 5, str(marker))
     deadline = time.monotonic() + 30
     while not marker.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -178,21 +176,34 @@ def test_an_actor_that_keeps_dying_fails_the_job_naming_the_unit() -> None:
     )
     actor = ray.remote(ModelActor).options(**options).remote(_load, 0)
     queue = WorkQueue(max_in_flight=1, actors=[actor])
-    queue.submit_actor("search track 7 frames 24-48", lambda a: a.run.remote(_die, 1), lambda r: None)
+    queue.submit_actor("search track 7 frames 24-48", _die, 1)
     with pytest.raises(JobError, match=r"search track 7 frames 24-48 failed: .*retries were used up"):
         queue.drain(timeout=120)
+
+
+class _NamedActor:
+    """Stands in for an actor handle: `run.remote(...)` records which actor took the call (no Ray)."""
+
+    def __init__(self, name: str, started: list[str]) -> None:
+        self.name, self.started = name, started
+        self.run = self
+
+    def remote(self, *args: Any) -> tuple[str, tuple[Any, ...]]:
+        self.started.append(self.name)
+        return self.name, args
 
 
 def test_idle_actors_retire_and_take_no_more_calls() -> None:
     """An idle actor beyond the search work that can run gives its resources back (a CPU-only machine
     would otherwise starve the tasks a search waits for); the live ones keep taking calls."""
-    queue = WorkQueue(max_in_flight=2, actors=["a", "b", "c"])
     started: list[str] = []
-    queue.submit_actor("busy", lambda actor: started.append(actor) or ("ref", actor), lambda r: None)
+    a, b, c = (_NamedActor(name, started) for name in "abc")
+    queue = WorkQueue(max_in_flight=2, actors=[a, b, c])
+    queue.submit_actor("busy", "unit 1")
     assert started == ["a"]
-    assert queue.retire_idle(keep=2) == ["b"]  # "a" is busy; one idle actor is kept
+    assert queue.retire_idle(keep=2) == [b]  # "a" is busy; one idle actor is kept
     assert (queue.live_actors, queue.actor_calls) == (2, 1)
-    queue.submit_actor("next", lambda actor: started.append(actor) or ("ref2", actor), lambda r: None)
+    queue.submit_actor("next", "unit 2")
     assert started == ["a", "c"]  # never the retired one
     assert queue.retire_idle(keep=0) == []  # both are busy
 

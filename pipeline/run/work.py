@@ -1,0 +1,319 @@
+"""The work of each step kind of the plan: a small frozen record of its arguments, by name, that calls
+its step function.
+
+    CPU steps (`Task`):        CleanWork, ScanWork, StitchWork, CropsWork, JoinChunksWork, ComposeWork
+    search steps (`Search`):   GuideWork, SearchWork, AnchorsWork, ChunkWork, SpreadWork  -> work(model)
+    the driver step (`Driver`): JoinWork                                        -> work(context=...)
+
+A record is what an executor ships (a Ray task or actor call pickles it, its class by reference) and
+what the schedule runs: `work()`, `work(model)` with the worker's loaded generator, or
+`work(context=...)` in the driver. Which of the three it is says where it runs. The step functions
+are looked up in their modules when called (`steps.scan_segment`, not a copy), so a test that
+replaces one sees every later call use it.
+
+To add a step kind: a `StepKind` and its row in `KINDS`, a record here, and the part of
+`pipeline.run.plan.build_plan` that adds its steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pipeline.config import Config
+from pipeline.report.spread import spread_step
+from pipeline.run import join, search_steps, steps
+from pipeline.run.frames import CleanSegment
+from pipeline.run.mode import Mode
+from pipeline.types import VideoInfo
+
+if TYPE_CHECKING:
+    from pipeline.faces.choose import PeopleChoice, References
+    from pipeline.run.plan import PlanSummary
+    from pipeline.run.search_steps import SearchModel
+    from pipeline.search.plan import Chunk
+
+
+class StepKind(StrEnum):
+    """The kinds of step of a plan (a step's key starts with its kind, the stitch's and join's is it)."""
+
+    CLEAN = "clean"  # a segment decoded and film-cleaned once, full size (transient)
+    SCAN = "scan"  # a segment's detections and cuts
+    STITCH = "stitch"  # every segment's scan -> the tracks and people of the video
+    CROPS = "crops"  # the aligned crops of a search unit's tracks, or of one chunked track
+    GUIDE = "guide"  # the reference photos inverted into each person's latents (pipeline.search.guide)
+    SEARCH = "search"  # a search unit: whole tracks in lockstep batches
+    ANCHORS = "anchors"  # a chunked track's anchor chain
+    CHUNK = "chunk"  # one chunk of a chunked track
+    JOIN_CHUNKS = "join_chunks"  # a chunked track's chunks joined into its result
+    COMPOSE = "compose"  # a segment upscaled, its faces pasted (or hidden), encoded
+    SPREAD = "spread"  # the report's "where is this invented?" spread
+    JOIN = "join"  # the parts muxed into the output, the mode's report
+
+
+@dataclass(frozen=True)
+class KindRule:
+    stage: str  # the report's timing stage its seconds count in (`Schedule.seconds`)
+    transient: bool = False  # its artifacts are removed once every step that reads them has finished
+
+
+# The table of step kinds: what the schedule needs to know of each (where a step runs is its work's
+# class: `Task`, `Search` or `Driver`).
+KINDS: dict[StepKind, KindRule] = {
+    StepKind.CLEAN: KindRule("clean", transient=True),
+    StepKind.SCAN: KindRule("scan"),
+    StepKind.STITCH: KindRule("scan"),
+    StepKind.CROPS: KindRule("crops"),
+    StepKind.GUIDE: KindRule("search"),
+    StepKind.SEARCH: KindRule("search"),
+    StepKind.ANCHORS: KindRule("search"),
+    StepKind.CHUNK: KindRule("search"),
+    StepKind.JOIN_CHUNKS: KindRule("search"),
+    StepKind.COMPOSE: KindRule("compose"),
+    StepKind.SPREAD: KindRule("spread"),
+    StepKind.JOIN: KindRule("join"),
+}
+
+
+@dataclass(frozen=True)
+class TrackFiles:
+    """Where a searched track's results are: its crops (npz, with each crop's affine and size), its
+    search result rows (npz) and its face images (npy)."""
+
+    crops: str
+    result: str
+    faces: str
+
+
+class Task:
+    """A step that runs on any CPU worker: `work()`."""
+
+    kind: ClassVar[StepKind]
+
+    def __call__(self) -> dict[str, int]:
+        raise NotImplementedError
+
+
+class Search:
+    """A step that runs where the generator is loaded: `work(model)`."""
+
+    kind: ClassVar[StepKind]
+
+    def __call__(self, model: SearchModel) -> dict[str, int]:
+        raise NotImplementedError
+
+
+class Driver:
+    """A step that runs in the driver process: `work(context=...)` (the executor's run summary)."""
+
+    kind: ClassVar[StepKind]
+
+    def __call__(self, *, context: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+
+Work = Task | Search | Driver
+
+
+@dataclass(frozen=True)
+class CleanWork(Task):
+    kind: ClassVar[StepKind] = StepKind.CLEAN
+
+    video: str
+    info: VideoInfo
+    cfg: Config
+    segment: CleanSegment
+
+    def __call__(self) -> dict[str, int]:
+        return steps.clean_step(self.video, self.info, self.cfg, self.segment)
+
+
+@dataclass(frozen=True)
+class ScanWork(Task):
+    kind: ClassVar[StepKind] = StepKind.SCAN
+
+    video: str
+    info: VideoInfo
+    cfg: Config
+    start: int
+    end: int
+    total: int  # frames of the video
+    out: str
+    stored: Sequence[CleanSegment] = ()
+
+    def __call__(self) -> dict[str, int]:
+        return steps.scan_segment(
+            self.video, self.info, self.cfg, self.start, self.end, self.total, self.out, self.stored
+        )
+
+
+@dataclass(frozen=True)
+class StitchWork(Task):
+    kind: ClassVar[StepKind] = StepKind.STITCH
+
+    cfg: Config
+    segments: Sequence[str]  # every scan segment's npz, in order
+    out: str
+    mode: Mode[Any]
+    people: PeopleChoice | None = None
+    references: References | None = None
+
+    def __call__(self) -> dict[str, int]:
+        return steps.stitch_scan(self.cfg, self.segments, self.out, self.mode, self.people, self.references)
+
+
+@dataclass(frozen=True)
+class CropsWork(Task):
+    kind: ClassVar[StepKind] = StepKind.CROPS
+
+    video: str
+    info: VideoInfo
+    cfg: Config
+    scan: str  # the stitched scan (npz)
+    track_ids: Sequence[int]
+    outs: Sequence[str]  # one crops npz per track
+    mode: Mode[Any]
+    stored: Sequence[CleanSegment] = ()
+
+    def __call__(self) -> dict[str, int]:
+        return steps.crops_step(
+            self.video,
+            self.info,
+            self.cfg,
+            self.scan,
+            self.track_ids,
+            self.outs,
+            self.mode,
+            self.stored,
+        )
+
+
+@dataclass(frozen=True)
+class SearchWork(Search):
+    kind: ClassVar[StepKind] = StepKind.SEARCH
+
+    cfg: Config
+    mode: Mode[Any]
+    scan: str
+    crops: Sequence[str]  # one crops npz per track of the unit
+    outs: Sequence[tuple[str, str]]  # per track: (result npz, faces npy)
+    guide: str | None = None  # the guide step's latents (reference photos), when guided
+
+    def __call__(self, model: SearchModel) -> dict[str, int]:
+        return search_steps.search_unit(
+            model, self.cfg, self.mode, self.scan, self.crops, self.outs, self.guide
+        )
+
+
+@dataclass(frozen=True)
+class GuideWork(Search):
+    kind: ClassVar[StepKind] = StepKind.GUIDE
+
+    cfg: Config
+    references: References
+    out: str
+
+    def __call__(self, model: SearchModel) -> dict[str, int]:
+        return search_steps.references_step(model, self.cfg, self.references, self.out)
+
+
+@dataclass(frozen=True)
+class AnchorsWork(Search):
+    kind: ClassVar[StepKind] = StepKind.ANCHORS
+
+    cfg: Config
+    crops: str
+    chunks: Sequence[Chunk]
+    out: str
+
+    def __call__(self, model: SearchModel) -> dict[str, int]:
+        return search_steps.search_anchors_step(model, self.cfg, self.crops, self.chunks, self.out)
+
+
+@dataclass(frozen=True)
+class ChunkWork(Search):
+    kind: ClassVar[StepKind] = StepKind.CHUNK
+
+    cfg: Config
+    crops: str
+    anchors: str
+    chunks: Sequence[Chunk]
+    index: int  # which chunk
+    out: str
+
+    def __call__(self, model: SearchModel) -> dict[str, int]:
+        return search_steps.search_chunk_step(
+            model, self.cfg, self.crops, self.anchors, self.chunks, self.index, self.out
+        )
+
+
+@dataclass(frozen=True)
+class JoinChunksWork(Task):
+    kind: ClassVar[StepKind] = StepKind.JOIN_CHUNKS
+
+    scan: str
+    crops: str
+    anchors: str
+    parts: Sequence[str]  # every chunk's npz, in order
+    out: tuple[str, str]  # (result npz, faces npy)
+
+    def __call__(self) -> dict[str, int]:
+        return search_steps.join_chunks(self.scan, self.crops, self.anchors, self.parts, self.out)
+
+
+@dataclass(frozen=True)
+class ComposeWork(Task):
+    kind: ClassVar[StepKind] = StepKind.COMPOSE
+
+    video: str
+    info: VideoInfo
+    cfg: Config
+    start: int
+    end: int
+    sources: Sequence[TrackFiles]  # the searched tracks shown in [start, end)
+    gray: bool
+    part: str  # the encoded part
+    records: str  # its per-face records (JSON)
+    mode: Mode[Any]
+    scan: str | None = None  # the stitched scan (a mode that hides faces places them from it)
+    stored: Sequence[CleanSegment] = ()
+
+    def __call__(self) -> dict[str, int]:
+        return steps.compose_step(
+            self.video,
+            self.info,
+            self.cfg,
+            self.start,
+            self.end,
+            [(s.crops, s.result, s.faces) for s in self.sources],
+            self.gray,
+            self.part,
+            self.records,
+            self.mode,
+            self.scan,
+            self.stored,
+        )
+
+
+@dataclass(frozen=True)
+class SpreadWork(Search):
+    kind: ClassVar[StepKind] = StepKind.SPREAD
+
+    cfg: Config
+    crops: Sequence[str]  # the sampled tracks' crops
+    out: str
+
+    def __call__(self, model: SearchModel) -> dict[str, int]:
+        return spread_step(model, self.cfg, self.crops, self.out)
+
+
+@dataclass(frozen=True)
+class JoinWork(Driver):
+    kind: ClassVar[StepKind] = StepKind.JOIN
+
+    summary: PlanSummary
+
+    def __call__(self, *, context: dict[str, Any]) -> Any:
+        return join.join(self.summary, context=context)
