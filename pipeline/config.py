@@ -49,7 +49,7 @@ class UpscaleConfig:
     model: str | None = None
     tile: int = 256  # film: the learned model runs on tiles this many source px wide (0 = whole frame)
     tile_overlap: int = 16  # film: source px two tiles share, blended linearly (no seams)
-    batch: int = 4  # film: frames a learned model upscales together (one forward pass per tile position)
+    batch: int = 4  # film, CUDA: frames a learned model upscales together (one pass per tile position)
     # film: on CUDA the tiles are sized to use this fraction of the free device memory
     # (pipeline.frame.sr.tile_from_memory; `tile` is then ignored unless 0); 0 = `tile` on every device
     tile_memory: float = 0.5
@@ -197,6 +197,9 @@ class AnonConfig:
     max_outside: float = 0.2  # ... and one whose aligned square lies more this fraction outside the frame
     keep_crops: bool = False  # keep the original face crops in the work directory (review); default: deleted
     measure_identity: bool = True  # audit: SFace cosine between each original and anonymised face-frame
+    # audit: restore's own search (the run's prior) on this many output face-frames, closest to the
+    # person first; the person must stay unrecognised (SFace cosine to the original < 0.3). 0: off
+    attack_faces: int = 8
 
 
 @dataclass(frozen=True)
@@ -247,10 +250,10 @@ class FilmConfig:
     scratch_threshold: float = 6.0  # a scratch column's line strength, in robust std devs of all columns
     scratch_max_width: int = 4  # widest scratch (px); wider lines are picture, not scratches
     grain: str = "keep"  # "keep", "reduce" (motion-compensated temporal denoise) or "regrain" (reduce,
-    # then add grain matched to what was removed, seeded per frame)
+    # measure the grain; compose adds it back after the upscale, at output resolution: pipeline.frame.grain)
     grain_radius: int = 2  # reduce: neighbours either side averaged after motion compensation
     grain_strength: float = 1.5  # reduce: neighbours count where their mismatch beyond grain < this x grain
-    grain_seed: int = 0  # regrain: seeds the added grain (with the frame index: segments agree)
+    grain_seed: int = 0  # regrain: seeds the grain added at output resolution (with the frame index)
     line_denoise: float = 0.0  # cartoons: edge-preserving (bilateral) denoise, sigma in 8-bit levels; 0 = off
     dither: bool = False  # cleaned frames are quantised with dither, not rounded (no banding in flat colour)
     content: str = "photo"  # "photo" or "drawn": a photographic face prior never runs on drawn faces

@@ -13,9 +13,10 @@ black and white.
 `compose_frame` makes one output frame (the contract the plan's compose step calls): whole-frame
 upscale, faces pasted, then every face region projected onto the images whose downscale is the
 footage (`pipeline.frame.project`), so the promise "downscaled, the output is the film" holds in
-frame coordinates whatever the search reached. Faces the prior cannot serve (drawn much larger than
-the generator draws, or mostly outside the frame) are not pasted: their region keeps the upscale,
-projected the same way, and the record and the log say why.
+frame coordinates whatever the search reached; film grain at output resolution when asked
+(`pipeline.frame.grain`), on the faces too, as much as keeps the promise. Faces the prior cannot
+serve (drawn much larger than the generator draws, or mostly outside the frame) are not pasted:
+their region keeps the upscale, projected the same way, and the record and the log say why.
 """
 
 from __future__ import annotations
@@ -30,11 +31,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pipeline.affine import rescale_affine, to_cv2_matrix
-from pipeline.frame.project import Window, project_region, region_psnr, window
+from pipeline.frame.project import Window, largest_share, project_tensor, region_psnr, window
+from pipeline.frame.steady import Steadiness
+from pipeline.frame.tensor_ops import area_shrink, as_tensor, gaussian_blur, robust_std, warp_affine
 from pipeline.types import FaceRestoration, VideoFrame
 
 if TYPE_CHECKING:
     from pipeline.config import Config
+    from pipeline.frame.grain import Regrain
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +79,8 @@ def face_mask(size: int, feather: float, margin: float) -> np.ndarray:
     return mask
 
 
-def _highpass(image: np.ndarray) -> np.ndarray:
-    import cv2
-
-    return np.asarray(image - cv2.GaussianBlur(image, (0, 0), 1.0))
+def _highpass(image: Any) -> Any:
+    return image - gaussian_blur(image, 1.0)
 
 
 @lru_cache(maxsize=1)
@@ -88,33 +90,24 @@ def _grain_table() -> tuple[np.ndarray, np.ndarray]:
     The band stops at a few pixels: grain is fine, while scene content (clouds, walls) lives at
     larger scales and would otherwise be taken for coarse grain.
     """
-    import cv2
-
-    noise = np.random.default_rng(0).standard_normal((192, 192)).astype(np.float32)
+    noise = as_tensor(np.random.default_rng(0).standard_normal((192, 192)), "cpu")
     sigmas = np.array([0.0, 0.4, 0.6, 0.8, 1.0, 1.3, 1.6, 2.0])
     ratios = []
     for sigma in sigmas:
-        n = cv2.GaussianBlur(noise, (0, 0), sigma) if sigma > 0 else noise
-        band = n - cv2.GaussianBlur(n, (0, 0), _GRAIN_BAND)
-        ratios.append(float(_highpass(n).std() / band.std()))
+        n = gaussian_blur(noise, float(sigma)) if sigma > 0 else noise
+        band = n - gaussian_blur(n, _GRAIN_BAND)
+        ratios.append(float(_highpass(n).std(correction=0) / band.std(correction=0)))
     return sigmas, np.array(ratios)
 
 
-def _robust_std(values: np.ndarray) -> float:
-    """Standard deviation estimated from the median absolute deviation (edges barely move it)."""
-    if values.size == 0:
-        return 0.0
-    return float(1.4826 * np.median(np.abs(values - np.median(values))))
-
-
 def _match_grain(
-    face: np.ndarray,  # [h, w, 3] the warped face in the output region
-    region: np.ndarray,  # [h, w, 3] the upscaled frame under and around it
-    alpha: np.ndarray,  # [h, w] the paste mask
+    face: Any,  # [h, w, 3] tensor: the warped face in the output region
+    region: Any,  # [h, w, 3] tensor: the upscaled frame under and around it
+    alpha: Any,  # [h, w] tensor: the paste mask
     affine: np.ndarray,  # [2, 3] face px -> output px, shifted to the region's origin
     size: int,  # the face square's side in face px
     seed: int,  # the track's grain seed: one pattern along a track
-) -> np.ndarray:
+) -> Any:
     """Add luminance grain to a face that is smoother than the footage around it.
 
     The footage's grain is measured around the face (where the mask is 0 inside the face's
@@ -123,33 +116,30 @@ def _match_grain(
     `upscale` pixels wide). When the face has less fine-scale energy, noise of that size with the
     missing energy is added.
     """
-    import cv2
-
     inside, ring = alpha > 0.5, alpha < 0.02
-    if inside.sum() < 16 or ring.sum() < 64:
+    if int(inside.sum()) < 16 or int(ring.sum()) < 64:
         return face
-    luma_w = _LUMA.reshape(1, 1, 3)
-    f_luma = (face * luma_w).sum(axis=2)
-    r_luma = (region * luma_w).sum(axis=2)
-    want = _robust_std(_highpass(r_luma)[ring])
-    have = _robust_std(_highpass(f_luma)[inside])
+    luma_w = face.new_tensor(_LUMA)
+    f_luma, r_luma = face @ luma_w, region @ luma_w
+    want = robust_std(_highpass(r_luma)[ring])
+    have = robust_std(_highpass(f_luma)[inside])
     missing = want * want - have * have
     if missing <= (0.002) ** 2:
         return face
-    total = _robust_std((r_luma - cv2.GaussianBlur(r_luma, (0, 0), _GRAIN_BAND))[ring])
+    total = robust_std((r_luma - gaussian_blur(r_luma, _GRAIN_BAND))[ring])
     sigmas, ratios = _grain_table()
     sigma = float(sigmas[np.argmin(np.abs(ratios - want / max(total, 1e-6)))])
     # The noise lives in the face square (about one output pixel per noise pixel) and moves with
     # the face: the same pattern along the whole track, so the grain does not flicker.
     scale = float(np.sqrt(abs(np.linalg.det(affine[:, :2]))))
     n = max(16, -(-round(size * scale) // 16) * 16)  # rounded up: the pattern changes only at steps of 16
-    pattern = np.random.default_rng(seed).standard_normal((n, n)).astype(np.float32)
+    pattern = as_tensor(np.random.default_rng(seed).standard_normal((n, n)), face.device)
     if sigma > 0:
-        pattern = np.asarray(cv2.GaussianBlur(pattern, (0, 0), sigma), np.float32)
+        pattern = gaussian_blur(pattern, sigma)
     m = to_cv2_matrix(rescale_affine(affine, src_scale=n / size))
     h, w = f_luma.shape
-    noise = cv2.warpAffine(pattern, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
-    noise *= np.sqrt(missing) / max(float(_highpass(noise)[inside].std()), 1e-6)
+    noise = warp_affine(pattern, m, (w, h), border="reflect101")
+    noise = noise * (math.sqrt(missing) / max(float(_highpass(noise)[inside].std(correction=0)), 1e-6))
     return face + noise[..., None]
 
 
@@ -170,15 +160,18 @@ class Pasted:
     """Where a face went: its footprint box in the output and its mask there."""
 
     box: tuple[int, int, int, int]  # x0, y0, x1, y1 in output pixels
-    alpha: np.ndarray  # [y1 - y0, x1 - x0] float32 mask in [0, 1]
+    alpha: Any  # [y1 - y0, x1 - x0] float32 tensor (the output's device): the mask in [0, 1]
+
+
+@lru_cache(maxsize=16)
+def _mask_on(size: int, feather: float, margin: float, device: str) -> Any:
+    return as_tensor(face_mask(size, feather, margin), device)
 
 
 def footprint_alpha(
-    to_output: np.ndarray, size: int, shape: tuple[int, int], settings: ComposeSettings
+    to_output: np.ndarray, size: int, shape: tuple[int, int], settings: ComposeSettings, device: Any = "cpu"
 ) -> Pasted | None:
     """The paste mask of a `size`-px face placed by `to_output` in an output of `shape` (h, w)."""
-    import cv2
-
     affine = np.asarray(to_output, np.float64)
     box = _footprint(affine, size, shape)
     if box is None:
@@ -186,60 +179,51 @@ def footprint_alpha(
     x0, y0, x1, y1 = box
     shifted = affine.copy()
     shifted[:, 2] -= (x0, y0)
-    mask = face_mask(size, settings.feather, settings.margin)
-    alpha = cv2.warpAffine(mask, to_cv2_matrix(shifted), (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR)
-    return Pasted(box, np.asarray(alpha, np.float32))
+    mask = _mask_on(size, settings.feather, settings.margin, str(device))
+    return Pasted(box, warp_affine(mask, to_cv2_matrix(shifted), (x1 - x0, y1 - y0)))
 
 
 def paste_face(
-    out: np.ndarray,  # [H, W, 3] float32 in [0, 1], modified in place
+    out: Any,  # [H, W, 3] float32 tensor in [0, 1], modified in place
     face: FacePaste,
     gray: bool = False,
     settings: ComposeSettings | None = None,
 ) -> Pasted | None:
-    """Paste one face into `out`; returns its footprint and mask (None when it is outside)."""
-    import cv2
-
+    """Paste one face into `out` (on its device); returns its footprint and mask (None when outside)."""
     settings = settings or ComposeSettings()
-    image = np.asarray(face.image, np.float32)
+    image = as_tensor(face.image, out.device)
     size = image.shape[0]
     affine = np.asarray(face.to_output, np.float64)
     scale = float(np.sqrt(abs(np.linalg.det(affine[:, :2]))))  # output px per face px
     if scale < 0.75:  # the face is shrunk a lot: pre-reduce so bilinear warping does not alias
         new = max(2, round(size * scale / 0.9))
-        image = np.asarray(cv2.resize(image, (new, new), interpolation=cv2.INTER_AREA), np.float32)
+        image = area_shrink(image, new)
         affine = affine.copy()
         affine[:, :2] *= size / new
         size = new
-    placed = footprint_alpha(affine, size, out.shape[:2], settings)
+    placed = footprint_alpha(affine, size, tuple(out.shape[:2]), settings, out.device)
     if placed is None:
         return None
     x0, y0, x1, y1 = placed.box
     shifted = affine.copy()
     shifted[:, 2] -= (x0, y0)
-    warped = cv2.warpAffine(
-        image,
-        to_cv2_matrix(shifted),
-        (x1 - x0, y1 - y0),
-        flags=cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_REPLICATE,
-    )
+    warped = warp_affine(image, to_cv2_matrix(shifted), (x1 - x0, y1 - y0), border="replicate")
     alpha = placed.alpha[..., None]
     region = out[y0:y1, x0:x1]
     if gray:
-        warped = np.repeat((warped @ _LUMA)[..., None], 3, axis=2)
+        warped = (warped @ warped.new_tensor(_LUMA))[..., None].expand(-1, -1, 3)
     if settings.tone_match:
         sigma = max(settings.tone_sigma * size * scale, 1.0)
-        weight = (alpha > 0.5).astype(np.float32)
-        num = cv2.GaussianBlur((region - warped) * weight, (0, 0), sigma)
-        den = cv2.GaussianBlur(weight[..., 0], (0, 0), sigma)[..., None]
-        warped = warped + num / np.maximum(den, 1e-3)
+        weight = (alpha > 0.5).to(warped.dtype)
+        num = gaussian_blur((region - warped) * weight, sigma)
+        den = gaussian_blur(weight[..., 0], sigma)[..., None]
+        warped = warped + num / den.clamp_min(1e-3)
     if settings.grain_match:
         seed = face.seed
         if seed is None:
             seed = int.from_bytes(np.asarray(face.to_output, np.float64).tobytes()[:8], "little") & 0xFFFFFFFF
         warped = _match_grain(warped, region, alpha[..., 0], shifted, size, seed)
-    out[y0:y1, x0:x1] = region * (1 - alpha) + np.clip(warped, 0, 1) * alpha
+    out[y0:y1, x0:x1] = region * (1 - alpha) + warped.clamp(0, 1) * alpha
     return placed
 
 
@@ -248,10 +232,10 @@ def paste_faces(
     faces: Sequence[FacePaste],
     gray: bool = False,
     settings: ComposeSettings | None = None,
+    device: str = "cpu",
 ) -> np.ndarray:
-    """The frame with every face pasted in (a new array of the frame's dtype)."""
-    peak = _peak(frame)
-    out = frame.astype(np.float32) / peak
+    """The frame with every face pasted in (a new array of the frame's dtype); the work on `device`."""
+    out = as_tensor(frame, device) / _peak(frame)
     for face in faces:
         paste_face(out, face, gray, settings)
     return _to_dtype(out, frame.dtype)
@@ -261,12 +245,19 @@ def _peak(image: np.ndarray) -> float:
     return {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(image.dtype, 1.0)
 
 
-def _to_dtype(out: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    out = np.clip(out, 0, 1)
+def _to_dtype(out: Any, dtype: np.dtype) -> np.ndarray:
+    """A [0, 1] float tensor (or numpy image) as a numpy image of `dtype` (integers rounded half up)."""
+    import torch
+
     peak = _peak(np.empty(0, dtype))
+    if isinstance(out, np.ndarray):  # after film regrain (numpy)
+        out = np.clip(out, 0, 1)
+        return out.astype(dtype) if peak == 1.0 else (out * peak + 0.5).astype(dtype)
+    out = out.clamp(0, 1)
     if peak == 1.0:
-        return out.astype(dtype)
-    return (out * peak + 0.5).astype(dtype)
+        return out.cpu().numpy().astype(dtype)
+    q = (out * peak + 0.5).to(torch.uint8 if peak == 255.0 else torch.int32)  # truncation: out >= 0
+    return q.cpu().numpy().astype(dtype)
 
 
 # ----------------------------------------------------------------------------- one frame, guaranteed
@@ -353,7 +344,9 @@ def _face_region(
     ya, yb = max(y0, a0), min(y1, a1)
     xa, xb = max(x0, b0), min(x1, b1)
     if yb > ya and xb > xa:
-        alpha[ya - a0 : yb - a0, xa - b0 : xb - b0] = pasted.alpha[ya - y0 : yb - y0, xa - x0 : xb - x0]
+        placed = pasted.alpha[ya - y0 : yb - y0, xa - x0 : xb - x0]
+        placed = placed.cpu().numpy() if hasattr(placed, "cpu") else placed  # a tensor on its device
+        alpha[ya - a0 : yb - a0, xa - b0 : xb - b0] = placed
     lr_alpha = win.wy @ alpha @ win.wx.T  # the mask's downscale: [lr rows, lr cols]
     return _Region(win, np.clip(2.0 * alpha, 0.0, 1.0), lr_alpha)
 
@@ -367,15 +360,19 @@ def compose_frame(
     upscaler: Callable[[np.ndarray], np.ndarray] | None = None,  # whole frame, dtype kept; None: cfg.upscale
     steadiness: Steadiness | None = None,  # one per run of consecutive frames: adds change figures
     upscaled: np.ndarray | None = None,  # the frame already upscaled (frames upscaled in a batch)
-    device: str = "cpu",  # where the torch stages (the projection) run
+    device: str = "cpu",  # where the paste, blend and projection run (torch: CPU or CUDA)
+    regrain: Regrain | None = None,  # film regrain: grain of the frame's measurement (`VideoFrame.grain`)
 ) -> tuple[np.ndarray, list[dict[str, Any]]]:
-    """One output frame and one record per face: upscaled, faces pasted, projected, measured.
+    """One output frame and one record per face: upscaled, faces pasted, grain, projected, measured.
 
     Every face region (a pasted face, or a face the prior cannot serve, which falls back to the
-    upscale) is projected after tone and grain matching onto the images whose downscale (the
-    search's operator, `pipeline.frame.project.downscale`) is the source there. The records are
-    measured on the output as written (after rounding to its dtype): `psnr_in_frame_db` over the
-    source pixels that are mostly face, against the bound `search.eps`.
+    upscale) is projected onto the images whose downscale (the search's operator,
+    `pipeline.frame.project.downscale`) is the source there. With `regrain` and a VideoFrame that
+    carries a grain measurement, the whole frame then gets film grain at output resolution
+    (`pipeline.frame.grain`), faces the same grain as their surroundings, as much of it as keeps
+    each face region at the bound + `compose.project_margin_db` (`grain_share` in its record: 1 =
+    all of it). The records are measured on the output as written (after rounding to its dtype):
+    `psnr_in_frame_db` over the source pixels that are mostly face, against the bound `search.eps`.
     """
     image = frame.image if isinstance(frame, VideoFrame) else frame
     src = image if source is None else source
@@ -387,20 +384,87 @@ def compose_frame(
         up = np.asarray(upscale(image, cfg.upscale.scale, cfg.upscale.method))
     else:
         up = np.asarray(upscaler(image))
-    if not placements:
-        return up, []
-    c = cfg.compose
-    settings = ComposeSettings(tone_match=c.tone_match, grain_match=c.grain_match)
     scale = up.shape[1] / image.shape[1]
+    measure, index = (frame.grain, frame.index) if isinstance(frame, VideoFrame) else (None, 0)
+    if not placements:
+        if regrain is not None and measure is not None:
+            up = regrain.apply_to(up, measure, index, scale)
+        return up, []
     peak = _peak(up)
-    out = up.astype(np.float32) / peak
+    out = as_tensor(up, device) / peak  # [H, W, 3] float32 on the device
+    rows = _paste_all(out, placements, scale, image.shape[:2], gray, cfg)
     lr = src.astype(np.float64) / _peak(src)
     bound = 10.0 * math.log10(1.0 / cfg.search.eps)  # the search's bound (loss.bound_psnr), in frame
-    rows: list[tuple[FacePlacement, str | None, _Region | None, float]] = []
+    c = cfg.compose
+    regions: list[tuple[_Region | None, float]] = []
+    for _, _, pasted in rows:
+        region = _face_region(pasted, scale, image.shape[:2], tuple(out.shape[:2])) if pasted else None
+        before = float("nan")
+        if region is not None and c.project:
+            before = _project(out, lr, region, c, bound)
+        regions.append((region, before))
+    shares: list[float | None] = [None] * len(regions)
+    if regrain is not None and measure is not None:
+        projected = out.cpu().numpy()  # film regrain (pipeline.frame.grain) is numpy
+        grain = regrain.layer(projected, measure, index, scale)
+        if grain is not None:
+            out, shares = _add_grain(projected, grain, lr, regions, bound + c.project_margin_db)
+    result = _to_dtype(out, up.dtype)
+    records = _records(result.astype(np.float64) / peak, lr, rows, regions, bound, c.project)
+    for rec, share in zip(records, shares, strict=True):
+        if share is not None:
+            rec["grain_share"] = round(share, 3)
+    if steadiness is not None:
+        steadiness.measure(int(placements[0].restoration.frame_index), src, result, placements, records)
+    return result, records
+
+
+def _add_grain(
+    out: np.ndarray,  # [H, W, 3] float32 in [0, 1]: the frame, faces pasted and projected
+    grain: np.ndarray,  # [H, W] float32: the film grain for the whole frame (pipeline.frame.grain)
+    lr: np.ndarray,  # [h, w, 3] float64: the source
+    regions: Sequence[tuple[_Region | None, float]],
+    floor_db: float,  # each face region must still agree with the footage this well
+) -> tuple[np.ndarray, list[float | None]]:
+    """The frame with its grain, faces included, and per face the share of the grain it carries.
+
+    The grain goes on after the projection: before it, the projection would take out of a face
+    all the grain the footage can see (the cleaned footage has little), leaving a plastic face in
+    grainy surroundings. A face region carries the full grain unless that would bring it below
+    `floor_db` (the bound plus the projection's margin), where the grain is scaled down there, to
+    the largest share that keeps the floor (`pipeline.frame.project.largest_share`)."""
+    add = np.repeat(grain[..., None], 3, axis=2)
+    share_map = np.ones(grain.shape, np.float32)
+    shares: list[float | None] = []
+    for region, _ in regions:
+        if region is None:
+            shares.append(None)
+            continue
+        weight = (region.lr_weight >= 0.5).astype(np.float64)
+        k = largest_share(out, add, lr, region.win, region.hr_mask, weight, floor_db) if weight.any() else 1.0
+        (a0, a1), (b0, b1) = region.win.hy, region.win.hx
+        share_map[a0:a1, b0:b1] *= (1 - (1 - k) * region.hr_mask).astype(np.float32)
+        shares.append(k)
+    return np.clip(out + add * share_map[..., None], 0.0, 1.0), shares
+
+
+def _paste_all(
+    out: Any,  # [H, W, 3] float32 tensor in [0, 1], the upscaled frame (faces pasted in place)
+    placements: Sequence[FacePlacement],
+    scale: float,
+    lr_shape: tuple[int, int],
+    gray: bool,
+    cfg: Config,
+) -> list[tuple[FacePlacement, str | None, Pasted | None]]:
+    """Every face pasted (or, where the prior cannot serve it, only its footprint taken), in track
+    order: (placement, fallback reason, where it went)."""
+    c = cfg.compose
+    settings = ComposeSettings(tone_match=c.tone_match, grain_match=c.grain_match)
+    rows: list[tuple[FacePlacement, str | None, Pasted | None]] = []
     for p in sorted(placements, key=lambda q: q.restoration.track_id):
         r = p.restoration
         resolution = int(r.image.shape[0])
-        reason = fallback_reason(p.crop_to_frame, p.crop_size, resolution, scale, image.shape[:2], c)
+        reason = fallback_reason(p.crop_to_frame, p.crop_size, resolution, scale, lr_shape, c)
         to_out = rescale_affine(p.crop_to_frame, src_scale=resolution / p.crop_size, dst_scale=scale)
         if reason is None:
             pasted = paste_face(
@@ -411,28 +475,22 @@ def compose_frame(
             if (r.track_id, kind) not in _told:
                 _told.add((r.track_id, kind))
                 log.warning("track %d falls back to the consistent upscale: %s", r.track_id, reason)
-            pasted = footprint_alpha(to_out, resolution, out.shape[:2], settings)
-        region = _face_region(pasted, scale, image.shape[:2], out.shape[:2]) if pasted else None
-        before = float("nan")
-        if region is not None and c.project:
-            proj = project_region(
-                out,
-                lr,
-                region.win,
-                region.hr_mask,
-                region.lr_weight > 0.25,
-                c.project_steps,
-                c.project_target_db,
-                c.project_damping,
-                bound + c.project_margin_db,
-                device=device,
-            )
-            before = proj.psnr_before
-        rows.append((p, reason, region, before))
-    result = _to_dtype(out, up.dtype)
-    written = result.astype(np.float64) / peak
+            pasted = footprint_alpha(to_out, resolution, tuple(out.shape[:2]), settings, out.device)
+        rows.append((p, reason, pasted))
+    return rows
+
+
+def _records(
+    written: np.ndarray,  # [H, W, 3] float64 in [0, 1]: the output as written
+    lr: np.ndarray,  # [h, w, 3] float64: the source
+    rows: Sequence[tuple[FacePlacement, str | None, Pasted | None]],
+    regions: Sequence[tuple[_Region | None, float]],
+    bound: float,
+    project: bool,
+) -> list[dict[str, Any]]:
+    """One record per face, measured on the output as written."""
     records = []
-    for p, reason, region, before in rows:
+    for (p, reason, _), (region, before) in zip(rows, regions, strict=True):
         r = p.restoration
         psnr = float("nan")
         if region is not None and (region.lr_weight >= 0.5).any():
@@ -448,63 +506,27 @@ def compose_frame(
                 "search_psnr_db": round(float(r.psnr), 3),
                 "search_met_bound": bool(r.met_bound),
                 "missed_by_db": round(max(0.0, bound - float(r.psnr)), 3),
-                "projected": bool(region is not None and c.project),
+                "projected": bool(region is not None and project),
                 "fallback": reason,
             }
         )
-    if steadiness is not None:
-        steadiness.measure(int(placements[0].restoration.frame_index), src, result, placements, records)
-    return result, records
+    return records
 
 
-class Steadiness:
-    """Per face-frame, how much the output's face region changed since the track's previous frame,
-    against how much the footage did there (no reference needed): `change_out` and `change_src`,
-    RMS in [0, 1] units over the face square's box (source px; x scale in the output). A track's
-    steadiness is mean(change_out) / mean(change_src): 1 moves as the film does, more flickers.
-
-    Feed it the frames of a segment in order (`compose_frame(..., steadiness=s)`); it keeps only the
-    previous frame.
-    """
-
-    def __init__(self) -> None:
-        self._prev: tuple[int, np.ndarray, np.ndarray] | None = None  # frame index, source, output
-
-    def measure(
-        self,
-        index: int,
-        source: np.ndarray,
-        output: np.ndarray,
-        placements: Sequence[FacePlacement],
-        records: list[dict[str, Any]],
-    ) -> None:
-        prev = self._prev if self._prev is not None and self._prev[0] == index - 1 else None
-        self._prev = (index, source, output)
-        if prev is None:
-            return
-        scale = output.shape[1] / source.shape[1]
-        by_track = {int(p.restoration.track_id): p for p in placements}
-        for rec in records:
-            p = by_track[int(rec["track_id"])]
-            corners = np.array([[0, 0, 1], [1, 0, 1], [1, 1, 1], [0, 1, 1]], np.float64) * [
-                p.crop_size,
-                p.crop_size,
-                1,
-            ]
-            pts = corners @ np.asarray(p.crop_to_frame, np.float64).T  # [4, 2] source px
-            x0, y0 = np.maximum(np.floor(pts.min(0)).astype(int), 0)
-            x1, y1 = np.ceil(pts.max(0)).astype(int)
-            x1, y1 = min(x1, source.shape[1]), min(y1, source.shape[0])
-            if x1 - x0 < 2 or y1 - y0 < 2:
-                continue
-            s0, s1 = prev[1][y0:y1, x0:x1], source[y0:y1, x0:x1]
-            X0, Y0, X1, Y1 = (round(v * scale) for v in (x0, y0, x1, y1))
-            o0, o1 = prev[2][Y0:Y1, X0:X1], output[Y0:Y1, X0:X1]
-            rec["change_src"] = round(_rms_change(s0, s1), 6)
-            rec["change_out"] = round(_rms_change(o0, o1), 6)
-
-
-def _rms_change(a: np.ndarray, b: np.ndarray) -> float:
-    peak = _peak(a)
-    d = (b.astype(np.float64) - a.astype(np.float64)) / peak
-    return float(np.sqrt(np.mean(d * d)))
+def _project(out: Any, lr: np.ndarray, region: _Region, c: Any, bound: float) -> float:
+    """Project one face region of `out` (a tensor, in place) onto the footage `lr`: PSNR before."""
+    (y0, y1), (x0, x1) = region.win.ly, region.win.lx
+    (a0, a1), (b0, b1) = region.win.hy, region.win.hx
+    projected, before, _, _ = project_tensor(
+        out[a0:a1, b0:b1],
+        as_tensor(lr[y0:y1, x0:x1], out.device),
+        region.win,
+        region.hr_mask,
+        region.lr_weight > 0.25,
+        c.project_steps,
+        c.project_target_db,
+        c.project_damping,
+        bound + c.project_margin_db,
+    )
+    out[a0:a1, b0:b1] = projected
+    return before

@@ -81,6 +81,7 @@ def clean_step(video: str, info: VideoInfo, cfg: Config, segment: CleanSegment) 
 
     index: list[int] = []
     pts: list[int] = []
+    grain: list[np.ndarray | None] = []
     frames = read_frames(video, cfg, segment.start, segment.end)
     with frames, atomic_path(segment.frames) as tmp:
         assert isinstance(frames, Frames)
@@ -96,11 +97,12 @@ def clean_step(video: str, info: VideoInfo, cfg: Config, segment: CleanSegment) 
             out[frame.index - segment.start] = frame.image
             index.append(frame.index)
             pts.append(frame.pts)
+            grain.append(frame.grain)
         if out is None:
             raise DecodeError(Path(video), f"no frame decoded in [{segment.start}, {segment.end})")
         out.flush()
         del out  # the memory map is closed before the file is renamed
-    save_segment_meta(segment, frames, index, pts)
+    save_segment_meta(segment, frames, index, pts, grain)
     return {"frames": len(index)}
 
 
@@ -568,6 +570,7 @@ def compose_step(
     existing part is always a finished one; the records are written after it.
     """
     from pipeline.frame.compose import Steadiness, compose_frame
+    from pipeline.frame.grain import Regrain
 
     by_frame = load_placements(sources, start, end)
     hide: dict[int, list[Any]] = {}
@@ -597,13 +600,17 @@ def compose_step(
                 upscaler = make_upscaler(cfg) if hider is None else None
                 device = compose_device(upscaler)
                 steadiness = Steadiness()  # faces' records: output vs footage change along each track
+                regrain = Regrain(cfg.film.grain_seed) if cfg.film.grain == "regrain" else None
                 for frame, up in upscaled_frames(frames, upscaler):
                     if hider is not None:
                         image, rows = hider.frame(frame.image, hide.get(frame.index, ()), gray, cfg)
+                        if regrain is not None:
+                            scale = image.shape[1] / frame.image.shape[1]
+                            image = regrain.apply_to(image, frame.grain, frame.index, scale)
                     else:
                         image, rows = compose_frame(
                             frame, frame.image, by_frame.get(frame.index, ()), gray, cfg, upscaler,
-                            steadiness, upscaled=up, device=device,
+                            steadiness, upscaled=up, device=device, regrain=regrain,
                         )  # fmt: skip
                     records.extend(rows)
                     if writer is None:

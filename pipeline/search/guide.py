@@ -2,8 +2,8 @@
 
 Each reference photo (an aligned face crop, as the scan aligns a track's faces) is inverted with our
 own search: a cold search whose target is the photo itself, at up to the generator's resolution, with
-`search.guide_steps` steps. A reference person's latents are the mean of their photos' inverted
-latents (Gaussianised W+, each layer's vector put back on the sphere of the photos' mean radius).
+`search.guide_steps` steps from `search.guide_restarts` starts. A reference person's latents are one
+w, the same at every layer: the mean in W of every inversion's layers (`person_latents`).
 
 A track matched to that person (pipeline.faces.choose, by SFace identity) is then searched with two
 changes (pipeline.search.search): its cold first frame starts from the person's latents, and every
@@ -72,12 +72,13 @@ def invert_photos(
     return torch.cat(out)
 
 
-def person_latents(latents: torch.Tensor) -> torch.Tensor:
-    """One person's latents [1, num_ws, w_dim] from their photos' [K, num_ws, w_dim]: the mean, each
-    layer's vector rescaled to the photos' mean norm for that layer (a mean lies inside the sphere)."""
-    mean = latents.mean(0, keepdim=True)
-    radius = latents.norm(dim=-1, keepdim=True).mean(0, keepdim=True)
-    return mean / mean.norm(dim=-1, keepdim=True).clamp_min(1e-9) * radius
+def person_latents(space: GaussianizedW, latents: torch.Tensor) -> torch.Tensor:
+    """One person's latents [1, num_ws, w_dim] from their photos' [K, num_ws, w_dim] (Gaussianised):
+    the mean in W over photos and layers, the same at every layer. A person is one w (the mapping
+    network gives one per face); each inversion's per-layer freedom fits what differs between the
+    photos (noise, crop, light), and the mean keeps what they share."""
+    w = space.to_w(latents).mean((0, 1), keepdim=True)  # [1, 1, w_dim]
+    return space.from_w(w).expand(1, latents.shape[1], -1).contiguous()
 
 
 def reference_latents(
@@ -91,7 +92,7 @@ def reference_latents(
     """Per reference person (their aligned photos), their latents [1, num_ws, w_dim] on the CPU."""
     return [
         person_latents(
-            invert_photos(G, space, photos, settings=settings, device=device, seed=settings.seed + i)
-        )
+            space, invert_photos(G, space, photos, settings=settings, device=device, seed=settings.seed + i)
+        ).cpu()
         for i, photos in enumerate(people)
     ]

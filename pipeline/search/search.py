@@ -57,14 +57,12 @@ def _truncated_res(G: torch.nn.Module, batch: TargetBatch, factor: float) -> int
 
 
 def _start_from_guide(start: SearchState, guide: torch.Tensor, rows: torch.Tensor) -> SearchState:
-    """`start` with the latents of faces `rows` [B] (bool) replaced by `guide`'s, put on the spheres of
-    the start's radii (the spherical optimiser keeps every latent vector at its starting norm)."""
+    """`start` with the latents of faces `rows` [B] (bool) replaced by `guide`'s (the spherical
+    optimiser then keeps each latent vector at the guide's norm)."""
     if not bool(rows.any()):
         return start
     lat = start.latents.clone()
-    radius = lat[rows].norm(dim=-1, keepdim=True)
-    g = guide[rows].to(lat.dtype)
-    lat[rows] = g / g.norm(dim=-1, keepdim=True).clamp_min(1e-9) * radius
+    lat[rows] = guide[rows].to(lat.dtype)
     return SearchState(lat, [n.clone() for n in start.noise])
 
 

@@ -20,11 +20,13 @@ def _latent_error(out: list, ws: torch.Tensor) -> float:
     return float((found - ws).pow(2).mean((1, 2)).sqrt().mean())
 
 
-def test_person_latents_stay_on_the_photos_spheres() -> None:
-    lat = torch.randn(3, 4, 16) * torch.tensor([1.0, 2.0, 3.0]).view(3, 1, 1)
-    one = person_latents(lat)
-    assert one.shape == (1, 4, 16)
-    assert torch.allclose(one.norm(dim=-1), lat.norm(dim=-1).mean(0, keepdim=True), rtol=1e-5)
+def test_a_persons_latents_are_one_w_the_mean_of_their_photos(tiny_space: GaussianizedW) -> None:
+    lat = torch.randn(3, 4, tiny_space.w_dim)
+    one = person_latents(tiny_space, lat)
+    assert one.shape == (1, 4, tiny_space.w_dim)
+    w = tiny_space.to_w(one)
+    assert torch.allclose(w, w[:, :1].expand_as(w))  # the same w at every layer
+    assert torch.allclose(w[0, 0], tiny_space.to_w(lat).mean((0, 1)), atol=1e-5)
 
 
 def test_a_hard_pull_to_a_wrong_person_still_meets_the_bound(
