@@ -4,6 +4,8 @@
 
 With `grain: regrain` the grain is not put back here but after the upscale, at output resolution
 (`pipeline.frame.grain`): each handed-out frame carries its measurement (`VideoFrame.grain`).
+Each frame also carries the pixels dust and scratch fills synthesised (`VideoFrame.filled`), which
+the provenance matte marks (`film.matte`).
 
 Every stage is a pure function of a fixed window of its input (see pipeline.film.window), so a
 frame's result depends only on the `context(cfg)` frames either side: segments cleaned separately
@@ -228,8 +230,10 @@ def clean_frames(
                 break
             image = quantise(work.image, fr.image.dtype, f.dither, f.grain_seed, fr.index)
             stats.add(work.info)
-            grain = work.info.get("grain_measure")
-            yield VideoFrame(index=fr.index, pts=fr.pts, time=fr.time, image=image, grain=grain)
+            grain, filled = work.info.get("grain_measure"), work.info.get("filled")
+            yield VideoFrame(
+                index=fr.index, pts=fr.pts, time=fr.time, image=image, grain=grain, filled=filled
+            )
 
     return CleanedFrames(gen(), stats)
 

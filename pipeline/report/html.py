@@ -28,6 +28,7 @@ from pipeline.report.parts import (
     fmt_num,
     image_uri,
     img_tag,
+    matte_section,
     shots_section,
     times_section,
 )
@@ -477,6 +478,7 @@ def page(
         "</div></div>",
         '<h2 id="shots">Shots</h2>',
         shots_section(body, thumbs, out_frames, cfg),
+        matte_section(body.get("matte")),
         '<h2 id="people">People</h2>',
         people_sheet(
             body.get("people"), out_frames, scale, {int(t["track_id"]) for t in body.get("tracks", [])}

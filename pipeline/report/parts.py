@@ -114,3 +114,22 @@ def shots_section(
     if len(shots) > len(thumbs):
         more = f'<p class="small">{len(shots) - len(thumbs)} more shots without thumbnails</p>'
     return f'<div class="shots">{"".join(parts)}</div>{more}'
+
+
+def matte_section(matte: Mapping[str, Any] | None) -> str:
+    """The provenance matte (film.matte): where it is, what it marks, the altered share per shot."""
+    if not matte:
+        return ""
+    rows = "".join(
+        f"<tr><td>{i}</td><td>{s['start']}–{s['end'] - 1}</td><td>{100 * s['altered_share']:.3f} %</td>"
+        f"<td>{s['frames_altered']}</td></tr>"
+        for i, s in enumerate(matte.get("shots", []))
+    )
+    return (
+        '<h2 id="matte">Provenance matte</h2>'
+        f'<p class="small">{escape(str(matte.get("path")))}: a lossless gray mask, frame for frame with the '
+        f"output, marking every synthesised pixel ({escape(str(matte.get('marks')))}). "
+        f"{100 * float(matte.get('altered_share', 0.0)):.3f} % of the output's pixels were altered.</p>"
+        '<table class="kv"><tr><th>shot</th><th>frames</th><th>pixels altered</th>'
+        f"<th>frames altered</th></tr>{rows}</table>"
+    )

@@ -86,9 +86,17 @@ def join(summary: PlanSummary, *, context: dict[str, Any]) -> Any:
         overwrite=job.overwrite,
         metadata=tags,
     )
+    if cfg.film.matte:  # the provenance matte beside the output, joined as the video parts were
+        from pipeline.run.matte import join_matte
+
+        join_matte(summary.records, job.output)
     seconds["mux"] = time.perf_counter() - t
     dump_config(cfg, job.output.with_name(job.output.name + ".config.yaml"))
     report = job.mode.finish(summary, seconds, context.get("executor"), context.get("decode"))
+    if cfg.film.matte:
+        from pipeline.run.matte import remove_matte_files
+
+        remove_matte_files(summary.records)
     _remove_parts(summary.parts, summary.records)
     return report
 
@@ -126,6 +134,12 @@ def finish_restore(
     if film is not None:
         log.info("film cleaning: %s", ", ".join(f"{k} {v:.4g}" for k, v in film.items()))
     counts = FaceCounts.of(merge_records(faces, load_records(summary.records)))
+    matte = None
+    if cfg.film.matte:  # the share of altered pixels per shot (the whole clip when not scanned)
+        from pipeline.run.matte import matte_report
+
+        shots = [(s.start, s.end) for s in scanned.shots] if scanned is not None else None
+        matte = matte_report(summary.records, job.output, shots)
     report = RestoreReport(
         output=job.output,
         frames=output_frame_count(job.output),  # the output's, not the source index's (#15)
@@ -161,6 +175,7 @@ def finish_restore(
         model_key=job.model_key,
         film=film,
         people=people,
+        matte=matte,
     )
     # DEBUG: the command line prints this summary as its final line; at INFO it showed twice.
     log.debug("wrote %s: %s", job.output, face_sentence(report))
