@@ -37,7 +37,7 @@ class MatteWriter:
         self.width, self.height = width, height
         self.time_base = Fraction(time_base)
         self.frames_written = 0
-        self._tmp = self.path.with_name(f".{self.path.name}.partial")
+        self._tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")  # swept after a kill
         self._box: Any = None
         self._stream: Any = None
 
