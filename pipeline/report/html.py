@@ -25,6 +25,7 @@ from pipeline.report.model import Collected, SheetFace, crop_box, flagged
 from pipeline.report.parts import (
     CSS,
     card,
+    film_shots_section,
     fmt_num,
     image_uri,
     img_tag,
@@ -478,6 +479,7 @@ def page(
         "</div></div>",
         '<h2 id="shots">Shots</h2>',
         shots_section(body, thumbs, out_frames, cfg),
+        film_shots_section(body.get("film")),
         matte_section(body.get("matte")),
         '<h2 id="people">People</h2>',
         people_sheet(

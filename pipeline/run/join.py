@@ -130,9 +130,15 @@ def finish_restore(
 
     people = people_from_arrays(stitched, scanned.tracks) if stitched is not None and scanned else None
     model = job.model_description or cfg.prior.model
-    film = collect_stats([film_stats_path(p) for p in summary.records], remove=True)  # film cleaning figures
-    if film is not None:
+    cleaned = collect_stats([film_stats_path(p) for p in summary.records], remove=True)  # film cleaning
+    film: dict[str, Any] | None = None
+    if cleaned is not None:
+        film = cleaned.as_dict()
         log.info("film cleaning: %s", ", ".join(f"{k} {v:.4g}" for k, v in film.items()))
+        # per shot, what each stage found and did (the whole clip as one when not scanned)
+        last = int(max((r[0] for r in cleaned.by_frame), default=-1)) + 1
+        ranges = [(s.start, s.end) for s in scanned.shots] if scanned is not None else [(0, last)]
+        film["shots"] = cleaned.by_shot(ranges)
     counts = FaceCounts.of(merge_records(faces, load_records(summary.records)))
     matte = None
     if cfg.film.matte:  # the share of altered pixels per shot (the whole clip when not scanned)

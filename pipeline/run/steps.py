@@ -631,5 +631,8 @@ def compose_step(
         raise
     save_json(out_records, records)
     if frames.film_stats is not None:  # film: what cleaning changed in this segment (merged at the join)
-        save_json(film_stats_path(out_records), frames.film_stats.as_dict())
+        save_json(
+            film_stats_path(out_records),
+            {**frames.film_stats.as_dict(), "by_frame": frames.film_stats.by_frame},
+        )
     return {"frames": writer.frames_written, "faces": sum(len(v) for v in by_frame.values())}

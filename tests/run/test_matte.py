@@ -83,6 +83,8 @@ def test_filled_specks_are_marked_in_the_matte_and_counted_per_shot(tmp_path: Pa
     # ... and nothing else: exactly the pixels filled (source px, x 2 x 2 in the output)
     assert body["film"]["specks_filled"] > 0
     assert int((masks == 255).sum()) == int((masks > 0).sum()) == 4 * body["film"]["speck_pixels"]
+    (film,) = body["film"]["shots"]  # film cleaning per shot; not scanned for faces: the whole clip
+    assert film["frames"] == 12 and film["specks_filled"] == body["film"]["specks_filled"]
     (shot,) = body["matte"]["shots"]  # not scanned for faces: the whole clip
     assert (shot["start"], shot["end"]) == (0, 12) and shot["frames_altered"] >= 10
     assert shot["altered_share"] == pytest.approx(float((masks > 0).mean()), rel=1e-3)
