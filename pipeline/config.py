@@ -49,7 +49,7 @@ class UpscaleConfig:
     model: str | None = None
     tile: int = 256  # film: the learned model runs on tiles this many source px wide (0 = whole frame)
     tile_overlap: int = 16  # film: source px two tiles share, blended linearly (no seams)
-    batch: int = 4  # film: frames a learned model upscales together (one forward pass per tile position)
+    batch: int = 4  # film, CUDA: frames a learned model upscales together (one pass per tile position)
     # film: on CUDA the tiles are sized to use this fraction of the free device memory
     # (pipeline.frame.sr.tile_from_memory; `tile` is then ignored unless 0); 0 = `tile` on every device
     tile_memory: float = 0.5
