@@ -240,6 +240,9 @@ class FilmConfig:
     deflicker: bool = False  # match each frame's mean brightness (per channel) to its temporal window
     deflicker_radius: int = 5  # ... the window: this many frames either side
     deflicker_max_gain: float = 1.6  # gains are limited to [1/x, x] (a cut or a fade is not flicker)
+    # local flicker: after the global gain, gains that vary smoothly across the frame (a 3 x 3 grid,
+    # interpolated) over the same window; fades, flashes and a lamp switched on in part of the picture kept
+    local_flicker: bool = False
     weave: bool = False  # gate weave / jitter: each frame shifted onto its window's mean path (no crop)
     weave_radius: int = 6  # ... the window: this many frames either side
     weave_max_px: float = 8.0  # a correction larger than this (source px) is not weave and is left alone
