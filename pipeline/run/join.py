@@ -86,9 +86,17 @@ def join(summary: PlanSummary, *, context: dict[str, Any]) -> Any:
         overwrite=job.overwrite,
         metadata=tags,
     )
+    if cfg.film.matte:  # the provenance matte beside the output, joined as the video parts were
+        from pipeline.run.matte import join_matte
+
+        join_matte(summary.records, job.output)
     seconds["mux"] = time.perf_counter() - t
     dump_config(cfg, job.output.with_name(job.output.name + ".config.yaml"))
     report = job.mode.finish(summary, seconds, context.get("executor"), context.get("decode"))
+    if cfg.film.matte:
+        from pipeline.run.matte import remove_matte_files
+
+        remove_matte_files(summary.records)
     _remove_parts(summary.parts, summary.records)
     return report
 
@@ -122,10 +130,22 @@ def finish_restore(
 
     people = people_from_arrays(stitched, scanned.tracks) if stitched is not None and scanned else None
     model = job.model_description or cfg.prior.model
-    film = collect_stats([film_stats_path(p) for p in summary.records], remove=True)  # film cleaning figures
-    if film is not None:
+    cleaned = collect_stats([film_stats_path(p) for p in summary.records], remove=True)  # film cleaning
+    film: dict[str, Any] | None = None
+    if cleaned is not None:
+        film = cleaned.as_dict()
         log.info("film cleaning: %s", ", ".join(f"{k} {v:.4g}" for k, v in film.items()))
+        # per shot, what each stage found and did (the whole clip as one when not scanned)
+        last = int(max((r[0] for r in cleaned.by_frame), default=-1)) + 1
+        ranges = [(s.start, s.end) for s in scanned.shots] if scanned is not None else [(0, last)]
+        film["shots"] = cleaned.by_shot(ranges)
     counts = FaceCounts.of(merge_records(faces, load_records(summary.records)))
+    matte = None
+    if cfg.film.matte:  # the share of altered pixels per shot (the whole clip when not scanned)
+        from pipeline.run.matte import matte_report
+
+        shots = [(s.start, s.end) for s in scanned.shots] if scanned is not None else None
+        matte = matte_report(summary.records, job.output, shots)
     report = RestoreReport(
         output=job.output,
         frames=output_frame_count(job.output),  # the output's, not the source index's (#15)
@@ -161,6 +181,7 @@ def finish_restore(
         model_key=job.model_key,
         film=film,
         people=people,
+        matte=matte,
     )
     # DEBUG: the command line prints this summary as its final line; at INFO it showed twice.
     log.debug("wrote %s: %s", job.output, face_sentence(report))

@@ -157,6 +157,7 @@ def write_report(
     model_key: str | None = None,
     film: Mapping[str, Any] | None = None,
     people: Sequence[Person] | None = None,
+    matte: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write `OUTPUT.report.json` and (config.report.html) `OUTPUT.report.html`; returns the JSON path.
 
@@ -175,6 +176,7 @@ def write_report(
     if artifacts is not None:
         collected = collect(artifacts, faces, config.report)
     rows = sorted(merge_records(faces, collected.records), key=lambda f: (f["track_id"], f["frame"]))
+    guided = {t: p.guide for p in people or () if p.guide is not None for t in p.tracks}
     tracks = []
     for row in track_summary(scanned) if scanned is not None else []:
         tid = row["track_id"]
@@ -184,6 +186,7 @@ def write_report(
             {
                 **row,
                 "identity": identity.get(tid),
+                "guided_by": guided.get(tid),  # the reference person whose photos guided it (or None)
                 "restored": FaceCounts.of(mine).restored,
                 "fell_back": FaceCounts.of(mine).fell_back,
                 "met_bound_in_frame": FaceCounts.of(mine).met_bound_in_frame,
@@ -211,6 +214,15 @@ def write_report(
         "tracks": tracks,
         # one person across cuts (pipeline.faces.people); None when no faces were looked for
         "people": [p.as_json() for p in people] if people is not None else None,
+        # --reference-photos: the folder and, per track guided, the reference person (None: no photos)
+        "reference_photos": (
+            {
+                "folder": config.people.reference,
+                "guided_tracks": {str(t): n for t, n in sorted(guided.items())},
+            }
+            if config.people.reference is not None
+            else None
+        ),
         "identity_note": IDENTITY_NOTE,
         "steadiness_note": STEADINESS_NOTE,
         "scanned": scanned is not None,  # False: no face model, faces were not looked for
@@ -246,6 +258,8 @@ def write_report(
         "seconds": {k: round(v, 3) for k, v in report.seconds.items()},
         "decode": report.decode,  # frames decoded and film-cleaned per frame of the video
         "film": dict(film) if film is not None else None,  # film: what cleaning changed (CleanStats.as_dict)
+        # film.matte: the provenance matte beside the output, the share of altered pixels per shot
+        "matte": dict(matte) if matte is not None else None,
         "provenance": {
             "reel_version": __version__,
             "model_key": model_key,

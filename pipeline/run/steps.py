@@ -39,7 +39,7 @@ from pipeline.run.mode import Mode
 from pipeline.types import Detection, FaceCrop, FaceRestoration, Track, VideoInfo
 
 if TYPE_CHECKING:
-    from pipeline.faces.choose import PeopleChoice
+    from pipeline.faces.choose import PeopleChoice, References
     from pipeline.faces.people import Person
     from pipeline.faces.scan import Embeddings
 
@@ -82,6 +82,7 @@ def clean_step(video: str, info: VideoInfo, cfg: Config, segment: CleanSegment) 
     index: list[int] = []
     pts: list[int] = []
     grain: list[np.ndarray | None] = []
+    filled: list[np.ndarray | None] = []
     frames = read_frames(video, cfg, segment.start, segment.end)
     with frames, atomic_path(segment.frames) as tmp:
         assert isinstance(frames, Frames)
@@ -98,11 +99,12 @@ def clean_step(video: str, info: VideoInfo, cfg: Config, segment: CleanSegment) 
             index.append(frame.index)
             pts.append(frame.pts)
             grain.append(frame.grain)
+            filled.append(frame.filled)
         if out is None:
             raise DecodeError(Path(video), f"no frame decoded in [{segment.start}, {segment.end})")
         out.flush()
         del out  # the memory map is closed before the file is renamed
-    save_segment_meta(segment, frames, index, pts, grain)
+    save_segment_meta(segment, frames, index, pts, grain, filled)
     return {"frames": len(index)}
 
 
@@ -211,13 +213,19 @@ def scan_whole(video: str | Path, cfg: Config) -> Any:
 
 
 def stitch_scan(
-    cfg: Config, segments: Sequence[str], out: str, mode: Mode[Any], choice: PeopleChoice | None = None
+    cfg: Config,
+    segments: Sequence[str],
+    out: str,
+    mode: Mode[Any],
+    choice: PeopleChoice | None = None,
+    references: References | None = None,
 ) -> dict[str, int]:
     """Shots and tracks of the whole video from every segment's detections and cuts (stored as the
     ScanResult `pipeline.faces.store` writes): tracks are linked across segment edges. A mode may
     store its own arrays (`Mode.stitch_arrays`: anonymise completes the tracks for recall). Under a
     `choice` of people only the chosen people's tracks are stored as tracks (every later step sees
-    those only); the people, chosen or not, are stored beside them."""
+    those only); the people, chosen or not, are stored beside them, each with the reference person
+    who guides their search under `references` (pipeline.faces.choose.guides)."""
     from pipeline.faces import store
     from pipeline.faces.people import link_people, people_to_arrays
     from pipeline.faces.scan import ScanResult, embeddings_from_arrays, link_tracks
@@ -253,6 +261,12 @@ def stitch_scan(
     people = link_people(tracks, embeddings)  # one person across cuts (pipeline.faces.people)
     if choice is not None:
         arrays, people = _chosen_only(arrays, people, tracks, embeddings, choice, mode)
+    if references is not None:
+        from pipeline.faces.choose import guides
+
+        people = guides(people, tracks, embeddings, references)
+        named = ", ".join(f"person {p.person_id} = {p.guide}" for p in people if p.guide)
+        log.info("reference photos (%s): %s", references.folder, named or "nobody recognised")
     save_arrays(out, **arrays, **people_to_arrays(people))
     log.info(
         "%d shots, %d face tracks of %d people (%d undecided), %d face-frames; footage is %s",
@@ -559,6 +573,7 @@ def compose_step(
     """
     from pipeline.frame.compose import Steadiness, compose_frame
     from pipeline.frame.grain import Regrain
+    from pipeline.run.matte import SegmentMatte
 
     by_frame = load_placements(sources, start, end)
     hide: dict[int, list[Any]] = {}
@@ -567,6 +582,7 @@ def compose_step(
         hide = hider.segment(scan_path, by_frame, start, end, (info.video.width, info.video.height), cfg)
     records: list[dict[str, Any]] = []
     writer: Any = None
+    matte = SegmentMatte(out_records) if cfg.film.matte else None  # provenance matte (pipeline.run.matte)
     frames = read_frames(video, cfg, start, end, stored=stored)
     try:
         with frames:
@@ -582,14 +598,17 @@ def compose_step(
                     native=vs.pix_fmt,
                 )
                 writer.open()
-                for _, pts, av_frame in frames.native():
+                for index, pts, av_frame in frames.native():
                     writer.write_frame(av_frame, pts)
+                    if matte is not None:  # nothing changed: an all-zero matte
+                        matte.add((vs.height, vs.width), index, pts, frames.time_base)
             else:
                 upscaler = make_upscaler(cfg) if hider is None else None
                 device = compose_device(upscaler)
                 steadiness = Steadiness()  # faces' records: output vs footage change along each track
                 regrain = Regrain(cfg.film.grain_seed) if cfg.film.grain == "regrain" else None
                 for frame, up in upscaled_frames(frames, upscaler):
+                    faces: list[Any] = []
                     if hider is not None:
                         image, rows = hider.frame(frame.image, hide.get(frame.index, ()), gray, cfg)
                         if regrain is not None:
@@ -598,7 +617,7 @@ def compose_step(
                     else:
                         image, rows = compose_frame(
                             frame, frame.image, by_frame.get(frame.index, ()), gray, cfg, upscaler,
-                            steadiness, upscaled=up, device=device, regrain=regrain,
+                            steadiness, upscaled=up, device=device, regrain=regrain, pasted=faces,
                         )  # fmt: skip
                     records.extend(rows)
                     if writer is None:
@@ -607,14 +626,25 @@ def compose_step(
                         writer = _writer(Path(out_part), size, image.dtype == np.uint16, frames, info, cfg)
                         writer.open()
                     writer.write(image, frame.pts)
+                    if matte is not None:
+                        matte.add(
+                            image.shape[:2], frame.index, frame.pts, frames.time_base, frame.filled, faces
+                        )
         if writer is None:
             raise DecodeError(Path(video), f"no frame decoded in [{start}, {end})")
         writer.close()
+        if matte is not None:
+            matte.close()
     except BaseException:
         if writer is not None:
             writer.abort()
+        if matte is not None:
+            matte.abort()
         raise
     save_json(out_records, records)
     if frames.film_stats is not None:  # film: what cleaning changed in this segment (merged at the join)
-        save_json(film_stats_path(out_records), frames.film_stats.as_dict())
+        save_json(
+            film_stats_path(out_records),
+            {**frames.film_stats.as_dict(), "by_frame": frames.film_stats.by_frame},
+        )
     return {"frames": writer.frames_written, "faces": sum(len(v) for v in by_frame.values())}
