@@ -299,7 +299,7 @@ def bottleneck(frames: Sequence[np.ndarray], clip: AnonClip, size: int) -> list[
 
 def decode(path: Path) -> list[np.ndarray]:
     """Every frame of a video as [H, W, 3] uint8 RGB."""
-    from pipeline.io.decode import iter_frames
+    from pipeline.io.decode import open_video
 
-    with iter_frames(path) as reader:
+    with open_video(path).reader() as reader:
         return [np.asarray(f.image) for f in reader]

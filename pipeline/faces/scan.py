@@ -298,13 +298,9 @@ def scan_frames(
     tracks = link_tracks(shots, detections, embeddings, cfg, first_track_id)
     keep.log(start, end)
     gray_final = gray if gray is not None else sum(gray_votes) * 2 > len(gray_votes)
+    face_frames = sum(len(t.frames) for t in tracks)
     log.info(
         "scan %d-%d: %d shots, %d detections, %d tracks (%d face-frames)",
-        start,
-        end,
-        len(shots),
-        count,
-        len(tracks),
-        sum(len(t.frames) for t in tracks),
+        *(start, end, len(shots), count, len(tracks), face_frames),
     )
     return ScanResult(start, end, tuple(shots), tuple(tracks), count, gray_final)

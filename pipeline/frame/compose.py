@@ -358,6 +358,36 @@ def _face_region(
     return _Region(win, np.clip(2.0 * alpha, 0.0, 1.0), lr_alpha)
 
 
+def _record(
+    p: FacePlacement,
+    reason: str | None,
+    region: _Region | None,
+    before: float,
+    written: np.ndarray,
+    lr: np.ndarray,
+    bound: float,
+    project: bool,
+) -> dict[str, Any]:
+    """A pasted face's record, measured on the output as written (`written`, in [0, 1])."""
+    r = p.restoration
+    psnr = float("nan")
+    if region is not None and (region.lr_weight >= 0.5).any():
+        psnr = region_psnr(written, lr, region.win, (region.lr_weight >= 0.5).astype(np.float64))
+    return {
+        "track_id": int(r.track_id),
+        "frame": int(r.frame_index),
+        "psnr_in_frame_db": _finite(psnr),
+        "psnr_before_projection_db": _finite(before),
+        "bound_db": round(bound, 3),
+        "met_bound_in_frame": bool(math.isfinite(psnr) and psnr >= bound),
+        "search_psnr_db": round(float(r.psnr), 3),
+        "search_met_bound": bool(r.met_bound),
+        "missed_by_db": round(max(0.0, bound - float(r.psnr)), 3),
+        "projected": bool(region is not None and project),
+        "fallback": reason,
+    }
+
+
 def compose_frame(
     frame: np.ndarray | VideoFrame,  # [h, w, 3] uint8/uint16: the picture upscaled (after cleaning)
     source: np.ndarray | None,  # [h, w, 3]: the footage the faces must agree with; None = `frame`
@@ -431,27 +461,7 @@ def compose_frame(
         rows.append((p, reason, region, before))
     result = _to_dtype(out, up.dtype)
     written = result.astype(np.float64) / peak
-    records = []
-    for p, reason, region, before in rows:
-        r = p.restoration
-        psnr = float("nan")
-        if region is not None and (region.lr_weight >= 0.5).any():
-            psnr = region_psnr(written, lr, region.win, (region.lr_weight >= 0.5).astype(np.float64))
-        records.append(
-            {
-                "track_id": int(r.track_id),
-                "frame": int(r.frame_index),
-                "psnr_in_frame_db": _finite(psnr),
-                "psnr_before_projection_db": _finite(before),
-                "bound_db": round(bound, 3),
-                "met_bound_in_frame": bool(math.isfinite(psnr) and psnr >= bound),
-                "search_psnr_db": round(float(r.psnr), 3),
-                "search_met_bound": bool(r.met_bound),
-                "missed_by_db": round(max(0.0, bound - float(r.psnr)), 3),
-                "projected": bool(region is not None and c.project),
-                "fallback": reason,
-            }
-        )
+    records = [_record(*row, written, lr, bound, c.project) for row in rows]
     if steadiness is not None:
         steadiness.measure(int(placements[0].restoration.frame_index), src, result, placements, records)
     return result, records

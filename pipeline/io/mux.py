@@ -262,6 +262,32 @@ def _timecode(container: Any) -> str | None:
     return None
 
 
+def _container_options(
+    joined: Path, fmt: str, color: ColorTags | None, sample_aspect_ratio: Fraction | None
+) -> dict[str, str]:
+    """The ffmpeg options that describe the joined video at the container level."""
+    options: dict[str, str] = {}
+    if color is not None:
+        # Also at the container level (ffmpeg applies these to stream copies): Matroska keeps a
+        # range even when the other tags are unspecified, which MP4's colour atom cannot.
+        tags = {
+            "color_primaries": color.primaries,
+            "color_trc": color.transfer,
+            "colorspace": "rgb" if color.matrix == "gbr" else color.matrix,  # the option's name
+            "color_range": color.range,
+        }
+        options.update({k: v for k, v in tags.items() if v})
+    if sample_aspect_ratio:
+        # Not every codec stores its pixel aspect in the bitstream: declare it in the container.
+        with _open_video(joined) as (width, height, _):
+            dar = Fraction(width, height) * sample_aspect_ratio
+        options["aspect"] = f"{dar.numerator}:{dar.denominator}"
+    if fmt in ("mp4", "mov"):
+        with _open_video(joined) as (_, _, time_base):
+            options["movie_timescale"] = str(mov_timescale(time_base))
+    return options
+
+
 def mux(
     video_parts: Sequence[Path],
     source: Path,
@@ -317,16 +343,6 @@ def mux(
             frame_rate=None if variable_frame_rate else frame_rate,
             codec_tag=codec_tag if fmt in ("mp4", "mov") else None,
         )
-        if color is not None:
-            # Also at the container level (ffmpeg applies these to stream copies): Matroska keeps a
-            # range even when the other tags are unspecified, which MP4's colour atom cannot.
-            tags = {
-                "color_primaries": color.primaries,
-                "color_trc": color.transfer,
-                "colorspace": "rgb" if color.matrix == "gbr" else color.matrix,  # the option's name
-                "color_range": color.range,
-            }
-            sub_codecs = {**sub_codecs, **{k: v for k, v in tags.items() if v}}
         if rotation % 360 and fmt == "matroska":
             log.warning(
                 "%s: this ffmpeg cannot store a display rotation in Matroska; the %d° rotation is lost "
@@ -334,14 +350,7 @@ def mux(
                 output,
                 rotation,
             )
-        if sample_aspect_ratio:
-            # Not every codec stores its pixel aspect in the bitstream: declare it in the container.
-            with _open_video(joined) as (width, height, _):
-                dar = Fraction(width, height) * sample_aspect_ratio
-            sub_codecs = {**sub_codecs, "aspect": f"{dar.numerator}:{dar.denominator}"}
-        if fmt in ("mp4", "mov"):
-            with _open_video(joined) as (_, _, time_base):
-                sub_codecs = {**sub_codecs, "movie_timescale": str(mov_timescale(time_base))}
+        sub_codecs = {**sub_codecs, **_container_options(joined, fmt, color, sample_aspect_ratio)}
         cmd = _mux_command(ffmpeg, joined, Path(source), maps, sub_codecs, fmt, codec_tag, tmp, metadata)
         if threads:
             cmd[1:1] = ["-threads", str(threads)]

@@ -23,6 +23,7 @@ from typing import Any
 from pipeline.run.actors import portable_errors
 from pipeline.run.plan import Job, Step
 from pipeline.run.schedule import Schedule, run_search_step, run_step
+from pipeline.run.search_steps import SearchModel, describe_model, load_search_model
 from pipeline.run.work import Driver, Search, StepKind, Task
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ def step_task(work: Task, retries: int, label: str) -> dict[str, Any]:
 
 
 @portable_errors
-def search_call(model: Any, work: Search, retries: int, label: str) -> dict[str, Any]:
+def search_call(model: SearchModel, work: Search, retries: int, label: str) -> dict[str, Any]:
     """A search step on a search actor (`model`: the actor's loaded generator)."""
     out = run_search_step(model, work, retries, label)
     import ray
@@ -55,17 +56,13 @@ def search_call(model: Any, work: Search, retries: int, label: str) -> dict[str,
 
 
 @portable_errors
-def load_model(model: str, device: str, dtype: str, gaussian_samples: int) -> Any:
+def load_model(model: str, device: str, dtype: str, gaussian_samples: int) -> SearchModel:
     """A search actor's loader (`search_steps.load_search_model`, errors made portable)."""
-    from pipeline.run.search_steps import load_search_model
-
     return load_search_model(model, device, dtype, gaussian_samples)
 
 
 @portable_errors
-def describe(model: Any) -> dict[str, Any]:
-    from pipeline.run.search_steps import describe_model
-
+def describe(model: SearchModel) -> dict[str, Any]:
     return describe_model(model)
 
 

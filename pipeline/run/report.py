@@ -30,12 +30,15 @@ import numpy as np
 
 from pipeline import INVENTED_DETAIL_NOTICE, __version__, files
 from pipeline.config import Config, to_dict
+from pipeline.errors import PipelineError
 from pipeline.faces.people import Person
 from pipeline.faces.scan import ScanResult
+from pipeline.faces.store import track_summary
 from pipeline.files import save_json
 from pipeline.metrics.identity import SAME_PERSON_COSINE
 from pipeline.report.build import collect, merge_records, render_report
 from pipeline.report.model import Collected, FaceCounts, ReportArtifacts, html_path, json_path
+from pipeline.report.spread import Spread
 from pipeline.types import FaceCrop, FaceRestoration, Track
 
 log = logging.getLogger(__name__)
@@ -145,6 +148,70 @@ def provenance_tags(config: Config, model_key: str | None, random_generator: boo
     return tags
 
 
+def _track_rows(
+    scanned: ScanResult | None,
+    rows: Sequence[Mapping[str, Any]],
+    identity: Mapping[int, Mapping[str, float]],
+    collected: Collected,
+) -> list[dict[str, Any]]:
+    """The report's row of each track: the scan's summary, its identity, counts and steadiness."""
+    tracks = []
+    for row in track_summary(scanned) if scanned is not None else []:
+        tid = row["track_id"]
+        mine = [f for f in rows if f["track_id"] == tid]
+        motion = collected.motion.get(tid)
+        tracks.append(
+            {
+                **row,
+                "identity": identity.get(tid),
+                "restored": FaceCounts.of(mine).restored,
+                "fell_back": FaceCounts.of(mine).fell_back,
+                "met_bound_in_frame": FaceCounts.of(mine).met_bound_in_frame,
+                "met_bound": sum(bool(f["met_bound"]) for f in mine),
+                "mean_psnr_db": round(sum(f["psnr_db"] for f in mine) / len(mine), 3) if mine else None,
+                "steadiness": motion.steadiness if motion else None,
+                "motion": asdict(motion) if motion else None,
+            }
+        )
+    return tracks
+
+
+def _totals(
+    report: RestoreReport,
+    scanned: ScanResult | None,
+    tracks: Sequence[Mapping[str, Any]],
+    rows: Sequence[Mapping[str, Any]],
+) -> dict[str, Any]:
+    counts = FaceCounts.of(rows)
+    psnrs = [f["psnr_db"] for f in rows]
+    steady = [t["steadiness"] for t in tracks if t["steadiness"] is not None]
+    return {
+        "frames": report.frames,
+        "shots": len(scanned.shots) if scanned is not None else None,
+        "tracks": len(tracks),
+        "face_frames": report.face_frames,
+        "searched": counts.searched,
+        "restored": counts.restored,  # pasted into the output; fallbacks are counted apart
+        "fell_back": counts.fell_back,
+        "met_bound_in_frame": counts.met_bound_in_frame,  # the output's promise, of the restored
+        "met_bound": counts.met_bound,  # the search's own figure in its crop, of the searched
+        "missed_bound": counts.searched - counts.met_bound,
+        "mean_psnr_db": round(sum(psnrs) / len(psnrs), 3) if psnrs else None,
+        "mean_steadiness": round(sum(steady) / len(steady), 4) if steady else None,
+    }
+
+
+def _spread_row(s: Spread) -> dict[str, Any]:
+    return {
+        "track_id": s.track_id,
+        "frame": s.frame_index,
+        "k": len(s.psnr),
+        "psnr_db": list(s.psnr),
+        "met_bound": list(s.met_bound),
+        "mean_spread": round(float(s.spread.mean()), 5),
+    }
+
+
 def write_report(
     report: RestoreReport,
     scanned: ScanResult | None,
@@ -167,35 +234,14 @@ def write_report(
     stored); without them the page has figures and plots but no pictures. `model_key` is the job's
     key of the weights (hashed once, by `make_job`). `executor` is recorded when given.
     """
-    from pipeline.faces.store import track_summary
-
     t0 = time.perf_counter()
     path = json_path(report.output)
     collected = Collected()
     if artifacts is not None:
         collected = collect(artifacts, faces, config.report)
     rows = sorted(merge_records(faces, collected.records), key=lambda f: (f["track_id"], f["frame"]))
-    tracks = []
-    for row in track_summary(scanned) if scanned is not None else []:
-        tid = row["track_id"]
-        mine = [f for f in rows if f["track_id"] == tid]
-        motion = collected.motion.get(tid)
-        tracks.append(
-            {
-                **row,
-                "identity": identity.get(tid),
-                "restored": FaceCounts.of(mine).restored,
-                "fell_back": FaceCounts.of(mine).fell_back,
-                "met_bound_in_frame": FaceCounts.of(mine).met_bound_in_frame,
-                "met_bound": sum(bool(f["met_bound"]) for f in mine),
-                "mean_psnr_db": round(sum(f["psnr_db"] for f in mine) / len(mine), 3) if mine else None,
-                "steadiness": motion.steadiness if motion else None,
-                "motion": asdict(motion) if motion else None,
-            }
-        )
+    tracks = _track_rows(scanned, rows, identity, collected)
     counts = FaceCounts.of(rows)
-    psnrs = [f["psnr_db"] for f in rows]
-    steady = [t["steadiness"] for t in tracks if t["steadiness"] is not None]
     body: dict[str, Any] = {
         "version": REPORT_VERSION,
         "mode": "restore",  # anonymise writes its own audit and page (pipeline.anon)
@@ -217,32 +263,9 @@ def write_report(
         "face_frames": report.face_frames,
         "restored": counts.restored,
         "met_bound": counts.met_bound,
-        "totals": {
-            "frames": report.frames,
-            "shots": len(scanned.shots) if scanned is not None else None,
-            "tracks": len(tracks),
-            "face_frames": report.face_frames,
-            "searched": counts.searched,
-            "restored": counts.restored,  # pasted into the output; fallbacks are counted apart
-            "fell_back": counts.fell_back,
-            "met_bound_in_frame": counts.met_bound_in_frame,  # the output's promise, of the restored
-            "met_bound": counts.met_bound,  # the search's own figure in its crop, of the searched
-            "missed_bound": counts.searched - counts.met_bound,
-            "mean_psnr_db": round(sum(psnrs) / len(psnrs), 3) if psnrs else None,
-            "mean_steadiness": round(sum(steady) / len(steady), 4) if steady else None,
-        },
+        "totals": _totals(report, scanned, tracks, rows),
         "faces": rows,
-        "spread": [
-            {
-                "track_id": s.track_id,
-                "frame": s.frame_index,
-                "k": len(s.psnr),
-                "psnr_db": list(s.psnr),
-                "met_bound": list(s.met_bound),
-                "mean_spread": round(float(s.spread.mean()), 5),
-            }
-            for s in collected.spread
-        ],
+        "spread": [_spread_row(s) for s in collected.spread],
         "seconds": {k: round(v, 3) for k, v in report.seconds.items()},
         "decode": report.decode,  # frames decoded and film-cleaned per frame of the video
         "film": dict(film) if film is not None else None,  # film: what cleaning changed (CleanStats.as_dict)
@@ -259,8 +282,6 @@ def write_report(
     if executor is not None:
         body["executor"] = executor
     if config.report.html:
-        from pipeline.errors import PipelineError
-
         try:
             report.html_path = render_report(body, collected, html_path(report.output), config.report)
         except (PipelineError, OSError, ValueError) as exc:

@@ -44,7 +44,7 @@ def make_job(
     config: Config,
     *,
     overwrite: bool = False,
-    mode: Mode[Any] = RESTORE,
+    mode: Mode[RunReport] = RESTORE,
 ) -> Job:
     """Preflight (settings, output, input, streams) and everything the plan is built from."""
     from pipeline.io.decode import frame_index

@@ -19,15 +19,20 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.config import Config
 from pipeline.files import load_arrays, save_arrays
 from pipeline.run.frames import pin_torch
-from pipeline.run.mode import Mode
+from pipeline.run.mode import Mode, RunReport
 from pipeline.run.report import measure_identity
 from pipeline.run.steps import load_crops, save_track
-from pipeline.types import FaceRestoration
+from pipeline.types import FaceRestoration, Track
+
+if TYPE_CHECKING:
+    from pipeline.prior.stylegan2 import Generator
+    from pipeline.search.latent_space import GaussianizedW
+    from pipeline.search.plan import Chunk
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +41,8 @@ log = logging.getLogger(__name__)
 class SearchModel:
     """What a search worker holds: the generator on its device and the fitted latent space."""
 
-    G: Any  # pipeline.prior.stylegan2.Generator on `device`
-    space: Any  # pipeline.search.latent_space.GaussianizedW fitted for G
+    G: Generator  # on `device`
+    space: GaussianizedW  # fitted for G
     device: str
     description: str
     random: bool
@@ -62,7 +67,7 @@ def describe_model(model: SearchModel) -> dict[str, Any]:
     return {"description": model.description, "random": model.random, "device": model.device}
 
 
-def _tracks(scan_path: str, ids: set[int]) -> list[Any]:
+def _tracks(scan_path: str, ids: set[int]) -> list[Track]:
     from pipeline.faces import store
 
     return [t for t in store.scan_from_arrays(load_arrays(scan_path)).tracks if t.track_id in ids]
@@ -71,7 +76,7 @@ def _tracks(scan_path: str, ids: set[int]) -> list[Any]:
 def search_unit(
     model: SearchModel,
     cfg: Config,
-    mode: Mode[Any],
+    mode: Mode[RunReport],
     scan_path: str,
     crops_paths: Sequence[str],
     outs: Sequence[tuple[str, str]],  # per track: (result npz, faces npy)
@@ -108,7 +113,7 @@ def search_unit(
 
 
 def search_anchors_step(
-    model: SearchModel, cfg: Config, crops_path: str, chunks: Sequence[Any], out: str
+    model: SearchModel, cfg: Config, crops_path: str, chunks: Sequence[Chunk], out: str
 ) -> dict[str, int]:
     """The anchor chain of one chunked track (one frame per chunk), stored with the anchors' states."""
     from pipeline.faces import store
@@ -127,7 +132,7 @@ def search_chunk_step(
     cfg: Config,
     crops_path: str,
     anchors_path: str,
-    chunks: Sequence[Any],
+    chunks: Sequence[Chunk],
     index: int,
     out: str,
 ) -> dict[str, int]:

@@ -35,7 +35,7 @@ from pipeline.config import Config
 from pipeline.errors import DecodeError
 from pipeline.files import atomic_path, load_arrays, save_arrays, save_json
 from pipeline.run.frames import CleanSegment, Frames, StoredFrames, inverse_telecine, read_frames
-from pipeline.run.mode import Mode
+from pipeline.run.mode import Mode, RunReport
 from pipeline.types import Detection, FaceCrop, FaceRestoration, Track, VideoInfo
 
 if TYPE_CHECKING:
@@ -209,7 +209,7 @@ def scan_whole(video: str | Path, cfg: Config) -> Any:
 
 
 def stitch_scan(
-    cfg: Config, segments: Sequence[str], out: str, mode: Mode[Any], choice: PeopleChoice | None = None
+    cfg: Config, segments: Sequence[str], out: str, mode: Mode[RunReport], choice: PeopleChoice | None = None
 ) -> dict[str, int]:
     """Shots and tracks of the whole video from every segment's detections and cuts (stored as the
     ScanResult `pipeline.faces.store` writes): tracks are linked across segment edges. A mode may
@@ -270,7 +270,7 @@ def _chosen_only(
     tracks: Sequence[Track],
     embeddings: Embeddings,
     choice: PeopleChoice,
-    mode: Mode[Any],
+    mode: Mode[RunReport],
 ) -> tuple[dict[str, np.ndarray], list[Person]]:
     """The scan's arrays with the tracks of chosen people only, and the people with their choice."""
     from pipeline.faces.choose import choose
@@ -309,7 +309,7 @@ def crops_step(
     scan_path: str,
     track_ids: Sequence[int],
     outs: Sequence[str],
-    mode: Mode[Any],
+    mode: Mode[RunReport],
     stored: Sequence[CleanSegment] = (),
 ) -> dict[str, int]:
     """The aligned native-size crops of `track_ids` (one search unit or one chunked track), reading
@@ -543,7 +543,7 @@ def compose_step(
     gray: bool,
     out_part: str,
     out_records: str,
-    mode: Mode[Any],
+    mode: Mode[RunReport],
     scan_path: str | None = None,
     stored: Sequence[CleanSegment] = (),
 ) -> dict[str, int]:

@@ -56,6 +56,71 @@ def _truncated_res(G: torch.nn.Module, batch: TargetBatch, factor: float) -> int
     return None if res >= full else res
 
 
+def _start(
+    G: torch.nn.Module,
+    init: SearchState | None,
+    prev: SearchState | None,
+    warm: torch.Tensor,
+    seeds: Sequence[int],
+    dev: torch.device,
+) -> SearchState:
+    """Where each face's search starts: `init`, else the previous frame's state for warm faces and a
+    seeded random draw for cold ones."""
+    if init is not None:
+        return init.to(dev)
+    if prev is None:
+        return random_state(G, seeds).to(dev)
+    start = prev.to(dev)
+    cold = (~warm).nonzero().squeeze(1)
+    if cold.numel():  # random draws only for the cold faces (a full set of noise maps is large)
+        fresh = random_state(G, [seeds[i] for i in cold.tolist()]).to(dev)
+        start = SearchState(start.latents.clone(), [n.clone() for n in start.noise])
+        start.latents[cold] = fresh.latents
+        for i, n in enumerate(fresh.noise):
+            start.noise[i][cold] = n
+    return start
+
+
+def _refine_misses(
+    G: torch.nn.Module,
+    space: GaussianizedW,
+    batch: TargetBatch,
+    state: SearchState,
+    steps: torch.Tensor,
+    images: torch.Tensor,
+    mse: torch.Tensor,
+    pull_to: SearchState | None,
+    settings: SearchConfig,
+    dev: torch.device,
+) -> torch.Tensor:
+    """Faces whose truncated image met the loss but whose full one does not, finished on the full
+    synthesis (`state`, `steps` and `images` updated in place); returns the delivered images' MSE."""
+    miss = mse > settings.eps
+    if not bool(miss.any()):
+        return mse
+    log.debug("search: %d face(s) refined on the full synthesis", int(miss.sum()))
+    sub = subset(batch, miss)
+    refined, more = optimise(
+        G,
+        space,
+        sub,
+        state.select(miss),
+        pull_to=pull_to.select(miss) if pull_to is not None else state.select(miss),
+        warm=torch.ones(int(miss.sum()), dtype=torch.bool, device=dev),
+        # a few faces of any count: compiling a graph for each count would cost more than it saves
+        settings=replace(settings, compile="off"),
+        max_res=None,
+    )
+    state.latents[miss] = refined.latents
+    for i, n in enumerate(refined.noise):
+        state.noise[i][miss] = n
+    steps[miss] += more
+    with torch.no_grad():
+        images[miss] = render(G, space, refined, autocast=settings.autocast)
+        mse, _ = lowres_losses(images.clamp(0, 1), batch)  # what is delivered
+    return mse
+
+
 def search(
     G: torch.nn.Module,
     targets: Targets,
@@ -95,19 +160,7 @@ def search(
     if len(seeds) != B:
         raise SearchError(f"search: {len(seeds)} seeds for {B} targets")
 
-    if init is not None:
-        start = init.to(dev)
-    elif prev is None:
-        start = random_state(G, seeds).to(dev)
-    else:
-        start = prev.to(dev)
-        cold = (~warm).nonzero().squeeze(1)
-        if cold.numel():  # random draws only for the cold faces (a full set of noise maps is large)
-            fresh = random_state(G, [seeds[i] for i in cold.tolist()]).to(dev)
-            start = SearchState(start.latents.clone(), [n.clone() for n in start.noise])
-            start.latents[cold] = fresh.latents
-            for i, n in enumerate(fresh.noise):
-                start.noise[i][cold] = n
+    start = _start(G, init, prev, warm, seeds, dev)
     pull_to = prev.to(dev) if prev is not None else None
 
     max_res = _truncated_res(G, batch, settings.truncate_factor)
@@ -118,29 +171,7 @@ def search(
         images = render(G, space, state, autocast=settings.autocast)
         mse, _ = lowres_losses(images.clamp(0, 1), batch)  # what is delivered
     if max_res is not None:
-        miss = mse > settings.eps
-        if bool(miss.any()):
-            # the truncated image met the loss, the full one does not: finish those faces at full size
-            log.debug("search: %d face(s) refined on the full synthesis", int(miss.sum()))
-            sub = subset(batch, miss)
-            refined, more = optimise(
-                G,
-                space,
-                sub,
-                state.select(miss),
-                pull_to=pull_to.select(miss) if pull_to is not None else state.select(miss),
-                warm=torch.ones(int(miss.sum()), dtype=torch.bool, device=dev),
-                # a few faces of any count: compiling a graph for each count would cost more than it saves
-                settings=replace(settings, compile="off"),
-                max_res=None,
-            )
-            state.latents[miss] = refined.latents
-            for i, n in enumerate(refined.noise):
-                state.noise[i][miss] = n
-            steps[miss] += more
-            with torch.no_grad():
-                images[miss] = render(G, space, refined, autocast=settings.autocast)
-                mse, _ = lowres_losses(images.clamp(0, 1), batch)  # what is delivered
+        mse = _refine_misses(G, space, batch, state, steps, images, mse, pull_to, settings, dev)
     with torch.no_grad():
         rendered = images  # the state's own render: a warm start from it begins without one
         images = gray_like(images, batch).clamp(0, 1)
