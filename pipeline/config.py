@@ -237,10 +237,10 @@ class FilmConfig:
     scratch_threshold: float = 6.0  # a scratch column's line strength, in robust std devs of all columns
     scratch_max_width: int = 4  # widest scratch (px); wider lines are picture, not scratches
     grain: str = "keep"  # "keep", "reduce" (motion-compensated temporal denoise) or "regrain" (reduce,
-    # then add grain matched to what was removed, seeded per frame)
+    # measure the grain; compose adds it back after the upscale, at output resolution: pipeline.frame.grain)
     grain_radius: int = 2  # reduce: neighbours either side averaged after motion compensation
     grain_strength: float = 1.5  # reduce: neighbours count where their mismatch beyond grain < this x grain
-    grain_seed: int = 0  # regrain: seeds the added grain (with the frame index: segments agree)
+    grain_seed: int = 0  # regrain: seeds the grain added at output resolution (with the frame index)
     line_denoise: float = 0.0  # cartoons: edge-preserving (bilateral) denoise, sigma in 8-bit levels; 0 = off
     dither: bool = False  # cleaned frames are quantised with dither, not rounded (no banding in flat colour)
     content: str = "photo"  # "photo" or "drawn": a photographic face prior never runs on drawn faces

@@ -101,6 +101,9 @@ class VideoFrame:
     pts: int  # presentation timestamp in the stream's time_base
     time: Fraction  # pts * time_base, seconds
     image: np.ndarray  # [H, W, 3] RGB; uint8 for 8-bit sources, uint16 for deeper ones
+    # film regrain: the grain measured in the source, put back at output resolution by compose
+    # ([bands + 1] float32: std 0..1 per brightness band, then size in source px); None: not measured
+    grain: np.ndarray | None = None
 
 
 # ----------------------------------------------------------------------------- scan

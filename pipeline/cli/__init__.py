@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pipeline import __version__
-from pipeline.errors import PipelineError, did_you_mean
+from pipeline.errors import PipelineError, did_you_mean, one_line
 
 # Subcommand name -> module. The order is the order of `reel --help`.
 COMMANDS: dict[str, str] = {
@@ -202,7 +202,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _fail(exc: BaseException, args: argparse.Namespace) -> int:
-    from pipeline.errors import one_line
 
     if args.verbose:
         import traceback

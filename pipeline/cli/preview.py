@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 from pipeline.cli import add_run_arguments, apply_run_arguments, whole_factor
+from pipeline.config import load_config
 from pipeline.errors import ConfigError, EncodeError, OutputError
 
 HELP = "restore a few seconds with the same options and write a side-by-side before/after clip and a still"
@@ -36,7 +37,6 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from pipeline.api import restore
-    from pipeline.config import load_config
     from pipeline.io.mux import check_output
     from pipeline.io.probe import probe
     from pipeline.run.join import face_sentence

@@ -7,6 +7,8 @@ import json
 from fractions import Fraction
 from typing import Any
 
+from pipeline.errors import ConfigError
+
 HELP = "describe a video file: streams, exact frame rate and time base, colour, aspect, rotation, interlacing"
 
 
@@ -84,7 +86,6 @@ def run(args: argparse.Namespace) -> int:
     from pipeline.io.probe import probe
 
     if args.rate is not None:
-        from pipeline.errors import ConfigError
         from pipeline.io.sequence import set_sequence_rate
 
         try:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.cli import add_run_arguments, apply_run_arguments, whole_factor
+from pipeline.config import load_config
 
 HELP = "restore a video: upscale every frame and re-encode with audio, timestamps and colour tags kept"
 
@@ -37,7 +38,6 @@ NO_MODEL_LINE = (
 def run(args: argparse.Namespace) -> int:
     from pipeline import INVENTED_DETAIL_NOTICE
     from pipeline.api import restore
-    from pipeline.config import load_config
     from pipeline.run.join import face_sentence
 
     sets = list(args.sets)

@@ -1,6 +1,9 @@
 """Whole-frame film cleaning: the entry point the frame reader calls before anything sees pixels.
 
-    frames ─► deflicker ─► weave ─► scratches ─► dust + grain reduce ─► regrain / line denoise ─► quantise
+    frames ─► deflicker ─► weave ─► scratches ─► dust, grain reduce ─► grain measured, line denoise ─► round
+
+With `grain: regrain` the grain is not put back here but after the upscale, at output resolution
+(`pipeline.frame.grain`): each handed-out frame carries its measurement (`VideoFrame.grain`).
 
 Every stage is a pure function of a fixed window of its input (see pipeline.film.window), so a
 frame's result depends only on the `context(cfg)` frames either side: segments cleaned separately
@@ -52,7 +55,7 @@ class CleanStats:
     weave_px_max: float = 0.0  # largest shift applied (px)
     grain_frames: int = 0  # frames whose grain was reduced
     grain_sigma_sum: float = 0.0  # sum over those of the measured grain std (8-bit levels)
-    regrained: int = 0  # frames given synthetic grain back
+    regrained: int = 0  # frames whose grain was measured to be put back at output resolution (regrain)
 
     def add(self, info: dict[str, Any]) -> None:
         """Count one handed-out frame's figures."""
@@ -153,7 +156,7 @@ def _top(image: np.ndarray) -> float:
 def _chain(frames: Iterable[VideoFrame], f: FilmConfig) -> Iterator[Work]:
     """The stages, as generators over the working pictures."""
     from pipeline.film.deflicker import deflicker
-    from pipeline.film.grain import add_grain, grain_profile, line_denoise
+    from pipeline.film.grain import line_denoise, measure_grain
     from pipeline.film.scratch import scratch_stage
     from pipeline.film.temporal import temporal_clean
     from pipeline.film.weave import stabilise
@@ -181,9 +184,9 @@ def _chain(frames: Iterable[VideoFrame], f: FilmConfig) -> Iterator[Work]:
         )
     for work in works:
         residual = work.info.pop("grain_residual", None)
-        if f.grain == "regrain" and residual is not None:
-            profile = grain_profile(luma(work.image), residual, work.info.get("grain_sigma"))
-            work.image = add_grain(work.image, profile, f.grain_seed, work.frame.index)
+        difference = work.info.pop("grain_difference", None)
+        if f.grain == "regrain" and residual is not None:  # put back at output resolution by compose
+            work.info["grain_measure"] = measure_grain(luma(work.image), residual, difference)
             work.info["regrained"] = True
         if f.line_denoise > 0:
             work.image = line_denoise(work.image, f.line_denoise)
@@ -225,7 +228,8 @@ def clean_frames(
                 break
             image = quantise(work.image, fr.image.dtype, f.dither, f.grain_seed, fr.index)
             stats.add(work.info)
-            yield VideoFrame(index=fr.index, pts=fr.pts, time=fr.time, image=image)
+            grain = work.info.get("grain_measure")
+            yield VideoFrame(index=fr.index, pts=fr.pts, time=fr.time, image=image, grain=grain)
 
     return CleanedFrames(gen(), stats)
 

@@ -1,14 +1,16 @@
-"""Grain put back, line-preserving denoise for drawn pictures, and dithered quantisation.
+"""Grain measured for regrain, line-preserving denoise for drawn pictures, and dithered quantisation.
 
-- `add_grain`: after grain reduction ("regrain"), grain of the measured strength (per brightness
-  band, from what the reduction removed) is synthesised and added: Gaussian noise softened to
-  grain size, seeded by the frame index (segments agree; the pattern never repeats frame to frame).
+- `measure_grain`: with grain reduction ("regrain"), the grain of each frame is measured (strength
+  per brightness band, from what the reduction removed, and size); compose puts grain of that
+  strength and size back at output resolution, after the upscale (`pipeline.frame.grain`).
 - `line_denoise`: OpenCV's bilateral filter flattens colour areas and keeps line edges (cartoons).
 - `quantise`: float pictures back to 8/16 bits, with triangular dither (seeded per frame) when asked,
   so smooth gradients and flat fills do not band.
 """
 
 from __future__ import annotations
+
+from functools import lru_cache
 
 import numpy as np
 
@@ -34,20 +36,45 @@ def grain_profile(y: np.ndarray, residual: np.ndarray, sigma: float | None = Non
     return prof
 
 
-def add_grain(image: np.ndarray, profile: np.ndarray, seed: int, index: int, size: float = 0.7) -> np.ndarray:
-    """`image` ([H, W, 3] float32) plus monochrome grain with std `profile` by brightness band."""
+@lru_cache(maxsize=1)
+def _size_table() -> tuple[np.ndarray, np.ndarray]:
+    """Blur sigmas (px) and the correlation of neighbouring pixels of white noise blurred by each."""
     import cv2
 
-    from pipeline.film.window import luma
+    noise = np.random.default_rng(0).standard_normal((256, 256)).astype(np.float32)
+    sigmas = np.array([0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0, 1.2, 1.5, 2.0, 2.5, 3.0])
+    rho = [_neighbour_correlation(cv2.GaussianBlur(noise, (0, 0), s) if s > 0 else noise) for s in sigmas]
+    return np.array(rho), sigmas
 
-    rng = np.random.default_rng([seed, index])
-    noise = rng.standard_normal(image.shape[:2], dtype=np.float32)
-    if size > 0:
-        blurred = np.asarray(cv2.GaussianBlur(noise, (0, 0), size), dtype=np.float32)
-        noise = blurred / np.float32(max(float(blurred.std()), 1e-6))
-    centres = (np.arange(_BANDS) + 0.5) / _BANDS
-    amp = np.interp(luma(image), centres, profile).astype(np.float32)
-    return np.clip(image + (noise * amp)[..., None], 0.0, 1.0)
+
+def _neighbour_correlation(r: np.ndarray) -> float:
+    """Mean correlation of horizontally and vertically adjacent values of `r` (its mean removed)."""
+    r = r - r.mean()
+    var = float((r * r).mean())
+    if var <= 0:
+        return 0.0
+    return float(((r[:, 1:] * r[:, :-1]).mean() + (r[1:] * r[:-1]).mean()) / (2 * var))
+
+
+def grain_size(grain: np.ndarray) -> float:
+    """The grain's size: the blur (source px) of white noise whose neighbouring pixels correlate as
+    those of `grain` ([H, W], grain and little else) do; outliers (edges, misaligned detail) are
+    clipped at 3 robust std devs first."""
+    s = 1.4826 * float(np.median(np.abs(grain - np.median(grain))))
+    r = np.clip(grain, -3 * s, 3 * s) if s > 0 else grain
+    rho, sigmas = _size_table()
+    return float(np.interp(_neighbour_correlation(np.asarray(r, np.float64)), rho, sigmas))
+
+
+def measure_grain(y: np.ndarray, residual: np.ndarray, difference: np.ndarray) -> np.ndarray:
+    """[_BANDS + 1] float32: the grain std (0..1) per brightness band of the cleaned luma `y`, then
+    its size (source px): what `pipeline.frame.grain.Regrain` puts back at output resolution.
+
+    The strength is what the reduction removed (`residual`): the grain it left plus this much is
+    the grain there was. The size is measured on `difference` (the frame minus an aligned
+    neighbour: two independent grain fields, spatially correlated as one is), not on the residual,
+    whose per-pixel weights whiten it."""
+    return np.append(grain_profile(y, residual), grain_size(difference)).astype(np.float32)
 
 
 def line_denoise(image: np.ndarray, sigma_levels: float) -> np.ndarray:

@@ -29,9 +29,9 @@ class _Item:
     factor: float  # source px per flow px
 
 
-def grain_sigma(y: np.ndarray, aligned: np.ndarray) -> float:
-    """Grain standard deviation (0..1) from a frame and an aligned neighbour: robust, per frame."""
-    d = (y - aligned)[::4, ::4]
+def grain_sigma(difference: np.ndarray) -> float:
+    """Grain standard deviation (0..1) from a frame's luma minus an aligned neighbour's: robust."""
+    d = difference[::4, ::4]
     return float(1.4826 * np.median(np.abs(d - np.median(d))) / np.sqrt(2.0))
 
 
@@ -55,8 +55,9 @@ def temporal_clean(
     strength: float,
 ) -> Iterator[Work]:
     """Frames with specks filled (`info["specks"]`, `info["speck_px"]`, `info["objects_kept"]`) and,
-    with `reduce`, grain averaged out (`info["grain_sigma"]`, `info["grain_residual"]` [H, W] float32
-    of what was removed, read by the regrain stage and then dropped)."""
+    with `reduce`, grain averaged out (`info["grain_sigma"]`; `info["grain_residual"]` [H, W] float32
+    of what was removed and `info["grain_difference"]`, the frame's luma minus its nearest aligned
+    neighbour's, both read by the regrain measurement and then dropped)."""
     import cv2
 
     items = (_Item(w, w.image, *flow_input(w.image)) for w in works)
@@ -98,7 +99,8 @@ def temporal_clean(
         if reduce:
             near = aligned.get(1, aligned.get(-1))
             assert near is not None
-            sigma = max(grain_sigma(y, luma(near)), 1e-3)
+            difference = y - luma(near)  # two grain fields (and what the alignment missed)
+            sigma = max(grain_sigma(difference), 1e-3)
             acc = image.copy()
             weight = np.ones(y.shape, np.float32)
             # A neighbour's weight falls with its local mismatch beyond what grain alone explains: the mean
@@ -113,7 +115,9 @@ def temporal_clean(
                 acc += moved * w[..., None]
                 weight += w
             denoised = acc / weight[..., None]
-            c.work.info.update(grain_sigma=sigma, grain_residual=luma(image) - luma(denoised))
+            c.work.info.update(
+                grain_sigma=sigma, grain_residual=luma(image) - luma(denoised), grain_difference=difference
+            )
             image = denoised
         c.work.image = image
         yield c.work

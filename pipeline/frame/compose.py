@@ -13,9 +13,10 @@ black and white.
 `compose_frame` makes one output frame (the contract the plan's compose step calls): whole-frame
 upscale, faces pasted, then every face region projected onto the images whose downscale is the
 footage (`pipeline.frame.project`), so the promise "downscaled, the output is the film" holds in
-frame coordinates whatever the search reached. Faces the prior cannot serve (drawn much larger than
-the generator draws, or mostly outside the frame) are not pasted: their region keeps the upscale,
-projected the same way, and the record and the log say why.
+frame coordinates whatever the search reached; film grain at output resolution when asked
+(`pipeline.frame.grain`), on the faces too, as much as keeps the promise. Faces the prior cannot
+serve (drawn much larger than the generator draws, or mostly outside the frame) are not pasted:
+their region keeps the upscale, projected the same way, and the record and the log say why.
 """
 
 from __future__ import annotations
@@ -30,11 +31,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pipeline.affine import rescale_affine, to_cv2_matrix
-from pipeline.frame.project import Window, project_region, region_psnr, window
+from pipeline.frame.project import Window, largest_share, project_region, region_psnr, window
+from pipeline.frame.steady import Steadiness
 from pipeline.types import FaceRestoration, VideoFrame
 
 if TYPE_CHECKING:
     from pipeline.config import Config
+    from pipeline.frame.grain import Regrain
 
 log = logging.getLogger(__name__)
 
@@ -358,36 +361,6 @@ def _face_region(
     return _Region(win, np.clip(2.0 * alpha, 0.0, 1.0), lr_alpha)
 
 
-def _record(
-    p: FacePlacement,
-    reason: str | None,
-    region: _Region | None,
-    before: float,
-    written: np.ndarray,
-    lr: np.ndarray,
-    bound: float,
-    project: bool,
-) -> dict[str, Any]:
-    """A pasted face's record, measured on the output as written (`written`, in [0, 1])."""
-    r = p.restoration
-    psnr = float("nan")
-    if region is not None and (region.lr_weight >= 0.5).any():
-        psnr = region_psnr(written, lr, region.win, (region.lr_weight >= 0.5).astype(np.float64))
-    return {
-        "track_id": int(r.track_id),
-        "frame": int(r.frame_index),
-        "psnr_in_frame_db": _finite(psnr),
-        "psnr_before_projection_db": _finite(before),
-        "bound_db": round(bound, 3),
-        "met_bound_in_frame": bool(math.isfinite(psnr) and psnr >= bound),
-        "search_psnr_db": round(float(r.psnr), 3),
-        "search_met_bound": bool(r.met_bound),
-        "missed_by_db": round(max(0.0, bound - float(r.psnr)), 3),
-        "projected": bool(region is not None and project),
-        "fallback": reason,
-    }
-
-
 def compose_frame(
     frame: np.ndarray | VideoFrame,  # [h, w, 3] uint8/uint16: the picture upscaled (after cleaning)
     source: np.ndarray | None,  # [h, w, 3]: the footage the faces must agree with; None = `frame`
@@ -398,14 +371,18 @@ def compose_frame(
     steadiness: Steadiness | None = None,  # one per run of consecutive frames: adds change figures
     upscaled: np.ndarray | None = None,  # the frame already upscaled (frames upscaled in a batch)
     device: str = "cpu",  # where the torch stages (the projection) run
+    regrain: Regrain | None = None,  # film regrain: grain of the frame's measurement (`VideoFrame.grain`)
 ) -> tuple[np.ndarray, list[dict[str, Any]]]:
-    """One output frame and one record per face: upscaled, faces pasted, projected, measured.
+    """One output frame and one record per face: upscaled, faces pasted, grain, projected, measured.
 
     Every face region (a pasted face, or a face the prior cannot serve, which falls back to the
-    upscale) is projected after tone and grain matching onto the images whose downscale (the
-    search's operator, `pipeline.frame.project.downscale`) is the source there. The records are
-    measured on the output as written (after rounding to its dtype): `psnr_in_frame_db` over the
-    source pixels that are mostly face, against the bound `search.eps`.
+    upscale) is projected onto the images whose downscale (the search's operator,
+    `pipeline.frame.project.downscale`) is the source there. With `regrain` and a VideoFrame that
+    carries a grain measurement, the whole frame then gets film grain at output resolution
+    (`pipeline.frame.grain`), faces the same grain as their surroundings, as much of it as keeps
+    each face region at the bound + `compose.project_margin_db` (`grain_share` in its record: 1 =
+    all of it). The records are measured on the output as written (after rounding to its dtype):
+    `psnr_in_frame_db` over the source pixels that are mostly face, against the bound `search.eps`.
     """
     image = frame.image if isinstance(frame, VideoFrame) else frame
     src = image if source is None else source
@@ -417,31 +394,20 @@ def compose_frame(
         up = np.asarray(upscale(image, cfg.upscale.scale, cfg.upscale.method))
     else:
         up = np.asarray(upscaler(image))
-    if not placements:
-        return up, []
-    c = cfg.compose
-    settings = ComposeSettings(tone_match=c.tone_match, grain_match=c.grain_match)
     scale = up.shape[1] / image.shape[1]
+    measure, index = (frame.grain, frame.index) if isinstance(frame, VideoFrame) else (None, 0)
+    if not placements:
+        if regrain is not None and measure is not None:
+            up = regrain.apply_to(up, measure, index, scale)
+        return up, []
     peak = _peak(up)
     out = up.astype(np.float32) / peak
+    rows = _paste_all(out, placements, scale, image.shape[:2], gray, cfg)
     lr = src.astype(np.float64) / _peak(src)
     bound = 10.0 * math.log10(1.0 / cfg.search.eps)  # the search's bound (loss.bound_psnr), in frame
-    rows: list[tuple[FacePlacement, str | None, _Region | None, float]] = []
-    for p in sorted(placements, key=lambda q: q.restoration.track_id):
-        r = p.restoration
-        resolution = int(r.image.shape[0])
-        reason = fallback_reason(p.crop_to_frame, p.crop_size, resolution, scale, image.shape[:2], c)
-        to_out = rescale_affine(p.crop_to_frame, src_scale=resolution / p.crop_size, dst_scale=scale)
-        if reason is None:
-            pasted = paste_face(
-                out, FacePaste(r.image, to_out, grain_seed(c.grain_seed, r.track_id)), gray, settings
-            )
-        else:
-            kind = "outside" if reason.endswith("inside the frame") else "size"
-            if (r.track_id, kind) not in _told:
-                _told.add((r.track_id, kind))
-                log.warning("track %d falls back to the consistent upscale: %s", r.track_id, reason)
-            pasted = footprint_alpha(to_out, resolution, out.shape[:2], settings)
+    c = cfg.compose
+    regions: list[tuple[_Region | None, float]] = []
+    for _, _, pasted in rows:
         region = _face_region(pasted, scale, image.shape[:2], out.shape[:2]) if pasted else None
         before = float("nan")
         if region is not None and c.project:
@@ -458,63 +424,111 @@ def compose_frame(
                 device=device,
             )
             before = proj.psnr_before
-        rows.append((p, reason, region, before))
+        regions.append((region, before))
+    shares: list[float | None] = [None] * len(regions)
+    if regrain is not None and measure is not None:
+        grain = regrain.layer(out, measure, index, scale)
+        if grain is not None:
+            out, shares = _add_grain(out, grain, lr, regions, bound + c.project_margin_db)
     result = _to_dtype(out, up.dtype)
-    written = result.astype(np.float64) / peak
-    records = [_record(*row, written, lr, bound, c.project) for row in rows]
+    records = _records(result.astype(np.float64) / peak, lr, rows, regions, bound, c.project)
+    for rec, share in zip(records, shares, strict=True):
+        if share is not None:
+            rec["grain_share"] = round(share, 3)
     if steadiness is not None:
         steadiness.measure(int(placements[0].restoration.frame_index), src, result, placements, records)
     return result, records
 
 
-class Steadiness:
-    """Per face-frame, how much the output's face region changed since the track's previous frame,
-    against how much the footage did there (no reference needed): `change_out` and `change_src`,
-    RMS in [0, 1] units over the face square's box (source px; x scale in the output). A track's
-    steadiness is mean(change_out) / mean(change_src): 1 moves as the film does, more flickers.
+def _add_grain(
+    out: np.ndarray,  # [H, W, 3] float32 in [0, 1]: the frame, faces pasted and projected
+    grain: np.ndarray,  # [H, W] float32: the film grain for the whole frame (pipeline.frame.grain)
+    lr: np.ndarray,  # [h, w, 3] float64: the source
+    regions: Sequence[tuple[_Region | None, float]],
+    floor_db: float,  # each face region must still agree with the footage this well
+) -> tuple[np.ndarray, list[float | None]]:
+    """The frame with its grain, faces included, and per face the share of the grain it carries.
 
-    Feed it the frames of a segment in order (`compose_frame(..., steadiness=s)`); it keeps only the
-    previous frame.
-    """
-
-    def __init__(self) -> None:
-        self._prev: tuple[int, np.ndarray, np.ndarray] | None = None  # frame index, source, output
-
-    def measure(
-        self,
-        index: int,
-        source: np.ndarray,
-        output: np.ndarray,
-        placements: Sequence[FacePlacement],
-        records: list[dict[str, Any]],
-    ) -> None:
-        prev = self._prev if self._prev is not None and self._prev[0] == index - 1 else None
-        self._prev = (index, source, output)
-        if prev is None:
-            return
-        scale = output.shape[1] / source.shape[1]
-        by_track = {int(p.restoration.track_id): p for p in placements}
-        for rec in records:
-            p = by_track[int(rec["track_id"])]
-            corners = np.array([[0, 0, 1], [1, 0, 1], [1, 1, 1], [0, 1, 1]], np.float64) * [
-                p.crop_size,
-                p.crop_size,
-                1,
-            ]
-            pts = corners @ np.asarray(p.crop_to_frame, np.float64).T  # [4, 2] source px
-            x0, y0 = np.maximum(np.floor(pts.min(0)).astype(int), 0)
-            x1, y1 = np.ceil(pts.max(0)).astype(int)
-            x1, y1 = min(x1, source.shape[1]), min(y1, source.shape[0])
-            if x1 - x0 < 2 or y1 - y0 < 2:
-                continue
-            s0, s1 = prev[1][y0:y1, x0:x1], source[y0:y1, x0:x1]
-            X0, Y0, X1, Y1 = (round(v * scale) for v in (x0, y0, x1, y1))
-            o0, o1 = prev[2][Y0:Y1, X0:X1], output[Y0:Y1, X0:X1]
-            rec["change_src"] = round(_rms_change(s0, s1), 6)
-            rec["change_out"] = round(_rms_change(o0, o1), 6)
+    The grain goes on after the projection: before it, the projection would take out of a face
+    all the grain the footage can see (the cleaned footage has little), leaving a plastic face in
+    grainy surroundings. A face region carries the full grain unless that would bring it below
+    `floor_db` (the bound plus the projection's margin), where the grain is scaled down there, to
+    the largest share that keeps the floor (`pipeline.frame.project.largest_share`)."""
+    add = np.repeat(grain[..., None], 3, axis=2)
+    share_map = np.ones(grain.shape, np.float32)
+    shares: list[float | None] = []
+    for region, _ in regions:
+        if region is None:
+            shares.append(None)
+            continue
+        weight = (region.lr_weight >= 0.5).astype(np.float64)
+        k = largest_share(out, add, lr, region.win, region.hr_mask, weight, floor_db) if weight.any() else 1.0
+        (a0, a1), (b0, b1) = region.win.hy, region.win.hx
+        share_map[a0:a1, b0:b1] *= (1 - (1 - k) * region.hr_mask).astype(np.float32)
+        shares.append(k)
+    return np.clip(out + add * share_map[..., None], 0.0, 1.0), shares
 
 
-def _rms_change(a: np.ndarray, b: np.ndarray) -> float:
-    peak = _peak(a)
-    d = (b.astype(np.float64) - a.astype(np.float64)) / peak
-    return float(np.sqrt(np.mean(d * d)))
+def _paste_all(
+    out: np.ndarray,  # [H, W, 3] float32 in [0, 1], the upscaled frame (faces pasted in place)
+    placements: Sequence[FacePlacement],
+    scale: float,
+    lr_shape: tuple[int, int],
+    gray: bool,
+    cfg: Config,
+) -> list[tuple[FacePlacement, str | None, Pasted | None]]:
+    """Every face pasted (or, where the prior cannot serve it, only its footprint taken), in track
+    order: (placement, fallback reason, where it went)."""
+    c = cfg.compose
+    settings = ComposeSettings(tone_match=c.tone_match, grain_match=c.grain_match)
+    rows: list[tuple[FacePlacement, str | None, Pasted | None]] = []
+    for p in sorted(placements, key=lambda q: q.restoration.track_id):
+        r = p.restoration
+        resolution = int(r.image.shape[0])
+        reason = fallback_reason(p.crop_to_frame, p.crop_size, resolution, scale, lr_shape, c)
+        to_out = rescale_affine(p.crop_to_frame, src_scale=resolution / p.crop_size, dst_scale=scale)
+        if reason is None:
+            pasted = paste_face(
+                out, FacePaste(r.image, to_out, grain_seed(c.grain_seed, r.track_id)), gray, settings
+            )
+        else:
+            kind = "outside" if reason.endswith("inside the frame") else "size"
+            if (r.track_id, kind) not in _told:
+                _told.add((r.track_id, kind))
+                log.warning("track %d falls back to the consistent upscale: %s", r.track_id, reason)
+            pasted = footprint_alpha(to_out, resolution, out.shape[:2], settings)
+        rows.append((p, reason, pasted))
+    return rows
+
+
+def _records(
+    written: np.ndarray,  # [H, W, 3] float64 in [0, 1]: the output as written
+    lr: np.ndarray,  # [h, w, 3] float64: the source
+    rows: Sequence[tuple[FacePlacement, str | None, Pasted | None]],
+    regions: Sequence[tuple[_Region | None, float]],
+    bound: float,
+    project: bool,
+) -> list[dict[str, Any]]:
+    """One record per face, measured on the output as written."""
+    records = []
+    for (p, reason, _), (region, before) in zip(rows, regions, strict=True):
+        r = p.restoration
+        psnr = float("nan")
+        if region is not None and (region.lr_weight >= 0.5).any():
+            psnr = region_psnr(written, lr, region.win, (region.lr_weight >= 0.5).astype(np.float64))
+        records.append(
+            {
+                "track_id": int(r.track_id),
+                "frame": int(r.frame_index),
+                "psnr_in_frame_db": _finite(psnr),
+                "psnr_before_projection_db": _finite(before),
+                "bound_db": round(bound, 3),
+                "met_bound_in_frame": bool(math.isfinite(psnr) and psnr >= bound),
+                "search_psnr_db": round(float(r.psnr), 3),
+                "search_met_bound": bool(r.met_bound),
+                "missed_by_db": round(max(0.0, bound - float(r.psnr)), 3),
+                "projected": bool(region is not None and project),
+                "fallback": reason,
+            }
+        )
+    return records

@@ -234,3 +234,36 @@ def project_tensor(
             after = psnr_of(residual)
             taken += 1
     return region, before, after, taken
+
+
+def largest_share(
+    out: np.ndarray,  # [H, W, C] float in [0, 1], the output frame (projected)
+    add: np.ndarray,  # [H, W, C] float: what is to be added to it (film grain)
+    source: np.ndarray,  # [h, w, C] float in [0, 1], the footage
+    win: Window,
+    hr_mask: np.ndarray,  # [hy1 - hy0, hx1 - hx0] in [0, 1]: where the share applies (1: fully)
+    weight: np.ndarray,  # [ly1 - ly0, lx1 - lx0]: which source pixels count (as for region_psnr)
+    floor_db: float,  # the region must still agree this well
+) -> float:
+    """The largest k in [0, 1] such that `out + add * (1 - (1 - k) * hr_mask)` still agrees with
+    the source to `floor_db` over the weighted region (0 when even k = 0 does not).
+
+    The region's residual is affine in k, so its mean squared error is a quadratic in k, solved
+    exactly (clipping to [0, 1] is left out: it only moves values towards the footage's range)."""
+    (y0, y1), (x0, x1) = win.ly, win.lx
+    (a0, a1), (b0, b1) = win.hy, win.hx
+    m = np.asarray(hr_mask, np.float64)[..., None]
+    part = np.asarray(add[a0:a1, b0:b1], np.float64)
+    e0 = _apply(win.wy, win.wx, np.asarray(out[a0:a1, b0:b1], np.float64) + part * (1 - m))
+    e0 -= source[y0:y1, x0:x1]
+    v = _apply(win.wy, win.wx, part * m)
+    w = np.asarray(weight, np.float64)[..., None] / max(float(weight.sum()) * e0.shape[2], 1e-9)
+    a, b, c = float((w * e0 * e0).sum()), float((w * e0 * v).sum()), float((w * v * v).sum())
+    limit = 10.0 ** (-floor_db / 10.0)  # the largest mean squared error allowed
+    if a + 2 * b + c <= limit:
+        return 1.0
+    if a > limit or c <= 0:
+        return 0.0
+    # c k^2 + 2 b k + (a - limit) = 0: the larger root, where the error grows through the limit.
+    k = (-b + np.sqrt(max(b * b - c * (a - limit), 0.0))) / c
+    return float(np.clip(k, 0.0, 1.0))

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from pipeline.errors import CheckpointError
+
 if TYPE_CHECKING:
     from pipeline.config import Config
 
@@ -138,7 +140,6 @@ def make_upscaler(cfg: Config, device: str | None = None) -> Callable[[np.ndarra
     u = cfg.upscale
     if not u.model:
         return functools.partial(upscale, scale=u.scale, method=u.method)
-    from pipeline.errors import CheckpointError
     from pipeline.frame.sr import cached_upscaler
 
     path = Path(u.model).expanduser()

@@ -24,7 +24,14 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.errors import EncodeError, OutputError
+from pipeline.errors import (
+    ConfigError,
+    DiskFullError,
+    EncodeError,
+    OutputError,
+    disk_full_message,
+    looks_disk_full,
+)
 from pipeline.io.decode import rgb_conversion
 from pipeline.io.presets import (
     EncoderPreset,
@@ -68,8 +75,6 @@ def output_color(
         return replace(color, matrix="gbr", range="pc")
     if source_rgb:
         if rgb_matrix not in RGB_MATRICES:
-            from pipeline.errors import ConfigError
-
             raise ConfigError(f"io.rgb_matrix={rgb_matrix!r}: must be one of {', '.join(RGB_MATRICES)}")
         return replace(color, matrix=RGB_MATRICES[rgb_matrix], range="tv")
     return color
@@ -98,7 +103,6 @@ def ffmpeg_error(path: Path, what: str, drain: StderrDrain, returncode: int | No
     or a filesystem with next to nothing free."""
     import signal
 
-    from pipeline.errors import DiskFullError, disk_full_message, looks_disk_full
     from pipeline.io.verify import disk_is_low
 
     tail = drain.tail()

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.errors import PipelineError
 from pipeline.types import FaceCrop
 
 log = logging.getLogger(__name__)
@@ -118,7 +119,6 @@ def decode_frames(
     """The report's pictures of `video` at `indices` (`pipeline.io.decode.Video.pictures`: RGB uint8,
     as decoded). Frames the file does not have are left out, and a file that cannot be opened gives
     none (the page shows no picture for them; logged)."""
-    from pipeline.errors import PipelineError
     from pipeline.io.decode import open_video
 
     try:

@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.config import ReportConfig
+from pipeline.config import Config, ReportConfig, apply_overrides
+from pipeline.errors import InputError
 from pipeline.files import atomic_path, load_json
 from pipeline.report.html import index_page, page
 from pipeline.report.model import (
@@ -195,8 +196,6 @@ def render_report(
 
 def rerender(output: Path, workdir: Path | None = None) -> Path:
     """`reel report OUTPUT`: the HTML again from `OUTPUT.report.json` and the work directory."""
-    from pipeline.config import apply_overrides
-    from pipeline.errors import InputError
 
     jpath = json_path(output)
     if not jpath.is_file():
@@ -205,8 +204,6 @@ def rerender(output: Path, workdir: Path | None = None) -> Path:
     cfg = ReportConfig()
     section = body.get("config", {}).get("report")
     if isinstance(section, dict):
-        from pipeline.config import Config
-
         cfg = apply_overrides(Config(), {"report": section}, str(jpath)).report
     artifacts = ReportArtifacts.from_json(body.get("artifacts") or {"workdir": str(workdir or "")}, workdir)
     return render_report(body, collect(artifacts, body.get("faces", []), cfg), html_path(output), cfg)

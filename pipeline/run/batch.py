@@ -34,7 +34,7 @@ from typing import Any
 import yaml
 
 from pipeline.config import Config, apply_overrides, load_config, parse_set_option
-from pipeline.errors import ConfigError, InputError, PipelineError
+from pipeline.errors import ConfigError, InputError, OutputError, PipelineError
 from pipeline.run.mode import Mode, RunReport
 from pipeline.run.restore import RESTORE
 
@@ -293,7 +293,6 @@ def _run_items(
 
 def _make_output_dir(output: Path) -> None:
     """The manifest's `output_dir` (or an item's own directory) is created, not required (#15)."""
-    from pipeline.errors import OutputError
 
     try:
         output.parent.mkdir(parents=True, exist_ok=True)

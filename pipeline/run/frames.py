@@ -153,10 +153,22 @@ class CleanSegment:
     meta: str
 
 
-def save_segment_meta(segment: CleanSegment, frames: Frames, index: list[int], pts: list[int]) -> None:
-    """The npz beside a clean segment's frames (written last: an existing npz means both are complete)."""
-
+def save_segment_meta(
+    segment: CleanSegment,
+    frames: Frames,
+    index: list[int],
+    pts: list[int],
+    grain: Sequence[np.ndarray | None] = (),
+) -> None:
+    """The npz beside a clean segment's frames (written last: an existing npz means both are
+    complete); `grain` the frames' grain measurements (regrain), one per index or none at all."""
     rate = frames.frame_rate
+    measured = [g for g in grain if g is not None]
+    width = measured[0].size if measured else 0
+    table = np.full((len(index) if measured else 0, width), np.nan, np.float32)
+    for row, g in enumerate(grain):
+        if g is not None and width:
+            table[row] = g
     stats = asdict(frames.film_stats) if frames.film_stats is not None else None
     save_arrays(
         segment.meta,
@@ -165,6 +177,7 @@ def save_segment_meta(segment: CleanSegment, frames: Frames, index: list[int], p
         time_base=np.array([frames.time_base.numerator, frames.time_base.denominator], np.int64),
         frame_rate=np.array([rate.numerator, rate.denominator] if rate else [0, 1], np.int64),
         film=np.array(json.dumps(stats)),
+        grain=table,
     )
 
 
@@ -202,14 +215,18 @@ class StoredFrames:
     def __iter__(self) -> Iterator[VideoFrame]:
         for segment, meta in zip(self._segments, self._meta, strict=True):
             images = np.load(segment.frames, mmap_mode="r")
-            for index, pts in zip(meta["index"].tolist(), meta["pts"].tolist(), strict=True):
+            grain = meta["grain"] if "grain" in meta and len(meta["grain"]) else None
+            stamps = zip(meta["index"].tolist(), meta["pts"].tolist(), strict=True)
+            for row, (index, pts) in enumerate(stamps):
                 if not self.start <= index < self.end:
                     continue
+                g = None if grain is None or not np.isfinite(grain[row]).all() else np.array(grain[row])
                 yield VideoFrame(
                     index=index,
                     pts=pts,
                     time=pts * self.time_base,
                     image=np.array(images[index - segment.start]),
+                    grain=g,
                 )
 
     def native(self) -> Iterator[tuple[int, int, Any]]:

@@ -66,10 +66,10 @@ if TYPE_CHECKING:
 
 # Part of a stage's key: bumped when what the stage computes changes (every key after it changes too).
 SCAN_VERSION = "scan-v2"  # v2: per-segment detections and cuts, stitched
-CLEAN_VERSION = "clean-v1"  # the decoded, film-cleaned frames of a segment, full size
+CLEAN_VERSION = "clean-v2"  # v2: with regrain, each frame's grain measured (compose adds it), not added
 CROPS_VERSION = "crops-v2"  # v2: crops per search unit, with each crop's size
 SEARCH_VERSION = "search-v2"  # v2: face images beside the rows (read a frame range at a time)
-COMPOSE_VERSION = "compose-v3"  # v3: faces' compose_frame (projection, fallback, per-face records)
+COMPOSE_VERSION = "compose-v4"  # v4: regrain at output resolution (v3: projection, fallback, records)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,15 @@ from dataclasses import replace
 from pathlib import Path
 
 from pipeline.config import Config
-from pipeline.errors import CheckpointError, ConfigError, OutputError, ResourceError
+from pipeline.errors import (
+    CheckpointError,
+    ConfigError,
+    DecodeError,
+    DiskFullError,
+    OutputError,
+    ResourceError,
+    disk_full_message,
+)
 from pipeline.io.presets import EncoderPreset
 from pipeline.types import VideoInfo
 
@@ -144,7 +152,6 @@ def check_frames(input: Path, info: VideoInfo, config: Config) -> VideoInfo:
     states no count, and its duration x nominal rate means nothing). Missing more than
     io.max_damaged_fraction fails now; fewer are said. Returns `info` with what the index showed:
     the frame count and whether the rate varies (the probe looked at a few frames only)."""
-    from pipeline.errors import DecodeError
     from pipeline.io.decode import frame_index
     from pipeline.io.probe import variable_rate
 
@@ -228,8 +235,6 @@ def _available_memory() -> int | None:
 def check_space(output: Path, info: VideoInfo, preset: EncoderPreset, config: Config) -> None:
     """Estimate what the run writes; fail now when the output's filesystem clearly cannot hold it."""
     import shutil
-
-    from pipeline.errors import DiskFullError, disk_full_message
 
     width, height = output_size(info, config)
     frames = info.video.frame_count or 0

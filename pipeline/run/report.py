@@ -30,7 +30,7 @@ import numpy as np
 
 from pipeline import INVENTED_DETAIL_NOTICE, __version__, files
 from pipeline.config import Config, to_dict
-from pipeline.errors import PipelineError
+from pipeline.errors import ModelNotAvailableError, PipelineError
 from pipeline.faces.people import Person
 from pipeline.faces.scan import ScanResult
 from pipeline.faces.store import track_summary
@@ -91,7 +91,6 @@ def measure_identity(
     their crops and the tracks' landmarks; empty, with a warning, when SFace is unavailable."""
     if not restorations:
         return {}
-    from pipeline.errors import ModelNotAvailableError
     from pipeline.metrics.identity import track_identity
 
     marks = {(tf.track_id, tf.frame_index): tf.landmarks for t in tracks for tf in t.frames}

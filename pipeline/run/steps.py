@@ -35,13 +35,14 @@ from pipeline.config import Config
 from pipeline.errors import DecodeError
 from pipeline.files import atomic_path, load_arrays, save_arrays, save_json
 from pipeline.run.frames import CleanSegment, Frames, StoredFrames, inverse_telecine, read_frames
-from pipeline.run.mode import Mode, RunReport
-from pipeline.types import Detection, FaceCrop, FaceRestoration, Track, VideoInfo
+from pipeline.run.mode import Hider, Mode, RunReport
+from pipeline.types import Detection, FaceCrop, FaceRestoration, Track, VideoFrame, VideoInfo
 
 if TYPE_CHECKING:
     from pipeline.faces.choose import PeopleChoice
     from pipeline.faces.people import Person
     from pipeline.faces.scan import Embeddings
+    from pipeline.frame.grain import Regrain
 
 __all__ = [
     "CUT_WINDOW",
@@ -81,6 +82,7 @@ def clean_step(video: str, info: VideoInfo, cfg: Config, segment: CleanSegment) 
 
     index: list[int] = []
     pts: list[int] = []
+    grain: list[np.ndarray | None] = []
     frames = read_frames(video, cfg, segment.start, segment.end)
     with frames, atomic_path(segment.frames) as tmp:
         assert isinstance(frames, Frames)
@@ -96,11 +98,12 @@ def clean_step(video: str, info: VideoInfo, cfg: Config, segment: CleanSegment) 
             out[frame.index - segment.start] = frame.image
             index.append(frame.index)
             pts.append(frame.pts)
+            grain.append(frame.grain)
         if out is None:
             raise DecodeError(Path(video), f"no frame decoded in [{segment.start}, {segment.end})")
         out.flush()
         del out  # the memory map is closed before the file is renamed
-    save_segment_meta(segment, frames, index, pts)
+    save_segment_meta(segment, frames, index, pts, grain)
     return {"frames": len(index)}
 
 
@@ -533,6 +536,18 @@ def _upscale_group(group: list[Any], upscaler: Any, many: Any) -> Iterator[tuple
     yield from zip(group, ups, strict=True)
 
 
+def _hidden(
+    hider: Hider, frame: VideoFrame, faces: Sequence[Any], gray: bool, cfg: Config, regrain: Regrain | None
+) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """A frame of a mode that hides faces: `faces` hidden (`Hider.frame`), the film's grain added
+    back at the output's size when the film is regrained."""
+    image, rows = hider.frame(frame.image, faces, gray, cfg)
+    if regrain is not None:
+        scale = image.shape[1] / frame.image.shape[1]
+        image = regrain.apply_to(image, frame.grain, frame.index, scale)
+    return image, rows
+
+
 def compose_step(
     video: str,
     info: VideoInfo,
@@ -556,6 +571,7 @@ def compose_step(
     existing part is always a finished one; the records are written after it.
     """
     from pipeline.frame.compose import Steadiness, compose_frame
+    from pipeline.frame.grain import Regrain
 
     by_frame = load_placements(sources, start, end)
     hide: dict[int, list[Any]] = {}
@@ -585,13 +601,14 @@ def compose_step(
                 upscaler = make_upscaler(cfg) if hider is None else None
                 device = compose_device(upscaler)
                 steadiness = Steadiness()  # faces' records: output vs footage change along each track
+                regrain = Regrain(cfg.film.grain_seed) if cfg.film.grain == "regrain" else None
                 for frame, up in upscaled_frames(frames, upscaler):
                     if hider is not None:
-                        image, rows = hider.frame(frame.image, hide.get(frame.index, ()), gray, cfg)
+                        image, rows = _hidden(hider, frame, hide.get(frame.index, ()), gray, cfg, regrain)
                     else:
                         image, rows = compose_frame(
                             frame, frame.image, by_frame.get(frame.index, ()), gray, cfg, upscaler,
-                            steadiness, upscaled=up, device=device,
+                            steadiness, upscaled=up, device=device, regrain=regrain,
                         )  # fmt: skip
                     records.extend(rows)
                     if writer is None:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pipeline.config import Config
+from pipeline.errors import SearchError
 from pipeline.types import FaceCrop, FaceRestoration
 
 if TYPE_CHECKING:
@@ -161,7 +162,6 @@ def _track_targets(
 ) -> tuple[list[np.ndarray], list[int]]:
     """A chunked track's search targets and frame indices, checked against its chunk plan. With
     `span` only the targets of track positions [span) are made; the others are left as they are."""
-    from pipeline.errors import SearchError
 
     cs = sorted(crops, key=lambda c: c.frame_index)
     tracks = {int(c.track_id) for c in cs}

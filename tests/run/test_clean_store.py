@@ -28,7 +28,7 @@ def test_stored_segments_equal_decoding_and_cleaning_across_a_segment_edge(
     media: MediaCache, tmp_path: Path
 ) -> None:
     src = media.clip(size=(96, 64), frames=20, source="mandelbrot")
-    cfg = load_config(["newsreel"])
+    cfg = load_config(["newsreel"], ["film.grain=regrain"])  # frames carry their grain measured
     info = probe(src)
     segments = [_segment(tmp_path, 0, 10), _segment(tmp_path, 10, 20)]
     before = frame_counts()
@@ -47,6 +47,7 @@ def test_stored_segments_equal_decoding_and_cleaning_across_a_segment_edge(
     assert [(f.index, f.pts, f.time) for f in got] == [(f.index, f.pts, f.time) for f in want]
     for a, b in zip(got, want, strict=True):
         assert a.image.dtype == b.image.dtype and np.array_equal(a.image, b.image), a.index
+        assert a.grain is not None and b.grain is not None and np.array_equal(a.grain, b.grain), a.index
 
     # one segment's film figures are those of decoding and cleaning that segment alone
     with read_frames(src, cfg, 10, 20) as decoded:
