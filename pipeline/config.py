@@ -49,7 +49,7 @@ class UpscaleConfig:
     model: str | None = None
     tile: int = 256  # film: the learned model runs on tiles this many source px wide (0 = whole frame)
     tile_overlap: int = 16  # film: source px two tiles share, blended linearly (no seams)
-    batch: int = 4  # film: frames a learned model upscales together (one forward pass per tile position)
+    batch: int = 4  # film, CUDA: frames a learned model upscales together (one pass per tile position)
     # film: on CUDA the tiles are sized to use this fraction of the free device memory
     # (pipeline.frame.sr.tile_from_memory; `tile` is then ignored unless 0); 0 = `tile` on every device
     tile_memory: float = 0.5
@@ -190,6 +190,9 @@ class AnonConfig:
     max_outside: float = 0.2  # ... and one whose aligned square lies more this fraction outside the frame
     keep_crops: bool = False  # keep the original face crops in the work directory (review); default: deleted
     measure_identity: bool = True  # audit: SFace cosine between each original and anonymised face-frame
+    # audit: restore's own search (the run's prior) on this many output face-frames, closest to the
+    # person first; the person must stay unrecognised (SFace cosine to the original < 0.3). 0: off
+    attack_faces: int = 8
 
 
 @dataclass(frozen=True)

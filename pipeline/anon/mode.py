@@ -37,7 +37,8 @@ def prepare(config: Config) -> Config:
 
 
 def key_settings(config: Config) -> tuple[Any, ...]:
-    return (config.anon,)
+    """The anon section, less what only the join's audit reads (the attack check's sample)."""
+    return (replace(config.anon, attack_faces=0),)
 
 
 def forget(workdir: Path, config: Config) -> None:
@@ -57,6 +58,7 @@ def finish_anonymize(
     records = [r for path in summary.records for r in load_json(path)]
     return finish(
         job.output,
+        job.input,
         summary.scan,
         records,
         job.config,

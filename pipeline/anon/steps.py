@@ -24,9 +24,12 @@ from pipeline.anon.compose import AnonFace, anonymize_frame, measure_frame
 from pipeline.anon.scan import KINDS, AnonScan, complete_tracks
 from pipeline.anon.search import unservable
 from pipeline.config import Config
+from pipeline.faces import store
+from pipeline.faces.people import people_from_arrays
 from pipeline.faces.scan import ScanResult
 from pipeline.files import load_arrays
 from pipeline.metrics.identity import SAME_PERSON_COSINE
+from pipeline.report.anon import write_anon_report
 from pipeline.types import Detection, TrackFrame
 
 log = logging.getLogger(__name__)
@@ -34,7 +37,6 @@ log = logging.getLogger(__name__)
 
 def scan_to_arrays(scanned: AnonScan) -> dict[str, np.ndarray]:
     """The scan's npz (`pipeline.faces.store` arrays) plus each face-frame's kind."""
-    from pipeline.faces import store
 
     keys = sorted(scanned.kinds)
     return {
@@ -46,7 +48,6 @@ def scan_to_arrays(scanned: AnonScan) -> dict[str, np.ndarray]:
 
 
 def scan_from_arrays(a: Mapping[str, np.ndarray]) -> AnonScan:
-    from pipeline.faces import store
 
     result = store.scan_from_arrays(a)
     if "kind" not in a:  # a restore's scan: every row as the tracker made it
@@ -161,8 +162,39 @@ def compose_frame(
     return out, records
 
 
+def attack_section(
+    source: Path | None,
+    output: Path,
+    scanned: AnonScan,
+    records: Sequence[Mapping[str, Any]],
+    cfg: Config,
+    model: str | None,
+) -> dict[str, Any]:
+    """The audit's attack check (pipeline.anon.attack) on the output just written, or why not."""
+    from pipeline.anon.attack import ATTACK_COSINE, attack_check, pick_targets
+
+    why = None
+    if cfg.anon.attack_faces <= 0:
+        why = "off (anon.attack_faces=0)"
+    elif model is None or cfg.prior.model is None:
+        why = "no face model: the run only masked (scripts/evaluate_anonymize.py attacks masks with a prior)"
+    elif source is None:
+        why = "the source is not known"
+    if why is not None or source is None:
+        return {
+            "threshold": ATTACK_COSINE,
+            "face_frames": 0,
+            "max_cosine": None,
+            "passed": None,
+            "not_run": why or "the source is not known",
+        }
+    rows = {(t.track_id, r.frame_index): r for t in scanned.result.tracks for r in t.frames}
+    return attack_check(source, output, pick_targets(records, rows, cfg.anon.attack_faces), cfg)
+
+
 def finish(
     output: Path,
+    source: Path | None,
     scan_path: str | Path | None,
     records: Sequence[Mapping[str, Any]],
     cfg: Config,
@@ -174,7 +206,6 @@ def finish(
     decode: Mapping[str, Any] | None = None,
 ) -> AnonReport:
     """The audit sidecar (and the report page); returns the AnonReport."""
-    from pipeline.faces.people import people_from_arrays
 
     people = None
     if scan_path is not None:
@@ -198,10 +229,9 @@ def finish(
         seconds=dict(seconds),
         decode=dict(decode) if decode is not None else None,
     )
+    report.attack = attack_section(source, output, scanned, records, cfg, model)
     report.audit_path = write_audit(report, scanned, records, cfg, people)
     if cfg.report.html:
-        from pipeline.report.anon import write_anon_report
-
         report.html_path = write_anon_report(report.audit_path, cfg.report)
     log.info("%s", report.summary())
     return report

@@ -62,6 +62,16 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return STRICT_EXIT
+    attack = report.attack or {}
+    if attack.get("passed") is False:
+        print(
+            f"reel: {'error' if args.strict else 'warning'}: {report.output}: restore's own search "
+            f"recognises the person again on the output (max SFace cosine {attack.get('max_cosine')}, "
+            f"bound < {attack.get('threshold')}); see the audit's attack section",
+            file=sys.stderr,
+        )
+        if args.strict:
+            return STRICT_EXIT
     return 0
 
 

@@ -27,8 +27,9 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.errors import ConfigError, InputError
+from pipeline.faces.detect import make_detector
 from pipeline.faces.people import Embeddings, Person, track_identity
-from pipeline.metrics.identity import SAME_PERSON_COSINE
+from pipeline.metrics.identity import SAME_PERSON_COSINE, embed_face
 from pipeline.types import Track
 
 DETECT_PX = 640  # photos are reduced to this many px on their long side before detection
@@ -56,9 +57,6 @@ class PeopleChoice:
 def _photo_embedding(path: Path) -> np.ndarray:
     """SFace embedding of the largest face in one photo (any size)."""
     import cv2
-
-    from pipeline.faces.detect import make_detector
-    from pipeline.metrics.identity import embed_face
 
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:

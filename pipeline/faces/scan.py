@@ -24,6 +24,7 @@ from pipeline.faces.merge import exclusive_tracks
 from pipeline.faces.plausible import Refusals, iou, plausible_faces
 from pipeline.faces.shots import CutDetector, shots_from_cuts
 from pipeline.faces.track import build_tracks
+from pipeline.metrics.identity import embed_face
 from pipeline.types import Detection, Shot, Track
 
 log = logging.getLogger(__name__)
@@ -147,7 +148,6 @@ class FrameFilter:
 
 def _embed(image: np.ndarray, det: Detection, source_size: tuple[int, int]) -> np.ndarray:
     """SFace embedding of a detection, taken on the detector's copy of the frame."""
-    from pipeline.metrics.identity import embed_face
 
     f = np.array([image.shape[1] / source_size[0], image.shape[0] / source_size[1]], np.float32)
     return embed_face(image, (det.box.reshape(2, 2) * f).reshape(4), det.landmarks * f)

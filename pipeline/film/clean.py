@@ -27,7 +27,12 @@ import numpy as np
 
 from pipeline.config import Config, FilmConfig
 from pipeline.errors import ConfigError
-from pipeline.film.window import Work
+from pipeline.film.deflicker import deflicker
+from pipeline.film.grain import line_denoise, measure_grain, quantise
+from pipeline.film.scratch import scratch_stage
+from pipeline.film.temporal import temporal_clean
+from pipeline.film.weave import stabilise
+from pipeline.film.window import Work, luma
 from pipeline.types import VideoFrame
 
 GRAIN_MODES = ("keep", "reduce", "regrain")
@@ -155,12 +160,6 @@ def _top(image: np.ndarray) -> float:
 
 def _chain(frames: Iterable[VideoFrame], f: FilmConfig) -> Iterator[Work]:
     """The stages, as generators over the working pictures."""
-    from pipeline.film.deflicker import deflicker
-    from pipeline.film.grain import line_denoise, measure_grain
-    from pipeline.film.scratch import scratch_stage
-    from pipeline.film.temporal import temporal_clean
-    from pipeline.film.weave import stabilise
-    from pipeline.film.window import luma
 
     works: Iterator[Work] = (
         Work(fr, fr.image.astype(np.float32) / np.float32(_top(fr.image))) for fr in frames
@@ -207,7 +206,6 @@ def clean_frames(
     whole-clip run gives there too). The iterator's `.stats` (or `stats`, when given) counts what was
     changed in the frames handed out. Frames keep their index, pts, time and dtype.
     """
-    from pipeline.film.grain import quantise
 
     f = cfg.film if isinstance(cfg, Config) else cfg
     check_config(f)

@@ -31,8 +31,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pipeline.affine import rescale_affine, to_cv2_matrix
-from pipeline.frame.project import Window, largest_share, project_region, region_psnr, window
+from pipeline.frame.project import Window, largest_share, project_tensor, region_psnr, window
 from pipeline.frame.steady import Steadiness
+from pipeline.frame.tensor_ops import area_shrink, as_tensor, gaussian_blur, robust_std, warp_affine
+from pipeline.frame.upscale import upscale
 from pipeline.types import FaceRestoration, VideoFrame
 
 if TYPE_CHECKING:
@@ -78,10 +80,8 @@ def face_mask(size: int, feather: float, margin: float) -> np.ndarray:
     return mask
 
 
-def _highpass(image: np.ndarray) -> np.ndarray:
-    import cv2
-
-    return np.asarray(image - cv2.GaussianBlur(image, (0, 0), 1.0))
+def _highpass(image: Any) -> Any:
+    return image - gaussian_blur(image, 1.0)
 
 
 @lru_cache(maxsize=1)
@@ -91,33 +91,24 @@ def _grain_table() -> tuple[np.ndarray, np.ndarray]:
     The band stops at a few pixels: grain is fine, while scene content (clouds, walls) lives at
     larger scales and would otherwise be taken for coarse grain.
     """
-    import cv2
-
-    noise = np.random.default_rng(0).standard_normal((192, 192)).astype(np.float32)
+    noise = as_tensor(np.random.default_rng(0).standard_normal((192, 192)), "cpu")
     sigmas = np.array([0.0, 0.4, 0.6, 0.8, 1.0, 1.3, 1.6, 2.0])
     ratios = []
     for sigma in sigmas:
-        n = cv2.GaussianBlur(noise, (0, 0), sigma) if sigma > 0 else noise
-        band = n - cv2.GaussianBlur(n, (0, 0), _GRAIN_BAND)
-        ratios.append(float(_highpass(n).std() / band.std()))
+        n = gaussian_blur(noise, float(sigma)) if sigma > 0 else noise
+        band = n - gaussian_blur(n, _GRAIN_BAND)
+        ratios.append(float(_highpass(n).std(correction=0) / band.std(correction=0)))
     return sigmas, np.array(ratios)
 
 
-def _robust_std(values: np.ndarray) -> float:
-    """Standard deviation estimated from the median absolute deviation (edges barely move it)."""
-    if values.size == 0:
-        return 0.0
-    return float(1.4826 * np.median(np.abs(values - np.median(values))))
-
-
 def _match_grain(
-    face: np.ndarray,  # [h, w, 3] the warped face in the output region
-    region: np.ndarray,  # [h, w, 3] the upscaled frame under and around it
-    alpha: np.ndarray,  # [h, w] the paste mask
+    face: Any,  # [h, w, 3] tensor: the warped face in the output region
+    region: Any,  # [h, w, 3] tensor: the upscaled frame under and around it
+    alpha: Any,  # [h, w] tensor: the paste mask
     affine: np.ndarray,  # [2, 3] face px -> output px, shifted to the region's origin
     size: int,  # the face square's side in face px
     seed: int,  # the track's grain seed: one pattern along a track
-) -> np.ndarray:
+) -> Any:
     """Add luminance grain to a face that is smoother than the footage around it.
 
     The footage's grain is measured around the face (where the mask is 0 inside the face's
@@ -126,33 +117,30 @@ def _match_grain(
     `upscale` pixels wide). When the face has less fine-scale energy, noise of that size with the
     missing energy is added.
     """
-    import cv2
-
     inside, ring = alpha > 0.5, alpha < 0.02
-    if inside.sum() < 16 or ring.sum() < 64:
+    if int(inside.sum()) < 16 or int(ring.sum()) < 64:
         return face
-    luma_w = _LUMA.reshape(1, 1, 3)
-    f_luma = (face * luma_w).sum(axis=2)
-    r_luma = (region * luma_w).sum(axis=2)
-    want = _robust_std(_highpass(r_luma)[ring])
-    have = _robust_std(_highpass(f_luma)[inside])
+    luma_w = face.new_tensor(_LUMA)
+    f_luma, r_luma = face @ luma_w, region @ luma_w
+    want = robust_std(_highpass(r_luma)[ring])
+    have = robust_std(_highpass(f_luma)[inside])
     missing = want * want - have * have
     if missing <= (0.002) ** 2:
         return face
-    total = _robust_std((r_luma - cv2.GaussianBlur(r_luma, (0, 0), _GRAIN_BAND))[ring])
+    total = robust_std((r_luma - gaussian_blur(r_luma, _GRAIN_BAND))[ring])
     sigmas, ratios = _grain_table()
     sigma = float(sigmas[np.argmin(np.abs(ratios - want / max(total, 1e-6)))])
     # The noise lives in the face square (about one output pixel per noise pixel) and moves with
     # the face: the same pattern along the whole track, so the grain does not flicker.
     scale = float(np.sqrt(abs(np.linalg.det(affine[:, :2]))))
     n = max(16, -(-round(size * scale) // 16) * 16)  # rounded up: the pattern changes only at steps of 16
-    pattern = np.random.default_rng(seed).standard_normal((n, n)).astype(np.float32)
+    pattern = as_tensor(np.random.default_rng(seed).standard_normal((n, n)), face.device)
     if sigma > 0:
-        pattern = np.asarray(cv2.GaussianBlur(pattern, (0, 0), sigma), np.float32)
+        pattern = gaussian_blur(pattern, sigma)
     m = to_cv2_matrix(rescale_affine(affine, src_scale=n / size))
     h, w = f_luma.shape
-    noise = cv2.warpAffine(pattern, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
-    noise *= np.sqrt(missing) / max(float(_highpass(noise)[inside].std()), 1e-6)
+    noise = warp_affine(pattern, m, (w, h), border="reflect101")
+    noise = noise * (math.sqrt(missing) / max(float(_highpass(noise)[inside].std(correction=0)), 1e-6))
     return face + noise[..., None]
 
 
@@ -173,15 +161,18 @@ class Pasted:
     """Where a face went: its footprint box in the output and its mask there."""
 
     box: tuple[int, int, int, int]  # x0, y0, x1, y1 in output pixels
-    alpha: np.ndarray  # [y1 - y0, x1 - x0] float32 mask in [0, 1]
+    alpha: Any  # [y1 - y0, x1 - x0] float32 tensor (the output's device): the mask in [0, 1]
+
+
+@lru_cache(maxsize=16)
+def _mask_on(size: int, feather: float, margin: float, device: str) -> Any:
+    return as_tensor(face_mask(size, feather, margin), device)
 
 
 def footprint_alpha(
-    to_output: np.ndarray, size: int, shape: tuple[int, int], settings: ComposeSettings
+    to_output: np.ndarray, size: int, shape: tuple[int, int], settings: ComposeSettings, device: Any = "cpu"
 ) -> Pasted | None:
     """The paste mask of a `size`-px face placed by `to_output` in an output of `shape` (h, w)."""
-    import cv2
-
     affine = np.asarray(to_output, np.float64)
     box = _footprint(affine, size, shape)
     if box is None:
@@ -189,60 +180,51 @@ def footprint_alpha(
     x0, y0, x1, y1 = box
     shifted = affine.copy()
     shifted[:, 2] -= (x0, y0)
-    mask = face_mask(size, settings.feather, settings.margin)
-    alpha = cv2.warpAffine(mask, to_cv2_matrix(shifted), (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR)
-    return Pasted(box, np.asarray(alpha, np.float32))
+    mask = _mask_on(size, settings.feather, settings.margin, str(device))
+    return Pasted(box, warp_affine(mask, to_cv2_matrix(shifted), (x1 - x0, y1 - y0)))
 
 
 def paste_face(
-    out: np.ndarray,  # [H, W, 3] float32 in [0, 1], modified in place
+    out: Any,  # [H, W, 3] float32 tensor in [0, 1], modified in place
     face: FacePaste,
     gray: bool = False,
     settings: ComposeSettings | None = None,
 ) -> Pasted | None:
-    """Paste one face into `out`; returns its footprint and mask (None when it is outside)."""
-    import cv2
-
+    """Paste one face into `out` (on its device); returns its footprint and mask (None when outside)."""
     settings = settings or ComposeSettings()
-    image = np.asarray(face.image, np.float32)
+    image = as_tensor(face.image, out.device)
     size = image.shape[0]
     affine = np.asarray(face.to_output, np.float64)
     scale = float(np.sqrt(abs(np.linalg.det(affine[:, :2]))))  # output px per face px
     if scale < 0.75:  # the face is shrunk a lot: pre-reduce so bilinear warping does not alias
         new = max(2, round(size * scale / 0.9))
-        image = np.asarray(cv2.resize(image, (new, new), interpolation=cv2.INTER_AREA), np.float32)
+        image = area_shrink(image, new)
         affine = affine.copy()
         affine[:, :2] *= size / new
         size = new
-    placed = footprint_alpha(affine, size, out.shape[:2], settings)
+    placed = footprint_alpha(affine, size, tuple(out.shape[:2]), settings, out.device)
     if placed is None:
         return None
     x0, y0, x1, y1 = placed.box
     shifted = affine.copy()
     shifted[:, 2] -= (x0, y0)
-    warped = cv2.warpAffine(
-        image,
-        to_cv2_matrix(shifted),
-        (x1 - x0, y1 - y0),
-        flags=cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_REPLICATE,
-    )
+    warped = warp_affine(image, to_cv2_matrix(shifted), (x1 - x0, y1 - y0), border="replicate")
     alpha = placed.alpha[..., None]
     region = out[y0:y1, x0:x1]
     if gray:
-        warped = np.repeat((warped @ _LUMA)[..., None], 3, axis=2)
+        warped = (warped @ warped.new_tensor(_LUMA))[..., None].expand(-1, -1, 3)
     if settings.tone_match:
         sigma = max(settings.tone_sigma * size * scale, 1.0)
-        weight = (alpha > 0.5).astype(np.float32)
-        num = cv2.GaussianBlur((region - warped) * weight, (0, 0), sigma)
-        den = cv2.GaussianBlur(weight[..., 0], (0, 0), sigma)[..., None]
-        warped = warped + num / np.maximum(den, 1e-3)
+        weight = (alpha > 0.5).to(warped.dtype)
+        num = gaussian_blur((region - warped) * weight, sigma)
+        den = gaussian_blur(weight[..., 0], sigma)[..., None]
+        warped = warped + num / den.clamp_min(1e-3)
     if settings.grain_match:
         seed = face.seed
         if seed is None:
             seed = int.from_bytes(np.asarray(face.to_output, np.float64).tobytes()[:8], "little") & 0xFFFFFFFF
         warped = _match_grain(warped, region, alpha[..., 0], shifted, size, seed)
-    out[y0:y1, x0:x1] = region * (1 - alpha) + np.clip(warped, 0, 1) * alpha
+    out[y0:y1, x0:x1] = region * (1 - alpha) + warped.clamp(0, 1) * alpha
     return placed
 
 
@@ -251,10 +233,10 @@ def paste_faces(
     faces: Sequence[FacePaste],
     gray: bool = False,
     settings: ComposeSettings | None = None,
+    device: str = "cpu",
 ) -> np.ndarray:
-    """The frame with every face pasted in (a new array of the frame's dtype)."""
-    peak = _peak(frame)
-    out = frame.astype(np.float32) / peak
+    """The frame with every face pasted in (a new array of the frame's dtype); the work on `device`."""
+    out = as_tensor(frame, device) / _peak(frame)
     for face in faces:
         paste_face(out, face, gray, settings)
     return _to_dtype(out, frame.dtype)
@@ -264,12 +246,19 @@ def _peak(image: np.ndarray) -> float:
     return {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(image.dtype, 1.0)
 
 
-def _to_dtype(out: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    out = np.clip(out, 0, 1)
+def _to_dtype(out: Any, dtype: np.dtype) -> np.ndarray:
+    """A [0, 1] float tensor (or numpy image) as a numpy image of `dtype` (integers rounded half up)."""
+    import torch
+
     peak = _peak(np.empty(0, dtype))
+    if isinstance(out, np.ndarray):  # after film regrain (numpy)
+        out = np.clip(out, 0, 1)
+        return out.astype(dtype) if peak == 1.0 else (out * peak + 0.5).astype(dtype)
+    out = out.clamp(0, 1)
     if peak == 1.0:
-        return out.astype(dtype)
-    return (out * peak + 0.5).astype(dtype)
+        return out.cpu().numpy().astype(dtype)
+    q = (out * peak + 0.5).to(torch.uint8 if peak == 255.0 else torch.int32)  # truncation: out >= 0
+    return q.cpu().numpy().astype(dtype)
 
 
 # ----------------------------------------------------------------------------- one frame, guaranteed
@@ -356,7 +345,9 @@ def _face_region(
     ya, yb = max(y0, a0), min(y1, a1)
     xa, xb = max(x0, b0), min(x1, b1)
     if yb > ya and xb > xa:
-        alpha[ya - a0 : yb - a0, xa - b0 : xb - b0] = pasted.alpha[ya - y0 : yb - y0, xa - x0 : xb - x0]
+        placed = pasted.alpha[ya - y0 : yb - y0, xa - x0 : xb - x0]
+        placed = placed.cpu().numpy() if hasattr(placed, "cpu") else placed  # a tensor on its device
+        alpha[ya - a0 : yb - a0, xa - b0 : xb - b0] = placed
     lr_alpha = win.wy @ alpha @ win.wx.T  # the mask's downscale: [lr rows, lr cols]
     return _Region(win, np.clip(2.0 * alpha, 0.0, 1.0), lr_alpha)
 
@@ -370,7 +361,7 @@ def compose_frame(
     upscaler: Callable[[np.ndarray], np.ndarray] | None = None,  # whole frame, dtype kept; None: cfg.upscale
     steadiness: Steadiness | None = None,  # one per run of consecutive frames: adds change figures
     upscaled: np.ndarray | None = None,  # the frame already upscaled (frames upscaled in a batch)
-    device: str = "cpu",  # where the torch stages (the projection) run
+    device: str = "cpu",  # where the paste, blend and projection run (torch: CPU or CUDA)
     regrain: Regrain | None = None,  # film regrain: grain of the frame's measurement (`VideoFrame.grain`)
 ) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """One output frame and one record per face: upscaled, faces pasted, grain, projected, measured.
@@ -389,8 +380,6 @@ def compose_frame(
     if upscaled is not None:
         up = np.asarray(upscaled)
     elif upscaler is None:
-        from pipeline.frame.upscale import upscale
-
         up = np.asarray(upscale(image, cfg.upscale.scale, cfg.upscale.method))
     else:
         up = np.asarray(upscaler(image))
@@ -401,35 +390,24 @@ def compose_frame(
             up = regrain.apply_to(up, measure, index, scale)
         return up, []
     peak = _peak(up)
-    out = up.astype(np.float32) / peak
+    out = as_tensor(up, device) / peak  # [H, W, 3] float32 on the device
     rows = _paste_all(out, placements, scale, image.shape[:2], gray, cfg)
     lr = src.astype(np.float64) / _peak(src)
     bound = 10.0 * math.log10(1.0 / cfg.search.eps)  # the search's bound (loss.bound_psnr), in frame
     c = cfg.compose
     regions: list[tuple[_Region | None, float]] = []
     for _, _, pasted in rows:
-        region = _face_region(pasted, scale, image.shape[:2], out.shape[:2]) if pasted else None
+        region = _face_region(pasted, scale, image.shape[:2], tuple(out.shape[:2])) if pasted else None
         before = float("nan")
         if region is not None and c.project:
-            proj = project_region(
-                out,
-                lr,
-                region.win,
-                region.hr_mask,
-                region.lr_weight > 0.25,
-                c.project_steps,
-                c.project_target_db,
-                c.project_damping,
-                bound + c.project_margin_db,
-                device=device,
-            )
-            before = proj.psnr_before
+            before = _project(out, lr, region, c, bound)
         regions.append((region, before))
     shares: list[float | None] = [None] * len(regions)
     if regrain is not None and measure is not None:
-        grain = regrain.layer(out, measure, index, scale)
+        projected = out.cpu().numpy()  # film regrain (pipeline.frame.grain) is numpy
+        grain = regrain.layer(projected, measure, index, scale)
         if grain is not None:
-            out, shares = _add_grain(out, grain, lr, regions, bound + c.project_margin_db)
+            out, shares = _add_grain(projected, grain, lr, regions, bound + c.project_margin_db)
     result = _to_dtype(out, up.dtype)
     records = _records(result.astype(np.float64) / peak, lr, rows, regions, bound, c.project)
     for rec, share in zip(records, shares, strict=True):
@@ -470,7 +448,7 @@ def _add_grain(
 
 
 def _paste_all(
-    out: np.ndarray,  # [H, W, 3] float32 in [0, 1], the upscaled frame (faces pasted in place)
+    out: Any,  # [H, W, 3] float32 tensor in [0, 1], the upscaled frame (faces pasted in place)
     placements: Sequence[FacePlacement],
     scale: float,
     lr_shape: tuple[int, int],
@@ -496,7 +474,7 @@ def _paste_all(
             if (r.track_id, kind) not in _told:
                 _told.add((r.track_id, kind))
                 log.warning("track %d falls back to the consistent upscale: %s", r.track_id, reason)
-            pasted = footprint_alpha(to_out, resolution, out.shape[:2], settings)
+            pasted = footprint_alpha(to_out, resolution, tuple(out.shape[:2]), settings, out.device)
         rows.append((p, reason, pasted))
     return rows
 
@@ -532,3 +510,22 @@ def _records(
             }
         )
     return records
+
+
+def _project(out: Any, lr: np.ndarray, region: _Region, c: Any, bound: float) -> float:
+    """Project one face region of `out` (a tensor, in place) onto the footage `lr`: PSNR before."""
+    (y0, y1), (x0, x1) = region.win.ly, region.win.lx
+    (a0, a1), (b0, b1) = region.win.hy, region.win.hx
+    projected, before, _, _ = project_tensor(
+        out[a0:a1, b0:b1],
+        as_tensor(lr[y0:y1, x0:x1], out.device),
+        region.win,
+        region.hr_mask,
+        region.lr_weight > 0.25,
+        c.project_steps,
+        c.project_target_db,
+        c.project_damping,
+        bound + c.project_margin_db,
+    )
+    out[a0:a1, b0:b1] = projected
+    return before

@@ -174,10 +174,11 @@ def project_region(
 
 
 def _apply_t(wy: Any, wx: Any, x: Any) -> Any:
-    """wy @ x @ wx.T on each channel of the tensor x [a, b, C] -> [wy rows, wx rows, C]."""
+    """wy @ x @ wx.T on each channel of the tensor x [a, b, C] -> [wy rows, wx rows, C], as two GEMMs."""
     a, b, c = x.shape
-    rows = (wy @ x.reshape(a, b * c)).reshape(wy.shape[0], b, c)  # [wy rows, b, C]
-    return wx @ rows  # [wy rows, wx rows, C]: wx applied to each row's [b, C]
+    rows = (wy @ x.reshape(a, b * c)).reshape(-1, b, c)  # [wy rows, b, C]
+    cols = rows.transpose(1, 2).reshape(-1, b) @ wx.T  # [wy rows * C, wx rows]
+    return cols.reshape(rows.shape[0], c, -1).transpose(1, 2)  # [wy rows, wx rows, C]
 
 
 def project_tensor(

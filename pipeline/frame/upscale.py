@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pipeline.errors import CheckpointError
+from pipeline.frame.sr import cached_upscaler
 
 if TYPE_CHECKING:
     from pipeline.config import Config
@@ -133,26 +134,20 @@ def make_upscaler(cfg: Config, device: str | None = None) -> Callable[[np.ndarra
     """The whole-frame upscaler `cfg.upscale` asks for: `up(image) -> image * scale`, dtype kept.
 
     With `upscale.model` a learned model (pipeline.frame.sr, loaded once per process and device: on
-    the worker's GPU when `run.device` is "auto" and the worker sees one, `upscale.batch` frames per
-    forward pass through its `many`), otherwise the classical `upscale.method`. `device` overrides
+    the worker's GPU when `run.device` is "auto" and the worker sees one, there `upscale.batch` frames
+    per forward pass through its `many`), otherwise the classical `upscale.method`. `device` overrides
     `run.device`.
     """
     u = cfg.upscale
     if not u.model:
         return functools.partial(upscale, scale=u.scale, method=u.method)
-    from pipeline.frame.sr import cached_upscaler
 
     path = Path(u.model).expanduser()
     if not path.is_file():
         raise CheckpointError(path, "no such file (upscale.model)")
     dev = resolve_device(device or cfg.run.device)
+    batch = u.batch if dev.startswith("cuda") else 1  # batched passes are slower on a CPU (docs/measured.md)
+    mtime = path.stat().st_mtime_ns
     return cached_upscaler(
-        str(path.resolve()),
-        path.stat().st_mtime_ns,
-        u.scale,
-        dev,
-        u.tile,
-        u.tile_overlap,
-        u.batch,
-        u.tile_memory,
+        str(path.resolve()), mtime, u.scale, dev, u.tile, u.tile_overlap, batch, u.tile_memory
     )

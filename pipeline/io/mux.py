@@ -26,7 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import DiskFullError, EncodeError, OutputError, disk_full_message, is_disk_full
-from pipeline.io.presets import CONTAINER_FORMATS, mov_timescale
+from pipeline.io.presets import CONTAINER_FORMATS, is_rgb_format, mov_timescale
+from pipeline.io.probe import MATRICES, PRIMARIES, RANGES, TRANSFERS
+from pipeline.io.sequence import existing_outputs, is_sequence, is_sequence_output
+from pipeline.io.verify import count_video_packets, verify_video
 from pipeline.io.writer import StderrDrain, ffmpeg_error
 from pipeline.types import ColorTags
 
@@ -56,7 +59,6 @@ def temporary_path(output: Path, tag: str = "partial") -> Path:
 def check_output(output: Path, *, overwrite: bool) -> None:
     """Refuse to clobber an existing file without --overwrite; make sure the directory exists and
     can be written (checked by creating and removing a hidden file there)."""
-    from pipeline.io.sequence import existing_outputs, is_sequence_output
 
     if output.is_dir():
         raise OutputError(output, "is a directory")
@@ -94,7 +96,6 @@ def _check_writable(output: Path) -> None:
 
 
 def _enum_tables() -> dict[str, dict[str, int]]:
-    from pipeline.io.probe import MATRICES, PRIMARIES, RANGES, TRANSFERS
 
     pairs = (("primaries", PRIMARIES), ("transfer", TRANSFERS), ("matrix", MATRICES), ("range", RANGES))
     return {key: {v: k for k, v in table.items()} for key, table in pairs}
@@ -208,8 +209,6 @@ def plan_streams(source: Path, output: Path, fmt: str) -> tuple[list[int], dict[
     """
     import av
 
-    from pipeline.io.sequence import is_sequence
-
     if is_sequence(source):
         return [], {}  # an image sequence has no sound, subtitles or tags to carry
     with (
@@ -319,7 +318,6 @@ def mux(
     check_output(output, overwrite=overwrite)
     if not video_parts:
         raise EncodeError(output, "no video parts to join")
-    from pipeline.io.sequence import is_sequence_output
 
     if is_sequence_output(output):
         return write_sequence(video_parts, source, output, overwrite=overwrite)
@@ -355,7 +353,6 @@ def mux(
         if threads:
             cmd[1:1] = ["-threads", str(threads)]
         _run_ffmpeg(cmd, output)
-        from pipeline.io.verify import count_video_packets, verify_video
 
         # Taken as done only when the muxed file reads back with every joined frame.
         verify_video(tmp, count_video_packets(joined), report_as=output)
@@ -377,9 +374,6 @@ def write_sequence(
     """
     import shutil
     import tempfile
-
-    from pipeline.io.sequence import existing_outputs
-    from pipeline.io.verify import count_video_packets
 
     output = Path(output)
     with contextlib.suppress(Exception):
@@ -430,9 +424,6 @@ def _part_description(part: Path) -> tuple[Fraction | None, str, ColorTags | Non
     """(pixel aspect, codec name, matrix and range when the part is RGB or an RGB source's YUV)."""
     import av
 
-    from pipeline.io.presets import is_rgb_format
-    from pipeline.io.probe import MATRICES, RANGES
-
     try:
         with av.open(str(part)) as c:
             stream = c.streams.video[0]
@@ -476,7 +467,6 @@ def _mux_command(
     cmd = [ffmpeg_bin, "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
     # -copyts: absolute timestamps, so video and audio keep the source's common clock (ffmpeg would
     # otherwise shift each input by its own start time).
-    from pipeline.io.sequence import is_sequence
 
     from_sequence = is_sequence(source)  # nothing but pictures: no second input
     cmd += ["-copyts", "-i", str(video)]

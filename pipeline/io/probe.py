@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from pipeline.errors import VideoOpenError
+from pipeline.io.sequence import file_version as sequence_version
+from pipeline.io.sequence import is_sequence, open_sequence, resolve_sequence
 from pipeline.types import AudioStreamInfo, ColorTags, SubtitleStreamInfo, VideoInfo, VideoStreamInfo
 
 if TYPE_CHECKING:  # PyAV's own stubs (av is imported where it is used: a heavy import)
@@ -49,7 +51,6 @@ _PROBE_FRAMES = 8
 
 def check_input_path(path: str | Path) -> Path:
     """Fail early, in plain words, for the inputs FFmpeg would describe badly."""
-    from pipeline.io.sequence import is_sequence, resolve_sequence
 
     path = Path(path)
     if is_sequence(path):
@@ -74,8 +75,6 @@ def open_input(path: str | Path) -> Any:
     """Open a container with PyAV, turning its errors into VideoOpenError."""
     import av
 
-    from pipeline.io.sequence import is_sequence, open_sequence
-
     path = check_input_path(path)
     if is_sequence(path):
         return open_sequence(path)
@@ -89,8 +88,6 @@ def open_input(path: str | Path) -> Any:
 
 def file_version(path: str | Path) -> tuple[int, int]:
     """(mtime_ns, size) of a file, or of a whole image sequence: a cache key for per-file results."""
-    from pipeline.io.sequence import file_version as sequence_version
-    from pipeline.io.sequence import is_sequence
 
     path = Path(path)
     if is_sequence(path):
@@ -218,8 +215,6 @@ def _frame_count(
         return len(all_pts), True, variable_rate(all_pts), tuple(all_pts)
     frame_count = stream.frames or None
     if container.format.name == "image2":
-        from pipeline.io.sequence import resolve_sequence
-
         frame_count = resolve_sequence(path).count  # one file per frame, none missing
     stated = frame_count is not None
     if frame_count is None and span and frame_rate:

@@ -41,6 +41,7 @@ from pipeline.io.presets import (
     mov_timescale,
     output_pix_fmt,
 )
+from pipeline.io.verify import disk_is_low, verify_video
 from pipeline.types import ColorTags
 
 log = logging.getLogger(__name__)
@@ -102,8 +103,6 @@ def ffmpeg_error(path: Path, what: str, drain: StderrDrain, returncode: int | No
     failed was space: "No space left on device", a killed-by-SIGXFSZ encoder (the file size limit),
     or a filesystem with next to nothing free."""
     import signal
-
-    from pipeline.io.verify import disk_is_low
 
     tail = drain.tail()
     if returncode is not None and returncode == -signal.SIGXFSZ:
@@ -318,7 +317,6 @@ class VideoWriter:
         if self.frames_written == 0:
             self._remove_tmp()
             raise EncodeError(self.path, "no frames were written")
-        from pipeline.io.verify import verify_video
 
         try:  # nothing partial is taken as done: the part must decode and hold every frame
             verify_video(self._tmp, self.expected_frames or self.frames_written, report_as=self.path)

@@ -15,8 +15,10 @@ from typing import Any
 
 from pipeline.config import ReportConfig
 from pipeline.files import atomic_path, load_json
+from pipeline.report.assets import decode_frames
 from pipeline.report.model import html_path, thumb_frames
 from pipeline.report.parts import CSS, card, fmt_num, shots_section, thumb, times_section
+from pipeline.report.people import people_frames, people_sheet
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +27,6 @@ def anon_page(
     audit: Mapping[str, Any], out_frames: Mapping[int, Any], thumbs: Mapping[int, Any], cfg: ReportConfig
 ) -> str:
     """The page: notice, figures, time per stage, per-track table, output thumbnails per shot."""
-    from pipeline.report.people import people_sheet
 
     ident = audit.get("identity", {})
     name = Path(str(audit.get("output", "output"))).name
@@ -41,6 +42,14 @@ def anon_page(
         ),
         card(str(ident.get("leaked_face_frames", "—")), "face-frames above the threshold"),
     ]
+    attack = audit.get("attack") or {}
+    if attack.get("max_cosine") is not None:
+        cards.append(
+            card(
+                fmt_num(attack.get("max_cosine"), "{:.3f}"),
+                f"max cosine after restoring the output (bound < {attack.get('threshold')})",
+            )
+        )
     head = (
         "<tr><th>track</th><th>shot</th><th>frames</th><th>synthetic</th><th>masked</th><th>why masked</th>"
         "<th>identity cosine (max / mean)</th><th>above threshold</th></tr>"
@@ -75,6 +84,7 @@ def anon_page(
         '<h2 id="tracks">Face tracks</h2>',
         f"<table>{head}{''.join(rows)}</table>" if rows else '<p class="small">no faces found</p>',
         review,
+        _attack(attack, bool(audit.get("random_test_generator"))),
         '<h2 id="people">People (the output)</h2>',
         people_sheet(
             audit.get("people"),
@@ -91,6 +101,27 @@ def anon_page(
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>reel anonymize report: {escape(name)}</title><style>{CSS}</style></head>"
         f"<body><main>{''.join(sections)}</main></body></html>\n"
+    )
+
+
+def _attack(attack: Mapping[str, Any], random: bool) -> str:
+    """The attack check: restore's own search on the output's faces, and whether the person is back."""
+    head = '<h2 id="attack">Attack check</h2>'
+    if not attack:
+        return head + '<p class="small">not run (an audit from before the attack check)</p>'
+    if attack.get("not_run"):
+        return head + f'<p class="small">not run: {escape(str(attack["not_run"]))}</p>'
+    passed = bool(attack.get("passed"))
+    verdict = (
+        '<span class="ok">still not recognised</span>'
+        if passed
+        else '<span class="bad">RECOGNISED again: do not release</span>'
+    )
+    note = " The prior was a random test generator: the figure only checks the machinery." if random else ""
+    return head + (
+        f"<p>{escape(str(attack.get('method', '')))}: {attack.get('face_frames')} face-frames, "
+        f"max SFace cosine {fmt_num(attack.get('max_cosine'), '{:.3f}')} "
+        f"(bound &lt; {attack.get('threshold')}): {verdict}.{escape(note)}</p>"
     )
 
 
@@ -122,8 +153,6 @@ def _review(above: Sequence[Mapping[str, Any]], out_frames: Mapping[int, Any], c
 
 def write_anon_report(audit_path: Path, cfg: ReportConfig | None = None) -> Path:
     """`OUTPUT.report.html` of an anonymised output, from its audit JSON; returns its path."""
-    from pipeline.report.assets import decode_frames
-    from pipeline.report.people import people_frames
 
     cfg = cfg or ReportConfig()
     audit = load_json(audit_path)

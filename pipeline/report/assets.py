@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.errors import PipelineError
+from pipeline.faces.store import crops_from_arrays
 from pipeline.types import FaceCrop
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,6 @@ def ramp_legend(width: int = 160, height: int = 10) -> np.ndarray:
 
 def load_crops(paths: Iterable[Path]) -> dict[tuple[int, int], FaceCrop]:
     """Every stored crop of these npz artifacts, by (track id, frame index); missing files skipped."""
-    from pipeline.faces.store import crops_from_arrays
 
     out: dict[tuple[int, int], FaceCrop] = {}
     for path in paths:

@@ -36,7 +36,9 @@ import yaml
 from pipeline.config import Config, apply_overrides, load_config, parse_set_option
 from pipeline.errors import ConfigError, InputError, OutputError, PipelineError
 from pipeline.run.mode import Mode, RunReport
-from pipeline.run.restore import RESTORE
+from pipeline.run.ray_runtime import ray_session
+from pipeline.run.restore import RESTORE, executor_of, make_job
+from pipeline.run.restore import restore as restore_item
 
 log = logging.getLogger(__name__)
 
@@ -226,8 +228,6 @@ def run_batch(
             # One Ray instance for the whole batch, started when the first item needs it.
             nonlocal ray_started
             if not ray_started:
-                from pipeline.run.ray_runtime import ray_session
-
                 stack.enter_context(ray_session(configs[0].run))
                 ray_started = True
 
@@ -261,9 +261,6 @@ def _run_items(
             if restore is not None:
                 restore(item.input, item.output, config)
             else:
-                from pipeline.run.restore import executor_of, make_job
-                from pipeline.run.restore import restore as restore_item
-
                 if config.run.executor != "local":
                     job = make_job(
                         item.input, item.output, config, overwrite=overwrite, mode=mode

@@ -21,6 +21,8 @@ import numpy as np
 
 from pipeline.config import Config
 from pipeline.files import load_arrays, save_arrays
+from pipeline.film.clean import CleanStats, clean_frames, context, enabled
+from pipeline.io.sequence import set_sequence_rate
 from pipeline.types import VideoFrame
 
 if TYPE_CHECKING:
@@ -46,7 +48,6 @@ def film_cleaning(cfg: Config) -> bool:
     """Whether any film-cleaning stage is on (none while `cfg` has no `film` section): a stage switch
     that is true (dither only shapes the output of the others), grain other than "keep", or a line
     denoise above 0. The film helper owns this rule and may replace it."""
-    from pipeline.film.clean import enabled
 
     return enabled(cfg)
 
@@ -55,7 +56,6 @@ def open_source(video: str | Path, cfg: Config) -> Video:
     """The input opened with the job's decoding settings (`pipeline.io.decode.open_video`), one
     decoder thread per reader: the worker count sets the parallelism."""
     from pipeline.io.decode import open_video
-    from pipeline.io.sequence import set_sequence_rate
 
     set_sequence_rate(cfg.io.sequence_rate)  # image-sequence inputs carry no rate (any worker)
     return open_video(
@@ -79,8 +79,6 @@ class Frames:
         self.film_stats: Any = None  # film: the CleanStats of the frames handed out (when cleaning is on)
         before = after = 0
         if self._clean:
-            from pipeline.film.clean import context
-
             before, after = context(cfg)
         # Inverse telecine numbers frames as it decodes: it reads from frame 0 and skips to `start`.
         first = 0 if inverse_telecine(cfg) else max(0, start - before)
@@ -109,8 +107,6 @@ class Frames:
     def __iter__(self) -> Iterator[VideoFrame]:
         frames: Iterator[VideoFrame] = self._counted(self._reader)
         if self._clean:
-            from pipeline.film.clean import clean_frames
-
             cleaned = clean_frames(frames, self._cfg, start=self.start, end=self.end)
             self.film_stats = cleaned.stats
             frames = cleaned
@@ -186,7 +182,6 @@ class StoredFrames:
     `time_base`, `frame_rate` and `film_stats` as `Frames` has them; nothing is decoded again."""
 
     def __init__(self, segments: Sequence[CleanSegment], start: int, end: int | None) -> None:
-        from pipeline.film.clean import CleanStats
 
         self.start = start
         self.end: int = end if end is not None else max(s.end for s in segments)

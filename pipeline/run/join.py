@@ -14,8 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline import INVENTED_DETAIL_NOTICE
 from pipeline.config import Config, dump_config
+from pipeline.faces import store
+from pipeline.faces.people import people_from_arrays
 from pipeline.files import load_arrays
+from pipeline.film.clean import collect_stats
 from pipeline.io.presets import EncoderPreset
+from pipeline.io.verify import output_frame_count
+from pipeline.report.build import load_records, merge_records
+from pipeline.report.model import FaceCounts
 from pipeline.run.frames import inverse_telecine
 from pipeline.run.report import ReportArtifacts, RestoreReport, provenance_tags, write_report
 from pipeline.types import VideoInfo, VideoStreamInfo
@@ -100,11 +106,6 @@ def finish_restore(
     decode: Mapping[str, Any] | None = None,
 ) -> RestoreReport:
     """Restore's report: every face-frame's figures, film cleaning's, the JSON and the HTML page."""
-    from pipeline.faces import store
-    from pipeline.film.clean import collect_stats
-    from pipeline.io.verify import output_frame_count
-    from pipeline.report.build import load_records, merge_records
-    from pipeline.report.model import FaceCounts
     from pipeline.run.steps import face_rows, film_stats_path
 
     job = summary.job
@@ -118,7 +119,6 @@ def finish_restore(
             identity[rows[0]["track_id"]] = figures
     stitched = load_arrays(summary.scan) if summary.scan is not None else None
     scanned = store.scan_from_arrays(stitched) if stitched is not None else None
-    from pipeline.faces.people import people_from_arrays
 
     people = people_from_arrays(stitched, scanned.tracks) if stitched is not None and scanned else None
     model = job.model_description or cfg.prior.model

@@ -26,7 +26,24 @@ from pipeline.errors import (
     ResourceError,
     disk_full_message,
 )
-from pipeline.io.presets import EncoderPreset
+from pipeline.frame.upscale import METHODS
+from pipeline.io.presets import (
+    CONTAINER_FORMATS,
+    SEQUENCE_PRESETS,
+    EncoderPreset,
+    chroma_label,
+    encoder_options,
+    format_depth,
+    get_preset,
+    is_rgb_format,
+    output_pix_fmt,
+)
+from pipeline.io.probe import detect_interlacing, probe, variable_rate
+from pipeline.io.sequence import is_sequence, is_sequence_output, set_sequence_rate
+from pipeline.io.writer import RGB_MATRICES
+from pipeline.prior.safe_pickle import scan_pickle
+from pipeline.run import lock
+from pipeline.run.workdir import default_workdir
 from pipeline.types import VideoInfo
 
 log = logging.getLogger(__name__)
@@ -48,8 +65,6 @@ _estimates: dict[str, int] = {}
 
 def check_io_config(config: Config) -> None:
     """Settings of the io and upscale sections that the dataclass types alone cannot check."""
-    from pipeline.frame.upscale import METHODS
-    from pipeline.io.writer import RGB_MATRICES
 
     if config.io.deinterlace not in ("auto", "on", "off"):
         raise ConfigError(f"io.deinterlace={config.io.deinterlace!r}: must be auto, on or off")
@@ -72,8 +87,6 @@ def estimated_bytes(output: str | Path) -> int | None:
 
 def output_preset(config: Config, output: Path) -> EncoderPreset:
     """The preset an output gets: io.preset, or for an image-sequence output the one of its suffix."""
-    from pipeline.io.presets import SEQUENCE_PRESETS, get_preset
-    from pipeline.io.sequence import is_sequence_output
 
     preset = get_preset(config.io.preset)
     if is_sequence_output(output):
@@ -100,11 +113,6 @@ def preflight(
     preset drops.
     """
     from pipeline.io.mux import check_output, plan_streams
-    from pipeline.io.presets import CONTAINER_FORMATS, encoder_options
-    from pipeline.io.probe import detect_interlacing, probe
-    from pipeline.io.sequence import is_sequence, is_sequence_output, set_sequence_rate
-    from pipeline.run import lock
-    from pipeline.run.workdir import default_workdir
 
     input, output = Path(input), Path(output)
     check_io_config(config)
@@ -153,7 +161,6 @@ def check_frames(input: Path, info: VideoInfo, config: Config) -> VideoInfo:
     io.max_damaged_fraction fails now; fewer are said. Returns `info` with what the index showed:
     the frame count and whether the rate varies (the probe looked at a few frames only)."""
     from pipeline.io.decode import frame_index
-    from pipeline.io.probe import variable_rate
 
     video = info.video
     time_base, pts = frame_index(input)
@@ -265,7 +272,6 @@ def check_checkpoint(model: str) -> None:
     import json
     import zipfile
 
-    from pipeline.prior.safe_pickle import scan_pickle
     from pipeline.prior.zoo import resolve_model
 
     # The format is told by the first bytes, as pipeline.prior.checkpoint.detect_format tells it
@@ -348,7 +354,6 @@ def clean_leftovers(output: Path) -> int:
 def warn_downgrade(input: Path, info: VideoInfo, preset: EncoderPreset, config: Config) -> None:
     """Say when the preset drops depth or chroma the source has, naming the preset that keeps it;
     say which matrix an RGB source is converted with."""
-    from pipeline.io.presets import chroma_label, format_depth, is_rgb_format, output_pix_fmt
 
     v = info.video
     width, height = output_size(info, config)

@@ -20,8 +20,17 @@ import os
 import time
 from typing import Any
 
-from pipeline.run.actors import portable_errors
+from pipeline.run.actors import (
+    ModelActor,
+    WorkQueue,
+    default_actor_count,
+    portable_errors,
+    search_actor_options,
+    unit_error,
+)
 from pipeline.run.plan import Job, Step
+from pipeline.run.progress import Progress, ProgressDisplay
+from pipeline.run.ray_runtime import ray_session
 from pipeline.run.schedule import Schedule, run_search_step, run_step
 from pipeline.run.search_steps import SearchModel, describe_model, load_search_model
 from pipeline.run.work import Driver, Search, StepKind, Task
@@ -67,7 +76,6 @@ def describe(model: SearchModel) -> dict[str, Any]:
 
 
 def run_plan(job: Job) -> Any:
-    from pipeline.run.ray_runtime import ray_session
 
     started, wall = time.perf_counter(), time.time()
     with ray_session(job.config.run) as cluster:
@@ -88,9 +96,6 @@ class _RayRun:
 
     def __init__(self, job: Job, cluster: Any, started: float) -> None:
         import ray
-
-        from pipeline.run.actors import WorkQueue
-        from pipeline.run.progress import Progress, ProgressDisplay
 
         self.ray, self.job, self.cluster, self.started = ray, job, cluster, started
         run = job.config.run
@@ -167,7 +172,6 @@ class _RayRun:
         self.schedule.finish(step, {"seconds": time.time() - t0, "started": t0})
 
     def _start_actors(self) -> None:
-        from pipeline.run.actors import ModelActor, default_actor_count, search_actor_options, unit_error
 
         if self.queue.live_actors:
             return

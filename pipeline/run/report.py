@@ -35,7 +35,7 @@ from pipeline.faces.people import Person
 from pipeline.faces.scan import ScanResult
 from pipeline.faces.store import track_summary
 from pipeline.files import save_json
-from pipeline.metrics.identity import SAME_PERSON_COSINE
+from pipeline.metrics.identity import SAME_PERSON_COSINE, track_identity
 from pipeline.report.build import collect, merge_records, render_report
 from pipeline.report.model import Collected, FaceCounts, ReportArtifacts, html_path, json_path
 from pipeline.report.spread import Spread
@@ -91,7 +91,6 @@ def measure_identity(
     their crops and the tracks' landmarks; empty, with a warning, when SFace is unavailable."""
     if not restorations:
         return {}
-    from pipeline.metrics.identity import track_identity
 
     marks = {(tf.track_id, tf.frame_index): tf.landmarks for t in tracks for tf in t.frames}
     try:

@@ -22,7 +22,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pipeline.config import Config
+from pipeline.faces import store
+from pipeline.faces.people import person_of_tracks
 from pipeline.files import load_arrays, save_arrays
+from pipeline.prior.load import load_prior, resolve_device
 from pipeline.run.frames import pin_torch
 from pipeline.run.mode import Mode, RunReport
 from pipeline.run.report import measure_identity
@@ -53,7 +56,6 @@ class SearchModel:
 
 def load_search_model(model: str, device: str, dtype: str, gaussian_samples: int) -> SearchModel:
     """Runs once per search worker, on its node (its GPU when it was given one)."""
-    from pipeline.prior.load import load_prior, resolve_device
     from pipeline.search.latent_space import GaussianizedW
 
     pin_torch()
@@ -68,7 +70,6 @@ def describe_model(model: SearchModel) -> dict[str, Any]:
 
 
 def _tracks(scan_path: str, ids: set[int]) -> list[Track]:
-    from pipeline.faces import store
 
     return [t for t in store.scan_from_arrays(load_arrays(scan_path)).tracks if t.track_id in ids]
 
@@ -88,8 +89,6 @@ def search_unit(
     crops = [c for cs in per_track for c in cs]
     extra: dict[str, Any] = {}
     if mode.units_by_person:  # the unit holds whole people: the mode is told whose tracks these are
-        from pipeline.faces.people import person_of_tracks
-
         extra["persons"] = person_of_tracks(load_arrays(scan_path))
     with model.lock:
         faces = mode.search_unit(model.G, model.space, crops, cfg, model.device, **extra)
@@ -116,7 +115,6 @@ def search_anchors_step(
     model: SearchModel, cfg: Config, crops_path: str, chunks: Sequence[Chunk], out: str
 ) -> dict[str, int]:
     """The anchor chain of one chunked track (one frame per chunk), stored with the anchors' states."""
-    from pipeline.faces import store
     from pipeline.search.units import search_anchors, states_to_arrays
 
     pin_torch()
@@ -137,7 +135,6 @@ def search_chunk_step(
     out: str,
 ) -> dict[str, int]:
     """One chunk of a chunked track, from its anchor's stored state, landing on the next anchor's."""
-    from pipeline.faces import store
     from pipeline.search.units import search_chunk, states_from_arrays
 
     pin_torch()
@@ -160,7 +157,6 @@ def join_chunks(
     out: tuple[str, str],
 ) -> dict[str, int]:
     """Join a chunked track's anchors and chunks into its result, measure its identity, store both."""
-    from pipeline.faces import store
     from pipeline.search.units import join_chunked
 
     crops = load_crops(crops_path)

@@ -33,9 +33,39 @@ import numpy as np
 
 from pipeline.config import Config
 from pipeline.errors import DecodeError
+from pipeline.faces import store
+from pipeline.faces.align import make_crop
+from pipeline.faces.choose import choose
+from pipeline.faces.detect import detect_images, make_detector
+from pipeline.faces.people import link_people, people_to_arrays
+from pipeline.faces.scan import (
+    FrameFilter,
+    ScanResult,
+    detector_input,
+    embeddings_from_arrays,
+    embeddings_to_arrays,
+    is_gray,
+    link_tracks,
+    scan_frames,
+)
+from pipeline.faces.shots import CutDetector, shots_from_cuts
 from pipeline.files import atomic_path, load_arrays, save_arrays, save_json
-from pipeline.run.frames import CleanSegment, Frames, StoredFrames, inverse_telecine, read_frames
+from pipeline.frame.grain import Regrain
+from pipeline.frame.upscale import make_upscaler as film_upscaler
+from pipeline.io.presets import get_preset, output_pix_fmt
+from pipeline.io.probe import probe
+from pipeline.io.writer import VideoWriter
+from pipeline.run.frames import (
+    CleanSegment,
+    Frames,
+    StoredFrames,
+    film_cleaning,
+    inverse_telecine,
+    read_frames,
+    save_segment_meta,
+)
 from pipeline.run.mode import Hider, Mode, RunReport
+from pipeline.run.report import identity_from_arrays, identity_to_arrays
 from pipeline.types import Detection, FaceCrop, FaceRestoration, Track, VideoFrame, VideoInfo
 
 if TYPE_CHECKING:
@@ -78,7 +108,6 @@ def scan_overlap(cfg: Config) -> int:
 def clean_step(video: str, info: VideoInfo, cfg: Config, segment: CleanSegment) -> dict[str, int]:
     """Decode frames [start, end) and film-clean them once (with the cleaner's context frames), at
     full size, into the segment's artifact: scan, crops and compose read them from there."""
-    from pipeline.run.frames import save_segment_meta
 
     index: list[int] = []
     pts: list[int] = []
@@ -130,9 +159,6 @@ def scan_segment(
 ) -> dict[str, int]:
     """Detections in frames [start, end) and the cuts there; stored in `out` (npz). `stored`: the
     clean segments covering the frames read (the overlap before, and frame 0's for the gray vote)."""
-    from pipeline.faces.detect import detect_images, make_detector
-    from pipeline.faces.scan import FrameFilter, detector_input, embeddings_to_arrays, is_gray
-    from pipeline.faces.shots import CutDetector
 
     s = cfg.scan
     path = Path(video)
@@ -202,8 +228,6 @@ def scan_segment(
 def scan_whole(video: str | Path, cfg: Config) -> Any:
     """One scan of the whole video in one pass (`pipeline.faces.scan.scan_frames`): what the segment
     steps and the stitch give together (the reference of their tests, and of scripts/bench_scan.py)."""
-    from pipeline.faces.scan import scan_frames
-    from pipeline.io.probe import probe
 
     vs = probe(video).video
     with _detector_frames(Path(video), cfg, 0, None) as frames:
@@ -219,10 +243,6 @@ def stitch_scan(
     store its own arrays (`Mode.stitch_arrays`: anonymise completes the tracks for recall). Under a
     `choice` of people only the chosen people's tracks are stored as tracks (every later step sees
     those only); the people, chosen or not, are stored beside them."""
-    from pipeline.faces import store
-    from pipeline.faces.people import link_people, people_to_arrays
-    from pipeline.faces.scan import ScanResult, embeddings_from_arrays, link_tracks
-    from pipeline.faces.shots import shots_from_cuts
 
     detections: dict[int, list[Detection]] = defaultdict(list)
     embeddings: Embeddings = {}
@@ -276,7 +296,6 @@ def _chosen_only(
     mode: Mode[RunReport],
 ) -> tuple[dict[str, np.ndarray], list[Person]]:
     """The scan's arrays with the tracks of chosen people only, and the people with their choice."""
-    from pipeline.faces.choose import choose
 
     people = choose(people, tracks, embeddings, choice, undecided_chosen=mode.hides_undecided)
     keep = np.array(sorted(t for p in people if p.chosen for t in p.tracks), np.int64)
@@ -319,8 +338,6 @@ def crops_step(
     their frame span once (from the clean segments `stored`, when given); one npz per track
     (`pipeline.faces.store` crops, plus each crop's `size`). Only the face-frames the mode can serve
     get a crop (`Mode.crops_of`; anonymise masks the rest)."""
-    from pipeline.faces import store
-    from pipeline.faces.align import make_crop
 
     scanned = store.scan_from_arrays(load_arrays(scan_path))
     wanted = set(track_ids)
@@ -345,7 +362,6 @@ def crops_step(
 
 
 def load_crops(path: str | Path) -> list[FaceCrop]:
-    from pipeline.faces import store
 
     return store.crops_from_arrays(load_arrays(path))
 
@@ -359,8 +375,6 @@ def save_track(
     """A track's restorations: the small rows (latents, psnr, ...) and identity figures in `npz`, the
     face images [T, R, R, 3] float16 in `npy` (read back a frame range at a time, memory-mapped).
     The npy is written first: an existing npz means both are complete."""
-    from pipeline.faces import store
-    from pipeline.run.report import identity_to_arrays
 
     arrays = store.restorations_to_arrays(faces)
     images = arrays.pop("image", np.zeros((0, 1, 1, 3), np.float16))
@@ -406,7 +420,6 @@ def load_track(
 def face_rows(npz: str | Path) -> tuple[list[dict[str, Any]], dict[str, float] | None]:
     """A stored track's report rows (track id, frame, PSNR, met bound, steps) and identity figures,
     without its images."""
-    from pipeline.run.report import identity_from_arrays
 
     a = load_arrays(npz)
     rows = [
@@ -452,8 +465,6 @@ def _writer(
     cfg: Config,
     native: str | None = None,
 ) -> Any:
-    from pipeline.io.presets import get_preset
-    from pipeline.io.writer import VideoWriter
 
     vs = info.video
     return VideoWriter(
@@ -478,8 +489,6 @@ def passes_through(info: VideoInfo, cfg: Config) -> bool:
     """Nothing changes the pictures of a segment without faces (scale 1, no learned upscaler, no
     film cleaning) and the stored format is the source's: its decoded frames go to the encoder as
     they are, skipping a lossy and costly RGB round trip."""
-    from pipeline.io.presets import get_preset, output_pix_fmt
-    from pipeline.run.frames import film_cleaning
 
     vs = info.video
     if cfg.upscale.scale != 1 or getattr(cfg.upscale, "model", None) or film_cleaning(cfg):
@@ -498,7 +507,6 @@ def film_stats_path(records_path: str) -> str:
 def make_upscaler(cfg: Config) -> Any:
     """The whole-frame upscaler compose uses: the learned model when `upscale.model` is set (loaded
     once per process), else the classical `cfg.upscale.method` (pipeline.frame.upscale)."""
-    from pipeline.frame.upscale import make_upscaler as film_upscaler
 
     return film_upscaler(cfg)
 
@@ -571,7 +579,6 @@ def compose_step(
     existing part is always a finished one; the records are written after it.
     """
     from pipeline.frame.compose import Steadiness, compose_frame
-    from pipeline.frame.grain import Regrain
 
     by_frame = load_placements(sources, start, end)
     hide: dict[int, list[Any]] = {}

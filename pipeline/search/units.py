@@ -29,6 +29,8 @@ import numpy as np
 
 from pipeline.config import Config
 from pipeline.errors import SearchError
+from pipeline.faces import store
+from pipeline.search.plan import plan_chunks
 from pipeline.types import FaceCrop, FaceRestoration
 
 if TYPE_CHECKING:
@@ -91,7 +93,6 @@ def search_plan(
     is searched whole. Smoothing over time (search.smooth_sigma) needs every frame's state of a track
     at once, so with it tracks are searched whole too.
     """
-    from pipeline.search.plan import plan_chunks
 
     s = cfg.search
     chunked: dict[int, list[Chunk]] = {}
@@ -268,6 +269,5 @@ def states_from_arrays(a: Mapping[str, np.ndarray]) -> list[SearchState]:
 
 def as_stored(faces: Sequence[FaceRestoration]) -> list[FaceRestoration]:
     """The restorations as `store.restorations_from_arrays` gives them back after they are stored."""
-    from pipeline.faces import store
 
     return store.restorations_from_arrays(store.restorations_to_arrays(faces))
