@@ -246,6 +246,10 @@ class FilmConfig:
     grain_seed: int = 0  # regrain: seeds the grain added at output resolution (with the frame index)
     line_denoise: float = 0.0  # cartoons: edge-preserving (bilateral) denoise, sigma in 8-bit levels; 0 = off
     dither: bool = False  # cleaned frames are quantised with dither, not rounded (no banding in flat colour)
+    # provenance matte (restore): OUTPUT.matte.mkv beside the output, a lossless gray mask of every
+    # synthesised pixel (pasted faces by their blend mask, dust and scratch fills), frame for frame with
+    # the output's timestamps; the report gives the share of altered pixels per shot
+    matte: bool = False
     content: str = "photo"  # "photo" or "drawn": a photographic face prior never runs on drawn faces
     drawn_face_prior: str | None = None  # with content="drawn", faces are restored only with this prior
 

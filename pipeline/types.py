@@ -104,6 +104,8 @@ class VideoFrame:
     # film regrain: the grain measured in the source, put back at output resolution by compose
     # ([bands + 1] float32: std 0..1 per brightness band, then size in source px); None: not measured
     grain: np.ndarray | None = None
+    # film: [H, W] bool, the pixels a dust or scratch fill synthesised (the provenance matte); None: none
+    filled: np.ndarray | None = None
 
 
 # ----------------------------------------------------------------------------- scan

@@ -83,6 +83,11 @@ class AnonReport:
 def check_anon_config(config: Config) -> None:
     """Settings of the anon section that the dataclass types alone cannot check."""
     a = config.anon
+    if config.film.matte:
+        raise ConfigError(
+            "film.matte: the provenance matte is made by restore; anonymize replaces every face it finds "
+            "(its audit lists each face-frame)"
+        )
     if a.fallback not in ("blur", "fill"):
         raise ConfigError(f"anon.fallback={a.fallback!r}: must be blur or fill")
     if a.bottleneck < 2:

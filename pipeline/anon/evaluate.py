@@ -232,6 +232,53 @@ def truth_targets(clip: AnonClip, every: int = 1) -> list[Target]:
     return [Target(pid, t, box, marks) for t, pid, box, marks in rows[:: max(1, every)]]
 
 
+def synthetic_identities(workdir: Path) -> tuple[dict[int, list[np.ndarray]], dict[int, int]]:
+    """From an anonymise run's work directory: track -> the SFace embedding of each of its synthetic
+    faces (the generator's image, aligned by the track's own landmarks carried into it), and
+    track -> person (the stitched scan's people). Tracks with no synthetic face are left out."""
+    from pipeline.anon.attack import aligned_embedding
+    from pipeline.faces import store
+    from pipeline.faces.align import crop_to_frame_affine
+    from pipeline.faces.people import person_of_tracks
+    from pipeline.files import load_arrays
+
+    arrays = load_arrays(next(workdir.rglob("scan-people*.npz")))
+    tracks = {t.track_id: t for t in store.scan_from_arrays(arrays).tracks}
+    out: dict[int, list[np.ndarray]] = {}
+    for path in sorted(workdir.rglob("track-*.faces.npy")):
+        faces = np.load(path).astype(np.float32)
+        if len(faces) == 0:  # a track with no servable face-frame: masked only
+            continue
+        tid = int(path.name.split("-")[1].split(".")[0])
+        frames = load_arrays(str(path).replace(".faces.npy", ".npz"))["frame_index"]
+        rows = {r.frame_index: r for r in tracks[tid].frames}
+        for image, f in zip(faces, frames, strict=True):
+            marks = rows[int(f)].landmarks
+            affine = crop_to_frame_affine(marks, int(image.shape[0]))
+            out.setdefault(tid, []).append(aligned_embedding(image, affine, marks))
+    return out, person_of_tracks(arrays)
+
+
+def one_person_figures(ids: dict[int, list[np.ndarray]], persons: dict[int, int]) -> dict[str, float]:
+    """How alike the synthetic faces are: along one track (`within_track`, the lowest track's mean
+    pairwise cosine), between the tracks of one person in different shots (`same_person`, the
+    lowest pair), and between tracks of two people (`other_people`, the highest pair)."""
+
+    def mean(a: list[np.ndarray], b: list[np.ndarray]) -> float:
+        return float(np.mean([float(x @ y) for x in a for y in b if x is not y]))
+
+    within = [mean(v, v) for v in ids.values() if len(v) > 1]
+    pairs = list(itertools.combinations(sorted(ids), 2))
+    same = [mean(ids[a], ids[b]) for a, b in pairs if persons.get(a, -1 - a) == persons.get(b, -1 - b)]
+    other = [mean(ids[a], ids[b]) for a, b in pairs if persons.get(a, -1 - a) != persons.get(b, -1 - b)]
+    return {
+        "within_track": round(min(within), 4) if within else float("nan"),
+        "same_person": round(min(same), 4) if same else float("nan"),
+        "same_person_pairs": float(len(same)),
+        "other_people": round(max(other), 4) if other else float("nan"),
+    }
+
+
 def impostors(frames: Sequence[np.ndarray], clip: AnonClip) -> dict[str, float]:
     """SFace cosine of each face-frame of `frames` to the *other* people's photographs: the level
     different real people reach (what "no identity left" can be expected to measure)."""

@@ -4,6 +4,8 @@
 
 With `grain: regrain` the grain is not put back here but after the upscale, at output resolution
 (`pipeline.frame.grain`): each handed-out frame carries its measurement (`VideoFrame.grain`).
+Each frame also carries the pixels dust and scratch fills synthesised (`VideoFrame.filled`), which
+the provenance matte marks (`film.matte`).
 
 Every stage is a pure function of a fixed window of its input (see pipeline.film.window), so a
 frame's result depends only on the `context(cfg)` frames either side: segments cleaned separately
@@ -18,8 +20,8 @@ with that overlap equal the whole clip cleaned at once. Memory holds a few frame
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,17 @@ from pipeline.film.window import Work, luma
 from pipeline.types import VideoFrame
 
 GRAIN_MODES = ("keep", "reduce", "regrain")
+# What each handed-out frame's row in `CleanStats.by_frame` holds after its index.
+FRAME_FIELDS = (
+    "flicker_found",
+    "gain_change",
+    "jitter_found",
+    "weave_px",
+    "specks",
+    "speck_px",
+    "objects_kept",
+    "scratches",
+)
 CONTENT = ("photo", "drawn")
 
 
@@ -61,10 +74,13 @@ class CleanStats:
     grain_frames: int = 0  # frames whose grain was reduced
     grain_sigma_sum: float = 0.0  # sum over those of the measured grain std (8-bit levels)
     regrained: int = 0  # frames whose grain was measured to be put back at output resolution (regrain)
+    # per frame: [index, *FRAME_FIELDS] (the report's per-shot figures; not in `as_dict`)
+    by_frame: list[list[float]] = field(default_factory=list)
 
-    def add(self, info: dict[str, Any]) -> None:
-        """Count one handed-out frame's figures."""
+    def add(self, info: dict[str, Any], index: int | None = None) -> None:
+        """Count one handed-out frame's figures (and keep its row when its `index` is given)."""
         self.frames += 1
+        change = px = 0.0
         if "gain" in info:
             change = float(np.max(np.abs(info["gain"] - 1.0)))
             self.gain_change_sum += change
@@ -86,16 +102,54 @@ class CleanStats:
             self.grain_frames += 1
             self.grain_sigma_sum += 255.0 * float(info["grain_sigma"])
         self.regrained += bool(info.get("regrained", False))
+        if index is not None:
+            found = (bool(info.get("flicker_found")), change, bool(info.get("jitter_found")), px)
+            counts = (info.get(k, 0) for k in ("specks", "speck_px", "objects_kept", "scratches"))
+            self.by_frame.append([int(index), *map(float, found), *map(float, counts)])
 
     def merge(self, other: CleanStats) -> CleanStats:
         """The stats of two disjoint frame ranges together."""
-        out = CleanStats(**{k: v + getattr(other, k) for k, v in asdict(self).items() if k != "weave_px_max"})
+        skip = ("weave_px_max", "by_frame")
+        out = CleanStats(**{k: v + getattr(other, k) for k, v in asdict(self).items() if k not in skip})
         out.weave_px_max = max(self.weave_px_max, other.weave_px_max)
+        out.by_frame = sorted([*self.by_frame, *other.by_frame])
+        return out
+
+    def by_shot(self, shots: Sequence[tuple[int, int]]) -> list[dict[str, Any]]:
+        """Per shot ([start, end) frame ranges): what each stage found there and what it did."""
+        rows = np.asarray(self.by_frame, np.float64).reshape(-1, 1 + len(FRAME_FIELDS))
+        out = []
+        for start, end in shots:
+            r = rows[(rows[:, 0] >= start) & (rows[:, 0] < end)]
+            col = {name: r[:, 1 + i] for i, name in enumerate(FRAME_FIELDS)}
+            found = {
+                "flicker": int(col["flicker_found"].sum()),
+                "jitter": int(col["jitter_found"].sum()),
+                "dust": int((col["specks"] > 0).sum()),
+                "scratches": int((col["scratches"] > 0).sum()),
+            }
+            out.append(
+                {
+                    "start": int(start),
+                    "end": int(end),
+                    "frames": len(r),
+                    "found": [k for k, v in found.items() if v],  # defects found in any frame
+                    "frames_found": found,  # ... in how many of the shot's frames
+                    "deflickered": int((col["gain_change"] > 0.005).sum()),
+                    "max_gain_change": round(float(col["gain_change"].max(initial=0.0)), 4),
+                    "weave_px_max": round(float(col["weave_px"].max(initial=0.0)), 3),
+                    "specks_filled": int(col["specks"].sum()),
+                    "speck_pixels": int(col["speck_px"].sum()),
+                    "objects_kept": int(col["objects_kept"].sum()),
+                    "scratches_found": int(col["scratches"].sum()),
+                }
+            )
         return out
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-able figures for the report: the sums and the per-frame means."""
+        """JSON-able figures for the report: the sums and the per-frame means (no per-frame rows)."""
         d: dict[str, Any] = asdict(self)
+        del d["by_frame"]
         d["mean_gain_change"] = self.gain_change_sum / max(1, self.frames)
         d["weave_px_mean"] = self.weave_px_sum / max(1, self.frames)
         d["grain_sigma_mean"] = self.grain_sigma_sum / max(1, self.grain_frames)
@@ -225,16 +279,18 @@ def clean_frames(
             if fr.index >= end:
                 break
             image = quantise(work.image, fr.image.dtype, f.dither, f.grain_seed, fr.index)
-            stats.add(work.info)
-            grain = work.info.get("grain_measure")
-            yield VideoFrame(index=fr.index, pts=fr.pts, time=fr.time, image=image, grain=grain)
+            stats.add(work.info, fr.index)
+            grain, filled = work.info.get("grain_measure"), work.info.get("filled")
+            yield VideoFrame(
+                index=fr.index, pts=fr.pts, time=fr.time, image=image, grain=grain, filled=filled
+            )
 
     return CleanedFrames(gen(), stats)
 
 
-def collect_stats(paths: Iterable[str | Path], *, remove: bool = False) -> dict[str, Any] | None:
-    """The merged `CleanStats.as_dict()` of the segment files at `paths` that exist (None: no file,
-    cleaning was off); `remove` deletes them once read (they live as long as the compose parts)."""
+def collect_stats(paths: Iterable[str | Path], *, remove: bool = False) -> CleanStats | None:
+    """The merged `CleanStats` of the segment files at `paths` that exist (None: no file, cleaning
+    was off); `remove` deletes them once read (they live as long as the compose parts)."""
     import json
 
     total: CleanStats | None = None
@@ -246,4 +302,4 @@ def collect_stats(paths: Iterable[str | Path], *, remove: bool = False) -> dict[
         total = part if total is None else total.merge(part)
         if remove:
             path.unlink()
-    return None if total is None else total.as_dict()
+    return total

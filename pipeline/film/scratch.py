@@ -97,13 +97,18 @@ def scratch_stage(works: Iterator[Work], threshold: float, max_width: int) -> It
     for past, (work, runs, response), future in sliding(found, 1, 1, lambda item: item[1]):
         keep = persistent(runs, past[-1] if past else None, future[0][1] if future else None)
         if keep:
-            work.image = inpaint_scratches(work.image, keep, response)
+            filled = np.zeros(work.image.shape[:2], bool)
+            work.image = inpaint_scratches(work.image, keep, response, filled)
+            work.info["filled"] = filled
         work.info["scratches"] = len(keep)
         yield work
 
 
-def inpaint_scratches(image: np.ndarray, runs: list[tuple[int, int]], response: np.ndarray) -> np.ndarray:
-    """`image` ([H, W, 3] float32) with each scratch run filled where its line is present."""
+def inpaint_scratches(
+    image: np.ndarray, runs: list[tuple[int, int]], response: np.ndarray, filled: np.ndarray | None = None
+) -> np.ndarray:
+    """`image` ([H, W, 3] float32) with each scratch run filled where its line is present; the
+    pixels filled are set in `filled` ([H, W] bool) when given."""
     out = image.copy()
     w = image.shape[1]
     for x0, x1 in runs:
@@ -119,6 +124,8 @@ def inpaint_scratches(image: np.ndarray, runs: list[tuple[int, int]], response: 
         for x in range(a + 1, b):
             t = (x - a) / (b - a)
             out[rows, x] = (1 - t) * left + t * right
+        if filled is not None:
+            filled[rows, a + 1 : b] = True
     return out
 
 

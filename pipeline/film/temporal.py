@@ -54,7 +54,8 @@ def temporal_clean(
     reduce: bool,
     strength: float,
 ) -> Iterator[Work]:
-    """Frames with specks filled (`info["specks"]`, `info["speck_px"]`, `info["objects_kept"]`) and,
+    """Frames with specks filled (`info["specks"]`, `info["speck_px"]`, `info["objects_kept"]`; the
+    pixels filled joined into `info["filled"]`, [H, W] bool) and,
     with `reduce`, grain averaged out (`info["grain_sigma"]`; `info["grain_residual"]` [H, W] float32
     of what was removed and `info["grain_difference"]`, the frame's luma minus its nearest aligned
     neighbour's, both read by the regrain measurement and then dropped)."""
@@ -95,6 +96,8 @@ def temporal_clean(
                 fill = 0.5 * (pw * gain_to(image, pw) + nw * gain_to(image, nw))  # flicker-matched
                 image[mask] = fill[mask]
                 y = luma(image)
+                before = c.work.info.get("filled")
+                c.work.info["filled"] = mask if before is None else before | mask
             c.work.info.update(specks=specks, speck_px=int(mask.sum()), objects_kept=objects)
         if reduce:
             near = aligned.get(1, aligned.get(-1))

@@ -363,6 +363,7 @@ def compose_frame(
     upscaled: np.ndarray | None = None,  # the frame already upscaled (frames upscaled in a batch)
     device: str = "cpu",  # where the paste, blend and projection run (torch: CPU or CUDA)
     regrain: Regrain | None = None,  # film regrain: grain of the frame's measurement (`VideoFrame.grain`)
+    pasted: list[Pasted] | None = None,  # provenance matte: appended with where each pasted face went
 ) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """One output frame and one record per face: upscaled, faces pasted, grain, projected, measured.
 
@@ -392,12 +393,14 @@ def compose_frame(
     peak = _peak(up)
     out = as_tensor(up, device) / peak  # [H, W, 3] float32 on the device
     rows = _paste_all(out, placements, scale, image.shape[:2], gray, cfg)
+    if pasted is not None:  # faces pasted (not fallbacks, which keep the upscale: nothing synthesised)
+        pasted.extend(where for _, reason, where in rows if reason is None and where is not None)
     lr = src.astype(np.float64) / _peak(src)
     bound = 10.0 * math.log10(1.0 / cfg.search.eps)  # the search's bound (loss.bound_psnr), in frame
     c = cfg.compose
     regions: list[tuple[_Region | None, float]] = []
-    for _, _, pasted in rows:
-        region = _face_region(pasted, scale, image.shape[:2], tuple(out.shape[:2])) if pasted else None
+    for _, _, where in rows:
+        region = _face_region(where, scale, image.shape[:2], tuple(out.shape[:2])) if where else None
         before = float("nan")
         if region is not None and c.project:
             before = _project(out, lr, region, c, bound)

@@ -143,7 +143,7 @@ def join_parts(
                 cc.framerate = frame_rate
             if codec_tag:
                 cc.codec_tag = codec_tag
-            for packet in _joined_packets(parts):
+            for packet in joined_packets(parts):
                 packet.stream = vout
                 out.mux(packet)
     except EncodeError:
@@ -155,7 +155,8 @@ def join_parts(
     return output
 
 
-def _joined_packets(parts: Sequence[Path]) -> Iterator[Any]:
+def joined_packets(parts: Sequence[Path]) -> Iterator[Any]:
+    """The video packets of `parts` in order (same time base), each part's timestamps kept."""
     import av
 
     last_dts: int | None = None

@@ -26,9 +26,11 @@ from pipeline.report.model import Collected, SheetFace, crop_box, flagged
 from pipeline.report.parts import (
     CSS,
     card,
+    film_shots_section,
     fmt_num,
     image_uri,
     img_tag,
+    matte_section,
     shots_section,
     times_section,
 )
@@ -475,6 +477,8 @@ def page(
         "</div></div>",
         '<h2 id="shots">Shots</h2>',
         shots_section(body, thumbs, out_frames, cfg),
+        film_shots_section(body.get("film")),
+        matte_section(body.get("matte")),
         '<h2 id="people">People</h2>',
         people_sheet(
             body.get("people"), out_frames, scale, {int(t["track_id"]) for t in body.get("tracks", [])}

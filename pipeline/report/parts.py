@@ -114,3 +114,44 @@ def shots_section(
     if len(shots) > len(thumbs):
         more = f'<p class="small">{len(shots) - len(thumbs)} more shots without thumbnails</p>'
     return f'<div class="shots">{"".join(parts)}</div>{more}'
+
+
+def film_shots_section(film: Mapping[str, Any] | None) -> str:
+    """Film cleaning per shot: what each stage found (in how many frames) and what it did."""
+    shots = (film or {}).get("shots")
+    if not shots:
+        return ""
+    rows = []
+    for i, s in enumerate(shots):
+        n = s["frames_found"]
+        found = ", ".join(f"{k} ({n[k]} frames)" for k in s["found"]) or "nothing"
+        rows.append(
+            f"<tr><td>{i}</td><td>{s['start']}–{s['end'] - 1}</td><td>{escape(found)}</td>"
+            f"<td>{s['deflickered']} (gain ±{100 * s['max_gain_change']:.1f} %)</td>"
+            f"<td>{s['weave_px_max']:.2f} px</td><td>{s['specks_filled']} ({s['objects_kept']} kept)</td>"
+            f"<td>{s['scratches_found']}</td></tr>"
+        )
+    head = (
+        "<tr><th>shot</th><th>frames</th><th>found</th><th>deflickered</th><th>largest weave shift</th>"
+        "<th>specks filled (objects kept)</th><th>scratches</th></tr>"
+    )
+    return f'<h2 id="film">Film cleaning per shot</h2><table class="kv">{head}{"".join(rows)}</table>'
+
+
+def matte_section(matte: Mapping[str, Any] | None) -> str:
+    """The provenance matte (film.matte): where it is, what it marks, the altered share per shot."""
+    if not matte:
+        return ""
+    rows = "".join(
+        f"<tr><td>{i}</td><td>{s['start']}–{s['end'] - 1}</td><td>{100 * s['altered_share']:.3f} %</td>"
+        f"<td>{s['frames_altered']}</td></tr>"
+        for i, s in enumerate(matte.get("shots", []))
+    )
+    return (
+        '<h2 id="matte">Provenance matte</h2>'
+        f'<p class="small">{escape(str(matte.get("path")))}: a lossless gray mask, frame for frame with the '
+        f"output, marking every synthesised pixel ({escape(str(matte.get('marks')))}). "
+        f"{100 * float(matte.get('altered_share', 0.0)):.3f} % of the output's pixels were altered.</p>"
+        '<table class="kv"><tr><th>shot</th><th>frames</th><th>pixels altered</th>'
+        f"<th>frames altered</th></tr>{rows}</table>"
+    )

@@ -155,9 +155,11 @@ def save_segment_meta(
     index: list[int],
     pts: list[int],
     grain: Sequence[np.ndarray | None] = (),
+    filled: Sequence[np.ndarray | None] = (),
 ) -> None:
     """The npz beside a clean segment's frames (written last: an existing npz means both are
-    complete); `grain` the frames' grain measurements (regrain), one per index or none at all."""
+    complete); `grain` the frames' grain measurements (regrain) and `filled` the pixels film fills
+    synthesised (bit-packed), one per index or none at all."""
     rate = frames.frame_rate
     measured = [g for g in grain if g is not None]
     width = measured[0].size if measured else 0
@@ -174,7 +176,32 @@ def save_segment_meta(
         frame_rate=np.array([rate.numerator, rate.denominator] if rate else [0, 1], np.int64),
         film=np.array(json.dumps(stats)),
         grain=table,
+        **_packed_fills(filled, len(index)),
     )
+
+
+def _packed_fills(filled: Sequence[np.ndarray | None], n: int) -> dict[str, np.ndarray]:
+    """`filled` masks as npz arrays: bit-packed rows and which frames have one (none: empty)."""
+    masks = [f for f in filled if f is not None]
+    if not masks:
+        return {}
+    shape = masks[0].shape
+    rows = np.zeros((n, (shape[0] * shape[1] + 7) // 8), np.uint8)
+    for row, f in enumerate(filled):
+        if f is not None:
+            rows[row] = np.packbits(f.ravel())
+    return {
+        "filled": rows,
+        "filled_any": np.array([f is not None for f in filled], bool),
+        "filled_shape": np.array(shape, np.int64),
+    }
+
+
+def _unpacked_fill(meta: dict[str, np.ndarray], row: int) -> np.ndarray | None:
+    if "filled" not in meta or not meta["filled_any"][row]:
+        return None
+    h, w = (int(v) for v in meta["filled_shape"])
+    return np.unpackbits(meta["filled"][row], count=h * w).reshape(h, w).astype(bool)
 
 
 class StoredFrames:
@@ -222,6 +249,7 @@ class StoredFrames:
                     time=pts * self.time_base,
                     image=np.array(images[index - segment.start]),
                     grain=g,
+                    filled=_unpacked_fill(meta, row),
                 )
 
     def native(self) -> Iterator[tuple[int, int, Any]]:

@@ -27,6 +27,7 @@ from pipeline.run.report import ReportArtifacts, RestoreReport, provenance_tags,
 from pipeline.types import VideoInfo, VideoStreamInfo
 
 if TYPE_CHECKING:
+    from pipeline.faces.scan import ScanResult
     from pipeline.run.plan import PlanSummary
 
 log = logging.getLogger(__name__)
@@ -92,11 +93,35 @@ def join(summary: PlanSummary, *, context: dict[str, Any]) -> Any:
         overwrite=job.overwrite,
         metadata=tags,
     )
+    if cfg.film.matte:  # the provenance matte beside the output, joined as the video parts were
+        from pipeline.run.matte import join_matte
+
+        join_matte(summary.records, job.output)
     seconds["mux"] = time.perf_counter() - t
     dump_config(cfg, job.output.with_name(job.output.name + ".config.yaml"))
     report = job.mode.finish(summary, seconds, context.get("executor"), context.get("decode"))
+    if cfg.film.matte:
+        from pipeline.run.matte import remove_matte_files
+
+        remove_matte_files(summary.records)
     _remove_parts(summary.parts, summary.records)
     return report
+
+
+def _film_figures(records: Sequence[str], scanned: ScanResult | None) -> dict[str, Any] | None:
+    """What film cleaning changed, over the whole run and per shot (the whole clip as one when not
+    scanned), from the compose segments' figures (removed once read); None without cleaning."""
+    from pipeline.run.steps import film_stats_path
+
+    cleaned = collect_stats([film_stats_path(p) for p in records], remove=True)
+    if cleaned is None:
+        return None
+    film = cleaned.as_dict()
+    log.info("film cleaning: %s", ", ".join(f"{k} {v:.4g}" for k, v in film.items()))
+    last = int(max((r[0] for r in cleaned.by_frame), default=-1)) + 1
+    ranges = [(s.start, s.end) for s in scanned.shots] if scanned is not None else [(0, last)]
+    film["shots"] = cleaned.by_shot(ranges)
+    return film
 
 
 def finish_restore(
@@ -106,7 +131,7 @@ def finish_restore(
     decode: Mapping[str, Any] | None = None,
 ) -> RestoreReport:
     """Restore's report: every face-frame's figures, film cleaning's, the JSON and the HTML page."""
-    from pipeline.run.steps import face_rows, film_stats_path
+    from pipeline.run.steps import face_rows
 
     job = summary.job
     cfg = job.config
@@ -122,10 +147,14 @@ def finish_restore(
 
     people = people_from_arrays(stitched, scanned.tracks) if stitched is not None and scanned else None
     model = job.model_description or cfg.prior.model
-    film = collect_stats([film_stats_path(p) for p in summary.records], remove=True)  # film cleaning figures
-    if film is not None:
-        log.info("film cleaning: %s", ", ".join(f"{k} {v:.4g}" for k, v in film.items()))
+    film = _film_figures(summary.records, scanned)
     counts = FaceCounts.of(merge_records(faces, load_records(summary.records)))
+    matte = None
+    if cfg.film.matte:  # the share of altered pixels per shot (the whole clip when not scanned)
+        from pipeline.run.matte import matte_report
+
+        shots = [(s.start, s.end) for s in scanned.shots] if scanned is not None else None
+        matte = matte_report(summary.records, job.output, shots)
     report = RestoreReport(
         output=job.output,
         frames=output_frame_count(job.output),  # the output's, not the source index's (#15)
@@ -161,6 +190,7 @@ def finish_restore(
         model_key=job.model_key,
         film=film,
         people=people,
+        matte=matte,
     )
     # DEBUG: the command line prints this summary as its final line; at INFO it showed twice.
     log.debug("wrote %s: %s", job.output, face_sentence(report))

@@ -222,6 +222,7 @@ def write_report(
     model_key: str | None = None,
     film: Mapping[str, Any] | None = None,
     people: Sequence[Person] | None = None,
+    matte: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write `OUTPUT.report.json` and (config.report.html) `OUTPUT.report.html`; returns the JSON path.
 
@@ -267,6 +268,8 @@ def write_report(
         "seconds": {k: round(v, 3) for k, v in report.seconds.items()},
         "decode": report.decode,  # frames decoded and film-cleaned per frame of the video
         "film": dict(film) if film is not None else None,  # film: what cleaning changed (CleanStats.as_dict)
+        # film.matte: the provenance matte beside the output, the share of altered pixels per shot
+        "matte": dict(matte) if matte is not None else None,
         "provenance": {
             "reel_version": __version__,
             "model_key": model_key,

@@ -72,7 +72,6 @@ if TYPE_CHECKING:
     from pipeline.faces.choose import PeopleChoice
     from pipeline.faces.people import Person
     from pipeline.faces.scan import Embeddings
-    from pipeline.frame.grain import Regrain
 
 __all__ = [
     "CUT_WINDOW",
@@ -112,6 +111,7 @@ def clean_step(video: str, info: VideoInfo, cfg: Config, segment: CleanSegment) 
     index: list[int] = []
     pts: list[int] = []
     grain: list[np.ndarray | None] = []
+    filled: list[np.ndarray | None] = []
     frames = read_frames(video, cfg, segment.start, segment.end)
     with frames, atomic_path(segment.frames) as tmp:
         assert isinstance(frames, Frames)
@@ -128,11 +128,12 @@ def clean_step(video: str, info: VideoInfo, cfg: Config, segment: CleanSegment) 
             index.append(frame.index)
             pts.append(frame.pts)
             grain.append(frame.grain)
+            filled.append(frame.filled)
         if out is None:
             raise DecodeError(Path(video), f"no frame decoded in [{segment.start}, {segment.end})")
         out.flush()
         del out  # the memory map is closed before the file is renamed
-    save_segment_meta(segment, frames, index, pts, grain)
+    save_segment_meta(segment, frames, index, pts, grain, filled)
     return {"frames": len(index)}
 
 
@@ -556,6 +557,34 @@ def _hidden(
     return image, rows
 
 
+def _composed(
+    frames: Iterable[VideoFrame],
+    by_frame: Mapping[int, Sequence[Any]],
+    hide: Mapping[int, Sequence[Any]],
+    hider: Hider | None,
+    gray: bool,
+    cfg: Config,
+) -> Iterator[tuple[VideoFrame, np.ndarray, list[dict[str, Any]], list[Any]]]:
+    """Each frame of a compose segment as written: (frame, output image, its face records, the
+    faces pasted in it); faces restored and pasted, or, for a mode that hides faces, hidden."""
+    from pipeline.frame.compose import Steadiness, compose_frame
+
+    upscaler = make_upscaler(cfg) if hider is None else None
+    device = compose_device(upscaler)
+    steadiness = Steadiness()  # faces' records: output vs footage change along each track
+    regrain = Regrain(cfg.film.grain_seed) if cfg.film.grain == "regrain" else None
+    for frame, up in upscaled_frames(frames, upscaler):
+        faces: list[Any] = []
+        if hider is not None:
+            image, rows = _hidden(hider, frame, hide.get(frame.index, ()), gray, cfg, regrain)
+        else:
+            image, rows = compose_frame(
+                frame, frame.image, by_frame.get(frame.index, ()), gray, cfg, upscaler,
+                steadiness, upscaled=up, device=device, regrain=regrain, pasted=faces,
+            )  # fmt: skip
+        yield frame, image, rows, faces
+
+
 def compose_step(
     video: str,
     info: VideoInfo,
@@ -578,7 +607,7 @@ def compose_step(
     The part is written under a temporary name and renamed when complete (VideoWriter), so an
     existing part is always a finished one; the records are written after it.
     """
-    from pipeline.frame.compose import Steadiness, compose_frame
+    from pipeline.run.matte import SegmentMatte
 
     by_frame = load_placements(sources, start, end)
     hide: dict[int, list[Any]] = {}
@@ -587,36 +616,21 @@ def compose_step(
         hide = hider.segment(scan_path, by_frame, start, end, (info.video.width, info.video.height), cfg)
     records: list[dict[str, Any]] = []
     writer: Any = None
+    matte = SegmentMatte(out_records) if cfg.film.matte else None  # provenance matte (pipeline.run.matte)
     frames = read_frames(video, cfg, start, end, stored=stored)
     try:
         with frames:
             if not by_frame and not hide and passes_through(info, cfg):
                 vs = info.video
-                writer = _writer(
-                    Path(out_part),
-                    (vs.width, vs.height),
-                    vs.bit_depth > 8,
-                    frames,
-                    info,
-                    cfg,
-                    native=vs.pix_fmt,
-                )
+                size = (vs.width, vs.height)
+                writer = _writer(Path(out_part), size, vs.bit_depth > 8, frames, info, cfg, native=vs.pix_fmt)
                 writer.open()
-                for _, pts, av_frame in frames.native():
+                for index, pts, av_frame in frames.native():
                     writer.write_frame(av_frame, pts)
+                    if matte is not None:  # nothing changed: an all-zero matte
+                        matte.add((vs.height, vs.width), index, pts, frames.time_base)
             else:
-                upscaler = make_upscaler(cfg) if hider is None else None
-                device = compose_device(upscaler)
-                steadiness = Steadiness()  # faces' records: output vs footage change along each track
-                regrain = Regrain(cfg.film.grain_seed) if cfg.film.grain == "regrain" else None
-                for frame, up in upscaled_frames(frames, upscaler):
-                    if hider is not None:
-                        image, rows = _hidden(hider, frame, hide.get(frame.index, ()), gray, cfg, regrain)
-                    else:
-                        image, rows = compose_frame(
-                            frame, frame.image, by_frame.get(frame.index, ()), gray, cfg, upscaler,
-                            steadiness, upscaled=up, device=device, regrain=regrain,
-                        )  # fmt: skip
+                for frame, image, rows, faces in _composed(frames, by_frame, hide, hider, gray, cfg):
                     records.extend(rows)
                     if writer is None:
                         # Opened at the first frame: inverse telecine sets the time base as it decodes.
@@ -624,14 +638,25 @@ def compose_step(
                         writer = _writer(Path(out_part), size, image.dtype == np.uint16, frames, info, cfg)
                         writer.open()
                     writer.write(image, frame.pts)
+                    if matte is not None:
+                        matte.add(
+                            image.shape[:2], frame.index, frame.pts, frames.time_base, frame.filled, faces
+                        )
         if writer is None:
             raise DecodeError(Path(video), f"no frame decoded in [{start}, {end})")
         writer.close()
+        if matte is not None:
+            matte.close()
     except BaseException:
         if writer is not None:
             writer.abort()
+        if matte is not None:
+            matte.abort()
         raise
     save_json(out_records, records)
     if frames.film_stats is not None:  # film: what cleaning changed in this segment (merged at the join)
-        save_json(film_stats_path(out_records), frames.film_stats.as_dict())
+        save_json(
+            film_stats_path(out_records),
+            {**frames.film_stats.as_dict(), "by_frame": frames.film_stats.by_frame},
+        )
     return {"frames": writer.frames_written, "faces": sum(len(v) for v in by_frame.values())}

@@ -16,45 +16,12 @@ from typing import Any
 import numpy as np
 import pytest
 
+from pipeline.anon.evaluate import one_person_figures, synthetic_identities
 from pipeline.config import load_config
 from pipeline.faces.people_clip import Appearance, render
 from pipeline.faces.synthetic import write_video
 from pipeline.metrics.identity import SAME_PERSON_COSINE
 from tests.anon.test_anonymize import FAST
-
-
-def _synthetic_identities(workdir: Path) -> tuple[dict[int, list[np.ndarray]], dict[int, int]]:
-    """track -> SFace embedding of each of its synthetic faces (the generator's image, aligned by
-    the track's own landmarks mapped into it), and track -> person, from the run's work directory."""
-    import cv2
-
-    from pipeline.faces import store
-    from pipeline.faces.align import crop_to_frame_affine
-    from pipeline.faces.people import person_of_tracks
-    from pipeline.files import load_arrays
-    from pipeline.metrics.identity import embed_face
-
-    arrays = load_arrays(next(workdir.rglob("scan-people*.npz")))
-    tracks = {t.track_id: t for t in store.scan_from_arrays(arrays).tracks}
-    out: dict[int, list[np.ndarray]] = {}
-    for path in workdir.rglob("track-*.faces.npy"):
-        faces = np.load(path).astype(np.float32)
-        if len(faces) == 0:  # a track with no servable face-frame: masked only
-            continue
-        tid = int(path.name.split("-")[1].split(".")[0])
-        frames = load_arrays(str(path).replace(".faces.npy", ".npz"))["frame_index"]
-        rows = {r.frame_index: r for r in tracks[tid].frames}
-        for image, f in zip(faces, frames, strict=True):
-            marks = rows[int(f)].landmarks
-            to_frame = np.vstack([crop_to_frame_affine(marks, image.shape[0]), [0, 0, 1]])
-            in_crop = (np.c_[marks, np.ones(5)] @ np.linalg.inv(to_frame).T)[:, :2] * (112 / image.shape[0])
-            big = cv2.resize(np.clip(image, 0, 1), (112, 112), interpolation=cv2.INTER_CUBIC)
-            out.setdefault(tid, []).append(embed_face(big, np.array([0, 0, 112, 112], np.float32), in_crop))
-    return out, person_of_tracks(arrays)
-
-
-def _mean_cosine(a: list[np.ndarray], b: list[np.ndarray]) -> float:
-    return float(np.mean([float(x @ y) for x in a for y in b if x is not y]))
 
 
 @pytest.fixture(scope="module")
@@ -91,19 +58,17 @@ def one_run(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple
 
 def test_every_shot_of_a_person_shows_one_synthetic_person(one_run: tuple[Path, list[Any]]) -> None:
     out, starts = one_run
-    ids, person = _synthetic_identities(Path(f"{out}.work"))
+    ids, person = synthetic_identities(Path(f"{out}.work"))
     tracks_of: dict[int, list[int]] = {}
     for tid in ids:
         tracks_of.setdefault(person[tid], []).append(tid)
-    linked = [ts for ts in tracks_of.values() if len(ts) == 2]
-    assert len(linked) == 2  # both people found in both shots, each given synthetic faces there
+    assert sorted(len(ts) for ts in tracks_of.values()) == [2, 2]  # both people found in both shots
     assert len(starts) == len(tracks_of)  # one secret per person, not per track
-    within = min(_mean_cosine(ids[t], ids[t]) for t in ids)
-    same = [_mean_cosine(ids[a], ids[b]) for a, b in linked]
-    other = [_mean_cosine(ids[a], ids[b]) for a in linked[0] for b in linked[1]]
-    assert min(same) >= SAME_PERSON_COSINE
-    assert min(same) >= within - 0.1  # as alike across the cut as along one shot
-    assert max(other) <= min(same) - 0.2  # two people are two synthetic people
+    figures = one_person_figures(ids, person)
+    assert figures["same_person_pairs"] == 2
+    assert figures["same_person"] >= SAME_PERSON_COSINE
+    assert figures["same_person"] >= figures["within_track"] - 0.1  # as alike across the cut as along a shot
+    assert figures["other_people"] <= figures["same_person"] - 0.2  # two people are two synthetic people
 
 
 def test_the_per_person_secret_is_written_nowhere(one_run: tuple[Path, list[Any]]) -> None:

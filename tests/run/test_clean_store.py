@@ -48,6 +48,8 @@ def test_stored_segments_equal_decoding_and_cleaning_across_a_segment_edge(
     for a, b in zip(got, want, strict=True):
         assert a.image.dtype == b.image.dtype and np.array_equal(a.image, b.image), a.index
         assert a.grain is not None and b.grain is not None and np.array_equal(a.grain, b.grain), a.index
+        assert (a.filled is None) == (b.filled is None), a.index  # dust fills (the provenance matte)
+        assert a.filled is None or np.array_equal(a.filled, b.filled), a.index
 
     # one segment's film figures are those of decoding and cleaning that segment alone
     with read_frames(src, cfg, 10, 20) as decoded:

@@ -116,7 +116,9 @@ def test_pasted_faces_change_only_face_regions(restored: _Run, tmp_path: Path) -
     # The 16-px test generator cannot serve these faces (drawn at 60-100 px): they fall back to the
     # consistent upscale. Allowed to stretch it, the faces are pasted, and we can see where.
     stretched = replace(cfg, compose=replace(cfg.compose, max_face_stretch=100.0))
+    stretched = replace(stretched, film=replace(cfg.film, matte=True))  # and the provenance matte
     assert restore(restored.input, tmp_path / "p.mkv", stretched).restored == restored.report.restored
+    matte = _decoded(tmp_path / "p.mkv.matte.mkv")
     source = _decoded(restored.input)
     out = _decoded(tmp_path / "p.mkv")
     base = [upscale(f, cfg.upscale.scale, cfg.upscale.method) for f in source]  # the plain upscale
@@ -132,6 +134,9 @@ def test_pasted_faces_change_only_face_regions(restored: _Run, tmp_path: Path) -
         squares = cv2.dilate(squares, np.ones((3, 3), np.uint8))  # rounding of the square's edge
         assert not (changed & (squares == 0)).any(), f"frame {t} changed outside the faces"
         assert changed[squares > 0].mean() > 0.3  # ... and the faces did change
+        marked = matte[t][..., 0] > 0  # the matte marks every pasted face's pixels, and only those
+        assert not (changed & ~marked).any() and not (marked & (squares == 0)).any(), t
+        assert marked[squares > 0].mean() > 0.3
         assert np.abs(a[..., 0] - a[..., 1]).max() <= 2  # black and white stays black and white
 
 
