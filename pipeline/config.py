@@ -122,6 +122,13 @@ class SearchConfig:
     # search worker); 0 = off. Smoothing (smooth_sigma > 0) needs whole tracks and keeps them whole.
     chunk_len: int = 0
     chunk_landing: int = 4  # a chunk's last frames are steered onto the next chunk's anchor (no jump)
+    # reference photos (--reference-photos, pipeline.search.guide): weight of the pull of a guided face's
+    # latents towards its reference person's (inverted from the photos); the bound still holds: a guided
+    # face that misses it is refined without the pull
+    guide_weight: float = 0.2
+    guide_start: bool = True  # a guided track's cold first frame starts from the reference latents
+    guide_steps: int = 200  # optimiser steps inverting each reference photo (a cold search on the photo)
+    guide_restarts: int = 2  # cold starts per reference photo (their latents are averaged)
 
 
 @dataclass(frozen=True)
@@ -203,6 +210,9 @@ class PeopleConfig:
 
     only: str | None = None  # --only-people: only these people are restored (or hidden)
     exclude: str | None = None  # --except-people: everyone but these people
+    # --reference-photos (restore): photos of people (as above) that guide the restoration of the people
+    # recognised in them (pipeline.search.guide; the bound still holds)
+    reference: str | None = None
 
 
 @dataclass(frozen=True)
@@ -230,6 +240,9 @@ class FilmConfig:
     deflicker: bool = False  # match each frame's mean brightness (per channel) to its temporal window
     deflicker_radius: int = 5  # ... the window: this many frames either side
     deflicker_max_gain: float = 1.6  # gains are limited to [1/x, x] (a cut or a fade is not flicker)
+    # local flicker: after the global gain, gains that vary smoothly across the frame (a 3 x 3 grid,
+    # interpolated) over the same window; fades, flashes and a lamp switched on in part of the picture kept
+    local_flicker: bool = False
     weave: bool = False  # gate weave / jitter: each frame shifted onto its window's mean path (no crop)
     weave_radius: int = 6  # ... the window: this many frames either side
     weave_max_px: float = 8.0  # a correction larger than this (source px) is not weave and is left alone

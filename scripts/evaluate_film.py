@@ -29,6 +29,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -122,6 +123,14 @@ def jitter_figures(clean: list[np.ndarray], seed: int) -> dict[str, float]:
     return {"jitter_added_px": shift(bad), "jitter_left_px": shift(out)}
 
 
+def local_figures(fn: Any, clean: list[np.ndarray], seed: int) -> dict[str, float]:
+    """Local flicker alone (gains varying smoothly across the frame, log std ~6 % at the corners):
+    what is left of its spread across the frame (pipeline.film.measure.local_flicker_left)."""
+    bad = S.add_local_flicker(clean, 0.06, seed=seed + 7)
+    out, _ = fn(bad)
+    return {"local_flicker_left": M.local_flicker_left(out, bad, clean)}
+
+
 def evaluate(clips: dict[str, list[np.ndarray]], seed: int) -> dict[str, dict[str, dict[str, float]]]:
     """{method: {clip: figures}}: the do-no-harm figures (on the clean clip) and the defect figures."""
     methods = {
@@ -140,6 +149,7 @@ def evaluate(clips: dict[str, list[np.ndarray]], seed: int) -> dict[str, dict[st
                 **jitter,
                 **M.harm(kept, clean),
                 **defect_figures(fixed, bad, clean, masks),
+                **local_figures(fn, clean, seed),
                 "fps": fps,
             }
     return rows
@@ -147,7 +157,7 @@ def evaluate(clips: dict[str, list[np.ndarray]], seed: int) -> dict[str, dict[st
 
 def table(rows: dict[str, dict[str, dict[str, float]]]) -> list[str]:
     keys = ["shift_px", "brightness", "block_levels", "psnr_min", "flicker_left", "specks_left"]
-    keys += ["scratch_left", "psnr_gain_db", "jitter_added_px", "jitter_left_px", "fps"]
+    keys += ["scratch_left", "psnr_gain_db", "local_flicker_left", "jitter_added_px", "jitter_left_px", "fps"]
     lines = [f"{'method':17s} {'clip':10s} " + " ".join(f"{k:>12s}" for k in keys)]
     for method, per_clip in rows.items():
         for clip, m in per_clip.items():
@@ -163,7 +173,7 @@ def summary(rows: dict[str, dict[str, dict[str, float]]]) -> dict[str, dict[str,
         ms = list(per_clip.values())
         s: dict[str, float | bool] = {k: max(m[k] for m in ms) for k in HARM_GOALS}
         s["psnr_min"] = min(m["psnr_min"] for m in ms)
-        means = [*GOALS, "psnr_gain_db", "jitter_added_px", "jitter_left_px", "fps"]
+        means = [*GOALS, "psnr_gain_db", "local_flicker_left", "jitter_added_px", "jitter_left_px", "fps"]
         s.update({k: float(np.mean([m[k] for m in ms])) for k in means})
         s["no_harm"] = all(float(s[k]) <= v for k, v in HARM_GOALS.items()) and float(s["psnr_min"]) >= 30
         s["defects_goal"] = all(float(s[k]) <= v for k, v in GOALS.items()) and float(s["psnr_gain_db"]) >= 5

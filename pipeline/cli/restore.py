@@ -30,6 +30,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="face prior (StyleGAN2 checkpoint file or model-zoo name): detect, track and restore every "
         "face by latent search (the restored detail is invented, not recovered); sets prior.model",
     )
+    parser.add_argument(
+        "--reference-photos",
+        metavar="DIR",
+        help="photos of people (one photo, or one subfolder of photos, per person): a person recognised "
+        "in the video is restored towards their photos (the footage still decides: every face meets the "
+        "bound); needs --model; sets people.reference",
+    )
     add_run_arguments(parser)
 
 
@@ -48,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.preset, sets)
     config = _sequence_preset(config, args.output)
     config = apply_run_arguments(config, args)
+    if args.reference_photos is not None:
+        config = replace(config, people=replace(config.people, reference=args.reference_photos))
     if config.prior.model is None:
         print(NO_MODEL_LINE, file=sys.stderr)
     report = restore(args.input, args.output, config, overwrite=args.overwrite)

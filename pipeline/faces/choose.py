@@ -15,6 +15,10 @@ say (the safe rule).
 
 The choice is data (`PeopleChoice`, sent with the job); its `key` is a hash of the references'
 embeddings and the rule, so a changed choice makes a new stitched scan and reruns what follows.
+
+Reference photos for guided restoration (`--reference-photos DIR`, `References`) are read the same
+way, with the same errors; a person of the video recognised as a reference person is `guide`d by
+them (pipeline.search.guide inverts the photos, aligned by `reference_crop`, into latents).
 """
 
 from __future__ import annotations
@@ -27,9 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.errors import ConfigError, InputError
-from pipeline.faces.detect import make_detector
 from pipeline.faces.people import Embeddings, Person, track_identity
-from pipeline.metrics.identity import SAME_PERSON_COSINE, embed_face
+from pipeline.metrics.identity import SAME_PERSON_COSINE
 from pipeline.types import Track
 
 DETECT_PX = 640  # photos are reduced to this many px on their long side before detection
@@ -54,9 +57,12 @@ class PeopleChoice:
         return hashlib.sha256(self.rule.encode() + data).hexdigest()[:16]
 
 
-def _photo_embedding(path: Path) -> np.ndarray:
-    """SFace embedding of the largest face in one photo (any size)."""
+def _largest_face(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+    """(the photo [H, W, 3] RGB, its detection copy, box, landmarks (on that copy), the copy's scale)
+    of the largest face in one photo (any size)."""
     import cv2
+
+    from pipeline.faces.detect import make_detector
 
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
@@ -69,7 +75,27 @@ def _photo_embedding(path: Path) -> np.ndarray:
         raise InputError(path, "no face found in this reference photo")
     widths = faces.boxes[:, 2] - faces.boxes[:, 0]
     i = int(np.argmax(widths))
-    return embed_face(small, faces.boxes[i], faces.landmarks[i])
+    return rgb, np.ascontiguousarray(small), faces.boxes[i], faces.landmarks[i], scale
+
+
+def _photo_embedding(path: Path) -> np.ndarray:
+    """SFace embedding of the largest face in one photo (any size)."""
+    from pipeline.metrics.identity import embed_face
+
+    _, small, box, landmarks, _ = _largest_face(path)
+    return embed_face(small, box, landmarks)
+
+
+def reference_crop(path: str | Path) -> np.ndarray:
+    """The largest face of a reference photo aligned as the scan aligns a track's faces
+    (pipeline.faces.align), from the full-size photo, at its native size: [S, S, 3] float in [0, 1]."""
+    from pipeline.faces.align import crop_to_frame_affine, native_size, warp_crop
+
+    rgb, _, _, landmarks, scale = _largest_face(Path(path))
+    full = np.asarray(landmarks, np.float64) / scale
+    size = native_size(full)
+    crop = warp_crop(rgb, crop_to_frame_affine(full, size), size).astype(np.float32) / 255.0
+    return np.clip(crop, 0.0, 1.0)
 
 
 def _photos(folder: Path) -> list[tuple[str, list[Path]]]:
@@ -101,6 +127,49 @@ def load_choice(folder: str | Path, *, only: bool) -> PeopleChoice:
         names.append(name)
         embeddings.append(tuple(float(v) for v in mean / max(float(np.linalg.norm(mean)), 1e-12)))
     return PeopleChoice(only, str(folder), tuple(names), tuple(embeddings))
+
+
+@dataclass(frozen=True)
+class References:
+    """Reference photos that guide the restoration of the people in them (`--reference-photos DIR`,
+    pipeline.search.guide): per person their name, unit-mean SFace embedding and photos."""
+
+    folder: str
+    names: tuple[str, ...]
+    embeddings: tuple[tuple[float, ...], ...]  # [128] per reference person
+    photos: tuple[tuple[str, ...], ...]  # the photos' paths per reference person
+
+    def key(self) -> str:
+        """A hash of the references (rounded embeddings: the same photos give the same key)."""
+        data = np.round(np.asarray(self.embeddings, np.float64), 4).tobytes()
+        return hashlib.sha256(b"references" + data).hexdigest()[:16]
+
+    def as_choice(self) -> PeopleChoice:
+        """The same people as a choice (`recognised` matches a video's person to them)."""
+        return PeopleChoice(True, self.folder, self.names, self.embeddings)
+
+
+def load_references(folder: str | Path) -> References:
+    """The reference people of `folder` (read as --only-people reads it, with the same one-line
+    errors for an empty folder, an unreadable image or a photo without a face)."""
+    choice = load_choice(folder, only=True)
+    photos = tuple(tuple(str(p) for p in ps) for _, ps in _photos(Path(folder)))
+    return References(choice.folder, choice.names, choice.embeddings, photos)
+
+
+def guides(
+    people: Sequence[Person], tracks: Sequence[Track], embeddings: Embeddings, refs: References
+) -> list[Person]:
+    """`people` with `guide` set: the reference person each decided person is recognised as (their
+    tracks are searched towards that person's photos); undecided people are never guided."""
+    from dataclasses import replace
+
+    by_id = {t.track_id: t for t in tracks}
+    choice = refs.as_choice()
+    return [
+        replace(p, guide=recognised(person_identity(p, by_id, embeddings), choice) if p.decided else None)
+        for p in people
+    ]
 
 
 def choice_of(only: str | None, exclude: str | None) -> PeopleChoice | None:

@@ -36,7 +36,8 @@ Embeddings = Mapping[int, Sequence[tuple[np.ndarray, np.ndarray]]]  # frame -> [
 @dataclass(frozen=True)
 class Person:
     """One person of a video: their tracks (ids), face-frames, and whether identity decided them;
-    `chosen` and `match` once reference photos chose the people (pipeline.faces.choose)."""
+    `chosen` and `match` once reference photos chose the people, `guide` once reference photos guide
+    their restoration (pipeline.faces.choose)."""
 
     person_id: int
     tracks: tuple[int, ...]
@@ -45,6 +46,7 @@ class Person:
     thumbs: tuple[Thumb, ...] = ()  # where each track is pictured (its widest real row)
     chosen: bool | None = None  # processed (restored or hidden) under a choice; None: no choice made
     match: str | None = None  # the reference person recognised
+    guide: str | None = None  # the reference person whose photos guide their restoration (--reference-photos)
 
     def as_json(self) -> dict[str, object]:
         out: dict[str, object] = {
@@ -55,6 +57,8 @@ class Person:
         }
         if self.chosen is not None:
             out |= {"chosen": self.chosen, "match": self.match}
+        if self.guide is not None:
+            out |= {"guided_by": self.guide}
         return out | {"thumbs": [t.as_json() for t in self.thumbs]}
 
 
@@ -167,6 +171,7 @@ def people_to_arrays(people: Sequence[Person]) -> dict[str, np.ndarray]:
         # -1: no choice made, 0: not chosen, 1: chosen
         "person_chosen": np.array([-1 if p.chosen is None else int(p.chosen) for p, _ in rows], np.int64),
         "person_match": np.array([p.match or "" for p, _ in rows], str),
+        "person_guide": np.array([p.guide or "" for p, _ in rows], str),
     }
     # per track: shot, frame, box of its picture (-1 rows: none stored)
     pics = [thumbs.get(p.tracks[i]) for p, i in rows]
@@ -218,6 +223,7 @@ def _stored_person(
     )
     chosen = int(a["person_chosen"][j]) if "person_chosen" in a else -1
     match = str(a["person_match"][j]) if "person_match" in a else ""
+    guide = str(a["person_guide"][j]) if "person_guide" in a else ""
     return Person(
         pid,
         tuple(sorted(ids)),
@@ -226,4 +232,5 @@ def _stored_person(
         tuple(sorted(thumbs, key=lambda t: t.track_id)),
         None if chosen < 0 else bool(chosen),
         match or None,
+        guide or None,
     )

@@ -29,12 +29,7 @@ import numpy as np
 
 from pipeline.config import Config, FilmConfig
 from pipeline.errors import ConfigError
-from pipeline.film.deflicker import deflicker
-from pipeline.film.grain import line_denoise, measure_grain, quantise
-from pipeline.film.scratch import scratch_stage
-from pipeline.film.temporal import temporal_clean
-from pipeline.film.weave import stabilise
-from pipeline.film.window import Work, luma
+from pipeline.film.window import Work
 from pipeline.types import VideoFrame
 
 GRAIN_MODES = ("keep", "reduce", "regrain")
@@ -42,6 +37,8 @@ GRAIN_MODES = ("keep", "reduce", "regrain")
 FRAME_FIELDS = (
     "flicker_found",
     "gain_change",
+    "local_flicker_found",
+    "local_gain",
     "jitter_found",
     "weave_px",
     "specks",
@@ -67,6 +64,8 @@ class CleanStats:
     objects_kept: int = 0  # speck candidates found in both neighbours nearby: moving objects, left alone
     scratch_frames: int = 0  # frames with at least one line scratch
     scratches_found: int = 0  # scratches summed over frames
+    local_flicker_found: int = 0  # frames whose window's cells wobble apart (local flicker; else left alone)
+    local_deflickered: int = 0  # frames given a field of gains moving some part by more than 0.5 %
     jitter_found: int = 0  # frames whose window's positions jitter from frame to frame (else left alone)
     weave_frames: int = 0  # frames moved by 0.02 px or more
     weave_px_sum: float = 0.0  # sum over frames of the shift applied (px)
@@ -87,6 +86,8 @@ class CleanStats:
             self.deflickered += change > 0.005
         self.flicker_found += bool(info.get("flicker_found", False))
         self.jitter_found += bool(info.get("jitter_found", False))
+        self.local_flicker_found += bool(info.get("local_flicker_found", False))
+        self.local_deflickered += float(info.get("local_gain", 0.0)) > 0.005
         self.specks_filled += int(info.get("specks", 0))
         self.speck_pixels += int(info.get("speck_px", 0))
         self.objects_kept += int(info.get("objects_kept", 0))
@@ -103,7 +104,8 @@ class CleanStats:
             self.grain_sigma_sum += 255.0 * float(info["grain_sigma"])
         self.regrained += bool(info.get("regrained", False))
         if index is not None:
-            found = (bool(info.get("flicker_found")), change, bool(info.get("jitter_found")), px)
+            local = (bool(info.get("local_flicker_found")), float(info.get("local_gain", 0.0)))
+            found = (bool(info.get("flicker_found")), change, *local, bool(info.get("jitter_found")), px)
             counts = (info.get(k, 0) for k in ("specks", "speck_px", "objects_kept", "scratches"))
             self.by_frame.append([int(index), *map(float, found), *map(float, counts)])
 
@@ -124,6 +126,7 @@ class CleanStats:
             col = {name: r[:, 1 + i] for i, name in enumerate(FRAME_FIELDS)}
             found = {
                 "flicker": int(col["flicker_found"].sum()),
+                "local flicker": int(col["local_flicker_found"].sum()),
                 "jitter": int(col["jitter_found"].sum()),
                 "dust": int((col["specks"] > 0).sum()),
                 "scratches": int((col["scratches"] > 0).sum()),
@@ -137,6 +140,8 @@ class CleanStats:
                     "frames_found": found,  # ... in how many of the shot's frames
                     "deflickered": int((col["gain_change"] > 0.005).sum()),
                     "max_gain_change": round(float(col["gain_change"].max(initial=0.0)), 4),
+                    "local_deflickered": int((col["local_gain"] > 0.005).sum()),
+                    "max_local_gain_change": round(float(col["local_gain"].max(initial=0.0)), 4),
                     "weave_px_max": round(float(col["weave_px"].max(initial=0.0)), 3),
                     "specks_filled": int(col["specks"].sum()),
                     "speck_pixels": int(col["speck_px"].sum()),
@@ -160,7 +165,16 @@ def enabled(cfg: Config | FilmConfig) -> bool:
     """Whether any cleaning stage is on (off: frames pass through untouched). `dither` alone is not a
     stage: it only shapes how the other stages' results are quantised."""
     f = cfg.film if isinstance(cfg, Config) else cfg
-    return f.deflicker or f.weave or f.dust or f.scratches or f.grain != "keep" or f.line_denoise > 0
+    stages = (
+        f.deflicker,
+        f.local_flicker,
+        f.weave,
+        f.dust,
+        f.scratches,
+        f.grain != "keep",
+        f.line_denoise > 0,
+    )
+    return any(stages)
 
 
 def _temporal_radius(f: FilmConfig) -> int:
@@ -170,7 +184,8 @@ def _temporal_radius(f: FilmConfig) -> int:
 def context(cfg: Config | FilmConfig) -> tuple[int, int]:
     """(before, after): frames of overlap the cleaner needs either side of a range to clean it exactly."""
     f = cfg.film if isinstance(cfg, Config) else cfg
-    r = (f.deflicker_radius if f.deflicker else 0) + (f.weave_radius if f.weave else 0) + _temporal_radius(f)
+    r = (f.deflicker_radius if f.deflicker else 0) + (f.deflicker_radius if f.local_flicker else 0)
+    r += (f.weave_radius if f.weave else 0) + _temporal_radius(f)
     r += 1 if f.scratches else 0  # a scratch must persist into the neighbouring frames
     return r, r
 
@@ -214,12 +229,21 @@ def _top(image: np.ndarray) -> float:
 
 def _chain(frames: Iterable[VideoFrame], f: FilmConfig) -> Iterator[Work]:
     """The stages, as generators over the working pictures."""
+    from pipeline.film.deflicker import deflicker
+    from pipeline.film.grain import line_denoise, measure_grain
+    from pipeline.film.local_flicker import local_deflicker
+    from pipeline.film.scratch import scratch_stage
+    from pipeline.film.temporal import temporal_clean
+    from pipeline.film.weave import stabilise
+    from pipeline.film.window import luma
 
     works: Iterator[Work] = (
         Work(fr, fr.image.astype(np.float32) / np.float32(_top(fr.image))) for fr in frames
     )
     if f.deflicker:
         works = deflicker(works, f.deflicker_radius, f.deflicker_max_gain)
+    if f.local_flicker:  # what is left: gains that vary across the frame
+        works = local_deflicker(works, f.deflicker_radius, f.deflicker_max_gain)
     if f.weave:
         works = stabilise(works, f.weave_radius, f.weave_max_px)
     if f.scratches:  # before the temporal stage: its average would smear a line that stays put
@@ -260,6 +284,7 @@ def clean_frames(
     whole-clip run gives there too). The iterator's `.stats` (or `stats`, when given) counts what was
     changed in the frames handed out. Frames keep their index, pts, time and dtype.
     """
+    from pipeline.film.grain import quantise
 
     f = cfg.film if isinstance(cfg, Config) else cfg
     check_config(f)

@@ -71,6 +71,29 @@ def flicker_left(out: Sequence[np.ndarray], bad: Sequence[np.ndarray], clean: Se
     return pumping(out) / max(pumping(bad), 1e-9)
 
 
+def local_flicker_left(
+    out: Sequence[np.ndarray], bad: Sequence[np.ndarray], clean: Sequence[np.ndarray], grid: int = 4
+) -> float:
+    """Brightness variation across the frame left ÷ added: per frame, the median log luma ratio to
+    the clean frame in each cell of a `grid` x `grid` grid, less the frame's mean (global flicker
+    is `flicker_left`'s), RMS over frames and cells."""
+
+    def spread(clip: Sequence[np.ndarray]) -> float:
+        errs = []
+        for a, c in zip(clip, clean, strict=True):
+            d = np.log(np.maximum(_gray(a), 1.0)) - np.log(np.maximum(_gray(c), 1.0))
+            h, w = d.shape
+            cells = [
+                np.median(d[i * h // grid : (i + 1) * h // grid, j * w // grid : (j + 1) * w // grid])
+                for i in range(grid)
+                for j in range(grid)
+            ]
+            errs.append(np.array(cells) - np.mean(cells))
+        return float(np.sqrt(np.mean(np.square(errs))))
+
+    return spread(out) / max(spread(bad), 1e-9)
+
+
 def error_left(
     out: Sequence[np.ndarray],
     bad: Sequence[np.ndarray],

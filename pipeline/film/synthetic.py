@@ -79,6 +79,24 @@ def add_flicker(
     return out, g
 
 
+def add_local_flicker(images: Sequence[np.ndarray], amount: float, seed: int = 0) -> list[np.ndarray]:
+    """Each frame's brightness scaled by a field of gains that varies smoothly across the frame and
+    randomly from frame to frame (a tilt in x and y and a bowl, log gains of std about `amount`
+    at the corners), with no mean brightness change of its own."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for im in images:
+        h, w = im.shape[:2]
+        y, x = np.mgrid[0:h, 0:w]
+        x, y = (x + 0.5) / w - 0.5, (y + 0.5) / h - 0.5
+        c = rng.normal(0.0, amount, 3)
+        log_gain = 2 * c[0] * x + 2 * c[1] * y + 4 * c[2] * (x * x + y * y - 1 / 6)
+        out.append(
+            np.clip(im.astype(np.float32) * np.exp(log_gain)[..., None] + 0.5, 0, 255).astype(np.uint8)
+        )
+    return out
+
+
 @dataclass(frozen=True)
 class Speck:
     frame: int

@@ -92,6 +92,7 @@ class Mode(Generic[R]):
     key_settings: Callable[[Config], tuple[Any, ...]] | None = None  # its settings in the search/compose keys
     prepare: Callable[[Config], Config] | None = None  # checks and normalises the settings before a job
     hides_undecided: bool = False  # under a choice of people, a person it cannot decide is processed
+    guided: bool = False  # its search_unit takes `guides` (reference photos, pipeline.search.guide)
     # a person's tracks (pipeline.faces.people) are searched in one unit, and its `search_unit` gets
     # `persons=` (track id -> person id): anonymise gives every track of a person one synthetic person
     units_by_person: bool = False

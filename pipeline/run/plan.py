@@ -22,6 +22,7 @@ only, a search setting search and compose, never the scan.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING
 
 from pipeline.config import Config
 from pipeline.errors import ConfigError
-from pipeline.faces.choose import PeopleChoice
+from pipeline.faces.choose import PeopleChoice, References
 from pipeline.faces.scan import ScanResult
 from pipeline.files import settings_key
 from pipeline.io.presets import EncoderPreset
@@ -46,6 +47,7 @@ from pipeline.run.work import (
     ComposeWork,
     CropsWork,
     Driver,
+    GuideWork,
     JoinChunksWork,
     JoinWork,
     ScanWork,
@@ -64,11 +66,14 @@ from pipeline.types import Track, VideoInfo
 if TYPE_CHECKING:
     from pipeline.search.plan import Chunk
 
+log = logging.getLogger(__name__)
+
 # Part of a stage's key: bumped when what the stage computes changes (every key after it changes too).
 SCAN_VERSION = "scan-v2"  # v2: per-segment detections and cuts, stitched
 CLEAN_VERSION = "clean-v2"  # v2: with regrain, each frame's grain measured (compose adds it), not added
 CROPS_VERSION = "crops-v2"  # v2: crops per search unit, with each crop's size
 SEARCH_VERSION = "search-v2"  # v2: face images beside the rows (read a frame range at a time)
+GUIDE_VERSION = "guide-v1"  # the reference photos' latents (pipeline.search.guide)
 COMPOSE_VERSION = "compose-v4"  # v4: regrain at output resolution (v3: projection, fallback, records)
 
 
@@ -91,6 +96,7 @@ class Job:
     overwrite: bool = False
     store_frames: bool = False  # clean steps store each segment's frames once (`wants_stored_frames`)
     people: PeopleChoice | None = None  # whom reference photos chose (pipeline.faces.choose); None: all
+    references: References | None = None  # photos that guide the search (pipeline.search.guide)
 
     @property
     def faces(self) -> bool:
@@ -229,6 +235,9 @@ def _keys(job: Job) -> dict[str, str]:
     keys = {"scan": scan, "crops": settings_key(scan, CROPS_VERSION)}
     keys["clean"] = settings_key(CLEAN_VERSION, job.video_key, decode)
     search_settings = (cfg.search, cfg.prior.dtype, *mode)
+    if job.references is not None:  # guided: the photos' latents change every search
+        keys["guide"] = settings_key(GUIDE_VERSION, job.model_key, job.references.key(), *search_settings)
+        search_settings = (*search_settings, keys["guide"])
     keys["search"] = settings_key(SEARCH_VERSION, scan, job.model_key, *search_settings)
     compose_settings = (cfg.upscale, cfg.io, cfg.compose, *mode)
     keys["compose"] = settings_key(COMPOSE_VERSION, job.video_key, decode, *compose_settings)
@@ -254,6 +263,7 @@ class _Builder:
     clean: list[CleanSegment] = field(default_factory=list)
     tracks: dict[int, Track] = field(default_factory=dict)  # tid -> Track, once scanned
     searched: dict[int, _Searched] = field(default_factory=dict)
+    guide: str | None = None  # the reference photos' latents (npz), when the search is guided
 
     @property
     def video(self) -> str:
@@ -305,8 +315,9 @@ class _Builder:
             outs.append(out)
         # the stitched scan, with its people (and, under a choice of people, only the chosen tracks)
         chosen = f"-{job.people.key()}" if job.people is not None else ""
+        chosen += f"-r{job.references.key()}" if job.references is not None else ""
         scan = self.art("scan", f"scan-people{chosen}.npz")
-        stitch = StitchWork(cfg, outs, scan, job.mode, job.people)
+        stitch = StitchWork(cfg, outs, scan, job.mode, job.people, job.references)
         self.add(Step("stitch", stitch, (scan,), tuple(scan_keys), label="scan"))
         return scan
 
@@ -324,10 +335,25 @@ class _Builder:
                 f"search.chunk_len={cfg.search.chunk_len}: {job.mode.name} searches every track whole "
                 "(set search.chunk_len=0)"
             )
+        if job.references is not None and lengths:
+            self.add_guide(job.references)
+            if divided.chunked:
+                log.warning(
+                    "--reference-photos: %d track(s) longer than search.chunk_len are searched in "
+                    "chunks, without the guidance (set search.chunk_len=0 to guide every track)",
+                    len(divided.chunked),
+                )
         for i, unit in enumerate(divided.units):
             self.add_unit(i, unit, scan)
         for tid, chunks in divided.chunked.items():
             self.add_chunked(tid, chunks, scan)
+
+    def add_guide(self, references: References) -> None:
+        """The step inverting the reference photos into each person's latents (a search step)."""
+        self.guide = self.art("guide", "references.npz")
+        work = GuideWork(self.job.config, references, self.guide)
+        label = f"inverting the reference photos of {len(references.names)} person(s)"
+        self.add(Step("guide", work, (self.guide,), label=label))
 
     def add_unit(self, i: int, unit: Sequence[int], scan: str) -> None:
         """Search unit `i`: its crops step and its search step (whole tracks in lockstep batches)."""
@@ -346,9 +372,10 @@ class _Builder:
         start, end = self.span(unit)
         progress = ((P.FACE_FRAMES_SEARCHED, sum(len(self.tracks[t].frames) for t in unit)),)
         label = f"search of track(s) {named} (frames {start}-{end})"
-        search = SearchWork(cfg, job.mode, scan, crops, outs)
+        search = SearchWork(cfg, job.mode, scan, crops, outs, self.guide)
         artifacts = tuple(p for pair in outs for p in pair)
-        self.add(Step(f"search/{i:04d}", search, artifacts, (f"crops/{i:04d}",), progress, label))
+        deps = (f"crops/{i:04d}", *(("guide",) if self.guide is not None else ()))
+        self.add(Step(f"search/{i:04d}", search, artifacts, deps, progress, label))
         for tid, c, (npz, npy) in zip(unit, crops, outs, strict=True):
             self.searched[tid] = _Searched(TrackFiles(c, npz, npy), f"search/{i:04d}", f"crops/{i:04d}")
 

@@ -151,8 +151,11 @@ def _track_rows(
     rows: Sequence[Mapping[str, Any]],
     identity: Mapping[int, Mapping[str, float]],
     collected: Collected,
+    people: Sequence[Person] | None,
 ) -> list[dict[str, Any]]:
-    """The report's row of each track: the scan's summary, its identity, counts and steadiness."""
+    """The report's row of each track: the scan's summary, its identity, the reference person who
+    guided it, counts and steadiness."""
+    guided = _guided(people)
     tracks = []
     for row in track_summary(scanned) if scanned is not None else []:
         tid = row["track_id"]
@@ -162,6 +165,7 @@ def _track_rows(
             {
                 **row,
                 "identity": identity.get(tid),
+                "guided_by": guided.get(tid),  # the reference person whose photos guided it (or None)
                 "restored": FaceCounts.of(mine).restored,
                 "fell_back": FaceCounts.of(mine).fell_back,
                 "met_bound_in_frame": FaceCounts.of(mine).met_bound_in_frame,
@@ -172,6 +176,32 @@ def _track_rows(
             }
         )
     return tracks
+
+
+def _guided(people: Sequence[Person] | None) -> dict[int, str]:
+    """Track id -> the reference person whose photos guided its search."""
+    return {t: p.guide for p in people or () if p.guide is not None for t in p.tracks}
+
+
+def _reference_photos(config: Config, people: Sequence[Person] | None) -> dict[str, Any] | None:
+    """The photos folder and, per track guided, the reference person (None: no photos given)."""
+    if config.people.reference is None:
+        return None
+    guided = _guided(people)
+    return {
+        "folder": config.people.reference,
+        "guided_tracks": {str(t): n for t, n in sorted(guided.items())},
+    }
+
+
+def _provenance(config: Config, model_key: str | None, random_generator: bool) -> dict[str, Any]:
+    return {
+        "reel_version": __version__,
+        "model_key": model_key,
+        "settings_key": settings_key(config),
+        "seed": config.search.seed,
+        "tags": provenance_tags(config, model_key, random_generator),
+    }
 
 
 def _totals(
@@ -239,7 +269,7 @@ def write_report(
     if artifacts is not None:
         collected = collect(artifacts, faces, config.report)
     rows = sorted(merge_records(faces, collected.records), key=lambda f: (f["track_id"], f["frame"]))
-    tracks = _track_rows(scanned, rows, identity, collected)
+    tracks = _track_rows(scanned, rows, identity, collected, people)
     counts = FaceCounts.of(rows)
     body: dict[str, Any] = {
         "version": REPORT_VERSION,
@@ -256,6 +286,8 @@ def write_report(
         "tracks": tracks,
         # one person across cuts (pipeline.faces.people); None when no faces were looked for
         "people": [p.as_json() for p in people] if people is not None else None,
+        # --reference-photos: the folder and, per track guided, the reference person (None: no photos)
+        "reference_photos": _reference_photos(config, people),
         "identity_note": IDENTITY_NOTE,
         "steadiness_note": STEADINESS_NOTE,
         "scanned": scanned is not None,  # False: no face model, faces were not looked for
@@ -270,13 +302,7 @@ def write_report(
         "film": dict(film) if film is not None else None,  # film: what cleaning changed (CleanStats.as_dict)
         # film.matte: the provenance matte beside the output, the share of altered pixels per shot
         "matte": dict(matte) if matte is not None else None,
-        "provenance": {
-            "reel_version": __version__,
-            "model_key": model_key,
-            "settings_key": settings_key(config),
-            "seed": config.search.seed,
-            "tags": provenance_tags(config, model_key, report.random_generator),
-        },
+        "provenance": _provenance(config, model_key, report.random_generator),
         "config": to_dict(config),
         "artifacts": artifacts.to_json() if artifacts is not None else None,
     }

@@ -41,6 +41,7 @@ RESTORE: Mode[RestoreReport] = Mode(
     faces_without_model=False,
     measures_identity=True,
     spread=True,
+    guided=True,
 )
 
 
@@ -65,6 +66,7 @@ def make_job(
     info, preset = preflight(input, output, config, overwrite=overwrite)
 
     people = choice_of(config.people.only, config.people.exclude)  # photos checked before any work
+    references = _references(config, mode)
     model = config.prior.model
     description, random = describe_model(model) if model is not None else (None, False)
     if random:
@@ -92,7 +94,24 @@ def make_job(
         overwrite=overwrite,
         store_frames=wants_stored_frames(config, faces) and _room_for_frames(workdir, output, info, frames),
         people=people,
+        references=references,
     )
+
+
+def _references(config: Config, mode: Mode[Any]) -> Any:
+    """The reference photos that guide the search (`people.reference`), checked before any work;
+    None without them. Only a mode that searches the prior (restore) with a model can use them."""
+    from pipeline.faces.choose import load_references
+
+    if config.people.reference is None:
+        return None
+    if not mode.guided:
+        raise ConfigError(
+            f"people.reference: {mode.name} does not restore faces; reference photos guide restore"
+        )
+    if config.prior.model is None:
+        raise ConfigError("--reference-photos: guided restoration needs a face model (--model)")
+    return load_references(config.people.reference)
 
 
 def _room_for_frames(workdir: Path, output: Path, info: Any, frames: int) -> bool:

@@ -2,7 +2,8 @@
 in-process executor's one copy) and take it as their first argument, then paths.
 
     load_search_model(model, device, dtype, gaussian_samples) -> SearchModel   (once per worker)
-    search_unit(model, cfg, mode, scan, crops[], outs[])     whole tracks in lockstep batches
+    references_step(model, cfg, references, out)            the reference photos' latents (guidance)
+    search_unit(model, cfg, mode, scan, crops[], outs[], guide) whole tracks in lockstep batches
     search_anchors_step(model, cfg, crops, chunks, out)      a chunked track's anchor chain
     search_chunk_step(model, cfg, crops, anchors, chunks, i, out)  one chunk, landing on the next anchor
     join_chunks(scan, crops, anchors, parts[], out)     a chunked track's result (a CPU step)
@@ -20,6 +21,8 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from pipeline.config import Config
 from pipeline.faces import store
@@ -81,18 +84,22 @@ def search_unit(
     scan_path: str,
     crops_paths: Sequence[str],
     outs: Sequence[tuple[str, str]],  # per track: (result npz, faces npy)
+    guide_path: str | None = None,  # the references step's latents (reference-guided search)
 ) -> dict[str, int]:
     """Search one unit (whole tracks advanced in lockstep batches), measure each track's identity,
-    store both per track."""
+    store both per track. With `guide_path`, a track whose person was recognised in the reference
+    photos is guided by that person's latents."""
     pin_torch()
     per_track = [load_crops(p) for p in crops_paths]  # one track per file
     crops = [c for cs in per_track for c in cs]
     extra: dict[str, Any] = {}
     if mode.units_by_person:  # the unit holds whole people: the mode is told whose tracks these are
         extra["persons"] = person_of_tracks(load_arrays(scan_path))
+    unit = {int(c.track_id) for c in crops}
+    if guide_path is not None:  # reference photos: recognised people's tracks are guided
+        extra["guides"] = _guides(scan_path, guide_path, unit)
     with model.lock:
         faces = mode.search_unit(model.G, model.space, crops, cfg, model.device, **extra)
-    unit = {int(c.track_id) for c in crops}
     identity = measure_identity(_tracks(scan_path, unit), crops, faces) if mode.measures_identity else {}
     by_track: dict[int, list[FaceRestoration]] = {}
     for face in faces:
@@ -109,6 +116,42 @@ def search_unit(
                 sum(f.psnr for f in mine) / len(mine),
             )
     return {"faces": len(faces)}
+
+
+def references_step(model: SearchModel, cfg: Config, references: Any, out: str) -> dict[str, int]:
+    """Align every reference photo (as the scan aligns faces) and invert each person's photos into
+    latents with the search (pipeline.search.guide); stored per person (by their index)."""
+    from pipeline.faces.choose import reference_crop
+    from pipeline.search.guide import reference_latents
+
+    pin_torch()
+    crops = [[reference_crop(p) for p in photos] for photos in references.photos]
+    with model.lock:
+        latents = reference_latents(model.G, model.space, crops, settings=cfg.search, device=model.device)
+    names = np.array(references.names, str)
+    save_arrays(out, names=names, latents=np.concatenate([lat.numpy() for lat in latents]))
+    log.info("reference photos: %d person(s), %d photo(s) inverted", len(crops), sum(map(len, crops)))
+    return {"faces": 0}
+
+
+def _guides(scan_path: str, guide_path: str, unit: set[int]) -> dict[int, Any]:
+    """Per track of `unit` whose person is guided: their reference person's latents [1, num_ws, w_dim]."""
+    import torch
+
+    from pipeline.faces import store
+    from pipeline.faces.people import people_from_arrays
+
+    a = load_arrays(scan_path)
+    refs = load_arrays(guide_path)
+    by_name = {str(n): i for i, n in enumerate(refs["names"])}
+    people = people_from_arrays(a, store.scan_from_arrays(a).tracks) or []
+    out = {}
+    for p in people:
+        for t in p.tracks:
+            if p.guide in by_name and t in unit:
+                i = by_name[p.guide]
+                out[t] = torch.from_numpy(np.array(refs["latents"][i : i + 1]))
+    return out
 
 
 def search_anchors_step(

@@ -69,7 +69,7 @@ from pipeline.run.report import identity_from_arrays, identity_to_arrays
 from pipeline.types import Detection, FaceCrop, FaceRestoration, Track, VideoFrame, VideoInfo
 
 if TYPE_CHECKING:
-    from pipeline.faces.choose import PeopleChoice
+    from pipeline.faces.choose import PeopleChoice, References
     from pipeline.faces.people import Person
     from pipeline.faces.scan import Embeddings
 
@@ -237,13 +237,20 @@ def scan_whole(video: str | Path, cfg: Config) -> Any:
 
 
 def stitch_scan(
-    cfg: Config, segments: Sequence[str], out: str, mode: Mode[RunReport], choice: PeopleChoice | None = None
+    cfg: Config,
+    segments: Sequence[str],
+    out: str,
+    mode: Mode[RunReport],
+    choice: PeopleChoice | None = None,
+    references: References | None = None,
 ) -> dict[str, int]:
     """Shots and tracks of the whole video from every segment's detections and cuts (stored as the
     ScanResult `pipeline.faces.store` writes): tracks are linked across segment edges. A mode may
     store its own arrays (`Mode.stitch_arrays`: anonymise completes the tracks for recall). Under a
     `choice` of people only the chosen people's tracks are stored as tracks (every later step sees
-    those only); the people, chosen or not, are stored beside them."""
+    those only); the people, chosen or not, are stored beside them, each with the reference person
+    who guides their search under `references` (pipeline.faces.choose.guides)."""
+    from pipeline.faces import store
 
     detections: dict[int, list[Detection]] = defaultdict(list)
     embeddings: Embeddings = {}
@@ -275,6 +282,12 @@ def stitch_scan(
     people = link_people(tracks, embeddings)  # one person across cuts (pipeline.faces.people)
     if choice is not None:
         arrays, people = _chosen_only(arrays, people, tracks, embeddings, choice, mode)
+    if references is not None:
+        from pipeline.faces.choose import guides
+
+        people = guides(people, tracks, embeddings, references)
+        named = ", ".join(f"person {p.person_id} = {p.guide}" for p in people if p.guide)
+        log.info("reference photos (%s): %s", references.folder, named or "nobody recognised")
     save_arrays(out, **arrays, **people_to_arrays(people))
     log.info(
         "%d shots, %d face tracks of %d people (%d undecided), %d face-frames; footage is %s",

@@ -2,7 +2,7 @@
 its step function.
 
     CPU steps (`Task`):        CleanWork, ScanWork, StitchWork, CropsWork, JoinChunksWork, ComposeWork
-    search steps (`Search`):   SearchWork, AnchorsWork, ChunkWork, SpreadWork  -> work(model)
+    search steps (`Search`):   GuideWork, SearchWork, AnchorsWork, ChunkWork, SpreadWork  -> work(model)
     the driver step (`Driver`): JoinWork                                        -> work(context=...)
 
 A record is what an executor ships (a Ray task or actor call pickles it, its class by reference) and
@@ -30,7 +30,7 @@ from pipeline.run.mode import Mode, RunReport
 from pipeline.types import VideoInfo
 
 if TYPE_CHECKING:
-    from pipeline.faces.choose import PeopleChoice
+    from pipeline.faces.choose import PeopleChoice, References
     from pipeline.run.plan import PlanSummary
     from pipeline.run.search_steps import SearchModel
     from pipeline.search.plan import Chunk
@@ -43,6 +43,7 @@ class StepKind(StrEnum):
     SCAN = "scan"  # a segment's detections and cuts
     STITCH = "stitch"  # every segment's scan -> the tracks and people of the video
     CROPS = "crops"  # the aligned crops of a search unit's tracks, or of one chunked track
+    GUIDE = "guide"  # the reference photos inverted into each person's latents (pipeline.search.guide)
     SEARCH = "search"  # a search unit: whole tracks in lockstep batches
     ANCHORS = "anchors"  # a chunked track's anchor chain
     CHUNK = "chunk"  # one chunk of a chunked track
@@ -65,6 +66,7 @@ KINDS: dict[StepKind, KindRule] = {
     StepKind.SCAN: KindRule("scan"),
     StepKind.STITCH: KindRule("scan"),
     StepKind.CROPS: KindRule("crops"),
+    StepKind.GUIDE: KindRule("search"),
     StepKind.SEARCH: KindRule("search"),
     StepKind.ANCHORS: KindRule("search"),
     StepKind.CHUNK: KindRule("search"),
@@ -156,9 +158,10 @@ class StitchWork(Task):
     out: str
     mode: Mode[RunReport]
     people: PeopleChoice | None = None
+    references: References | None = None
 
     def __call__(self) -> dict[str, int]:
-        return steps.stitch_scan(self.cfg, self.segments, self.out, self.mode, self.people)
+        return steps.stitch_scan(self.cfg, self.segments, self.out, self.mode, self.people, self.references)
 
 
 @dataclass(frozen=True)
@@ -196,9 +199,24 @@ class SearchWork(Search):
     scan: str
     crops: Sequence[str]  # one crops npz per track of the unit
     outs: Sequence[tuple[str, str]]  # per track: (result npz, faces npy)
+    guide: str | None = None  # the guide step's latents (reference photos), when guided
 
     def __call__(self, model: SearchModel) -> dict[str, int]:
-        return search_steps.search_unit(model, self.cfg, self.mode, self.scan, self.crops, self.outs)
+        return search_steps.search_unit(
+            model, self.cfg, self.mode, self.scan, self.crops, self.outs, self.guide
+        )
+
+
+@dataclass(frozen=True)
+class GuideWork(Search):
+    kind: ClassVar[StepKind] = StepKind.GUIDE
+
+    cfg: Config
+    references: References
+    out: str
+
+    def __call__(self, model: SearchModel) -> dict[str, int]:
+        return search_steps.references_step(model, self.cfg, self.references, self.out)
 
 
 @dataclass(frozen=True)

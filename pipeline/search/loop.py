@@ -129,6 +129,8 @@ class _Work:
     pull_noise: list[torch.Tensor]  # frame t-1's optimised noise maps
     residual: torch.Tensor | None  # [n, C, r, r] what the finer layers add at a truncated level r
     prog: _Progress
+    guide_w: torch.Tensor | None = None  # [n] float: weight of the pull towards guide_v (0: unguided)
+    guide_v: torch.Tensor | None = None  # [n, num_ws, w_dim] a reference person's latents (None: none)
 
     def take(self, keep: torch.Tensor) -> _Work:
         """The faces keep [n'] (long indices into this work), with all they carry."""
@@ -172,6 +174,8 @@ def _loss(
     total = settings.l2_weight * mse + settings.l1_weight * mae + settings.geocross_weight * geocross(v)
     if w.pull_v is not None:
         total = total + w.pull_w * pull(v, w.pull_v, ps[1:], w.pull_noise)
+    if w.guide_v is not None and w.guide_w is not None:
+        total = total + w.guide_w * (v - w.guide_v).pow(2).mean((1, 2))
     return total, mse
 
 
@@ -248,9 +252,11 @@ def _start_work(
     warm: torch.Tensor,
     settings: SearchConfig,
     max_res: int | None,
+    guide: torch.Tensor | None,
+    guide_weight: torch.Tensor | None,
 ) -> _Work:
     """The optimiser's state for every face of `batch`, from `start`: its parameters, budgets,
-    learning rates and pulls (warm faces: the warm ones)."""
+    learning rates, pulls and guidance (warm faces: the warm ones)."""
     device = start.latents.device
     B = len(start)
     n_noise = len(G.noise_shapes(max_res))  # type: ignore[operator]  # maps the synthesis uses
@@ -260,6 +266,9 @@ def _start_work(
     if settings.share_coarse_layers > 0 and bool(warm.any()):
         mask = torch.ones(B, start.latents.shape[1], 1, device=device)
         mask[warm, : settings.share_coarse_layers] = 0
+    guide_w = None
+    if guide is not None:
+        guide_w = (guide_weight if guide_weight is not None else torch.ones(B)).to(device, torch.float32)
     params = [start.latents.detach().clone().requires_grad_(True)]
     params += [n.detach().clone().requires_grad_(True) for n in start.noise[:n_opt]]
     return _Work(
@@ -280,6 +289,8 @@ def _start_work(
             else None
         ),
         prog=_Progress.start(start),
+        guide_w=guide_w,
+        guide_v=guide.detach().to(device) if guide is not None else None,
     )
 
 
@@ -293,6 +304,8 @@ def optimise(
     warm: torch.Tensor,  # [B] bool: warm schedule, warm budget/lr, pulled towards pull_to
     settings: SearchConfig,
     max_res: int | None,
+    guide: torch.Tensor | None = None,  # [B, num_ws, w_dim] reference latents (pipeline.search.guide)
+    guide_weight: torch.Tensor | None = None,  # [B] weight of the pull towards `guide` (0: unguided)
 ) -> tuple[SearchState, torch.Tensor]:
     """Run the spherical optimiser until every face stops; returns (best state per face, steps [B]).
 
@@ -304,7 +317,7 @@ def optimise(
     device = start.latents.device
     B = len(start)
     any_warm, all_warm = bool(warm.any()), bool(warm.all())
-    w = _start_work(G, batch, start, pull_to, warm, settings, max_res)
+    w = _start_work(G, batch, start, pull_to, warm, settings, max_res, guide, guide_weight)
     best = SearchState(start.latents.detach().clone(), [n.detach().clone() for n in start.noise])
     steps = torch.zeros(B, dtype=torch.long, device=device)
 

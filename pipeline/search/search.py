@@ -56,16 +56,62 @@ def _truncated_res(G: torch.nn.Module, batch: TargetBatch, factor: float) -> int
     return None if res >= full else res
 
 
+def _start_from_guide(start: SearchState, guide: torch.Tensor, rows: torch.Tensor) -> SearchState:
+    """`start` with the latents of faces `rows` [B] (bool) replaced by `guide`'s (the spherical
+    optimiser then keeps each latent vector at the guide's norm)."""
+    if not bool(rows.any()):
+        return start
+    lat = start.latents.clone()
+    lat[rows] = guide[rows].to(lat.dtype)
+    return SearchState(lat, [n.clone() for n in start.noise])
+
+
+def _search_again(
+    G: torch.nn.Module,
+    space: GaussianizedW,
+    batch: TargetBatch,
+    state: SearchState,
+    steps: torch.Tensor,
+    images: torch.Tensor,
+    rows: torch.Tensor,
+    pull_to: SearchState,
+    warm: bool,
+    settings: SearchConfig,
+) -> torch.Tensor:
+    """Search the faces `rows` [B] (bool) again on the full synthesis without guidance, from their
+    state (warm: pulled towards `pull_to` [rows], the warm budget; cold: PULSE's budget and schedule).
+    state, steps and images are updated in place; returns the delivered mse [B]."""
+    n = int(rows.sum())
+    refined, more = optimise(
+        G,
+        space,
+        subset(batch, rows),
+        state.select(rows),
+        pull_to=pull_to,
+        warm=torch.full((n,), warm, dtype=torch.bool, device=rows.device),
+        # a few faces of any count: compiling a graph for each count would cost more than it saves
+        settings=replace(settings, compile="off"),
+        max_res=None,
+    )
+    state.latents[rows] = refined.latents
+    for i, x in enumerate(refined.noise):
+        state.noise[i][rows] = x
+    steps[rows] += more
+    with torch.no_grad():
+        images[rows] = render(G, space, refined, autocast=settings.autocast)
+        mse, _ = lowres_losses(images.clamp(0, 1), batch)  # what is delivered
+    return mse
+
+
 def _start(
     G: torch.nn.Module,
     init: SearchState | None,
     prev: SearchState | None,
     warm: torch.Tensor,
-    seeds: Sequence[int],
+    seeds: list[int],
     dev: torch.device,
 ) -> SearchState:
-    """Where each face's search starts: `init`, else the previous frame's state for warm faces and a
-    seeded random draw for cold ones."""
+    """Where each face starts: init, else prev for warm faces and a seeded random draw for cold ones."""
     if init is not None:
         return init.to(dev)
     if prev is None:
@@ -81,46 +127,6 @@ def _start(
     return start
 
 
-def _refine_misses(
-    G: torch.nn.Module,
-    space: GaussianizedW,
-    batch: TargetBatch,
-    state: SearchState,
-    steps: torch.Tensor,
-    images: torch.Tensor,
-    mse: torch.Tensor,
-    pull_to: SearchState | None,
-    settings: SearchConfig,
-    dev: torch.device,
-) -> torch.Tensor:
-    """Faces whose truncated image met the loss but whose full one does not, finished on the full
-    synthesis (`state`, `steps` and `images` updated in place); returns the delivered images' MSE."""
-    miss = mse > settings.eps
-    if not bool(miss.any()):
-        return mse
-    log.debug("search: %d face(s) refined on the full synthesis", int(miss.sum()))
-    sub = subset(batch, miss)
-    refined, more = optimise(
-        G,
-        space,
-        sub,
-        state.select(miss),
-        pull_to=pull_to.select(miss) if pull_to is not None else state.select(miss),
-        warm=torch.ones(int(miss.sum()), dtype=torch.bool, device=dev),
-        # a few faces of any count: compiling a graph for each count would cost more than it saves
-        settings=replace(settings, compile="off"),
-        max_res=None,
-    )
-    state.latents[miss] = refined.latents
-    for i, n in enumerate(refined.noise):
-        state.noise[i][miss] = n
-    steps[miss] += more
-    with torch.no_grad():
-        images[miss] = render(G, space, refined, autocast=settings.autocast)
-        mse, _ = lowres_losses(images.clamp(0, 1), batch)  # what is delivered
-    return mse
-
-
 def search(
     G: torch.nn.Module,
     targets: Targets,
@@ -133,6 +139,8 @@ def search(
     gray: torch.Tensor | bool = False,
     seeds: Sequence[int] | None = None,
     device: torch.device | str = "cpu",
+    guide: torch.Tensor | None = None,
+    guide_mask: torch.Tensor | None = None,
 ) -> SearchResult:
     """Search a batch of faces; returns per face the latents, the full image and its measured consistency.
 
@@ -142,6 +150,10 @@ def search(
         starts: they start from prev (unless init is given), use the warm budget and learning rate and are
         pulled towards prev with settings.pull_weight.
     gray: bool or [B] bool: compare luminance and return a gray image for those faces.
+    guide: [B, num_ws, w_dim] a reference person's latents per face (pipeline.search.guide), for the faces
+        where guide_mask [B] is True (None: all): they are pulled towards it with settings.guide_weight,
+        and cold ones start from it (settings.guide_start). A guided face that misses the bound is
+        searched again without the pull: the guidance only chooses among consistent solutions.
     The loss runs on a truncated synthesis when the targets are small (settings.truncate_factor); the
     full image is then rendered and checked, and a face whose full image misses the bound is refined on
     the full synthesis with a warm budget.
@@ -162,16 +174,51 @@ def search(
 
     start = _start(G, init, prev, warm, seeds, dev)
     pull_to = prev.to(dev) if prev is not None else None
+    guided = torch.zeros(B, dtype=torch.bool, device=dev)
+    weight = None
+    if guide is not None:
+        guide = guide.to(dev)
+        guided = torch.ones_like(guided) if guide_mask is None else guide_mask.to(dev, torch.bool).clone()
+        weight = torch.where(guided, settings.guide_weight, 0.0).to(dev)
+        if settings.guide_start:
+            start = _start_from_guide(start, guide, guided & ~warm)
 
     max_res = _truncated_res(G, batch, settings.truncate_factor)
     state, steps = optimise(
-        G, space, batch, start, pull_to=pull_to, warm=warm, settings=settings, max_res=max_res
-    )
+        G, space, batch, start, pull_to=pull_to, warm=warm, settings=settings, max_res=max_res,
+        guide=guide, guide_weight=weight,
+    )  # fmt: skip
     with torch.no_grad():
         images = render(G, space, state, autocast=settings.autocast)
         mse, _ = lowres_losses(images.clamp(0, 1), batch)  # what is delivered
-    if max_res is not None:
-        mse = _refine_misses(G, space, batch, state, steps, images, mse, pull_to, settings, dev)
+    miss = mse > settings.eps
+    if max_res is not None and bool(miss.any()):
+        # the truncated image met the loss, the full one does not: finish those faces at full size
+        log.debug("search: %d face(s) refined on the full synthesis", int(miss.sum()))
+        again = pull_to.select(miss) if pull_to is not None else state.select(miss)
+        mse = _search_again(G, space, batch, state, steps, images, miss, again, True, settings)
+    for warm_pass in (True, False):
+        # a guided face that misses the bound: searched again without the guidance, warm (staying near
+        # the guided face), then, if it still misses, cold (PULSE's budget) from there
+        miss = guided & (mse > settings.eps)
+        if bool(miss.any()):
+            log.debug("search: %d guided face(s) searched again without the guidance", int(miss.sum()))
+            again = state.select(miss)
+            mse = _search_again(G, space, batch, state, steps, images, miss, again, warm_pass, settings)
+    return _result(space, batch, state, images, mse, steps, settings)
+
+
+def _result(
+    space: GaussianizedW,
+    batch: TargetBatch,
+    state: SearchState,
+    images: torch.Tensor,
+    mse: torch.Tensor,
+    steps: torch.Tensor,
+    settings: SearchConfig,
+) -> SearchResult:
+    """What `search` returns: per face its state (on the device), w, image (gray where the target
+    is), consistency and steps."""
     with torch.no_grad():
         rendered = images  # the state's own render: a warm start from it begins without one
         images = gray_like(images, batch).clamp(0, 1)

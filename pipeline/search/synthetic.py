@@ -91,3 +91,26 @@ def _gaussian_blur(img: torch.Tensor, sigma: float) -> torch.Tensor:
     img = F.pad(img, [radius] * 4, mode="reflect")
     img = F.conv2d(img, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
     return F.conv2d(img, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+
+@torch.no_grad()
+def reference_renders(
+    G: torch.nn.Module, ws: torch.Tensor, seed: int, window: tuple[float, float] = (0.8, 0.95)
+) -> list[np.ndarray]:
+    """Reference "photos" of a known person: one render [R, R, 3] per true latent ws [K, num_ws, w_dim]
+    under fresh noise maps, each cropped to a random window (`window` of the side, anywhere in the
+    frame) and resized back to R (a photo is never aligned exactly as the generator's frame)."""
+    rng = np.random.default_rng(seed)
+    noise_rng = torch.Generator().manual_seed(seed)
+    device = next(G.parameters()).device
+    R = int(G.img_resolution)  # type: ignore[arg-type]
+    out = []
+    for k in range(ws.shape[0]):
+        noise = [torch.randn(1, 1, h, w, generator=noise_rng).to(device) for h, w in G.noise_shapes()]  # type: ignore[operator]
+        img = ((G.synthesis(ws[k : k + 1].to(device), noise=noise) + 1) / 2).clamp(0, 1).float().cpu()  # type: ignore[operator]
+        side = round(R * float(rng.uniform(*window)))
+        x0, y0 = (int(v) for v in rng.integers(0, R - side + 1, size=2))
+        crop = img[:, :, y0 : y0 + side, x0 : x0 + side]
+        crop = F.interpolate(crop, size=(R, R), mode="bicubic", align_corners=False).clamp(0, 1)
+        out.append(crop[0].permute(1, 2, 0).numpy().astype(np.float32))
+    return out

@@ -35,6 +35,9 @@ class TrackInput:
     prev_state: SearchState | None = None  # one face: the state of the frame before crops[0] (warm start)
     arrive_state: SearchState | None = None  # one face: the state of the frame after the last crop, if known
     arrive_frames: int = 0  # the last frames are pulled ever more towards arrive_state (a chunk's landing)
+    guide: torch.Tensor | None = (
+        None  # [1, num_ws, w_dim] its reference person's latents (pipeline.search.guide)
+    )
 
 
 def track_seed(seed: int, track_id: int) -> int:
@@ -181,6 +184,7 @@ def _search_step(
     """
     warm = torch.tensor([p is not None for p in prev])
     seeds = [track_seed(settings.seed, tr.track_id) for tr in tracks]
+    guide, guide_mask = _guides(tracks, G)
     if not bool(warm.any()):
         return search(
             G,
@@ -190,6 +194,8 @@ def _search_step(
             gray=torch.tensor([tr.gray for tr in tracks]),
             seeds=seeds,
             device=device,
+            guide=guide,
+            guide_mask=guide_mask,
         )
     cold_rows = [i for i, p in enumerate(prev) if p is None]
     fresh = random_state(G, [seeds[i] for i in cold_rows]) if cold_rows else None
@@ -215,7 +221,21 @@ def _search_step(
         gray=torch.tensor([tr.gray for tr in tracks]),
         seeds=seeds,
         device=device,
+        guide=guide,
+        guide_mask=guide_mask,
     )
+
+
+def _guides(
+    tracks: Sequence[TrackInput], G: torch.nn.Module
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The tracks' reference latents [B, num_ws, w_dim] (zeros where a track has none) and which
+    tracks have one [B] (None, None: no track of the batch is guided)."""
+    if all(tr.guide is None for tr in tracks):
+        return None, None
+    shape = (int(G.num_ws), int(G.w_dim))  # type: ignore[arg-type]
+    rows = [tr.guide.reshape(shape).float() if tr.guide is not None else torch.zeros(shape) for tr in tracks]
+    return torch.stack(rows), torch.tensor([tr.guide is not None for tr in tracks])
 
 
 def restore_track(
@@ -229,10 +249,12 @@ def restore_track(
     track_id: int = 0,
     frame_indices: Sequence[int] | None = None,
     prev_state: SearchState | None = None,
+    guide: torch.Tensor | None = None,
 ) -> tuple[list[FaceRestoration], SearchState]:
-    """Restore one track frame by frame with warm starts; returns the restorations and the last state."""
+    """Restore one track frame by frame with warm starts; returns the restorations and the last state.
+    guide: [1, num_ws, w_dim] a reference person's latents steering the search (pipeline.search.guide)."""
     indices = list(frame_indices) if frame_indices is not None else list(range(len(crops)))
-    track = TrackInput(track_id, crops, indices, gray, prev_state)
+    track = TrackInput(track_id, crops, indices, gray, prev_state, guide=guide)
     result = restore_tracks_batched(G, [track], settings=settings, space=space, device=device)[0]
     if result.state is None:
         raise SearchError(f"track {track_id}: no crops to restore")

@@ -23,7 +23,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -129,8 +129,10 @@ def search_tracks(
     crops: Sequence[FaceCrop],
     cfg: Config,
     device: str = "cpu",
+    guides: Mapping[int, Any] | None = None,
 ) -> list[FaceRestoration]:
-    """Warm-started latent search over whole tracks (several tracks advance in one batch)."""
+    """Warm-started latent search over whole tracks (several tracks advance in one batch); a track in
+    `guides` is steered towards those latents [1, num_ws, w_dim] (pipeline.search.guide)."""
     from pipeline.search.track import TrackInput, restore_tracks_batched
 
     resolution = int(G.cfg.resolution)
@@ -151,7 +153,8 @@ def search_tracks(
     for tid, cs in sorted(by_track.items()):
         cs.sort(key=lambda c: c.frame_index)
         images = [search_target(c.image, resolution) for c in cs]
-        inputs.append(TrackInput(tid, images, [c.frame_index for c in cs], cs[0].gray))
+        guide = (guides or {}).get(tid)
+        inputs.append(TrackInput(tid, images, [c.frame_index for c in cs], cs[0].gray, guide=guide))
     results = restore_tracks_batched(G, inputs, settings=cfg.search, space=space, device=device)
     # Exactly what the work directory keeps (faces in float16): a run that pastes the faces it holds
     # and a resumed one that pastes them from the store compose the same values.

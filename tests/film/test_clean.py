@@ -147,7 +147,14 @@ def test_segments_cleaned_with_overlap_equal_the_whole_run(clean_clip: list[np.n
     bad, _ = S.add_specks(bad, 3, seed=6)
     bad, _ = S.add_weave(bad, 1.0, seed=7)
     bad = S.add_grain(S.add_scratches(bad, [64]), 5.0, seed=8)
-    on = {"deflicker": True, "weave": True, "dust": True, "scratches": True, "dither": True}
+    on = {
+        "deflicker": True,
+        "local_flicker": True,
+        "weave": True,
+        "dust": True,
+        "scratches": True,
+        "dither": True,
+    }
     film = FilmConfig(**on, deflicker_radius=2, weave_radius=2, grain="regrain", grain_radius=1)
     whole, whole_stats = run(bad, film)
     before, after = context(film)

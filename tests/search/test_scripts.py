@@ -64,3 +64,12 @@ def test_evaluate_search_quick_reports_the_goals() -> None:
     assert out["frames_meeting_bound"] == 1.0
     assert out["warm_steps"] <= out["cold_steps"] / 4
     assert out["steadiness_gain"] >= 3
+
+
+@pytest.mark.slow
+def test_evaluate_search_reference_quick_guided_beats_unguided() -> None:
+    out = _run("evaluate_search.py", "--reference", "--quick")
+    assert out["guided_meeting_bound"] == 1.0
+    assert out["guided_latent_error"] < 0.95 * out["unguided_latent_error"]
+    assert out["guided_identity"] > out["unguided_identity"]
+    assert out["seconds"] < 180
