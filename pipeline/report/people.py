@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.report.assets import face_region
 from pipeline.report.parts import image_uri, img_tag
 
 PEOPLE_PX = 72  # height of each track's picture on the people sheet
@@ -26,7 +27,6 @@ def people_frames(people: Sequence[Mapping[str, Any]] | None) -> set[int]:
 def _picture(
     thumb: Mapping[str, Any], frames: Mapping[int, np.ndarray], scale: float, listed: Collection[int]
 ) -> str:
-    from pipeline.report.assets import face_region
 
     tid, f = int(thumb["track_id"]), int(thumb["frame"])
     link = f'<a href="#track-{tid}">track {tid}</a>' if tid in listed else f"track {tid} (not processed)"
