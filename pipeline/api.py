@@ -9,18 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from pipeline.anon.audit import AnonReport
 from pipeline.anon.mode import ANONYMIZE
 from pipeline.config import Config
 from pipeline.run.batch import BatchReport, run_batch
-from pipeline.run.mode import Mode
+from pipeline.run.mode import Mode, RunReport
 from pipeline.run.report import RestoreReport
 from pipeline.run.restore import RESTORE
 from pipeline.run.restore import restore as run
 
-MODES: dict[str, Mode[Any]] = {str(m.name): m for m in (RESTORE, ANONYMIZE)}
+MODES: dict[str, Mode[RunReport]] = {str(m.name): m for m in (RESTORE, ANONYMIZE)}
 
 
 def restore(

@@ -69,7 +69,7 @@ def ffmpeg_fps(images: list[np.ndarray], name: str, args: str) -> float:
         f.pts = i
     t = time.process_time()
     n = 0
-    for f in frames:
+    for f in [*frames, None]:  # None: the end, which flushes what the filters hold
         graph.push(f)
         while True:
             try:
@@ -77,13 +77,6 @@ def ffmpeg_fps(images: list[np.ndarray], name: str, args: str) -> float:
                 n += 1
             except (av.BlockingIOError, av.EOFError):
                 break
-    graph.push(None)
-    while True:
-        try:
-            graph.pull()
-            n += 1
-        except (av.BlockingIOError, av.EOFError):
-            break
     return n / (time.process_time() - t)
 
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from pipeline.config import Config, ScanConfig, load_config
 from pipeline.faces.scan import scan_frames
-from pipeline.faces.synthetic import render, standard_shots, write_video
+from pipeline.faces.synthetic import larger_faces, render, standard_shots, write_video
 
 SIZES = {"SD": (720, 576), "1080p": (1920, 1080)}
 
@@ -36,20 +36,7 @@ def _clip(size: tuple[int, int], frames: int) -> list[np.ndarray]:
     total = sum(s.length for s in base)
     k = size[0] / 1280  # standard_shots are laid out for a 1280-px-wide canvas
     shots = [
-        replace(
-            s,
-            length=max(4, round(s.length * frames / total)),
-            placements=tuple(
-                replace(
-                    p,
-                    start=(p.start[0] * k, p.start[1] * k),
-                    end=(p.end[0] * k, p.end[1] * k),
-                    scale=(p.scale[0] * k, p.scale[1] * k),
-                )
-                for p in s.placements
-            ),
-        )
-        for s in base
+        replace(s, length=max(4, round(s.length * frames / total))) for s in larger_faces(base, k, x=k, y=k)
     ]
     return render(shots, size=size, factor=1, blur=0.6, grain=0.03).frames
 

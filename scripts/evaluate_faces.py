@@ -53,6 +53,7 @@ from pipeline.faces.synthetic import (
     Placement,
     ShotSpec,
     fabric,
+    larger_faces,
     occlude,
     render,
     standard_shots,
@@ -92,18 +93,10 @@ def closeup(frames: int) -> Clip:
 
 
 def people(frames: int) -> Clip:
-    shots = []
-    for s, n in zip(standard_shots(), (frames // 3 + 2, frames // 3, frames // 3 - 2), strict=True):
-        placements = tuple(
-            replace(
-                p,
-                start=(p.start[0] * 0.8, p.start[1] * 0.7),
-                end=(p.end[0] * 0.8, p.end[1] * 0.7),
-                scale=(p.scale[0] * 1.6, p.scale[1] * 1.6),
-            )
-            for p in s.placements
-        )
-        shots.append(replace(s, length=n, placements=placements))
+    lengths = (frames // 3 + 2, frames // 3, frames // 3 - 2)
+    shots = [
+        replace(s, length=n) for s, n in zip(larger_faces(standard_shots(), 1.6, y=0.7), lengths, strict=True)
+    ]
     return render(shots, size=(1280, 720), factor=8, seed=1)
 
 

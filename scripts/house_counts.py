@@ -1,4 +1,5 @@
-"""Counts for issue 20: `Any` in annotations and imports of the project's own modules inside functions.
+"""Counts for issue 20: `Any` in annotations, imports of the project's own modules inside functions,
+and functions longer than 80 lines (each one named).
 
     python scripts/house_counts.py [pipeline]
 
@@ -58,14 +59,34 @@ def _local_own_imports(tree: ast.AST) -> int:
     return len(seen)
 
 
+LONG = 80  # lines (of the def, its decorators not counted, to its last line)
+
+
+def _long_functions(tree: ast.AST, path: Path) -> list[str]:
+    out = []
+    for n in ast.walk(tree):
+        if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and n.end_lineno is not None:
+            length = n.end_lineno - n.lineno + 1
+            if length > LONG:
+                out.append(f"{path}:{n.lineno} {n.name} ({length} lines)")
+    return out
+
+
 def main(root: str = "pipeline") -> None:
     files = sorted(Path(root).rglob("*.py"))
     anys = local = 0
+    long: list[str] = []
     for path in files:
         tree = ast.parse(path.read_text(), str(path))
         anys += sum(_any_in(a) for a in _annotations(tree))
         local += _local_own_imports(tree)
-    print(f"files {len(files)}  Any-in-annotations {anys}  local-imports-of-pipeline {local}")
+        long += _long_functions(tree, path)
+    print(
+        f"files {len(files)}  Any-in-annotations {anys}  local-imports-of-pipeline {local}  "
+        f"functions-over-{LONG}-lines {len(long)}"
+    )
+    for line in long:
+        print(f"  {line}")
 
 
 if __name__ == "__main__":

@@ -44,24 +44,9 @@ COMMON = [
 
 def face_clip(path: Path) -> Path:
     """The end-to-end tests' clip: 16 frames, 160x90, two shots, larger faces, gray and grainy."""
-    from pipeline.faces.synthetic import render, standard_shots, write_video
+    from pipeline.faces.synthetic import larger_faces, render, standard_shots, write_video
 
-    shots = [
-        replace(
-            s,
-            length=n,
-            placements=tuple(
-                replace(
-                    p,
-                    scale=(p.scale[0] * 2, p.scale[1] * 2),
-                    start=(p.start[0] * 0.8, p.start[1] * 0.6),
-                    end=(p.end[0] * 0.8, p.end[1] * 0.6),
-                )
-                for p in s.placements
-            ),
-        )
-        for s, n in zip(standard_shots()[:2], (8, 8), strict=True)
-    ]
+    shots = larger_faces([replace(s, length=8) for s in standard_shots()[:2]])
     return write_video(render(shots, factor=8, seed=3).frames, path)
 
 

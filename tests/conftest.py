@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
+
+from pipeline.faces.synthetic import larger_faces, render, standard_shots, write_video
+from pipeline.prior.load import RANDOM_SOURCE_PREFIX
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -52,3 +58,36 @@ def _devices() -> list[str]:
 def device(request: pytest.FixtureRequest) -> str:
     """Every device test runs on the CPU, and on CUDA where present (kornia-style)."""
     return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def face_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The end-to-end tests' clip (restore, Ray, report): 16 frames, 160×90, two shots with two and
+    then one moving face (3 tracks), gray and grainy, with an audio track."""
+    shots = larger_faces([replace(s, length=8) for s in standard_shots()[:2]])
+    return write_video(render(shots, factor=8, seed=3).frames, tmp_path_factory.mktemp("faces") / "faces.mkv")
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 16-px seeded random generator, labelled as a test generator (not a face model)."""
+    from pipeline.prior.cache_format import save_generator
+    from pipeline.prior.stylegan2 import make_random_generator
+
+    G = make_random_generator(16, seed=0, z_dim=32, w_dim=32, channel_max=32, mapping_layers=2)
+    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
+    return save_generator(
+        G, path, source=f"{RANDOM_SOURCE_PREFIX}: seed 0, 16 px (test generator, not a face model)"
+    )
+
+
+@pytest.fixture(scope="module")
+def embedded_ray() -> Iterator[None]:
+    """An embedded Ray of 2 CPUs for the module (use with `pytest.mark.usefixtures`)."""
+    ray = pytest.importorskip("ray")
+    from pipeline.run.ray_runtime import configure_auth
+
+    configure_auth()
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="warning", log_to_driver=False)
+    yield
+    ray.shutdown()

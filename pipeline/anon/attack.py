@@ -149,7 +149,7 @@ def attack_check(
 ) -> dict[str, Any]:
     """The audit's `attack` section: restore's search with the run's prior on `targets` of `output`,
     compared with `source` as the pipeline reads it (`pipeline.run.frames.read_frames`)."""
-    from pipeline.io.decode import iter_frames
+    from pipeline.io.decode import open_video
     from pipeline.run.frames import read_frames
     from pipeline.run.search_steps import load_search_model
 
@@ -170,7 +170,7 @@ def attack_check(
     wanted = {t.frame_index for t in targets}
     first, last = min(wanted), max(wanted) + 1
     original = frames_at(read_frames(source, cfg, first, last), wanted)
-    anonymised = frames_at(iter_frames(output, start=first, end=last), wanted)
+    anonymised = frames_at(open_video(output).reader(first, last), wanted)
     here = [t for t in targets if t.frame_index in original and t.frame_index in anonymised]
     cosines = attack(model.G, model.space, original, anonymised, here, cfg, model.device)
     worst = max(cosines) if cosines else None

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.anon.scan import KINDS, AnonScan
-from pipeline.config import Config
+from pipeline.config import Config, to_dict
 from pipeline.errors import ConfigError
 from pipeline.faces.people import Person
 from pipeline.files import save_json
@@ -160,7 +160,6 @@ def write_audit(
     person across cuts (pipeline.faces.people). A reviewer can check a file before release from this
     alone, without the original.
     """
-    from pipeline.config import to_dict
 
     by_track: dict[int, list[Mapping[str, Any]]] = {}
     for r in records:

@@ -15,7 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipeline.affine import rescale_affine
 from pipeline.config import AnonConfig, Config
+from pipeline.frame.upscale import upscale
+from pipeline.metrics.identity import cosine, embed_face
 from pipeline.types import FaceRestoration
 
 PASTE_TONE_SIGMA = 0.25  # tone matching of pasted faces: only the broad light of the masked region
@@ -79,9 +82,7 @@ def apply_mask(image: np.ndarray, box: np.ndarray, anon: AnonConfig) -> None:
 def anonymize_frame(image: np.ndarray, faces: Sequence[AnonFace], gray: bool, cfg: Config) -> np.ndarray:
     """One output frame ([H*k, W*k, 3], the source dtype): upscaled by cfg.upscale, every face masked,
     synthetic faces pasted over their masks."""
-    from pipeline.affine import rescale_affine
     from pipeline.frame.compose import ComposeSettings, FacePaste, paste_faces
-    from pipeline.frame.upscale import upscale
 
     up = np.asarray(upscale(image, cfg.upscale.scale, cfg.upscale.method))
     if not faces:
@@ -113,7 +114,6 @@ def measure_frame(
     original: np.ndarray, output: np.ndarray, faces: Sequence[AnonFace]
 ) -> dict[tuple[int, int], float]:
     """SFace cosine between each face of `original` and the same place in `output` (scaled)."""
-    from pipeline.metrics.identity import cosine, embed_face
 
     scale = output.shape[1] / original.shape[1]
     out = {}

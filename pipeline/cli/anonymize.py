@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from pipeline.cli import add_run_arguments, apply_run_arguments
+from pipeline.config import load_config
 from pipeline.files import load_json
 
 HELP = "anonymise a video: replace every face by a synthetic one (or mask it), with an audit sidecar"
@@ -41,7 +42,6 @@ STRICT_EXIT = 3  # --strict: the output was written but some face-frames need re
 
 def run(args: argparse.Namespace) -> int:
     from pipeline.api import anonymize
-    from pipeline.config import load_config
 
     # The anonymize preset (recall-first scan, no upscale) comes first; later presets and --set win.
     config = load_config(["anonymize", *args.preset], list(args.sets))

@@ -7,6 +7,7 @@ import sys
 
 from pipeline.cli import add_config_arguments
 from pipeline.files import save_json
+from pipeline.report.build import batch_index
 
 HELP = "restore every video of a YAML manifest on one Ray instance (failed items are reported, others go on)"
 
@@ -41,7 +42,6 @@ def run(args: argparse.Namespace) -> int:
     body = {"manifest": report.manifest, "items": [asdict(r) for r in report.items]}
     save_json(summary, body)
     print(f"summary written to {summary}", file=sys.stderr)
-    from pipeline.report.build import batch_index
 
     index = batch_index(body, summary.with_name(manifest.stem + ".report.html"))
     print(f"index of the reports: {index}", file=sys.stderr)

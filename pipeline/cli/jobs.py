@@ -8,6 +8,7 @@ import sys
 from types import SimpleNamespace
 
 from pipeline.errors import ConfigError
+from pipeline.run import jobs
 
 _ADDRESS_HELP = (
     "Ray job server (dashboard) URL, e.g. http://head:8265 (default: $RAY_API_SERVER_ADDRESS or local)"
@@ -57,8 +58,6 @@ def _submit_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _submit(args: argparse.Namespace) -> int:
     from pathlib import Path
-
-    from pipeline.run import jobs
 
     reel_args = list(args.reel_args)
     if reel_args and reel_args[0] == "--":
@@ -116,7 +115,6 @@ def _job_id_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from pipeline.run import jobs
 
     print(jobs.status(args.job_id, address=args.address))
     return 0
@@ -128,7 +126,6 @@ def _logs_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _logs(args: argparse.Namespace) -> int:
-    from pipeline.run import jobs
 
     if args.follow:
         for text in jobs.follow(args.job_id, address=args.address):
@@ -140,7 +137,6 @@ def _logs(args: argparse.Namespace) -> int:
 
 
 def _stop(args: argparse.Namespace) -> int:
-    from pipeline.run import jobs
 
     stopped = jobs.stop(args.job_id, address=args.address)
     print(f"job {args.job_id}: {'stop requested' if stopped else 'already finished'}")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from pipeline.errors import ConfigError, OutputError
+
 HELP = "face prior models: list, fetch, path, convert a checkpoint, init a random generator"
 
 
@@ -74,8 +76,6 @@ def _path(args: argparse.Namespace) -> int:
 def _check_output(path: str, overwrite: bool) -> None:
     from pathlib import Path
 
-    from pipeline.errors import OutputError
-
     if Path(path).exists() and not overwrite:
         raise OutputError(path, "exists (use --overwrite to replace it)")
 
@@ -94,7 +94,6 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _init(args: argparse.Namespace) -> int:
-    from pipeline.errors import ConfigError
     from pipeline.prior.cache_format import save_generator
     from pipeline.prior.stylegan2 import make_random_generator
 

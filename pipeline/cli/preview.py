@@ -13,7 +13,11 @@ import tempfile
 from pathlib import Path
 
 from pipeline.cli import add_run_arguments, apply_run_arguments, whole_factor
+from pipeline.config import load_config
 from pipeline.errors import ConfigError, EncodeError, OutputError
+from pipeline.io.probe import probe
+from pipeline.run.join import face_sentence
+from pipeline.run.preflight import output_preset
 
 HELP = "restore a few seconds with the same options and write a side-by-side before/after clip and a still"
 
@@ -36,11 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from pipeline.api import restore
-    from pipeline.config import load_config
     from pipeline.io.mux import check_output
-    from pipeline.io.probe import probe
-    from pipeline.run.join import face_sentence
-    from pipeline.run.preflight import output_preset
 
     output = args.output or args.input.with_name(args.input.name + ".preview.mp4")
     still = output.with_suffix(".png")
@@ -109,7 +109,6 @@ def _cut(source: Path, excerpt: Path, start: float, seconds: float) -> None:
 
 def _side_by_side(before: Path, after: Path, clip: Path, still: Path) -> None:
     """Source (scaled to the restored size, nearest pixels: what the footage really holds) | restored."""
-    from pipeline.io.probe import probe
 
     video = probe(after).video
     w, h = video.width, video.height

@@ -7,6 +7,10 @@ import json
 from fractions import Fraction
 from typing import Any
 
+from pipeline.errors import ConfigError
+from pipeline.io.probe import detect_interlacing, probe
+from pipeline.io.sequence import set_sequence_rate
+
 HELP = "describe a video file: streams, exact frame rate and time base, colour, aspect, rotation, interlacing"
 
 
@@ -81,12 +85,8 @@ def format_info(info: Any) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipeline.io.probe import probe
 
     if args.rate is not None:
-        from pipeline.errors import ConfigError
-        from pipeline.io.sequence import set_sequence_rate
-
         try:
             rate = Fraction(args.rate)
         except (ValueError, ZeroDivisionError):
@@ -114,8 +114,6 @@ def run(args: argparse.Namespace) -> int:
                 f"({'truncated or damaged' if present < declared else 'the header undercounts'})"
             )
         if args.exact and not info.video.interlaced:
-            from pipeline.io.probe import detect_interlacing
-
             seen = detect_interlacing(args.input)
             if seen is not None:
                 first = "top" if seen == "tt" else "bottom"

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from pipeline.report.build import rerender
+
 HELP = "re-render OUTPUT.report.html from the JSON report and the work directory (no recomputation)"
 
 
@@ -20,7 +22,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipeline.report.build import rerender
 
     path = rerender(args.output, args.workdir)
     print(path)

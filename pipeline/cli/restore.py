@@ -8,7 +8,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from pipeline import INVENTED_DETAIL_NOTICE
 from pipeline.cli import add_run_arguments, apply_run_arguments, whole_factor
+from pipeline.config import load_config
+from pipeline.io.presets import SEQUENCE_PRESETS
+from pipeline.io.sequence import is_sequence_output
+from pipeline.run.join import face_sentence
 
 HELP = "restore a video: upscale every frame and re-encode with audio, timestamps and colour tags kept"
 
@@ -42,10 +47,7 @@ NO_MODEL_LINE = (
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipeline import INVENTED_DETAIL_NOTICE
     from pipeline.api import restore
-    from pipeline.config import load_config
-    from pipeline.run.join import face_sentence
 
     sets = list(args.sets)
     if args.scale is not None:
@@ -73,9 +75,6 @@ def run(args: argparse.Namespace) -> int:
 def _sequence_preset(config: Any, output: Path) -> Any:
     """`-o out_%06d.tiff` writes numbered image files: the preset is the one of the suffix (#15)."""
     import logging
-
-    from pipeline.io.presets import SEQUENCE_PRESETS
-    from pipeline.io.sequence import is_sequence_output
 
     if not is_sequence_output(output):
         return config

@@ -19,6 +19,7 @@ import numpy as np
 
 from pipeline.errors import ConfigError
 from pipeline.files import package_file
+from pipeline.opencv import cv2_quiet
 from pipeline.types import Detection
 
 MODEL = "face detector model"  # how a missing detector file is named in its error
@@ -78,7 +79,6 @@ class CenterFaceDetector:
     _STRIDE = 4
 
     def __init__(self, score_threshold: float = 0.5, nms_iou: float = 0.3) -> None:
-        from pipeline.opencv import cv2_quiet
 
         cv2 = cv2_quiet()
 
@@ -145,7 +145,6 @@ class YuNetDetector:
     name = "yunet"
 
     def __init__(self, score_threshold: float = 0.5, nms_iou: float = 0.3) -> None:
-        from pipeline.opencv import cv2_quiet
 
         cv2 = cv2_quiet()
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.faces.detect import make_detector
 from pipeline.faces.people import Person
 from pipeline.types import Track
 
@@ -68,8 +69,6 @@ def photographs(count: int) -> list[tuple[str, np.ndarray]]:
 def heads(count: int) -> list[Head]:
     """Each person's head cut around YuNet's face in their photograph (reduced to 640 px first)."""
     import cv2
-
-    from pipeline.faces.detect import make_detector
 
     detector = make_detector("yunet", 0.5)
     out = []

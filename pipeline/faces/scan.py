@@ -24,6 +24,7 @@ from pipeline.faces.merge import exclusive_tracks
 from pipeline.faces.plausible import Refusals, iou, plausible_faces
 from pipeline.faces.shots import CutDetector, shots_from_cuts
 from pipeline.faces.track import build_tracks
+from pipeline.metrics.identity import embed_face
 from pipeline.types import Detection, Shot, Track
 
 log = logging.getLogger(__name__)
@@ -147,7 +148,6 @@ class FrameFilter:
 
 def _embed(image: np.ndarray, det: Detection, source_size: tuple[int, int]) -> np.ndarray:
     """SFace embedding of a detection, taken on the detector's copy of the frame."""
-    from pipeline.metrics.identity import embed_face
 
     f = np.array([image.shape[1] / source_size[0], image.shape[0] / source_size[1]], np.float32)
     return embed_face(image, (det.box.reshape(2, 2) * f).reshape(4), det.landmarks * f)
@@ -298,13 +298,9 @@ def scan_frames(
     tracks = link_tracks(shots, detections, embeddings, cfg, first_track_id)
     keep.log(start, end)
     gray_final = gray if gray is not None else sum(gray_votes) * 2 > len(gray_votes)
+    face_frames = sum(len(t.frames) for t in tracks)
     log.info(
         "scan %d-%d: %d shots, %d detections, %d tracks (%d face-frames)",
-        start,
-        end,
-        len(shots),
-        count,
-        len(tracks),
-        sum(len(t.frames) for t in tracks),
+        *(start, end, len(shots), count, len(tracks), face_frames),
     )
     return ScanResult(start, end, tuple(shots), tuple(tracks), count, gray_final)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -174,6 +174,28 @@ def standard_shots() -> list[ShotSpec]:
             ),
             background_seed=3,
         ),
+    ]
+
+
+def larger_faces(
+    shots: Sequence[ShotSpec], scale: float = 2.0, *, x: float = 0.8, y: float = 0.6
+) -> list[ShotSpec]:
+    """`shots` with every face `scale` times as large and its path pulled towards the top left (x and
+    y scale its start and end positions), so the larger faces stay in the picture."""
+    return [
+        replace(
+            s,
+            placements=tuple(
+                replace(
+                    p,
+                    start=(p.start[0] * x, p.start[1] * y),
+                    end=(p.end[0] * x, p.end[1] * y),
+                    scale=(p.scale[0] * scale, p.scale[1] * scale),
+                )
+                for p in s.placements
+            ),
+        )
+        for s in shots
     ]
 
 

@@ -18,6 +18,9 @@ from typing import Any
 
 from pipeline.config import Config
 from pipeline.errors import ConfigError
+from pipeline.film.clean import check_config
+from pipeline.frame.sr import load_descriptor
+from pipeline.io.cadence import resolve_inverse_telecine
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +35,6 @@ def face_prior(config: Config) -> str | None:
 
 def resolve(config: Config, input: str | Path) -> tuple[Config, dict[str, Any]]:
     """(the config with inverse telecine decided and the face prior chosen, what was decided and why)."""
-    from pipeline.film.clean import check_config
-    from pipeline.io.cadence import resolve_inverse_telecine
 
     check_config(config)
     u = config.upscale
@@ -44,8 +45,6 @@ def resolve(config: Config, input: str | Path) -> tuple[Config, dict[str, Any]]:
     if not 0.0 <= u.tile_memory <= 0.9:
         raise ConfigError(f"upscale.tile_memory={u.tile_memory}: need a fraction of free memory in [0, 0.9]")
     if u.model:  # a learned upscaler that cannot be loaded fails now, not when the first part is composed
-        from pipeline.frame.sr import load_descriptor
-
         load_descriptor(Path(u.model).expanduser())
     asked = config.io.inverse_telecine
     config, cadence = resolve_inverse_telecine(config, input)

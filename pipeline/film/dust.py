@@ -95,6 +95,44 @@ def gain_to(image: np.ndarray, other: np.ndarray) -> np.ndarray:
     return (a / np.maximum(b, 1e-3)).astype(np.float32)
 
 
+def _surroundings_unexplained(
+    labels: np.ndarray, i: int, box: tuple[int, int, int, int], explained: np.ndarray, threshold: float
+) -> bool:
+    """Whether the ring around blob `i` (its box x, y, w, h) is badly explained by the neighbours."""
+    import cv2
+
+    x, yy, w, h = box
+    e = 4
+    ex0, ey0 = max(0, x - e), max(0, yy - e)
+    ex1, ey1 = min(labels.shape[1], x + w + e), min(labels.shape[0], yy + h + e)
+    near = (labels[ey0:ey1, ex0:ex1] == i).astype(np.uint8)
+    ring = (cv2.dilate(near, np.ones((2 * e + 1, 2 * e + 1), np.uint8)) > 0) & ~(
+        cv2.dilate(near, np.ones((5, 5), np.uint8)) > 0
+    )
+    return bool(ring.any()) and float(np.median(explained[ey0:ey1, ex0:ex1][ring])) > _CONTEXT * threshold
+
+
+def _templates(
+    labels: np.ndarray, i: int, box: tuple[int, int, int, int], size: tuple[int, int]
+) -> list[tuple[np.ndarray, int, int]]:
+    """Templates of blob `i` (with their top-left corners): the blob, its core (a blob's rim may be
+    smeared background), the blob with a small rim (a piece of an object is placed by its edges).
+    Any one found moving makes it an object."""
+    import cv2
+
+    x, yy, w, h = box
+    blob = (labels[yy : yy + h, x : x + w] == i).astype(np.uint8)
+    core = cv2.erode(blob, np.ones((3, 3), np.uint8))
+    m = 2
+    x0, y0 = max(0, x - m), max(0, yy - m)
+    x1, y1 = min(size[1], x + w + m), min(size[0], yy + h + m)
+    rim = cv2.dilate((labels[y0:y1, x0:x1] == i).astype(np.uint8), np.ones((2 * m + 1, 2 * m + 1), np.uint8))
+    templates = [(blob, x, yy), (rim, x0, y0)]
+    if int(core.sum()) >= _MIN_AREA:
+        templates.insert(1, (core, x, yy))
+    return templates
+
+
 def find_specks(
     image: np.ndarray,  # [H, W, 3] float32 the frame
     prev_w: np.ndarray,  # [H, W, 3] the previous frame warped onto it
@@ -156,29 +194,10 @@ def find_specks(
             continue
         # Its surroundings must be explained by the neighbours (else the picture itself changes there:
         # flames, water, a fractal zoom, detail the flow cannot follow) - then it is left alone.
-        e = 4
-        ex0, ey0 = max(0, x - e), max(0, yy - e)
-        ex1, ey1 = min(image.shape[1], x + w + e), min(image.shape[0], yy + h + e)
-        near = (labels[ey0:ey1, ex0:ex1] == i).astype(np.uint8)
-        ring = (cv2.dilate(near, np.ones((2 * e + 1, 2 * e + 1), np.uint8)) > 0) & ~(
-            cv2.dilate(near, np.ones((5, 5), np.uint8)) > 0
-        )
-        if ring.any() and float(np.median(explained[ey0:ey1, ex0:ex1][ring])) > _CONTEXT * threshold:
+        if _surroundings_unexplained(labels, i, (x, yy, w, h), explained, threshold):
             objects += 1
             continue
-        # Templates: the blob, its core (a blob's rim may be smeared background), the blob with a small
-        # rim (a piece of an object is placed by its edges). Any one found moving makes it an object.
-        blob = (labels[yy : yy + h, x : x + w] == i).astype(np.uint8)
-        core = cv2.erode(blob, np.ones((3, 3), np.uint8))
-        m = 2
-        x0, y0 = max(0, x - m), max(0, yy - m)
-        x1, y1 = min(image.shape[1], x + w + m), min(image.shape[0], yy + h + m)
-        rim = cv2.dilate(
-            (labels[y0:y1, x0:x1] == i).astype(np.uint8), np.ones((2 * m + 1, 2 * m + 1), np.uint8)
-        )
-        templates = [(blob, x, yy), (rim, x0, y0)]
-        if int(core.sum()) >= _MIN_AREA:
-            templates.insert(1, (core, x, yy))
+        templates = _templates(labels, i, (x, yy, w, h), image.shape[:2])
         tol = threshold / 2
         if any(
             _moving_object(

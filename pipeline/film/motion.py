@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from pipeline.film.window import gray8
+
 _FLOW_LINES = 576  # flow is computed on at most this many lines
 
 
 def flow_input(image: np.ndarray) -> tuple[np.ndarray, float]:
     """[h, w] uint8 median-filtered luma for flow, and the factor (source px per flow px)."""
     import cv2
-
-    from pipeline.film.window import gray8
 
     g = gray8(image)
     f = max(1.0, g.shape[0] / _FLOW_LINES)

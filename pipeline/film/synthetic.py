@@ -13,6 +13,7 @@ from fractions import Fraction
 
 import numpy as np
 
+from pipeline.film.weave import translate
 from pipeline.types import VideoFrame
 
 
@@ -144,7 +145,6 @@ def add_weave(
     images: Sequence[np.ndarray], amount: float, seed: int = 0
 ) -> tuple[list[np.ndarray], np.ndarray]:
     """Each frame moved by a random shift of up to `amount` px in x and y; returns pictures, [n, 2] shifts."""
-    from pipeline.film.weave import translate
 
     rng = np.random.default_rng(seed)
     d = rng.uniform(-amount, amount, (len(images), 2))

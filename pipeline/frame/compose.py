@@ -34,6 +34,7 @@ from pipeline.affine import rescale_affine, to_cv2_matrix
 from pipeline.frame.project import Window, largest_share, project_tensor, region_psnr, window
 from pipeline.frame.steady import Steadiness
 from pipeline.frame.tensor_ops import area_shrink, as_tensor, gaussian_blur, robust_std, warp_affine
+from pipeline.frame.upscale import upscale
 from pipeline.types import FaceRestoration, VideoFrame
 
 if TYPE_CHECKING:
@@ -380,8 +381,6 @@ def compose_frame(
     if upscaled is not None:
         up = np.asarray(upscaled)
     elif upscaler is None:
-        from pipeline.frame.upscale import upscale
-
         up = np.asarray(upscale(image, cfg.upscale.scale, cfg.upscale.method))
     else:
         up = np.asarray(upscaler(image))

@@ -18,6 +18,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from pipeline.errors import CheckpointError
+from pipeline.frame.sr import cached_upscaler
+
 if TYPE_CHECKING:
     from pipeline.config import Config
 
@@ -138,8 +141,6 @@ def make_upscaler(cfg: Config, device: str | None = None) -> Callable[[np.ndarra
     u = cfg.upscale
     if not u.model:
         return functools.partial(upscale, scale=u.scale, method=u.method)
-    from pipeline.errors import CheckpointError
-    from pipeline.frame.sr import cached_upscaler
 
     path = Path(u.model).expanduser()
     if not path.is_file():

@@ -24,6 +24,7 @@ import numpy as np
 
 from pipeline.config import Config
 from pipeline.errors import ConfigError
+from pipeline.io.probe import check_input_path, main_video_stream, open_input
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +74,6 @@ def field_changes(prev: np.ndarray, cur: np.ndarray) -> tuple[float, float]:
 def measure_cadence(path: str | Path, *, max_frames: int = 600, min_moving: int = 24) -> Cadence:
     """Compare fields over the first `max_frames` frames (it stops early once enough moved)."""
     import av
-
-    from pipeline.io.probe import check_input_path, main_video_stream, open_input
 
     path = check_input_path(path)
     frames = moving = repeated = 0

@@ -18,25 +18,31 @@ import bisect
 import functools
 import itertools
 import logging
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pipeline.errors import DecodeError
+from pipeline.errors import DecodeError, PipelineError
 from pipeline.io.filters import build_graph, filter_chain
 from pipeline.io.probe import (
+    MATRICES,
+    RANGES,
     check_input_path,
     detect_interlacing,
     file_version,
     frame_timestamps,
     main_video_stream,
     open_input,
+    probe,
 )
-from pipeline.types import ColorTags, VideoFrame
+from pipeline.types import ColorTags, VideoFrame, VideoInfo
+
+if TYPE_CHECKING:  # PyAV's own stubs (av is imported where it is used: a heavy import)
+    import av
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +51,10 @@ _RESEEK_SECONDS = 2.0
 # Inverse telecine (3:2 pulldown removed) keeps four frames in five: the decoded rate is the source's
 # times this.
 IVTC_RATE = Fraction(4, 5)
+# Frames closer than this are decoded in one pass (`Video.pictures`); farther apart, the reader seeks
+# (cheaper than decoding the frames between, about a GOP of x264's default keyframe interval).
+_SEEK_GAP = 48
+_GOP_GUESS = 250  # frames a seek may decode (x264's default keyframe interval)
 
 
 @dataclass
@@ -128,45 +138,118 @@ def _reduced_size(width: int, height: int, max_size: int | None) -> tuple[int, i
     return max(1, round(width * s)), max(1, round(height * s))
 
 
-class FrameReader(Iterator[VideoFrame]):
-    """Iterator over VideoFrames of [start, end); `stats` and `time_base` are readable any time."""
+@dataclass(frozen=True)
+class DecodeOptions:
+    """How a video's frames are decoded (the same for every reader of one opened video)."""
 
-    def __init__(
-        self,
-        path: str | Path,
-        *,
-        start: int = 0,
-        end: int | None = None,
-        max_size: int | None = None,
-        deinterlace: str | bool = "auto",
-        inverse_telecine: bool = False,
-        max_damaged_fraction: float = 0.5,
-        thread_count: int = 0,
-    ) -> None:
+    deinterlace: str | bool = "auto"  # "auto" (as the frames are flagged), "on"/True, "off"/False
+    inverse_telecine: bool = False  # fieldmatch + decimate: frames renumbered, read from frame 0 only
+    max_damaged_fraction: float = 0.5  # more damaged or missing frames than this: DecodeError
+    thread_count: int = 0  # the decoder's threads (0 = FFmpeg's choice)
+
+
+class Video:
+    """A video input opened once: its path checked, its frame index read (the time base and every
+    frame's pts, `frame_index`), its decoding options fixed. It hands out readers of frame ranges
+    (`reader`), each with its own decoder and position, and a few pictures at given indices
+    (`pictures`); `info` is its probe, read when first asked for. Frames are numbered by this index,
+    so every reader of the video agrees on which picture an index names."""
+
+    def __init__(self, path: str | Path, options: DecodeOptions) -> None:
+        self.path = check_input_path(path)
+        self.options = options
+        self.time_base, self.pts = frame_index(self.path)
+        if not self.pts:
+            raise DecodeError(self.path, "its video stream has no frames")
+
+    @property
+    def frames(self) -> int:
+        """Frames in the stream's index (inverse telecine decodes fewer)."""
+        return len(self.pts)
+
+    @functools.cached_property
+    def info(self) -> VideoInfo:
+        return probe(self.path)
+
+    def reader(self, start: int = 0, end: int | None = None, *, max_size: int | None = None) -> FrameReader:
+        """Frames [start, end) as RGB VideoFrames (uint8, or uint16 for deeper sources); `max_size`
+        caps the longer side (a reduced copy for detection). The reader is an iterator with `.stats`
+        (DecodeStats), `.time_base` and `.frame_rate`; close it (or exhaust it) to release the file.
+        Raises DecodeError when the range yields no frame or too many are damaged."""
+        return FrameReader(self, start, end, max_size)
+
+    def pictures(self, indices: Iterable[int]) -> dict[int, np.ndarray]:
+        """The frames at `indices` (RGB uint8, as decoded, full size). Nearby frames are read in one
+        pass, far ones after a seek; when seeking would decode more than one pass over the whole span
+        (many frames spread over a long film), one pass it is. Only the frames asked for are
+        converted to RGB. Frames the file does not have, or that fail to decode, are left out
+        (logged)."""
+        wanted = sorted(set(int(i) for i in indices))
+        if not wanted:
+            return {}
+        runs: list[list[int]] = [[wanted[0]]]
+        for i in wanted[1:]:
+            if i - runs[-1][-1] <= _SEEK_GAP:
+                runs[-1].append(i)
+            else:
+                runs.append([i])
+        ivtc = self.options.inverse_telecine
+        if ivtc or len(runs) * _GOP_GUESS > wanted[-1] - wanted[0]:
+            runs = [wanted]  # inverse telecine numbers frames as it decodes: it reads from frame 0 anyway
+        out: dict[int, np.ndarray] = {}
+        for run in runs:
+            keep = set(run)
+            try:
+                with self.reader(0 if ivtc else run[0], run[-1] + 1) as reader:
+                    for index, _, frame in reader.native_frames():
+                        if index in keep:
+                            out[index] = frame.to_ndarray(format="rgb24")
+            except PipelineError as exc:
+                log.warning("frames %d-%d of %s not decoded (%s)", run[0], run[-1], self.path, exc)
+        return out
+
+
+def open_video(
+    path: str | Path,
+    *,
+    deinterlace: str | bool = "auto",
+    inverse_telecine: bool = False,
+    max_damaged_fraction: float = 0.5,
+    thread_count: int = 0,
+) -> Video:
+    """`path` opened for decoding (`Video`): checked and indexed once, then read by its readers.
+    Raises InputError for a path that is not a readable file, DecodeError for a video stream with
+    no frames."""
+    return Video(path, DecodeOptions(deinterlace, inverse_telecine, max_damaged_fraction, thread_count))
+
+
+class FrameReader(Iterator[VideoFrame]):
+    """Iterator over VideoFrames of [start, end) of an opened `Video` (made by `Video.reader`);
+    `stats` and `time_base` are readable any time."""
+
+    def __init__(self, video: Video, start: int, end: int | None, max_size: int | None) -> None:
         import av
 
-        self.path = check_input_path(path)
+        options = video.options
+        inverse_telecine = options.inverse_telecine
+        self.path = video.path
         if start < 0 or (end is not None and end < start):
             raise ValueError(f"bad frame range [{start}, {end})")
         if inverse_telecine and start:
             raise ValueError("inverse telecine renumbers frames: read from frame 0")
-        self.time_base, self._pts = frame_index(self.path)
+        self.time_base, self._pts = video.time_base, video.pts
         n = len(self._pts)
-        if n == 0:
-            raise DecodeError(self.path, "its video stream has no frames")
         self.start = min(start, n)
         self.end = n if end is None else min(end, n)
         self.max_size = max_size
-        self.max_damaged_fraction = max_damaged_fraction
+        self.max_damaged_fraction = options.max_damaged_fraction
         self.stats = DecodeStats(expected=max(0, self.end - self.start))
 
         self._container = open_input(self.path)
         self._stream = main_video_stream(self._container, self.path)
         cc = self._stream.codec_context
         cc.thread_type = "AUTO"
-        cc.thread_count = thread_count
-        from pipeline.io.probe import MATRICES, RANGES
-
+        cc.thread_count = options.thread_count
         self.color = ColorTags(
             matrix=MATRICES.get(int(cc.colorspace)) if cc.colorspace is not None else None,
             range=RANGES.get(int(cc.color_range)) if cc.color_range is not None else None,
@@ -185,7 +268,7 @@ class FrameReader(Iterator[VideoFrame]):
         self.rgb_format = "rgb48le" if depth > 8 else "rgb24"
         self.dtype = np.uint16 if depth > 8 else np.uint8
 
-        self._deinterlace = deinterlace
+        self._deinterlace = options.deinterlace
         self._field_order = int(cc.field_order or 0)
         self._filters: list[tuple[str, str]] | None = None  # decided at the first frame
         self._ivtc = inverse_telecine
@@ -212,7 +295,7 @@ class FrameReader(Iterator[VideoFrame]):
         self.close()
 
     # -- internals --------------------------------------------------------------------------
-    def native_frames(self) -> Generator[tuple[int, int, Any], None, None]:
+    def native_frames(self) -> Generator[tuple[int, int, av.VideoFrame], None, None]:
         """(index, pts, PyAV frame) without the RGB conversion, for re-encoding frames untouched.
 
         Use instead of iterating the reader (not both). The frame's pts is in the decoder's time base,
@@ -318,7 +401,7 @@ class FrameReader(Iterator[VideoFrame]):
         declared = self._declared_frames
         return max(0, declared - len(self._pts)) if declared else 0
 
-    def _decode_range(self) -> Iterator[tuple[int, int, Any]]:
+    def _decode_range(self) -> Iterator[tuple[int, int, av.VideoFrame]]:
         target = self._pts[self.start]
         last = self._pts[self.end - 1]
         back = Fraction(0)
@@ -369,7 +452,7 @@ class FrameReader(Iterator[VideoFrame]):
         except av.error.FFmpegError as exc:
             raise DecodeError(self.path, f"cannot seek to pts {pts} ({exc})") from exc
 
-    def _frame_pts(self, frame: Any) -> int:
+    def _frame_pts(self, frame: av.VideoFrame) -> int:
         """The frame's pts in the stream's time base (bwdif doubles its output time base)."""
         pts = frame.pts if frame.pts is not None else frame.dts
         if pts is None:
@@ -379,7 +462,7 @@ class FrameReader(Iterator[VideoFrame]):
             return int(pts)
         return round(pts * tb / self.time_base)
 
-    def _decoded_frames(self) -> Iterator[Any]:
+    def _decoded_frames(self) -> Iterator[av.VideoFrame]:
         """Decoded (and filtered) frames; packets that fail to decode are counted, not fatal."""
         import av
 
@@ -397,7 +480,7 @@ class FrameReader(Iterator[VideoFrame]):
                 yield from self._filter(frame)
         yield from self._filter(None)
 
-    def _filter(self, frame: Any) -> Iterator[Any]:
+    def _filter(self, frame: av.VideoFrame | None) -> Iterator[av.VideoFrame]:
         import av
 
         if self._filters is None and frame is not None:
@@ -424,7 +507,7 @@ class FrameReader(Iterator[VideoFrame]):
             except (av.error.BlockingIOError, av.error.EOFError):
                 return
 
-    def _index_of(self, frame: Any, pts: int) -> int | None:
+    def _index_of(self, frame: av.VideoFrame, pts: int) -> int | None:
         """The frame's index (its pts's rank in the index), or None for a frame to drop."""
         if self._ivtc:
             index = self._next_ivtc_index
@@ -440,7 +523,7 @@ class FrameReader(Iterator[VideoFrame]):
         self._seen.add(index)
         return index
 
-    def _to_video_frame(self, frame: Any, index: int, pts: int) -> VideoFrame:
+    def _to_video_frame(self, frame: av.VideoFrame, index: int, pts: int) -> VideoFrame:
         width, height = _reduced_size(frame.width, frame.height, self.max_size)
         cs, rng = rgb_conversion(self._frame_color(frame), frame.height)
         image = frame.to_ndarray(
@@ -454,40 +537,8 @@ class FrameReader(Iterator[VideoFrame]):
         )  # [H, W, 3] uint8 or uint16
         return VideoFrame(index=index, pts=pts, time=pts * self.time_base, image=image)
 
-    def _frame_color(self, frame: Any) -> ColorTags:
-        from pipeline.io.probe import MATRICES, RANGES
-
+    def _frame_color(self, frame: av.VideoFrame) -> ColorTags:
         return ColorTags(
             matrix=MATRICES.get(int(frame.colorspace)) or self.color.matrix,
             range=RANGES.get(int(frame.color_range)) or self.color.range,
         )
-
-
-def iter_frames(
-    path: str | Path,
-    *,
-    start: int = 0,
-    end: int | None = None,
-    max_size: int | None = None,
-    deinterlace: str | bool = "auto",
-    inverse_telecine: bool = False,
-    max_damaged_fraction: float = 0.5,
-    thread_count: int = 0,
-) -> FrameReader:
-    """Frames [start, end) of `path` as RGB VideoFrames (uint8, or uint16 for deeper sources).
-
-    `max_size` caps the longer side (a reduced copy for detection); `thread_count` the decoder's
-    threads (0 = FFmpeg's choice). The returned reader is an
-    iterator with `.stats` (DecodeStats), `.time_base` and `.frame_rate`; close it (or exhaust it) to
-    release the file. Raises DecodeError when the range yields no frame or too many are damaged.
-    """
-    return FrameReader(
-        path,
-        start=start,
-        end=end,
-        max_size=max_size,
-        deinterlace=deinterlace,
-        inverse_telecine=inverse_telecine,
-        max_damaged_fraction=max_damaged_fraction,
-        thread_count=thread_count,
-    )

@@ -26,7 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import DiskFullError, EncodeError, OutputError, disk_full_message, is_disk_full
-from pipeline.io.presets import CONTAINER_FORMATS, mov_timescale
+from pipeline.io.presets import CONTAINER_FORMATS, is_rgb_format, mov_timescale
+from pipeline.io.probe import MATRICES, PRIMARIES, RANGES, TRANSFERS
+from pipeline.io.sequence import existing_outputs, is_sequence, is_sequence_output
+from pipeline.io.verify import count_video_packets, verify_video
 from pipeline.io.writer import StderrDrain, ffmpeg_error
 from pipeline.types import ColorTags
 
@@ -56,7 +59,6 @@ def temporary_path(output: Path, tag: str = "partial") -> Path:
 def check_output(output: Path, *, overwrite: bool) -> None:
     """Refuse to clobber an existing file without --overwrite; make sure the directory exists and
     can be written (checked by creating and removing a hidden file there)."""
-    from pipeline.io.sequence import existing_outputs, is_sequence_output
 
     if output.is_dir():
         raise OutputError(output, "is a directory")
@@ -94,7 +96,6 @@ def _check_writable(output: Path) -> None:
 
 
 def _enum_tables() -> dict[str, dict[str, int]]:
-    from pipeline.io.probe import MATRICES, PRIMARIES, RANGES, TRANSFERS
 
     pairs = (("primaries", PRIMARIES), ("transfer", TRANSFERS), ("matrix", MATRICES), ("range", RANGES))
     return {key: {v: k for k, v in table.items()} for key, table in pairs}
@@ -209,8 +210,6 @@ def plan_streams(source: Path, output: Path, fmt: str) -> tuple[list[int], dict[
     """
     import av
 
-    from pipeline.io.sequence import is_sequence
-
     if is_sequence(source):
         return [], {}  # an image sequence has no sound, subtitles or tags to carry
     with (
@@ -263,6 +262,32 @@ def _timecode(container: Any) -> str | None:
     return None
 
 
+def _container_options(
+    joined: Path, fmt: str, color: ColorTags | None, sample_aspect_ratio: Fraction | None
+) -> dict[str, str]:
+    """The ffmpeg options that describe the joined video at the container level."""
+    options: dict[str, str] = {}
+    if color is not None:
+        # Also at the container level (ffmpeg applies these to stream copies): Matroska keeps a
+        # range even when the other tags are unspecified, which MP4's colour atom cannot.
+        tags = {
+            "color_primaries": color.primaries,
+            "color_trc": color.transfer,
+            "colorspace": "rgb" if color.matrix == "gbr" else color.matrix,  # the option's name
+            "color_range": color.range,
+        }
+        options.update({k: v for k, v in tags.items() if v})
+    if sample_aspect_ratio:
+        # Not every codec stores its pixel aspect in the bitstream: declare it in the container.
+        with _open_video(joined) as (width, height, _):
+            dar = Fraction(width, height) * sample_aspect_ratio
+        options["aspect"] = f"{dar.numerator}:{dar.denominator}"
+    if fmt in ("mp4", "mov"):
+        with _open_video(joined) as (_, _, time_base):
+            options["movie_timescale"] = str(mov_timescale(time_base))
+    return options
+
+
 def mux(
     video_parts: Sequence[Path],
     source: Path,
@@ -294,7 +319,6 @@ def mux(
     check_output(output, overwrite=overwrite)
     if not video_parts:
         raise EncodeError(output, "no video parts to join")
-    from pipeline.io.sequence import is_sequence_output
 
     if is_sequence_output(output):
         return write_sequence(video_parts, source, output, overwrite=overwrite)
@@ -318,16 +342,6 @@ def mux(
             frame_rate=None if variable_frame_rate else frame_rate,
             codec_tag=codec_tag if fmt in ("mp4", "mov") else None,
         )
-        if color is not None:
-            # Also at the container level (ffmpeg applies these to stream copies): Matroska keeps a
-            # range even when the other tags are unspecified, which MP4's colour atom cannot.
-            tags = {
-                "color_primaries": color.primaries,
-                "color_trc": color.transfer,
-                "colorspace": "rgb" if color.matrix == "gbr" else color.matrix,  # the option's name
-                "color_range": color.range,
-            }
-            sub_codecs = {**sub_codecs, **{k: v for k, v in tags.items() if v}}
         if rotation % 360 and fmt == "matroska":
             log.warning(
                 "%s: this ffmpeg cannot store a display rotation in Matroska; the %d° rotation is lost "
@@ -335,19 +349,11 @@ def mux(
                 output,
                 rotation,
             )
-        if sample_aspect_ratio:
-            # Not every codec stores its pixel aspect in the bitstream: declare it in the container.
-            with _open_video(joined) as (width, height, _):
-                dar = Fraction(width, height) * sample_aspect_ratio
-            sub_codecs = {**sub_codecs, "aspect": f"{dar.numerator}:{dar.denominator}"}
-        if fmt in ("mp4", "mov"):
-            with _open_video(joined) as (_, _, time_base):
-                sub_codecs = {**sub_codecs, "movie_timescale": str(mov_timescale(time_base))}
+        sub_codecs = {**sub_codecs, **_container_options(joined, fmt, color, sample_aspect_ratio)}
         cmd = _mux_command(ffmpeg, joined, Path(source), maps, sub_codecs, fmt, codec_tag, tmp, metadata)
         if threads:
             cmd[1:1] = ["-threads", str(threads)]
         _run_ffmpeg(cmd, output)
-        from pipeline.io.verify import count_video_packets, verify_video
 
         # Taken as done only when the muxed file reads back with every joined frame.
         verify_video(tmp, count_video_packets(joined), report_as=output)
@@ -369,9 +375,6 @@ def write_sequence(
     """
     import shutil
     import tempfile
-
-    from pipeline.io.sequence import existing_outputs
-    from pipeline.io.verify import count_video_packets
 
     output = Path(output)
     with contextlib.suppress(Exception):
@@ -422,9 +425,6 @@ def _part_description(part: Path) -> tuple[Fraction | None, str, ColorTags | Non
     """(pixel aspect, codec name, matrix and range when the part is RGB or an RGB source's YUV)."""
     import av
 
-    from pipeline.io.presets import is_rgb_format
-    from pipeline.io.probe import MATRICES, RANGES
-
     try:
         with av.open(str(part)) as c:
             stream = c.streams.video[0]
@@ -468,7 +468,6 @@ def _mux_command(
     cmd = [ffmpeg_bin, "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
     # -copyts: absolute timestamps, so video and audio keep the source's common clock (ffmpeg would
     # otherwise shift each input by its own start time).
-    from pipeline.io.sequence import is_sequence
 
     from_sequence = is_sequence(source)  # nothing but pictures: no second input
     cmd += ["-copyts", "-i", str(video)]

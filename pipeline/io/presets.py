@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from fractions import Fraction
 
+from pipeline.errors import ConfigError
+
 # Containers the final mux writes, by output suffix (PyAV / libavformat names).
 CONTAINER_FORMATS = {".mkv": "matroska", ".mp4": "mp4", ".mov": "mov", ".m4v": "mp4"}
 
@@ -142,8 +144,6 @@ def get_preset(name: str) -> EncoderPreset:
     try:
         return PRESETS[name]
     except KeyError:
-        from pipeline.errors import ConfigError
-
         raise ConfigError(f"io.preset {name!r}: not one of {', '.join(PRESETS)}") from None
 
 
@@ -231,8 +231,6 @@ def encoder_options(preset: EncoderPreset, pix_fmt: str, crf: int | None) -> dic
         opts["profile:v"] = "4"  # ProRes 4444: the only ProRes that stores full-resolution chroma
     quality = crf if crf is not None else preset.crf
     if crf is not None and (preset.crf is None or not 0 <= crf <= 51):
-        from pipeline.errors import ConfigError
-
         what = "between 0 and 51" if preset.crf is not None else f"unused by {preset.name} (lossless/intra)"
         raise ConfigError(f"io.crf={crf}: must be {what}")
     if quality is not None:

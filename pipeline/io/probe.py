@@ -13,10 +13,18 @@ import logging
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from pipeline.errors import VideoOpenError
+from pipeline.io.sequence import file_version as sequence_version
+from pipeline.io.sequence import is_sequence, open_sequence, resolve_sequence
 from pipeline.types import AudioStreamInfo, ColorTags, SubtitleStreamInfo, VideoInfo, VideoStreamInfo
+
+if TYPE_CHECKING:  # PyAV's own stubs (av is imported where it is used: a heavy import)
+    import av
+    from av.container import InputContainer
+    from av.video.codeccontext import VideoCodecContext
+    from av.video.stream import VideoStream
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +51,6 @@ _PROBE_FRAMES = 8
 
 def check_input_path(path: str | Path) -> Path:
     """Fail early, in plain words, for the inputs FFmpeg would describe badly."""
-    from pipeline.io.sequence import is_sequence, resolve_sequence
 
     path = Path(path)
     if is_sequence(path):
@@ -68,8 +75,6 @@ def open_input(path: str | Path) -> Any:
     """Open a container with PyAV, turning its errors into VideoOpenError."""
     import av
 
-    from pipeline.io.sequence import is_sequence, open_sequence
-
     path = check_input_path(path)
     if is_sequence(path):
         return open_sequence(path)
@@ -83,8 +88,6 @@ def open_input(path: str | Path) -> Any:
 
 def file_version(path: str | Path) -> tuple[int, int]:
     """(mtime_ns, size) of a file, or of a whole image sequence: a cache key for per-file results."""
-    from pipeline.io.sequence import file_version as sequence_version
-    from pipeline.io.sequence import is_sequence
 
     path = Path(path)
     if is_sequence(path):
@@ -156,47 +159,105 @@ def variable_rate(pts: Sequence[int]) -> bool:
     return bool(deltas) and max(deltas) - min(deltas) > 1
 
 
-def probe(path: str | Path, *, exact: bool = False) -> VideoInfo:
-    """Describe `path`; raise VideoOpenError (naming the file) when it holds no usable video."""
+def _first_frames(
+    container: InputContainer, stream: VideoStream, path: Path
+) -> tuple[av.VideoFrame, bool, list[int]]:
+    """The first decodable frame, whether any of the first few is flagged interlaced, and their pts
+    (per-frame flags live on decoded frames)."""
     import av
 
+    interlaced = False
+    first_frame = None
+    early_pts: list[int] = []
+    try:
+        for i, frame in enumerate(container.decode(stream)):
+            first_frame = first_frame or frame
+            interlaced = interlaced or bool(frame.interlaced_frame)
+            if frame.pts is not None:
+                early_pts.append(frame.pts)
+            if i + 1 >= _PROBE_FRAMES:
+                break
+    except av.error.FFmpegError as exc:
+        log.debug("%s: decoding the first frames failed: %s", path, exc)
+    if first_frame is None:
+        raise VideoOpenError(path, "its video stream has no decodable frame (damaged or truncated file)")
+    return first_frame, interlaced, early_pts
+
+
+def _tag(table: dict[int, str], frame_value: Any, stream_value: Any) -> str | None:
+    for v in (frame_value, stream_value):
+        if v is not None and int(v) in table:
+            return table[int(v)]
+    return None
+
+
+def _color(frame: av.VideoFrame, cc: VideoCodecContext) -> ColorTags:
+    return ColorTags(
+        primaries=_tag(PRIMARIES, frame.color_primaries, cc.color_primaries),
+        transfer=_tag(TRANSFERS, frame.color_trc, cc.color_trc),
+        matrix=_tag(MATRICES, frame.colorspace, cc.colorspace),
+        range=_tag(RANGES, frame.color_range, cc.color_range),
+    )
+
+
+def _frame_count(
+    path: Path,
+    container: InputContainer,
+    stream: VideoStream,
+    frame_rate: Fraction | None,
+    span: Fraction | None,
+    early_pts: list[int],
+    exact: bool,
+) -> tuple[int | None, bool, bool, tuple[int, ...] | None]:
+    """(frame count, whether the file states it, variable rate, every frame's pts when `exact`)."""
+    if exact:
+        _, all_pts = frame_timestamps(path)
+        return len(all_pts), True, variable_rate(all_pts), tuple(all_pts)
+    frame_count = stream.frames or None
+    if container.format.name == "image2":
+        frame_count = resolve_sequence(path).count  # one file per frame, none missing
+    stated = frame_count is not None
+    if frame_count is None and span and frame_rate:
+        frame_count = round(span * frame_rate)
+    early_pts.sort()
+    base = _fraction(stream.base_rate)
+    variable = variable_rate(early_pts) or (
+        base is not None and frame_rate is not None and abs(frame_rate - base) > frame_rate / 100
+    )
+    return frame_count, stated, variable, None
+
+
+def _other_streams(
+    container: InputContainer,
+) -> tuple[tuple[AudioStreamInfo, ...], tuple[SubtitleStreamInfo, ...]]:
+    audio = tuple(
+        AudioStreamInfo(
+            index=s.index,
+            codec=s.codec_context.name,
+            sample_rate=s.codec_context.sample_rate,
+            channels=s.codec_context.channels,
+            channel_layout=getattr(s.codec_context.layout, "name", None),
+            time_base=Fraction(cast(Fraction, s.time_base)),  # FFmpeg gives every stream one
+            language=s.metadata.get("language"),
+        )
+        for s in container.streams.audio
+    )
+    subtitles = tuple(
+        SubtitleStreamInfo(index=s.index, codec=s.codec_context.name, language=s.metadata.get("language"))
+        for s in container.streams.subtitles
+    )
+    return audio, subtitles
+
+
+def probe(path: str | Path, *, exact: bool = False) -> VideoInfo:
+    """Describe `path`; raise VideoOpenError (naming the file) when it holds no usable video."""
     path = check_input_path(path)
     with open_input(path) as container:
         stream = main_video_stream(container, path)
         cc = stream.codec_context
         time_base = Fraction(stream.time_base)
-
-        # Per-frame flags live on decoded frames; read the first few.
-        interlaced = False
-        rotation = 0
-        first_frame = None
-        early_pts: list[int] = []
-        try:
-            for i, frame in enumerate(container.decode(stream)):
-                first_frame = first_frame or frame
-                interlaced = interlaced or bool(frame.interlaced_frame)
-                if frame.pts is not None:
-                    early_pts.append(frame.pts)
-                if i + 1 >= _PROBE_FRAMES:
-                    break
-        except av.error.FFmpegError as exc:
-            log.debug("%s: decoding the first frames failed: %s", path, exc)
-        if first_frame is None:
-            raise VideoOpenError(path, "its video stream has no decodable frame (damaged or truncated file)")
+        first_frame, interlaced, early_pts = _first_frames(container, stream, path)
         rotation = int(-round(first_frame.rotation)) % 360  # PyAV: counter-clockwise degrees
-
-        def tag(table: dict[int, str], frame_value: Any, stream_value: Any) -> str | None:
-            for v in (frame_value, stream_value):
-                if v is not None and int(v) in table:
-                    return table[int(v)]
-            return None
-
-        color = ColorTags(
-            primaries=tag(PRIMARIES, first_frame.color_primaries, cc.color_primaries),
-            transfer=tag(TRANSFERS, first_frame.color_trc, cc.color_trc),
-            matrix=tag(MATRICES, first_frame.colorspace, cc.colorspace),
-            range=tag(RANGES, first_frame.color_range, cc.color_range),
-        )
         field_order = FIELD_ORDERS.get(int(cc.field_order or 0), "unknown")
         if interlaced and field_order in ("unknown", "progressive"):
             field_order = "tt" if first_frame.interlaced_frame and _top_field_first(first_frame) else "bb"
@@ -207,38 +268,17 @@ def probe(path: str | Path, *, exact: bool = False) -> VideoInfo:
         sar = _fraction(stream.sample_aspect_ratio) or _fraction(cc.sample_aspect_ratio) or Fraction(1)
         duration = Fraction(stream.duration) * time_base if stream.duration else None
         container_duration = Fraction(container.duration, 1_000_000) if container.duration else None
-
-        frame_pts: tuple[int, ...] | None = None
-        stated = True
-        if exact:
-            _, all_pts = frame_timestamps(path)
-            frame_pts = tuple(all_pts)
-            frame_count: int | None = len(all_pts)
-            variable = variable_rate(all_pts)
-        else:
-            frame_count = stream.frames or None
-            if container.format.name == "image2":
-                from pipeline.io.sequence import resolve_sequence
-
-                frame_count = resolve_sequence(path).count  # one file per frame, none missing
-            stated = frame_count is not None
-            span = duration or container_duration
-            if frame_count is None and span and frame_rate:
-                frame_count = round(span * frame_rate)
-            early_pts.sort()
-            variable = variable_rate(early_pts) or (
-                _fraction(stream.base_rate) is not None
-                and frame_rate is not None
-                and abs(frame_rate - Fraction(stream.base_rate)) > frame_rate / 100
-            )
-
+        frame_count, stated, variable, frame_pts = _frame_count(
+            path, container, stream, frame_rate, duration or container_duration, early_pts, exact
+        )
+        pix_fmt = cc.pix_fmt or first_frame.format.name
         video = VideoStreamInfo(
             index=stream.index,
             codec=cc.name,
             width=cc.width,
             height=cc.height,
-            pix_fmt=cc.pix_fmt or first_frame.format.name,
-            bit_depth=_bit_depth(cc.pix_fmt or first_frame.format.name),
+            pix_fmt=pix_fmt,
+            bit_depth=_bit_depth(pix_fmt),
             time_base=time_base,
             frame_rate=frame_rate,
             variable_frame_rate=variable,
@@ -249,25 +289,10 @@ def probe(path: str | Path, *, exact: bool = False) -> VideoInfo:
             rotation=rotation,
             field_order=field_order,
             interlaced=interlaced,
-            color=color,
+            color=_color(first_frame, cc),
             frame_count_stated=stated,
         )
-        audio = tuple(
-            AudioStreamInfo(
-                index=s.index,
-                codec=s.codec_context.name,
-                sample_rate=s.codec_context.sample_rate,
-                channels=s.codec_context.channels,
-                channel_layout=getattr(s.codec_context.layout, "name", None),
-                time_base=Fraction(s.time_base),
-                language=s.metadata.get("language"),
-            )
-            for s in container.streams.audio
-        )
-        subtitles = tuple(
-            SubtitleStreamInfo(index=s.index, codec=s.codec_context.name, language=s.metadata.get("language"))
-            for s in container.streams.subtitles
-        )
+        audio, subtitles = _other_streams(container)
         return VideoInfo(
             path=path,
             container=container.format.name,

@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 from pipeline.errors import DiskFullError, EncodeError, disk_full_message
+from pipeline.io.sequence import existing_outputs, is_sequence_output
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,6 @@ def is_complete_video(path: str | Path) -> bool:
 
 def output_frame_count(path: str | Path) -> int:
     """Frames of a finished output: video packets, or files of an image-sequence pattern."""
-    from pipeline.io.sequence import existing_outputs, is_sequence_output
 
     if is_sequence_output(path):
         return len(existing_outputs(path))

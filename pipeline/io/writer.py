@@ -24,7 +24,14 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.errors import EncodeError, OutputError
+from pipeline.errors import (
+    ConfigError,
+    DiskFullError,
+    EncodeError,
+    OutputError,
+    disk_full_message,
+    looks_disk_full,
+)
 from pipeline.io.decode import rgb_conversion
 from pipeline.io.presets import (
     EncoderPreset,
@@ -34,6 +41,7 @@ from pipeline.io.presets import (
     mov_timescale,
     output_pix_fmt,
 )
+from pipeline.io.verify import disk_is_low, verify_video
 from pipeline.types import ColorTags
 
 log = logging.getLogger(__name__)
@@ -68,8 +76,6 @@ def output_color(
         return replace(color, matrix="gbr", range="pc")
     if source_rgb:
         if rgb_matrix not in RGB_MATRICES:
-            from pipeline.errors import ConfigError
-
             raise ConfigError(f"io.rgb_matrix={rgb_matrix!r}: must be one of {', '.join(RGB_MATRICES)}")
         return replace(color, matrix=RGB_MATRICES[rgb_matrix], range="tv")
     return color
@@ -97,9 +103,6 @@ def ffmpeg_error(path: Path, what: str, drain: StderrDrain, returncode: int | No
     failed was space: "No space left on device", a killed-by-SIGXFSZ encoder (the file size limit),
     or a filesystem with next to nothing free."""
     import signal
-
-    from pipeline.errors import DiskFullError, disk_full_message, looks_disk_full
-    from pipeline.io.verify import disk_is_low
 
     tail = drain.tail()
     if returncode is not None and returncode == -signal.SIGXFSZ:
@@ -314,7 +317,6 @@ class VideoWriter:
         if self.frames_written == 0:
             self._remove_tmp()
             raise EncodeError(self.path, "no frames were written")
-        from pipeline.io.verify import verify_video
 
         try:  # nothing partial is taken as done: the part must decode and hold every frame
             verify_video(self._tmp, self.expected_frames or self.frames_written, report_as=self.path)

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.files import package_file
+from pipeline.opencv import cv2_quiet
 from pipeline.types import FaceCrop, FaceRestoration
 
 SAME_PERSON_COSINE = 0.363  # OpenCV's published threshold for SFace (cosine distance type)
@@ -26,7 +27,6 @@ _RECOGNIZER_LOCK = threading.Lock()
 
 @lru_cache(maxsize=1)
 def _recognizer() -> Any:
-    from pipeline.opencv import cv2_quiet
 
     cv2 = cv2_quiet()
 

@@ -115,7 +115,7 @@ def modulated_conv2d_deferred(
       GPUs run fastest (tensor cores, channels-last), and it never builds B copies of the weight.
     mode "scaled_fir": "scaled", with the up-sampling FIR filter folded into a 6x6 transposed-conv kernel.
     """
-    batch, in_ch, height, width = x.shape
+    batch, in_ch = x.shape[:2]
     out_ch, w_in, kh, kw = weight.shape
     if w_in != in_ch or styles.shape != (batch, in_ch):
         raise ValueError(
@@ -150,18 +150,7 @@ def modulated_conv2d_deferred(
         # conv_transpose2d weights are [in, out, k, k].
         y = F.conv_transpose2d(xs, w.transpose(0, 1), stride=2) if up else F.conv2d(xs, w, padding=kh // 2)
     elif mode == "grouped":
-        wb = wf.unsqueeze(0) * styles.reshape(batch, 1, in_ch, 1, 1)  # [B, O, I, k, k]
-        if dcoefs is not None:
-            wb = wb * dcoefs.reshape(batch, out_ch, 1, 1, 1)
-        wb = wb.to(x.dtype)
-        xg = x.reshape(1, batch * in_ch, height, width)
-        if up:
-            # conv_transpose2d weights are [in, out/groups, k, k].
-            wt = wb.transpose(1, 2).reshape(batch * in_ch, out_ch, kh, kw)
-            y = F.conv_transpose2d(xg, wt, stride=2, groups=batch)
-        else:
-            y = F.conv2d(xg, wb.reshape(batch * out_ch, in_ch, kh, kw), padding=kh // 2, groups=batch)
-        y = y.reshape(batch, out_ch, *y.shape[2:])
+        y = _grouped_modconv(x, wf, styles, dcoefs, up)
         dcoefs = None  # already folded into the weights
     else:
         raise ValueError(f"unknown modulated conv mode {mode!r}")
@@ -177,6 +166,27 @@ def modulated_conv2d_deferred(
         pad1 = p + (fk - 2) // 2 - (kw - 2)
         y = fir_filter2d(y, resample_filter, (pad0, pad1), gain=4.0)
     return y, dcoefs
+
+
+def _grouped_modconv(
+    x: torch.Tensor, wf: torch.Tensor, styles: torch.Tensor, dcoefs: torch.Tensor | None, up: bool
+) -> torch.Tensor:
+    """Mode "grouped" of `modulated_conv2d_deferred`: the per-sample weights (`wf` modulated by the
+    styles, demodulated by `dcoefs` when given) as one grouped convolution, one group per sample."""
+    batch, in_ch, height, width = x.shape
+    out_ch, _, kh, kw = wf.shape
+    wb = wf.unsqueeze(0) * styles.reshape(batch, 1, in_ch, 1, 1)  # [B, O, I, k, k]
+    if dcoefs is not None:
+        wb = wb * dcoefs.reshape(batch, out_ch, 1, 1, 1)
+    wb = wb.to(x.dtype)
+    xg = x.reshape(1, batch * in_ch, height, width)
+    if up:
+        # conv_transpose2d weights are [in, out/groups, k, k].
+        wt = wb.transpose(1, 2).reshape(batch * in_ch, out_ch, kh, kw)
+        y = F.conv_transpose2d(xg, wt, stride=2, groups=batch)
+    else:
+        y = F.conv2d(xg, wb.reshape(batch * out_ch, in_ch, kh, kw), padding=kh // 2, groups=batch)
+    return y.reshape(batch, out_ch, *y.shape[2:])
 
 
 def demod_noise_bias_act(

@@ -15,8 +15,10 @@ from typing import Any
 
 from pipeline.config import ReportConfig
 from pipeline.files import atomic_path, load_json
+from pipeline.report.assets import decode_frames
 from pipeline.report.model import html_path, thumb_frames
 from pipeline.report.parts import CSS, card, fmt_num, shots_section, thumb, times_section
+from pipeline.report.people import people_frames, people_sheet
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +27,6 @@ def anon_page(
     audit: Mapping[str, Any], out_frames: Mapping[int, Any], thumbs: Mapping[int, Any], cfg: ReportConfig
 ) -> str:
     """The page: notice, figures, time per stage, per-track table, output thumbnails per shot."""
-    from pipeline.report.people import people_sheet
 
     ident = audit.get("identity", {})
     name = Path(str(audit.get("output", "output"))).name
@@ -152,8 +153,6 @@ def _review(above: Sequence[Mapping[str, Any]], out_frames: Mapping[int, Any], c
 
 def write_anon_report(audit_path: Path, cfg: ReportConfig | None = None) -> Path:
     """`OUTPUT.report.html` of an anonymised output, from its audit JSON; returns its path."""
-    from pipeline.report.assets import decode_frames
-    from pipeline.report.people import people_frames
 
     cfg = cfg or ReportConfig()
     audit = load_json(audit_path)

@@ -14,14 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.errors import PipelineError
+from pipeline.faces.store import crops_from_arrays
 from pipeline.types import FaceCrop
 
 log = logging.getLogger(__name__)
-
-# Frames closer than this are decoded in one pass; farther apart, the reader seeks (cheaper than
-# decoding the frames between, about a GOP of x264's default keyframe interval).
-_SEEK_GAP = 48
-_GOP_GUESS = 250  # frames a seek may decode (x264's default keyframe interval)
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
@@ -93,7 +90,6 @@ def ramp_legend(width: int = 160, height: int = 10) -> np.ndarray:
 
 def load_crops(paths: Iterable[Path]) -> dict[tuple[int, int], FaceCrop]:
     """Every stored crop of these npz artifacts, by (track id, frame index); missing files skipped."""
-    from pipeline.faces.store import crops_from_arrays
 
     out: dict[tuple[int, int], FaceCrop] = {}
     for path in paths:
@@ -120,45 +116,17 @@ def decode_frames(
     deinterlace: str = "off",
     inverse_telecine: bool = False,
 ) -> dict[int, np.ndarray]:
-    """The frames of `video` at `indices` (RGB uint8, as decoded). Nearby frames are read in one pass,
-    far ones after a seek; when seeking would decode more than one pass over the whole span (many
-    frames spread over a long film), one pass it is. Only the frames asked for are converted to RGB.
+    """The report's pictures of `video` at `indices` (`pipeline.io.decode.Video.pictures`: RGB uint8,
+    as decoded). Frames the file does not have are left out, and a file that cannot be opened gives
+    none (the page shows no picture for them; logged)."""
+    from pipeline.io.decode import open_video
 
-    Frames the file does not have are left out (the caller shows no picture for them).
-    """
-    from pipeline.errors import PipelineError
-    from pipeline.io.decode import iter_frames
-
-    wanted = sorted(set(int(i) for i in indices))
-    if not wanted:
+    try:
+        opened = open_video(video, deinterlace=deinterlace, inverse_telecine=inverse_telecine)
+    except PipelineError as exc:
+        log.warning("report: %s not decoded (%s)", video, exc)
         return {}
-    runs: list[list[int]] = [[wanted[0]]]
-    for i in wanted[1:]:
-        if i - runs[-1][-1] <= _SEEK_GAP:
-            runs[-1].append(i)
-        else:
-            runs.append([i])
-    if inverse_telecine or len(runs) * _GOP_GUESS > wanted[-1] - wanted[0]:
-        runs = [wanted]  # inverse telecine numbers frames as it decodes: it reads from frame 0 anyway
-    out: dict[int, np.ndarray] = {}
-    for run in runs:
-        start = 0 if inverse_telecine else run[0]
-        keep = set(run)
-        try:
-            reader = iter_frames(
-                video,
-                start=start,
-                end=run[-1] + 1,
-                deinterlace=deinterlace,
-                inverse_telecine=inverse_telecine,
-            )
-            with reader:
-                for index, _, frame in reader.native_frames():
-                    if index in keep:
-                        out[index] = frame.to_ndarray(format="rgb24")
-        except PipelineError as exc:
-            log.warning("report: frames %d-%d of %s not decoded (%s)", run[0], run[-1], video, exc)
-    return out
+    return opened.pictures(indices)
 
 
 def face_region(

@@ -16,9 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.config import ReportConfig
+from pipeline.config import Config, ReportConfig, apply_overrides
+from pipeline.errors import InputError
 from pipeline.files import atomic_path, load_json
+from pipeline.report.assets import decode_frames, load_crops
 from pipeline.report.html import index_page, page
+from pipeline.report.measure import track_motion
 from pipeline.report.model import (
     Collected,
     ReportArtifacts,
@@ -29,6 +32,8 @@ from pipeline.report.model import (
     json_path,
     thumb_frames,
 )
+from pipeline.report.people import people_frames
+from pipeline.report.spread import DISPLAY, reduce_image, spread_from_arrays
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +99,6 @@ def merge_records(
 def collect(artifacts: ReportArtifacts, faces: Sequence[Mapping[str, Any]], cfg: ReportConfig) -> Collected:
     """Read the artifacts: per-track motion, the pictured faces' crops and restorations, compose
     records and the stored spread. Restoration files are read one at a time."""
-    from pipeline.report.assets import load_crops
-    from pipeline.report.measure import track_motion
-    from pipeline.report.spread import DISPLAY, reduce_image, spread_from_arrays
 
     out = Collected(records=load_records(artifacts.compose_records))
     wanted = sheet_frames(merge_records(faces, out.records), cfg.sheet_frames)
@@ -159,8 +161,6 @@ def render_report(
     body: Mapping[str, Any], collected: Collected, path: Path, cfg: ReportConfig | None = None
 ) -> Path:
     """Decode the frames the page shows, render it and write it atomically to `path`."""
-    from pipeline.report.assets import decode_frames
-    from pipeline.report.people import people_frames
 
     cfg = cfg or ReportConfig()
     t = time.perf_counter()
@@ -195,8 +195,6 @@ def render_report(
 
 def rerender(output: Path, workdir: Path | None = None) -> Path:
     """`reel report OUTPUT`: the HTML again from `OUTPUT.report.json` and the work directory."""
-    from pipeline.config import apply_overrides
-    from pipeline.errors import InputError
 
     jpath = json_path(output)
     if not jpath.is_file():
@@ -205,8 +203,6 @@ def rerender(output: Path, workdir: Path | None = None) -> Path:
     cfg = ReportConfig()
     section = body.get("config", {}).get("report")
     if isinstance(section, dict):
-        from pipeline.config import Config
-
         cfg = apply_overrides(Config(), {"report": section}, str(jpath)).report
     artifacts = ReportArtifacts.from_json(body.get("artifacts") or {"workdir": str(workdir or "")}, workdir)
     return render_report(body, collect(artifacts, body.get("faces", []), cfg), html_path(output), cfg)

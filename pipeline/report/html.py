@@ -20,7 +20,8 @@ import numpy as np
 from pipeline import INVENTED_DETAIL_NOTICE
 from pipeline.config import ReportConfig
 from pipeline.metrics.identity import SAME_PERSON_COSINE
-from pipeline.report.measure import TrackMotion
+from pipeline.report.assets import face_region, heat_map, ramp_legend
+from pipeline.report.measure import TrackMotion, frame_consistency
 from pipeline.report.model import Collected, SheetFace, crop_box, flagged
 from pipeline.report.parts import (
     CSS,
@@ -218,8 +219,6 @@ def _sheet(
     src_frames: Mapping[int, np.ndarray],
     scale: float,
 ) -> str:
-    from pipeline.report.assets import face_region
-    from pipeline.report.measure import frame_consistency
 
     cards = []
     for face in faces:
@@ -361,7 +360,6 @@ def _flagged(body: Mapping[str, Any], collected: Collected, limit: int = 500) ->
 
 
 def _spread(collected: Collected) -> str:
-    from pipeline.report.assets import heat_map, ramp_legend
 
     if not collected.spread:
         return '<p class="small">not computed for this run (report.spread_k = 0, or no faces)</p>'

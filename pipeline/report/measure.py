@@ -16,6 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipeline.metrics.temporal import frame_changes, psnr
+from pipeline.report.assets import to_uint8
+
 _COMMON = 32  # px: side at which source and restored faces are compared over time
 
 
@@ -39,7 +42,6 @@ def _small(image: np.ndarray) -> np.ndarray:
 def track_motion(crops: Mapping[int, np.ndarray], faces: Sequence[tuple[int, np.ndarray]]) -> TrackMotion:
     """Change curves and steadiness of one track: `crops` its footage crops by frame index, `faces`
     its restored faces as (frame index, image) pairs; frames without a crop are left out."""
-    from pipeline.metrics.temporal import frame_changes
 
     pairs = sorted((f, img) for f, img in faces if f in crops)
     if len(pairs) < 2:
@@ -64,9 +66,6 @@ def frame_consistency(
     source's size. None when the region is empty.
     """
     import cv2
-
-    from pipeline.metrics.temporal import psnr
-    from pipeline.report.assets import to_uint8
 
     sh, sw = source.shape[:2]
     scale = output.shape[1] / sw

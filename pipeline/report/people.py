@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.report.assets import face_region
 from pipeline.report.parts import image_uri, img_tag
 
 PEOPLE_PX = 72  # height of each track's picture on the people sheet
@@ -26,7 +27,6 @@ def people_frames(people: Sequence[Mapping[str, Any]] | None) -> set[int]:
 def _picture(
     thumb: Mapping[str, Any], frames: Mapping[int, np.ndarray], scale: float, listed: Collection[int]
 ) -> str:
-    from pipeline.report.assets import face_region
 
     tid, f = int(thumb["track_id"]), int(thumb["frame"])
     link = f'<a href="#track-{tid}">track {tid}</a>' if tid in listed else f"track {tid} (not processed)"
@@ -43,13 +43,15 @@ def people_sheet(
     scale: float,
     listed: Collection[int] = (),
 ) -> str:
-    """The sheet: id, tracks, face-frames, decided or not, chosen or not (under a choice of people)
-    and the output at each track's widest face; `listed`: the tracks the page has a section for."""
+    """The sheet: id, tracks, face-frames, decided or not, chosen or not (under a choice of people),
+    whose photos guided their restoration (under --reference-photos) and the output at each track's
+    widest face; `listed`: the tracks the page has a section for."""
     if people is None:
         return '<p class="small">faces were not looked for</p>'
     if not people:
         return '<p class="small">no people found</p>'
     chose = any("chosen" in p for p in people)
+    guided = any("guided_by" in p for p in people)  # --reference-photos guided someone
     rows = []
     for p in people:
         pid = int(p["id"])
@@ -62,7 +64,8 @@ def people_sheet(
         rows.append(
             f'<tr id="person-{pid}"><td>{pid}</td><td>{", ".join(str(t) for t in p.get("tracks", []))}</td>'
             f"<td>{int(p.get('frames', 0))}</td><td>{decided}</td>{_chosen(p, chose)}"
-            f'<td><div class="strip people">{pictures}</div></td></tr>'
+            + (f"<td>{escape(str(p.get('guided_by') or '—'))}</td>" if guided else "")
+            + f'<td><div class="strip people">{pictures}</div></td></tr>'
         )
     undecided = sum(not p.get("decided") for p in people)
     return (
@@ -70,6 +73,7 @@ def people_sheet(
         "across cuts, linked by SFace identity; pictures are cut from the output.</p>"
         "<table><tr><th>person</th><th>tracks</th><th>face-frames</th><th>identity</th>"
         + ("<th>chosen (reference photos)</th>" if chose else "")
+        + ("<th>guided by (reference photos)</th>" if guided else "")
         + f"<th>the output at each track</th></tr>{''.join(rows)}</table>"
     )
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from pipeline.config import Config, SearchConfig
 from pipeline.files import save_arrays
+from pipeline.report.assets import load_crops
 from pipeline.types import FaceCrop
 
 DISPLAY = 256  # px: stored mean and spread images are reduced to at most this side
@@ -49,7 +50,6 @@ def spread_step(model: Any, cfg: Config, crops_paths: Sequence[str], out: str) -
     """The plan's step, run where the generator is loaded (`model`: run.search_steps.SearchModel):
     the middle face-frame of each track whose crops are in `crops_paths`, searched from
     cfg.report.spread_k starts; the spreads are stored in `out` (npz)."""
-    from pipeline.report.assets import load_crops
 
     crops = sample_faces(list(load_crops(Path(p) for p in crops_paths).values()), len(crops_paths))
     with model.lock:  # the device is the search's: one search at a time on a worker (see SearchModel)

@@ -34,13 +34,15 @@ from typing import Any
 import yaml
 
 from pipeline.config import Config, apply_overrides, load_config, parse_set_option
-from pipeline.errors import ConfigError, InputError, PipelineError
-from pipeline.run.mode import Mode
-from pipeline.run.restore import RESTORE
+from pipeline.errors import ConfigError, InputError, OutputError, PipelineError
+from pipeline.run.mode import Mode, RunReport
+from pipeline.run.ray_runtime import ray_session
+from pipeline.run.restore import RESTORE, executor_of, make_job
+from pipeline.run.restore import restore as restore_item
 
 log = logging.getLogger(__name__)
 
-RESTORE_ONLY: Mapping[str, Mode[Any]] = MappingProxyType({"restore": RESTORE})  # the default `modes`
+RESTORE_ONLY: Mapping[str, Mode[RunReport]] = MappingProxyType({"restore": RESTORE})  # the default `modes`
 
 _MANIFEST_KEYS = {"preset", "set", "output_dir", "items", "mode"}
 _ITEM_KEYS = {"input", "output", "preset", "set", "mode"}
@@ -106,7 +108,7 @@ def _as_overrides(value: Any, where: str) -> tuple[dict[str, Any], ...]:
 
 
 def load_manifest(
-    path: str | Path, modes: Mapping[str, Mode[Any]] = RESTORE_ONLY
+    path: str | Path, modes: Mapping[str, Mode[RunReport]] = RESTORE_ONLY
 ) -> tuple[list[BatchItem], tuple[str, ...], tuple[dict[str, Any], ...]]:
     """Items of a manifest, and the manifest-wide presets and overrides; errors name file and item.
     `modes`: the modes an item may name, by name."""
@@ -173,7 +175,7 @@ def load_manifest(
 
 def item_config(
     item: BatchItem,
-    mode: Mode[Any],
+    mode: Mode[RunReport],
     *,
     presets: Sequence[str],
     sets: Sequence[str],
@@ -197,7 +199,7 @@ def run_batch(
     sets: Sequence[str] = (),
     overwrite: bool = False,
     restore: RestoreFn | None = None,
-    modes: Mapping[str, Mode[Any]] = RESTORE_ONLY,
+    modes: Mapping[str, Mode[RunReport]] = RESTORE_ONLY,
 ) -> BatchReport:
     """Restore every item of `manifest`; a failed item is logged and reported, the others go on.
     `modes`: the modes items may name (`mode: anonymize`), by name (default: restore only).
@@ -226,8 +228,6 @@ def run_batch(
             # One Ray instance for the whole batch, started when the first item needs it.
             nonlocal ray_started
             if not ray_started:
-                from pipeline.run.ray_runtime import ray_session
-
                 stack.enter_context(ray_session(configs[0].run))
                 ray_started = True
 
@@ -237,7 +237,7 @@ def run_batch(
 
 def _run_items(
     items: Sequence[BatchItem],
-    modes: Sequence[Mode[Any]],
+    modes: Sequence[Mode[RunReport]],
     configs: Sequence[Config],
     report: BatchReport,
     overwrite: bool,
@@ -261,9 +261,6 @@ def _run_items(
             if restore is not None:
                 restore(item.input, item.output, config)
             else:
-                from pipeline.run.restore import executor_of, make_job
-                from pipeline.run.restore import restore as restore_item
-
                 if config.run.executor != "local":
                     job = make_job(
                         item.input, item.output, config, overwrite=overwrite, mode=mode
@@ -293,7 +290,6 @@ def _run_items(
 
 def _make_output_dir(output: Path) -> None:
     """The manifest's `output_dir` (or an item's own directory) is created, not required (#15)."""
-    from pipeline.errors import OutputError
 
     try:
         output.parent.mkdir(parents=True, exist_ok=True)

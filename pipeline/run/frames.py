@@ -15,13 +15,18 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pipeline.config import Config
 from pipeline.files import load_arrays, save_arrays
+from pipeline.film.clean import CleanStats, clean_frames, context, enabled
+from pipeline.io.sequence import set_sequence_rate
 from pipeline.types import VideoFrame
+
+if TYPE_CHECKING:
+    from pipeline.io.decode import Video
 
 # Frames this process has taken from the decoder and put through film cleaning, context frames
 # included. `pipeline.run.schedule.run_step` takes the difference around each step (in-process or in
@@ -43,43 +48,42 @@ def film_cleaning(cfg: Config) -> bool:
     """Whether any film-cleaning stage is on (none while `cfg` has no `film` section): a stage switch
     that is true (dither only shapes the output of the others), grain other than "keep", or a line
     denoise above 0. The film helper owns this rule and may replace it."""
-    from pipeline.film.clean import enabled
 
     return enabled(cfg)
 
 
+def open_source(video: str | Path, cfg: Config) -> Video:
+    """The input opened with the job's decoding settings (`pipeline.io.decode.open_video`), one
+    decoder thread per reader: the worker count sets the parallelism."""
+    from pipeline.io.decode import open_video
+
+    set_sequence_rate(cfg.io.sequence_rate)  # image-sequence inputs carry no rate (any worker)
+    return open_video(
+        video,
+        deinterlace=cfg.io.deinterlace,
+        inverse_telecine=inverse_telecine(cfg),
+        max_damaged_fraction=cfg.io.max_damaged_fraction,
+        thread_count=1,
+    )
+
+
 class Frames:
     """Frames [start, end) as VideoFrames, as a context manager; `time_base`, `frame_rate` and
-    `stats` as the decoder's (`pipeline.io.decode.FrameReader`). `native()` gives the decoded PyAV
+    `stats` as the decoder's (a reader of `open_source`). `native()` gives the decoded PyAV
     frames untouched (only when nothing changes the pictures: no film cleaning)."""
 
     def __init__(self, video: Path, cfg: Config, start: int, end: int | None, max_size: int | None) -> None:
-        from pipeline.io.decode import FrameReader
-        from pipeline.io.sequence import set_sequence_rate
-
-        set_sequence_rate(cfg.io.sequence_rate)  # image-sequence inputs carry no rate (any worker)
         self.start = start
         self._cfg = cfg
         self._clean = film_cleaning(cfg)
         self.film_stats: Any = None  # film: the CleanStats of the frames handed out (when cleaning is on)
         before = after = 0
         if self._clean:
-            from pipeline.film.clean import context
-
             before, after = context(cfg)
         # Inverse telecine numbers frames as it decodes: it reads from frame 0 and skips to `start`.
         first = 0 if inverse_telecine(cfg) else max(0, start - before)
         last = None if end is None else end + after
-        self._reader = FrameReader(
-            video,
-            start=first,
-            end=last,
-            max_size=max_size,
-            deinterlace=cfg.io.deinterlace,
-            inverse_telecine=inverse_telecine(cfg),
-            max_damaged_fraction=cfg.io.max_damaged_fraction,
-            thread_count=1,  # one thread per task: the worker count sets the parallelism
-        )
+        self._reader = open_source(video, cfg).reader(first, last, max_size=max_size)
         self.end: int = end if end is not None else self._reader.end
 
     @property
@@ -103,8 +107,6 @@ class Frames:
     def __iter__(self) -> Iterator[VideoFrame]:
         frames: Iterator[VideoFrame] = self._counted(self._reader)
         if self._clean:
-            from pipeline.film.clean import clean_frames
-
             cleaned = clean_frames(frames, self._cfg, start=self.start, end=self.end)
             self.film_stats = cleaned.stats
             frames = cleaned
@@ -207,7 +209,6 @@ class StoredFrames:
     `time_base`, `frame_rate` and `film_stats` as `Frames` has them; nothing is decoded again."""
 
     def __init__(self, segments: Sequence[CleanSegment], start: int, end: int | None) -> None:
-        from pipeline.film.clean import CleanStats
 
         self.start = start
         self.end: int = end if end is not None else max(s.end for s in segments)

@@ -14,13 +14,20 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline import INVENTED_DETAIL_NOTICE
 from pipeline.config import Config, dump_config
+from pipeline.faces import store
+from pipeline.faces.people import people_from_arrays
 from pipeline.files import load_arrays
+from pipeline.film.clean import collect_stats
 from pipeline.io.presets import EncoderPreset
+from pipeline.io.verify import output_frame_count
+from pipeline.report.build import load_records, merge_records
+from pipeline.report.model import FaceCounts
 from pipeline.run.frames import inverse_telecine
 from pipeline.run.report import ReportArtifacts, RestoreReport, provenance_tags, write_report
 from pipeline.types import VideoInfo, VideoStreamInfo
 
 if TYPE_CHECKING:
+    from pipeline.faces.scan import ScanResult
     from pipeline.run.plan import PlanSummary
 
 log = logging.getLogger(__name__)
@@ -101,6 +108,22 @@ def join(summary: PlanSummary, *, context: dict[str, Any]) -> Any:
     return report
 
 
+def _film_figures(records: Sequence[str], scanned: ScanResult | None) -> dict[str, Any] | None:
+    """What film cleaning changed, over the whole run and per shot (the whole clip as one when not
+    scanned), from the compose segments' figures (removed once read); None without cleaning."""
+    from pipeline.run.steps import film_stats_path
+
+    cleaned = collect_stats([film_stats_path(p) for p in records], remove=True)
+    if cleaned is None:
+        return None
+    film = cleaned.as_dict()
+    log.info("film cleaning: %s", ", ".join(f"{k} {v:.4g}" for k, v in film.items()))
+    last = int(max((r[0] for r in cleaned.by_frame), default=-1)) + 1
+    ranges = [(s.start, s.end) for s in scanned.shots] if scanned is not None else [(0, last)]
+    film["shots"] = cleaned.by_shot(ranges)
+    return film
+
+
 def finish_restore(
     summary: PlanSummary,
     seconds: dict[str, float],
@@ -108,12 +131,7 @@ def finish_restore(
     decode: Mapping[str, Any] | None = None,
 ) -> RestoreReport:
     """Restore's report: every face-frame's figures, film cleaning's, the JSON and the HTML page."""
-    from pipeline.faces import store
-    from pipeline.film.clean import collect_stats
-    from pipeline.io.verify import output_frame_count
-    from pipeline.report.build import load_records, merge_records
-    from pipeline.report.model import FaceCounts
-    from pipeline.run.steps import face_rows, film_stats_path
+    from pipeline.run.steps import face_rows
 
     job = summary.job
     cfg = job.config
@@ -126,19 +144,10 @@ def finish_restore(
             identity[rows[0]["track_id"]] = figures
     stitched = load_arrays(summary.scan) if summary.scan is not None else None
     scanned = store.scan_from_arrays(stitched) if stitched is not None else None
-    from pipeline.faces.people import people_from_arrays
 
     people = people_from_arrays(stitched, scanned.tracks) if stitched is not None and scanned else None
     model = job.model_description or cfg.prior.model
-    cleaned = collect_stats([film_stats_path(p) for p in summary.records], remove=True)  # film cleaning
-    film: dict[str, Any] | None = None
-    if cleaned is not None:
-        film = cleaned.as_dict()
-        log.info("film cleaning: %s", ", ".join(f"{k} {v:.4g}" for k, v in film.items()))
-        # per shot, what each stage found and did (the whole clip as one when not scanned)
-        last = int(max((r[0] for r in cleaned.by_frame), default=-1)) + 1
-        ranges = [(s.start, s.end) for s in scanned.shots] if scanned is not None else [(0, last)]
-        film["shots"] = cleaned.by_shot(ranges)
+    film = _film_figures(summary.records, scanned)
     counts = FaceCounts.of(merge_records(faces, load_records(summary.records)))
     matte = None
     if cfg.film.matte:  # the share of altered pixels per shot (the whole clip when not scanned)

@@ -12,15 +12,15 @@ import time
 from typing import Any
 
 from pipeline.run.plan import Job
+from pipeline.run.progress import Progress, ProgressDisplay
 from pipeline.run.schedule import Schedule, run_search_step, run_step
+from pipeline.run.search_steps import load_search_model
 from pipeline.run.work import Driver, Search, Task
 
 log = logging.getLogger(__name__)
 
 
 def run_plan(job: Job) -> Any:
-    from pipeline.run.progress import Progress, ProgressDisplay
-    from pipeline.run.search_steps import load_search_model
 
     cfg = job.config
     started, wall = time.perf_counter(), time.time()

@@ -26,7 +26,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pipeline.config import Config
 from pipeline.errors import ConfigError
@@ -38,7 +38,7 @@ from pipeline.report.spread import sample_tracks
 from pipeline.run import progress as P
 from pipeline.run import steps
 from pipeline.run.frames import CleanSegment, film_cleaning, inverse_telecine
-from pipeline.run.mode import Mode
+from pipeline.run.mode import Mode, RunReport
 from pipeline.run.work import (
     KINDS,
     AnchorsWork,
@@ -90,7 +90,7 @@ class Job:
     workdir: Path
     video_key: str  # content key of the input (`WorkDir.video_key`)
     model_key: str | None  # content key of the generator's weights; None without a model
-    mode: Mode[Any]  # what the steps call and which rules hold (pipeline.run.mode)
+    mode: Mode[RunReport]  # what the steps call and which rules hold (pipeline.run.mode)
     model_description: str | None = None  # where the weights come from (for logs and the report)
     model_random: bool = False  # the model is a seeded random test generator, not a face model
     overwrite: bool = False

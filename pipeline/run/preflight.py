@@ -17,8 +17,33 @@ from dataclasses import replace
 from pathlib import Path
 
 from pipeline.config import Config
-from pipeline.errors import CheckpointError, ConfigError, OutputError, ResourceError
-from pipeline.io.presets import EncoderPreset
+from pipeline.errors import (
+    CheckpointError,
+    ConfigError,
+    DecodeError,
+    DiskFullError,
+    OutputError,
+    ResourceError,
+    disk_full_message,
+)
+from pipeline.frame.upscale import METHODS
+from pipeline.io.presets import (
+    CONTAINER_FORMATS,
+    SEQUENCE_PRESETS,
+    EncoderPreset,
+    chroma_label,
+    encoder_options,
+    format_depth,
+    get_preset,
+    is_rgb_format,
+    output_pix_fmt,
+)
+from pipeline.io.probe import detect_interlacing, probe, variable_rate
+from pipeline.io.sequence import is_sequence, is_sequence_output, set_sequence_rate
+from pipeline.io.writer import RGB_MATRICES
+from pipeline.prior.safe_pickle import scan_pickle
+from pipeline.run import lock
+from pipeline.run.workdir import default_workdir
 from pipeline.types import VideoInfo
 
 log = logging.getLogger(__name__)
@@ -40,8 +65,6 @@ _estimates: dict[str, int] = {}
 
 def check_io_config(config: Config) -> None:
     """Settings of the io and upscale sections that the dataclass types alone cannot check."""
-    from pipeline.frame.upscale import METHODS
-    from pipeline.io.writer import RGB_MATRICES
 
     if config.io.deinterlace not in ("auto", "on", "off"):
         raise ConfigError(f"io.deinterlace={config.io.deinterlace!r}: must be auto, on or off")
@@ -64,8 +87,6 @@ def estimated_bytes(output: str | Path) -> int | None:
 
 def output_preset(config: Config, output: Path) -> EncoderPreset:
     """The preset an output gets: io.preset, or for an image-sequence output the one of its suffix."""
-    from pipeline.io.presets import SEQUENCE_PRESETS, get_preset
-    from pipeline.io.sequence import is_sequence_output
 
     preset = get_preset(config.io.preset)
     if is_sequence_output(output):
@@ -92,11 +113,6 @@ def preflight(
     preset drops.
     """
     from pipeline.io.mux import check_output, plan_streams
-    from pipeline.io.presets import CONTAINER_FORMATS, encoder_options
-    from pipeline.io.probe import detect_interlacing, probe
-    from pipeline.io.sequence import is_sequence, is_sequence_output, set_sequence_rate
-    from pipeline.run import lock
-    from pipeline.run.workdir import default_workdir
 
     input, output = Path(input), Path(output)
     check_io_config(config)
@@ -144,9 +160,7 @@ def check_frames(input: Path, info: VideoInfo, config: Config) -> VideoInfo:
     states no count, and its duration x nominal rate means nothing). Missing more than
     io.max_damaged_fraction fails now; fewer are said. Returns `info` with what the index showed:
     the frame count and whether the rate varies (the probe looked at a few frames only)."""
-    from pipeline.errors import DecodeError
     from pipeline.io.decode import frame_index
-    from pipeline.io.probe import variable_rate
 
     video = info.video
     time_base, pts = frame_index(input)
@@ -229,8 +243,6 @@ def check_space(output: Path, info: VideoInfo, preset: EncoderPreset, config: Co
     """Estimate what the run writes; fail now when the output's filesystem clearly cannot hold it."""
     import shutil
 
-    from pipeline.errors import DiskFullError, disk_full_message
-
     width, height = output_size(info, config)
     frames = info.video.frame_count or 0
     per_pixel = _STORED_BYTES_PER_PIXEL.get(preset.codec, _STORED_BYTES_DEFAULT)
@@ -260,7 +272,6 @@ def check_checkpoint(model: str) -> None:
     import json
     import zipfile
 
-    from pipeline.prior.safe_pickle import scan_pickle
     from pipeline.prior.zoo import resolve_model
 
     # The format is told by the first bytes, as pipeline.prior.checkpoint.detect_format tells it
@@ -343,7 +354,6 @@ def clean_leftovers(output: Path) -> int:
 def warn_downgrade(input: Path, info: VideoInfo, preset: EncoderPreset, config: Config) -> None:
     """Say when the preset drops depth or chroma the source has, naming the preset that keeps it;
     say which matrix an RGB source is converted with."""
-    from pipeline.io.presets import chroma_label, format_depth, is_rgb_format, output_pix_fmt
 
     v = info.video
     width, height = output_size(info, config)

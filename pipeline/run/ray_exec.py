@@ -20,9 +20,19 @@ import os
 import time
 from typing import Any
 
-from pipeline.run.actors import portable_errors
+from pipeline.run.actors import (
+    ModelActor,
+    WorkQueue,
+    default_actor_count,
+    portable_errors,
+    search_actor_options,
+    unit_error,
+)
 from pipeline.run.plan import Job, Step
+from pipeline.run.progress import Progress, ProgressDisplay
+from pipeline.run.ray_runtime import ray_session
 from pipeline.run.schedule import Schedule, run_search_step, run_step
+from pipeline.run.search_steps import SearchModel, describe_model, load_search_model
 from pipeline.run.work import Driver, Search, StepKind, Task
 
 log = logging.getLogger(__name__)
@@ -44,7 +54,7 @@ def step_task(work: Task, retries: int, label: str) -> dict[str, Any]:
 
 
 @portable_errors
-def search_call(model: Any, work: Search, retries: int, label: str) -> dict[str, Any]:
+def search_call(model: SearchModel, work: Search, retries: int, label: str) -> dict[str, Any]:
     """A search step on a search actor (`model`: the actor's loaded generator)."""
     out = run_search_step(model, work, retries, label)
     import ray
@@ -55,22 +65,17 @@ def search_call(model: Any, work: Search, retries: int, label: str) -> dict[str,
 
 
 @portable_errors
-def load_model(model: str, device: str, dtype: str, gaussian_samples: int) -> Any:
+def load_model(model: str, device: str, dtype: str, gaussian_samples: int) -> SearchModel:
     """A search actor's loader (`search_steps.load_search_model`, errors made portable)."""
-    from pipeline.run.search_steps import load_search_model
-
     return load_search_model(model, device, dtype, gaussian_samples)
 
 
 @portable_errors
-def describe(model: Any) -> dict[str, Any]:
-    from pipeline.run.search_steps import describe_model
-
+def describe(model: SearchModel) -> dict[str, Any]:
     return describe_model(model)
 
 
 def run_plan(job: Job) -> Any:
-    from pipeline.run.ray_runtime import ray_session
 
     started, wall = time.perf_counter(), time.time()
     with ray_session(job.config.run) as cluster:
@@ -91,9 +96,6 @@ class _RayRun:
 
     def __init__(self, job: Job, cluster: Any, started: float) -> None:
         import ray
-
-        from pipeline.run.actors import WorkQueue
-        from pipeline.run.progress import Progress, ProgressDisplay
 
         self.ray, self.job, self.cluster, self.started = ray, job, cluster, started
         run = job.config.run
@@ -170,7 +172,6 @@ class _RayRun:
         self.schedule.finish(step, {"seconds": time.time() - t0, "started": t0})
 
     def _start_actors(self) -> None:
-        from pipeline.run.actors import ModelActor, default_actor_count, search_actor_options, unit_error
 
         if self.queue.live_actors:
             return

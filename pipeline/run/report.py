@@ -30,12 +30,15 @@ import numpy as np
 
 from pipeline import INVENTED_DETAIL_NOTICE, __version__, files
 from pipeline.config import Config, to_dict
+from pipeline.errors import ModelNotAvailableError, PipelineError
 from pipeline.faces.people import Person
 from pipeline.faces.scan import ScanResult
+from pipeline.faces.store import track_summary
 from pipeline.files import save_json
-from pipeline.metrics.identity import SAME_PERSON_COSINE
+from pipeline.metrics.identity import SAME_PERSON_COSINE, track_identity
 from pipeline.report.build import collect, merge_records, render_report
 from pipeline.report.model import Collected, FaceCounts, ReportArtifacts, html_path, json_path
+from pipeline.report.spread import Spread
 from pipeline.types import FaceCrop, FaceRestoration, Track
 
 log = logging.getLogger(__name__)
@@ -88,8 +91,6 @@ def measure_identity(
     their crops and the tracks' landmarks; empty, with a warning, when SFace is unavailable."""
     if not restorations:
         return {}
-    from pipeline.errors import ModelNotAvailableError
-    from pipeline.metrics.identity import track_identity
 
     marks = {(tf.track_id, tf.frame_index): tf.landmarks for t in tracks for tf in t.frames}
     try:
@@ -145,6 +146,100 @@ def provenance_tags(config: Config, model_key: str | None, random_generator: boo
     return tags
 
 
+def _track_rows(
+    scanned: ScanResult | None,
+    rows: Sequence[Mapping[str, Any]],
+    identity: Mapping[int, Mapping[str, float]],
+    collected: Collected,
+    people: Sequence[Person] | None,
+) -> list[dict[str, Any]]:
+    """The report's row of each track: the scan's summary, its identity, the reference person who
+    guided it, counts and steadiness."""
+    guided = _guided(people)
+    tracks = []
+    for row in track_summary(scanned) if scanned is not None else []:
+        tid = row["track_id"]
+        mine = [f for f in rows if f["track_id"] == tid]
+        motion = collected.motion.get(tid)
+        tracks.append(
+            {
+                **row,
+                "identity": identity.get(tid),
+                "guided_by": guided.get(tid),  # the reference person whose photos guided it (or None)
+                "restored": FaceCounts.of(mine).restored,
+                "fell_back": FaceCounts.of(mine).fell_back,
+                "met_bound_in_frame": FaceCounts.of(mine).met_bound_in_frame,
+                "met_bound": sum(bool(f["met_bound"]) for f in mine),
+                "mean_psnr_db": round(sum(f["psnr_db"] for f in mine) / len(mine), 3) if mine else None,
+                "steadiness": motion.steadiness if motion else None,
+                "motion": asdict(motion) if motion else None,
+            }
+        )
+    return tracks
+
+
+def _guided(people: Sequence[Person] | None) -> dict[int, str]:
+    """Track id -> the reference person whose photos guided its search."""
+    return {t: p.guide for p in people or () if p.guide is not None for t in p.tracks}
+
+
+def _reference_photos(config: Config, people: Sequence[Person] | None) -> dict[str, Any] | None:
+    """The photos folder and, per track guided, the reference person (None: no photos given)."""
+    if config.people.reference is None:
+        return None
+    guided = _guided(people)
+    return {
+        "folder": config.people.reference,
+        "guided_tracks": {str(t): n for t, n in sorted(guided.items())},
+    }
+
+
+def _provenance(config: Config, model_key: str | None, random_generator: bool) -> dict[str, Any]:
+    return {
+        "reel_version": __version__,
+        "model_key": model_key,
+        "settings_key": settings_key(config),
+        "seed": config.search.seed,
+        "tags": provenance_tags(config, model_key, random_generator),
+    }
+
+
+def _totals(
+    report: RestoreReport,
+    scanned: ScanResult | None,
+    tracks: Sequence[Mapping[str, Any]],
+    rows: Sequence[Mapping[str, Any]],
+) -> dict[str, Any]:
+    counts = FaceCounts.of(rows)
+    psnrs = [f["psnr_db"] for f in rows]
+    steady = [t["steadiness"] for t in tracks if t["steadiness"] is not None]
+    return {
+        "frames": report.frames,
+        "shots": len(scanned.shots) if scanned is not None else None,
+        "tracks": len(tracks),
+        "face_frames": report.face_frames,
+        "searched": counts.searched,
+        "restored": counts.restored,  # pasted into the output; fallbacks are counted apart
+        "fell_back": counts.fell_back,
+        "met_bound_in_frame": counts.met_bound_in_frame,  # the output's promise, of the restored
+        "met_bound": counts.met_bound,  # the search's own figure in its crop, of the searched
+        "missed_bound": counts.searched - counts.met_bound,
+        "mean_psnr_db": round(sum(psnrs) / len(psnrs), 3) if psnrs else None,
+        "mean_steadiness": round(sum(steady) / len(steady), 4) if steady else None,
+    }
+
+
+def _spread_row(s: Spread) -> dict[str, Any]:
+    return {
+        "track_id": s.track_id,
+        "frame": s.frame_index,
+        "k": len(s.psnr),
+        "psnr_db": list(s.psnr),
+        "met_bound": list(s.met_bound),
+        "mean_spread": round(float(s.spread.mean()), 5),
+    }
+
+
 def write_report(
     report: RestoreReport,
     scanned: ScanResult | None,
@@ -168,37 +263,14 @@ def write_report(
     stored); without them the page has figures and plots but no pictures. `model_key` is the job's
     key of the weights (hashed once, by `make_job`). `executor` is recorded when given.
     """
-    from pipeline.faces.store import track_summary
-
     t0 = time.perf_counter()
     path = json_path(report.output)
     collected = Collected()
     if artifacts is not None:
         collected = collect(artifacts, faces, config.report)
     rows = sorted(merge_records(faces, collected.records), key=lambda f: (f["track_id"], f["frame"]))
-    guided = {t: p.guide for p in people or () if p.guide is not None for t in p.tracks}
-    tracks = []
-    for row in track_summary(scanned) if scanned is not None else []:
-        tid = row["track_id"]
-        mine = [f for f in rows if f["track_id"] == tid]
-        motion = collected.motion.get(tid)
-        tracks.append(
-            {
-                **row,
-                "identity": identity.get(tid),
-                "guided_by": guided.get(tid),  # the reference person whose photos guided it (or None)
-                "restored": FaceCounts.of(mine).restored,
-                "fell_back": FaceCounts.of(mine).fell_back,
-                "met_bound_in_frame": FaceCounts.of(mine).met_bound_in_frame,
-                "met_bound": sum(bool(f["met_bound"]) for f in mine),
-                "mean_psnr_db": round(sum(f["psnr_db"] for f in mine) / len(mine), 3) if mine else None,
-                "steadiness": motion.steadiness if motion else None,
-                "motion": asdict(motion) if motion else None,
-            }
-        )
+    tracks = _track_rows(scanned, rows, identity, collected, people)
     counts = FaceCounts.of(rows)
-    psnrs = [f["psnr_db"] for f in rows]
-    steady = [t["steadiness"] for t in tracks if t["steadiness"] is not None]
     body: dict[str, Any] = {
         "version": REPORT_VERSION,
         "mode": "restore",  # anonymise writes its own audit and page (pipeline.anon)
@@ -215,66 +287,28 @@ def write_report(
         # one person across cuts (pipeline.faces.people); None when no faces were looked for
         "people": [p.as_json() for p in people] if people is not None else None,
         # --reference-photos: the folder and, per track guided, the reference person (None: no photos)
-        "reference_photos": (
-            {
-                "folder": config.people.reference,
-                "guided_tracks": {str(t): n for t, n in sorted(guided.items())},
-            }
-            if config.people.reference is not None
-            else None
-        ),
+        "reference_photos": _reference_photos(config, people),
         "identity_note": IDENTITY_NOTE,
         "steadiness_note": STEADINESS_NOTE,
         "scanned": scanned is not None,  # False: no face model, faces were not looked for
         "face_frames": report.face_frames,
         "restored": counts.restored,
         "met_bound": counts.met_bound,
-        "totals": {
-            "frames": report.frames,
-            "shots": len(scanned.shots) if scanned is not None else None,
-            "tracks": len(tracks),
-            "face_frames": report.face_frames,
-            "searched": counts.searched,
-            "restored": counts.restored,  # pasted into the output; fallbacks are counted apart
-            "fell_back": counts.fell_back,
-            "met_bound_in_frame": counts.met_bound_in_frame,  # the output's promise, of the restored
-            "met_bound": counts.met_bound,  # the search's own figure in its crop, of the searched
-            "missed_bound": counts.searched - counts.met_bound,
-            "mean_psnr_db": round(sum(psnrs) / len(psnrs), 3) if psnrs else None,
-            "mean_steadiness": round(sum(steady) / len(steady), 4) if steady else None,
-        },
+        "totals": _totals(report, scanned, tracks, rows),
         "faces": rows,
-        "spread": [
-            {
-                "track_id": s.track_id,
-                "frame": s.frame_index,
-                "k": len(s.psnr),
-                "psnr_db": list(s.psnr),
-                "met_bound": list(s.met_bound),
-                "mean_spread": round(float(s.spread.mean()), 5),
-            }
-            for s in collected.spread
-        ],
+        "spread": [_spread_row(s) for s in collected.spread],
         "seconds": {k: round(v, 3) for k, v in report.seconds.items()},
         "decode": report.decode,  # frames decoded and film-cleaned per frame of the video
         "film": dict(film) if film is not None else None,  # film: what cleaning changed (CleanStats.as_dict)
         # film.matte: the provenance matte beside the output, the share of altered pixels per shot
         "matte": dict(matte) if matte is not None else None,
-        "provenance": {
-            "reel_version": __version__,
-            "model_key": model_key,
-            "settings_key": settings_key(config),
-            "seed": config.search.seed,
-            "tags": provenance_tags(config, model_key, report.random_generator),
-        },
+        "provenance": _provenance(config, model_key, report.random_generator),
         "config": to_dict(config),
         "artifacts": artifacts.to_json() if artifacts is not None else None,
     }
     if executor is not None:
         body["executor"] = executor
     if config.report.html:
-        from pipeline.errors import PipelineError
-
         try:
             report.html_path = render_report(body, collected, html_path(report.output), config.report)
         except (PipelineError, OSError, ValueError) as exc:

@@ -14,10 +14,16 @@ from typing import Any, TypeVar
 
 from pipeline.config import Config
 from pipeline.errors import ConfigError
-from pipeline.run.join import finish_restore
+from pipeline.faces.choose import choice_of
+from pipeline.film.content import resolve
+from pipeline.prior.load import describe_model, model_key
+from pipeline.run import lock
+from pipeline.run.join import finish_restore, remove_empty_dirs
 from pipeline.run.mode import Mode, ModeName, RunReport
-from pipeline.run.plan import Job, wants_stored_frames
+from pipeline.run.plan import Job, stored_frames_bytes, wants_stored_frames
+from pipeline.run.preflight import estimated_bytes, preflight
 from pipeline.run.report import RestoreReport
+from pipeline.run.workdir import WorkDir, default_workdir
 from pipeline.search.units import search_tracks
 
 log = logging.getLogger(__name__)
@@ -45,24 +51,19 @@ def make_job(
     config: Config,
     *,
     overwrite: bool = False,
-    mode: Mode[Any] = RESTORE,
+    mode: Mode[RunReport] = RESTORE,
 ) -> Job:
     """Preflight (settings, output, input, streams) and everything the plan is built from."""
     from pipeline.io.decode import frame_index
-    from pipeline.prior.load import describe_model, model_key
-    from pipeline.run.preflight import preflight
-    from pipeline.run.workdir import WorkDir, default_workdir
 
     if mode.prepare is not None:
         config = mode.prepare(config)  # the mode's own checks and rules (anonymise: never chunked)
     if config.run.executor not in EXECUTORS:
         raise ConfigError(f"run.executor = {config.run.executor!r}: expected auto, ray or local")
     input, output = Path(input), Path(output)
-    from pipeline.film.content import resolve
 
     config, _ = resolve(config, input)  # film: "auto" inverse telecine measured, drawn faces' prior chosen
     info, preset = preflight(input, output, config, overwrite=overwrite)
-    from pipeline.faces.choose import choice_of
 
     people = choice_of(config.people.only, config.people.exclude)  # photos checked before any work
     references = _references(config, mode)
@@ -118,9 +119,6 @@ def _room_for_frames(workdir: Path, output: Path, info: Any, frames: int) -> boo
     steps decode and clean their own frames, as without a store: slower, nothing else changes)."""
     import shutil
 
-    from pipeline.run.plan import stored_frames_bytes
-    from pipeline.run.preflight import estimated_bytes
-
     need = stored_frames_bytes(info, frames) + (estimated_bytes(output) or 0)
     where = next((p for p in (workdir, *workdir.parents) if p.exists()), Path("."))
     try:
@@ -155,9 +153,6 @@ def restore(
     a step that keeps failing raises JobError naming it). An existing output is replaced only with
     `overwrite`, and a failed run leaves no partial output.
     """
-    from pipeline.run import lock
-    from pipeline.run.join import remove_empty_dirs
-    from pipeline.run.workdir import WorkDir, default_workdir
 
     workdir = default_workdir(output, config.run.workdir)
     owned = False  # this run holds the output's lock: the work directory is ours to tidy

@@ -21,7 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import JobError, PipelineError
+from pipeline.faces import store
+from pipeline.faces.people import person_of_tracks
 from pipeline.files import load_arrays, save_json
+from pipeline.run.frames import frame_counts, one_thread
 from pipeline.run.plan import Job, Plan, Step, build_plan
 from pipeline.run.progress import Progress
 from pipeline.run.work import Search, StepKind
@@ -126,11 +129,9 @@ class Schedule:
     # -- internals
 
     def _expand(self) -> None:
-        from pipeline.faces import store
 
         stitch = self.plan.stitch
         assert stitch is not None
-        from pipeline.faces.people import person_of_tracks
 
         arrays = load_arrays(stitch.artifacts[0])
         self.plan = build_plan(self.job, store.scan_from_arrays(arrays), person_of_tracks(arrays))
@@ -195,7 +196,6 @@ class Schedule:
 def run_step(work: Callable[[], Any], retries: int, label: str) -> dict[str, Any]:
     """Call a step with one thread per library, retrying unexpected errors; returns its result and
     the seconds it took (the same wrapper in-process and in a Ray worker)."""
-    from pipeline.run.frames import frame_counts, one_thread
 
     for attempt in range(retries + 1):
         started, wall, before = time.perf_counter(), time.time(), frame_counts()

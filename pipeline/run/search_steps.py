@@ -20,17 +20,25 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pipeline.config import Config
+from pipeline.faces import store
+from pipeline.faces.people import person_of_tracks
 from pipeline.files import load_arrays, save_arrays
+from pipeline.prior.load import load_prior, resolve_device
 from pipeline.run.frames import pin_torch
-from pipeline.run.mode import Mode
+from pipeline.run.mode import Mode, RunReport
 from pipeline.run.report import measure_identity
 from pipeline.run.steps import load_crops, save_track
-from pipeline.types import FaceRestoration
+from pipeline.types import FaceRestoration, Track
+
+if TYPE_CHECKING:
+    from pipeline.prior.stylegan2 import Generator
+    from pipeline.search.latent_space import GaussianizedW
+    from pipeline.search.plan import Chunk
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +47,8 @@ log = logging.getLogger(__name__)
 class SearchModel:
     """What a search worker holds: the generator on its device and the fitted latent space."""
 
-    G: Any  # pipeline.prior.stylegan2.Generator on `device`
-    space: Any  # pipeline.search.latent_space.GaussianizedW fitted for G
+    G: Generator  # on `device`
+    space: GaussianizedW  # fitted for G
     device: str
     description: str
     random: bool
@@ -51,7 +59,6 @@ class SearchModel:
 
 def load_search_model(model: str, device: str, dtype: str, gaussian_samples: int) -> SearchModel:
     """Runs once per search worker, on its node (its GPU when it was given one)."""
-    from pipeline.prior.load import load_prior, resolve_device
     from pipeline.search.latent_space import GaussianizedW
 
     pin_torch()
@@ -65,8 +72,7 @@ def describe_model(model: SearchModel) -> dict[str, Any]:
     return {"description": model.description, "random": model.random, "device": model.device}
 
 
-def _tracks(scan_path: str, ids: set[int]) -> list[Any]:
-    from pipeline.faces import store
+def _tracks(scan_path: str, ids: set[int]) -> list[Track]:
 
     return [t for t in store.scan_from_arrays(load_arrays(scan_path)).tracks if t.track_id in ids]
 
@@ -74,7 +80,7 @@ def _tracks(scan_path: str, ids: set[int]) -> list[Any]:
 def search_unit(
     model: SearchModel,
     cfg: Config,
-    mode: Mode[Any],
+    mode: Mode[RunReport],
     scan_path: str,
     crops_paths: Sequence[str],
     outs: Sequence[tuple[str, str]],  # per track: (result npz, faces npy)
@@ -88,8 +94,6 @@ def search_unit(
     crops = [c for cs in per_track for c in cs]
     extra: dict[str, Any] = {}
     if mode.units_by_person:  # the unit holds whole people: the mode is told whose tracks these are
-        from pipeline.faces.people import person_of_tracks
-
         extra["persons"] = person_of_tracks(load_arrays(scan_path))
     unit = {int(c.track_id) for c in crops}
     if guide_path is not None:  # reference photos: recognised people's tracks are guided
@@ -151,10 +155,9 @@ def _guides(scan_path: str, guide_path: str, unit: set[int]) -> dict[int, Any]:
 
 
 def search_anchors_step(
-    model: SearchModel, cfg: Config, crops_path: str, chunks: Sequence[Any], out: str
+    model: SearchModel, cfg: Config, crops_path: str, chunks: Sequence[Chunk], out: str
 ) -> dict[str, int]:
     """The anchor chain of one chunked track (one frame per chunk), stored with the anchors' states."""
-    from pipeline.faces import store
     from pipeline.search.units import search_anchors, states_to_arrays
 
     pin_torch()
@@ -170,12 +173,11 @@ def search_chunk_step(
     cfg: Config,
     crops_path: str,
     anchors_path: str,
-    chunks: Sequence[Any],
+    chunks: Sequence[Chunk],
     index: int,
     out: str,
 ) -> dict[str, int]:
     """One chunk of a chunked track, from its anchor's stored state, landing on the next anchor's."""
-    from pipeline.faces import store
     from pipeline.search.units import search_chunk, states_from_arrays
 
     pin_torch()
@@ -198,7 +200,6 @@ def join_chunks(
     out: tuple[str, str],
 ) -> dict[str, int]:
     """Join a chunked track's anchors and chunks into its result, measure its identity, store both."""
-    from pipeline.faces import store
     from pipeline.search.units import join_chunked
 
     crops = load_crops(crops_path)

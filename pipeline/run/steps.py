@@ -33,10 +33,40 @@ import numpy as np
 
 from pipeline.config import Config
 from pipeline.errors import DecodeError
+from pipeline.faces import store
+from pipeline.faces.align import make_crop
+from pipeline.faces.choose import choose
+from pipeline.faces.detect import detect_images, make_detector
+from pipeline.faces.people import link_people, people_to_arrays
+from pipeline.faces.scan import (
+    FrameFilter,
+    ScanResult,
+    detector_input,
+    embeddings_from_arrays,
+    embeddings_to_arrays,
+    is_gray,
+    link_tracks,
+    scan_frames,
+)
+from pipeline.faces.shots import CutDetector, shots_from_cuts
 from pipeline.files import atomic_path, load_arrays, save_arrays, save_json
-from pipeline.run.frames import CleanSegment, Frames, StoredFrames, inverse_telecine, read_frames
-from pipeline.run.mode import Mode
-from pipeline.types import Detection, FaceCrop, FaceRestoration, Track, VideoInfo
+from pipeline.frame.grain import Regrain
+from pipeline.frame.upscale import make_upscaler as film_upscaler
+from pipeline.io.presets import get_preset, output_pix_fmt
+from pipeline.io.probe import probe
+from pipeline.io.writer import VideoWriter
+from pipeline.run.frames import (
+    CleanSegment,
+    Frames,
+    StoredFrames,
+    film_cleaning,
+    inverse_telecine,
+    read_frames,
+    save_segment_meta,
+)
+from pipeline.run.mode import Hider, Mode, RunReport
+from pipeline.run.report import identity_from_arrays, identity_to_arrays
+from pipeline.types import Detection, FaceCrop, FaceRestoration, Track, VideoFrame, VideoInfo
 
 if TYPE_CHECKING:
     from pipeline.faces.choose import PeopleChoice, References
@@ -77,7 +107,6 @@ def scan_overlap(cfg: Config) -> int:
 def clean_step(video: str, info: VideoInfo, cfg: Config, segment: CleanSegment) -> dict[str, int]:
     """Decode frames [start, end) and film-clean them once (with the cleaner's context frames), at
     full size, into the segment's artifact: scan, crops and compose read them from there."""
-    from pipeline.run.frames import save_segment_meta
 
     index: list[int] = []
     pts: list[int] = []
@@ -131,9 +160,6 @@ def scan_segment(
 ) -> dict[str, int]:
     """Detections in frames [start, end) and the cuts there; stored in `out` (npz). `stored`: the
     clean segments covering the frames read (the overlap before, and frame 0's for the gray vote)."""
-    from pipeline.faces.detect import detect_images, make_detector
-    from pipeline.faces.scan import FrameFilter, detector_input, embeddings_to_arrays, is_gray
-    from pipeline.faces.shots import CutDetector
 
     s = cfg.scan
     path = Path(video)
@@ -203,8 +229,6 @@ def scan_segment(
 def scan_whole(video: str | Path, cfg: Config) -> Any:
     """One scan of the whole video in one pass (`pipeline.faces.scan.scan_frames`): what the segment
     steps and the stitch give together (the reference of their tests, and of scripts/bench_scan.py)."""
-    from pipeline.faces.scan import scan_frames
-    from pipeline.io.probe import probe
 
     vs = probe(video).video
     with _detector_frames(Path(video), cfg, 0, None) as frames:
@@ -216,7 +240,7 @@ def stitch_scan(
     cfg: Config,
     segments: Sequence[str],
     out: str,
-    mode: Mode[Any],
+    mode: Mode[RunReport],
     choice: PeopleChoice | None = None,
     references: References | None = None,
 ) -> dict[str, int]:
@@ -227,9 +251,6 @@ def stitch_scan(
     those only); the people, chosen or not, are stored beside them, each with the reference person
     who guides their search under `references` (pipeline.faces.choose.guides)."""
     from pipeline.faces import store
-    from pipeline.faces.people import link_people, people_to_arrays
-    from pipeline.faces.scan import ScanResult, embeddings_from_arrays, link_tracks
-    from pipeline.faces.shots import shots_from_cuts
 
     detections: dict[int, list[Detection]] = defaultdict(list)
     embeddings: Embeddings = {}
@@ -286,10 +307,9 @@ def _chosen_only(
     tracks: Sequence[Track],
     embeddings: Embeddings,
     choice: PeopleChoice,
-    mode: Mode[Any],
+    mode: Mode[RunReport],
 ) -> tuple[dict[str, np.ndarray], list[Person]]:
     """The scan's arrays with the tracks of chosen people only, and the people with their choice."""
-    from pipeline.faces.choose import choose
 
     people = choose(people, tracks, embeddings, choice, undecided_chosen=mode.hides_undecided)
     keep = np.array(sorted(t for p in people if p.chosen for t in p.tracks), np.int64)
@@ -325,15 +345,13 @@ def crops_step(
     scan_path: str,
     track_ids: Sequence[int],
     outs: Sequence[str],
-    mode: Mode[Any],
+    mode: Mode[RunReport],
     stored: Sequence[CleanSegment] = (),
 ) -> dict[str, int]:
     """The aligned native-size crops of `track_ids` (one search unit or one chunked track), reading
     their frame span once (from the clean segments `stored`, when given); one npz per track
     (`pipeline.faces.store` crops, plus each crop's `size`). Only the face-frames the mode can serve
     get a crop (`Mode.crops_of`; anonymise masks the rest)."""
-    from pipeline.faces import store
-    from pipeline.faces.align import make_crop
 
     scanned = store.scan_from_arrays(load_arrays(scan_path))
     wanted = set(track_ids)
@@ -358,7 +376,6 @@ def crops_step(
 
 
 def load_crops(path: str | Path) -> list[FaceCrop]:
-    from pipeline.faces import store
 
     return store.crops_from_arrays(load_arrays(path))
 
@@ -372,8 +389,6 @@ def save_track(
     """A track's restorations: the small rows (latents, psnr, ...) and identity figures in `npz`, the
     face images [T, R, R, 3] float16 in `npy` (read back a frame range at a time, memory-mapped).
     The npy is written first: an existing npz means both are complete."""
-    from pipeline.faces import store
-    from pipeline.run.report import identity_to_arrays
 
     arrays = store.restorations_to_arrays(faces)
     images = arrays.pop("image", np.zeros((0, 1, 1, 3), np.float16))
@@ -419,7 +434,6 @@ def load_track(
 def face_rows(npz: str | Path) -> tuple[list[dict[str, Any]], dict[str, float] | None]:
     """A stored track's report rows (track id, frame, PSNR, met bound, steps) and identity figures,
     without its images."""
-    from pipeline.run.report import identity_from_arrays
 
     a = load_arrays(npz)
     rows = [
@@ -465,8 +479,6 @@ def _writer(
     cfg: Config,
     native: str | None = None,
 ) -> Any:
-    from pipeline.io.presets import get_preset
-    from pipeline.io.writer import VideoWriter
 
     vs = info.video
     return VideoWriter(
@@ -491,8 +503,6 @@ def passes_through(info: VideoInfo, cfg: Config) -> bool:
     """Nothing changes the pictures of a segment without faces (scale 1, no learned upscaler, no
     film cleaning) and the stored format is the source's: its decoded frames go to the encoder as
     they are, skipping a lossy and costly RGB round trip."""
-    from pipeline.io.presets import get_preset, output_pix_fmt
-    from pipeline.run.frames import film_cleaning
 
     vs = info.video
     if cfg.upscale.scale != 1 or getattr(cfg.upscale, "model", None) or film_cleaning(cfg):
@@ -511,7 +521,6 @@ def film_stats_path(records_path: str) -> str:
 def make_upscaler(cfg: Config) -> Any:
     """The whole-frame upscaler compose uses: the learned model when `upscale.model` is set (loaded
     once per process), else the classical `cfg.upscale.method` (pipeline.frame.upscale)."""
-    from pipeline.frame.upscale import make_upscaler as film_upscaler
 
     return film_upscaler(cfg)
 
@@ -549,6 +558,46 @@ def _upscale_group(group: list[Any], upscaler: Any, many: Any) -> Iterator[tuple
     yield from zip(group, ups, strict=True)
 
 
+def _hidden(
+    hider: Hider, frame: VideoFrame, faces: Sequence[Any], gray: bool, cfg: Config, regrain: Regrain | None
+) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """A frame of a mode that hides faces: `faces` hidden (`Hider.frame`), the film's grain added
+    back at the output's size when the film is regrained."""
+    image, rows = hider.frame(frame.image, faces, gray, cfg)
+    if regrain is not None:
+        scale = image.shape[1] / frame.image.shape[1]
+        image = regrain.apply_to(image, frame.grain, frame.index, scale)
+    return image, rows
+
+
+def _composed(
+    frames: Iterable[VideoFrame],
+    by_frame: Mapping[int, Sequence[Any]],
+    hide: Mapping[int, Sequence[Any]],
+    hider: Hider | None,
+    gray: bool,
+    cfg: Config,
+) -> Iterator[tuple[VideoFrame, np.ndarray, list[dict[str, Any]], list[Any]]]:
+    """Each frame of a compose segment as written: (frame, output image, its face records, the
+    faces pasted in it); faces restored and pasted, or, for a mode that hides faces, hidden."""
+    from pipeline.frame.compose import Steadiness, compose_frame
+
+    upscaler = make_upscaler(cfg) if hider is None else None
+    device = compose_device(upscaler)
+    steadiness = Steadiness()  # faces' records: output vs footage change along each track
+    regrain = Regrain(cfg.film.grain_seed) if cfg.film.grain == "regrain" else None
+    for frame, up in upscaled_frames(frames, upscaler):
+        faces: list[Any] = []
+        if hider is not None:
+            image, rows = _hidden(hider, frame, hide.get(frame.index, ()), gray, cfg, regrain)
+        else:
+            image, rows = compose_frame(
+                frame, frame.image, by_frame.get(frame.index, ()), gray, cfg, upscaler,
+                steadiness, upscaled=up, device=device, regrain=regrain, pasted=faces,
+            )  # fmt: skip
+        yield frame, image, rows, faces
+
+
 def compose_step(
     video: str,
     info: VideoInfo,
@@ -559,7 +608,7 @@ def compose_step(
     gray: bool,
     out_part: str,
     out_records: str,
-    mode: Mode[Any],
+    mode: Mode[RunReport],
     scan_path: str | None = None,
     stored: Sequence[CleanSegment] = (),
 ) -> dict[str, int]:
@@ -571,8 +620,6 @@ def compose_step(
     The part is written under a temporary name and renamed when complete (VideoWriter), so an
     existing part is always a finished one; the records are written after it.
     """
-    from pipeline.frame.compose import Steadiness, compose_frame
-    from pipeline.frame.grain import Regrain
     from pipeline.run.matte import SegmentMatte
 
     by_frame = load_placements(sources, start, end)
@@ -588,37 +635,15 @@ def compose_step(
         with frames:
             if not by_frame and not hide and passes_through(info, cfg):
                 vs = info.video
-                writer = _writer(
-                    Path(out_part),
-                    (vs.width, vs.height),
-                    vs.bit_depth > 8,
-                    frames,
-                    info,
-                    cfg,
-                    native=vs.pix_fmt,
-                )
+                size = (vs.width, vs.height)
+                writer = _writer(Path(out_part), size, vs.bit_depth > 8, frames, info, cfg, native=vs.pix_fmt)
                 writer.open()
                 for index, pts, av_frame in frames.native():
                     writer.write_frame(av_frame, pts)
                     if matte is not None:  # nothing changed: an all-zero matte
                         matte.add((vs.height, vs.width), index, pts, frames.time_base)
             else:
-                upscaler = make_upscaler(cfg) if hider is None else None
-                device = compose_device(upscaler)
-                steadiness = Steadiness()  # faces' records: output vs footage change along each track
-                regrain = Regrain(cfg.film.grain_seed) if cfg.film.grain == "regrain" else None
-                for frame, up in upscaled_frames(frames, upscaler):
-                    faces: list[Any] = []
-                    if hider is not None:
-                        image, rows = hider.frame(frame.image, hide.get(frame.index, ()), gray, cfg)
-                        if regrain is not None:
-                            scale = image.shape[1] / frame.image.shape[1]
-                            image = regrain.apply_to(image, frame.grain, frame.index, scale)
-                    else:
-                        image, rows = compose_frame(
-                            frame, frame.image, by_frame.get(frame.index, ()), gray, cfg, upscaler,
-                            steadiness, upscaled=up, device=device, regrain=regrain, pasted=faces,
-                        )  # fmt: skip
+                for frame, image, rows, faces in _composed(frames, by_frame, hide, hider, gray, cfg):
                     records.extend(rows)
                     if writer is None:
                         # Opened at the first frame: inverse telecine sets the time base as it decodes.

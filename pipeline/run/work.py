@@ -26,7 +26,7 @@ from pipeline.config import Config
 from pipeline.report.spread import spread_step
 from pipeline.run import join, search_steps, steps
 from pipeline.run.frames import CleanSegment
-from pipeline.run.mode import Mode
+from pipeline.run.mode import Mode, RunReport
 from pipeline.types import VideoInfo
 
 if TYPE_CHECKING:
@@ -156,7 +156,7 @@ class StitchWork(Task):
     cfg: Config
     segments: Sequence[str]  # every scan segment's npz, in order
     out: str
-    mode: Mode[Any]
+    mode: Mode[RunReport]
     people: PeopleChoice | None = None
     references: References | None = None
 
@@ -174,7 +174,7 @@ class CropsWork(Task):
     scan: str  # the stitched scan (npz)
     track_ids: Sequence[int]
     outs: Sequence[str]  # one crops npz per track
-    mode: Mode[Any]
+    mode: Mode[RunReport]
     stored: Sequence[CleanSegment] = ()
 
     def __call__(self) -> dict[str, int]:
@@ -195,7 +195,7 @@ class SearchWork(Search):
     kind: ClassVar[StepKind] = StepKind.SEARCH
 
     cfg: Config
-    mode: Mode[Any]
+    mode: Mode[RunReport]
     scan: str
     crops: Sequence[str]  # one crops npz per track of the unit
     outs: Sequence[tuple[str, str]]  # per track: (result npz, faces npy)
@@ -276,7 +276,7 @@ class ComposeWork(Task):
     gray: bool
     part: str  # the encoded part
     records: str  # its per-face records (JSON)
-    mode: Mode[Any]
+    mode: Mode[RunReport]
     scan: str | None = None  # the stitched scan (a mode that hides faces places them from it)
     stored: Sequence[CleanSegment] = ()
 

@@ -244,6 +244,56 @@ def _bucket(n: int) -> int:
     return 1 << max(0, n - 1).bit_length()
 
 
+def _start_work(
+    G: torch.nn.Module,
+    batch: TargetBatch,
+    start: SearchState,
+    pull_to: SearchState | None,
+    warm: torch.Tensor,
+    settings: SearchConfig,
+    max_res: int | None,
+    guide: torch.Tensor | None,
+    guide_weight: torch.Tensor | None,
+) -> _Work:
+    """The optimiser's state for every face of `batch`, from `start`: its parameters, budgets,
+    learning rates, pulls and guidance (warm faces: the warm ones)."""
+    device = start.latents.device
+    B = len(start)
+    n_noise = len(G.noise_shapes(max_res))  # type: ignore[operator]  # maps the synthesis uses
+    n_opt = min(settings.noise_layers, n_noise)  # a truncated synthesis may not reach them all
+    # coarse layers shared along a track: warm faces keep them exactly as they came
+    mask = None
+    if settings.share_coarse_layers > 0 and bool(warm.any()):
+        mask = torch.ones(B, start.latents.shape[1], 1, device=device)
+        mask[warm, : settings.share_coarse_layers] = 0
+    guide_w = None
+    if guide is not None:
+        guide_w = (guide_weight if guide_weight is not None else torch.ones(B)).to(device, torch.float32)
+    params = [start.latents.detach().clone().requires_grad_(True)]
+    params += [n.detach().clone().requires_grad_(True) for n in start.noise[:n_opt]]
+    return _Work(
+        rows=torch.arange(B, device=device),
+        batch=batch,
+        opt=SphericalAdam(params, update_masks=[mask] + [None] * n_opt),
+        fixed=[n.detach() for n in start.noise[n_opt:n_noise]],
+        rest=[n.detach() for n in start.noise[n_noise:]],
+        warm=warm,
+        budget=torch.where(warm, settings.warm_steps, settings.steps).to(device),
+        base_lr=torch.where(warm, settings.warm_lr, settings.lr).to(device=device, dtype=torch.float32),
+        pull_w=torch.where(warm, settings.pull_weight, 0.0).to(device=device, dtype=torch.float32),
+        pull_v=pull_to.latents.detach() if pull_to is not None else None,
+        pull_noise=[n.detach() for n in pull_to.noise[:n_opt]] if pull_to is not None else [],
+        residual=(
+            torch.zeros(B, int(G.img_channels), max_res, max_res, device=device)  # type: ignore[arg-type]
+            if max_res is not None
+            else None
+        ),
+        prog=_Progress.start(start),
+        guide_w=guide_w,
+        guide_v=guide.detach().to(device) if guide is not None else None,
+    )
+
+
 def optimise(
     G: torch.nn.Module,
     space: GaussianizedW,
@@ -266,40 +316,8 @@ def optimise(
     """
     device = start.latents.device
     B = len(start)
-    n_noise = len(G.noise_shapes(max_res))  # type: ignore[operator]  # maps the synthesis uses
-    n_opt = min(settings.noise_layers, n_noise)  # a truncated synthesis may not reach them all
     any_warm, all_warm = bool(warm.any()), bool(warm.all())
-    # coarse layers shared along a track: warm faces keep them exactly as they came
-    mask = None
-    if settings.share_coarse_layers > 0 and any_warm:
-        mask = torch.ones(B, start.latents.shape[1], 1, device=device)
-        mask[warm, : settings.share_coarse_layers] = 0
-    guide_w = None
-    if guide is not None:
-        guide_w = (guide_weight if guide_weight is not None else torch.ones(B)).to(device, torch.float32)
-    params = [start.latents.detach().clone().requires_grad_(True)]
-    params += [n.detach().clone().requires_grad_(True) for n in start.noise[:n_opt]]
-    w = _Work(
-        rows=torch.arange(B, device=device),
-        batch=batch,
-        opt=SphericalAdam(params, update_masks=[mask] + [None] * n_opt),
-        fixed=[n.detach() for n in start.noise[n_opt:n_noise]],
-        rest=[n.detach() for n in start.noise[n_noise:]],
-        warm=warm,
-        budget=torch.where(warm, settings.warm_steps, settings.steps).to(device),
-        base_lr=torch.where(warm, settings.warm_lr, settings.lr).to(device=device, dtype=torch.float32),
-        pull_w=torch.where(warm, settings.pull_weight, 0.0).to(device=device, dtype=torch.float32),
-        pull_v=pull_to.latents.detach() if pull_to is not None else None,
-        pull_noise=[n.detach() for n in pull_to.noise[:n_opt]] if pull_to is not None else [],
-        residual=(
-            torch.zeros(B, int(G.img_channels), max_res, max_res, device=device)  # type: ignore[arg-type]
-            if max_res is not None
-            else None
-        ),
-        prog=_Progress.start(start),
-        guide_w=guide_w,
-        guide_v=guide.detach().to(device) if guide is not None else None,
-    )
+    w = _start_work(G, batch, start, pull_to, warm, settings, max_res, guide, guide_weight)
     best = SearchState(start.latents.detach().clone(), [n.detach().clone() for n in start.noise])
     steps = torch.zeros(B, dtype=torch.long, device=device)
 

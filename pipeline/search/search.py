@@ -185,17 +185,9 @@ def search(
 
     max_res = _truncated_res(G, batch, settings.truncate_factor)
     state, steps = optimise(
-        G,
-        space,
-        batch,
-        start,
-        pull_to=pull_to,
-        warm=warm,
-        settings=settings,
-        max_res=max_res,
-        guide=guide,
-        guide_weight=weight,
-    )
+        G, space, batch, start, pull_to=pull_to, warm=warm, settings=settings, max_res=max_res,
+        guide=guide, guide_weight=weight,
+    )  # fmt: skip
     with torch.no_grad():
         images = render(G, space, state, autocast=settings.autocast)
         mse, _ = lowres_losses(images.clamp(0, 1), batch)  # what is delivered
@@ -213,6 +205,20 @@ def search(
             log.debug("search: %d guided face(s) searched again without the guidance", int(miss.sum()))
             again = state.select(miss)
             mse = _search_again(G, space, batch, state, steps, images, miss, again, warm_pass, settings)
+    return _result(space, batch, state, images, mse, steps, settings)
+
+
+def _result(
+    space: GaussianizedW,
+    batch: TargetBatch,
+    state: SearchState,
+    images: torch.Tensor,
+    mse: torch.Tensor,
+    steps: torch.Tensor,
+    settings: SearchConfig,
+) -> SearchResult:
+    """What `search` returns: per face its state (on the device), w, image (gray where the target
+    is), consistency and steps."""
     with torch.no_grad():
         rendered = images  # the state's own render: a warm start from it begins without one
         images = gray_like(images, batch).clamp(0, 1)

@@ -23,12 +23,21 @@ import logging
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pipeline.config import Config
+from pipeline.errors import SearchError
+from pipeline.faces import store
+from pipeline.search.plan import plan_chunks
 from pipeline.types import FaceCrop, FaceRestoration
+
+if TYPE_CHECKING:
+    from pipeline.prior.stylegan2 import Generator
+    from pipeline.search.latent_space import GaussianizedW
+    from pipeline.search.plan import Chunk
+    from pipeline.search.state import SearchState
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +80,7 @@ class SearchPlan:
     """How a scan's tracks are searched: whole tracks in batched units, long tracks in chunks."""
 
     units: list[tuple[int, ...]]  # whole tracks searched together (`search_units` of the short tracks)
-    chunked: dict[int, list[Any]]  # track id -> its chunks (pipeline.search.plan.Chunk), at least two
+    chunked: dict[int, list[Chunk]]  # track id -> its chunks, at least two
 
 
 def search_plan(
@@ -84,10 +93,9 @@ def search_plan(
     is searched whole. Smoothing over time (search.smooth_sigma) needs every frame's state of a track
     at once, so with it tracks are searched whole too.
     """
-    from pipeline.search.plan import plan_chunks
 
     s = cfg.search
-    chunked: dict[int, list[Any]] = {}
+    chunked: dict[int, list[Chunk]] = {}
     if s.chunk_len > 0:
         long = [tid for tid, n in sorted(track_lengths.items()) if n > s.chunk_len]
         if long and s.smooth_sigma > 0:
@@ -116,8 +124,8 @@ def search_target(crop: np.ndarray, resolution: int) -> np.ndarray:
 
 
 def search_tracks(
-    G: Any,  # pipeline.prior.stylegan2.Generator, already on `device`
-    space: Any,  # pipeline.search.latent_space.GaussianizedW fitted for G
+    G: Generator,  # already on `device`
+    space: GaussianizedW,  # fitted for G
     crops: Sequence[FaceCrop],
     cfg: Config,
     device: str = "cpu",
@@ -154,11 +162,10 @@ def search_tracks(
 
 
 def _track_targets(
-    crops: Sequence[FaceCrop], chunks: Sequence[Any], resolution: int, span: tuple[int, int] | None = None
+    crops: Sequence[FaceCrop], chunks: Sequence[Chunk], resolution: int, span: tuple[int, int] | None = None
 ) -> tuple[list[np.ndarray], list[int]]:
     """A chunked track's search targets and frame indices, checked against its chunk plan. With
     `span` only the targets of track positions [span) are made; the others are left as they are."""
-    from pipeline.errors import SearchError
 
     cs = sorted(crops, key=lambda c: c.frame_index)
     tracks = {int(c.track_id) for c in cs}
@@ -173,8 +180,13 @@ def _track_targets(
 
 
 def search_anchors(
-    G: Any, space: Any, crops: Sequence[FaceCrop], chunks: Sequence[Any], cfg: Config, device: str = "cpu"
-) -> tuple[list[FaceRestoration], list[Any]]:
+    G: Generator,
+    space: GaussianizedW,
+    crops: Sequence[FaceCrop],
+    chunks: Sequence[Chunk],
+    cfg: Config,
+    device: str = "cpu",
+) -> tuple[list[FaceRestoration], list[SearchState]]:
     """The anchor chain of one chunked track (`crops`: the whole track's): each chunk's first frame,
     restored in order; returns the anchors (as stored) and their SearchStates (on the CPU)."""
     from pipeline.search.chunks import solve_anchors
@@ -195,13 +207,13 @@ def search_anchors(
 
 
 def search_chunk(
-    G: Any,
-    space: Any,
+    G: Generator,
+    space: GaussianizedW,
     crops: Sequence[FaceCrop],
-    chunks: Sequence[Any],  # the track's plan (pipeline.search.plan.Chunk)
+    chunks: Sequence[Chunk],  # the track's plan
     index: int,  # the chunk to search
-    anchor_state: Any,  # SearchState of the chunk's anchor
-    next_anchor_state: Any,  # SearchState of the next chunk's anchor, None for the last chunk
+    anchor_state: SearchState,  # the chunk's anchor's
+    next_anchor_state: SearchState | None,  # the next chunk's anchor's, None for the last chunk
     cfg: Config,
     device: str = "cpu",
 ) -> list[FaceRestoration]:
@@ -234,7 +246,7 @@ def join_chunked(
     return [face for anchor, part in zip(anchors, parts, strict=True) for face in (anchor, *part)]
 
 
-def states_to_arrays(states: Sequence[Any]) -> dict[str, np.ndarray]:
+def states_to_arrays(states: Sequence[SearchState]) -> dict[str, np.ndarray]:
     """One-face SearchStates (anchors) as float32 arrays, exactly: latents and every noise map."""
     if not states:
         return {}
@@ -244,7 +256,7 @@ def states_to_arrays(states: Sequence[Any]) -> dict[str, np.ndarray]:
     return out
 
 
-def states_from_arrays(a: Mapping[str, np.ndarray]) -> list[Any]:
+def states_from_arrays(a: Mapping[str, np.ndarray]) -> list[SearchState]:
     """The SearchStates `states_to_arrays` stored, one per face."""
     import torch
 
@@ -260,6 +272,5 @@ def states_from_arrays(a: Mapping[str, np.ndarray]) -> list[Any]:
 
 def as_stored(faces: Sequence[FaceRestoration]) -> list[FaceRestoration]:
     """The restorations as `store.restorations_from_arrays` gives them back after they are stored."""
-    from pipeline.faces import store
 
     return store.restorations_from_arrays(store.restorations_to_arrays(faces))

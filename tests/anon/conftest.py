@@ -1,4 +1,5 @@
-"""Clips for the anonymise tests: real photographs composited into two shots (made once per module)."""
+"""Clips for the anonymise tests: real photographs composited into two shots (made once per module;
+the tiny seeded generator is in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -19,14 +20,3 @@ def clip() -> AnonClip:
 @pytest.fixture(scope="module")
 def clip_video(clip: AnonClip, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_video(clip.frames, tmp_path_factory.mktemp("anon") / "people.mkv")
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 16-px seeded random generator, labelled as a test generator (not a face model)."""
-    from pipeline.prior.cache_format import save_generator
-    from pipeline.prior.stylegan2 import make_random_generator
-
-    G = make_random_generator(16, seed=0, z_dim=32, w_dim=32, channel_max=32, mapping_layers=2)
-    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
-    return save_generator(G, path, source="random: seed 0, 16 px (test generator, not a face model)")

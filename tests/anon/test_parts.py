@@ -9,7 +9,7 @@ from pipeline.anon.audit import check_anon_config
 from pipeline.anon.compose import apply_mask, mask_box
 from pipeline.anon.scan import complete_tracks
 from pipeline.anon.search import bottleneck_target, unservable
-from pipeline.config import AnonConfig, Config, load_config
+from pipeline.config import AnonConfig, load_config
 from pipeline.errors import ConfigError
 from pipeline.types import Detection, Shot, Track, TrackFrame
 
@@ -70,8 +70,23 @@ def test_face_frames_the_search_cannot_serve(
 
 
 def test_bottleneck_keeps_only_a_few_pixels() -> None:
-    crop = np.random.default_rng(0).random((40, 40, 3)).astype(np.float32)
-    assert bottleneck_target(crop, 8).shape == (8, 8, 3)
+    """All the search sees of a face is its 8x8 block means: detail inside a block (what makes a
+    person recognisable) cannot reach the synthetic face."""
+    from skimage.data import astronaut
+
+    face = astronaut()[20:250, 120:330].astype(np.float32) / 255.0  # a real face, 230x210
+    crop = np.ascontiguousarray(face[:200, :200].reshape(40, 5, 40, 5, 3).mean((1, 3)))  # 40x40
+    target = bottleneck_target(crop, 8)
+    blocks = crop.reshape(8, 5, 8, 5, 3).mean((1, 3))
+    assert target.shape == (8, 8, 3) and target.dtype == np.float32
+    np.testing.assert_allclose(target, blocks, atol=1e-5)
+    # another face with the same block means and different detail gives the same target
+    detail = np.random.default_rng(0).normal(0, 0.2, crop.shape).astype(np.float32)
+    detail -= detail.reshape(8, 5, 8, 5, 3).mean((1, 3)).repeat(5, 0).repeat(5, 1)
+    assert np.abs(detail).mean() > 0.1
+    np.testing.assert_allclose(bottleneck_target(crop + detail, 8), target, atol=1e-5)
+    # already that small: passed through as it is
+    np.testing.assert_array_equal(bottleneck_target(blocks, 8), blocks)
 
 
 @pytest.mark.parametrize("fallback", ["blur", "fill"])
@@ -92,4 +107,3 @@ def test_anon_settings_are_checked() -> None:
     for bad in ("anon.fallback=pixels", "anon.bottleneck=1", "anon.mask_grow=0.5", "anon.extend=-1"):
         with pytest.raises(ConfigError, match=bad.split("=")[0]):
             check_anon_config(load_config(["anonymize"], [bad]))
-    assert isinstance(Config().anon, AnonConfig)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 
-from pipeline.faces.synthetic import Clip, render, standard_shots
+from pipeline.faces.synthetic import Clip, larger_faces, render, standard_shots
 
 
 @pytest.fixture(scope="session")
@@ -18,19 +16,5 @@ def clip_x4() -> Clip:
 @pytest.fixture(scope="session")
 def clip_x8() -> Clip:
     """The same story with larger faces, ×8 downscale (160×90): faces about 25–35 px tall."""
-    shots = [
-        replace(
-            s,
-            placements=tuple(
-                replace(
-                    p,
-                    start=(p.start[0] * 0.8, p.start[1] * 0.7),
-                    end=(p.end[0] * 0.8, p.end[1] * 0.7),
-                    scale=(p.scale[0] * 2, p.scale[1] * 2),
-                )
-                for p in s.placements
-            ),
-        )
-        for s in standard_shots()
-    ]
+    shots = larger_faces(standard_shots(), y=0.7)
     return render(shots, factor=8, seed=1)

@@ -150,14 +150,14 @@ def test_batched_frames_equal_the_float32_cpu_result(checkpoints: dict[str, Path
 def test_compose_reads_a_batch_of_real_decoded_frames_in_order(
     checkpoints: dict[str, Path], tmp_path: Path
 ) -> None:
-    from pipeline.io.decode import iter_frames
+    from pipeline.io.decode import open_video
     from pipeline.run.steps import upscaled_frames
     from tests.media import make_clip
 
     clip = make_clip(tmp_path / "clip", size=(32, 24), frames=7)
     one = LearnedUpscaler.from_file(checkpoints["compact"], scale=2, tile=16, overlap=8)
     batched = LearnedUpscaler.from_file(checkpoints["compact"], scale=2, tile=16, overlap=8, batch=3)
-    with iter_frames(clip) as reader:
+    with open_video(clip).reader() as reader:
         pairs = [(f.index, f.image.copy(), up) for f, up in upscaled_frames(reader, batched)]
     assert [i for i, _, _ in pairs] == list(range(7))  # groups of 3, 3 and 1, every frame once
     for _, image, up in pairs:

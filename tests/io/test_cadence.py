@@ -11,7 +11,7 @@ from pipeline.config import load_config
 from pipeline.errors import ConfigError
 from pipeline.film.content import resolve
 from pipeline.io.cadence import measure_cadence, resolve_inverse_telecine
-from pipeline.io.decode import iter_frames
+from pipeline.io.decode import open_video
 from tests.media import MediaCache
 
 
@@ -27,9 +27,9 @@ def test_progressive_cartoon_keeps_every_frame(media: MediaCache) -> None:
     path = media.clip(size=(128, 72), rate="25", frames=50, source="testsrc2")
     cfg, note = resolve(load_config(["cartoon"]), path)
     assert cfg.io.inverse_telecine is False and note["inverse_telecine"]["verdict"] == "progressive"
-    with iter_frames(path, inverse_telecine=cfg.io.inverse_telecine) as reader:
+    with open_video(path, inverse_telecine=cfg.io.inverse_telecine).reader() as reader:
         assert sum(1 for _ in reader) == 50
-    with iter_frames(path, inverse_telecine=True) as reader:  # what the preset did unconditionally
+    with open_video(path, inverse_telecine=True).reader() as reader:  # what the preset did unconditionally
         assert sum(1 for _ in reader) < 45
 
 

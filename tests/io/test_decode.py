@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pipeline.errors import DecodeError
-from pipeline.io.decode import iter_frames
+from pipeline.io.decode import open_video
 from tests.media import MediaCache, read_video_times
 
 
@@ -23,14 +23,14 @@ from tests.media import MediaCache, read_video_times
 )
 def test_indices_are_stable_whatever_the_start(media: MediaCache, spec: dict) -> None:  # type: ignore[type-arg]
     path = media.clip("seek", **spec)
-    with iter_frames(path) as reader:
+    with open_video(path).reader() as reader:
         full = list(reader)
     ref = read_video_times(path)
     assert [f.pts for f in full] == ref.pts
     assert [f.index for f in full] == list(range(len(ref.pts)))
     assert reader.stats.decoded == len(ref.pts) and reader.stats.damaged == 0
     for start, end in [(1, 4), (6, 9), (13, 20), (len(full) - 3, None)]:
-        part = list(iter_frames(path, start=start, end=end))
+        part = list(open_video(path).reader(start, end))
         stop = len(full) if end is None else end
         assert [f.index for f in part] == list(range(start, stop))
         for f in part:
@@ -38,10 +38,35 @@ def test_indices_are_stable_whatever_the_start(media: MediaCache, spec: dict) ->
             np.testing.assert_array_equal(f.image, full[f.index].image)
 
 
+def test_one_opened_video_reads_its_index_once_and_its_readers_agree(
+    media: MediaCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`open_video` indexes the file once; every reader and `pictures` of it name the same picture by
+    the same index (a VFR clip with B-frames: indices from the pts, not from a rate)."""
+    import pipeline.io.decode as decode
+
+    path = media.clip("seek", vfr=True, frames=24, gop=5)
+    calls: list[object] = []
+    real = decode.frame_index
+    monkeypatch.setattr(decode, "frame_index", lambda p: calls.append(p) or real(p))
+    video = open_video(path, deinterlace="off")
+    with video.reader() as reader:
+        full = list(reader)
+    tail = list(video.reader(17, 21))
+    picked = video.pictures([2, 19, 500])
+    assert len(calls) == 1  # one index for the video, not one per reader
+    assert video.frames == len(full) == 24 and [f.pts for f in full] == list(video.pts)
+    assert [f.index for f in tail] == [17, 18, 19, 20]
+    for f in tail:
+        np.testing.assert_array_equal(f.image, full[f.index].image)
+    assert sorted(picked) == [2, 19]  # 500 is past the end: left out
+    np.testing.assert_array_equal(picked[19], full[19].image)
+
+
 def test_reduced_copy_and_dtypes(media: MediaCache) -> None:
-    frames8 = list(iter_frames(media.clip("cfr", size=(96, 64), frames=3), max_size=48))
+    frames8 = list(open_video(media.clip("cfr", size=(96, 64), frames=3)).reader(max_size=48))
     assert frames8[0].image.shape == (32, 48, 3) and frames8[0].image.dtype == np.uint8
-    frames10 = list(iter_frames(media.clip("p10", pix_fmt="yuv422p10le", codec="ffv1", frames=5)))
+    frames10 = list(open_video(media.clip("p10", pix_fmt="yuv422p10le", codec="ffv1", frames=5)).reader())
     assert frames10[0].image.dtype == np.uint16 and frames10[0].image.shape == (48, 64, 3)
     # Ten-bit detail survives: values are not just 8-bit codes shifted up.
     assert np.any(frames10[0].image % 256 != frames10[0].image[..., :1] % 256)
@@ -49,15 +74,15 @@ def test_reduced_copy_and_dtypes(media: MediaCache) -> None:
 
 def test_empty_range_and_bad_range(media: MediaCache) -> None:
     path = media.clip("cfr", frames=10)
-    assert list(iter_frames(path, start=10)) == []
+    assert list(open_video(path).reader(10)) == []
     with pytest.raises(ValueError):
-        iter_frames(path, start=5, end=2)
+        open_video(path).reader(5, 2)
 
 
 def test_deinterlace_keeps_count_and_timestamps(media: MediaCache) -> None:
     path = media.clip("tff", interlaced="tff", frames=10)
-    woven = list(iter_frames(path, deinterlace="off"))
-    smooth = list(iter_frames(path, deinterlace="auto"))
+    woven = list(open_video(path, deinterlace="off").reader())
+    smooth = list(open_video(path, deinterlace="auto").reader())
     assert [f.pts for f in smooth] == [f.pts for f in woven] == read_video_times(path).pts
 
     # Combing: neighbouring lines from different instants differ far more than after bwdif.
@@ -70,14 +95,14 @@ def test_deinterlace_keeps_count_and_timestamps(media: MediaCache) -> None:
 
 def test_inverse_telecine_restores_film_rate(media: MediaCache) -> None:
     path = media.clip("telecine", telecine=True, rate="30000/1001", frames=30)
-    reader = iter_frames(path, inverse_telecine=True)
+    reader = open_video(path, inverse_telecine=True).reader()
     frames = list(reader)
     assert len(frames) == 24
     times = [f.time for f in frames]
     steps = {round(float(b - a) * 24000 / 1001, 3) for a, b in itertools.pairwise(times)}
     assert steps == {1.0}
     with pytest.raises(ValueError):
-        iter_frames(path, start=3, inverse_telecine=True)
+        open_video(path, inverse_telecine=True).reader(3)
 
 
 def test_truncated_file_is_unusable_unless_tolerated(media: MediaCache, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -86,8 +111,8 @@ def test_truncated_file_is_unusable_unless_tolerated(media: MediaCache, tmp_path
     cut = tmp_path / "cut.mkv"
     cut.write_bytes(data[: len(data) // 3])
     with pytest.raises(DecodeError, match="truncated"):
-        list(iter_frames(cut))
-    reader = iter_frames(cut, max_damaged_fraction=1.0)
+        list(open_video(cut).reader())
+    reader = open_video(cut, max_damaged_fraction=1.0).reader()
     frames = list(reader)
     assert 0 < len(frames) < 60
     assert reader.stats.decoded == len(frames)
@@ -102,7 +127,7 @@ def test_damage_in_the_middle_is_counted_not_fatal(media: MediaCache, tmp_path) 
     data[middle : middle + 600] = rng.integers(0, 256, 600, dtype=np.uint8).tobytes()
     bad = tmp_path / "damaged.mkv"
     bad.write_bytes(bytes(data))
-    reader = iter_frames(bad)
+    reader = open_video(bad).reader()
     frames = list(reader)
     stats = reader.stats
     assert stats.bad > 0  # the hole is reported...
@@ -119,7 +144,7 @@ def test_memory_stays_bounded_whatever_the_length(media: MediaCache) -> None:
     tracemalloc.start()
     try:
         count = 0
-        for frame in iter_frames(path):
+        for frame in open_video(path).reader():
             count += 1
             del frame
         _, peak = tracemalloc.get_traced_memory()

@@ -99,7 +99,7 @@ def _write(path: Path, data: bytes) -> Path:
 def test_combing_in_frames_flagged_progressive_is_found_and_fixed_on_request(media: MediaCache) -> None:
     import numpy as np
 
-    from pipeline.io.decode import iter_frames
+    from pipeline.io.decode import open_video
     from pipeline.io.probe import detect_interlacing
 
     # mandelbrot, not testsrc2: idet calls testsrc2's sharp moving shapes combed even when progressive.
@@ -109,8 +109,8 @@ def test_combing_in_frames_flagged_progressive_is_found_and_fixed_on_request(med
     assert detect_interlacing(careless) == "bb"  # ...the pictures say otherwise
     assert detect_interlacing(media.clip("progressive", **spec)) is None
 
-    woven = list(iter_frames(careless, deinterlace="auto"))  # auto trusts the flags: untouched
-    fixed = list(iter_frames(careless, deinterlace="on"))
+    woven = list(open_video(careless, deinterlace="auto").reader())  # auto trusts the flags: untouched
+    fixed = list(open_video(careless, deinterlace="on").reader())
     assert [f.pts for f in fixed] == [f.pts for f in woven]
 
     def comb(img: np.ndarray) -> float:

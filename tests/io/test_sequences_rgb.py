@@ -45,7 +45,7 @@ def test_a_missing_frame_is_named(tmp_path: Path) -> None:
 
 
 def test_sequence_reads_at_the_given_rate_keeping_16_bits(tmp_path: Path) -> None:
-    from pipeline.io.decode import iter_frames
+    from pipeline.io.decode import open_video
     from pipeline.io.probe import probe
 
     pattern = _frames(tmp_path / "s", ".tiff", "rgb48le")
@@ -54,7 +54,7 @@ def test_sequence_reads_at_the_given_rate_keeping_16_bits(tmp_path: Path) -> Non
         info = probe(pattern)
         assert info.video.frame_rate == Fraction(24000, 1001)
         assert info.video.frame_count == 6 and info.video.bit_depth == 16
-        with iter_frames(tmp_path / "s") as reader:
+        with open_video(tmp_path / "s").reader() as reader:
             frames = list(reader)
         assert [f.index for f in frames] == list(range(6))
         assert frames[0].image.dtype == np.uint16 and frames[0].image.shape == (32, 48, 3)

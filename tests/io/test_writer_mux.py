@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from pipeline.errors import EncodeError, OutputError
-from pipeline.io.decode import iter_frames
+from pipeline.io.decode import open_video
 from pipeline.io.mux import mux
 from pipeline.io.presets import get_preset
 from pipeline.io.probe import probe
@@ -21,7 +21,7 @@ from tests.media import MediaCache, assert_same_times, read_audio_packets, read_
 
 def _encode_range(src: Path, part: Path, start: int, end: int | None, preset: str = "delivery-x264") -> Path:
     info = probe(src)
-    reader = iter_frames(src, start=start, end=end)
+    reader = open_video(src).reader(start, end)
     v = info.video
     with VideoWriter(
         part,
@@ -61,7 +61,7 @@ def test_joined_parts_equal_one_encode(media: MediaCache, tmp_path: Path, spec: 
     assert read_audio_packets(joined) == read_audio_packets(single)
     assert [d for _, d in read_audio_packets(joined)[0]] == [d for _, d in read_audio_packets(src)[0]]
     # Every frame decodes: the join did not break a reference chain.
-    assert len(list(iter_frames(joined))) == n
+    assert len(list(open_video(joined).reader())) == n
 
 
 def test_writer_reports_ffmpegs_own_error_and_leaves_nothing(tmp_path: Path) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,17 +25,11 @@ from pipeline.run.progress import (
     format_progress,
     make_progress_actor,
 )
-from pipeline.run.ray_runtime import configure_auth
 
 ray = pytest.importorskip("ray")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def embedded_ray() -> Iterator[None]:
-    configure_auth()
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="warning", log_to_driver=False)
-    yield
-    ray.shutdown()
+pytestmark = pytest.mark.usefixtures("embedded_ray")
 
 
 class Gauge:

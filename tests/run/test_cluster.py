@@ -23,8 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.faces.synthetic import render, standard_shots, write_video
-from pipeline.prior.load import RANDOM_SOURCE_PREFIX
+from pipeline.faces.synthetic import larger_faces, render, standard_shots, write_video
 from pipeline.run.ray_runtime import ray_env
 
 ray = pytest.importorskip("ray")
@@ -153,31 +152,8 @@ def _wait_for_nodes(address: str, env: dict[str, str], root: Path) -> str:
 
 @pytest.fixture(scope="module")
 def face_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    shot = standard_shots()[1]
-    shot = replace(
-        shot,
-        length=6,
-        placements=tuple(
-            replace(
-                p,
-                scale=(p.scale[0] * 2, p.scale[1] * 2),
-                start=(p.start[0] * 0.8, p.start[1] * 0.6),
-                end=(p.end[0] * 0.8, p.end[1] * 0.6),
-            )
-            for p in shot.placements
-        ),
-    )
-    return write_video(render([shot], factor=8, seed=3).frames, tmp_path_factory.mktemp("media") / "clip.mkv")
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from pipeline.prior.cache_format import save_generator
-    from pipeline.prior.stylegan2 import make_random_generator
-
-    G = make_random_generator(16, seed=0, z_dim=32, w_dim=32, channel_max=32, mapping_layers=2)
-    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
-    return save_generator(G, path, source=f"{RANDOM_SOURCE_PREFIX}: seed 0, 16 px (test generator)")
+    shot = larger_faces([replace(standard_shots()[1], length=6)])
+    return write_video(render(shot, factor=8, seed=3).frames, tmp_path_factory.mktemp("media") / "clip.mkv")
 
 
 def _reel(args: list[str], env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from pipeline.config import Config, load_config
-from pipeline.io.decode import iter_frames
+from pipeline.io.decode import open_video
 from pipeline.run.ray_runtime import configure_auth
 from pipeline.run.restore import restore
 
@@ -65,7 +65,7 @@ def _config(model: Path, upscaler: Path, workdir: Path, executor: str) -> Config
 
 
 def _frames(path: Path) -> list[np.ndarray]:
-    with iter_frames(path) as reader:
+    with open_video(path).reader() as reader:
         return [f.image for f in reader]
 
 

@@ -216,6 +216,8 @@ def test_restore_with_reference_photos_guides_the_recognised_people(
     totals = body["totals"]
     assert totals["restored"] == totals["searched"] > 0 and totals["fell_back"] == 0
     assert totals["met_bound_in_frame"] == totals["restored"]
+    html = out.with_name(out.name + ".report.html").read_text()
+    assert "guided by (reference photos)" in html and "<td>second</td>" in html
     # the guidance reached the search: without the photos (the same work directory: the scan is
     # reused) the guided tracks come out otherwise
     plain = tmp_path / "plain.mkv"

@@ -15,7 +15,6 @@ import tempfile
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
@@ -25,7 +24,6 @@ import numpy as np
 import pytest
 
 from pipeline.config import Config, load_config
-from pipeline.run.ray_runtime import configure_auth
 from pipeline.run.report import RestoreReport
 from pipeline.run.restore import restore
 from tests.media import make_clip, read_audio_packets, read_video_times
@@ -34,12 +32,7 @@ ray = pytest.importorskip("ray")
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def embedded_ray() -> Iterator[None]:
-    configure_auth()
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="warning", log_to_driver=False)
-    yield
-    ray.shutdown()
+pytestmark = pytest.mark.usefixtures("embedded_ray")
 
 
 def run_local(source: Path, output: Path, config: Config) -> RestoreReport:
@@ -68,9 +61,9 @@ def _config(model: Path | None, workdir: Path, *extra: str, presets: tuple[str, 
 
 
 def _frames(path: Path) -> list[np.ndarray]:
-    from pipeline.io.decode import iter_frames
+    from pipeline.io.decode import open_video
 
-    with iter_frames(path) as reader:
+    with open_video(path).reader() as reader:
         return [f.image for f in reader]
 
 

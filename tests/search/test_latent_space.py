@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -42,16 +43,23 @@ def test_fit_is_cached_per_model(tiny_G: Generator, tmp_path: Path, monkeypatch:
     first = GaussianizedW.fit(tiny_G, n=1000, seed=0, cache_dir=tmp_path)
     assert len(list((tmp_path / "gaussian_fit").glob("*.safetensors"))) == 1
 
-    def no_refit(*args: object) -> None:
-        raise AssertionError("the cached fit should have been used")
+    fits: list[object] = []
+    real = latent_space._fit_stats
 
-    monkeypatch.setattr(latent_space, "_fit_stats", no_refit)
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        fits.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(latent_space, "_fit_stats", counted)
     again = GaussianizedW.fit(tiny_G, n=1000, seed=0, cache_dir=tmp_path)
+    assert fits == []  # the cached fit was used
     assert torch.equal(first.mean, again.mean) and torch.equal(first.std, again.std)
     other = make_random_generator(32, 4, z_dim=32, w_dim=32, channel_max=32, mapping_layers=4)
     assert model_hash(other) != model_hash(tiny_G)
-    with pytest.raises(AssertionError):
-        GaussianizedW.fit(other, n=1000, seed=0, cache_dir=tmp_path)
+    theirs = GaussianizedW.fit(other, n=1000, seed=0, cache_dir=tmp_path)
+    assert len(fits) == 1  # another model: fitted, not given the first model's statistics
+    assert theirs.mean.shape == first.mean.shape and not torch.allclose(theirs.mean, first.mean)
+    assert len(list((tmp_path / "gaussian_fit").glob("*.safetensors"))) == 2
 
 
 def test_corrupt_cache_is_refitted(
