@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -227,7 +227,8 @@ def stores_clean(job: Job) -> bool:
 def _keys(job: Job) -> dict[str, str]:
 
     cfg = job.config
-    decode = (cfg.io.deinterlace, cfg.io.inverse_telecine, cfg.film)
+    # the matte only reads the fill masks clean steps always keep: it keys compose, not decoding
+    decode = (cfg.io.deinterlace, cfg.io.inverse_telecine, replace(cfg.film, matte=False))
     mode = job.mode.settings(cfg)  # its name, and the settings of its own section
     # the scan detects on stored full-size cleaned frames when there are clean steps
     scan_input = ("stored",) if stores_clean(job) else ()
@@ -239,7 +240,7 @@ def _keys(job: Job) -> dict[str, str]:
         keys["guide"] = settings_key(GUIDE_VERSION, job.model_key, job.references.key(), *search_settings)
         search_settings = (*search_settings, keys["guide"])
     keys["search"] = settings_key(SEARCH_VERSION, scan, job.model_key, *search_settings)
-    compose_settings = (cfg.upscale, cfg.io, cfg.compose, *mode)
+    compose_settings = (cfg.upscale, cfg.io, cfg.compose, *mode, *(("matte",) if cfg.film.matte else ()))
     keys["compose"] = settings_key(COMPOSE_VERSION, job.video_key, decode, *compose_settings)
     return keys
 

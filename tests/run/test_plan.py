@@ -102,6 +102,12 @@ def test_the_plan_is_data_with_keys_artifacts_and_dependencies(
     )
     keys = build_plan(other, scanned).keys
     assert {k for k in keys if keys[k] != plan.keys[k]} == {"compose"}
+    # so does the provenance matte: switching it on re-scans and re-cleans nothing
+    matte = make_job(
+        face_video, tmp_path / "out.mkv", _config(tiny_model, tmp_path / "work", "film.matte=on")
+    )
+    keys = build_plan(matte, scanned).keys
+    assert {k for k in keys if keys[k] != plan.keys[k]} == {"compose"}
 
 
 def test_a_run_killed_mid_scan_resumes_without_rescanning_finished_segments(
