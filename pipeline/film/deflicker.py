@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from pipeline.film.trend import chain, trend_at_centre, wobble
-from pipeline.film.window import Work, is_cut, same_shot, sliding, thumbnail
+from pipeline.film.window import Work, measured_steps, same_shot, sliding
 
 _WIDTH = 64  # brightness steps are measured on copies this wide
 _DARK, _BRIGHT = 0.02, 0.98  # ... from pixels inside this range in both frames (not clipped)
@@ -51,19 +51,6 @@ def log_step(a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
             return None
         out[c] = float(np.median(v))
     return out
-
-
-def _measured(works: Iterator[Work]) -> Iterator[tuple[Work, np.ndarray | None, bool]]:
-    """Each frame with its brightness step from the previous frame and whether it starts a shot."""
-    prev: np.ndarray | None = None
-    prev_thumb: np.ndarray | None = None
-    for w in works:
-        thumb = thumbnail(w.image)
-        logs = small_log(w.image)
-        cut = is_cut(prev_thumb, thumb)
-        step = None if cut or prev is None or prev.shape != logs.shape else log_step(prev, logs)
-        yield w, step, cut
-        prev, prev_thumb = logs, thumb
 
 
 def persistent_steps(offsets: np.ndarray, curve: np.ndarray) -> tuple[int, int]:
@@ -104,7 +91,8 @@ def gain(
 def deflicker(works: Iterator[Work], radius: int, max_gain: float) -> Iterator[Work]:
     """Frames with per-channel gains applied; `info["gain"]` holds the [3] gains used. The window
     stops at cuts: a shot's brightness is never pulled towards its neighbour's."""
-    for past, (work, own, cut), future in sliding(_measured(works), radius, radius, lambda item: item[1:]):
+    measured = measured_steps(works, small_log, log_step)
+    for past, (work, own, cut), future in sliding(measured, radius, radius, lambda item: item[1:]):
         earlier, later = same_shot([c for _, c in past], cut, [f[2] for f in future])
         steps_before = [s for s, _ in past[len(past) - earlier :]] if earlier else []
         g, found = gain(steps_before, None if cut else own, [f[1] for f in future[:later]])

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from pipeline.film.trend import chain, trend_at_centre, wobble
-from pipeline.film.window import Work, is_cut, same_shot, sliding, thumbnail
+from pipeline.film.window import Work, measured_steps, same_shot, sliding
 
 GRID = 3  # cells across and down
 _WIDTH = 64  # cell steps are measured on copies this wide
@@ -65,19 +65,6 @@ def cell_steps(a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
     return out
 
 
-def _measured(works: Iterator[Work]) -> Iterator[tuple[Work, np.ndarray | None, bool]]:
-    """Each frame with its cells' steps from the previous frame and whether it starts a shot."""
-    prev: np.ndarray | None = None
-    prev_thumb: np.ndarray | None = None
-    for w in works:
-        thumb = thumbnail(w.image)
-        logs = cell_logs(w.image)
-        cut = is_cut(prev_thumb, thumb)
-        step = None if cut or prev is None or prev.shape != logs.shape else cell_steps(prev, logs)
-        yield w, step, cut
-        prev, prev_thumb = logs, thumb
-
-
 def _shared_part(offsets: np.ndarray, curve: np.ndarray) -> tuple[int, int]:
     """(first, last) offsets of the window the centre frame shares without a persistent step of
     brightness in any cell (a lamp switched on in part of the picture): flicker comes back."""
@@ -117,7 +104,8 @@ def local_deflicker(works: Iterator[Work], radius: int, max_gain: float) -> Iter
     `info["local_flicker_found"]` says whether it had, `info["local_gain"]` the largest |gain - 1|."""
     import cv2
 
-    for past, (work, own, cut), future in sliding(_measured(works), radius, radius, lambda item: item[1:]):
+    measured = measured_steps(works, cell_logs, cell_steps)
+    for past, (work, own, cut), future in sliding(measured, radius, radius, lambda item: item[1:]):
         earlier, later = same_shot([c for _, c in past], cut, [f[2] for f in future])
         steps_before = [s for s, _ in past[len(past) - earlier :]] if earlier else []
         g, found = local_gains(steps_before, None if cut else own, [f[1] for f in future[:later]])

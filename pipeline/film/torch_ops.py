@@ -16,13 +16,7 @@ from typing import Any
 
 import numpy as np
 
-
-def _reflect101(index: Any, n: int) -> Any:
-    if n == 1:
-        return index.clamp(0, 0)
-    period = 2 * (n - 1)
-    j = index.remainder(period)
-    return (period - j).where(j >= n, j)
+from pipeline.frame.tensor_ops import reflect101
 
 
 def translate_tensor(image: Any, d: tuple[float, float]) -> Any:
@@ -32,8 +26,8 @@ def translate_tensor(image: Any, d: tuple[float, float]) -> Any:
     h, w = image.shape[:2]
     pad = math.ceil(max(abs(d[0]), abs(d[1]))) + 2  # every cubic tap of every sample inside the pad
     dev = image.device
-    rows = _reflect101(torch.arange(-pad, h + pad, device=dev), h)
-    cols = _reflect101(torch.arange(-pad, w + pad, device=dev), w)
+    rows = reflect101(torch.arange(-pad, h + pad, device=dev), h)
+    cols = reflect101(torch.arange(-pad, w + pad, device=dev), w)
     padded = image.index_select(0, rows).index_select(1, cols)  # [H + 2p, W + 2p, C]
     ph, pw = h + 2 * pad, w + 2 * pad
     ys = torch.arange(h, dtype=torch.float64, device=dev) - d[1] + pad  # output y reads input y - dy

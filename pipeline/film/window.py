@@ -102,3 +102,21 @@ def same_shot(past_cuts: list[bool], own_cut: bool, future_cuts: list[bool]) -> 
             break
         later += 1
     return earlier, later
+
+
+def measured_steps(
+    works: Iterator[Work],
+    measure: Callable[[np.ndarray], np.ndarray],
+    step: Callable[[np.ndarray, np.ndarray], np.ndarray | None],
+) -> Iterator[tuple[Work, np.ndarray | None, bool]]:
+    """Each frame with `step(previous measure, this measure)` and whether it starts a shot (no step
+    across a cut, at the first frame, or between measures of different shapes)."""
+    prev: np.ndarray | None = None
+    prev_thumb: np.ndarray | None = None
+    for w in works:
+        thumb = thumbnail(w.image)
+        logs = measure(w.image)
+        cut = is_cut(prev_thumb, thumb)
+        moved = None if cut or prev is None or prev.shape != logs.shape else step(prev, logs)
+        yield w, moved, cut
+        prev, prev_thumb = logs, thumb
