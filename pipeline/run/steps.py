@@ -60,6 +60,7 @@ from pipeline.run.frames import (
     Frames,
     StoredFrames,
     film_cleaning,
+    film_on_torch,
     inverse_telecine,
     read_frames,
     save_segment_meta,
@@ -525,11 +526,16 @@ def make_upscaler(cfg: Config) -> Any:
     return film_upscaler(cfg)
 
 
-def compose_device(upscaler: Any) -> str:
-    """Where compose's torch stages run: a learned upscaler's device (the step then holds a GPU
-    share under Ray), else the CPU (a compose task without one asks Ray for no GPU)."""
+def compose_device(upscaler: Any, cfg: Config | None = None) -> str:
+    """Where compose's torch stages run: a learned upscaler's device, else film cleaning's torch
+    device (`film.device`; the step holds a GPU share under Ray in both cases:
+    `pipeline.run.work.KINDS`), else the CPU (a compose task then asks Ray for no GPU)."""
     device = getattr(upscaler, "device", None)
-    return str(device) if device is not None else "cpu"
+    if device is not None:
+        return str(device)
+    if cfg is not None and film_on_torch(cfg):
+        return str(cfg.film.device)
+    return "cpu"
 
 
 def upscaled_frames(frames: Iterable[Any], upscaler: Any) -> Iterator[tuple[Any, np.ndarray | None]]:
@@ -583,7 +589,7 @@ def _composed(
     from pipeline.frame.compose import Steadiness, compose_frame
 
     upscaler = make_upscaler(cfg) if hider is None else None
-    device = compose_device(upscaler)
+    device = compose_device(upscaler, cfg)
     steadiness = Steadiness()  # faces' records: output vs footage change along each track
     regrain = Regrain(cfg.film.grain_seed) if cfg.film.grain == "regrain" else None
     for frame, up in upscaled_frames(frames, upscaler):
