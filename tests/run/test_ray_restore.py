@@ -367,8 +367,7 @@ def test_a_killed_driver_resumes_and_skips_finished_units(
         # (three latents, three face arrays) are under their final names. A kill between the
         # first and the last would leave the unit unfinished, and the rerun would rightly redo it.
         while (
-            len(list(work.glob("search/*/track-*.npz")))
-            + len(list(work.glob("search/*/track-*.faces.npy")))
+            len(list(work.glob("search/*/track-*.npz"))) + len(list(work.glob("search/*/track-*.faces.npy")))
             < 6
             and first.poll() is None
             and time.monotonic() < deadline
