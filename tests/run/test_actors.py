@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -33,48 +34,60 @@ pytestmark = pytest.mark.usefixtures("embedded_ray")
 
 
 class Gauge:
-    """Counts how many tasks run at the same time."""
+    """Counts how many tasks run at the same time. A task that enters waits until its group of
+    `group` tasks (the first `group` to enter, the next `group`, ...) has entered: with at most
+    `group` admitted at once, the peak is exactly `group` whatever the timing; admitting fewer
+    would never fill a group (the queue's drain then times out: the test fails, it does not hang)."""
 
-    def __init__(self) -> None:
-        self.now = 0
-        self.peak = 0
+    def __init__(self, group: int) -> None:
+        self.group, self.now, self.peak, self.entered = group, 0, 0, 0
+        self.cond = threading.Condition()
 
-    def enter(self) -> None:
-        self.now += 1
-        self.peak = max(self.peak, self.now)
+    def enter(self) -> bool:
+        with self.cond:
+            self.now += 1
+            self.entered += 1
+            self.peak = max(self.peak, self.now)
+            target = -(-self.entered // self.group) * self.group  # the end of this task's group
+            self.cond.notify_all()
+            return self.cond.wait_for(lambda: self.entered >= target, timeout=120)
 
     def leave(self) -> None:
-        self.now -= 1
+        with self.cond:
+            self.now -= 1
 
     def get_peak(self) -> int:
         return self.peak
 
 
+def _gauge(group: int) -> Any:
+    return ray.remote(Gauge).options(num_cpus=0, max_concurrency=16).remote(group)
+
+
 @ray.remote(num_cpus=0.5)
 def _busy(gauge: Any, x: int) -> int:
-    ray.get(gauge.enter.remote())
-    time.sleep(0.15)
+    assert ray.get(gauge.enter.remote()), "the group never filled"
     ray.get(gauge.leave.remote())
     return x * x
 
 
 def test_backpressure_bounds_work_in_flight() -> None:
-    gauge = ray.remote(Gauge).remote()
+    gauge = _gauge(1)
     results: dict[int, int] = {}
     queue = WorkQueue(max_in_flight=1, on_done=results.__setitem__)
     for i in range(4):
         queue.submit(f"unit {i}", _busy, gauge, i, tag=i)
     assert queue.in_flight == 1  # the rest wait in the driver, not in Ray
-    queue.drain(timeout=60)
+    queue.drain(timeout=120)
     assert results == {0: 0, 1: 1, 2: 4, 3: 9}
     # four 0.5-CPU tasks would run together on 2 CPUs without the bound
     assert ray.get(gauge.get_peak.remote()) == 1
 
-    gauge = ray.remote(Gauge).remote()
+    gauge = _gauge(3)  # each task waits for two others: three run together, never four
     queue = WorkQueue(max_in_flight=3)
     for i in range(6):
         queue.submit(f"unit {i}", _busy, gauge, i)
-    queue.drain(timeout=60)
+    queue.drain(timeout=120)
     assert ray.get(gauge.get_peak.remote()) == 3
 
 
