@@ -54,8 +54,6 @@ def make_job(
     mode: Mode[RunReport] = RESTORE,
 ) -> Job:
     """Preflight (settings, output, input, streams) and everything the plan is built from."""
-    from pipeline.io.decode import frame_index
-
     if mode.prepare is not None:
         config = mode.prepare(config)  # the mode's own checks and rules (anonymise: never chunked)
     if config.run.executor not in EXECUTORS:
@@ -63,7 +61,7 @@ def make_job(
     input, output = Path(input), Path(output)
 
     config, _ = resolve(config, input)  # film: "auto" inverse telecine measured, drawn faces' prior chosen
-    info, preset = preflight(input, output, config, overwrite=overwrite)
+    info, preset, source = preflight(input, output, config, overwrite=overwrite)
 
     people = choice_of(config.people.only, config.people.exclude)  # photos checked before any work
     references = _references(config, mode)
@@ -75,7 +73,7 @@ def make_job(
             "this run only exercises the pipeline",
             description,
         )
-    frames = len(frame_index(input)[1])
+    frames = source.frames  # the decoded stream's index, read once by preflight's open_source
     workdir = default_workdir(output, config.run.workdir)
     faces = mode.faces_without_model or model is not None
     return Job(
