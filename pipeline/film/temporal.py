@@ -89,7 +89,7 @@ def temporal_clean(
                 warps[a][1] & warps[b][1],
                 dust_threshold,
                 dust_max_area,
-                a > 0 or b < 0,
+                pair,
             )
             if specks:
                 image = image.copy()
