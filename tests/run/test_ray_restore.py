@@ -363,8 +363,12 @@ def test_a_killed_driver_resumes_and_skips_finished_units(
     )
     try:
         deadline = time.monotonic() + 180
+        # Kill once the search unit of the three tracks is finished: all six of its artifacts
+        # (three latents, three face arrays) are under their final names. A kill between the
+        # first and the last would leave the unit unfinished, and the rerun would rightly redo it.
         while (
-            not list(work.glob("search/*/track-*.npz"))
+            len(list(work.glob("search/*/track-*.npz"))) + len(list(work.glob("search/*/track-*.faces.npy")))
+            < 6
             and first.poll() is None
             and time.monotonic() < deadline
         ):
