@@ -263,8 +263,10 @@ class FilmConfig:
     grain_seed: int = 0  # regrain: seeds the grain added at output resolution (with the frame index)
     line_denoise: float = 0.0  # cartoons: edge-preserving (bilateral) denoise, sigma in 8-bit levels; 0 = off
     dither: bool = False  # cleaned frames are quantised with dither, not rounded (no banding in flat colour)
-    # "numpy" (OpenCV) or a torch device ("cpu", "cuda", "cuda:1"): where the stages written in torch
-    # run (pipeline.film.torch_ops; so far weave's correction), the others stay numpy/OpenCV
+    # "numpy" (OpenCV, the default) or a torch device ("cpu", "cuda", "cuda:1"): with a torch device the
+    # picture stays a tensor there through every stage (pipeline.film.torch_ops: gains, fields, filters,
+    # warps, fills, the temporal average, the bilateral filter); decisions from small copies and the
+    # optical flow stay numpy/OpenCV on the CPU. On a CPU torch is slower than OpenCV: keep "numpy" there
     device: str = "numpy"
     # provenance matte (restore): OUTPUT.matte.mkv beside the output, a lossless gray mask of every
     # synthesised pixel (pasted faces by their blend mask, dust and scratch fills), frame for frame with

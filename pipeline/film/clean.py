@@ -230,25 +230,32 @@ def _top(image: np.ndarray) -> float:
     return 255.0 if image.dtype == np.uint8 else 65535.0
 
 
+def _works(frames: Iterable[VideoFrame], device: str) -> Iterator[Work]:
+    """The working pictures: float32 in [0, 1], numpy or (a torch `device`) a tensor there."""
+    from pipeline.film.torch_ops import working
+
+    for fr in frames:
+        if device == "numpy":
+            yield Work(fr, fr.image.astype(np.float32) / np.float32(_top(fr.image)))
+        else:
+            yield Work(fr, working(fr.image, device))
+
+
 def _chain(frames: Iterable[VideoFrame], f: FilmConfig) -> Iterator[Work]:
     """The stages, as generators over the working pictures."""
     from pipeline.film.deflicker import deflicker
-    from pipeline.film.grain import line_denoise, measure_grain
     from pipeline.film.local_flicker import local_deflicker
     from pipeline.film.scratch import scratch_stage
     from pipeline.film.temporal import temporal_clean
     from pipeline.film.weave import stabilise
-    from pipeline.film.window import luma
 
-    works: Iterator[Work] = (
-        Work(fr, fr.image.astype(np.float32) / np.float32(_top(fr.image))) for fr in frames
-    )
+    works = _works(frames, f.device)
     if f.deflicker:
         works = deflicker(works, f.deflicker_radius, f.deflicker_max_gain)
     if f.local_flicker:  # what is left: gains that vary across the frame
         works = local_deflicker(works, f.deflicker_radius, f.deflicker_max_gain)
     if f.weave:
-        works = stabilise(works, f.weave_radius, f.weave_max_px, None if f.device == "numpy" else f.device)
+        works = stabilise(works, f.weave_radius, f.weave_max_px)
     if f.scratches:  # before the temporal stage: its average would smear a line that stays put
         works = scratch_stage(works, f.scratch_threshold, f.scratch_max_width)
     radius = _temporal_radius(f)
@@ -262,15 +269,36 @@ def _chain(frames: Iterable[VideoFrame], f: FilmConfig) -> Iterator[Work]:
             reduce=f.grain != "keep",
             strength=f.grain_strength,
         )
+    return _finish(works, f)
+
+
+def _finish(works: Iterator[Work], f: FilmConfig) -> Iterator[Work]:
+    """The grain measured (regrain) and the line denoise, after the other stages."""
+    from pipeline.film.grain import line_denoise, measure_grain
+    from pipeline.film.torch_ops import to_numpy
+    from pipeline.film.window import luma
+
     for work in works:
         residual = work.info.pop("grain_residual", None)
         difference = work.info.pop("grain_difference", None)
         if f.grain == "regrain" and residual is not None:  # put back at output resolution by compose
-            work.info["grain_measure"] = measure_grain(luma(work.image), residual, difference)
+            y = to_numpy(luma(work.image))
+            work.info["grain_measure"] = measure_grain(y, to_numpy(residual), to_numpy(difference))
             work.info["regrained"] = True
         if f.line_denoise > 0:
             work.image = line_denoise(work.image, f.line_denoise)
         yield work
+
+
+def _handed_out(work: Work, f: FilmConfig) -> np.ndarray:
+    """The cleaned picture quantised to the frame's dtype (a tensor on its device unless dithered)."""
+    from pipeline.film.grain import quantise
+    from pipeline.film.torch_ops import is_tensor, quantised, to_numpy
+
+    fr = work.frame
+    if is_tensor(work.image) and not f.dither:
+        return quantised(work.image, fr.image.dtype)
+    return quantise(to_numpy(work.image), fr.image.dtype, f.dither, f.grain_seed, fr.index)
 
 
 def clean_frames(
@@ -287,8 +315,6 @@ def clean_frames(
     whole-clip run gives there too). The iterator's `.stats` (or `stats`, when given) counts what was
     changed in the frames handed out. Frames keep their index, pts, time and dtype.
     """
-    from pipeline.film.grain import quantise
-
     f = cfg.film if isinstance(cfg, Config) else cfg
     check_config(f)
     stats = stats if stats is not None else CleanStats()
@@ -306,7 +332,7 @@ def clean_frames(
                 continue
             if fr.index >= end:
                 break
-            image = quantise(work.image, fr.image.dtype, f.dither, f.grain_seed, fr.index)
+            image = _handed_out(work, f)
             stats.add(work.info, fr.index)
             grain, filled = work.info.get("grain_measure"), work.info.get("filled")
             yield VideoFrame(

@@ -14,9 +14,12 @@ window there: it is not flicker.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
+from pipeline.film import torch_ops
+from pipeline.film.torch_ops import is_tensor
 from pipeline.film.trend import chain, trend_at_centre, wobble
 from pipeline.film.window import Work, measured_steps, same_shot, sliding
 
@@ -29,13 +32,18 @@ _ABOVE_FLICKER = 3.0  # ... and this many times the frame-to-frame flicker
 _SIDE = 4  # frames either side a persistent step is judged on
 
 
-def small_log(image: np.ndarray) -> np.ndarray:
-    """[h, w, 3] float32 log brightness of a small blurred copy (NaN where dark or clipped)."""
+def small_log(image: Any) -> np.ndarray:
+    """[h, w, 3] float32 log brightness of a small blurred copy (NaN where dark or clipped); a tensor
+    is reduced on its device."""
     import cv2
 
     h, w = image.shape[:2]
     f = max(1.0, w / _WIDTH)
-    small = cv2.resize(image, (max(1, round(w / f)), max(1, round(h / f))), interpolation=cv2.INTER_AREA)
+    size = (max(1, round(w / f)), max(1, round(h / f)))
+    if is_tensor(image):
+        small = torch_ops.to_numpy(torch_ops.area_resize(image, size))
+    else:
+        small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
     small = np.asarray(cv2.GaussianBlur(small, (3, 3), 0))
     ok = (small > _DARK) & (small < _BRIGHT)
     return np.where(ok, np.log(np.maximum(small, _DARK)), np.nan).astype(np.float32)
@@ -97,7 +105,9 @@ def deflicker(works: Iterator[Work], radius: int, max_gain: float) -> Iterator[W
         steps_before = [s for s, _ in past[len(past) - earlier :]] if earlier else []
         g, found = gain(steps_before, None if cut else own, [f[1] for f in future[:later]])
         g = np.clip(g, 1.0 / max_gain, max_gain)
-        if np.any(np.abs(g - 1.0) > 1e-4):
+        if np.any(np.abs(g - 1.0) > 1e-4) and is_tensor(work.image):
+            work.image = (work.image * torch_ops.as_device_array(g, work.image)).clamp_(0.0, 1.0)
+        elif np.any(np.abs(g - 1.0) > 1e-4):
             work.image = np.clip(work.image * g.astype(np.float32), 0.0, 1.0)
         work.info["gain"] = g
         work.info["flicker_found"] = found

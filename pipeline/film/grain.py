@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
@@ -77,10 +78,15 @@ def measure_grain(y: np.ndarray, residual: np.ndarray, difference: np.ndarray) -
     return np.append(grain_profile(y, residual), grain_size(difference)).astype(np.float32)
 
 
-def line_denoise(image: np.ndarray, sigma_levels: float) -> np.ndarray:
-    """Bilateral filter: `sigma_levels` (8-bit levels) of colour difference still smoothed."""
+def line_denoise(image: Any, sigma_levels: float) -> Any:
+    """Bilateral filter: `sigma_levels` (8-bit levels) of colour difference still smoothed (a tensor
+    is filtered on its device: pipeline.film.torch_ops.bilateral)."""
     import cv2
 
+    from pipeline.film.torch_ops import bilateral, is_tensor
+
+    if is_tensor(image):
+        return bilateral(image, sigma_levels / 255.0, 2.0, 5)
     return np.asarray(cv2.bilateralFilter(image, 5, sigma_levels / 255.0, 2.0))
 
 

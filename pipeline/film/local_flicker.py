@@ -16,9 +16,12 @@ left alone; a large step that persists in a cell (a lamp switched on there) ends
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
+from pipeline.film import torch_ops
+from pipeline.film.torch_ops import is_tensor
 from pipeline.film.trend import chain, trend_at_centre, wobble
 from pipeline.film.window import Work, measured_steps, same_shot, sliding
 
@@ -31,15 +34,18 @@ _ABOVE = 4.0  # ... when it is this many times the spread on either side and the
 _SIDE = 4  # frames either side a persistent step is judged on
 
 
-def cell_logs(image: np.ndarray) -> np.ndarray:
-    """[h, w] float32 log luma of a small copy of `image` ([H, W, 3] float32; NaN where dark or clipped)."""
+def cell_logs(image: Any) -> np.ndarray:
+    """[h, w] float32 log luma of a small copy of `image` ([H, W, 3] float32; NaN where dark or
+    clipped); a tensor is reduced on its device."""
     import cv2
 
     h, w = image.shape[:2]
     f = max(1.0, w / _WIDTH)
-    small = cv2.resize(
-        image, (max(GRID, round(w / f)), max(GRID, round(h / f))), interpolation=cv2.INTER_AREA
-    )
+    size = (max(GRID, round(w / f)), max(GRID, round(h / f)))
+    if is_tensor(image):
+        small = torch_ops.to_numpy(torch_ops.area_resize(image, size))
+    else:
+        small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
     y = np.asarray(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY))
     ok = (y > _DARK) & (y < _BRIGHT)
     return np.where(ok, np.log(np.maximum(y, _DARK)), np.nan).astype(np.float32)
@@ -99,11 +105,21 @@ def local_gains(
     return (None, True) if trend is None else (np.exp(trend).reshape(GRID, GRID), True)
 
 
+def _apply_field(image: Any, g: np.ndarray) -> Any:
+    """`image` times the [GRID, GRID] gains interpolated bilinearly over the frame, clipped to [0, 1]."""
+    import cv2
+
+    h, w = image.shape[:2]
+    if is_tensor(image):
+        field = torch_ops.bilinear_resize(torch_ops.as_device_array(g, image), (w, h))
+        return (image * field[..., None]).clamp_(0.0, 1.0)
+    field = np.asarray(cv2.resize(g, (w, h), interpolation=cv2.INTER_LINEAR))
+    return np.clip(image * field[..., None], 0.0, 1.0)
+
+
 def local_deflicker(works: Iterator[Work], radius: int, max_gain: float) -> Iterator[Work]:
     """Frames with a smooth field of gains applied where the window has local flicker;
     `info["local_flicker_found"]` says whether it had, `info["local_gain"]` the largest |gain - 1|."""
-    import cv2
-
     measured = measured_steps(works, cell_logs, cell_steps)
     for past, (work, own, cut), future in sliding(measured, radius, radius, lambda item: item[1:]):
         earlier, later = same_shot([c for _, c in past], cut, [f[2] for f in future])
@@ -112,8 +128,6 @@ def local_deflicker(works: Iterator[Work], radius: int, max_gain: float) -> Iter
         work.info["local_flicker_found"] = found
         if g is not None:
             g = np.clip(g, 1.0 / max_gain, max_gain).astype(np.float32)
-            h, w = work.image.shape[:2]
-            field = np.asarray(cv2.resize(g, (w, h), interpolation=cv2.INTER_LINEAR))
-            work.image = np.clip(work.image * field[..., None], 0.0, 1.0)
+            work.image = _apply_field(work.image, g)
             work.info["local_gain"] = float(np.abs(g - 1.0).max())
         yield work

@@ -7,14 +7,18 @@ resampled so that each pixel shows what the flow says sits under the centre fram
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
+from pipeline.film import torch_ops
+from pipeline.film.torch_ops import is_tensor
 from pipeline.film.window import gray8
 
 _FLOW_LINES = 576  # flow is computed on at most this many lines
 
 
-def flow_input(image: np.ndarray) -> tuple[np.ndarray, float]:
+def flow_input(image: Any) -> tuple[np.ndarray, float]:
     """[h, w] uint8 median-filtered luma for flow, and the factor (source px per flow px)."""
     import cv2
 
@@ -34,11 +38,14 @@ def flow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.asarray(dis.calc(a, b, None))
 
 
-def warp(neighbour: np.ndarray, fl: np.ndarray, factor: float) -> tuple[np.ndarray, np.ndarray]:
+def warp(neighbour: Any, fl: np.ndarray, factor: float) -> tuple[Any, Any]:
     """(`neighbour` ([H, W, C] float32) resampled at x + flow(x): its picture aligned onto the centre's,
-    [H, W] bool where that sample lies inside the neighbour: elsewhere the picture entered or left)."""
+    [H, W] bool where that sample lies inside the neighbour: elsewhere the picture entered or left).
+    A tensor `neighbour` is resampled on its device (both results are tensors there)."""
     import cv2
 
+    if is_tensor(neighbour):
+        return _warp_tensor(neighbour, fl, factor)
     h, w = neighbour.shape[:2]
     if factor > 1.0:
         fl = cv2.resize(fl, (w, h), interpolation=cv2.INTER_LINEAR) * np.float32(factor)
@@ -47,3 +54,20 @@ def warp(neighbour: np.ndarray, fl: np.ndarray, factor: float) -> tuple[np.ndarr
     out = cv2.remap(neighbour, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     inside = (mx >= 0) & (mx <= w - 1) & (my >= 0) & (my <= h - 1)
     return np.asarray(out).reshape(neighbour.shape), inside
+
+
+def _warp_tensor(neighbour: Any, fl: np.ndarray, factor: float) -> tuple[Any, Any]:
+    import torch
+
+    h, w = neighbour.shape[:2]
+    f = torch.as_tensor(fl, device=neighbour.device)
+    if factor > 1.0:
+        f = torch_ops.bilinear_resize(f, (w, h)) * factor
+    gy, gx = torch.meshgrid(
+        torch.arange(h, dtype=torch.float32, device=f.device),
+        torch.arange(w, dtype=torch.float32, device=f.device),
+        indexing="ij",
+    )
+    mx, my = gx + f[..., 0], gy + f[..., 1]
+    inside = (mx >= 0) & (mx <= w - 1) & (my >= 0) & (my <= h - 1)
+    return torch_ops.remap(neighbour, mx, my), inside

@@ -12,36 +12,114 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from pipeline.film import torch_ops
 from pipeline.film.dust import find_specks, gain_to
 from pipeline.film.motion import flow, flow_input, warp
+from pipeline.film.torch_ops import is_tensor
 from pipeline.film.window import Work, luma, sliding
 
 
 @dataclass(eq=False)
 class _Item:
     work: Work
-    image: np.ndarray  # [H, W, 3] float32 the stage's input (neighbours are always the input, never
-    # a cleaned frame: no result feeds back, so a frame depends only on its window)
+    image: Any  # [H, W, 3] float32 the stage's input, numpy or a tensor (neighbours are always the input,
+    # never a cleaned frame: no result feeds back, so a frame depends only on its window)
     flow_in: np.ndarray  # [h, w] uint8 flow input
     factor: float  # source px per flow px
 
 
-def grain_sigma(difference: np.ndarray) -> float:
-    """Grain standard deviation (0..1) from a frame's luma minus an aligned neighbour's: robust."""
-    d = difference[::4, ::4]
+def grain_sigma(difference: np.ndarray, step: int = 4) -> float:
+    """Grain standard deviation (0..1) from a frame's luma minus an aligned neighbour's (every `step`-th
+    pixel each way): robust."""
+    d = difference[::step, ::step]
     return float(1.4826 * np.median(np.abs(d - np.median(d))) / np.sqrt(2.0))
 
 
-def _dust_pair(aligned: dict[int, np.ndarray]) -> tuple[int, int] | None:
+def _dust_pair(aligned: dict[int, Any]) -> tuple[int, int] | None:
     """The two neighbours a speck is judged against: the adjacent ones, or at the first (last) frame
     of the clip the next (previous) two; None when there are not two."""
     for pair in ((-1, 1), (1, 2), (-2, -1)):
         if pair[0] in aligned and pair[1] in aligned:
             return pair
     return None
+
+
+def _specks(
+    c: _Item,
+    image: Any,
+    warps: dict[int, tuple[Any, Any]],
+    raw: dict[int, Any],
+    pair: tuple[int, int],
+    **kw: Any,
+) -> Any:
+    """`image` with its specks filled from the pair of aligned neighbours (the counts and the mask
+    go into the frame's info)."""
+    a, b = pair
+    pw, nw = warps[a][0], warps[b][0]
+    args = (image, pw, nw, raw[a], raw[b], warps[a][1] & warps[b][1])
+    if is_tensor(image):  # the decision on the CPU (film/dust.py is numpy)
+        args = tuple(torch_ops.to_numpy(x) for x in args)  # type: ignore[assignment]
+    mask, specks, objects = find_specks(*args, kw["dust_threshold"], kw["dust_max_area"], pair)
+    if specks:
+        fill = 0.5 * (pw * _gain_to(image, pw) + nw * _gain_to(image, nw))  # flicker-matched
+        image = _filled(image, fill, mask)
+        before = c.work.info.get("filled")
+        c.work.info["filled"] = mask if before is None else before | mask
+    c.work.info.update(specks=specks, speck_px=int(mask.sum()), objects_kept=objects)
+    return image
+
+
+def _gain_to(image: Any, other: Any) -> Any:
+    if is_tensor(image):
+        a = image[::4, ::4].reshape(-1, 3).mean(dim=0)
+        b = other[::4, ::4].reshape(-1, 3).mean(dim=0)
+        return a / b.clamp(min=1e-3)
+    return gain_to(image, other)
+
+
+def _filled(image: Any, fill: Any, mask: np.ndarray) -> Any:
+    """A copy of `image` taking `fill` where `mask` ([H, W] bool numpy) is set."""
+    if is_tensor(image):
+        import torch
+
+        at = torch.as_tensor(mask, device=image.device)
+        return torch.where(at[..., None], fill, image)
+    out = image.copy()
+    out[mask] = fill[mask]
+    return out
+
+
+def _reduced(c: _Item, image: Any, warps: dict[int, tuple[Any, Any]], strength: float) -> Any:
+    """`image` with its grain averaged out over the aligned neighbours (the figures into its info)."""
+    import cv2
+
+    y = luma(image)
+    near = warps[1][0] if 1 in warps else warps[-1][0]
+    difference = y - luma(near)  # two grain fields (and what the alignment missed)
+    sigma = max(grain_sigma(torch_ops.to_numpy(difference[::4, ::4]), step=1), 1e-3)
+    acc = image.clone() if is_tensor(image) else image.copy()
+    weight = y.new_ones(y.shape) if is_tensor(y) else np.ones(y.shape, np.float32)
+    # A neighbour's weight falls with its local mismatch beyond what grain alone explains: the mean
+    # squared difference over 3 x 3 pixels minus twice the grain variance (as in non-local means),
+    # so misaligned fine detail is not averaged away.
+    noise = 2.0 * sigma * sigma
+    scale = -1.0 / (strength * sigma) ** 2
+    for moved, inside in warps.values():
+        d = y - luma(moved)
+        if is_tensor(image):
+            w = (scale * (torch_ops.box3(d * d) - noise).clamp(min=0.0)).exp() * inside
+        else:
+            mismatch = np.maximum(cv2.blur(d * d, (3, 3)) - np.float32(noise), 0.0)
+            w = np.exp(np.float32(scale) * mismatch) * inside
+        acc += moved * w[..., None]
+        weight += w
+    denoised = acc / weight[..., None]
+    c.work.info.update(grain_sigma=sigma, grain_residual=y - luma(denoised), grain_difference=difference)
+    return denoised
 
 
 def temporal_clean(
@@ -58,9 +136,8 @@ def temporal_clean(
     pixels filled joined into `info["filled"]`, [H, W] bool) and,
     with `reduce`, grain averaged out (`info["grain_sigma"]`; `info["grain_residual"]` [H, W] float32
     of what was removed and `info["grain_difference"]`, the frame's luma minus its nearest aligned
-    neighbour's, both read by the regrain measurement and then dropped)."""
-    import cv2
-
+    neighbour's, both read by the regrain measurement and then dropped). Tensor pictures (a torch
+    `film.device`) are warped, filled and averaged on their device."""
     items = (_Item(w, w.image, *flow_input(w.image)) for w in works)
     for past, c, future in sliding(items, radius, radius, lambda it: it):
         neighbours = [*past, *future]  # oldest first
@@ -72,55 +149,13 @@ def temporal_clean(
             off: warp(n.image, flow(c.flow_in, n.flow_in), c.factor)
             for off, n in zip(offsets, neighbours, strict=True)
         }
-        aligned = {off: a for off, (a, _) in warps.items()}
         image = c.image
-        y = luma(image)
-        pair = _dust_pair(aligned)
+        pair = _dust_pair(warps)
         if dust and pair is not None:
-            a, b = pair
-            pw, nw = aligned[a], aligned[b]
             raw = {off: n.image for off, n in zip(offsets, neighbours, strict=True)}
-            mask, specks, objects = find_specks(
-                image,
-                pw,
-                nw,
-                raw[a],
-                raw[b],
-                warps[a][1] & warps[b][1],
-                dust_threshold,
-                dust_max_area,
-                a > 0 or b < 0,
-            )
-            if specks:
-                image = image.copy()
-                fill = 0.5 * (pw * gain_to(image, pw) + nw * gain_to(image, nw))  # flicker-matched
-                image[mask] = fill[mask]
-                y = luma(image)
-                before = c.work.info.get("filled")
-                c.work.info["filled"] = mask if before is None else before | mask
-            c.work.info.update(specks=specks, speck_px=int(mask.sum()), objects_kept=objects)
+            limits = {"dust_threshold": dust_threshold, "dust_max_area": dust_max_area}
+            image = _specks(c, image, warps, raw, pair, **limits)
         if reduce:
-            near = aligned.get(1, aligned.get(-1))
-            assert near is not None
-            difference = y - luma(near)  # two grain fields (and what the alignment missed)
-            sigma = max(grain_sigma(difference), 1e-3)
-            acc = image.copy()
-            weight = np.ones(y.shape, np.float32)
-            # A neighbour's weight falls with its local mismatch beyond what grain alone explains: the mean
-            # squared difference over 3 x 3 pixels minus twice the grain variance (as in non-local means),
-            # so misaligned fine detail is not averaged away.
-            noise = np.float32(2.0 * sigma * sigma)
-            scale = np.float32(-1.0 / (strength * sigma) ** 2)
-            for moved, inside in warps.values():
-                d = y - luma(moved)
-                mismatch = np.maximum(cv2.blur(d * d, (3, 3)) - noise, 0.0)
-                w = np.exp(scale * mismatch) * inside
-                acc += moved * w[..., None]
-                weight += w
-            denoised = acc / weight[..., None]
-            c.work.info.update(
-                grain_sigma=sigma, grain_residual=luma(image) - luma(denoised), grain_difference=difference
-            )
-            image = denoised
+            image = _reduced(c, image, warps, strength)
         c.work.image = image
         yield c.work

@@ -1,12 +1,24 @@
 """Film cleaning operations as torch code, the same on the CPU and on CUDA (`film.device`).
 
-So far weave's correction (`film.weave`): the frame moved onto its window's smooth path. The shift
-measurement (phase correlation), dust, scratches, deflicker and grain stay numpy/OpenCV.
+With a torch device the working picture of every stage (`Work.image`) is an [H, W, 3] float32
+tensor on that device, from the decoded frame to the quantised result: the per-pixel work (gains,
+gain fields, median and box filters, Sobel, dilation, warps, fills, the temporal average) runs
+there. What a stage *decides* from cheap statistics stays numpy/OpenCV on the CPU, fed with small
+copies made on the device (64-px brightness copies, 32 x 24 thumbnails, the 8-bit luma that phase
+correlation and optical flow read, a scratch's columns, a speck candidate's surroundings).
 
-`translate` is weave's `pipeline.film.weave.translate` (`cv2.warpAffine` with INTER_CUBIC, Keys'
-a = -0.75, edges mirrored without repeating the edge pixel): the frame is padded by reflection
-(BORDER_REFLECT_101) a few pixels more than the shift, so every cubic tap reads the pixel OpenCV's
-reads, and sampled with `grid_sample`'s bicubic filter (the same kernel).
+Each operation follows the OpenCV call it replaces (the tests state by how much they may differ):
+- `translate`: weave's `cv2.warpAffine(INTER_CUBIC, BORDER_REFLECT_101)`: the frame is padded by
+  reflection a few pixels more than the shift, so every cubic tap reads the pixel OpenCV's reads, and
+  sampled with `grid_sample`'s bicubic filter (the same kernel, a = -0.75);
+- `area_resize`: `cv2.resize(INTER_AREA)` when reducing (each output pixel the mean of the area it
+  covers); `bilinear_resize`: `cv2.resize(INTER_LINEAR)` (half-pixel centres, edges clamped);
+- `gray8`: `cvtColor(RGB2GRAY)` of the frame rounded to 8 bits, in OpenCV's fixed point;
+- `median_blur`: `cv2.medianBlur` of an 8-bit picture (edges replicated);
+- `box3`, `sobel`: `cv2.blur(3 x 3)`, `cv2.Sobel(ksize=3)` with reflect-101 borders;
+- `remap`: `cv2.remap(INTER_LINEAR, BORDER_REPLICATE)` with exact bilinear weights (OpenCV rounds
+  them to 1/32 px);
+- `dilate3`: `cv2.dilate` with a 3 x 3 square.
 """
 
 from __future__ import annotations
@@ -16,13 +28,171 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.frame.tensor_ops import reflect101
+from pipeline.frame.tensor_ops import _area_rows, reflect101
+
+
+def _torch() -> Any:
+    import torch
+
+    return torch
+
+
+def is_tensor(image: Any) -> bool:
+    """Whether a working picture is a torch tensor (a torch `film.device`) rather than numpy."""
+    return not isinstance(image, np.ndarray)
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    """A tensor (or array) as a numpy array on the CPU."""
+    return x if isinstance(x, np.ndarray) else np.asarray(x.detach().cpu().numpy())
+
+
+def working(image: np.ndarray, device: str) -> Any:
+    """[H, W, 3] float32 tensor in [0, 1] on `device` of a decoded uint8 / uint16 frame (sent as
+    integers: a quarter / half of the bytes), the same values as the numpy chain's `image / top`."""
+    torch = _torch()
+    top = 255.0 if image.dtype == np.uint8 else 65535.0
+    src = np.ascontiguousarray(image if image.dtype == np.uint8 else image.astype(np.int32))
+    t = torch.from_numpy(src).to(torch.device(device), non_blocking=True)
+    return t.to(torch.float32) / top
+
+
+def quantised(image: Any, dtype: np.dtype) -> np.ndarray:
+    """`pipeline.film.grain.quantise` without dither, on the device: rounded (half to even, as
+    numpy's rint), clipped, then sent back as integers."""
+    torch = _torch()
+    top = 255.0 if dtype == np.uint8 else 65535.0
+    q = torch.round(image * top).clamp_(0, top)
+    return to_numpy(q.to(torch.uint8 if dtype == np.uint8 else torch.int32)).astype(dtype, copy=False)
+
+
+def luma(image: Any) -> Any:
+    """[H, W] Rec.601 luma of an [H, W, 3] float tensor (`cv2.COLOR_RGB2GRAY` for float pictures)."""
+    return image[..., 0] * 0.299 + image[..., 1] * 0.587 + image[..., 2] * 0.114
+
+
+def gray8(image: Any) -> np.ndarray:
+    """`pipeline.film.window.gray8` of a tensor, as a numpy [H, W] uint8: each channel rounded to 8 bits,
+    then OpenCV's fixed-point RGB2GRAY (R 9798, G 19235, B 3735 in 1/32768, rounded)."""
+    torch = _torch()
+    q = torch.floor((image * 255.0 + 0.5).clamp_(0, 255)).to(torch.int32)
+    y = (q[..., 0] * 9798 + q[..., 1] * 19235 + q[..., 2] * 3735 + 16384) >> 15
+    return to_numpy(y.to(torch.uint8))
+
+
+def area_resize(image: Any, size: tuple[int, int]) -> Any:
+    """`cv2.resize(image, size=(w, h), interpolation=INTER_AREA)` of an [H, W] or [H, W, C] float
+    tensor, w <= W and h <= H."""
+    w, h = size
+    rows = _area_rows(image, h) if image.shape[0] != h else image
+    if image.shape[1] == w:
+        return rows
+    cols = _area_rows(rows.transpose(0, 1).contiguous(), w)
+    return cols.transpose(0, 1)
+
+
+def bilinear_resize(image: Any, size: tuple[int, int]) -> Any:
+    """`cv2.resize(image, size=(w, h), interpolation=INTER_LINEAR)` of an [h0, w0] or [h0, w0, C] float
+    tensor (half-pixel centres; samples beyond the edge take the edge pixel)."""
+    torch = _torch()
+    w, h = size
+    planes = image[None, None] if image.ndim == 2 else image.permute(2, 0, 1)[None]
+    out = torch.nn.functional.interpolate(planes, size=(h, w), mode="bilinear", align_corners=False)[0]
+    return out[0] if image.ndim == 2 else out.permute(1, 2, 0)
+
+
+def median_rows(x: Any) -> Any:
+    """numpy's `np.median(x, axis=0)` of a 2-D tensor (the two middle values averaged when even)."""
+    n = x.shape[0]
+    s = x.sort(dim=0).values
+    return s[(n - 1) // 2] if n % 2 else 0.5 * (s[n // 2 - 1] + s[n // 2])
+
+
+_MEDIAN_CHUNK = 1 << 24  # window values held at once by `median_blur` (memory, not results)
+
+
+def median_blur(y8: Any, k: int, row_step: int = 1, cols: Any = None) -> Any:
+    """`cv2.medianBlur(y8, k)` of an [H, W] uint8 tensor (k odd; edges replicated), uint8, at every
+    `row_step`-th row and at the columns `cols` (a 1-D index tensor; None: all): [ceil(H / step), n]."""
+    torch = _torch()
+    r = k // 2
+    h, w = y8.shape
+    dev = y8.device
+    rows = torch.arange(-r, h + r, device=dev).clamp(0, h - 1)
+    padded = y8.index_select(0, rows)  # [H + 2r, W]
+    if cols is None:
+        cols = torch.arange(w, device=dev)
+    taps = (cols[:, None] + torch.arange(-r, r + 1, device=dev)[None, :]).clamp(0, w - 1)  # [n, k]
+    n = taps.shape[0]
+    out_rows = range(0, h, row_step)
+    out = torch.empty((len(out_rows), n), dtype=y8.dtype, device=dev)
+    per_row = n * k * k
+    step = max(1, _MEDIAN_CHUNK // per_row)  # output rows per chunk
+    for i0 in range(0, len(out_rows), step):
+        i1 = min(len(out_rows), i0 + step)
+        y0, y1 = out_rows[i0], out_rows[i1 - 1]
+        band = padded[y0 : y1 + 2 * r + 1]  # the rows their windows read
+        windows = band[:, taps].unfold(0, k, row_step)  # [i1 - i0, n, k, k]: window rows last
+        out[i0:i1] = windows.reshape(i1 - i0, n, k * k).median(dim=-1).values  # k * k odd: the middle
+    return out
+
+
+def _reflect_pad(planes: Any, r: int) -> Any:
+    """[N, C, H, W] padded by r on each side the BORDER_REFLECT_101 way."""
+    torch = _torch()
+    h, w = planes.shape[-2:]
+    rows = reflect101(torch.arange(-r, h + r, device=planes.device), h)
+    cols = reflect101(torch.arange(-r, w + r, device=planes.device), w)
+    return planes.index_select(-2, rows).index_select(-1, cols)
+
+
+def _planes(image: Any) -> Any:
+    return image[None, None] if image.ndim == 2 else image.permute(2, 0, 1)[None]
+
+
+def _unplanes(out: Any, ndim: int) -> Any:
+    return out[0, 0] if ndim == 2 else out[0].permute(1, 2, 0)
+
+
+def box3(image: Any) -> Any:
+    """`cv2.blur(image, (3, 3))` of an [H, W] or [H, W, C] float tensor (reflect-101 borders)."""
+    torch = _torch()
+    out = torch.nn.functional.avg_pool2d(_reflect_pad(_planes(image), 1), 3, stride=1)
+    return _unplanes(out, image.ndim)
+
+
+def sobel(image: Any) -> tuple[Any, Any]:
+    """(`cv2.Sobel(image, CV_32F, 1, 0, ksize=3)`, the same for y) of an [H, W, C] float tensor."""
+    torch = _torch()
+    planes = _planes(image)
+    c = planes.shape[1]
+    kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], device=image.device)
+    weights = torch.stack([kx, kx.T])[:, None].repeat(c, 1, 1, 1).to(image.dtype)  # [2C, 1, 3, 3]
+    g = torch.nn.functional.conv2d(_reflect_pad(planes, 1), weights, groups=c)  # [1, 2C, H, W]
+    return _unplanes(g[:, 0::2], image.ndim), _unplanes(g[:, 1::2], image.ndim)
+
+
+def dilate3(mask: Any) -> Any:
+    """`cv2.dilate(mask, ones((3, 3)))` of an [H, W] bool tensor."""
+    torch = _torch()
+    m = mask[None, None].to(torch.float32)
+    return torch.nn.functional.max_pool2d(m, 3, stride=1, padding=1)[0, 0] > 0
+
+
+def remap(image: Any, mx: Any, my: Any) -> Any:
+    """`cv2.remap(image, mx, my, INTER_LINEAR, borderMode=BORDER_REPLICATE)` of an [H, W, C] float
+    tensor at the [h, w] sample positions (input pixel indices) `mx`, `my`."""
+    torch = _torch()
+    ih, iw = image.shape[:2]
+    grid = torch.stack([(2 * mx + 1) / iw - 1, (2 * my + 1) / ih - 1], dim=-1)[None].to(image.dtype)
+    planes = image.permute(2, 0, 1)[None]
+    out = torch.nn.functional.grid_sample(planes, grid, "bilinear", "border", align_corners=False)[0]
+    return out.permute(1, 2, 0)
 
 
 def translate_tensor(image: Any, d: tuple[float, float]) -> Any:
     """An [H, W, C] float tensor moved by d = (dx, dy) px (cubic; uncovered edges mirrored), in [0, 1]."""
-    import torch
-
+    torch = _torch()
     h, w = image.shape[:2]
     pad = math.ceil(max(abs(d[0]), abs(d[1]))) + 2  # every cubic tap of every sample inside the pad
     dev = image.device
@@ -42,10 +212,40 @@ def translate_tensor(image: Any, d: tuple[float, float]) -> Any:
 
 def translate(image: np.ndarray, d: np.ndarray, device: str = "cpu") -> np.ndarray:
     """`pipeline.film.weave.translate` in torch on `device`: [H, W, C] float32 in, same out."""
-    import torch
-
+    torch = _torch()
     t = torch.tensor(np.asarray(image, np.float32), device=torch.device(device))
     flat = t[..., None] if t.ndim == 2 else t
     out = translate_tensor(flat, (float(d[0]), float(d[1])))
     out = out[..., 0] if t.ndim == 2 else out
     return np.asarray(out.cpu().numpy(), dtype=np.float32)
+
+
+def as_device_array(values: np.ndarray, like: Any) -> Any:
+    """A small numpy array (gains, a field) as a float32 tensor on `like`'s device."""
+    torch = _torch()
+    return torch.as_tensor(np.asarray(values, np.float32), device=like.device)
+
+
+def bilateral(image: Any, sigma_color: float, sigma_space: float, d: int) -> Any:
+    """`cv2.bilateralFilter(image, d, sigma_color, sigma_space)` of an [H, W, C] float tensor: each
+    pixel the mean of the disc of radius d // 2 around it (reflect-101 borders), weighted by
+    exp(-r^2 / 2 sigma_space^2) and by exp(-L^2 / 2 sigma_color^2) with L the sum over channels of the
+    absolute differences (OpenCV reads the colour weight from a fine table, this computes it)."""
+    torch = _torch()
+    r = d // 2
+    h, w = image.shape[:2]
+    centre = image.permute(2, 0, 1)  # [C, H, W]
+    padded = _reflect_pad(centre[None], r)[0]
+    num = torch.zeros_like(centre)
+    den = centre.new_zeros((h, w))
+    for dy in range(-r, r + 1):
+        for dx in range(-r, r + 1):
+            if dy * dy + dx * dx > r * r:
+                continue
+            near = padded[:, r + dy : r + dy + h, r + dx : r + dx + w]
+            dist = (near - centre).abs().sum(dim=0)
+            space = math.exp(-0.5 * (dy * dy + dx * dx) / sigma_space**2)
+            wt = (dist * dist * (-0.5 / sigma_color**2)).exp() * space
+            num += near * wt
+            den += wt
+    return (num / den).permute(1, 2, 0)

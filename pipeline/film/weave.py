@@ -13,9 +13,12 @@ pixels uncovered at the edge are mirrored from the picture (no crop, the size ne
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
+from pipeline.film import torch_ops
+from pipeline.film.torch_ops import is_tensor
 from pipeline.film.trend import chain, trend_at_centre, wobble
 from pipeline.film.window import Work, gray8, is_cut, sliding, thumbnail
 
@@ -26,7 +29,7 @@ _MIN_TILES = 5  # ... when this many of them have a clear peak
 _MIN_JITTER_PX = 0.25  # frame-to-frame jitter (robust std, px) below this is no weave: the shot is left alone
 
 
-def _small(image: np.ndarray) -> tuple[np.ndarray, float]:
+def _small(image: Any) -> tuple[np.ndarray, float]:
     """[h, w] float32 reduced luma and the factor (source px per reduced px)."""
     import cv2
 
@@ -77,6 +80,12 @@ def translate(image: np.ndarray, d: np.ndarray) -> np.ndarray:
     return np.clip(out, 0.0, 1.0)
 
 
+def _move(image: Any, d: np.ndarray) -> Any:
+    if is_tensor(image):
+        return torch_ops.translate_tensor(image, (float(d[0]), float(d[1])))
+    return translate(image, d)
+
+
 def _with_steps(works: Iterator[Work]) -> Iterator[tuple[Work, np.ndarray | None]]:
     """Each frame with its shift from the previous frame (source px; None at the start or a break)."""
     prev: np.ndarray | None = None
@@ -114,16 +123,9 @@ def correction(past_steps: list[np.ndarray | None], own: np.ndarray | None, futu
     return np.zeros(2) if smooth is None else smooth
 
 
-def stabilise(works: Iterator[Work], radius: int, max_px: float, device: str | None = None) -> Iterator[Work]:
+def stabilise(works: Iterator[Work], radius: int, max_px: float) -> Iterator[Work]:
     """Frames moved onto their window's smooth path; `info["weave"]` is the [2] shift applied (px).
-    With a torch `device` the shift is applied there (pipeline.film.torch_ops.translate)."""
-    move = translate
-    if device is not None:
-        import functools
-
-        from pipeline.film.torch_ops import translate as torch_translate
-
-        move = functools.partial(torch_translate, device=device)
+    A tensor picture (a torch `film.device`) is moved on its device (pipeline.film.torch_ops)."""
     for past, (work, own), future in sliding(_with_steps(works), radius, radius, lambda item: item[1]):
         steps = [s for _, s in future]
         d = correction(past, own, steps)
@@ -131,6 +133,6 @@ def stabilise(works: Iterator[Work], radius: int, max_px: float, device: str | N
         if float(np.hypot(*d)) > max_px:
             d = np.zeros(2)  # not weave: a jump this large is picture (or a broken measurement)
         if float(np.hypot(*d)) >= 0.02:
-            work.image = move(work.image, d)
+            work.image = _move(work.image, d)
         work.info["weave"] = d
         yield work

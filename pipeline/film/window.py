@@ -14,6 +14,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from pipeline.film import torch_ops
+from pipeline.film.torch_ops import is_tensor
 from pipeline.types import VideoFrame
 
 T = TypeVar("T")
@@ -25,7 +27,9 @@ class Work:
     """One frame inside the cleaning chain."""
 
     frame: VideoFrame  # the decoded frame (index, pts, time; its image is the original)
-    image: np.ndarray  # [H, W, 3] float32 in [0, 1], the picture as cleaned so far
+    # [H, W, 3] float32 in [0, 1], the picture as cleaned so far: numpy, or a tensor on the torch
+    # `film.device` (pipeline.film.torch_ops)
+    image: Any
     info: dict[str, Any] = field(default_factory=dict)  # per-frame stage figures (CleanStats reads them)
 
 
@@ -53,28 +57,35 @@ def sliding(
             past.append(summary(centre))
 
 
-def luma(image: np.ndarray) -> np.ndarray:
-    """[H, W] float32 Rec.601 luma of an [H, W, 3] float32 RGB picture."""
+def luma(image: Any) -> Any:
+    """[H, W] float32 Rec.601 luma of an [H, W, 3] float32 RGB picture (a tensor stays on its device)."""
     import cv2
 
+    if is_tensor(image):
+        return torch_ops.luma(image)
     return np.asarray(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY))
 
 
-def gray8(image: np.ndarray) -> np.ndarray:
-    """[H, W] uint8 luma (what OpenCV's flow and phase correlation work on)."""
+def gray8(image: Any) -> np.ndarray:
+    """[H, W] uint8 luma (what OpenCV's flow and phase correlation work on), numpy also for a tensor."""
     import cv2
 
+    if is_tensor(image):
+        return torch_ops.gray8(image)
     return np.asarray(cv2.cvtColor(np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8), cv2.COLOR_RGB2GRAY))
 
 
 _CUT_CORRELATION = 0.5  # consecutive frames whose brightness-normalised thumbnails correlate less: a cut
 
 
-def thumbnail(image: np.ndarray) -> np.ndarray:
+def thumbnail(image: Any) -> np.ndarray:
     """[24, 32] float32 luma thumbnail, zero mean and unit variance (flicker does not change it)."""
     import cv2
 
-    t = cv2.resize(luma(image), (32, 24), interpolation=cv2.INTER_AREA).astype(np.float32)
+    if is_tensor(image):  # reduced on the device, judged here
+        t = torch_ops.to_numpy(torch_ops.area_resize(luma(image), (32, 24))).astype(np.float32)
+    else:
+        t = cv2.resize(luma(image), (32, 24), interpolation=cv2.INTER_AREA).astype(np.float32)
     return (t - t.mean()) / max(float(t.std()), 1e-3)
 
 
@@ -106,7 +117,7 @@ def same_shot(past_cuts: list[bool], own_cut: bool, future_cuts: list[bool]) -> 
 
 def measured_steps(
     works: Iterator[Work],
-    measure: Callable[[np.ndarray], np.ndarray],
+    measure: Callable[[Any], np.ndarray],
     step: Callable[[np.ndarray, np.ndarray], np.ndarray | None],
 ) -> Iterator[tuple[Work, np.ndarray | None, bool]]:
     """Each frame with `step(previous measure, this measure)` and whether it starts a shot (no step
