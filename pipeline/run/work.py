@@ -228,9 +228,13 @@ class AnchorsWork(Search):
     crops: str
     chunks: Sequence[Chunk]
     out: str
+    scan: str | None = None  # the stitched scan (whose person each track is), when guided
+    guide: str | None = None  # the guide step's latents (reference photos), when guided
 
     def __call__(self, model: SearchModel) -> dict[str, int]:
-        return search_steps.search_anchors_step(model, self.cfg, self.crops, self.chunks, self.out)
+        return search_steps.search_anchors_step(
+            model, self.cfg, self.crops, self.chunks, self.out, self.scan, self.guide
+        )
 
 
 @dataclass(frozen=True)
@@ -243,10 +247,20 @@ class ChunkWork(Search):
     chunks: Sequence[Chunk]
     index: int  # which chunk
     out: str
+    scan: str | None = None  # the stitched scan (whose person each track is), when guided
+    guide: str | None = None  # the guide step's latents (reference photos), when guided
 
     def __call__(self, model: SearchModel) -> dict[str, int]:
         return search_steps.search_chunk_step(
-            model, self.cfg, self.crops, self.anchors, self.chunks, self.index, self.out
+            model,
+            self.cfg,
+            self.crops,
+            self.anchors,
+            self.chunks,
+            self.index,
+            self.out,
+            self.scan,
+            self.guide,
         )
 
 
