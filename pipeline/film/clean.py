@@ -281,9 +281,10 @@ def _finish(works: Iterator[Work], f: FilmConfig) -> Iterator[Work]:
     for work in works:
         residual = work.info.pop("grain_residual", None)
         difference = work.info.pop("grain_difference", None)
+        colour, motions = work.info.pop("grain_colour", None), work.info.pop("grain_motion", ())
         if f.grain == "regrain" and residual is not None:  # put back at output resolution by compose
-            y = to_numpy(luma(work.image))
-            work.info["grain_measure"] = measure_grain(y, to_numpy(residual), to_numpy(difference))
+            y, r, d = (to_numpy(x) for x in (luma(work.image), residual, difference))
+            work.info["grain_measure"] = measure_grain(y, r, d, colour, motions)
             work.info["regrained"] = True
         if f.line_denoise > 0:
             work.image = line_denoise(work.image, f.line_denoise)

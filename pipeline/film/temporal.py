@@ -18,7 +18,8 @@ import numpy as np
 
 from pipeline.film import torch_ops
 from pipeline.film.dust import find_specks, gain_to
-from pipeline.film.motion import flow, flow_input, warp
+from pipeline.film.grain import channel_grain
+from pipeline.film.motion import affine_motion, flow, flow_input, warp
 from pipeline.film.torch_ops import is_tensor
 from pipeline.film.window import Work, luma, sliding
 
@@ -118,7 +119,9 @@ def _reduced(c: _Item, image: Any, warps: dict[int, tuple[Any, Any]], strength: 
         acc += moved * w[..., None]
         weight += w
     denoised = acc / weight[..., None]
+    colour = channel_grain(torch_ops.to_numpy((image - denoised)[::3, ::3]))
     c.work.info.update(grain_sigma=sigma, grain_residual=y - luma(denoised), grain_difference=difference)
+    c.work.info["grain_colour"] = colour
     return denoised
 
 
@@ -145,10 +148,8 @@ def temporal_clean(
             yield c.work
             continue
         offsets = [k - len(past) for k in range(len(past))] + [k + 1 for k in range(len(future))]
-        warps = {
-            off: warp(n.image, flow(c.flow_in, n.flow_in), c.factor)
-            for off, n in zip(offsets, neighbours, strict=True)
-        }
+        flows = {off: flow(c.flow_in, n.flow_in) for off, n in zip(offsets, neighbours, strict=True)}
+        warps = {off: warp(n.image, flows[off], c.factor) for off, n in zip(offsets, neighbours, strict=True)}
         image = c.image
         pair = _dust_pair(warps)
         if dust and pair is not None:
@@ -157,5 +158,8 @@ def temporal_clean(
             image = _specks(c, image, warps, raw, pair, **limits)
         if reduce:
             image = _reduced(c, image, warps, strength)
+            # how the picture moved from the two frames before (regrain carries its grain along)
+            motions = [affine_motion(flows[k], c.factor) if k in flows else None for k in (-1, -2)]
+            c.work.info["grain_motion"] = motions
         c.work.image = image
         yield c.work

@@ -423,7 +423,7 @@ def compose_frame(
 
 def _add_grain(
     out: np.ndarray,  # [H, W, 3] float32 in [0, 1]: the frame, faces pasted and projected
-    grain: np.ndarray,  # [H, W] float32: the film grain for the whole frame (pipeline.frame.grain)
+    grain: np.ndarray,  # [H, W] or [H, W, 3] float32: the film grain of the frame (pipeline.frame.grain)
     lr: np.ndarray,  # [h, w, 3] float64: the source
     regions: Sequence[tuple[_Region | None, float]],
     floor_db: float,  # each face region must still agree with the footage this well
@@ -435,8 +435,8 @@ def _add_grain(
     grainy surroundings. A face region carries the full grain unless that would bring it below
     `floor_db` (the bound plus the projection's margin), where the grain is scaled down there, to
     the largest share that keeps the floor (`pipeline.frame.project.largest_share`)."""
-    add = np.repeat(grain[..., None], 3, axis=2)
-    share_map = np.ones(grain.shape, np.float32)
+    add = grain if grain.ndim == 3 else np.repeat(grain[..., None], 3, axis=2)
+    share_map = np.ones(add.shape[:2], np.float32)
     shares: list[float | None] = []
     for region, _ in regions:
         if region is None:
