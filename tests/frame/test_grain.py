@@ -207,7 +207,7 @@ def test_in_a_pan_the_grain_moves_with_the_picture_and_does_not_boil() -> None:
             along.append(np.corrcoef(moved.ravel(), now.ravel())[0, 1])
             on_screen.append(np.corrcoef(before.ravel(), now.ravel())[0, 1])
             change.append(float(np.std(now - moved) / np.std(now)))
-        if not glued:  # measured here: 0.54 px, 0.66, 0.10, 0.84
+        if not glued:  # measured here: 0.54 px, 0.65, 0.10, 0.85
             assert max(errors) < 1.0 and np.mean(along) > 0.55 and np.mean(on_screen) < 0.3
             assert np.mean(change) < 0.95  # fresh grain every frame: sqrt(2) = 1.41
         else:  # measured here: 4.7 px, 0.11, 0.67, 1.36
