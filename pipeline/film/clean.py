@@ -268,6 +268,7 @@ def _chain(frames: Iterable[VideoFrame], f: FilmConfig) -> Iterator[Work]:
             dust_max_area=f.dust_max_area,
             reduce=f.grain != "keep",
             strength=f.grain_strength,
+            measure=f.grain == "regrain",
         )
     return _finish(works, f)
 

@@ -73,7 +73,7 @@ def _warp_tensor(neighbour: Any, fl: np.ndarray, factor: float) -> tuple[Any, An
     return torch_ops.remap(neighbour, mx, my), inside
 
 
-def affine_motion(fl: np.ndarray, factor: float, step: int = 8) -> np.ndarray:
+def affine_motion(fl: np.ndarray, factor: float, step: int = 16) -> np.ndarray:
     """[2, 3] float64 the affine map x -> x + flow(x) (source px) that fits the flow `fl` (at
     flow resolution, `factor` source px per flow px) best: least squares on a grid of samples
     every `step` px, twice refitted without the samples off it by more than 3 x the median (objects

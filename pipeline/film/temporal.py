@@ -119,10 +119,19 @@ def _reduced(c: _Item, image: Any, warps: dict[int, tuple[Any, Any]], strength: 
         acc += moved * w[..., None]
         weight += w
     denoised = acc / weight[..., None]
-    colour = channel_grain(torch_ops.to_numpy((image - denoised)[::3, ::3]))
     c.work.info.update(grain_sigma=sigma, grain_residual=y - luma(denoised), grain_difference=difference)
-    c.work.info["grain_colour"] = colour
     return denoised
+
+
+def _grain_motion_and_colour(c: _Item, flows: dict[int, np.ndarray], removed: Any) -> None:
+    """For regrain: how the picture moved from the two frames before (`info["grain_motion"]`, the
+    grain is carried along it) and how the channels of the grain removed relate
+    (`info["grain_colour"]`: film/grain.channel_grain of what was `removed`, ~10 000 pixels of it)."""
+    h, w = removed.shape[:2]
+    step = max(1, round(float(np.sqrt(h * w / 10_000))))
+    c.work.info["grain_colour"] = channel_grain(torch_ops.to_numpy(removed[::step, ::step]))
+    motions = [affine_motion(flows[k], c.factor) if k in flows else None for k in (-1, -2)]
+    c.work.info["grain_motion"] = motions
 
 
 def temporal_clean(
@@ -134,13 +143,15 @@ def temporal_clean(
     dust_max_area: int,
     reduce: bool,
     strength: float,
+    measure: bool = False,
 ) -> Iterator[Work]:
     """Frames with specks filled (`info["specks"]`, `info["speck_px"]`, `info["objects_kept"]`; the
     pixels filled joined into `info["filled"]`, [H, W] bool) and,
     with `reduce`, grain averaged out (`info["grain_sigma"]`; `info["grain_residual"]` [H, W] float32
     of what was removed and `info["grain_difference"]`, the frame's luma minus its nearest aligned
-    neighbour's, both read by the regrain measurement and then dropped). Tensor pictures (a torch
-    `film.device`) are warped, filled and averaged on their device."""
+    neighbour's, both read by the regrain measurement and then dropped; with `measure` (regrain)
+    also `info["grain_motion"]` and `info["grain_colour"]`: `_grain_motion_and_colour`). Tensor
+    pictures (a torch `film.device`) are warped, filled and averaged on their device."""
     items = (_Item(w, w.image, *flow_input(w.image)) for w in works)
     for past, c, future in sliding(items, radius, radius, lambda it: it):
         neighbours = [*past, *future]  # oldest first
@@ -157,9 +168,9 @@ def temporal_clean(
             limits = {"dust_threshold": dust_threshold, "dust_max_area": dust_max_area}
             image = _specks(c, image, warps, raw, pair, **limits)
         if reduce:
-            image = _reduced(c, image, warps, strength)
-            # how the picture moved from the two frames before (regrain carries its grain along)
-            motions = [affine_motion(flows[k], c.factor) if k in flows else None for k in (-1, -2)]
-            c.work.info["grain_motion"] = motions
+            reduced = _reduced(c, image, warps, strength)
+            if measure:
+                _grain_motion_and_colour(c, flows, image - reduced)
+            image = reduced
         c.work.image = image
         yield c.work
