@@ -36,6 +36,7 @@ from pipeline.run.steps import load_crops, save_track
 from pipeline.types import FaceRestoration, Track
 
 if TYPE_CHECKING:
+    from pipeline.faces.choose import References
     from pipeline.prior.stylegan2 import Generator
     from pipeline.search.latent_space import GaussianizedW
     from pipeline.search.plan import Chunk
@@ -118,7 +119,7 @@ def search_unit(
     return {"faces": len(faces)}
 
 
-def references_step(model: SearchModel, cfg: Config, references: Any, out: str) -> dict[str, int]:
+def references_step(model: SearchModel, cfg: Config, references: References, out: str) -> dict[str, int]:
     """Align every reference photo (as the scan aligns faces) and invert each person's photos into
     latents with the search (pipeline.search.guide); stored per person (by their index)."""
     from pipeline.faces.choose import reference_crop

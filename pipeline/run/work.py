@@ -31,6 +31,7 @@ from pipeline.types import VideoInfo
 
 if TYPE_CHECKING:
     from pipeline.faces.choose import PeopleChoice, References
+    from pipeline.run.mode import RunReport
     from pipeline.run.plan import PlanSummary
     from pipeline.run.search_steps import SearchModel
     from pipeline.search.plan import Chunk
@@ -110,7 +111,7 @@ class Driver:
 
     kind: ClassVar[StepKind]
 
-    def __call__(self, *, context: dict[str, Any]) -> Any:
+    def __call__(self, *, context: dict[str, Any]) -> RunReport:
         raise NotImplementedError
 
 
@@ -329,5 +330,5 @@ class JoinWork(Driver):
 
     summary: PlanSummary
 
-    def __call__(self, *, context: dict[str, Any]) -> Any:
+    def __call__(self, *, context: dict[str, Any]) -> RunReport:
         return join.join(self.summary, context=context)
