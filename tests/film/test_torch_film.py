@@ -125,3 +125,16 @@ def test_the_newsreel_preset_on_the_device_matches_numpy(street: list[np.ndarray
     assert h_got["brightness"] == pytest.approx(h_want["brightness"], abs=1e-4)
     assert h_got["block_levels"] == pytest.approx(h_want["block_levels"], abs=0.05)
     assert h_got["psnr_min"] == pytest.approx(h_want["psnr_min"], abs=0.05)
+
+
+def test_frames_already_on_the_device_clean_as_decoded_ones(street: list[np.ndarray], device: str) -> None:
+    import torch
+
+    film = FilmConfig(deflicker=True, weave=True, grain="reduce", device=device)
+    bad, _ = S.add_flicker(street, 0.1, 5)
+    decoded, _ = run(bad, film)
+    frames = [replace(f, image=torch.from_numpy(f.image).to(device)) for f in S.as_frames(bad)]
+    resident = list(clean_frames(frames, film, start=0, end=len(frames)))
+    for a, b in zip(resident, decoded, strict=True):
+        assert isinstance(a.image, np.ndarray) and a.image.dtype == np.uint8
+        assert np.array_equal(a.image, b.image)
