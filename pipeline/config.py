@@ -129,6 +129,10 @@ class SearchConfig:
     guide_start: bool = True  # a guided track's cold first frame starts from the reference latents
     guide_steps: int = 200  # optimiser steps inverting each reference photo (a cold search on the photo)
     guide_restarts: int = 2  # cold starts per reference photo (their latents are averaged)
+    # weight of the SFace identity term (pipeline.search.identity): 1 - cosine of a guided face's SFace
+    # embedding (SFace in torch) to its reference person's; the fit runs on the full synthesis with it on.
+    # 0 = off: its gain is unmeasured offline (no face generator here), so it stays opt-in
+    identity_weight: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,8 @@ scratch, all added to the clean clip; the cleaned clip against the clean one:
   flicker_left <= 0.2   specks_left <= 0.1   scratch_left <= 0.2   psnr_gain_db >= 5
 Gate jitter (up to ±2 px a frame) added alone: the mean shift of a frame against the clean one
 before and after (jitter_added_px, jitter_left_px; the camera's own path must stay).
+What is left of the specks is broken down (ours): by whether the cleaner filled them, by size, by
+contrast, and by where (the clip's first or last frame, on the moving object, elsewhere).
 FFmpeg's `deflicker`, `hqdn3d` and `tmedian` run on the same clips in the same run (raw RGB piped
 through the ffmpeg binary) and are measured the same way. Speed: frames cleaned per second of wall
 time (shared 2-core CPU). The last line is a JSON summary.
@@ -39,6 +41,7 @@ from pipeline.config import load_config
 from pipeline.film import measure as M
 from pipeline.film import synthetic as S
 from pipeline.film.clean import clean_frames
+from pipeline.types import VideoFrame
 
 _CLONE = "tpad=start=1:stop=1:start_mode=clone:stop_mode=clone,"  # tmedian drops a frame at each end
 FFMPEG = {
@@ -50,7 +53,10 @@ GOALS = {"flicker_left": 0.2, "specks_left": 0.1, "scratch_left": 0.2}
 HARM_GOALS = {"shift_px": 1.5, "brightness": 0.03, "block_levels": 20.0}
 
 
-def photo_clips(size: tuple[int, int], frames: int, quick: bool) -> dict[str, list[np.ndarray]]:
+def _clip_specs(
+    size: tuple[int, int], quick: bool
+) -> dict[str, tuple[np.ndarray, np.ndarray, dict[str, float]]]:
+    """{clip: (photograph, the object crossing it, camera_clip's settings)}."""
     import cv2
     import skimage.data as sd
 
@@ -60,23 +66,48 @@ def photo_clips(size: tuple[int, int], frames: int, quick: bool) -> dict[str, li
 
     cat = piece(sd.chelsea(), (60, 180, 120, 300))
     face = piece(sd.astronaut(), (20, 200, 150, 330))
-    out = {
-        "astronaut": S.camera_clip(sd.astronaut(), size, frames, sprite=cat),
-        "coffee": S.camera_clip(sd.coffee(), size, frames, sprite=face, pan_px=1.0, sway_px=3.0),
+    specs = {
+        "astronaut": (sd.astronaut(), cat, {}),
+        "coffee": (sd.coffee(), face, {"pan_px": 1.0, "sway_px": 3.0}),
+        "rocket": (sd.rocket(), cat, {"pan_px": 3.0, "sprite_px": 8.0}),
+        "fade": (sd.chelsea(), face, {"pan_px": 0.5, "light": 0.3}),
     }
-    out["rocket"] = S.camera_clip(sd.rocket(), size, frames, sprite=cat, pan_px=3.0, sprite_px=8.0)
-    out["fade"] = S.camera_clip(sd.chelsea(), size, frames, sprite=face, pan_px=0.5, light=0.3)
     if not quick:
-        out["switch"] = S.camera_clip(sd.astronaut(), size, frames, sprite=cat, light=0.0, switch=0.3)
+        specs["switch"] = (sd.astronaut(), cat, {"light": 0.0, "switch": 0.3})
+    return specs
+
+
+def photo_clips(size: tuple[int, int], frames: int, quick: bool) -> dict[str, list[np.ndarray]]:
+    return {
+        name: S.camera_clip(photo, size, frames, sprite=sprite, **kw)
+        for name, (photo, sprite, kw) in _clip_specs(size, quick).items()
+    }
+
+
+def object_masks(size: tuple[int, int], frames: int, quick: bool) -> dict[str, list[np.ndarray]]:
+    """{clip: [frames] [H, W] bool where the crossing object is}: the clip against itself without it."""
+    out = {}
+    for name, (photo, sprite, kw) in _clip_specs(size, quick).items():
+        a, b = (
+            S.camera_clip(photo, size, frames, sprite=sprite, **kw),
+            S.camera_clip(photo, size, frames, **kw),
+        )
+        out[name] = [np.abs(x.astype(np.int16) - y).max(axis=2) > 8 for x, y in zip(a, b, strict=True)]
     return out
+
+
+def newsreel_frames(images: list[np.ndarray]) -> tuple[list[VideoFrame], float]:
+    """(the clip's frames through the newsreel preset's film cleaning, frames per second)."""
+    cfg = load_config(["newsreel"])
+    t0 = time.perf_counter()
+    out = list(clean_frames(S.as_frames(images), cfg, start=0, end=len(images)))
+    return out, len(images) / max(time.perf_counter() - t0, 1e-9)
 
 
 def newsreel(images: list[np.ndarray]) -> tuple[list[np.ndarray], float]:
     """(the clip through the newsreel preset's film cleaning, frames per second)."""
-    cfg = load_config(["newsreel"])
-    t0 = time.perf_counter()
-    out = [f.image for f in clean_frames(S.as_frames(images), cfg, start=0, end=len(images))]
-    return out, len(images) / max(time.perf_counter() - t0, 1e-9)
+    frames, fps = newsreel_frames(images)
+    return [f.image for f in frames], fps
 
 
 def ffmpeg(images: list[np.ndarray], vf: str) -> tuple[list[np.ndarray], float]:
@@ -92,14 +123,18 @@ def ffmpeg(images: list[np.ndarray], vf: str) -> tuple[list[np.ndarray], float]:
     return list(out[: len(images)]), fps
 
 
-def with_defects(clean: list[np.ndarray], seed: int) -> tuple[list[np.ndarray], dict[str, list[np.ndarray]]]:
-    """(the clip with flicker, specks and a scratch added, {defect: [H, W] bool masks where added})."""
+def with_defects(
+    clean: list[np.ndarray], seed: int
+) -> tuple[list[np.ndarray], dict[str, list[np.ndarray]], list[S.Speck]]:
+    """(the clip with flicker, specks and a scratch added, {defect: [H, W] bool masks where added},
+    the specks)."""
     shape, n = clean[0].shape[:2], len(clean)
     xs = [int(clean[0].shape[1] * 0.37)]
     bad, _ = S.add_flicker(clean, 0.12, seed=seed)
     bad, specks = S.add_specks(bad, 15, seed=seed + 1)
     bad = S.add_scratches(bad, xs)
-    return bad, {"specks": M.speck_masks(specks, shape, n), "scratch": M.scratch_masks(xs, shape, n)}
+    masks = {"specks": M.speck_masks(specks, shape, n), "scratch": M.scratch_masks(xs, shape, n)}
+    return bad, masks, specks
 
 
 def defect_figures(
@@ -131,19 +166,37 @@ def local_figures(fn: Any, clean: list[np.ndarray], seed: int) -> dict[str, floa
     return {"local_flicker_left": M.local_flicker_left(out, bad, clean)}
 
 
-def evaluate(clips: dict[str, list[np.ndarray]], seed: int) -> dict[str, dict[str, dict[str, float]]]:
-    """{method: {clip: figures}}: the do-no-harm figures (on the clean clip) and the defect figures."""
+def _defects_fixed(
+    method: str, fn: Any, bad: list[np.ndarray]
+) -> tuple[list[np.ndarray], float, list[np.ndarray | None]]:
+    """(the defective clip through `method`, frames per second, the pixels it says it filled: ours only)."""
+    if method != "reel newsreel":
+        fixed, fps = fn(bad)
+        return fixed, fps, [None] * len(bad)
+    frames, fps = newsreel_frames(bad)
+    return [f.image for f in frames], fps, [f.filled for f in frames]
+
+
+def evaluate(
+    clips: dict[str, list[np.ndarray]], seed: int, objects: dict[str, list[np.ndarray]]
+) -> tuple[dict[str, dict[str, dict[str, float]]], list[dict[str, float]]]:
+    """({method: {clip: figures}}: the do-no-harm figures (on the clean clip) and the defect figures;
+    one row per added speck, ours, for the breakdown of what is left (measure.speck_rows))."""
     methods = {
         "reel newsreel": newsreel,
         **{k: (lambda im, vf=vf: ffmpeg(im, vf)) for k, vf in FFMPEG.items()},
     }
     rows: dict[str, dict[str, dict[str, float]]] = {m: {} for m in methods}
+    specks_rows: list[dict[str, float]] = []
     for name, clean in clips.items():
-        bad, masks = with_defects(clean, seed)
+        bad, masks, specks = with_defects(clean, seed)
         for method, fn in methods.items():
             kept, _ = fn(clean)
-            fixed, fps = fn(bad)
-            jitter = jitter_figures(clean, seed) if method == "reel newsreel" else {}
+            fixed, fps, filled = _defects_fixed(method, fn, bad)
+            jitter = {}
+            if method == "reel newsreel":
+                jitter = jitter_figures(clean, seed)
+                specks_rows += M.speck_rows(fixed, bad, clean, specks, filled, objects[name])
             rows[method][name] = {
                 **dict.fromkeys(("jitter_added_px", "jitter_left_px"), float("nan")),
                 **jitter,
@@ -152,7 +205,15 @@ def evaluate(clips: dict[str, list[np.ndarray]], seed: int) -> dict[str, dict[st
                 **local_figures(fn, clean, seed),
                 "fps": fps,
             }
-    return rows
+    return rows, specks_rows
+
+
+def breakdown_table(groups: dict[str, dict[str, float]]) -> list[str]:
+    """The specks left by ours, by group: how many, the share of their error left, their part of all
+    that is left (the groups of each block add up to 1)."""
+    lines = [f"specks left by reel newsreel {'group':30s} {'n':>6s} {'left':>8s} {'share':>8s}"]
+    lines += [f"{'':29s}{k:30s} {v['n']:6.0f} {v['left']:8.3f} {v['share']:8.3f}" for k, v in groups.items()]
+    return lines
 
 
 def table(rows: dict[str, dict[str, dict[str, float]]]) -> list[str]:
@@ -190,9 +251,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     size, frames = ((320, 200), 48) if args.quick else ((512, 320), 75)
     t0 = time.time()
-    rows = evaluate(photo_clips(size, frames, args.quick), args.seed)
-    print("\n".join(table(rows)))
+    clips = photo_clips(size, frames, args.quick)
+    rows, specks = evaluate(clips, args.seed, object_masks(size, frames, args.quick))
+    groups = M.speck_breakdown(specks)
+    print("\n".join(table(rows) + breakdown_table(groups)))
     result = {"quick": args.quick, "size": list(size), "frames": frames, "methods": summary(rows)}
+    result["specks_breakdown"] = {k: {m: round(x, 4) for m, x in v.items()} for k, v in groups.items()}
     result["seconds"] = round(time.time() - t0, 1)
     print(json.dumps(result))
     return 0

@@ -723,11 +723,21 @@ def _concurrent_case(c: dict[str, Path], out: Path) -> Callable[[Case], Result]:
             text=True,
             env=env,
         )
-        _wait_for_lock(target, first)  # the first run is past its preflight and holds the lock
-        t = time.perf_counter()
-        rc, stderr = reel([*args, "--overwrite"])
+        held = _wait_for_lock(target, first)  # the first run is past its preflight and holds the lock
+        # Paused while the second run tries: a fast machine would otherwise finish the first run
+        # before the second has started (and the second would then rightly overwrite it).
+        if held:
+            os.kill(first.pid, signal.SIGSTOP)
+        try:
+            t = time.perf_counter()
+            rc, stderr = reel([*args, "--overwrite"])
+        finally:
+            if held:
+                os.kill(first.pid, signal.SIGCONT)
         result = judge(case, rc, stderr, time.perf_counter() - t)
-        result.clean_error = result.clean_error and "another reel run" in result.last_line
+        result.clean_error = result.clean_error and held and "another reel run" in result.last_line
+        if not held:
+            result.last_line += " | the first run never held the lock"
         _, err1 = first.communicate(timeout=300)
         if first.returncode != 0 or output_frames(target) != NOISY_FRAMES:
             result.clean_error = False
@@ -738,7 +748,8 @@ def _concurrent_case(c: dict[str, Path], out: Path) -> Callable[[Case], Result]:
     return run
 
 
-def _wait_for_lock(output: Path, proc: subprocess.Popen[str], timeout: float = 120) -> None:
+def _wait_for_lock(output: Path, proc: subprocess.Popen[str], timeout: float = 300) -> bool:
+    """Whether `proc` came to hold the lock on `output` (False: it ended first, or the time ran out)."""
     sys.path.insert(0, str(ROOT))
     from pipeline.run.lock import _lock_file
 
@@ -747,8 +758,9 @@ def _wait_for_lock(output: Path, proc: subprocess.Popen[str], timeout: float = 1
     while time.monotonic() < deadline and proc.poll() is None:
         with contextlib.suppress(OSError):
             if file.read_text().split()[:1] == [str(proc.pid)]:
-                return
+                return True
         time.sleep(0.05)
+    return False
 
 
 def _killed_case(c: dict[str, Path], out: Path, damage: bool = False) -> Callable[[Case], Result]:

@@ -10,6 +10,7 @@ from typing import Any
 from pipeline.errors import ConfigError
 from pipeline.io.probe import detect_interlacing, probe
 from pipeline.io.sequence import set_sequence_rate
+from pipeline.types import VideoInfo
 
 HELP = "describe a video file: streams, exact frame rate and time base, colour, aspect, rotation, interlacing"
 
@@ -54,7 +55,7 @@ def _seconds(value: Fraction | None) -> str:
     return "unknown" if value is None else f"{float(value):.3f} s"
 
 
-def format_info(info: Any) -> str:
+def format_info(info: VideoInfo) -> str:
     """Human-readable summary of a VideoInfo."""
     v = info.video
     rate = "unknown" if v.frame_rate is None else f"{v.frame_rate} ({float(v.frame_rate):.3f} fps)"

@@ -6,7 +6,11 @@ after they are warped onto the frame, while those two agree with each other (so 
 Blobs larger than `max_area` are picture (a moving object the flow missed), not dust. A small,
 fast object the flow cannot follow looks like a speck to that test, so every candidate is also
 looked for in the unaligned neighbours nearby: found in the previous frame at -d and in the next at
-about +d (steady motion), it is an object and left alone.
+about +d (steady motion), it is an object and left alone. At a clip's first (last) frame the two
+neighbours are the next (previous) two, and an object is found at d and about 2d: the same test with
+the path stretched, so large specks there are filled as anywhere else; only the two neighbours
+must agree more closely over the blob (seen from one side, the edge of an object crossing the
+picture passes the other tests).
 Specks (slightly grown to take their soft rim) are filled with the mean of the aligned neighbours.
 """
 
@@ -22,7 +26,7 @@ _CONTEXT = (
     0.5  # ... a blob's surroundings must differ from the aligned neighbours by less than this x threshold
 )
 _AGREE = 0.3  # a blob's neighbours differ from each other by less than this x their difference to it
-_ONE_SIDED = 4  # with both neighbours on one side, blobs this many times smaller and agreement as much closer
+_ONE_SIDED = 4  # with both neighbours on one side, the agreement this many times closer
 _BORDER = 4  # px: blobs this close to the frame's edge are left alone
 _MIN_AREA = 5  # px: smaller blobs are mostly fine texture the warp could not follow, not dust
 
@@ -60,30 +64,38 @@ def _one_place(cost: np.ndarray, tol: float, size: int) -> np.ndarray | None:
 def _moving_object(
     patch: np.ndarray,
     mask: np.ndarray,
-    prev: np.ndarray,
-    nxt: np.ndarray,
-    x0: int,
-    y0: int,
+    padded: tuple[np.ndarray, np.ndarray],
+    at: tuple[int, int],
     r: int,
     tol: float,
+    offsets: tuple[int, int] = (-1, 1),
 ) -> bool:
-    """Whether the blob is an object in motion: found at one place in the previous frame (-d) and at
-    one place in the next (about +d: steady speed, give or take half of it). Dust is in one frame
-    only; a plain blob that matches in many places (a white speck by a white wall) is no evidence."""
+    """Whether the blob (top left `at`) is an object in motion: found at one place d in the neighbour
+    `offsets[0]` frames away and at one place in the one `offsets[1]` away, about d x offsets[1] /
+    offsets[0] (steady speed, give or take half of it: -d for the previous and the next frame, 2d
+    for the next two). Dust is in one frame only; a plain blob that matches in many places (a white
+    speck by a white wall) is no evidence."""
     import cv2
 
+    if abs(offsets[0]) > abs(offsets[1]):  # the nearer neighbour's map is the one stretched
+        offsets, padded = (offsets[1], offsets[0]), (padded[1], padded[0])
     size = max(patch.shape[:2])
-    cp = _match_map(patch, mask, prev, x0, y0, r)
+    cp = _match_map(patch, mask, padded[0], at[0], at[1], r)
     at_p = _one_place(cp, tol, size)
     if at_p is None:
         return False
-    cn = _match_map(patch, mask, nxt, x0, y0, r)
+    cn = _match_map(patch, mask, padded[1], at[0], at[1], r)
     at_n = _one_place(cn, tol, size)
     if at_n is None:
         return False
     speed = max(float(np.hypot(*(at_p - r))), float(np.hypot(*(at_n - r))))
     slack = max(3, round(0.5 * speed))
-    ep = cp[::-1, ::-1]  # index = -d + r: where the blob was, mirrored onto where it goes
+    # where the blob would be in the second neighbour, seen from each place in the first: index
+    # e + r of the second's map reads the first's at e / k + r (k = -1: the first's map mirrored)
+    k = offsets[1] / offsets[0]
+    to_first = np.array([[1 / k, 0.0, r - r / k], [0.0, 1 / k, r - r / k]], np.float32)
+    flags = cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP
+    ep = cv2.warpAffine(cp, to_first, cp.shape[::-1], flags=flags, borderValue=(1e9,))
     loose = cv2.erode(ep, np.ones((2 * slack + 1, 2 * slack + 1), np.uint8)) + cn
     return bool((loose < 2 * tol * tol).any())
 
@@ -142,7 +154,7 @@ def find_specks(
     inside: np.ndarray,  # [H, W] bool where both warped neighbours show picture (not an edge entering)
     threshold: float,
     max_area: int,
-    one_sided: bool = False,  # both neighbours on one side (a clip's first or last frame): stricter
+    offsets: tuple[int, int] = (-1, 1),  # how many frames away the two neighbours are (their order)
 ) -> tuple[np.ndarray, int, int]:
     """(mask [H, W] bool of pixels to fill, specks found, candidates left alone: moving objects, or
     blobs whose surroundings the neighbours do not explain)."""
@@ -160,19 +172,18 @@ def find_specks(
     dp, dn = image - prev_w, image - next_w  # [H, W, 3]
     agree = np.abs(prev_w - next_w) < th
     same = ((dp > th) & (dn > th)) | ((dp < -th) & (dn < -th))
-    cand = (agree & same).any(
-        axis=2
-    ) & inside  # any channel: colour dirt can differ in hue more than brightness
+    # any channel: colour dirt can differ in hue more than brightness
+    cand = (agree & same).any(axis=2) & inside
     if not cand.any():
         return np.zeros_like(cand), 0, 0
     # How well the better aligned neighbour explains each pixel: around real dust, well.
     explained = np.minimum(np.abs(dp), np.abs(dn)).max(axis=2)  # [H, W]
     scale = image.shape[0] / 576.0
-    area_limit = max(150, round(max_area * scale * scale)) // (_ONE_SIDED if one_sided else 1)
-    agree = _AGREE / (_ONE_SIDED if one_sided else 1)
+    area_limit = max(150, round(max_area * scale * scale))
+    agree = _AGREE / (_ONE_SIDED if offsets[0] * offsets[1] > 0 else 1)  # > 0: a clip's first or last frame
     r = max(32, round(_SEARCH * scale))
-    prev_pad = np.pad(prev_raw, ((r, r), (r, r), (0, 0)), constant_values=-4.0)
-    next_pad = np.pad(next_raw, ((r, r), (r, r), (0, 0)), constant_values=-4.0)
+    pad = ((r, r), (r, r), (0, 0))
+    pads = (np.pad(prev_raw, pad, constant_values=-4.0), np.pad(next_raw, pad, constant_values=-4.0))
     n, labels, boxes, _ = cv2.connectedComponentsWithStats(cand.astype(np.uint8), connectivity=8)
     keep = np.zeros(n, dtype=bool)
     objects = 0
@@ -201,7 +212,7 @@ def find_specks(
         tol = threshold / 2
         if any(
             _moving_object(
-                image[ty : ty + t.shape[0], tx : tx + t.shape[1]], t, prev_pad, next_pad, tx, ty, r, tol
+                image[ty : ty + t.shape[0], tx : tx + t.shape[1]], t, pads, (tx, ty), r, tol, offsets
             )
             for t, tx, ty in templates
         ):

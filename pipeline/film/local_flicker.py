@@ -115,8 +115,8 @@ def _apply_field(image: Any, g: np.ndarray) -> Any:
     if is_tensor(image):
         field = torch_ops.bilinear_resize(torch_ops.as_device_array(g, image), (w, h))
         return (image * field[..., None]).clamp_(0.0, 1.0)
-    field = np.asarray(cv2.resize(g, (w, h), interpolation=cv2.INTER_LINEAR))
-    return np.clip(image * field[..., None], 0.0, 1.0)
+    gains = np.asarray(cv2.resize(g, (w, h), interpolation=cv2.INTER_LINEAR))
+    return np.clip(image * gains[..., None], 0.0, 1.0)
 
 
 def local_deflicker(works: Iterator[Work], radius: int, max_gain: float) -> Iterator[Work]:

@@ -130,3 +130,65 @@ def scratch_masks(
             m[:, x : x + width] = True
         masks.append(m)
     return masks
+
+
+SPECK_GROUPS = {
+    "missed (< 10 % of it filled)": lambda s: s["filled"] < 0.1,
+    "partly filled": lambda s: 0.1 <= s["filled"] < 0.9,
+    "filled": lambda s: s["filled"] >= 0.9,
+    "radius 1.5-2.5 px": lambda s: s["radius"] < 2.5,
+    "radius 2.5-3.25 px": lambda s: 2.5 <= s["radius"] < 3.25,
+    "radius 3.25-4 px": lambda s: s["radius"] >= 3.25,
+    "contrast < 40 levels": lambda s: s["contrast"] < 40,
+    "contrast 40-100": lambda s: 40 <= s["contrast"] < 100,
+    "contrast >= 100": lambda s: s["contrast"] >= 100,
+    "clip's first/last frame": lambda s: s["end"],
+    "on a moving object": lambda s: not s["end"] and s["moving"],
+    "elsewhere": lambda s: not s["end"] and not s["moving"],
+}
+
+
+def speck_rows(
+    out: Sequence[np.ndarray],
+    bad: Sequence[np.ndarray],
+    clean: Sequence[np.ndarray],
+    specks: Sequence,
+    filled: Sequence[np.ndarray | None],
+    moving: Sequence[np.ndarray] | None = None,
+) -> list[dict[str, float]]:
+    """One row per added speck (pipeline.film.synthetic.Speck): its radius, contrast (levels against
+    the clean picture under it), whether in the clip's first or last frame, on a moving object
+    (`moving`: [H, W] bool a frame), the share of its core the cleaner filled (`filled`: the frames'
+    `VideoFrame.filled`), and the absolute error added and left in its disk (as `speck_masks`)."""
+    h, w = clean[0].shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w]
+    rows = []
+    for s in specks:
+        dist = np.hypot(xx - s.x, yy - s.y)
+        disk, core = dist <= s.radius + 1.0, dist <= max(s.radius - 0.5, 1.0)
+        c = clean[s.frame][disk].astype(np.float32)
+        fill = filled[s.frame]
+        rows.append(
+            {
+                "radius": float(s.radius),
+                "contrast": float(abs(s.value - clean[s.frame][core].mean())),
+                "end": s.frame in (0, len(clean) - 1),
+                "moving": bool(moving is not None and moving[s.frame][core].mean() > 0.3),
+                "filled": 0.0 if fill is None else float(fill[core].mean()),
+                "added": float(np.abs(bad[s.frame][disk].astype(np.float32) - c).sum()),
+                "left": float(np.abs(out[s.frame][disk].astype(np.float32) - c).sum()),
+            }
+        )
+    return rows
+
+
+def speck_breakdown(rows: Sequence[dict[str, float]]) -> dict[str, dict[str, float]]:
+    """{group: {n, left (its error left ÷ added), share (of all the error left)}} over `speck_rows`
+    (of one or many clips), by whether filled, size, contrast and where (`SPECK_GROUPS`)."""
+    total = max(sum(r["left"] for r in rows), 1e-9)
+    out = {}
+    for name, test in SPECK_GROUPS.items():
+        g = [r for r in rows if test(r)]
+        added, left = sum(r["added"] for r in g), sum(r["left"] for r in g)
+        out[name] = {"n": float(len(g)), "left": left / max(added, 1e-9), "share": left / total}
+    return out

@@ -63,7 +63,7 @@ def _specks(
     args = (image, pw, nw, raw[a], raw[b], warps[a][1] & warps[b][1])
     if is_tensor(image):  # the decision on the CPU (film/dust.py is numpy)
         args = tuple(torch_ops.to_numpy(x) for x in args)  # type: ignore[assignment]
-    mask, specks, objects = find_specks(*args, kw["dust_threshold"], kw["dust_max_area"], a > 0 or b < 0)
+    mask, specks, objects = find_specks(*args, kw["dust_threshold"], kw["dust_max_area"], pair)
     if specks:
         fill = 0.5 * (pw * _gain_to(image, pw) + nw * _gain_to(image, nw))  # flicker-matched
         image = _filled(image, fill, mask)

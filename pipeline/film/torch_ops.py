@@ -24,74 +24,76 @@ Each operation follows the OpenCV call it replaces (the tests state by how much 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, TypeGuard
 
 import numpy as np
 
 from pipeline.frame.tensor_ops import _area_rows, reflect101
 
-
-def _torch() -> Any:
-    import torch
-
-    return torch
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
-def is_tensor(image: Any) -> bool:
+def is_tensor(image: Tensor | np.ndarray) -> TypeGuard[Tensor]:
     """Whether a working picture is a torch tensor (a torch `film.device`) rather than numpy."""
     return not isinstance(image, np.ndarray)
 
 
-def to_numpy(x: Any) -> np.ndarray:
+def to_numpy(x: Tensor | np.ndarray) -> np.ndarray:
     """A tensor (or array) as a numpy array on the CPU."""
     return x if isinstance(x, np.ndarray) else np.asarray(x.detach().cpu().numpy())
 
 
-def working(image: Any, device: str) -> Any:
+def working(image: Tensor | np.ndarray, device: str) -> Tensor:
     """[H, W, 3] float32 tensor in [0, 1] on `device` of a decoded uint8 / uint16 frame (sent as
     integers: a quarter / half of the bytes), the same values as the numpy chain's `image / top`. A
     frame already on a device (a uint8 tensor, or int32 holding 16-bit values) is converted there."""
-    torch = _torch()
-    if is_tensor(image):
-        top = 255.0 if image.dtype == torch.uint8 else 65535.0
-        return image.to(torch.device(device)).to(torch.float32) / top
+    import torch
+
+    if not isinstance(image, np.ndarray):
+        peak = 255.0 if image.dtype == torch.uint8 else 65535.0
+        return image.to(torch.device(device)).to(torch.float32) / peak
     top = 255.0 if image.dtype == np.uint8 else 65535.0
     src = np.ascontiguousarray(image if image.dtype == np.uint8 else image.astype(np.int32))
     t = torch.from_numpy(src).to(torch.device(device), non_blocking=True)
     return t.to(torch.float32) / top
 
 
-def frame_dtype(image: Any) -> np.dtype:
+def frame_dtype(image: Tensor | np.ndarray) -> np.dtype:
     """The numpy dtype a decoded frame (an array, or a tensor from `working`'s inputs) is handed out in."""
+    import torch
+
     if isinstance(image, np.ndarray):
         return image.dtype
-    return np.dtype(np.uint8) if image.dtype == _torch().uint8 else np.dtype(np.uint16)
+    return np.dtype(np.uint8) if image.dtype == torch.uint8 else np.dtype(np.uint16)
 
 
-def quantised(image: Any, dtype: np.dtype) -> np.ndarray:
+def quantised(image: Tensor, dtype: np.dtype) -> np.ndarray:
     """`pipeline.film.grain.quantise` without dither, on the device: rounded (half to even, as
     numpy's rint), clipped, then sent back as integers."""
-    torch = _torch()
+    import torch
+
     top = 255.0 if dtype == np.uint8 else 65535.0
     q = torch.round(image * top).clamp_(0, top)
     return to_numpy(q.to(torch.uint8 if dtype == np.uint8 else torch.int32)).astype(dtype, copy=False)
 
 
-def luma(image: Any) -> Any:
+def luma(image: Tensor) -> Tensor:
     """[H, W] Rec.601 luma of an [H, W, 3] float tensor (`cv2.COLOR_RGB2GRAY` for float pictures)."""
     return image[..., 0] * 0.299 + image[..., 1] * 0.587 + image[..., 2] * 0.114
 
 
-def gray8(image: Any) -> np.ndarray:
+def gray8(image: Tensor) -> np.ndarray:
     """`pipeline.film.window.gray8` of a tensor, as a numpy [H, W] uint8: each channel rounded to 8 bits,
     then OpenCV's fixed-point RGB2GRAY (R 9798, G 19235, B 3735 in 1/32768, rounded)."""
-    torch = _torch()
+    import torch
+
     q = torch.floor((image * 255.0 + 0.5).clamp_(0, 255)).to(torch.int32)
     y = (q[..., 0] * 9798 + q[..., 1] * 19235 + q[..., 2] * 3735 + 16384) >> 15
     return to_numpy(y.to(torch.uint8))
 
 
-def area_resize(image: Any, size: tuple[int, int]) -> Any:
+def area_resize(image: Tensor, size: tuple[int, int]) -> Tensor:
     """`cv2.resize(image, size=(w, h), interpolation=INTER_AREA)` of an [H, W] or [H, W, C] float
     tensor, w <= W and h <= H."""
     w, h = size
@@ -102,17 +104,18 @@ def area_resize(image: Any, size: tuple[int, int]) -> Any:
     return cols.transpose(0, 1)
 
 
-def bilinear_resize(image: Any, size: tuple[int, int]) -> Any:
+def bilinear_resize(image: Tensor, size: tuple[int, int]) -> Tensor:
     """`cv2.resize(image, size=(w, h), interpolation=INTER_LINEAR)` of an [h0, w0] or [h0, w0, C] float
     tensor (half-pixel centres; samples beyond the edge take the edge pixel)."""
-    torch = _torch()
+    import torch
+
     w, h = size
     planes = image[None, None] if image.ndim == 2 else image.permute(2, 0, 1)[None]
     out = torch.nn.functional.interpolate(planes, size=(h, w), mode="bilinear", align_corners=False)[0]
     return out[0] if image.ndim == 2 else out.permute(1, 2, 0)
 
 
-def median_rows(x: Any) -> Any:
+def median_rows(x: Tensor) -> Tensor:
     """numpy's `np.median(x, axis=0)` of a 2-D tensor (the two middle values averaged when even)."""
     n = x.shape[0]
     s = x.sort(dim=0).values
@@ -122,10 +125,11 @@ def median_rows(x: Any) -> Any:
 _MEDIAN_CHUNK = 1 << 24  # window values held at once by `median_blur` (memory, not results)
 
 
-def median_blur(y8: Any, k: int, row_step: int = 1, cols: Any = None) -> Any:
+def median_blur(y8: Tensor, k: int, row_step: int = 1, cols: Tensor | None = None) -> Tensor:
     """`cv2.medianBlur(y8, k)` of an [H, W] uint8 tensor (k odd; edges replicated), uint8, at every
     `row_step`-th row and at the columns `cols` (a 1-D index tensor; None: all): [ceil(H / step), n]."""
-    torch = _torch()
+    import torch
+
     r = k // 2
     h, w = y8.shape
     dev = y8.device
@@ -148,33 +152,36 @@ def median_blur(y8: Any, k: int, row_step: int = 1, cols: Any = None) -> Any:
     return out
 
 
-def _reflect_pad(planes: Any, r: int) -> Any:
+def _reflect_pad(planes: Tensor, r: int) -> Tensor:
     """[N, C, H, W] padded by r on each side the BORDER_REFLECT_101 way."""
-    torch = _torch()
+    import torch
+
     h, w = planes.shape[-2:]
     rows = reflect101(torch.arange(-r, h + r, device=planes.device), h)
     cols = reflect101(torch.arange(-r, w + r, device=planes.device), w)
     return planes.index_select(-2, rows).index_select(-1, cols)
 
 
-def _planes(image: Any) -> Any:
+def _planes(image: Tensor) -> Tensor:
     return image[None, None] if image.ndim == 2 else image.permute(2, 0, 1)[None]
 
 
-def _unplanes(out: Any, ndim: int) -> Any:
+def _unplanes(out: Tensor, ndim: int) -> Tensor:
     return out[0, 0] if ndim == 2 else out[0].permute(1, 2, 0)
 
 
-def box3(image: Any) -> Any:
+def box3(image: Tensor) -> Tensor:
     """`cv2.blur(image, (3, 3))` of an [H, W] or [H, W, C] float tensor (reflect-101 borders)."""
-    torch = _torch()
+    import torch
+
     out = torch.nn.functional.avg_pool2d(_reflect_pad(_planes(image), 1), 3, stride=1)
     return _unplanes(out, image.ndim)
 
 
-def sobel(image: Any) -> tuple[Any, Any]:
+def sobel(image: Tensor) -> tuple[Tensor, Tensor]:
     """(`cv2.Sobel(image, CV_32F, 1, 0, ksize=3)`, the same for y) of an [H, W, C] float tensor."""
-    torch = _torch()
+    import torch
+
     planes = _planes(image)
     c = planes.shape[1]
     kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], device=image.device)
@@ -183,17 +190,19 @@ def sobel(image: Any) -> tuple[Any, Any]:
     return _unplanes(g[:, 0::2], image.ndim), _unplanes(g[:, 1::2], image.ndim)
 
 
-def dilate3(mask: Any) -> Any:
+def dilate3(mask: Tensor) -> Tensor:
     """`cv2.dilate(mask, ones((3, 3)))` of an [H, W] bool tensor."""
-    torch = _torch()
+    import torch
+
     m = mask[None, None].to(torch.float32)
     return torch.nn.functional.max_pool2d(m, 3, stride=1, padding=1)[0, 0] > 0
 
 
-def remap(image: Any, mx: Any, my: Any) -> Any:
+def remap(image: Tensor, mx: Tensor, my: Tensor) -> Tensor:
     """`cv2.remap(image, mx, my, INTER_LINEAR, borderMode=BORDER_REPLICATE)` of an [H, W, C] float
     tensor at the [h, w] sample positions (input pixel indices) `mx`, `my`."""
-    torch = _torch()
+    import torch
+
     ih, iw = image.shape[:2]
     grid = torch.stack([(2 * mx + 1) / iw - 1, (2 * my + 1) / ih - 1], dim=-1)[None].to(image.dtype)
     planes = image.permute(2, 0, 1)[None]
@@ -201,9 +210,10 @@ def remap(image: Any, mx: Any, my: Any) -> Any:
     return out.permute(1, 2, 0)
 
 
-def translate_tensor(image: Any, d: tuple[float, float]) -> Any:
+def translate_tensor(image: Tensor, d: tuple[float, float]) -> Tensor:
     """An [H, W, C] float tensor moved by d = (dx, dy) px (cubic; uncovered edges mirrored), in [0, 1]."""
-    torch = _torch()
+    import torch
+
     h, w = image.shape[:2]
     pad = math.ceil(max(abs(d[0]), abs(d[1]))) + 2  # every cubic tap of every sample inside the pad
     dev = image.device
@@ -223,7 +233,8 @@ def translate_tensor(image: Any, d: tuple[float, float]) -> Any:
 
 def translate(image: np.ndarray, d: np.ndarray, device: str = "cpu") -> np.ndarray:
     """`pipeline.film.weave.translate` in torch on `device`: [H, W, C] float32 in, same out."""
-    torch = _torch()
+    import torch
+
     t = torch.tensor(np.asarray(image, np.float32), device=torch.device(device))
     flat = t[..., None] if t.ndim == 2 else t
     out = translate_tensor(flat, (float(d[0]), float(d[1])))
@@ -231,18 +242,20 @@ def translate(image: np.ndarray, d: np.ndarray, device: str = "cpu") -> np.ndarr
     return np.asarray(out.cpu().numpy(), dtype=np.float32)
 
 
-def as_device_array(values: np.ndarray, like: Any) -> Any:
+def as_device_array(values: np.ndarray, like: Tensor) -> Tensor:
     """A small numpy array (gains, a field) as a float32 tensor on `like`'s device."""
-    torch = _torch()
+    import torch
+
     return torch.as_tensor(np.asarray(values, np.float32), device=like.device)
 
 
-def bilateral(image: Any, sigma_color: float, sigma_space: float, d: int) -> Any:
+def bilateral(image: Tensor, sigma_color: float, sigma_space: float, d: int) -> Tensor:
     """`cv2.bilateralFilter(image, d, sigma_color, sigma_space)` of an [H, W, C] float tensor: each
     pixel the mean of the disc of radius d // 2 around it (reflect-101 borders), weighted by
     exp(-r^2 / 2 sigma_space^2) and by exp(-L^2 / 2 sigma_color^2) with L the sum over channels of the
     absolute differences (OpenCV reads the colour weight from a fine table, this computes it)."""
-    torch = _torch()
+    import torch
+
     r = d // 2
     h, w = image.shape[:2]
     centre = image.permute(2, 0, 1)  # [C, H, W]

@@ -38,7 +38,10 @@ from pipeline.frame.upscale import upscale
 from pipeline.types import FaceRestoration, VideoFrame
 
 if TYPE_CHECKING:
-    from pipeline.config import Config
+    import torch
+    from torch import Tensor
+
+    from pipeline.config import ComposeConfig, Config
     from pipeline.frame.grain import Regrain
 
 log = logging.getLogger(__name__)
@@ -80,7 +83,7 @@ def face_mask(size: int, feather: float, margin: float) -> np.ndarray:
     return mask
 
 
-def _highpass(image: Any) -> Any:
+def _highpass(image: Tensor) -> Tensor:
     return image - gaussian_blur(image, 1.0)
 
 
@@ -102,13 +105,13 @@ def _grain_table() -> tuple[np.ndarray, np.ndarray]:
 
 
 def _match_grain(
-    face: Any,  # [h, w, 3] tensor: the warped face in the output region
-    region: Any,  # [h, w, 3] tensor: the upscaled frame under and around it
-    alpha: Any,  # [h, w] tensor: the paste mask
+    face: Tensor,  # [h, w, 3]: the warped face in the output region
+    region: Tensor,  # [h, w, 3]: the upscaled frame under and around it
+    alpha: Tensor,  # [h, w]: the paste mask
     affine: np.ndarray,  # [2, 3] face px -> output px, shifted to the region's origin
     size: int,  # the face square's side in face px
     seed: int,  # the track's grain seed: one pattern along a track
-) -> Any:
+) -> Tensor:
     """Add luminance grain to a face that is smoother than the footage around it.
 
     The footage's grain is measured around the face (where the mask is 0 inside the face's
@@ -161,16 +164,20 @@ class Pasted:
     """Where a face went: its footprint box in the output and its mask there."""
 
     box: tuple[int, int, int, int]  # x0, y0, x1, y1 in output pixels
-    alpha: Any  # [y1 - y0, x1 - x0] float32 tensor (the output's device): the mask in [0, 1]
+    alpha: Tensor  # [y1 - y0, x1 - x0] float32 (the output's device): the mask in [0, 1]
 
 
 @lru_cache(maxsize=16)
-def _mask_on(size: int, feather: float, margin: float, device: str) -> Any:
+def _mask_on(size: int, feather: float, margin: float, device: str) -> Tensor:
     return as_tensor(face_mask(size, feather, margin), device)
 
 
 def footprint_alpha(
-    to_output: np.ndarray, size: int, shape: tuple[int, int], settings: ComposeSettings, device: Any = "cpu"
+    to_output: np.ndarray,
+    size: int,
+    shape: tuple[int, int],
+    settings: ComposeSettings,
+    device: str | torch.device = "cpu",
 ) -> Pasted | None:
     """The paste mask of a `size`-px face placed by `to_output` in an output of `shape` (h, w)."""
     affine = np.asarray(to_output, np.float64)
@@ -185,7 +192,7 @@ def footprint_alpha(
 
 
 def paste_face(
-    out: Any,  # [H, W, 3] float32 tensor in [0, 1], modified in place
+    out: Tensor,  # [H, W, 3] float32 in [0, 1], modified in place
     face: FacePaste,
     gray: bool = False,
     settings: ComposeSettings | None = None,
@@ -202,7 +209,7 @@ def paste_face(
         affine = affine.copy()
         affine[:, :2] *= size / new
         size = new
-    placed = footprint_alpha(affine, size, tuple(out.shape[:2]), settings, out.device)
+    placed = footprint_alpha(affine, size, (out.shape[0], out.shape[1]), settings, out.device)
     if placed is None:
         return None
     x0, y0, x1, y1 = placed.box
@@ -266,18 +273,18 @@ def _peak(image: np.ndarray) -> float:
     return {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(image.dtype, 1.0)
 
 
-def _to_dtype(out: Any, dtype: np.dtype) -> np.ndarray:
+def _to_dtype(out: Tensor | np.ndarray, dtype: np.dtype) -> np.ndarray:
     """A [0, 1] float tensor (or numpy image) as a numpy image of `dtype` (integers rounded half up)."""
     import torch
 
     peak = _peak(np.empty(0, dtype))
     if isinstance(out, np.ndarray):  # after film regrain (numpy)
-        out = np.clip(out, 0, 1)
-        return out.astype(dtype) if peak == 1.0 else (out * peak + 0.5).astype(dtype)
-    out = out.clamp(0, 1)
+        clipped = np.clip(out, 0, 1)
+        return clipped.astype(dtype) if peak == 1.0 else (clipped * peak + 0.5).astype(dtype)
+    unit = out.clamp(0, 1)
     if peak == 1.0:
-        return out.cpu().numpy().astype(dtype)
-    q = (out * peak + 0.5).to(torch.uint8 if peak == 255.0 else torch.int32)  # truncation: out >= 0
+        return unit.cpu().numpy().astype(dtype)
+    q = (unit * peak + 0.5).to(torch.uint8 if peak == 255.0 else torch.int32)  # truncation: out >= 0
     return q.cpu().numpy().astype(dtype)
 
 
@@ -302,7 +309,7 @@ def fallback_reason(
     resolution: int,
     scale: float,
     frame_shape: tuple[int, int],
-    cfg: Any,
+    cfg: ComposeConfig,
 ) -> str | None:
     """Why the prior cannot serve this face (None when it can).
 
@@ -366,8 +373,10 @@ def _face_region(
     xa, xb = max(x0, b0), min(x1, b1)
     if yb > ya and xb > xa:
         placed = pasted.alpha[ya - y0 : yb - y0, xa - x0 : xb - x0]
-        placed = placed.cpu().numpy() if hasattr(placed, "cpu") else placed  # a tensor on its device
-        alpha[ya - a0 : yb - a0, xa - b0 : xb - b0] = placed
+        # a tensor on its device (a numpy mask from the tests' numpy reference)
+        alpha[ya - a0 : yb - a0, xa - b0 : xb - b0] = (
+            placed.cpu().numpy() if hasattr(placed, "cpu") else placed
+        )
     lr_alpha = win.wy @ alpha @ win.wx.T  # the mask's downscale: [lr rows, lr cols]
     return _Region(win, np.clip(2.0 * alpha, 0.0, 1.0), lr_alpha)
 
@@ -382,7 +391,7 @@ def compose_frame(
     steadiness: Steadiness | None = None,  # one per run of consecutive frames: adds change figures
     # the frame already upscaled (frames upscaled in a batch), numpy or a tensor on the device
     # (`tensor_ops.upscale_on`: uint8, or int32 holding 16-bit values)
-    upscaled: Any = None,
+    upscaled: Tensor | np.ndarray | None = None,
     device: str = "cpu",  # where the paste, blend and projection run (torch: CPU or CUDA)
     regrain: Regrain | None = None,  # film regrain: grain of the frame's measurement (`VideoFrame.grain`)
     pasted: list[Pasted] | None = None,  # provenance matte: appended with where each pasted face went
@@ -400,6 +409,7 @@ def compose_frame(
     """
     image = frame.image if isinstance(frame, VideoFrame) else frame
     src = image if source is None else source
+    up: Tensor | np.ndarray
     if upscaled is not None:
         up = upscaled if _is_tensor(upscaled) else np.asarray(upscaled)
     elif upscaler is None:
@@ -408,7 +418,7 @@ def compose_frame(
         up = np.asarray(upscaler(image))
     scale = up.shape[1] / image.shape[1]
     measure, index = (frame.grain, frame.index) if isinstance(frame, VideoFrame) else (None, 0)
-    dtype = image.dtype if _is_tensor(up) else up.dtype  # (a tensor holds 16 bits in int32)
+    dtype: np.dtype = up.dtype if isinstance(up, np.ndarray) else image.dtype  # (a tensor: 16 bits in int32)
     if not placements:
         up = _host(up, dtype)
         if regrain is not None and measure is not None:
@@ -424,18 +434,19 @@ def compose_frame(
     c = cfg.compose
     regions: list[tuple[_Region | None, float]] = []
     for _, _, where in rows:
-        region = _face_region(where, scale, image.shape[:2], tuple(out.shape[:2])) if where else None
+        region = _face_region(where, scale, image.shape[:2], (out.shape[0], out.shape[1])) if where else None
         before = float("nan")
         if region is not None and c.project:
             before = _project(out, lr, region, c, bound)
         regions.append((region, before))
     shares: list[float | None] = [None] * len(regions)
+    final: Tensor | np.ndarray = out
     if regrain is not None and measure is not None:
         projected = out.cpu().numpy()  # film regrain (pipeline.frame.grain) is numpy
         grain = regrain.layer(projected, measure, index, scale)
         if grain is not None:
-            out, shares = _add_grain(projected, grain, lr, regions, bound + c.project_margin_db)
-    result = _to_dtype(out, dtype)
+            final, shares = _add_grain(projected, grain, lr, regions, bound + c.project_margin_db)
+    result = _to_dtype(final, dtype)
     records = _records(result.astype(np.float64) / peak, lr, rows, regions, bound, c.project)
     for rec, share in zip(records, shares, strict=True):
         if share is not None:
@@ -475,7 +486,7 @@ def _add_grain(
 
 
 def _paste_all(
-    out: Any,  # [H, W, 3] float32 tensor in [0, 1], the upscaled frame (faces pasted in place)
+    out: Tensor,  # [H, W, 3] float32 in [0, 1], the upscaled frame (faces pasted in place)
     placements: Sequence[FacePlacement],
     scale: float,
     lr_shape: tuple[int, int],
@@ -501,7 +512,7 @@ def _paste_all(
             if (r.track_id, kind) not in _told:
                 _told.add((r.track_id, kind))
                 log.warning("track %d falls back to the consistent upscale: %s", r.track_id, reason)
-            pasted = footprint_alpha(to_out, resolution, tuple(out.shape[:2]), settings, out.device)
+            pasted = footprint_alpha(to_out, resolution, (out.shape[0], out.shape[1]), settings, out.device)
         rows.append((p, reason, pasted))
     return rows
 
@@ -539,7 +550,7 @@ def _records(
     return records
 
 
-def _project(out: Any, lr: np.ndarray, region: _Region, c: Any, bound: float) -> float:
+def _project(out: Tensor, lr: np.ndarray, region: _Region, c: ComposeConfig, bound: float) -> float:
     """Project one face region of `out` (a tensor, in place) onto the footage `lr`: PSNR before."""
     (y0, y1), (x0, x1) = region.win.ly, region.win.lx
     (a0, a1), (b0, b1) = region.win.hy, region.win.hx

@@ -23,9 +23,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 _A = -0.5  # Keys' cubic parameter of torch's (and PIL's) antialiased bicubic filter
 
@@ -173,7 +176,7 @@ def project_region(
     return Projection(out, before, after, taken)
 
 
-def _apply_t(wy: Any, wx: Any, x: Any) -> Any:
+def _apply_t(wy: Tensor, wx: Tensor, x: Tensor) -> Tensor:
     """wy @ x @ wx.T on each channel of the tensor x [a, b, C] -> [wy rows, wx rows, C], as two GEMMs."""
     a, b, c = x.shape
     rows = (wy @ x.reshape(a, b * c)).reshape(-1, b, c)  # [wy rows, b, C]
@@ -182,8 +185,8 @@ def _apply_t(wy: Any, wx: Any, x: Any) -> Any:
 
 
 def project_tensor(
-    region: Any,  # [hy1 - hy0, hx1 - hx0, C] float32 tensor: the output under the window
-    src: Any,  # [ly1 - ly0, lx1 - lx0, C] float32 tensor (same device): the footage there
+    region: Tensor,  # [hy1 - hy0, hx1 - hx0, C] float32 tensor: the output under the window
+    src: Tensor,  # [ly1 - ly0, lx1 - lx0, C] float32 tensor (same device): the footage there
     win: Window,
     hr_mask: np.ndarray,
     lr_mask: np.ndarray,
@@ -191,7 +194,7 @@ def project_tensor(
     target_db: float = 50.0,
     damping: float = 0.0,
     floor_db: float = 0.0,
-) -> tuple[Any, float, float, int]:
+) -> tuple[Tensor, float, float, int]:
     """Back-project the low-resolution residual until the region's downscale equals the source:
     (the projected region, PSNR before, after, steps taken). The same torch code on CPU and CUDA.
 
@@ -204,7 +207,7 @@ def project_tensor(
 
     dev = region.device
 
-    def t(a: np.ndarray) -> Any:
+    def t(a: np.ndarray) -> Tensor:
         return torch.as_tensor(np.asarray(a, np.float32), device=dev)
 
     wy, wx = t(win.wy), t(win.wx)
@@ -213,7 +216,7 @@ def project_tensor(
     weight = torch.as_tensor(np.asarray(lr_mask, np.float64), device=dev)
     total = max(float(weight.sum()), 1e-9)
 
-    def psnr_of(r: Any) -> float:
+    def psnr_of(r: Tensor) -> float:
         mse = float(((r.double() ** 2).mean(dim=2) * weight).sum()) / total
         return 100.0 if mse <= 1e-10 else 10.0 * math.log10(1.0 / mse)
 

@@ -14,7 +14,6 @@ its output is resized to the requested size (area filter when reducing, Lanczos 
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import math
@@ -32,25 +31,13 @@ SUFFIXES = (".pth", ".pt", ".ckpt", ".safetensors")
 
 
 def import_spandrel() -> Any:
-    """`spandrel`, importable with a CPU build of torch beside a torchvision wheel built for CUDA.
+    """`spandrel`, importable with a CPU build of torch beside a torchvision wheel built for CUDA
+    (pipeline.torchvision_ops: its pure-Python parts, all that spandrel's architectures use)."""
+    from pipeline.torchvision_ops import allow_torchvision_import
 
-    Such a torchvision cannot load its compiled operators, and its import then fails registering
-    fake kernels for `torchvision::nms`/`qnms`; defining those two schemas lets the pure-Python parts
-    (all that spandrel's super-resolution architectures use) import. Nothing changes otherwise.
-    """
-    try:
-        import spandrel
-    except RuntimeError as exc:
-        if "torchvision::" not in str(exc):
-            raise
-        import torch
+    allow_torchvision_import()
+    import spandrel
 
-        lib = torch.library.Library("torchvision", "FRAGMENT")
-        for op in ("nms", "qnms"):
-            with contextlib.suppress(RuntimeError):  # already defined
-                lib.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-        import_spandrel._lib = lib  # type: ignore[attr-defined]  # keep the definitions alive
-        import spandrel
     return spandrel
 
 

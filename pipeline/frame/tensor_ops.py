@@ -14,18 +14,16 @@ Images are [H, W] or [H, W, C] float32 tensors (the frame's layout, channels las
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-
-def _torch() -> Any:
+if TYPE_CHECKING:
     import torch
+    from torch import Tensor
 
-    return torch
 
-
-def reflect101(index: Any, n: int) -> Any:
+def reflect101(index: Tensor, n: int) -> Tensor:
     """Indices folded into [0, n) the way BORDER_REFLECT_101 does (gfedcb|abcdefgh|gfedcba)."""
     if n == 1:
         return index.clamp(0, 0)
@@ -46,9 +44,10 @@ _SHIFT_TAPS = 31  # kernels up to this many taps run as shifted sums, longer one
 
 
 @lru_cache(maxsize=64)
-def _blur_matrix(n: int, sigma: float, device: str) -> Any:
+def _blur_matrix(n: int, sigma: float, device: str) -> Tensor:
     """[n, n] float32: the 1-D blur of n samples with reflect-101 borders folded into the matrix."""
-    torch = _torch()
+    import torch
+
     kernel = gaussian_kernel(sigma)
     r = kernel.size // 2
     src = reflect101(torch.arange(n)[:, None] + torch.arange(-r, r + 1)[None, :], n).numpy()  # [n, k]
@@ -57,9 +56,10 @@ def _blur_matrix(n: int, sigma: float, device: str) -> Any:
     return torch.as_tensor(m, dtype=torch.float32, device=torch.device(device))
 
 
-def _blur_axis(planes: Any, sigma: float, dim: int) -> Any:
+def _blur_axis(planes: Tensor, sigma: float, dim: int) -> Tensor:
     """planes [N, H, W] blurred along dim 1 (rows) or 2 (columns), reflect-101 borders."""
-    torch = _torch()
+    import torch
+
     n = planes.shape[dim]
     kernel = gaussian_kernel(sigma)
     if kernel.size > _SHIFT_TAPS or kernel.size // 2 >= 4 * n:
@@ -73,7 +73,7 @@ def _blur_axis(planes: Any, sigma: float, dim: int) -> Any:
     return out
 
 
-def gaussian_blur(image: Any, sigma: float) -> Any:
+def gaussian_blur(image: Tensor, sigma: float) -> Tensor:
     """`cv2.GaussianBlur(image, (0, 0), sigma)` of an [H, W] or [H, W, C] float tensor."""
     planes = (image[None] if image.ndim == 2 else image.permute(2, 0, 1)).contiguous()  # [N, H, W]
     out = _blur_axis(_blur_axis(planes, sigma, 2), sigma, 1)
@@ -83,12 +83,13 @@ def gaussian_blur(image: Any, sigma: float) -> Any:
 _BORDERS = {"constant": "zeros", "replicate": "border", "reflect101": "border"}
 
 
-def warp_affine(image: Any, matrix: np.ndarray, size: tuple[int, int], border: str = "constant") -> Any:
+def warp_affine(image: Tensor, matrix: np.ndarray, size: tuple[int, int], border: str = "constant") -> Tensor:
     """`cv2.warpAffine(image, matrix, size, flags=INTER_LINEAR, borderMode=...)` for a float tensor
     [H, W] or [H, W, C]: `matrix` [2, 3] maps input pixel indices to output ones (OpenCV's
     convention), `size` is (w, h) of the output, border "constant" (0), "replicate" or "reflect101"
     (the sample position folded into the image first, which for bilinear taps is the same)."""
-    torch = _torch()
+    import torch
+
     if border not in _BORDERS:
         raise ValueError(f"unknown border {border!r}")
     w, h = size
@@ -109,7 +110,7 @@ def warp_affine(image: Any, matrix: np.ndarray, size: tuple[int, int], border: s
     return out[0] if image.ndim == 2 else out.permute(1, 2, 0)
 
 
-def _fold(x: Any, n: int) -> Any:
+def _fold(x: Tensor, n: int) -> Tensor:
     """Continuous positions folded into [0, n - 1] as BORDER_REFLECT_101 folds pixel indices."""
     if n == 1:
         return x.clamp(0, 0)
@@ -119,10 +120,11 @@ def _fold(x: Any, n: int) -> Any:
 
 
 @lru_cache(maxsize=32)
-def _area_matrix(n: int, size: int, device: str) -> Any:
+def _area_matrix(n: int, size: int, device: str) -> Tensor:
     """[size, n] sparse float32: output i averages the input over [i s, (i + 1) s), s = n / size
     (fractional samples weighted): about s + 1 non-zeros a row."""
-    torch = _torch()
+    import torch
+
     s = n / size
     lo = np.arange(size)[:, None] * s
     j = np.arange(n)[None, :]
@@ -131,28 +133,30 @@ def _area_matrix(n: int, size: int, device: str) -> Any:
     return dense.to_sparse().to(torch.device(device))
 
 
-def _area_rows(x: Any, size: int) -> Any:
+def _area_rows(x: Tensor, size: int) -> Tensor:
     """x [n, ...] reduced to `size` rows by area averaging."""
-    torch = _torch()
+    import torch
+
     m = _area_matrix(x.shape[0], size, str(x.device))
     return torch.sparse.mm(m, x.reshape(x.shape[0], -1)).reshape(size, *x.shape[1:])
 
 
-def area_shrink(image: Any, size: int) -> Any:
+def area_shrink(image: Tensor, size: int) -> Tensor:
     """`cv2.resize(image, (size, size), interpolation=INTER_AREA)` of a square [S, S, C] tensor, size < S."""
     rows = _area_rows(image, size)  # [size, S, C]
     return _area_rows(rows.transpose(0, 1).contiguous(), size).transpose(0, 1)  # [size, size, C]
 
 
-def median(values: Any) -> Any:
+def median(values: Tensor) -> Tensor:
     """numpy's median of a 1-D tensor (the two middle values averaged for an even count), by selection."""
-    torch = _torch()
+    import torch
+
     n = values.numel()
     lo = torch.kthvalue(values, (n + 1) // 2).values
     return lo if n % 2 else (lo + torch.kthvalue(values, n // 2 + 1).values) / 2
 
 
-def robust_std(values: Any) -> float:
+def robust_std(values: Tensor) -> float:
     """Standard deviation estimated from the median absolute deviation (edges barely move it)."""
     if values.numel() == 0:
         return 0.0
@@ -160,27 +164,29 @@ def robust_std(values: Any) -> float:
     return float(1.4826 * median((v - median(v)).abs()))
 
 
-def as_tensor(image: np.ndarray, device: Any) -> Any:
+def as_tensor(image: np.ndarray, device: str | torch.device) -> Tensor:
     """A float32 copy of a numpy image on `device` (never sharing the caller's memory)."""
-    torch = _torch()
+    import torch
+
     return torch.tensor(np.asarray(image, np.float32), device=torch.device(device))
 
 
-def _lanczos_axis(x: Any, scale: int, dim: int, round_to: float | None) -> Any:
+def _lanczos_axis(x: Tensor, scale: int, dim: int, round_to: float | None) -> Tensor:
     """Polyphase Lanczos-3 along `dim` (0 rows, 1 columns) of an [H, W, C] float tensor, edges
     replicated (`pipeline.frame.upscale._upscale_axis`); each pass rounded and clipped to
     [0, round_to] for 8-bit pictures, as OpenCV's 8-bit filter2D does."""
+    import torch
+
     from pipeline.frame.upscale import lanczos_phases
 
-    torch = _torch()
     n = x.shape[dim]
     phases = []
     for base, weights in lanczos_phases(scale):
-        out = None
-        for k, wk in zip(range(-len(weights) // 2 + 1, len(weights) // 2 + 1), weights, strict=True):
+        ks = range(-len(weights) // 2 + 1, len(weights) // 2 + 1)
+        out = torch.zeros_like(x)
+        for k, wk in zip(ks, weights, strict=True):
             taps = (torch.arange(n, device=x.device) + base + k).clamp(0, n - 1)
-            term = x.index_select(dim, taps) * float(wk)
-            out = term if out is None else out + term
+            out = out + x.index_select(dim, taps) * float(wk)
         if round_to is not None:
             out = torch.round(out).clamp_(0, round_to)
         phases.append(out)
@@ -190,10 +196,11 @@ def _lanczos_axis(x: Any, scale: int, dim: int, round_to: float | None) -> Any:
     return stacked.reshape(shape)
 
 
-def lanczos_upscale(image: Any, scale: int) -> Any:
+def lanczos_upscale(image: Tensor, scale: int) -> Tensor:
     """`pipeline.frame.upscale.upscale(image, scale, "lanczos")` for an integer `scale` of an
     [H, W, C] uint8 / int32 (16-bit values) / float32 tensor on its device, the same dtype out."""
-    torch = _torch()
+    import torch
+
     x = image.to(torch.float32)
     eight = image.dtype == torch.uint8
     x = _lanczos_axis(x, scale, 1, 255.0 if eight else None)
@@ -205,13 +212,14 @@ def lanczos_upscale(image: Any, scale: int) -> Any:
     return torch.round(x).clamp_(0, 65535).to(image.dtype)
 
 
-def upscale_on(image: np.ndarray, scale: float, method: str, device: str) -> Any:
+def upscale_on(image: np.ndarray, scale: float, method: str, device: str) -> Tensor:
     """The classical upscale of a uint8 / uint16 frame as a tensor on `device` (uint8, or int32 holding
     16-bit values): integer-factor Lanczos runs there; other methods and factors on the CPU
     (`pipeline.frame.upscale.upscale`), then sent."""
+    import torch
+
     from pipeline.frame.upscale import upscale
 
-    torch = _torch()
     dev = torch.device(device)
     wide = image.dtype == np.uint16
     if method == "lanczos" and float(scale).is_integer() and scale > 1 and image.ndim == 3:

@@ -20,7 +20,7 @@ import threading
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -43,6 +43,9 @@ from pipeline.io.presets import (
 )
 from pipeline.io.verify import disk_is_low, verify_video
 from pipeline.types import ColorTags
+
+if TYPE_CHECKING:
+    import av
 
 log = logging.getLogger(__name__)
 
@@ -263,7 +266,7 @@ class VideoWriter:
         frame = av.VideoFrame.from_numpy_buffer(np.ascontiguousarray(image), format=self._rgb)
         self._send(frame, pts)
 
-    def write_frame(self, frame: Any, pts: int) -> None:
+    def write_frame(self, frame: av.VideoFrame, pts: int) -> None:
         """Queue a decoded PyAV frame as it is (the writer was made with its `native_format`)."""
         if self._nut is None:
             raise RuntimeError("VideoWriter.write_frame before open()")
@@ -277,7 +280,7 @@ class VideoWriter:
             )
         self._send(frame, pts)
 
-    def _send(self, frame: Any, pts: int) -> None:
+    def _send(self, frame: av.VideoFrame, pts: int) -> None:
         import av
 
         if self._last_pts is not None and pts <= self._last_pts:

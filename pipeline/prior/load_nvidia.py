@@ -26,7 +26,7 @@ def _flatten(
     rec: PersistentRecord,
     prefix: str,
     path: Path,
-    tensors: dict[str, Any],
+    tensors: dict[str, torch.Tensor],
     records: dict[str, PersistentRecord],
 ) -> None:
     """Collect parameters and persistent buffers of a persistence record tree under their module names."""
@@ -58,7 +58,7 @@ def generator_from_torch_pickle(data: Any, path: Path) -> Generator:
     root = data["G_ema"]
     if not isinstance(root, PersistentRecord):
         raise CheckpointError(path, "G_ema is not a persistent network record")
-    tensors: dict[str, Any] = {}
+    tensors: dict[str, torch.Tensor] = {}
     records: dict[str, PersistentRecord] = {}
     _flatten(root, "", path, tensors, records)
 

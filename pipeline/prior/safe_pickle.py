@@ -21,11 +21,15 @@ from __future__ import annotations
 import collections
 import io
 import pickle
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any
 
 from pipeline.errors import CheckpointError, UnsafeCheckpointError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
 
 
 class PersistentRecord:
@@ -74,7 +78,7 @@ class _Refused(Exception):
     """Raised inside the unpickler; load_restricted turns it into UnsafeCheckpointError naming the file."""
 
 
-def _load_storage(data: bytes) -> Any:
+def _load_storage(data: object) -> object:
     import torch
 
     if not isinstance(data, bytes | bytearray):
@@ -85,7 +89,9 @@ def _load_storage(data: bytes) -> Any:
         raise _Refused(f"an embedded tensor record asks for more than tensors ({str(exc)[:200]})") from exc
 
 
-def _rebuild_tensor(storage: Any, offset: int, size: Any, stride: Any, *rest: Any) -> Any:
+def _rebuild_tensor(
+    storage: object, offset: int, size: Iterable[int], stride: Iterable[int], *rest: object
+) -> torch.Tensor:
     import torch
 
     if not isinstance(storage, torch.storage.TypedStorage | torch.UntypedStorage):
@@ -94,7 +100,7 @@ def _rebuild_tensor(storage: Any, offset: int, size: Any, stride: Any, *rest: An
     return torch._utils._rebuild_tensor_v2(storage, int(offset), tuple(size), tuple(stride), False, {})
 
 
-def _rebuild_parameter(data: Any, requires_grad: bool = False, *rest: Any) -> Any:
+def _rebuild_parameter(data: object, requires_grad: bool = False, *rest: object) -> torch.Tensor:
     import torch
 
     if not isinstance(data, torch.Tensor):
@@ -102,7 +108,7 @@ def _rebuild_parameter(data: Any, requires_grad: bool = False, *rest: Any) -> An
     return data  # parameters are loaded as plain tensors; hooks and state are dropped
 
 
-def _numpy_reconstruct(subtype: Any, shape: Any, dtype: Any) -> Any:
+def _numpy_reconstruct(subtype: object, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     import numpy as np
 
     if subtype is not np.ndarray:
@@ -110,7 +116,7 @@ def _numpy_reconstruct(subtype: Any, shape: Any, dtype: Any) -> Any:
     return np.ndarray.__new__(np.ndarray, shape, dtype)
 
 
-def _numpy_dtype(spec: Any, align: bool = False, copy: bool = False) -> Any:
+def _numpy_dtype(spec: str | np.dtype, align: bool = False, copy: bool = False) -> np.dtype:
     import numpy as np
 
     dt = np.dtype(spec, align, copy)
@@ -119,7 +125,7 @@ def _numpy_dtype(spec: Any, align: bool = False, copy: bool = False) -> Any:
     return dt
 
 
-def _numpy_scalar(dtype: Any, data: bytes | None = None) -> Any:
+def _numpy_scalar(dtype: object, data: bytes | None = None) -> np.generic:
     import numpy as np
 
     if not isinstance(dtype, np.dtype) or dtype.hasobject or not isinstance(data, bytes):
@@ -127,11 +133,11 @@ def _numpy_scalar(dtype: Any, data: bytes | None = None) -> Any:
     return np.frombuffer(data, dtype=dtype, count=1)[0]
 
 
-def _allowed() -> dict[tuple[str, str], Callable[..., Any] | type]:
+def _allowed() -> dict[tuple[str, str], Callable[..., object] | type]:
     import numpy as np
     import torch
 
-    table: dict[tuple[str, str], Callable[..., Any] | type] = {
+    table: dict[tuple[str, str], Callable[..., object] | type] = {
         ("torch_utils.persistence", "_reconstruct_persistent_obj"): PersistentRecord,
         ("dnnlib.util", "EasyDict"): EasyDictRecord,
         ("dnnlib.tflib.network", "Network"): TFNetworkRecord,
@@ -155,12 +161,12 @@ def _allowed() -> dict[tuple[str, str], Callable[..., Any] | type]:
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
-    def __init__(self, file: Any, path: Path) -> None:
+    def __init__(self, file: IO[bytes], path: Path) -> None:
         super().__init__(file)
         self._path = path
         self._table = _allowed()
 
-    def find_class(self, module: str, name: str) -> Any:
+    def find_class(self, module: str, name: str) -> Callable[..., object] | type:
         try:
             return self._table[(module, name)]
         except KeyError:
@@ -169,7 +175,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
                 "load it (loading it could run code)"
             ) from None
 
-    def persistent_load(self, pid: Any) -> Any:
+    def persistent_load(self, pid: object) -> object:
         raise pickle.UnpicklingError("persistent ids are not used by network pickles")
 
 
@@ -297,7 +303,7 @@ class _Bounded:
     """A file whose reads never ask for more than it holds: a pickle that declares a 4 EiB string
     fails as truncated instead of allocating the declared size."""
 
-    def __init__(self, f: Any, size: int) -> None:
+    def __init__(self, f: IO[bytes], size: int) -> None:
         self._f, self._size = f, size
 
     def read(self, n: int = -1) -> bytes:

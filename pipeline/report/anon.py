@@ -13,9 +13,12 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from pipeline.config import ReportConfig
+from pipeline.errors import PipelineError
 from pipeline.files import atomic_path, load_json
-from pipeline.report.assets import decode_frames
+from pipeline.io.decode import open_video
 from pipeline.report.model import html_path, thumb_frames
 from pipeline.report.parts import CSS, card, fmt_num, shots_section, thumb, times_section
 from pipeline.report.people import people_frames, people_sheet
@@ -161,7 +164,11 @@ def write_anon_report(audit_path: Path, cfg: ReportConfig | None = None) -> Path
     wanted = {f for frames in thumbs.values() for f in frames}
     above = audit.get("identity", {}).get("above_threshold") or []
     wanted |= {int(r["frame"]) for r in above[:REVIEW_THUMBS]} | people_frames(audit.get("people"))
-    out_frames = decode_frames(output, wanted) if output.is_file() else {}
+    out_frames: dict[int, np.ndarray] = {}
+    try:  # the output's pictures as decoded: a file that cannot be opened is not pictured
+        out_frames = open_video(output, deinterlace="off").pictures(wanted) if output.is_file() else {}
+    except PipelineError as exc:
+        log.warning("report: %s not decoded (%s)", output, exc)
     path = html_path(output)
     with atomic_path(path) as tmp:
         tmp.write_text(anon_page(audit, out_frames, thumbs, cfg), encoding="utf-8")

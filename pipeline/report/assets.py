@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import PipelineError
 from pipeline.faces.store import crops_from_arrays
 from pipeline.types import FaceCrop
 
@@ -107,26 +106,6 @@ def _load(path: Path) -> Mapping[str, np.ndarray] | None:
         return None
     with np.load(path, allow_pickle=False) as npz:
         return {k: npz[k] for k in npz.files}
-
-
-def decode_frames(
-    video: Path,
-    indices: Iterable[int],
-    *,
-    deinterlace: str = "off",
-    inverse_telecine: bool = False,
-) -> dict[int, np.ndarray]:
-    """The report's pictures of `video` at `indices` (`pipeline.io.decode.Video.pictures`: RGB uint8,
-    as decoded). Frames the file does not have are left out, and a file that cannot be opened gives
-    none (the page shows no picture for them; logged)."""
-    from pipeline.io.decode import open_video
-
-    try:
-        opened = open_video(video, deinterlace=deinterlace, inverse_telecine=inverse_telecine)
-    except PipelineError as exc:
-        log.warning("report: %s not decoded (%s)", video, exc)
-        return {}
-    return opened.pictures(indices)
 
 
 def face_region(

@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 
 from pipeline.config import Config, ReportConfig, apply_overrides
-from pipeline.errors import InputError
+from pipeline.errors import InputError, PipelineError
 from pipeline.files import atomic_path, load_json
-from pipeline.report.assets import decode_frames, load_crops
+from pipeline.io.decode import open_video
+from pipeline.report.assets import load_crops
 from pipeline.report.html import index_page, page
 from pipeline.report.measure import track_motion
 from pipeline.report.model import (
@@ -170,19 +171,25 @@ def render_report(
     thumbs = thumb_frames(shots, cfg.thumbs_per_shot if body.get("shots") else 8)
     sheet_idx = {f.frame for faces in collected.sheet.values() for f in faces}
     wanted = sheet_idx | {f for frames in thumbs.values() for f in frames} | people_frames(body.get("people"))
-    out_frames = decode_frames(output, wanted) if output.is_file() else {}
+    out_frames: dict[int, np.ndarray] = {}
     if not output.is_file():
         log.warning("report: output %s is missing: no output pictures", output)
+    else:
+        try:  # the output's pictures as decoded: a file that cannot be opened is not pictured
+            out_frames = open_video(output, deinterlace="off").pictures(wanted)
+        except PipelineError as exc:
+            log.warning("report: %s not decoded (%s)", output, exc)
     src_frames: dict[int, np.ndarray] = {}
     source = Path(body.get("input") or "")
     decode_cfg = body.get("config", {}).get("io", {})
     if sheet_idx and source.is_file():
-        src_frames = decode_frames(
-            source,
-            sheet_idx,
-            deinterlace=str(decode_cfg.get("deinterlace", "auto")),
-            inverse_telecine=bool(decode_cfg.get("inverse_telecine", False)),
-        )
+        deinterlace = str(decode_cfg.get("deinterlace", "auto"))
+        ivtc = bool(decode_cfg.get("inverse_telecine", False))
+        try:  # the source as the job decoded it
+            opened = open_video(source, deinterlace=deinterlace, inverse_telecine=ivtc)
+            src_frames = opened.pictures(sheet_idx)
+        except PipelineError as exc:
+            log.warning("report: %s not decoded (%s)", source, exc)
     if out_frames and src_frames:
         first = next(iter(out_frames.values()))
         scale = first.shape[1] / next(iter(src_frames.values())).shape[1]

@@ -10,11 +10,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pipeline.report.measure import TrackMotion
+
+if TYPE_CHECKING:
+    from pipeline.report.spread import Spread
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,7 @@ class Collected:
     motion: dict[int, TrackMotion] = field(default_factory=dict)
     sheet: dict[int, list[SheetFace]] = field(default_factory=dict)  # per track, worst first
     records: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)  # compose records
-    spread: list[Any] = field(default_factory=list)  # report.spread.Spread
+    spread: list[Spread] = field(default_factory=list)  # where invented (report.spread)
 
 
 def flagged(row: Mapping[str, Any]) -> bool:

@@ -14,9 +14,10 @@ Only the search's public API is used: `pipeline.search.search.search` and `Gauss
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -24,6 +25,10 @@ from pipeline.config import Config, SearchConfig
 from pipeline.files import save_arrays
 from pipeline.report.assets import load_crops
 from pipeline.types import FaceCrop
+
+if TYPE_CHECKING:
+    from pipeline.prior.stylegan2 import Generator
+    from pipeline.search.latent_space import GaussianizedW
 
 DISPLAY = 256  # px: stored mean and spread images are reduced to at most this side
 _SEED_STRIDE = 7919  # start k of face i uses seed settings.seed + 7919 * (k + 1) + i: never a track's own
@@ -46,7 +51,23 @@ def sample_tracks(lengths: Mapping[int, int], n: int) -> list[int]:
     return sorted(sorted(lengths, key=lambda t: (-lengths[t], t))[: max(0, n)])
 
 
-def spread_step(model: Any, cfg: Config, crops_paths: Sequence[str], out: str) -> dict[str, int]:
+class LoadedPrior(Protocol):
+    """A loaded generator as a search worker holds it (run.search_steps.SearchModel)."""
+
+    @property
+    def G(self) -> Generator: ...  # on `device`
+
+    @property
+    def space(self) -> GaussianizedW: ...  # fitted for G
+
+    @property
+    def device(self) -> str: ...
+
+    @property
+    def lock(self) -> AbstractContextManager[object]: ...  # held while the device searches
+
+
+def spread_step(model: LoadedPrior, cfg: Config, crops_paths: Sequence[str], out: str) -> dict[str, int]:
     """The plan's step, run where the generator is loaded (`model`: run.search_steps.SearchModel):
     the middle face-frame of each track whose crops are in `crops_paths`, searched from
     cfg.report.spread_k starts; the spreads are stored in `out` (npz)."""
@@ -82,8 +103,8 @@ def reduce_image(image: np.ndarray, side: int) -> np.ndarray:
 
 
 def invented_spread(
-    G: Any,  # pipeline.prior.stylegan2.Generator on `device`
-    space: Any,  # pipeline.search.latent_space.GaussianizedW fitted for G
+    G: Generator,  # on `device`
+    space: GaussianizedW,  # fitted for G
     crops: Sequence[FaceCrop],
     settings: SearchConfig,
     *,

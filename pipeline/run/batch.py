@@ -189,7 +189,7 @@ def item_config(
     return config
 
 
-RestoreFn = Callable[[Path, Path, Config], Any]
+RestoreFn = Callable[[Path, Path, Config], RunReport]
 
 
 def run_batch(

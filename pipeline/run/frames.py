@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -26,7 +26,9 @@ from pipeline.io.sequence import set_sequence_rate
 from pipeline.types import VideoFrame
 
 if TYPE_CHECKING:
-    from pipeline.io.decode import Video
+    import av
+
+    from pipeline.io.decode import DecodeStats, Video
 
 # Frames this process has taken from the decoder and put through film cleaning, context frames
 # included. `pipeline.run.schedule.run_step` takes the difference around each step (in-process or in
@@ -76,7 +78,9 @@ class Frames:
         self.start = start
         self._cfg = cfg
         self._clean = film_cleaning(cfg)
-        self.film_stats: Any = None  # film: the CleanStats of the frames handed out (when cleaning is on)
+        self.film_stats: CleanStats | None = (
+            None  # film: the CleanStats of the frames handed out (when cleaning is on)
+        )
         before = after = 0
         if self._clean:
             before, after = context(cfg)
@@ -95,7 +99,7 @@ class Frames:
         return self._reader.frame_rate
 
     @property
-    def stats(self) -> Any:
+    def stats(self) -> DecodeStats:
         return self._reader.stats
 
     def __enter__(self) -> Frames:
@@ -124,7 +128,7 @@ class Frames:
             COUNTS["cleaned"] += self._clean
             yield frame
 
-    def native(self) -> Iterator[tuple[int, int, Any]]:
+    def native(self) -> Iterator[tuple[int, int, av.VideoFrame]]:
         """(index, pts, PyAV frame) of [start, end) without the RGB conversion."""
         if self._clean:
             raise ValueError("film cleaning changes the pictures: native frames are not available")
@@ -252,7 +256,7 @@ class StoredFrames:
                     filled=_unpacked_fill(meta, row),
                 )
 
-    def native(self) -> Iterator[tuple[int, int, Any]]:
+    def native(self) -> Iterator[tuple[int, int, av.VideoFrame]]:
         raise ValueError("stored frames are RGB pictures: native frames are not available")
 
 

@@ -28,6 +28,7 @@ from pipeline.types import VideoInfo, VideoStreamInfo
 
 if TYPE_CHECKING:
     from pipeline.faces.scan import ScanResult
+    from pipeline.run.mode import RunReport
     from pipeline.run.plan import PlanSummary
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ def mux_parts(
     )
 
 
-def join(summary: PlanSummary, *, context: dict[str, Any]) -> Any:
+def join(summary: PlanSummary, *, context: dict[str, Any]) -> RunReport:
     """Mux and config, then the mode's report (`Mode.finish`); `context` is the executor's: its name,
     the seconds so far and the frames decoded and cleaned (`Schedule.decode_section`). Returns what
     the mode's finish returns (a `RunReport`)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pipeline.run.plan import Job
 from pipeline.run.progress import Progress, ProgressDisplay
@@ -17,16 +17,20 @@ from pipeline.run.schedule import Schedule, run_search_step, run_step
 from pipeline.run.search_steps import load_search_model
 from pipeline.run.work import Driver, Search, Task
 
+if TYPE_CHECKING:
+    from pipeline.run.mode import RunReport
+    from pipeline.run.search_steps import SearchModel
+
 log = logging.getLogger(__name__)
 
 
-def run_plan(job: Job) -> Any:
+def run_plan(job: Job) -> RunReport:
 
     cfg = job.config
     started, wall = time.perf_counter(), time.time()
     progress = Progress()
     schedule = Schedule(job, progress)
-    model: Any = None
+    model: SearchModel | None = None
     with ProgressDisplay(progress.snapshot, enabled=cfg.run.progress):
         while not schedule.done:
             ready = schedule.ready()

@@ -81,8 +81,8 @@ def frame_matte(shape: tuple[int, int], filled: np.ndarray | None, faces: Sequen
     for face in faces:
         x0, y0, x1, y1 = face.box
         alpha = face.alpha  # a tensor on compose's device (pipeline.frame.compose.Pasted)
-        alpha = alpha.detach().cpu().numpy() if hasattr(alpha, "detach") else np.asarray(alpha)
-        np.maximum(matte[y0:y1, x0:x1], alpha, out=matte[y0:y1, x0:x1])
+        mask = alpha.detach().cpu().numpy() if hasattr(alpha, "detach") else np.asarray(alpha)
+        np.maximum(matte[y0:y1, x0:x1], mask, out=matte[y0:y1, x0:x1])
     return np.clip(np.rint(matte * 255.0), 0, 255).astype(np.uint8)
 
 

@@ -20,10 +20,13 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
+import numpy as np
+
 from pipeline.config import Config
 
 if TYPE_CHECKING:
     from pipeline.faces.scan import ScanResult
+    from pipeline.frame.compose import FacePlacement
     from pipeline.run.plan import PlanSummary
     from pipeline.types import Detection, TrackFrame
 
@@ -58,14 +61,21 @@ class Finish(Protocol[R]):
     ) -> R: ...
 
 
+F = TypeVar("F")  # a hiding mode's record of one face-frame to hide (anonymise: anon.steps.AnonFace)
+
+
 @dataclass(frozen=True)
-class Hider:
-    """A mode that hides faces instead of restoring them: what its compose step calls."""
+class Hider(Generic[F]):
+    """A mode that hides faces instead of restoring them: what its compose step calls. The engine
+    hands its `segment`'s faces to its `frame` and never looks inside them."""
 
     # (scan npz, searched placements by frame, start, end, frame size, cfg) -> faces to hide by frame
-    segment: Callable[[str, Mapping[int, Sequence[Any]], int, int, tuple[int, int], Config], dict[int, Any]]
+    segment: Callable[
+        [str, Mapping[int, Sequence[FacePlacement]], int, int, tuple[int, int], Config],
+        Mapping[int, Sequence[F]],
+    ]
     # (frame image, its faces to hide, gray, cfg) -> (output image, one record per face)
-    frame: Callable[[Any, Sequence[Any], bool, Config], tuple[Any, list[dict[str, Any]]]]
+    frame: Callable[[np.ndarray, Sequence[F], bool, Config], tuple[np.ndarray, list[dict[str, Any]]]]
 
 
 @dataclass(frozen=True)
@@ -85,7 +95,7 @@ class Mode(Generic[R]):
         Callable[[ScanResult, Mapping[int, Sequence[Detection]], Config], dict[str, Any]] | None
     ) = None
     servable: Callable[[TrackFrame, tuple[int, int], Config], bool] | None = None  # None: every face-frame
-    hider: Hider | None = None  # None: faces are restored and pasted (pipeline.frame.compose)
+    hider: Hider[Any] | None = None  # None: faces are restored and pasted (pipeline.frame.compose)
     forget: Callable[[Path, Config], None] | None = None  # (work directory, cfg): when a job ends, however
     output_word: str = "restored"  # a batch item's default output: NAME.<output_word>.mkv
     preset: str | None = None  # the config preset applied before the user's (`reel anonymize`, batch items)

@@ -73,7 +73,7 @@ SCAN_VERSION = "scan-v2"  # v2: per-segment detections and cuts, stitched
 CLEAN_VERSION = "clean-v2"  # v2: with regrain, each frame's grain measured (compose adds it), not added
 CROPS_VERSION = "crops-v2"  # v2: crops per search unit, with each crop's size
 SEARCH_VERSION = "search-v2"  # v2: face images beside the rows (read a frame range at a time)
-GUIDE_VERSION = "guide-v1"  # the reference photos' latents (pipeline.search.guide)
+GUIDE_VERSION = "guide-v2"  # v2: with the reference people's SFace embeddings (the identity term)
 COMPOSE_VERSION = "compose-v4"  # v4: regrain at output resolution (v3: projection, fallback, records)
 
 
@@ -337,13 +337,7 @@ class _Builder:
                 "(set search.chunk_len=0)"
             )
         if job.references is not None and lengths:
-            self.add_guide(job.references)
-            if divided.chunked:
-                log.warning(
-                    "--reference-photos: %d track(s) longer than search.chunk_len are searched in "
-                    "chunks, without the guidance (set search.chunk_len=0 to guide every track)",
-                    len(divided.chunked),
-                )
+            self.add_guide(job.references)  # whole tracks and chunked ones alike are guided
         for i, unit in enumerate(divided.units):
             self.add_unit(i, unit, scan)
         for tid, chunks in divided.chunked.items():
@@ -391,14 +385,16 @@ class _Builder:
         anchors = self.art("search", f"{stem}-anchors.npz")
         progress = ((P.FACE_FRAMES_SEARCHED, len(chunks)),)
         label = f"anchors of track {tid} ({len(chunks)} chunks)"
-        work_a = AnchorsWork(cfg, crop, chunks, anchors)
-        self.add(Step(f"anchors/{tid:06d}", work_a, (anchors,), (f"crops/t{tid:06d}",), progress, label))
+        guided = {"scan": scan, "guide": self.guide} if self.guide is not None else {}
+        work_a = AnchorsWork(cfg, crop, chunks, anchors, **guided)
+        deps_a = (f"crops/t{tid:06d}", *(("guide",) if self.guide is not None else ()))
+        self.add(Step(f"anchors/{tid:06d}", work_a, (anchors,), deps_a, progress, label))
         parts = []
         for chunk in chunks:
             part = self.art("search", f"{stem}-chunk-{chunk.index:04d}.npz")
             progress = ((P.FACE_FRAMES_SEARCHED, chunk.end - chunk.start - 1),)
             label = f"search of track {tid} chunk {chunk.index} (track frames {chunk.start}-{chunk.end})"
-            work_c = ChunkWork(cfg, crop, anchors, chunks, chunk.index, part)
+            work_c = ChunkWork(cfg, crop, anchors, chunks, chunk.index, part, **guided)
             key = f"chunk/{tid:06d}/{chunk.index:04d}"
             self.add(Step(key, work_c, (part,), (f"anchors/{tid:06d}",), progress, label))
             parts.append(part)

@@ -15,6 +15,7 @@ import itertools
 import logging
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 from pipeline.config import Config
 from pipeline.errors import (
@@ -43,8 +44,12 @@ from pipeline.io.sequence import is_sequence, is_sequence_output, set_sequence_r
 from pipeline.io.writer import RGB_MATRICES
 from pipeline.prior.safe_pickle import scan_pickle
 from pipeline.run import lock
+from pipeline.run.frames import open_source
 from pipeline.run.workdir import default_workdir
 from pipeline.types import VideoInfo
+
+if TYPE_CHECKING:
+    from pipeline.io.decode import Video
 
 log = logging.getLogger(__name__)
 
@@ -99,10 +104,18 @@ def output_preset(config: Config, output: Path) -> EncoderPreset:
     return preset
 
 
-def preflight(
-    input: str | Path, output: str | Path, config: Config, *, overwrite: bool = False
-) -> tuple[VideoInfo, EncoderPreset]:
-    """Everything that can be checked before work starts; returns the probed input and the encoder preset.
+class Checked(NamedTuple):
+    """What preflight found: the input as probed and counted, the encoder preset, and the input
+    opened for decoding (its one frame index, which the job's frame count and steps share)."""
+
+    info: VideoInfo
+    preset: EncoderPreset
+    source: Video
+
+
+def preflight(input: str | Path, output: str | Path, config: Config, *, overwrite: bool = False) -> Checked:
+    """Everything that can be checked before work starts (`Checked`: the probed input, the encoder
+    preset and the opened input).
 
     Raises ConfigError (a bad setting, or a preset the output's container cannot hold), OutputError
     (the output exists without `overwrite`, its directory is missing or read-only, it is the input,
@@ -130,8 +143,9 @@ def preflight(
     info = probe(input)
     if not is_sequence_output(output) and not is_sequence(input):
         plan_streams(input, output, CONTAINER_FORMATS[output.suffix.lower()])  # fail now, not after encoding
-    video, io = info.video, config.io
-    info = check_frames(input, info, config)
+    io = config.io
+    source = open_source(input, config)
+    info = check_frames(source, info, config)
     video = info.video
     check_size(output, info, preset, config)
     if config.prior.model is not None:
@@ -151,22 +165,19 @@ def preflight(
                 input,
                 "top" if seen == "tt" else "bottom",
             )
-    return info, preset
+    return Checked(info, preset, source)
 
 
-def check_frames(input: Path, info: VideoInfo, config: Config) -> VideoInfo:
+def check_frames(source: Video, info: VideoInfo, config: Config) -> VideoInfo:
     """Frames present (the demuxed index) against what the container declares: a count it states,
     or else its duration, which the frames' timestamps must cover (a variable-rate Matroska file
     states no count, and its duration x nominal rate means nothing). Missing more than
     io.max_damaged_fraction fails now; fewer are said. Returns `info` with what the index showed:
-    the frame count and whether the rate varies (the probe looked at a few frames only)."""
-    from pipeline.io.decode import frame_index
-
-    video = info.video
-    time_base, pts = frame_index(input)
+    the frame count and whether the rate varies (the probe looked at a few frames only). The index
+    is `source`'s (opened, so it has frames)."""
+    input, video = source.path, info.video
+    time_base, pts = source.time_base, source.pts
     present = len(pts)
-    if present == 0:
-        raise DecodeError(input, "its video stream has no frames")
     if config.io.inverse_telecine:
         return info
     declared: float | None

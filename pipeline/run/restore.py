@@ -10,7 +10,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar, cast
 
 from pipeline.config import Config
 from pipeline.errors import ConfigError
@@ -25,6 +25,10 @@ from pipeline.run.preflight import estimated_bytes, preflight
 from pipeline.run.report import RestoreReport
 from pipeline.run.workdir import WorkDir, default_workdir
 from pipeline.search.units import search_tracks
+from pipeline.types import VideoInfo
+
+if TYPE_CHECKING:
+    from pipeline.faces.choose import References
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +58,6 @@ def make_job(
     mode: Mode[RunReport] = RESTORE,
 ) -> Job:
     """Preflight (settings, output, input, streams) and everything the plan is built from."""
-    from pipeline.io.decode import frame_index
-
     if mode.prepare is not None:
         config = mode.prepare(config)  # the mode's own checks and rules (anonymise: never chunked)
     if config.run.executor not in EXECUTORS:
@@ -63,7 +65,7 @@ def make_job(
     input, output = Path(input), Path(output)
 
     config, _ = resolve(config, input)  # film: "auto" inverse telecine measured, drawn faces' prior chosen
-    info, preset = preflight(input, output, config, overwrite=overwrite)
+    info, preset, source = preflight(input, output, config, overwrite=overwrite)
 
     people = choice_of(config.people.only, config.people.exclude)  # photos checked before any work
     references = _references(config, mode)
@@ -75,7 +77,7 @@ def make_job(
             "this run only exercises the pipeline",
             description,
         )
-    frames = len(frame_index(input)[1])
+    frames = source.frames  # the decoded stream's index, read once by preflight's open_source
     workdir = default_workdir(output, config.run.workdir)
     faces = mode.faces_without_model or model is not None
     return Job(
@@ -98,7 +100,7 @@ def make_job(
     )
 
 
-def _references(config: Config, mode: Mode[Any]) -> Any:
+def _references(config: Config, mode: Mode[RunReport]) -> References | None:
     """The reference photos that guide the search (`people.reference`), checked before any work;
     None without them. Only a mode that searches the prior (restore) with a model can use them."""
     from pipeline.faces.choose import load_references
@@ -114,7 +116,7 @@ def _references(config: Config, mode: Mode[Any]) -> Any:
     return load_references(config.people.reference)
 
 
-def _room_for_frames(workdir: Path, output: Path, info: Any, frames: int) -> bool:
+def _room_for_frames(workdir: Path, output: Path, info: VideoInfo, frames: int) -> bool:
     """Whether the work directory's disk holds the stored frames beside what the run writes (else the
     steps decode and clean their own frames, as without a store: slower, nothing else changes)."""
     import shutil
@@ -167,8 +169,8 @@ def restore(
             from pipeline.run.local import run_plan
         else:
             from pipeline.run.ray_exec import run_plan
-        report: R = run_plan(job)
-        return report
+        # the job's mode is `mode` (a Job holds it as Mode[RunReport]): its finish made an R
+        return cast(R, run_plan(job))
     finally:
         if mode.forget is not None:
             mode.forget(workdir, config)

@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import JobError, PipelineError
 from pipeline.faces import store
@@ -28,6 +28,9 @@ from pipeline.run.frames import frame_counts, one_thread
 from pipeline.run.plan import Job, Plan, Step, build_plan
 from pipeline.run.progress import Progress
 from pipeline.run.work import Search, StepKind
+
+if TYPE_CHECKING:
+    from pipeline.run.search_steps import SearchModel
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +196,7 @@ class Schedule:
             log.info("%s: done earlier, skipped", step.label)
 
 
-def run_step(work: Callable[[], Any], retries: int, label: str) -> dict[str, Any]:
+def run_step(work: Callable[[], object], retries: int, label: str) -> dict[str, Any]:
     """Call a step with one thread per library, retrying unexpected errors; returns its result and
     the seconds it took (the same wrapper in-process and in a Ray worker)."""
 
@@ -223,6 +226,6 @@ def run_step(work: Callable[[], Any], retries: int, label: str) -> dict[str, Any
     raise AssertionError("unreachable")
 
 
-def run_search_step(model: Any, work: Search, retries: int, label: str) -> dict[str, Any]:
+def run_search_step(model: SearchModel, work: Search, retries: int, label: str) -> dict[str, Any]:
     """`run_step` for a search step: `work(model)` with the worker's loaded generator."""
     return run_step(functools.partial(work, model), retries, label)

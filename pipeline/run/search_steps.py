@@ -36,6 +36,7 @@ from pipeline.run.steps import load_crops, save_track
 from pipeline.types import FaceRestoration, Track
 
 if TYPE_CHECKING:
+    from pipeline.faces.choose import References
     from pipeline.prior.stylegan2 import Generator
     from pipeline.search.latent_space import GaussianizedW
     from pipeline.search.plan import Chunk
@@ -118,7 +119,7 @@ def search_unit(
     return {"faces": len(faces)}
 
 
-def references_step(model: SearchModel, cfg: Config, references: Any, out: str) -> dict[str, int]:
+def references_step(model: SearchModel, cfg: Config, references: References, out: str) -> dict[str, int]:
     """Align every reference photo (as the scan aligns faces) and invert each person's photos into
     latents with the search (pipeline.search.guide); stored per person (by their index)."""
     from pipeline.faces.choose import reference_crop
@@ -129,17 +130,22 @@ def references_step(model: SearchModel, cfg: Config, references: Any, out: str) 
     with model.lock:
         latents = reference_latents(model.G, model.space, crops, settings=cfg.search, device=model.device)
     names = np.array(references.names, str)
-    save_arrays(out, names=names, latents=np.concatenate([lat.numpy() for lat in latents]))
+    embeddings = np.asarray(references.embeddings, np.float32)  # [P, 128] SFace (the identity term)
+    save_arrays(
+        out, names=names, latents=np.concatenate([lat.numpy() for lat in latents]), embeddings=embeddings
+    )
     log.info("reference photos: %d person(s), %d photo(s) inverted", len(crops), sum(map(len, crops)))
     return {"faces": 0}
 
 
 def _guides(scan_path: str, guide_path: str, unit: set[int]) -> dict[int, Any]:
-    """Per track of `unit` whose person is guided: their reference person's latents [1, num_ws, w_dim]."""
+    """Per track of `unit` whose person is guided: their reference person (a `Guide`: latents
+    [1, num_ws, w_dim] and SFace embedding [128])."""
     import torch
 
     from pipeline.faces import store
     from pipeline.faces.people import people_from_arrays
+    from pipeline.search.state import Guide
 
     a = load_arrays(scan_path)
     refs = load_arrays(guide_path)
@@ -150,20 +156,39 @@ def _guides(scan_path: str, guide_path: str, unit: set[int]) -> dict[int, Any]:
         for t in p.tracks:
             if p.guide in by_name and t in unit:
                 i = by_name[p.guide]
-                out[t] = torch.from_numpy(np.array(refs["latents"][i : i + 1]))
+                latents = torch.from_numpy(np.array(refs["latents"][i : i + 1]))
+                embedding = (
+                    torch.from_numpy(np.array(refs["embeddings"][i])) if "embeddings" in refs else None
+                )
+                out[t] = Guide(latents, embedding)
     return out
 
 
+def _track_guide(scan_path: str | None, guide_path: str | None, crops: Sequence[Any]) -> Any:
+    """The reference person guiding a chunked track (a Guide), or None."""
+    if scan_path is None or guide_path is None or not crops:
+        return None
+    tid = int(crops[0].track_id)
+    return _guides(scan_path, guide_path, {tid}).get(tid)
+
+
 def search_anchors_step(
-    model: SearchModel, cfg: Config, crops_path: str, chunks: Sequence[Chunk], out: str
+    model: SearchModel,
+    cfg: Config,
+    crops_path: str,
+    chunks: Sequence[Chunk],
+    out: str,
+    scan_path: str | None = None,
+    guide_path: str | None = None,  # the references step's latents: a recognised person is guided
 ) -> dict[str, int]:
     """The anchor chain of one chunked track (one frame per chunk), stored with the anchors' states."""
     from pipeline.search.units import search_anchors, states_to_arrays
 
     pin_torch()
     crops = load_crops(crops_path)
+    guide = _track_guide(scan_path, guide_path, crops)
     with model.lock:
-        faces, states = search_anchors(model.G, model.space, crops, chunks, cfg, model.device)
+        faces, states = search_anchors(model.G, model.space, crops, chunks, cfg, model.device, guide)
     save_arrays(out, **store.restorations_to_arrays(faces), **states_to_arrays(states))
     return {"faces": len(faces)}
 
@@ -176,6 +201,8 @@ def search_chunk_step(
     chunks: Sequence[Chunk],
     index: int,
     out: str,
+    scan_path: str | None = None,
+    guide_path: str | None = None,  # the references step's latents: a recognised person is guided
 ) -> dict[str, int]:
     """One chunk of a chunked track, from its anchor's stored state, landing on the next anchor's."""
     from pipeline.search.units import search_chunk, states_from_arrays
@@ -184,9 +211,10 @@ def search_chunk_step(
     crops = load_crops(crops_path)
     states = states_from_arrays(load_arrays(anchors_path))
     after = states[index + 1] if index + 1 < len(states) else None
+    guide = _track_guide(scan_path, guide_path, crops)
     with model.lock:
         faces = search_chunk(
-            model.G, model.space, crops, chunks, index, states[index], after, cfg, model.device
+            model.G, model.space, crops, chunks, index, states[index], after, cfg, model.device, guide
         )
     save_arrays(out, **store.restorations_to_arrays(faces))
     return {"faces": len(faces)}

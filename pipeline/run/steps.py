@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -66,12 +66,15 @@ from pipeline.run.frames import (
 )
 from pipeline.run.mode import Hider, Mode, RunReport
 from pipeline.run.report import identity_from_arrays, identity_to_arrays
-from pipeline.types import Detection, FaceCrop, FaceRestoration, Track, VideoFrame, VideoInfo
+from pipeline.types import Detection, FaceCrop, FaceRestoration, Track, TrackFrame, VideoFrame, VideoInfo
 
 if TYPE_CHECKING:
+    from torch import Tensor
+
     from pipeline.faces.choose import PeopleChoice, References
     from pipeline.faces.people import Person
     from pipeline.faces.scan import Embeddings
+    from pipeline.frame.compose import FacePlacement, Pasted
 
 __all__ = [
     "CUT_WINDOW",
@@ -89,6 +92,17 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+Upscale = Callable[[np.ndarray], np.ndarray]  # a whole frame upscaled (pipeline.frame.upscale.make_upscaler)
+
+
+class _Picture(Protocol):
+    @property
+    def image(self) -> np.ndarray: ...
+
+
+P = TypeVar("P", bound=_Picture)  # a decoded frame (VideoFrame, or a stored segment's)
+F = TypeVar("F")  # a hiding mode's face record (`Hider`)
 
 CUT_WINDOW = 2  # frames the adaptive cut detector looks either side of a frame (PySceneDetect's default)
 GRAY_FRAMES = 5  # first frames of the video that decide black and white (as faces.scan.scan_frames)
@@ -115,7 +129,7 @@ def clean_step(video: str, info: VideoInfo, cfg: Config, segment: CleanSegment) 
     frames = read_frames(video, cfg, segment.start, segment.end)
     with frames, atomic_path(segment.frames) as tmp:
         assert isinstance(frames, Frames)
-        out: Any = None
+        out: np.memmap | None = None
         for frame in frames:
             if out is None:
                 shape = (segment.end - segment.start, *frame.image.shape)
@@ -226,7 +240,7 @@ def scan_segment(
     return {"frames": end - start, "detections": len(found)}
 
 
-def scan_whole(video: str | Path, cfg: Config) -> Any:
+def scan_whole(video: str | Path, cfg: Config) -> ScanResult:
     """One scan of the whole video in one pass (`pipeline.faces.scan.scan_frames`): what the segment
     steps and the stitch give together (the reference of their tests, and of scripts/bench_scan.py)."""
 
@@ -356,7 +370,7 @@ def crops_step(
     scanned = store.scan_from_arrays(load_arrays(scan_path))
     wanted = set(track_ids)
     tracks = [t for t in scanned.tracks if t.track_id in wanted]
-    rows: dict[int, list[Any]] = defaultdict(list)
+    rows: dict[int, list[TrackFrame]] = defaultdict(list)
     size = (info.video.width, info.video.height)
     for track in tracks:
         for row in mode.crops_of(track.frames, size, cfg):
@@ -452,7 +466,9 @@ def face_rows(npz: str | Path) -> tuple[list[dict[str, Any]], dict[str, float] |
 # ----------------------------------------------------------------------------- compose
 
 
-def load_placements(sources: Sequence[tuple[str, str, str]], start: int, end: int) -> dict[int, list[Any]]:
+def load_placements(
+    sources: Sequence[tuple[str, str, str]], start: int, end: int
+) -> dict[int, list[FacePlacement]]:
     """frame index -> FacePlacements of frames [start, end), from (crops, search npz, search npy)
     paths of the tracks shown there: only this segment's faces are read."""
     from pipeline.frame.compose import FacePlacement
@@ -478,7 +494,7 @@ def _writer(
     info: VideoInfo,
     cfg: Config,
     native: str | None = None,
-) -> Any:
+) -> VideoWriter:
 
     vs = info.video
     return VideoWriter(
@@ -518,14 +534,14 @@ def film_stats_path(records_path: str) -> str:
     return records_path.removesuffix(".records.json") + ".film.json"
 
 
-def make_upscaler(cfg: Config) -> Any:
+def make_upscaler(cfg: Config) -> Upscale:
     """The whole-frame upscaler compose uses: the learned model when `upscale.model` is set (loaded
     once per process), else the classical `cfg.upscale.method` (pipeline.frame.upscale)."""
 
     return film_upscaler(cfg)
 
 
-def compose_device(upscaler: Any, cfg: Config | None = None) -> str:
+def compose_device(upscaler: Upscale | None, cfg: Config | None = None) -> str:
     """Where compose's torch stages run: a learned upscaler's device (the step then holds a GPU
     share under Ray); without one, the CUDA device `film.device` or `run.device` names outright
     (then the plain upscale runs there too: `plain_on_device`), else the CPU. `run.device=auto`
@@ -540,18 +556,18 @@ def compose_device(upscaler: Any, cfg: Config | None = None) -> str:
     return "cpu"
 
 
-def plain_on_device(upscaler: Any, device: str) -> bool:
+def plain_on_device(upscaler: Upscale | None, device: str) -> bool:
     """Whether compose's classical upscale runs in torch on `device` (a CUDA device and no learned
     upscaler; on the CPU OpenCV's polyphase filter stays, it is the faster)."""
     return device.startswith("cuda") and getattr(upscaler, "device", None) is None
 
 
-def upscaled_frames(frames: Iterable[Any], upscaler: Any) -> Iterator[tuple[Any, np.ndarray | None]]:
+def upscaled_frames(frames: Iterable[P], upscaler: Upscale | None) -> Iterator[tuple[P, np.ndarray | None]]:
     """Each frame with its upscale (None without an upscaler): a learned upscaler's frames go
     through its `many`, `upscaler.batch` at a time (one forward pass per tile for the lot)."""
     many = getattr(upscaler, "many", None)
     n = max(1, int(getattr(upscaler, "batch", 1))) if many is not None else 1
-    group: list[Any] = []
+    group: list[P] = []
     for frame in frames:
         group.append(frame)
         if len(group) < n:
@@ -562,7 +578,9 @@ def upscaled_frames(frames: Iterable[Any], upscaler: Any) -> Iterator[tuple[Any,
         yield from _upscale_group(group, upscaler, many)
 
 
-def _upscale_group(group: list[Any], upscaler: Any, many: Any) -> Iterator[tuple[Any, np.ndarray | None]]:
+def _upscale_group(
+    group: list[P], upscaler: Upscale | None, many: Callable[[list[np.ndarray]], Iterable[np.ndarray]] | None
+) -> Iterator[tuple[P, np.ndarray | None]]:
     if upscaler is None:
         ups: list[np.ndarray | None] = [None] * len(group)
     elif many is not None:
@@ -573,7 +591,7 @@ def _upscale_group(group: list[Any], upscaler: Any, many: Any) -> Iterator[tuple
 
 
 def _hidden(
-    hider: Hider, frame: VideoFrame, faces: Sequence[Any], gray: bool, cfg: Config, regrain: Regrain | None
+    hider: Hider[F], frame: VideoFrame, faces: Sequence[F], gray: bool, cfg: Config, regrain: Regrain | None
 ) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """A frame of a mode that hides faces: `faces` hidden (`Hider.frame`), the film's grain added
     back at the output's size when the film is regrained."""
@@ -586,12 +604,12 @@ def _hidden(
 
 def _composed(
     frames: Iterable[VideoFrame],
-    by_frame: Mapping[int, Sequence[Any]],
-    hide: Mapping[int, Sequence[Any]],
-    hider: Hider | None,
+    by_frame: Mapping[int, Sequence[FacePlacement]],
+    hide: Mapping[int, Sequence[F]],
+    hider: Hider[F] | None,
     gray: bool,
     cfg: Config,
-) -> Iterator[tuple[VideoFrame, np.ndarray, list[dict[str, Any]], list[Any]]]:
+) -> Iterator[tuple[VideoFrame, np.ndarray, list[dict[str, Any]], list[Pasted]]]:
     """Each frame of a compose segment as written: (frame, output image, its face records, the
     faces pasted in it); faces restored and pasted, or, for a mode that hides faces, hidden."""
     from pipeline.frame.compose import Steadiness, compose_frame
@@ -602,10 +620,11 @@ def _composed(
     on_device = hider is None and plain_on_device(upscaler, device)
     steadiness = Steadiness()  # faces' records: output vs footage change along each track
     regrain = Regrain(cfg.film.grain_seed) if cfg.film.grain == "regrain" else None
-    for frame, up in upscaled_frames(frames, None if on_device else upscaler):
+    for frame, batch_up in upscaled_frames(frames, None if on_device else upscaler):
+        up: Tensor | np.ndarray | None = batch_up
         if on_device:  # the plain upscale in torch on the device, the paste there too
             up = upscale_on(frame.image, cfg.upscale.scale, cfg.upscale.method, device)
-        faces: list[Any] = []
+        faces: list[Pasted] = []
         if hider is not None:
             image, rows = _hidden(hider, frame, hide.get(frame.index, ()), gray, cfg, regrain)
         else:
@@ -641,12 +660,12 @@ def compose_step(
     from pipeline.run.matte import SegmentMatte
 
     by_frame = load_placements(sources, start, end)
-    hide: dict[int, list[Any]] = {}
+    hide: Mapping[int, Sequence[object]] = {}  # a hiding mode's faces, passed on to its `frame`
     hider = mode.hider
     if hider is not None and scan_path is not None:  # every face-frame of the scan is hidden
         hide = hider.segment(scan_path, by_frame, start, end, (info.video.width, info.video.height), cfg)
     records: list[dict[str, Any]] = []
-    writer: Any = None
+    writer: VideoWriter | None = None
     matte = SegmentMatte(out_records) if cfg.film.matte else None  # provenance matte (pipeline.run.matte)
     frames = read_frames(video, cfg, start, end, stored=stored)
     try:

@@ -31,6 +31,7 @@ from pipeline.types import VideoInfo
 
 if TYPE_CHECKING:
     from pipeline.faces.choose import PeopleChoice, References
+    from pipeline.run.mode import RunReport
     from pipeline.run.plan import PlanSummary
     from pipeline.run.search_steps import SearchModel
     from pipeline.search.plan import Chunk
@@ -110,7 +111,7 @@ class Driver:
 
     kind: ClassVar[StepKind]
 
-    def __call__(self, *, context: dict[str, Any]) -> Any:
+    def __call__(self, *, context: dict[str, Any]) -> RunReport:
         raise NotImplementedError
 
 
@@ -227,9 +228,13 @@ class AnchorsWork(Search):
     crops: str
     chunks: Sequence[Chunk]
     out: str
+    scan: str | None = None  # the stitched scan (whose person each track is), when guided
+    guide: str | None = None  # the guide step's latents (reference photos), when guided
 
     def __call__(self, model: SearchModel) -> dict[str, int]:
-        return search_steps.search_anchors_step(model, self.cfg, self.crops, self.chunks, self.out)
+        return search_steps.search_anchors_step(
+            model, self.cfg, self.crops, self.chunks, self.out, self.scan, self.guide
+        )
 
 
 @dataclass(frozen=True)
@@ -242,10 +247,20 @@ class ChunkWork(Search):
     chunks: Sequence[Chunk]
     index: int  # which chunk
     out: str
+    scan: str | None = None  # the stitched scan (whose person each track is), when guided
+    guide: str | None = None  # the guide step's latents (reference photos), when guided
 
     def __call__(self, model: SearchModel) -> dict[str, int]:
         return search_steps.search_chunk_step(
-            model, self.cfg, self.crops, self.anchors, self.chunks, self.index, self.out
+            model,
+            self.cfg,
+            self.crops,
+            self.anchors,
+            self.chunks,
+            self.index,
+            self.out,
+            self.scan,
+            self.guide,
         )
 
 
@@ -315,5 +330,5 @@ class JoinWork(Driver):
 
     summary: PlanSummary
 
-    def __call__(self, *, context: dict[str, Any]) -> Any:
+    def __call__(self, *, context: dict[str, Any]) -> RunReport:
         return join.join(self.summary, context=context)

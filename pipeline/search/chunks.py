@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,7 +24,7 @@ from pipeline.config import SearchConfig
 from pipeline.search.latent_space import GaussianizedW
 from pipeline.search.plan import Chunk, plan_chunks
 from pipeline.search.search import search
-from pipeline.search.state import SearchState
+from pipeline.search.state import Guide, SearchState
 from pipeline.search.track import (
     TrackInput,
     crop_to_tensor,
@@ -51,10 +52,12 @@ def restore_track_chunked(
     device: torch.device | str = "cpu",
     track_id: int = 0,
     frame_indices: Sequence[int] | None = None,
+    guide: Guide | None = None,
 ) -> tuple[list[FaceRestoration], SearchState]:
     """Restore a track as anchors + chunks (settings.chunk_len, settings.chunk_landing).
 
-    The anchors' steps count in the mean steps per frame, so the cost of chunking is visible.
+    The anchors' steps count in the mean steps per frame, so the cost of chunking is visible. With
+    `guide` (a reference person) every anchor and every chunk is guided as a whole track is.
     """
     n = len(crops)
     indices = list(frame_indices) if frame_indices is not None else list(range(n))
@@ -69,6 +72,8 @@ def restore_track_chunked(
             device=device,
             track_id=track_id,
             frame_indices=indices,
+            guide=guide.latents if guide is not None else None,
+            guide_embedding=guide.embedding if guide is not None else None,
         )
     no_smooth = replace(settings, smooth_sigma=0.0)  # smoothing, if asked, runs once over the whole track
 
@@ -82,6 +87,7 @@ def restore_track_chunked(
         gray=gray,
         device=device,
         track_id=track_id,
+        guide=guide,
     )
 
     # 2. the chunks, each from its anchor, landing next to the following anchor (one work unit each)
@@ -95,6 +101,7 @@ def restore_track_chunked(
             anchor_states[c.index + 1] if c.index + 1 < len(chunks) else None,
             landing=settings.chunk_landing,
             gray=gray,
+            guide=guide,
         )
         for c in chunks
     ]
@@ -123,22 +130,31 @@ def solve_anchors(
     gray: bool = False,
     device: torch.device | str = "cpu",
     track_id: int = 0,
+    guide: Guide | None = None,
 ) -> tuple[list[FaceRestoration], list[SearchState]]:
     """The anchor chain of a chunked track: anchor 0 cold, each next one warm-started from the one
-    before with the cold step budget. Returns each anchor's restoration and state (on the CPU)."""
+    before with the cold step budget. Returns each anchor's restoration and state (on the CPU).
+    With `guide` every anchor is guided (anchor 0 starts from the reference latents)."""
     no_smooth = replace(settings, smooth_sigma=0.0)
     anchor_settings = replace(no_smooth, warm_steps=settings.steps)  # a long jump: the full budget
+    guided: dict[str, Any] = {}
+    if guide is not None:
+        embedding = guide.embedding.reshape(1, -1) if guide.embedding is not None else None
+        guided = {"guide": guide.latents.reshape(1, *guide.latents.shape[-2:]), "guide_embedding": embedding}
     anchors: list[FaceRestoration] = []
     states: list[SearchState] = []
     for crop, frame in zip(anchor_crops, anchor_indices, strict=True):
         target = [crop_to_tensor(crop, f"track {track_id} frame {frame}")]
         if not states:
             seeds = [track_seed(settings.seed, track_id)]
-            res = search(G, target, settings=no_smooth, space=space, gray=gray, seeds=seeds, device=device)
+            res = search(
+                G, target, settings=no_smooth, space=space, gray=gray, seeds=seeds, device=device, **guided
+            )
         else:
             res = search(
-                G, target, settings=anchor_settings, space=space, gray=gray, prev=states[-1], device=device
-            )
+                G, target, settings=anchor_settings, space=space, gray=gray, prev=states[-1], device=device,
+                **guided,
+            )  # fmt: skip
         anchors.append(to_restoration(track_id, frame, res, 0, int(res.steps[0])))
         states.append(res.state.detach())
     return anchors, states
@@ -154,9 +170,11 @@ def chunk_input(
     *,
     landing: int,
     gray: bool = False,
+    guide: Guide | None = None,
 ) -> TrackInput:
     """A chunk's work unit: its frames after its anchor (`crops`, `indices`: the whole track's), warm-
-    started from the anchor and landing over its last `landing` frames on the next anchor (if any)."""
+    started from the anchor and landing over its last `landing` frames on the next anchor (if any);
+    guided towards `guide` (a reference person) when given."""
     return TrackInput(
         track_id,
         crops[chunk.start + 1 : chunk.end],
@@ -165,4 +183,6 @@ def chunk_input(
         prev_state=anchor_state,
         arrive_state=next_anchor_state,
         arrive_frames=landing,
+        guide=guide.latents if guide is not None else None,
+        guide_embedding=guide.embedding if guide is not None else None,
     )

@@ -26,6 +26,7 @@ import torch
 
 from pipeline.config import SearchConfig
 from pipeline.errors import SearchError
+from pipeline.search.identity import identity_loss
 from pipeline.search.latent_space import GaussianizedW
 from pipeline.search.loss import downscale, geocross, pull
 from pipeline.search.optim import SphericalAdam, cold_schedule, warm_schedule
@@ -131,6 +132,8 @@ class _Work:
     prog: _Progress
     guide_w: torch.Tensor | None = None  # [n] float: weight of the pull towards guide_v (0: unguided)
     guide_v: torch.Tensor | None = None  # [n, num_ws, w_dim] a reference person's latents (None: none)
+    ident_w: torch.Tensor | None = None  # [n] float: weight of the SFace identity term (0: off)
+    ident_v: torch.Tensor | None = None  # [n, 128] the reference person's SFace embedding (None: no term)
 
     def take(self, keep: torch.Tensor) -> _Work:
         """The faces keep [n'] (long indices into this work), with all they carry."""
@@ -158,7 +161,9 @@ def _loss(
     max_res: int | None,
     full_low: torch.Tensor | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(total [n], mse [n]) at the current parameters: the fit, GEOCROSS and the pull to frame t-1.
+    """(total [n], mse [n]) at the current parameters: the fit, GEOCROSS, the pull to frame t-1 and,
+    for guided faces, the pull to the reference latents and the SFace identity term (on the image the
+    fit sees: `search` runs the full synthesis when the identity term is on).
 
     full_low: a fresh full render downscaled to max_res [n, C, r, r]; the residual becomes what it adds to
     this iteration's truncated image (so the fit is exactly that of the full render now).
@@ -176,6 +181,8 @@ def _loss(
         total = total + w.pull_w * pull(v, w.pull_v, ps[1:], w.pull_noise)
     if w.guide_v is not None and w.guide_w is not None:
         total = total + w.guide_w * (v - w.guide_v).pow(2).mean((1, 2))
+    if w.ident_v is not None and w.ident_w is not None:
+        total = total + w.ident_w * identity_loss(img, w.ident_v)
     return total, mse
 
 
@@ -254,9 +261,11 @@ def _start_work(
     max_res: int | None,
     guide: torch.Tensor | None,
     guide_weight: torch.Tensor | None,
+    identity: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> _Work:
     """The optimiser's state for every face of `batch`, from `start`: its parameters, budgets,
-    learning rates, pulls and guidance (warm faces: the warm ones)."""
+    learning rates, pulls and guidance (warm faces: the warm ones). identity: (reference embeddings
+    [B, 128], the identity term's weights [B]), or None (no identity term)."""
     device = start.latents.device
     B = len(start)
     n_noise = len(G.noise_shapes(max_res))  # type: ignore[operator]  # maps the synthesis uses
@@ -291,6 +300,8 @@ def _start_work(
         prog=_Progress.start(start),
         guide_w=guide_w,
         guide_v=guide.detach().to(device) if guide is not None else None,
+        ident_w=identity[1].to(device, torch.float32) if identity is not None else None,
+        ident_v=identity[0].detach().to(device, torch.float32) if identity is not None else None,
     )
 
 
@@ -306,6 +317,7 @@ def optimise(
     max_res: int | None,
     guide: torch.Tensor | None = None,  # [B, num_ws, w_dim] reference latents (pipeline.search.guide)
     guide_weight: torch.Tensor | None = None,  # [B] weight of the pull towards `guide` (0: unguided)
+    identity: tuple[torch.Tensor, torch.Tensor] | None = None,  # ([B, 128] embeddings, [B] weights)
 ) -> tuple[SearchState, torch.Tensor]:
     """Run the spherical optimiser until every face stops; returns (best state per face, steps [B]).
 
@@ -317,7 +329,7 @@ def optimise(
     device = start.latents.device
     B = len(start)
     any_warm, all_warm = bool(warm.any()), bool(warm.all())
-    w = _start_work(G, batch, start, pull_to, warm, settings, max_res, guide, guide_weight)
+    w = _start_work(G, batch, start, pull_to, warm, settings, max_res, guide, guide_weight, identity)
     best = SearchState(start.latents.detach().clone(), [n.detach().clone() for n in start.noise])
     steps = torch.zeros(B, dtype=torch.long, device=device)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -64,6 +64,41 @@ def _start_from_guide(start: SearchState, guide: torch.Tensor, rows: torch.Tenso
     lat = start.latents.clone()
     lat[rows] = guide[rows].to(lat.dtype)
     return SearchState(lat, [n.clone() for n in start.noise])
+
+
+@dataclass(frozen=True)
+class _Guidance:
+    """How a batch is guided: its start, which faces, the pull and the identity term."""
+
+    start: SearchState
+    guided: torch.Tensor  # [B] bool
+    latents: torch.Tensor | None = None  # [B, num_ws, w_dim]
+    weight: torch.Tensor | None = None  # [B] the pull's weight (0 where unguided)
+    identity: tuple[torch.Tensor, torch.Tensor] | None = None  # ([B, 128] embeddings, [B] weights)
+
+
+def _guidance(
+    start: SearchState,
+    warm: torch.Tensor,
+    guide: torch.Tensor | None,
+    guide_mask: torch.Tensor | None,
+    embedding: torch.Tensor | None,
+    settings: SearchConfig,
+) -> _Guidance:
+    """The batch's guidance (see `search`); cold guided faces start from the guide (guide_start)."""
+    dev = start.latents.device
+    guided = torch.zeros(len(start), dtype=torch.bool, device=dev)
+    if guide is None:
+        return _Guidance(start, guided)
+    guide = guide.to(dev)
+    guided = torch.ones_like(guided) if guide_mask is None else guide_mask.to(dev, torch.bool).clone()
+    weight = torch.where(guided, settings.guide_weight, 0.0).to(dev)
+    if settings.guide_start:
+        start = _start_from_guide(start, guide, guided & ~warm)
+    identity = None
+    if embedding is not None and settings.identity_weight > 0:
+        identity = (embedding.to(dev), torch.where(guided, settings.identity_weight, 0.0).to(dev))
+    return _Guidance(start, guided, guide, weight, identity)
 
 
 def _search_again(
@@ -141,6 +176,7 @@ def search(
     device: torch.device | str = "cpu",
     guide: torch.Tensor | None = None,
     guide_mask: torch.Tensor | None = None,
+    guide_embedding: torch.Tensor | None = None,
 ) -> SearchResult:
     """Search a batch of faces; returns per face the latents, the full image and its measured consistency.
 
@@ -154,6 +190,10 @@ def search(
         where guide_mask [B] is True (None: all): they are pulled towards it with settings.guide_weight,
         and cold ones start from it (settings.guide_start). A guided face that misses the bound is
         searched again without the pull: the guidance only chooses among consistent solutions.
+    guide_embedding: [B, 128] the reference person's SFace embedding per face: with
+        settings.identity_weight > 0, guided faces' loss adds that weight x (1 - the cosine of their
+        image's SFace embedding to it) (pipeline.search.identity); dropped, like the pull, for a face
+        searched again because it missed the bound.
     The loss runs on a truncated synthesis when the targets are small (settings.truncate_factor); the
     full image is then rendered and checked, and a face whose full image misses the bound is refined on
     the full synthesis with a warm budget.
@@ -174,19 +214,13 @@ def search(
 
     start = _start(G, init, prev, warm, seeds, dev)
     pull_to = prev.to(dev) if prev is not None else None
-    guided = torch.zeros(B, dtype=torch.bool, device=dev)
-    weight = None
-    if guide is not None:
-        guide = guide.to(dev)
-        guided = torch.ones_like(guided) if guide_mask is None else guide_mask.to(dev, torch.bool).clone()
-        weight = torch.where(guided, settings.guide_weight, 0.0).to(dev)
-        if settings.guide_start:
-            start = _start_from_guide(start, guide, guided & ~warm)
-
-    max_res = _truncated_res(G, batch, settings.truncate_factor)
+    guidance = _guidance(start, warm, guide, guide_mask, guide_embedding, settings)
+    start, guided = guidance.start, guidance.guided
+    # SFace must see the whole face: with the identity term on, the fit runs on the full synthesis
+    max_res = None if guidance.identity else _truncated_res(G, batch, settings.truncate_factor)
     state, steps = optimise(
         G, space, batch, start, pull_to=pull_to, warm=warm, settings=settings, max_res=max_res,
-        guide=guide, guide_weight=weight,
+        guide=guidance.latents, guide_weight=guidance.weight, identity=guidance.identity,
     )  # fmt: skip
     with torch.no_grad():
         images = render(G, space, state, autocast=settings.autocast)

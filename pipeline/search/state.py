@@ -8,6 +8,14 @@ from dataclasses import dataclass
 import torch
 
 
+@dataclass(frozen=True)
+class Guide:
+    """A reference person as a guided track's search sees them (pipeline.search.guide)."""
+
+    latents: torch.Tensor  # [1, num_ws, w_dim] inverted from their photos (Gaussianised)
+    embedding: torch.Tensor | None = None  # [128] unit SFace embedding of their photos (identity term)
+
+
 @dataclass
 class SearchState:
     """Everything that defines a face's image: Gaussianised latents and every noise map.

@@ -38,6 +38,7 @@ class TrackInput:
     guide: torch.Tensor | None = (
         None  # [1, num_ws, w_dim] its reference person's latents (pipeline.search.guide)
     )
+    guide_embedding: torch.Tensor | None = None  # [128] their SFace embedding (search.identity_weight)
 
 
 def track_seed(seed: int, track_id: int) -> int:
@@ -184,7 +185,7 @@ def _search_step(
     """
     warm = torch.tensor([p is not None for p in prev])
     seeds = [track_seed(settings.seed, tr.track_id) for tr in tracks]
-    guide, guide_mask = _guides(tracks, G)
+    guide, guide_mask, embedding = _guides(tracks, G)
     if not bool(warm.any()):
         return search(
             G,
@@ -196,6 +197,7 @@ def _search_step(
             device=device,
             guide=guide,
             guide_mask=guide_mask,
+            guide_embedding=embedding,
         )
     cold_rows = [i for i, p in enumerate(prev) if p is None]
     fresh = random_state(G, [seeds[i] for i in cold_rows]) if cold_rows else None
@@ -223,19 +225,32 @@ def _search_step(
         device=device,
         guide=guide,
         guide_mask=guide_mask,
+        guide_embedding=embedding,
     )
 
 
 def _guides(
     tracks: Sequence[TrackInput], G: torch.nn.Module
-) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """The tracks' reference latents [B, num_ws, w_dim] (zeros where a track has none) and which
-    tracks have one [B] (None, None: no track of the batch is guided)."""
+) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """The tracks' reference latents [B, num_ws, w_dim] (zeros where a track has none), which tracks
+    have one [B], and their SFace embeddings [B, 128] (None unless every guided track has one;
+    zeros for the others). (None, None, None): no track of the batch is guided."""
     if all(tr.guide is None for tr in tracks):
-        return None, None
+        return None, None, None
     shape = (int(G.num_ws), int(G.w_dim))  # type: ignore[arg-type]
     rows = [tr.guide.reshape(shape).float() if tr.guide is not None else torch.zeros(shape) for tr in tracks]
-    return torch.stack(rows), torch.tensor([tr.guide is not None for tr in tracks])
+    mask = torch.tensor([tr.guide is not None for tr in tracks])
+    embedding = None
+    if all(tr.guide_embedding is not None for tr in tracks if tr.guide is not None):
+        embedding = torch.stack(
+            [
+                tr.guide_embedding.reshape(-1).float()
+                if tr.guide is not None and tr.guide_embedding is not None
+                else torch.zeros(128)
+                for tr in tracks
+            ]
+        )
+    return torch.stack(rows), mask, embedding
 
 
 def restore_track(
@@ -250,11 +265,15 @@ def restore_track(
     frame_indices: Sequence[int] | None = None,
     prev_state: SearchState | None = None,
     guide: torch.Tensor | None = None,
+    guide_embedding: torch.Tensor | None = None,
 ) -> tuple[list[FaceRestoration], SearchState]:
     """Restore one track frame by frame with warm starts; returns the restorations and the last state.
-    guide: [1, num_ws, w_dim] a reference person's latents steering the search (pipeline.search.guide)."""
+    guide: [1, num_ws, w_dim] a reference person's latents steering the search (pipeline.search.guide);
+    guide_embedding: [128] their SFace embedding (the identity term, search.identity_weight)."""
     indices = list(frame_indices) if frame_indices is not None else list(range(len(crops)))
-    track = TrackInput(track_id, crops, indices, gray, prev_state, guide=guide)
+    track = TrackInput(
+        track_id, crops, indices, gray, prev_state, guide=guide, guide_embedding=guide_embedding
+    )
     result = restore_tracks_batched(G, [track], settings=settings, space=space, device=device)[0]
     if result.state is None:
         raise SearchError(f"track {track_id}: no crops to restore")

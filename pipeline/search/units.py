@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from pipeline.prior.stylegan2 import Generator
     from pipeline.search.latent_space import GaussianizedW
     from pipeline.search.plan import Chunk
-    from pipeline.search.state import SearchState
+    from pipeline.search.state import Guide, SearchState
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ def search_tracks(
     guides: Mapping[int, Any] | None = None,
 ) -> list[FaceRestoration]:
     """Warm-started latent search over whole tracks (several tracks advance in one batch); a track in
-    `guides` is steered towards those latents [1, num_ws, w_dim] (pipeline.search.guide)."""
+    `guides` is steered towards its reference person (a pipeline.search.state.Guide)."""
     from pipeline.search.track import TrackInput, restore_tracks_batched
 
     resolution = int(G.cfg.resolution)
@@ -153,8 +153,17 @@ def search_tracks(
     for tid, cs in sorted(by_track.items()):
         cs.sort(key=lambda c: c.frame_index)
         images = [search_target(c.image, resolution) for c in cs]
-        guide = (guides or {}).get(tid)
-        inputs.append(TrackInput(tid, images, [c.frame_index for c in cs], cs[0].gray, guide=guide))
+        g = (guides or {}).get(tid)
+        inputs.append(
+            TrackInput(
+                tid,
+                images,
+                [c.frame_index for c in cs],
+                cs[0].gray,
+                guide=g.latents if g is not None else None,
+                guide_embedding=g.embedding if g is not None else None,
+            )
+        )
     results = restore_tracks_batched(G, inputs, settings=cfg.search, space=space, device=device)
     # Exactly what the work directory keeps (faces in float16): a run that pastes the faces it holds
     # and a resumed one that pastes them from the store compose the same values.
@@ -186,9 +195,11 @@ def search_anchors(
     chunks: Sequence[Chunk],
     cfg: Config,
     device: str = "cpu",
+    guide: Guide | None = None,
 ) -> tuple[list[FaceRestoration], list[SearchState]]:
     """The anchor chain of one chunked track (`crops`: the whole track's): each chunk's first frame,
-    restored in order; returns the anchors (as stored) and their SearchStates (on the CPU)."""
+    restored in order (guided towards `guide`, a reference person, when given); returns the anchors
+    (as stored) and their SearchStates (on the CPU)."""
     from pipeline.search.chunks import solve_anchors
 
     resolution = int(G.cfg.resolution)
@@ -202,6 +213,7 @@ def search_anchors(
         gray=bool(crops[0].gray),
         device=device,
         track_id=int(crops[0].track_id),
+        guide=guide,
     )
     return as_stored(anchors), states
 
@@ -216,9 +228,11 @@ def search_chunk(
     next_anchor_state: SearchState | None,  # the next chunk's anchor's, None for the last chunk
     cfg: Config,
     device: str = "cpu",
+    guide: Guide | None = None,
 ) -> list[FaceRestoration]:
     """One chunk of a chunked track (`crops`: the whole track's): its frames after its anchor, warm-
-    started from the anchor and landing on the next one, as `restore_track_chunked` runs them."""
+    started from the anchor and landing on the next one, as `restore_track_chunked` runs them
+    (guided towards `guide`, a reference person, when given)."""
     from pipeline.search.chunks import chunk_input
     from pipeline.search.track import restore_tracks_batched
 
@@ -233,6 +247,7 @@ def search_chunk(
         next_anchor_state,
         landing=cfg.search.chunk_landing,
         gray=bool(crops[0].gray),
+        guide=guide,
     )
     settings = replace(cfg.search, smooth_sigma=0.0)
     (result,) = restore_tracks_batched(G, [unit], settings=settings, space=space, device=device)

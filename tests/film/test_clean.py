@@ -98,6 +98,48 @@ def test_dust_leaves_a_fast_moving_object_alone() -> None:
     assert w > 10 + 9 * 11 and h > 47
 
 
+def test_specks_in_a_clips_first_and_last_frames_are_filled_large_ones_too(
+    clean_clip: list[np.ndarray],
+) -> None:
+    # There both neighbours are on one side (the next two, the previous two); a speck of 4 px radius
+    # (50 px) was never filled there before. Grain reduction gives the stage the two neighbours.
+    ends = [clean_clip[0], clean_clip[-1]]
+    dirty, specks = S.add_specks(ends, 4, seed=5, radius=(3.5, 4.0))
+    bad = [dirty[0], *clean_clip[1:-1], dirty[1]]
+    it = clean_frames(S.as_frames(bad), FilmConfig(dust=True, grain="reduce"), start=0, end=len(bad))
+    out = list(it)
+    yy, xx = np.mgrid[0 : SIZE[1], 0 : SIZE[0]]
+    visible = 0
+    for s in specks:
+        t = 0 if s.frame == 0 else len(bad) - 1
+        core = np.hypot(xx - s.x, yy - s.y) <= s.radius - 0.5
+        added = np.abs(bad[t][core].astype(float) - clean_clip[t][core]).mean()
+        if added < 25:
+            continue  # about the picture's own level there
+        visible += 1
+        filled = out[t].filled
+        assert filled is not None and filled[core].mean() >= 0.5
+        left = np.abs(out[t].image[core].astype(float) - clean_clip[t][core]).mean()
+        assert left < added / 3
+    assert visible >= 6
+    assert it.stats.specks_filled <= len(specks) + 1  # nothing much else
+
+
+def test_a_small_fast_object_at_a_clips_ends_is_not_taken_for_dust() -> None:
+    # At the first frame the object is found at d in the next frame and at 2d in the one after
+    # (not at -d and +d as about a middle frame): it moves, it stays.
+    bg = S.pan_zoom(skimage.data.astronaut(), SIZE, 1)[0]
+    clip = []
+    for t in range(5):  # a small white ball crossing at 9 px a frame
+        img = bg.copy()
+        img[40:45, 20 + 9 * t : 25 + 9 * t] = 250
+        clip.append(img)
+    it = clean_frames(S.as_frames(clip), FilmConfig(dust=True, grain="reduce"), start=0, end=len(clip))
+    out = list(it)
+    assert it.stats.specks_filled == 0
+    assert all(f.filled is None or not f.filled.any() for f in out)
+
+
 def test_scratches_are_found_and_inpainted(clean_clip: list[np.ndarray]) -> None:
     bad = S.add_scratches(clean_clip, [30, 90])
     out, stats = run(bad, FilmConfig(scratches=True))

@@ -212,14 +212,16 @@ def test_fetch_convert_resolve_load(
 def test_offline_error_names_the_url_and_the_target(
     tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    url = f"http://127.0.0.1:{port}/tiny.pkl"
-    _zoo_file(tmp_path, monkeypatch, {"tiny": _entry(url)})
-    monkeypatch.setattr("pipeline.prior.download.time.sleep", lambda s: None)
-    with pytest.raises(ModelNotAvailableError) as info:
-        zoo.fetch_model("tiny", progress=False)
+    # A port bound and not listening: connections are refused, and no other process can take it
+    # while the test runs (a port closed again could be).
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+        url = f"http://127.0.0.1:{port}/tiny.pkl"
+        _zoo_file(tmp_path, monkeypatch, {"tiny": _entry(url)})
+        monkeypatch.setattr("pipeline.prior.download.time.sleep", lambda s: None)
+        with pytest.raises(ModelNotAvailableError) as info:
+            zoo.fetch_model("tiny", progress=False)
     assert url in str(info.value) and str(cache / "tiny.pkl") in str(info.value)
     with pytest.raises(ModelNotAvailableError, match="known: tiny"):
         zoo.resolve_model("no-such-model")

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import base64
+import logging
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pytest
 
 from pipeline.files import save_json
 from pipeline.report.anon import write_anon_report
@@ -126,10 +129,8 @@ def _pictures(html: str, alt: str) -> list[np.ndarray]:
     return out
 
 
-def test_anonymize_people_sheet_pictures_the_output_at_each_track(tmp_path: Path) -> None:
-    from pipeline.report.assets import decode_frames, face_region, fit, to_uint8
-
-    out = make_clip(tmp_path / "anon.mkv", frames=20, size=(96, 64))
+def _people_audit(out: Path) -> dict[str, Any]:
+    """An anonymised output's audit with two people (one undecided) pictured at their tracks."""
     people = [
         {
             "id": 0,
@@ -151,7 +152,16 @@ def test_anonymize_people_sheet_pictures_the_output_at_each_track(tmp_path: Path
     ]
     tracks = [{"track_id": t, "shot": t // 2 + (t == 1), "frames": [0, 5]} for t in range(3)]
     audit = {"output": str(out), "frames": 20, "shots": [[0, 12], [12, 20]], "tracks": tracks}
-    audit |= {"people": people, "undecided_people": [1], "scale": 1}
+    return audit | {"people": people, "undecided_people": [1], "scale": 1}
+
+
+def test_anonymize_people_sheet_pictures_the_output_at_each_track(tmp_path: Path) -> None:
+    from pipeline.io.decode import open_video
+    from pipeline.report.assets import face_region, fit, to_uint8
+
+    out = make_clip(tmp_path / "anon.mkv", frames=20, size=(96, 64))
+    audit = _people_audit(out)
+    people = audit["people"]
     save_json(tmp_path / "anon.mkv.anon.json", audit)
     html = write_anon_report(tmp_path / "anon.mkv.anon.json").read_text()
     assert 'id="person-0"' in html and 'id="person-1"' in html and "undecided" in html
@@ -159,9 +169,23 @@ def test_anonymize_people_sheet_pictures_the_output_at_each_track(tmp_path: Path
     assert set(re.findall(r'href="#([^"]+)"', html)) <= set(re.findall(r'id="([^"]+)"', html))
     shown = _pictures(html, "(output)")
     assert len(shown) == 3  # one per track
-    frames = decode_frames(out, {4, 15, 13})
+    frames = open_video(out, deinterlace="off").pictures({4, 15, 13})
     for pic, thumb in zip(shown, [t for p in people for t in p["thumbs"]], strict=True):
         cut = face_region(to_uint8(frames[thumb["frame"]]), thumb["box"], 1.0, margin=0.25)[0]
         region = fit(cut, pic.shape[0]).astype(np.float32)
         err = float(np.abs(pic - region).mean())
         assert err < 16 and 4 * err < float(np.abs(pic - region[::-1, ::-1]).mean())  # that place, that frame
+
+
+def test_an_output_that_cannot_be_decoded_is_reported_without_pictures(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The page is still written (every section, no picture of the output), and the log says why."""
+    out = tmp_path / "anon.mkv"
+    out.write_bytes(b"not a video, cut short by a full disk")
+    save_json(tmp_path / "anon.mkv.anon.json", _people_audit(out))
+    with caplog.at_level(logging.WARNING, logger="pipeline.report"):
+        html = write_anon_report(tmp_path / "anon.mkv.anon.json").read_text()
+    assert 'id="person-0"' in html and "2 people (1 undecided)" in html
+    assert _pictures(html, "(output)") == []
+    assert f"report: {out} not decoded" in caplog.text

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import base64
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from pipeline.report.assets import data_uri, decode_frames, face_region, heat_map
+from pipeline.report.assets import data_uri, face_region, heat_map
 from pipeline.report.build import merge_records, sheet_frames
 from pipeline.report.measure import frame_consistency, track_motion
 from pipeline.report.model import crop_box, flagged, thumb_frames
@@ -146,15 +145,6 @@ def test_steadiness_is_one_when_the_restoration_moves_as_the_footage() -> None:
     still = track_motion(crops, [(i, frames[0]) for i in range(5)])
     assert still.steadiness == 0.0
     assert track_motion(crops, [(0, frames[0]), (9, frames[1])]).steadiness is None  # frame 9 has no crop
-
-
-def test_decode_frames_reads_only_the_frames_asked_for(tmp_path: Path) -> None:
-    from tests.media import make_clip
-
-    clip = make_clip(tmp_path / "clip.mkv", frames=40, size=(64, 48))
-    got = decode_frames(clip, [0, 3, 37, 39, 200])
-    assert sorted(got) == [0, 3, 37, 39]  # 200 is past the end: left out
-    assert got[3].shape == (48, 64, 3)
 
 
 def test_the_sheet_order_is_worst_first_flagged_before_unflagged() -> None:

@@ -89,19 +89,22 @@ def test_cli_prints_one_line_and_a_traceback_only_with_v(tmp_path: Path) -> None
     assert "Traceback" in loud.stderr and loud.returncode == 2
 
 
-def test_lock_refuses_a_second_process_and_takes_over_a_dead_ones(tmp_path: Path) -> None:
+def test_lock_refuses_a_second_process_and_takes_over_a_dead_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from pipeline.run import lock
 
     out = tmp_path / "o.mkv"
-    env = {**os.environ, "REEL_LOCK_DIR": str(tmp_path / "locks")}
+    monkeypatch.setenv("REEL_LOCK_DIR", str(tmp_path / "locks"))  # undone after the test, pass or fail
+    env = dict(os.environ)
+    # The holder keeps the lock until its stdin closes (never for a fixed time a slow machine outlasts).
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys,time; from pipeline.run import lock; lock.acquire(sys.argv[1]); "
-         "print('held', flush=True); time.sleep(60)", str(out)],
-        stdout=subprocess.PIPE, text=True, env=env,
+        [sys.executable, "-c", "import sys; from pipeline.run import lock; lock.acquire(sys.argv[1]); "
+         "print('held', flush=True); sys.stdin.read()", str(out)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        os.environ["REEL_LOCK_DIR"] = env["REEL_LOCK_DIR"]
         with pytest.raises(LockedError, match=f"process {holder.pid}"):
             lock.acquire(out)
     finally:
@@ -113,7 +116,6 @@ def test_lock_refuses_a_second_process_and_takes_over_a_dead_ones(tmp_path: Path
         lock.acquire(out)  # re-entrant in one process
     finally:
         lock.release(out, tmp_path / "o.mkv.work")
-        del os.environ["REEL_LOCK_DIR"]
     assert not lock.holds(out)
 
 

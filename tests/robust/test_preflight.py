@@ -102,10 +102,13 @@ def test_a_variable_rate_matroska_file_is_judged_by_its_timestamps(tmp_path: Pat
     )
     out = tmp_path / "o.mkv"
     try:
-        info, _ = preflight(clip, out, Config(), overwrite=True)
+        checked = preflight(clip, out, Config(), overwrite=True)
     finally:
         lock.release(out, out.with_name(out.name + ".work"))
+    info = checked.info
     assert (info.video.frame_count, info.video.variable_frame_rate) == (35, True)
+    # the count comes from the opened input's index, the one its readers number frames by
+    assert checked.source.frames == 35 and checked.source.path == clip
     config = load_config(sets=["run.executor=local", "run.progress=false", "upscale.scale=1"])
     restore_video(clip, out, config, overwrite=True)
     assert_same_times(read_video_times(out), read_video_times(clip))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -33,27 +35,43 @@ pytestmark = pytest.mark.usefixtures("embedded_ray")
 
 
 class Gauge:
-    """Counts how many tasks run at the same time."""
+    """Counts how many tasks run at the same time (an async actor: its calls wait together)."""
 
     def __init__(self) -> None:
+        import asyncio
+
         self.now = 0
         self.peak = 0
+        self.changed = asyncio.Condition()
 
-    def enter(self) -> None:
-        self.now += 1
-        self.peak = max(self.peak, self.now)
+    async def enter(self) -> None:
+        async with self.changed:
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+            self.changed.notify_all()
 
-    def leave(self) -> None:
+    async def leave(self) -> None:
         self.now -= 1
 
-    def get_peak(self) -> int:
+    async def until_peak(self, n: int) -> int:
+        """Returns once `n` tasks have been inside together (or after a minute, with the peak)."""
+        import asyncio
+
+        async with self.changed:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.changed.wait_for(lambda: self.peak >= n), timeout=60)
+            return self.peak
+
+    async def get_peak(self) -> int:
         return self.peak
 
 
 @ray.remote(num_cpus=0.5)
-def _busy(gauge: Any, x: int) -> int:
+def _busy(gauge: Any, x: int, together: int) -> int:
+    """Stays inside until `together` tasks have been inside at once: the work in flight is seen
+    whatever the machine's speed (a fixed sleep can end before the next task has started)."""
     ray.get(gauge.enter.remote())
-    time.sleep(0.15)
+    ray.get(gauge.until_peak.remote(together))
     ray.get(gauge.leave.remote())
     return x * x
 
@@ -63,18 +81,18 @@ def test_backpressure_bounds_work_in_flight() -> None:
     results: dict[int, int] = {}
     queue = WorkQueue(max_in_flight=1, on_done=results.__setitem__)
     for i in range(4):
-        queue.submit(f"unit {i}", _busy, gauge, i, tag=i)
+        queue.submit(f"unit {i}", _busy, gauge, i, 1, tag=i)
     assert queue.in_flight == 1  # the rest wait in the driver, not in Ray
-    queue.drain(timeout=60)
+    queue.drain(timeout=120)
     assert results == {0: 0, 1: 1, 2: 4, 3: 9}
-    # four 0.5-CPU tasks would run together on 2 CPUs without the bound
+    # four 0.5-CPU tasks could run together on 2 CPUs without the bound
     assert ray.get(gauge.get_peak.remote()) == 1
 
     gauge = ray.remote(Gauge).remote()
     queue = WorkQueue(max_in_flight=3)
     for i in range(6):
-        queue.submit(f"unit {i}", _busy, gauge, i)
-    queue.drain(timeout=60)
+        queue.submit(f"unit {i}", _busy, gauge, i, 3)
+    queue.drain(timeout=120)
     assert ray.get(gauge.get_peak.remote()) == 3
 
 
@@ -133,9 +151,12 @@ def _load(value: int) -> dict[str, int]:
     return {"offset": value, "pid": os.getpid()}
 
 
-def _slow_add(model: dict[str, int], x: int, marker: str) -> tuple[int, int]:
-    Path(marker).touch()
-    time.sleep(1.0)
+def _add_after_a_kill(model: dict[str, int], x: int, marker: str) -> tuple[int, int]:
+    """The first attempt marks that it started, then never ends (it is killed mid-unit, however long
+    the kill takes to arrive); the retry finds the mark and returns."""
+    if not Path(marker).exists():
+        Path(marker).touch()
+        threading.Event().wait()
     return model["offset"] + x, os.getpid()
 
 
@@ -153,11 +174,12 @@ def test_a_killed_actor_restarts_and_its_unit_is_retried(tmp_path: Path) -> None
     marker = tmp_path / "started"
     results: list[tuple[int, int]] = []
     queue = WorkQueue(max_in_flight=1, actors=[actor], on_done=lambda tag, r: results.append(r))
-    queue.submit_actor("search track 1 frames 0-8", _slow_add, 5, str(marker))
-    deadline = time.monotonic() + 30
+    queue.submit_actor("search track 1 frames 0-8", _add_after_a_kill, 5, str(marker))
+    deadline = time.monotonic() + 120
     while not marker.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
-    ray.kill(actor, no_restart=False)  # mid-unit
+    assert marker.exists(), "the unit never started"
+    ray.kill(actor, no_restart=False)  # mid-unit: the first attempt cannot have finished
     queue.drain(timeout=60)
     assert results[0][0] == 105  # the model was loaded again and the unit redone
     assert results[0][1] != first_pid

@@ -11,11 +11,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -32,20 +34,48 @@ RAY = str(Path(sys.executable).with_name("ray"))
 RESOURCE = "reel_test_gpu"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _free_ports(n: int) -> list[int]:
+    """`n` distinct ports nobody listens on, below the kernel's ephemeral range (and above Ray's worker
+    ports, 10002-19999), so no outgoing connection is given one before its node binds it.
+
+    All are held bound at once while they are chosen: two asking in turn for "any free port" may be
+    given the same one (the kernel picks at random), and then the second node cannot start.
+    """
+    ephemeral = Path("/proc/sys/net/ipv4/ip_local_port_range")
+    low = int(ephemeral.read_text().split()[0]) if ephemeral.exists() else 32768
+    candidates = list(range(20000, low)) if low > 20000 + 4 * n else []
+    random.SystemRandom().shuffle(candidates)
+    held: list[socket.socket] = []
+    try:
+        for port in [*candidates, *([0] * n)]:  # port 0 (any) only where the range is too small
+            if len(held) == n:
+                break
+            s = socket.socket()
+            try:
+                s.bind(("", port))  # every address: a port free on 0.0.0.0 is free on 127.0.0.1
+            except OSError:
+                s.close()
+                continue
+            held.append(s)
+        return [int(s.getsockname()[1]) for s in held]
+    finally:
+        for s in held:
+            s.close()
 
 
-def _node_ports() -> list[str]:
+_PORT_FLAGS = (
+    "--node-manager-port",
+    "--object-manager-port",
+    "--dashboard-agent-listen-port",
+    "--dashboard-agent-grpc-port",
+    "--runtime-env-agent-port",
+    "--metrics-export-port",
+)
+
+
+def _node_ports(ports: Iterator[int]) -> list[str]:
     """Every port a node listens on, chosen free, so parallel Ray instances never collide."""
-    return [
-        *("--node-manager-port", str(_free_port()), "--object-manager-port", str(_free_port())),
-        *("--dashboard-agent-listen-port", str(_free_port())),
-        *("--dashboard-agent-grpc-port", str(_free_port())),
-        *("--runtime-env-agent-port", str(_free_port()), "--metrics-export-port", str(_free_port())),
-    ]
+    return [arg for flag in _PORT_FLAGS for arg in (flag, str(next(ports)))]
 
 
 @dataclass
@@ -90,7 +120,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     # activated environment would be.
     env = ray_env({"PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"})
     env.pop("RAY_ADDRESS", None)
-    gcs_port, dash_port = _free_port(), _free_port()
+    ports = iter(_free_ports(3 + 2 * len(_PORT_FLAGS)))
+    gcs_port, dash_port, client_port = next(ports), next(ports), next(ports)
     head = _start(
         [
             "--head",
@@ -99,10 +130,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
             "--include-dashboard=true",
             "--dashboard-host=127.0.0.1",
             f"--dashboard-port={dash_port}",
-            f"--ray-client-server-port={_free_port()}",
+            f"--ray-client-server-port={client_port}",
             "--num-cpus=1",
             f"--temp-dir={temp_dir}",
-            *_node_ports(),
+            *_node_ports(ports),
         ],
         root / "head.log",
         env,
@@ -116,13 +147,14 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
                 "--num-cpus=2",
                 f"--resources={json.dumps({RESOURCE: 2})}",
                 f"--temp-dir={worker_temp_dir}",
-                *_node_ports(),
+                *_node_ports(ports),
             ],
             root / "worker.log",
             env,
         )
-        worker_node = _wait_for_nodes(f"127.0.0.1:{gcs_port}", env, root)
-        yield LocalCluster(f"127.0.0.1:{gcs_port}", f"http://127.0.0.1:{dash_port}", worker_node, env)
+        gcs, dashboard = f"127.0.0.1:{gcs_port}", f"http://127.0.0.1:{dash_port}"
+        worker_node = _wait_until_ready(gcs, dashboard, env, root, (head, worker))
+        yield LocalCluster(gcs, dashboard, worker_node, env)
     finally:
         for proc in (worker, head):
             if proc is not None:
@@ -131,23 +163,61 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
         shutil.rmtree(worker_temp_dir, ignore_errors=True)
 
 
-def _wait_for_nodes(address: str, env: dict[str, str], root: Path) -> str:
-    """Block until both nodes are alive and the job server answers; returns the worker's node id."""
-    probe = (
-        f"import json, ray; ray.init(address={address!r}, logging_level='error'); "
-        "print(json.dumps([n['NodeID'] for n in ray.nodes() "
-        f"if n['Alive'] and {RESOURCE!r} in n['Resources']]))"
-    )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)
-        if out.returncode == 0:
-            nodes = json.loads(out.stdout.strip().splitlines()[-1])
-            if nodes:
-                return str(nodes[0])
-        time.sleep(1)
+_READY = textwrap.dedent(
+    """
+    import json, sys, time
+    from pathlib import Path
+    import ray
+    from ray.job_submission import JobStatus, JobSubmissionClient
+    address, dashboard, resource, answer = sys.argv[1:]
+    ray.init(address=address, logging_level="error", log_to_driver=False)
+    nodes = [n["NodeID"] for n in ray.nodes() if n["Alive"] and resource in n["Resources"]]
+    ray.shutdown()
+    if not nodes:
+        sys.exit("the worker node has not joined yet")
+    # the job server takes a job and runs it to the end (its agent is up, not only the dashboard)
+    client = JobSubmissionClient(dashboard)
+    job = client.submit_job(entrypoint="python -c pass")
+    while not (status := client.get_job_status(job)).is_terminal():
+        time.sleep(0.2)
+    if status != JobStatus.SUCCEEDED:
+        sys.exit(f"the ready job ended {status}: {client.get_job_logs(job)}")
+    Path(answer + ".tmp").write_text(json.dumps(nodes))
+    Path(answer + ".tmp").rename(answer)
+    """
+)
+
+
+def _wait_until_ready(
+    address: str, dashboard: str, env: dict[str, str], root: Path, nodes: tuple[subprocess.Popen[bytes], ...]
+) -> str:
+    """Block until both nodes are alive and the job server has run a job; returns the worker's node
+    id. The probe writes its answer to a file (Ray may print to stdout too); a node that exits ends
+    the wait at once, with the logs. The deadline only stops a cluster that never comes up."""
+    answer = root / "ready.json"
+    deadline = time.monotonic() + 300
+    tries: list[str] = []
+    while time.monotonic() < deadline and all(n.poll() is None for n in nodes):
+        try:
+            probe = subprocess.run(
+                [sys.executable, "-c", _READY, address, dashboard, RESOURCE, str(answer)],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=180,
+            )
+            tries.append(f"rc={probe.returncode}: {probe.stderr.strip()[-300:]}")
+        except subprocess.TimeoutExpired:
+            tries.append("the probe took over 180 s")
+        if answer.exists():
+            return str(json.loads(answer.read_text())[0])
+        time.sleep(1)  # between probes only; the answer is the file, never this pause
     logs = "\n".join(p.read_text()[-2000:] for p in root.glob("*.log"))
-    raise AssertionError(f"the two-node cluster did not come up:\n{logs}")
+    raise AssertionError(
+        f"the two-node cluster did not come up (node exit codes {[n.poll() for n in nodes]}):\n"
+        + "\n".join(tries[-3:])
+        + f"\n{logs}"
+    )
 
 
 @pytest.fixture(scope="module")

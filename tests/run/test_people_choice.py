@@ -226,3 +226,29 @@ def test_restore_with_reference_photos_guides_the_recognised_people(
     assert free["reference_photos"] is None and all(t["guided_by"] is None for t in free["tracks"])
     psnr = {str(t["track_id"]): t["mean_psnr_db"] for t in free["tracks"]}
     assert all(t["mean_psnr_db"] != psnr[str(t["track_id"])] for t in body["tracks"] if t["guided_by"])
+
+
+def test_reference_photos_guide_tracks_searched_in_chunks(
+    people: _Clip, tiny_model: Path, tmp_path: Path
+) -> None:
+    """With search.chunk_len set, every track is searched as an anchor chain and chunks: the
+    recognised people's chunked tracks are guided all the same (their anchors and chunks read the
+    reference latents), every restored face meets the bound in frame, and the guided tracks come out
+    otherwise than the same chunks unguided."""
+    from pipeline.run.restore import restore
+
+    sets = [f"prior.model={tiny_model}", f"run.workdir={tmp_path}/w", "search.guide_steps=20", *SEARCH]
+    sets += ["search.chunk_len=3", "search.chunk_landing=1", "search.smooth_sigma=0"]
+    bodies = {}
+    for name, extra in (("guided", [f"people.reference={people.refs}"]), ("plain", [])):
+        out = tmp_path / f"{name}.mkv"
+        restore(people.video, out, load_config(sets=[*sets, *extra]))
+        bodies[name] = json.loads(out.with_name(out.name + ".report.json").read_text())
+    body, free = bodies["guided"], bodies["plain"]
+    guided = {int(t) for t in body["reference_photos"]["guided_tracks"]}
+    lengths = {t["track_id"]: t["restored"] for t in body["tracks"]}
+    assert guided and all(lengths[t] > 3 for t in guided)  # searched in chunks
+    totals = body["totals"]
+    assert totals["restored"] == totals["searched"] > 0 and totals["met_bound_in_frame"] == totals["restored"]
+    psnr = {t["track_id"]: t["mean_psnr_db"] for t in free["tracks"]}
+    assert all(t["mean_psnr_db"] != psnr[t["track_id"]] for t in body["tracks"] if t["track_id"] in guided)

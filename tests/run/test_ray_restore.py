@@ -297,22 +297,23 @@ def test_a_killed_search_actor_gives_the_same_output(
 ) -> None:
     work = tmp_path / "work"
     killed: list[str] = []
+    earlier = {a["name"] for a in ray.util.list_named_actors(all_namespaces=True)}  # other runs'
 
     def kill_mid_run() -> None:
-        # The three tracks are one search unit: it starts once their crops exist. Kill its actor then.
-        deadline = time.monotonic() + 120
+        # The three tracks are one search unit: it is sent to the actor once their crops exist. Kill
+        # the actor at once then: its unit is on the way or under way (no pause that a fast machine
+        # would spend finishing the search); a retried unit mid-search is test_actors' to check.
+        deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             actors = [
                 a
                 for a in ray.util.list_named_actors(all_namespaces=True)
-                if a["name"].startswith("reel-search-")
+                if a["name"].startswith("reel-search-") and a["name"] not in earlier
             ]
             if actors and len(list(work.glob("crops/*/track-*.npz"))) == 3:
-                time.sleep(0.5)
-                if not list(work.glob("search/*/track-*.npz")):  # still mid-unit
-                    actor = ray.get_actor(actors[0]["name"], namespace=actors[0]["namespace"])
-                    ray.kill(actor, no_restart=False)
-                    killed.append(actors[0]["name"])
+                actor = ray.get_actor(actors[0]["name"], namespace=actors[0]["namespace"])
+                ray.kill(actor, no_restart=False)
+                killed.append(actors[0]["name"])
                 return
             time.sleep(0.05)
 

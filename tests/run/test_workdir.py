@@ -26,6 +26,7 @@ def _python(code: str, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(code), *args],
         cwd=REPO,
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -131,7 +132,7 @@ def test_a_killed_writer_leaves_nothing_has_accepts(tmp_path: Path) -> None:
     wd = WorkDir(tmp_path / "work")
     proc = _python(
         """
-        import sys, time
+        import sys
         from pipeline.files import atomic_path
         from pipeline.run.workdir import WorkDir
         wd = WorkDir(sys.argv[1])
@@ -139,7 +140,7 @@ def test_a_killed_writer_leaves_nothing_has_accepts(tmp_path: Path) -> None:
             f.write(b"x" * 1000)
             f.flush()
             print("writing", flush=True)
-            time.sleep(60)
+            sys.stdin.read()  # until killed: never a time a slow machine could outlast
         """,
         str(wd.root),
     )

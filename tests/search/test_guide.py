@@ -75,3 +75,27 @@ def test_guided_search_is_closer_to_the_true_latents(
         guided.append(_latent_error(out, world.ws))
         unguided.append(_latent_error(free, world.ws))
     assert np.mean(guided) < 0.95 * np.mean(unguided), (guided, unguided)
+
+
+def test_a_chunked_guided_track_meets_the_bound_and_is_pulled_to_the_reference(
+    tiny_G: Generator, tiny_space: GaussianizedW, fast_settings: SearchConfig
+) -> None:
+    """The known-answer world of evaluate_search.py --reference, the track in chunks of 3 (anchors,
+    then chunks landing on the next anchor): guided, every frame meets the bound, and its latents are
+    closer to the reference person's than the unguided chunks' are, on every world."""
+    from pipeline.search.chunks import restore_track_chunked
+    from pipeline.search.state import Guide
+
+    chunked = replace(fast_settings, chunk_len=3, chunk_landing=1)
+    for w in range(2):
+        world = make_track(tiny_G, frames=7, scale=8, seed=300 + w, motion=0.6)
+        refs = reference_renders(tiny_G, world.ws[[0, 3, 6]], seed=400 + w)
+        (guide,) = reference_latents(tiny_G, tiny_space, [refs], settings=fast_settings)
+        code = tiny_space.to_w(guide).expand(7, -1, -1)
+        out, _ = restore_track_chunked(
+            tiny_G, world.crops, settings=chunked, space=tiny_space, guide=Guide(guide)
+        )
+        free, _ = restore_track_chunked(tiny_G, world.crops, settings=chunked, space=tiny_space)
+        assert len(out) == 7 and all(o.met_bound for o in out)
+        assert _latent_error(out, code) < 0.8 * _latent_error(free, code), w
+        assert _latent_error(out, world.ws) < 0.9 * _latent_error(free, world.ws), w  # and to the truth
