@@ -231,7 +231,8 @@ def _top(image: np.ndarray) -> float:
 
 
 def _works(frames: Iterable[VideoFrame], device: str) -> Iterator[Work]:
-    """The working pictures: float32 in [0, 1], numpy or (a torch `device`) a tensor there."""
+    """The working pictures: float32 in [0, 1], numpy or (a torch `device`) a tensor there (frames
+    already on a device, as tensors, are converted there: `scripts/device_bench.py`)."""
     from pipeline.film.torch_ops import working
 
     for fr in frames:
@@ -295,12 +296,13 @@ def _finish(works: Iterator[Work], f: FilmConfig) -> Iterator[Work]:
 def _handed_out(work: Work, f: FilmConfig) -> np.ndarray:
     """The cleaned picture quantised to the frame's dtype (a tensor on its device unless dithered)."""
     from pipeline.film.grain import quantise
-    from pipeline.film.torch_ops import is_tensor, quantised, to_numpy
+    from pipeline.film.torch_ops import frame_dtype, is_tensor, quantised, to_numpy
 
     fr = work.frame
+    dtype = frame_dtype(fr.image)
     if is_tensor(work.image) and not f.dither:
-        return quantised(work.image, fr.image.dtype)
-    return quantise(to_numpy(work.image), fr.image.dtype, f.dither, f.grain_seed, fr.index)
+        return quantised(work.image, dtype)
+    return quantise(to_numpy(work.image), dtype, f.dither, f.grain_seed, fr.index)
 
 
 def clean_frames(

@@ -78,6 +78,8 @@ def _shared_part(offsets: np.ndarray, curve: np.ndarray) -> tuple[int, int]:
     """(first, last) offsets of the window the centre frame shares without a persistent step of
     brightness in any cell (a lamp switched on in part of the picture): flicker comes back."""
     lo, hi = int(offsets[0]), int(offsets[-1])
+    if len(curve) < 4:  # no step with two frames either side to judge it on (and no median of nothing)
+        return lo, hi
     least = np.maximum(_STEP, _ABOVE * 1.4826 * np.median(np.abs(np.diff(curve, axis=0)), axis=0))  # [cells]
     for i in range(1, len(curve)):
         before, after = curve[max(0, i - _SIDE) : i], curve[i : i + _SIDE]

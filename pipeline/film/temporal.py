@@ -61,9 +61,7 @@ def _specks(
     go into the frame's info)."""
     a, b = pair
     pw, nw = warps[a][0], warps[b][0]
-    args = (image, pw, nw, raw[a], raw[b], warps[a][1] & warps[b][1])
-    if is_tensor(image):  # the decision on the CPU (film/dust.py is numpy)
-        args = tuple(torch_ops.to_numpy(x) for x in args)  # type: ignore[assignment]
+    args = (image, pw, nw, raw[a], raw[b], warps[a][1] & warps[b][1])  # tensors: candidates on the device
     mask, specks, objects = find_specks(*args, kw["dust_threshold"], kw["dust_max_area"], pair)
     if specks:
         fill = 0.5 * (pw * _gain_to(image, pw) + nw * _gain_to(image, nw))  # flicker-matched
