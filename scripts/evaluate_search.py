@@ -31,8 +31,16 @@ under one common set of noise maps, and the cosine of (render - the average face
 (the mean of the references'). In this world a person IS their latent: the references share it and
 differ only in noise maps and crop, so with the noise held fixed the render difference is what the
 latents, and only they, make (a face recogniser's embedding plays that part for real faces). The
-true latents score about 0.9 on it (they move along the track); a random face about 0. The last
-line is JSON.
+true latents score about 0.9 on it (they move along the track); a random face about 0. Also reported:
+the distance to the reference code (RMS of W+ restored - the references' inverted person code in W),
+how far the guidance pulled. With --chunked the track is searched in chunks (--chunk-len, --landing:
+anchors first, then chunks landing on the next anchor), guided or not alike. With --identity-weight W a
+third run adds the SFace identity term (search.identity_weight = W, SFace in torch) towards the mean
+SFace embedding of the reference renders; `sface` is then, for every run, the SFace cosine of each
+restored frame to that embedding. SFace was trained on faces and this generator draws none: the
+term can raise `sface` here (that is what it optimises) without saying anything about identity;
+the latent error and the generator-space identity are the independent measures. The last line is
+JSON.
 
 The restored detail in any real use is invented by the prior; here the prior is a random generator
 and the "faces" are not faces.
@@ -102,6 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--reference", action="store_true", help="reference-guided vs unguided search instead")
     ap.add_argument("--references", type=int, default=3, help="reference renders per world (--reference)")
+    ap.add_argument("--chunked", action="store_true", help="with --reference: search the tracks in chunks")
+    ap.add_argument(
+        "--identity-weight", type=float, default=0.0, help="with --reference: also a run with the SFace term"
+    )
     ap.add_argument(
         "--threads", type=int, default=1, help="torch CPU threads (more only helps an idle machine)"
     )
@@ -109,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.reference:
         if args.quick:
             args.frames, args.tracks, args.resolution = 12, 6, 32
+            args.chunk_len, args.landing = 4, 1
         torch.set_num_threads(args.threads)
         return reference_main(args)
     if args.quick:
@@ -245,6 +258,41 @@ class RenderIdentity:
         return torch.nn.functional.cosine_similarity(a, ref.expand_as(a), dim=1)
 
 
+def _restore(
+    G: torch.nn.Module,
+    space: GaussianizedW,
+    world: SyntheticTrack,
+    settings: SearchConfig,
+    track_id: int,
+    guide: torch.Tensor | None,
+    embedding: torch.Tensor | None,
+    chunked: bool,
+) -> list:
+    """One track restored (guided when `guide` is given, with the SFace term towards `embedding`
+    when settings.identity_weight > 0), whole or in chunks."""
+    if not chunked:
+        out, _ = restore_track(
+            G, world.crops, settings=settings, space=space, track_id=track_id, guide=guide,
+            guide_embedding=embedding,
+        )  # fmt: skip
+        return out
+    from pipeline.search.state import Guide
+
+    out, _ = restore_track_chunked(
+        G, world.crops, settings=settings, space=space, track_id=track_id,
+        guide=Guide(guide, embedding) if guide is not None else None,
+    )  # fmt: skip
+    return out
+
+
+def _sface(images: list[np.ndarray]) -> torch.Tensor:
+    """SFace embeddings [N, 128] (torch SFace, the crop's landmarks) of images [R, R, 3] in [0, 1]."""
+    from pipeline.search.identity import embed_crops
+
+    with torch.no_grad():
+        return embed_crops(torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float())
+
+
 def reference_main(args: argparse.Namespace) -> int:
     """Reference-guided vs unguided search in the known-answer world (see the module docstring)."""
     from pipeline.search.guide import reference_latents
@@ -253,7 +301,11 @@ def reference_main(args: argparse.Namespace) -> int:
     space = GaussianizedW.fit(G, n=20_000, seed=0, use_cache=False)
     identity = RenderIdentity(G)
     settings = SearchConfig(truncate_factor=args.truncate_factor, truncate_refresh=args.truncate_refresh)
+    if args.chunked:
+        settings = replace(settings, chunk_len=args.chunk_len, chunk_landing=args.landing)
     rows: dict[str, list[dict[str, float]]] = {"unguided": [], "guided": []}
+    if args.identity_weight > 0:
+        rows["guided+sface"] = []
     t0 = time.perf_counter()
     for w in range(args.tracks):
         world = make_track(G, frames=args.frames, scale=args.scale, seed=1000 + w, motion=args.motion)
@@ -261,16 +313,26 @@ def reference_main(args: argparse.Namespace) -> int:
         refs = reference_renders(G, world.ws[picks], seed=5000 + w)
         (guide,) = reference_latents(G, space, [refs], settings=settings)
         ref_id = identity.embed(world.ws[picks]).mean(0)  # the references' true identity
-        for name, g in (("unguided", None), ("guided", guide)):
-            out, _ = restore_track(G, world.crops, settings=settings, space=space, track_id=w, guide=g)
+        code = space.to_w(guide)  # [1, num_ws, w_dim] the person code in W
+        ref_sface = _sface(refs).mean(0)
+        ref_sface = ref_sface / ref_sface.norm()
+        runs = [("unguided", None, None, settings), ("guided", guide, None, settings)]
+        if args.identity_weight > 0:
+            sface = replace(settings, identity_weight=args.identity_weight)
+            runs.append(("guided+sface", guide, ref_sface, sface))
+        for name, g, emb, s in runs:
+            out = _restore(G, space, world, s, w, g, emb, args.chunked)
             found = torch.from_numpy(np.stack([o.latents for o in out]))  # [T, num_ws, w_dim] W+
             err = (found - world.ws).pow(2).mean((1, 2)).sqrt()  # [T]
+            to_code = (found - code).pow(2).mean((1, 2)).sqrt()  # [T]
             sim = identity.cosine(found, ref_id)  # [T]
             rows[name].append(
                 {
                     "met": float(np.mean([o.met_bound for o in out])),
                     "steps": float(np.mean([o.steps for o in out])),
                     "latent_error": float(err.mean()),
+                    "to_reference": float(to_code.mean()),
+                    "sface": float((_sface([o.image for o in out]) @ ref_sface).mean()),
                     "identity": float(sim.mean()),
                     "identity_min": float(sim.min()),
                     "psnr_lr": float(np.mean([o.psnr for o in out])),
@@ -285,11 +347,12 @@ def reference_main(args: argparse.Namespace) -> int:
     print(
         f"bound: MSE <= {settings.eps}; guide weight {settings.guide_weight}, "
         f"inversion {settings.guide_steps} steps x {settings.guide_restarts} starts per reference"
+        + (f"; in chunks of {settings.chunk_len} (landing {settings.chunk_landing})" if args.chunked else "")
     )
-    head = ("met", "steps", "latent_error", "identity", "identity_min", "psnr_lr")
-    print(f"{'method':10s} " + " ".join(f"{h:>12s}" for h in head))
+    head = ("met", "steps", "latent_error", "to_reference", "identity", "identity_min", "sface", "psnr_lr")
+    print(f"{'method':12s} " + " ".join(f"{h:>12s}" for h in head))
     for name, r in table.items():
-        print(f"{name:10s} " + " ".join(f"{r[h]:12.4f}" for h in head))
+        print(f"{name:12s} " + " ".join(f"{r[h]:12.4f}" for h in head))
     per_track = [
         g["latent_error"] < u["latent_error"] for u, g in zip(rows["unguided"], rows["guided"], strict=True)
     ]
@@ -303,6 +366,8 @@ def reference_main(args: argparse.Namespace) -> int:
         "unguided_latent_error": u["latent_error"],
         "guided_latent_error": g["latent_error"],
         "latent_error_ratio": g["latent_error"] / max(u["latent_error"], 1e-9),
+        "unguided_to_reference": u["to_reference"],
+        "guided_to_reference": g["to_reference"],
         "tracks_guided_closer": float(np.mean(per_track)),
         "unguided_identity": u["identity"],
         "guided_identity": g["identity"],
@@ -312,6 +377,17 @@ def reference_main(args: argparse.Namespace) -> int:
         "guided_steps": g["steps"],
         "seconds": time.perf_counter() - t0,
     }
+    if "guided+sface" in table:
+        t = table["guided+sface"]
+        summary |= {
+            "sface_meeting_bound": t["met"],
+            "sface_latent_error": t["latent_error"],
+            "sface_identity": t["identity"],
+            "sface_steps": t["steps"],
+            "sface_similarity": t["sface"],
+            "guided_sface_similarity": g["sface"],
+            "unguided_sface_similarity": u["sface"],
+        }
     print(json.dumps({k: round(v, 4) for k, v in summary.items()}))
     return 0
 

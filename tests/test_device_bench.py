@@ -32,6 +32,21 @@ def test_the_quick_record_has_every_figure(tmp_path: Path) -> None:
     for key in keys:
         assert record[key] is not None and record[key] > 0, (key, record["unmeasured"].get(key))
     assert 0.0 <= record["search_met_fraction"] <= 1.0
+    assert record["film_numpy_1080p_fps"] > 0  # the numpy clean of the same frames, beside the torch one
     assert record["unmeasured"] == {}
     table = proc.stdout.splitlines()
     assert all(any(line.startswith(key) for line in table) for key in keys)  # one table, every figure
+
+
+def test_the_film_figure_cleans_with_the_newsreel_preset() -> None:
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import device_bench
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    from dataclasses import replace
+
+    from pipeline.config import FilmConfig, load_config
+
+    preset = load_config(["newsreel"]).film
+    assert replace(FilmConfig(**device_bench.NEWSREEL_FILM), device=preset.device) == preset

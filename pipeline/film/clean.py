@@ -231,7 +231,8 @@ def _top(image: np.ndarray) -> float:
 
 
 def _works(frames: Iterable[VideoFrame], device: str) -> Iterator[Work]:
-    """The working pictures: float32 in [0, 1], numpy or (a torch `device`) a tensor there."""
+    """The working pictures: float32 in [0, 1], numpy or (a torch `device`) a tensor there (frames
+    already on a device, as tensors, are converted there: `scripts/device_bench.py`)."""
     from pipeline.film.torch_ops import working
 
     for fr in frames:
@@ -268,6 +269,7 @@ def _chain(frames: Iterable[VideoFrame], f: FilmConfig) -> Iterator[Work]:
             dust_max_area=f.dust_max_area,
             reduce=f.grain != "keep",
             strength=f.grain_strength,
+            measure=f.grain == "regrain",
         )
     return _finish(works, f)
 
@@ -281,9 +283,10 @@ def _finish(works: Iterator[Work], f: FilmConfig) -> Iterator[Work]:
     for work in works:
         residual = work.info.pop("grain_residual", None)
         difference = work.info.pop("grain_difference", None)
+        colour, motions = work.info.pop("grain_colour", None), work.info.pop("grain_motion", ())
         if f.grain == "regrain" and residual is not None:  # put back at output resolution by compose
-            y = to_numpy(luma(work.image))
-            work.info["grain_measure"] = measure_grain(y, to_numpy(residual), to_numpy(difference))
+            y, r, d = (to_numpy(x) for x in (luma(work.image), residual, difference))
+            work.info["grain_measure"] = measure_grain(y, r, d, colour, motions)
             work.info["regrained"] = True
         if f.line_denoise > 0:
             work.image = line_denoise(work.image, f.line_denoise)
@@ -293,12 +296,13 @@ def _finish(works: Iterator[Work], f: FilmConfig) -> Iterator[Work]:
 def _handed_out(work: Work, f: FilmConfig) -> np.ndarray:
     """The cleaned picture quantised to the frame's dtype (a tensor on its device unless dithered)."""
     from pipeline.film.grain import quantise
-    from pipeline.film.torch_ops import is_tensor, quantised, to_numpy
+    from pipeline.film.torch_ops import frame_dtype, is_tensor, quantised, to_numpy
 
     fr = work.frame
+    dtype = frame_dtype(fr.image)
     if is_tensor(work.image) and not f.dither:
-        return quantised(work.image, fr.image.dtype)
-    return quantise(to_numpy(work.image), fr.image.dtype, f.dither, f.grain_seed, fr.index)
+        return quantised(work.image, dtype)
+    return quantise(to_numpy(work.image), dtype, f.dither, f.grain_seed, fr.index)
 
 
 def clean_frames(

@@ -12,11 +12,21 @@ the path stretched, so large specks there are filled as anywhere else; only the 
 must agree more closely over the blob (seen from one side, the edge of an object crossing the
 picture passes the other tests).
 Specks (slightly grown to take their soft rim) are filled with the mean of the aligned neighbours.
+
+With tensor pictures (a torch `film.device`) the per-pixel detector (`speck_candidates`: gains,
+Sobel, the thresholds, the candidate map) runs on their device; the blobs are judged on the CPU
+(connected components, template matching), the pictures brought over only when a candidate blob
+has a speck's size; the fill (pipeline.film.temporal) is made on the device.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+
+from pipeline.film import torch_ops
+from pipeline.film.torch_ops import is_tensor
 
 _SEARCH = 40  # px (at 576 lines; 32 at least): how far a moving object may travel between frames
 _MAX_BLOBS = 2000  # candidates examined per frame at most (a frame this dirty is mostly picture)
@@ -145,47 +155,103 @@ def _templates(
     return templates
 
 
-def find_specks(
-    image: np.ndarray,  # [H, W, 3] float32 the frame
-    prev_w: np.ndarray,  # [H, W, 3] the previous frame warped onto it
-    next_w: np.ndarray,  # [H, W, 3] the next frame warped onto it
-    prev_raw: np.ndarray,  # [H, W, 3] float32 the previous frame as it is
-    next_raw: np.ndarray,  # [H, W, 3] the next frame as it is
-    inside: np.ndarray,  # [H, W] bool where both warped neighbours show picture (not an edge entering)
-    threshold: float,
-    max_area: int,
-    offsets: tuple[int, int] = (-1, 1),  # how many frames away the two neighbours are (their order)
-) -> tuple[np.ndarray, int, int]:
-    """(mask [H, W] bool of pixels to fill, specks found, candidates left alone: moving objects, or
-    blobs whose surroundings the neighbours do not explain)."""
+def speck_candidates(
+    image: Any, prev_w: Any, next_w: Any, inside: Any, threshold: float
+) -> tuple[Any, Any, Any, Any, Any]:
+    """(candidates [H, W] bool, how well the better aligned neighbour explains each pixel [H, W], the
+    neighbours brought to the frame's brightness, their mean): the per-pixel part of the detector,
+    numpy or (tensors) on their device."""
     import cv2
 
     # Where the picture has strong edges a fraction of a pixel of misalignment makes a large difference:
     # the threshold grows with the gradient of the speck-free estimate (the neighbours' mean).
     # Flicker between the frames is not dirt: each neighbour is brought to the frame's brightness first.
-    prev_w = prev_w * gain_to(image, prev_w)
-    next_w = next_w * gain_to(image, next_w)
+    on_device = is_tensor(image)
+    prev_w = prev_w * _gain(image, prev_w)
+    next_w = next_w * _gain(image, next_w)
     both = 0.5 * (prev_w + next_w)  # [H, W, 3]
-    gx = cv2.Sobel(both, cv2.CV_32F, 1, 0, ksize=3)
-    gy = cv2.Sobel(both, cv2.CV_32F, 0, 1, ksize=3)
-    th = threshold + _MISALIGN * np.sqrt(gx * gx + gy * gy) / 8.0  # Sobel is 8 x the gradient
+    if on_device:
+        gx, gy = torch_ops.sobel(both)
+        gradient = (gx * gx + gy * gy).sqrt()
+    else:
+        gx = cv2.Sobel(both, cv2.CV_32F, 1, 0, ksize=3)
+        gy = cv2.Sobel(both, cv2.CV_32F, 0, 1, ksize=3)
+        gradient = np.sqrt(gx * gx + gy * gy)
+    th = threshold + _MISALIGN * gradient / 8.0  # Sobel is 8 x the gradient
     dp, dn = image - prev_w, image - next_w  # [H, W, 3]
-    agree = np.abs(prev_w - next_w) < th
+    agree = abs(prev_w - next_w) < th
     same = ((dp > th) & (dn > th)) | ((dp < -th) & (dn < -th))
     # any channel: colour dirt can differ in hue more than brightness
-    cand = (agree & same).any(axis=2) & inside
+    if on_device:
+        cand = (agree & same).any(dim=2) & inside
+        explained = dp.abs().minimum(dn.abs()).amax(dim=2)
+    else:
+        cand = (agree & same).any(axis=2) & inside
+        explained = np.minimum(np.abs(dp), np.abs(dn)).max(axis=2)  # [H, W]
+    return cand, explained, prev_w, next_w, both
+
+
+def _gain(image: Any, other: Any) -> Any:
+    if is_tensor(image):
+        a = image[::4, ::4].reshape(-1, 3).mean(dim=0)
+        b = other[::4, ::4].reshape(-1, 3).mean(dim=0)
+        return a / b.clamp(min=1e-3)
+    return gain_to(image, other)
+
+
+def find_specks(
+    image: Any,  # [H, W, 3] float32 the frame (numpy, or a tensor: then every picture is one)
+    prev_w: Any,  # [H, W, 3] the previous frame warped onto it
+    next_w: Any,  # [H, W, 3] the next frame warped onto it
+    prev_raw: Any,  # [H, W, 3] float32 the previous frame as it is
+    next_raw: Any,  # [H, W, 3] the next frame as it is
+    inside: Any,  # [H, W] bool where both warped neighbours show picture (not an edge entering)
+    threshold: float,
+    max_area: int,
+    offsets: tuple[int, int] = (-1, 1),  # how many frames away the two neighbours are (their order)
+) -> tuple[np.ndarray, int, int]:
+    """(mask [H, W] bool of pixels to fill, specks found, candidates left alone: moving objects, or
+    blobs whose surroundings the neighbours do not explain). With tensors the candidates are found on
+    their device; the blobs are judged here on the CPU (the pictures come over only when a blob of
+    a speck's size is among them)."""
+    import cv2
+
+    cand, explained, prev_w, next_w, both = speck_candidates(image, prev_w, next_w, inside, threshold)
+    cand = torch_ops.to_numpy(cand)
     if not cand.any():
         return np.zeros_like(cand), 0, 0
-    # How well the better aligned neighbour explains each pixel: around real dust, well.
-    explained = np.minimum(np.abs(dp), np.abs(dn)).max(axis=2)  # [H, W]
-    scale = image.shape[0] / 576.0
+    _, labels, boxes, _ = cv2.connectedComponentsWithStats(cand.astype(np.uint8), connectivity=8)
+    scale = cand.shape[0] / 576.0
     area_limit = max(150, round(max_area * scale * scale))
+    area = boxes[1:, cv2.CC_STAT_AREA]
+    if not ((area >= _MIN_AREA) & (area <= area_limit)).any():
+        return np.zeros_like(cand), 0, 0
+    pictures = [torch_ops.to_numpy(x) for x in (image, prev_w, next_w, both, explained, prev_raw, next_raw)]
+    keep, objects = _judge(labels, boxes, pictures, threshold, area_limit, offsets)
+    mask = keep[labels]
+    if not mask.any():
+        return mask, 0, objects
+    grown = cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    return grown, int(keep.sum()), objects
+
+
+def _judge(
+    labels: np.ndarray,
+    boxes: np.ndarray,
+    pictures: list[np.ndarray],  # image, prev_w, next_w, both, explained, prev_raw, next_raw
+    threshold: float,
+    area_limit: int,
+    offsets: tuple[int, int],
+) -> tuple[np.ndarray, int]:
+    """([n] bool: which candidate blobs are specks, how many were left alone)."""
+    import cv2
+
+    image, prev_w, next_w, both, explained, prev_raw, next_raw = pictures
     agree = _AGREE / (_ONE_SIDED if offsets[0] * offsets[1] > 0 else 1)  # > 0: a clip's first or last frame
-    r = max(32, round(_SEARCH * scale))
+    r = max(32, round(_SEARCH * image.shape[0] / 576.0))
     pad = ((r, r), (r, r), (0, 0))
     pads = (np.pad(prev_raw, pad, constant_values=-4.0), np.pad(next_raw, pad, constant_values=-4.0))
-    n, labels, boxes, _ = cv2.connectedComponentsWithStats(cand.astype(np.uint8), connectivity=8)
-    keep = np.zeros(n, dtype=bool)
+    keep = np.zeros(len(boxes), dtype=bool)
     objects = 0
     order = np.argsort(-boxes[1:, cv2.CC_STAT_AREA])[:_MAX_BLOBS] + 1
     for i in order:
@@ -219,8 +285,4 @@ def find_specks(
             objects += 1
             continue
         keep[i] = True
-    mask = keep[labels]
-    if not mask.any():
-        return mask, 0, objects
-    grown = cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-    return grown, int(keep.sum()), objects
+    return keep, objects

@@ -10,12 +10,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
 _BANDS = 8  # brightness bands the grain strength is measured in
+_LUMA = np.array([0.299, 0.587, 0.114])  # BT.601, as film.window.luma
 
 
 def grain_profile(y: np.ndarray, residual: np.ndarray, sigma: float | None = None) -> np.ndarray:
@@ -67,15 +69,52 @@ def grain_size(grain: np.ndarray) -> float:
     return float(np.interp(_neighbour_correlation(np.asarray(r, np.float64)), rho, sigmas))
 
 
-def measure_grain(y: np.ndarray, residual: np.ndarray, difference: np.ndarray) -> np.ndarray:
-    """[_BANDS + 1] float32: the grain std (0..1) per brightness band of the cleaned luma `y`, then
-    its size (source px): what `pipeline.frame.grain.Regrain` puts back at output resolution.
+def _robust_std(x: np.ndarray) -> float:
+    return 1.4826 * float(np.median(np.abs(x - np.median(x))))
+
+
+def channel_grain(residual: np.ndarray) -> np.ndarray:
+    """[4] float64: how the grain's channels relate, from what the reduction removed (`residual`,
+    [..., 3] RGB): the mean correlation rho of the three pairs of channels, then each channel's
+    grain std over luma's. Robust (edges and misaligned detail the reduction removed are
+    outliers): each pair's rho = (s(a + b)^2 - s(a - b)^2) / (s(a + b)^2 + s(a - b)^2) with s
+    the median-based std of channels brought to one strength. Monochrome grain: [1, 1, 1, 1]."""
+    r = np.asarray(residual, np.float64).reshape(-1, 3)
+    lum = _robust_std(r @ _LUMA)
+    stds = np.array([_robust_std(r[:, i]) for i in range(3)])
+    if lum <= 1e-9 or stds.min() <= 1e-9:
+        return np.array([1.0, 1.0, 1.0, 1.0])
+    z = r / stds
+    rhos = []
+    for i, j in ((0, 1), (0, 2), (1, 2)):
+        plus, minus = _robust_std(z[:, i] + z[:, j]) ** 2, _robust_std(z[:, i] - z[:, j]) ** 2
+        rhos.append((plus - minus) / max(plus + minus, 1e-12))
+    return np.array([float(np.clip(np.mean(rhos), 0.0, 1.0)), *(stds / lum)])
+
+
+def measure_grain(
+    y: np.ndarray,
+    residual: np.ndarray,
+    difference: np.ndarray,
+    colour: np.ndarray | None = None,
+    motions: Sequence[np.ndarray | None] = (),
+) -> np.ndarray:
+    """float32: the grain std (0..1) per brightness band of the cleaned luma `y`, its size (source
+    px), how its channels relate (`colour`, from `channel_grain`; None: monochrome) and how the
+    picture moved from the two frames before (`motions`, [2, 3] frame px -> that frame's px, None
+    where there is none): what `pipeline.frame.grain.Regrain` puts back at output resolution, in
+    that module's layout (`pipeline.frame.grain.pack`).
 
     The strength is what the reduction removed (`residual`): the grain it left plus this much is
     the grain there was. The size is measured on `difference` (the frame minus an aligned
     neighbour: two independent grain fields, spatially correlated as one is), not on the residual,
     whose per-pixel weights whiten it."""
-    return np.append(grain_profile(y, residual), grain_size(difference)).astype(np.float32)
+    from pipeline.frame.grain import pack
+
+    still = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    c = np.array([1.0, 1.0, 1.0, 1.0]) if colour is None else np.asarray(colour, np.float64)
+    moved = [still if m is None else m for m in (*motions, None, None)[:2]]
+    return pack(grain_profile(y, residual), grain_size(difference), float(c[0]), c[1:], moved)
 
 
 def line_denoise(image: Any, sigma_levels: float) -> Any:

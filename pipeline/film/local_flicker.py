@@ -7,10 +7,13 @@ frame each cell's brightness step is measured as the median log ratio of its pix
 frame's median (the global part is the deflicker's; a median ignores moving objects, specks and a
 little camera motion), and the steps chain into each cell's curve over the window, within the shot
 (pipeline.film.trend). As for the global gain, each cell's robust trend is the film's own light (a
-fade, a lamp, light that changes as the camera moves) and is kept; the centre frame's cells are
-brought onto it: a grid of gains, interpolated bilinearly between the cell centres over the frame,
-limited to [1/max_gain, max_gain]. A window whose cells barely wobble has no local flicker and is
-left alone; a large step that persists in a cell (a lamp switched on there) ends the window there.
+fade, a lamp, light that changes as the camera moves) and is kept: a straight line over the window
+(a cell's light seldom curves within half a second, and a line's value at the centre is steadier
+than a quadratic's, which followed the flicker itself: 0.47 of it left on the quick set, 0.35);
+the centre frame's cells are brought onto it: a grid of gains, interpolated bilinearly between the
+cell centres over the frame, limited to [1/max_gain, max_gain]. A window whose cells barely wobble
+has no local flicker and is left alone; a large step that persists in a cell (a lamp switched on
+there) ends the window there.
 """
 
 from __future__ import annotations
@@ -75,6 +78,8 @@ def _shared_part(offsets: np.ndarray, curve: np.ndarray) -> tuple[int, int]:
     """(first, last) offsets of the window the centre frame shares without a persistent step of
     brightness in any cell (a lamp switched on in part of the picture): flicker comes back."""
     lo, hi = int(offsets[0]), int(offsets[-1])
+    if len(curve) < 4:  # no step with two frames either side to judge it on (and no median of nothing)
+        return lo, hi
     least = np.maximum(_STEP, _ABOVE * 1.4826 * np.median(np.abs(np.diff(curve, axis=0)), axis=0))  # [cells]
     for i in range(1, len(curve)):
         before, after = curve[max(0, i - _SIDE) : i], curve[i : i + _SIDE]
@@ -101,7 +106,7 @@ def local_gains(
     offsets, curve = offsets[keep], curve[keep]
     if wobble(curve) < _MIN_LOCAL:
         return None, False
-    trend = trend_at_centre(offsets, curve)
+    trend = trend_at_centre(offsets, curve, max_degree=1)  # a quadratic leaves 0.47 of it, a line 0.35
     return (None, True) if trend is None else (np.exp(trend).reshape(GRID, GRID), True)
 
 

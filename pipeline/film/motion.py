@@ -71,3 +71,24 @@ def _warp_tensor(neighbour: Any, fl: np.ndarray, factor: float) -> tuple[Any, An
     mx, my = gx + f[..., 0], gy + f[..., 1]
     inside = (mx >= 0) & (mx <= w - 1) & (my >= 0) & (my <= h - 1)
     return torch_ops.remap(neighbour, mx, my), inside
+
+
+def affine_motion(fl: np.ndarray, factor: float, step: int = 16) -> np.ndarray:
+    """[2, 3] float64 the affine map x -> x + flow(x) (source px) that fits the flow `fl` (at
+    flow resolution, `factor` source px per flow px) best: least squares on a grid of samples
+    every `step` px, twice refitted without the samples off it by more than 3 x the median (objects
+    moving on their own, flow errors): the picture's own motion, a pan, tilt or zoom."""
+    h, w = fl.shape[:2]
+    gy, gx = np.mgrid[step // 2 : h : step, step // 2 : w : step]
+    src = np.stack([gx.ravel(), gy.ravel(), np.ones(gx.size)], axis=1).astype(np.float64)
+    dst = src[:, :2] + fl[gy.ravel(), gx.ravel()].astype(np.float64)
+    keep = np.ones(len(src), bool)
+    a = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    for _ in range(3):
+        if int(keep.sum()) < 6:
+            break
+        a = np.linalg.lstsq(src[keep], dst[keep], rcond=None)[0].T  # [2, 3]
+        err = np.hypot(*(src @ a.T - dst).T)
+        keep = err <= 3.0 * max(float(np.median(err)), 0.05)
+    a[:, 2] *= factor  # translation in source px (the linear part is the same at any resolution)
+    return a

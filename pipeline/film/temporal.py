@@ -18,7 +18,8 @@ import numpy as np
 
 from pipeline.film import torch_ops
 from pipeline.film.dust import find_specks, gain_to
-from pipeline.film.motion import flow, flow_input, warp
+from pipeline.film.grain import channel_grain
+from pipeline.film.motion import affine_motion, flow, flow_input, warp
 from pipeline.film.torch_ops import is_tensor
 from pipeline.film.window import Work, luma, sliding
 
@@ -60,9 +61,7 @@ def _specks(
     go into the frame's info)."""
     a, b = pair
     pw, nw = warps[a][0], warps[b][0]
-    args = (image, pw, nw, raw[a], raw[b], warps[a][1] & warps[b][1])
-    if is_tensor(image):  # the decision on the CPU (film/dust.py is numpy)
-        args = tuple(torch_ops.to_numpy(x) for x in args)  # type: ignore[assignment]
+    args = (image, pw, nw, raw[a], raw[b], warps[a][1] & warps[b][1])  # tensors: candidates on the device
     mask, specks, objects = find_specks(*args, kw["dust_threshold"], kw["dust_max_area"], pair)
     if specks:
         fill = 0.5 * (pw * _gain_to(image, pw) + nw * _gain_to(image, nw))  # flicker-matched
@@ -122,6 +121,17 @@ def _reduced(c: _Item, image: Any, warps: dict[int, tuple[Any, Any]], strength: 
     return denoised
 
 
+def _grain_motion_and_colour(c: _Item, flows: dict[int, np.ndarray], removed: Any) -> None:
+    """For regrain: how the picture moved from the two frames before (`info["grain_motion"]`, the
+    grain is carried along it) and how the channels of the grain removed relate
+    (`info["grain_colour"]`: film/grain.channel_grain of what was `removed`, ~10 000 pixels of it)."""
+    h, w = removed.shape[:2]
+    step = max(1, round(float(np.sqrt(h * w / 10_000))))
+    c.work.info["grain_colour"] = channel_grain(torch_ops.to_numpy(removed[::step, ::step]))
+    motions = [affine_motion(flows[k], c.factor) if k in flows else None for k in (-1, -2)]
+    c.work.info["grain_motion"] = motions
+
+
 def temporal_clean(
     works: Iterator[Work],
     *,
@@ -131,13 +141,15 @@ def temporal_clean(
     dust_max_area: int,
     reduce: bool,
     strength: float,
+    measure: bool = False,
 ) -> Iterator[Work]:
     """Frames with specks filled (`info["specks"]`, `info["speck_px"]`, `info["objects_kept"]`; the
     pixels filled joined into `info["filled"]`, [H, W] bool) and,
     with `reduce`, grain averaged out (`info["grain_sigma"]`; `info["grain_residual"]` [H, W] float32
     of what was removed and `info["grain_difference"]`, the frame's luma minus its nearest aligned
-    neighbour's, both read by the regrain measurement and then dropped). Tensor pictures (a torch
-    `film.device`) are warped, filled and averaged on their device."""
+    neighbour's, both read by the regrain measurement and then dropped; with `measure` (regrain)
+    also `info["grain_motion"]` and `info["grain_colour"]`: `_grain_motion_and_colour`). Tensor
+    pictures (a torch `film.device`) are warped, filled and averaged on their device."""
     items = (_Item(w, w.image, *flow_input(w.image)) for w in works)
     for past, c, future in sliding(items, radius, radius, lambda it: it):
         neighbours = [*past, *future]  # oldest first
@@ -145,10 +157,8 @@ def temporal_clean(
             yield c.work
             continue
         offsets = [k - len(past) for k in range(len(past))] + [k + 1 for k in range(len(future))]
-        warps = {
-            off: warp(n.image, flow(c.flow_in, n.flow_in), c.factor)
-            for off, n in zip(offsets, neighbours, strict=True)
-        }
+        flows = {off: flow(c.flow_in, n.flow_in) for off, n in zip(offsets, neighbours, strict=True)}
+        warps = {off: warp(n.image, flows[off], c.factor) for off, n in zip(offsets, neighbours, strict=True)}
         image = c.image
         pair = _dust_pair(warps)
         if dust and pair is not None:
@@ -156,6 +166,9 @@ def temporal_clean(
             limits = {"dust_threshold": dust_threshold, "dust_max_area": dust_max_area}
             image = _specks(c, image, warps, raw, pair, **limits)
         if reduce:
-            image = _reduced(c, image, warps, strength)
+            reduced = _reduced(c, image, warps, strength)
+            if measure:
+                _grain_motion_and_colour(c, flows, image - reduced)
+            image = reduced
         c.work.image = image
         yield c.work

@@ -44,15 +44,28 @@ def to_numpy(x: Tensor | np.ndarray) -> np.ndarray:
     return x if isinstance(x, np.ndarray) else np.asarray(x.detach().cpu().numpy())
 
 
-def working(image: np.ndarray, device: str) -> Tensor:
+def working(image: Tensor | np.ndarray, device: str) -> Tensor:
     """[H, W, 3] float32 tensor in [0, 1] on `device` of a decoded uint8 / uint16 frame (sent as
-    integers: a quarter / half of the bytes), the same values as the numpy chain's `image / top`."""
+    integers: a quarter / half of the bytes), the same values as the numpy chain's `image / top`. A
+    frame already on a device (a uint8 tensor, or int32 holding 16-bit values) is converted there."""
     import torch
 
+    if not isinstance(image, np.ndarray):
+        peak = 255.0 if image.dtype == torch.uint8 else 65535.0
+        return image.to(torch.device(device)).to(torch.float32) / peak
     top = 255.0 if image.dtype == np.uint8 else 65535.0
     src = np.ascontiguousarray(image if image.dtype == np.uint8 else image.astype(np.int32))
     t = torch.from_numpy(src).to(torch.device(device), non_blocking=True)
     return t.to(torch.float32) / top
+
+
+def frame_dtype(image: Tensor | np.ndarray) -> np.dtype:
+    """The numpy dtype a decoded frame (an array, or a tensor from `working`'s inputs) is handed out in."""
+    import torch
+
+    if isinstance(image, np.ndarray):
+        return image.dtype
+    return np.dtype(np.uint8) if image.dtype == torch.uint8 else np.dtype(np.uint16)
 
 
 def quantised(image: Tensor, dtype: np.dtype) -> np.ndarray:

@@ -48,16 +48,17 @@ def chain(
     return np.array(offsets), np.stack(values)
 
 
-def trend_at_centre(offsets: np.ndarray, values: np.ndarray) -> np.ndarray | None:
+def trend_at_centre(offsets: np.ndarray, values: np.ndarray, max_degree: int = 2) -> np.ndarray | None:
     """[d] the robust polynomial trend of `values` ([n, d]) at offset 0, or None (too few frames): a
-    quadratic from `_QUADRATIC` frames on, a straight line below.
+    quadratic from `_QUADRATIC` frames on, a straight line below (`max_degree` 1: a straight line
+    always; its value at the centre of a window is twice as steady as a quadratic's).
 
     Least squares, then once more with points far from the first fit (a flash, a bad measurement)
     given little weight (Tukey's biweight on the residuals' robust spread)."""
     n = len(offsets)
     if n < _MIN_POINTS:
         return None
-    degree = 2 if n >= _QUADRATIC else 1
+    degree = min(max_degree, 2 if n >= _QUADRATIC else 1)
     x = offsets.astype(np.float64) / max(1.0, float(np.abs(offsets).max()))
     a = np.vander(x, degree + 1)  # [n, degree + 1], the constant last
     out = np.zeros(values.shape[1])

@@ -249,6 +249,26 @@ def paste_faces(
     return _to_dtype(out, frame.dtype)
 
 
+def _is_tensor(x: Any) -> bool:
+    return x is not None and not isinstance(x, np.ndarray) and hasattr(x, "device")
+
+
+def _host(up: Any, dtype: np.dtype) -> np.ndarray:
+    """An upscaled frame as a numpy image of `dtype` (a tensor is brought from its device)."""
+    if isinstance(up, np.ndarray):
+        return up
+    return np.asarray(up.cpu().numpy()).astype(dtype, copy=False)
+
+
+def _on_device(up: Any, device: str) -> Any:
+    """An upscaled frame as a float32 tensor on `device` (a tensor already there stays)."""
+    import torch
+
+    if isinstance(up, np.ndarray):
+        return as_tensor(up, device)
+    return up.to(torch.device(device)).to(torch.float32)
+
+
 def _peak(image: np.ndarray) -> float:
     return {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(image.dtype, 1.0)
 
@@ -369,7 +389,9 @@ def compose_frame(
     cfg: Config,
     upscaler: Callable[[np.ndarray], np.ndarray] | None = None,  # whole frame, dtype kept; None: cfg.upscale
     steadiness: Steadiness | None = None,  # one per run of consecutive frames: adds change figures
-    upscaled: np.ndarray | None = None,  # the frame already upscaled (frames upscaled in a batch)
+    # the frame already upscaled (frames upscaled in a batch), numpy or a tensor on the device
+    # (`tensor_ops.upscale_on`: uint8, or int32 holding 16-bit values)
+    upscaled: Tensor | np.ndarray | None = None,
     device: str = "cpu",  # where the paste, blend and projection run (torch: CPU or CUDA)
     regrain: Regrain | None = None,  # film regrain: grain of the frame's measurement (`VideoFrame.grain`)
     pasted: list[Pasted] | None = None,  # provenance matte: appended with where each pasted face went
@@ -387,20 +409,23 @@ def compose_frame(
     """
     image = frame.image if isinstance(frame, VideoFrame) else frame
     src = image if source is None else source
+    up: Tensor | np.ndarray
     if upscaled is not None:
-        up = np.asarray(upscaled)
+        up = upscaled if _is_tensor(upscaled) else np.asarray(upscaled)
     elif upscaler is None:
         up = np.asarray(upscale(image, cfg.upscale.scale, cfg.upscale.method))
     else:
         up = np.asarray(upscaler(image))
     scale = up.shape[1] / image.shape[1]
     measure, index = (frame.grain, frame.index) if isinstance(frame, VideoFrame) else (None, 0)
+    dtype: np.dtype = up.dtype if isinstance(up, np.ndarray) else image.dtype  # (a tensor: 16 bits in int32)
     if not placements:
+        up = _host(up, dtype)
         if regrain is not None and measure is not None:
             up = regrain.apply_to(up, measure, index, scale)
         return up, []
-    peak = _peak(up)
-    out = as_tensor(up, device) / peak  # [H, W, 3] float32 on the device
+    peak = _peak(np.empty(0, dtype))
+    out = _on_device(up, device) / peak  # [H, W, 3] float32 on the device
     rows = _paste_all(out, placements, scale, image.shape[:2], gray, cfg)
     if pasted is not None:  # faces pasted (not fallbacks, which keep the upscale: nothing synthesised)
         pasted.extend(where for _, reason, where in rows if reason is None and where is not None)
@@ -421,7 +446,7 @@ def compose_frame(
         grain = regrain.layer(projected, measure, index, scale)
         if grain is not None:
             final, shares = _add_grain(projected, grain, lr, regions, bound + c.project_margin_db)
-    result = _to_dtype(final, up.dtype)
+    result = _to_dtype(final, dtype)
     records = _records(result.astype(np.float64) / peak, lr, rows, regions, bound, c.project)
     for rec, share in zip(records, shares, strict=True):
         if share is not None:
@@ -433,7 +458,7 @@ def compose_frame(
 
 def _add_grain(
     out: np.ndarray,  # [H, W, 3] float32 in [0, 1]: the frame, faces pasted and projected
-    grain: np.ndarray,  # [H, W] float32: the film grain for the whole frame (pipeline.frame.grain)
+    grain: np.ndarray,  # [H, W] or [H, W, 3] float32: the film grain of the frame (pipeline.frame.grain)
     lr: np.ndarray,  # [h, w, 3] float64: the source
     regions: Sequence[tuple[_Region | None, float]],
     floor_db: float,  # each face region must still agree with the footage this well
@@ -445,8 +470,8 @@ def _add_grain(
     grainy surroundings. A face region carries the full grain unless that would bring it below
     `floor_db` (the bound plus the projection's margin), where the grain is scaled down there, to
     the largest share that keeps the floor (`pipeline.frame.project.largest_share`)."""
-    add = np.repeat(grain[..., None], 3, axis=2)
-    share_map = np.ones(grain.shape, np.float32)
+    add = grain if grain.ndim == 3 else np.repeat(grain[..., None], 3, axis=2)
+    share_map = np.ones(add.shape[:2], np.float32)
     shares: list[float | None] = []
     for region, _ in regions:
         if region is None:

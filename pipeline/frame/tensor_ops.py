@@ -169,3 +169,61 @@ def as_tensor(image: np.ndarray, device: str | torch.device) -> Tensor:
     import torch
 
     return torch.tensor(np.asarray(image, np.float32), device=torch.device(device))
+
+
+def _lanczos_axis(x: Tensor, scale: int, dim: int, round_to: float | None) -> Tensor:
+    """Polyphase Lanczos-3 along `dim` (0 rows, 1 columns) of an [H, W, C] float tensor, edges
+    replicated (`pipeline.frame.upscale._upscale_axis`); each pass rounded and clipped to
+    [0, round_to] for 8-bit pictures, as OpenCV's 8-bit filter2D does."""
+    import torch
+
+    from pipeline.frame.upscale import lanczos_phases
+
+    n = x.shape[dim]
+    phases = []
+    for base, weights in lanczos_phases(scale):
+        ks = range(-len(weights) // 2 + 1, len(weights) // 2 + 1)
+        out = torch.zeros_like(x)
+        for k, wk in zip(ks, weights, strict=True):
+            taps = (torch.arange(n, device=x.device) + base + k).clamp(0, n - 1)
+            out = out + x.index_select(dim, taps) * float(wk)
+        if round_to is not None:
+            out = torch.round(out).clamp_(0, round_to)
+        phases.append(out)
+    stacked = torch.stack(phases, dim=dim + 1)  # [H, W, s, C] or [H, s, W, C]
+    shape = list(x.shape)
+    shape[dim] *= scale
+    return stacked.reshape(shape)
+
+
+def lanczos_upscale(image: Tensor, scale: int) -> Tensor:
+    """`pipeline.frame.upscale.upscale(image, scale, "lanczos")` for an integer `scale` of an
+    [H, W, C] uint8 / int32 (16-bit values) / float32 tensor on its device, the same dtype out."""
+    import torch
+
+    x = image.to(torch.float32)
+    eight = image.dtype == torch.uint8
+    x = _lanczos_axis(x, scale, 1, 255.0 if eight else None)
+    x = _lanczos_axis(x, scale, 0, 255.0 if eight else None)
+    if eight:
+        return x.to(torch.uint8)
+    if image.dtype == torch.float32:
+        return x
+    return torch.round(x).clamp_(0, 65535).to(image.dtype)
+
+
+def upscale_on(image: np.ndarray, scale: float, method: str, device: str) -> Tensor:
+    """The classical upscale of a uint8 / uint16 frame as a tensor on `device` (uint8, or int32 holding
+    16-bit values): integer-factor Lanczos runs there; other methods and factors on the CPU
+    (`pipeline.frame.upscale.upscale`), then sent."""
+    import torch
+
+    from pipeline.frame.upscale import upscale
+
+    dev = torch.device(device)
+    wide = image.dtype == np.uint16
+    if method == "lanczos" and float(scale).is_integer() and scale > 1 and image.ndim == 3:
+        src = torch.from_numpy(np.ascontiguousarray(image.astype(np.int32) if wide else image)).to(dev)
+        return lanczos_upscale(src, int(scale))
+    up = np.asarray(upscale(image, scale, method))
+    return torch.from_numpy(np.ascontiguousarray(up.astype(np.int32) if wide else up)).to(dev)

@@ -70,11 +70,11 @@ log = logging.getLogger(__name__)
 
 # Part of a stage's key: bumped when what the stage computes changes (every key after it changes too).
 SCAN_VERSION = "scan-v2"  # v2: per-segment detections and cuts, stitched
-CLEAN_VERSION = "clean-v2"  # v2: with regrain, each frame's grain measured (compose adds it), not added
+CLEAN_VERSION = "clean-v3"  # v3: grain measured with its colour and the picture motion (v2: measured)
 CROPS_VERSION = "crops-v2"  # v2: crops per search unit, with each crop's size
 SEARCH_VERSION = "search-v2"  # v2: face images beside the rows (read a frame range at a time)
 GUIDE_VERSION = "guide-v2"  # v2: with the reference people's SFace embeddings (the identity term)
-COMPOSE_VERSION = "compose-v4"  # v4: regrain at output resolution (v3: projection, fallback, records)
+COMPOSE_VERSION = "compose-v5"  # v5: regrain moves with the picture, in colour (v4: regrain; v3: projection)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TextIO
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ def make_progress_actor() -> Any:
 class _ClearLine(logging.Filter):
     """A logging filter that lets every record through after clearing the live progress line."""
 
-    def __init__(self, stream: Any) -> None:
+    def __init__(self, stream: TextIO) -> None:
         super().__init__()
         self._stream = stream
 
@@ -163,7 +163,7 @@ class ProgressDisplay:
         enabled: bool = True,
         interval: float = 0.5,
         log_every: float = 10.0,
-        stream: Any = None,
+        stream: TextIO | None = None,
     ) -> None:
         self._fetch = fetch
         self._stream = stream if stream is not None else sys.stderr

@@ -33,13 +33,14 @@ from pipeline.run.frames import pin_torch
 from pipeline.run.mode import Mode, RunReport
 from pipeline.run.report import measure_identity
 from pipeline.run.steps import load_crops, save_track
-from pipeline.types import FaceRestoration, Track
+from pipeline.types import FaceCrop, FaceRestoration, Track
 
 if TYPE_CHECKING:
     from pipeline.faces.choose import References
     from pipeline.prior.stylegan2 import Generator
     from pipeline.search.latent_space import GaussianizedW
     from pipeline.search.plan import Chunk
+    from pipeline.search.state import Guide
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +139,7 @@ def references_step(model: SearchModel, cfg: Config, references: References, out
     return {"faces": 0}
 
 
-def _guides(scan_path: str, guide_path: str, unit: set[int]) -> dict[int, Any]:
+def _guides(scan_path: str, guide_path: str, unit: set[int]) -> dict[int, Guide]:
     """Per track of `unit` whose person is guided: their reference person (a `Guide`: latents
     [1, num_ws, w_dim] and SFace embedding [128])."""
     import torch
@@ -151,7 +152,7 @@ def _guides(scan_path: str, guide_path: str, unit: set[int]) -> dict[int, Any]:
     refs = load_arrays(guide_path)
     by_name = {str(n): i for i, n in enumerate(refs["names"])}
     people = people_from_arrays(a, store.scan_from_arrays(a).tracks) or []
-    out = {}
+    out: dict[int, Guide] = {}
     for p in people:
         for t in p.tracks:
             if p.guide in by_name and t in unit:
@@ -164,7 +165,7 @@ def _guides(scan_path: str, guide_path: str, unit: set[int]) -> dict[int, Any]:
     return out
 
 
-def _track_guide(scan_path: str | None, guide_path: str | None, crops: Sequence[Any]) -> Any:
+def _track_guide(scan_path: str | None, guide_path: str | None, crops: Sequence[FaceCrop]) -> Guide | None:
     """The reference person guiding a chunked track (a Guide), or None."""
     if scan_path is None or guide_path is None or not crops:
         return None

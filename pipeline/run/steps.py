@@ -60,7 +60,6 @@ from pipeline.run.frames import (
     Frames,
     StoredFrames,
     film_cleaning,
-    film_on_torch,
     inverse_telecine,
     read_frames,
     save_segment_meta,
@@ -70,6 +69,8 @@ from pipeline.run.report import identity_from_arrays, identity_to_arrays
 from pipeline.types import Detection, FaceCrop, FaceRestoration, Track, TrackFrame, VideoFrame, VideoInfo
 
 if TYPE_CHECKING:
+    from torch import Tensor
+
     from pipeline.faces.choose import PeopleChoice, References
     from pipeline.faces.people import Person
     from pipeline.faces.scan import Embeddings
@@ -541,15 +542,24 @@ def make_upscaler(cfg: Config) -> Upscale:
 
 
 def compose_device(upscaler: Upscale | None, cfg: Config | None = None) -> str:
-    """Where compose's torch stages run: a learned upscaler's device, else film cleaning's torch
-    device (`film.device`; the step holds a GPU share under Ray in both cases:
-    `pipeline.run.work.KINDS`), else the CPU (a compose task then asks Ray for no GPU)."""
+    """Where compose's torch stages run: a learned upscaler's device (the step then holds a GPU
+    share under Ray); without one, the CUDA device `film.device` or `run.device` names outright
+    (then the plain upscale runs there too: `plain_on_device`), else the CPU. `run.device=auto`
+    keeps such a compose on the CPU: it asks Ray for no GPU, and on a CPU OpenCV is the faster."""
     device = getattr(upscaler, "device", None)
     if device is not None:
         return str(device)
-    if cfg is not None and film_on_torch(cfg):
-        return str(cfg.film.device)
+    if cfg is not None:
+        for named in (cfg.film.device, cfg.run.device):
+            if named.startswith("cuda"):
+                return named
     return "cpu"
+
+
+def plain_on_device(upscaler: Upscale | None, device: str) -> bool:
+    """Whether compose's classical upscale runs in torch on `device` (a CUDA device and no learned
+    upscaler; on the CPU OpenCV's polyphase filter stays, it is the faster)."""
+    return device.startswith("cuda") and getattr(upscaler, "device", None) is None
 
 
 def upscaled_frames(frames: Iterable[P], upscaler: Upscale | None) -> Iterator[tuple[P, np.ndarray | None]]:
@@ -603,12 +613,17 @@ def _composed(
     """Each frame of a compose segment as written: (frame, output image, its face records, the
     faces pasted in it); faces restored and pasted, or, for a mode that hides faces, hidden."""
     from pipeline.frame.compose import Steadiness, compose_frame
+    from pipeline.frame.tensor_ops import upscale_on
 
     upscaler = make_upscaler(cfg) if hider is None else None
     device = compose_device(upscaler, cfg)
+    on_device = hider is None and plain_on_device(upscaler, device)
     steadiness = Steadiness()  # faces' records: output vs footage change along each track
     regrain = Regrain(cfg.film.grain_seed) if cfg.film.grain == "regrain" else None
-    for frame, up in upscaled_frames(frames, upscaler):
+    for frame, batch_up in upscaled_frames(frames, None if on_device else upscaler):
+        up: Tensor | np.ndarray | None = batch_up
+        if on_device:  # the plain upscale in torch on the device, the paste there too
+            up = upscale_on(frame.image, cfg.upscale.scale, cfg.upscale.method, device)
         faces: list[Pasted] = []
         if hider is not None:
             image, rows = _hidden(hider, frame, hide.get(frame.index, ()), gray, cfg, regrain)

@@ -62,8 +62,16 @@ def _always(cfg: Config) -> bool:
     return True
 
 
-def _upscale_or_film_on_torch(cfg: Config) -> bool:
-    return bool(cfg.upscale.model) or film_on_torch(cfg)
+def _film_on_cuda(cfg: Config) -> bool:
+    """Film cleaning is on and its torch stages run on CUDA (`film.device` "cuda" or "cuda:N"; "cpu"
+    runs the same torch code on the worker's CPU, which needs no GPU)."""
+    return film_on_torch(cfg) and cfg.film.device.startswith("cuda")
+
+
+def _compose_on_gpu(cfg: Config) -> bool:
+    """Compose runs GPU work: a learned upscaler, or a CUDA device named outright by `film.device`
+    or `run.device` (`steps.compose_device`: the plain upscale, paste and projection then run there)."""
+    return bool(cfg.upscale.model) or any(d.startswith("cuda") for d in (cfg.film.device, cfg.run.device))
 
 
 @dataclass(frozen=True)
@@ -80,8 +88,8 @@ class GpuUse:
 
 CPU_ONLY = GpuUse()  # decode, detection, encode, stitch, mux: no GPU work
 SEARCH_GPU = GpuUse(_always, "num_gpus_per_search")  # the generator's search, on its actors
-TORCH_FILM = GpuUse(film_on_torch)  # film cleaning written in torch, on `film.device`
-UPSCALE_OR_TORCH_FILM = GpuUse(_upscale_or_film_on_torch)  # a learned upscaler, or film cleaning in torch
+FILM_ON_CUDA = GpuUse(_film_on_cuda)  # film cleaning written in torch, on a CUDA `film.device`
+COMPOSE_GPU = GpuUse(_compose_on_gpu)  # a learned upscaler, or a CUDA device named for compose
 
 
 @dataclass(frozen=True)
@@ -94,7 +102,7 @@ class KindRule:
 # The table of step kinds: what the schedule needs to know of each (where a step runs is its work's
 # class: `Task`, `Search` or `Driver`; whether it holds a GPU share there is its `gpu` rule).
 KINDS: dict[StepKind, KindRule] = {
-    StepKind.CLEAN: KindRule("clean", transient=True, gpu=TORCH_FILM),
+    StepKind.CLEAN: KindRule("clean", transient=True, gpu=FILM_ON_CUDA),
     StepKind.SCAN: KindRule("scan"),
     StepKind.STITCH: KindRule("scan"),
     StepKind.CROPS: KindRule("crops"),
@@ -103,7 +111,7 @@ KINDS: dict[StepKind, KindRule] = {
     StepKind.ANCHORS: KindRule("search", gpu=SEARCH_GPU),
     StepKind.CHUNK: KindRule("search", gpu=SEARCH_GPU),
     StepKind.JOIN_CHUNKS: KindRule("search"),
-    StepKind.COMPOSE: KindRule("compose", gpu=UPSCALE_OR_TORCH_FILM),
+    StepKind.COMPOSE: KindRule("compose", gpu=COMPOSE_GPU),
     StepKind.SPREAD: KindRule("spread", gpu=SEARCH_GPU),
     StepKind.JOIN: KindRule("join"),
 }

@@ -23,7 +23,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -129,7 +129,7 @@ def search_tracks(
     crops: Sequence[FaceCrop],
     cfg: Config,
     device: str = "cpu",
-    guides: Mapping[int, Any] | None = None,
+    guides: Mapping[int, Guide] | None = None,
 ) -> list[FaceRestoration]:
     """Warm-started latent search over whole tracks (several tracks advance in one batch); a track in
     `guides` is steered towards its reference person (a pipeline.search.state.Guide)."""

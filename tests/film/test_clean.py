@@ -13,6 +13,7 @@ from pipeline.config import Config, FilmConfig, load_config
 from pipeline.errors import ConfigError
 from pipeline.film import synthetic as S
 from pipeline.film.clean import CleanStats, clean_frames, context, enabled
+from pipeline.frame.grain import parse
 
 SIZE = (128, 96)
 
@@ -167,9 +168,10 @@ def test_grain_reduce_and_regrain(clean_clip: list[np.ndarray]) -> None:
     # Regrain puts grain back after the upscale (pipeline.frame.grain): cleaning hands out the
     # reduced pictures, each with its grain measured: the removed part of the 8 levels, ~0.6 px.
     assert all(np.array_equal(f.image, r) for f, r in zip(frames, reduced, strict=True))
-    measures = np.stack([f.grain for f in frames[2:-2]])
-    assert 0.4 * 8.0 < 255 * float(np.median(measures[:, :-1])) < 8.0
-    assert 0.3 < float(np.median(measures[:, -1])) < 1.0
+    measures = [parse(f.grain) for f in frames[2:-2]]
+    assert 0.4 * 8.0 < 255 * float(np.median([m.profile for m in measures])) < 8.0
+    assert 0.3 < float(np.median([m.size for m in measures])) < 1.0
+    assert all(m.mono for m in measures)  # add_grain's grain is monochrome
     assert it.stats.regrained == len(bad)
 
 

@@ -38,7 +38,9 @@ def test_local_flicker_on_real_footage_is_reduced(street: list[np.ndarray]) -> N
     global_only, _ = run(bad, GLOBAL)
     left = M.local_flicker_left(out, bad, street)
     assert M.local_flicker_left(global_only, bad, street) > 0.9  # a global gain cannot remove it
-    assert left < 0.65  # measured here: 0.47 (3 x 3 grid of gains; an oracle on that grid: 0.16)
+    # measured here: 0.39 (a straight-line trend per cell; with a quadratic one: 0.44; an oracle 3 x 3
+    # grid of the true gains: 0.16)
+    assert left < 0.42
     assert stats.local_flicker_found >= 0.8 * len(bad) and stats.local_deflickered >= 0.8 * len(bad)
 
 

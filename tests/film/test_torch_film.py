@@ -125,3 +125,47 @@ def test_the_newsreel_preset_on_the_device_matches_numpy(street: list[np.ndarray
     assert h_got["brightness"] == pytest.approx(h_want["brightness"], abs=1e-4)
     assert h_got["block_levels"] == pytest.approx(h_want["block_levels"], abs=0.05)
     assert h_got["psnr_min"] == pytest.approx(h_want["psnr_min"], abs=0.05)
+
+
+def test_frames_already_on_the_device_clean_as_decoded_ones(street: list[np.ndarray], device: str) -> None:
+    import torch
+
+    film = FilmConfig(deflicker=True, weave=True, grain="reduce", device=device)
+    bad, _ = S.add_flicker(street, 0.1, 5)
+    decoded, _ = run(bad, film)
+    frames = [replace(f, image=torch.from_numpy(f.image).to(device)) for f in S.as_frames(bad)]
+    resident = list(clean_frames(frames, film, start=0, end=len(frames)))
+    for a, b in zip(resident, decoded, strict=True):
+        assert isinstance(a.image, np.ndarray) and a.image.dtype == np.uint8
+        assert np.array_equal(a.image, b.image)
+
+
+def test_specks_on_the_device_are_numpys(street: list[np.ndarray], device: str) -> None:
+    """The same specks filled: each frame's filled pixels differ from numpy's by at most 8 (on edges,
+    where the warps' weights differ: OpenCV rounds them to 1/32 px), the same count of specks."""
+    bad, _ = S.add_specks(street, 6, seed=7)
+    (want, ws), (got, gs) = both(bad, FilmConfig(dust=True), device)
+    assert gs.specks_filled == ws.specks_filled > 3 * len(bad) and gs.objects_kept == ws.objects_kept
+    for g, w in zip(got, want, strict=True):
+        g_mask = np.zeros(w.image.shape[:2], bool) if g.filled is None else g.filled
+        w_mask = np.zeros(w.image.shape[:2], bool) if w.filled is None else w.filled
+        assert int((g_mask ^ w_mask).sum()) <= 8
+        same = ~(g_mask ^ w_mask)
+        assert int(np.abs(g.image.astype(np.int32) - w.image.astype(np.int32))[same].max()) <= 1
+
+
+def test_speck_candidates_on_the_device_are_numpys(street: list[np.ndarray], device: str) -> None:
+    import torch
+
+    from pipeline.film.dust import speck_candidates
+
+    bad, _ = S.add_specks(street, 6, seed=7)
+    frames = [im.astype(np.float32) / 255 for im in (street[2], bad[3], street[4])]  # prev, frame, next
+    inside = np.ones(frames[0].shape[:2], bool)
+    want = speck_candidates(frames[1], frames[0], frames[2], inside, 0.1)
+    t = [torch.tensor(f, device=device) for f in frames]
+    got = speck_candidates(t[1], t[0], t[2], torch.tensor(inside, device=device), 0.1)
+    cand_w, cand_g = want[0], got[0].cpu().numpy()
+    assert cand_w.sum() > 50 and int((cand_w ^ cand_g).sum()) <= 2  # a threshold tie at most
+    for g, w in zip(got[1:], want[1:], strict=True):
+        assert float(np.abs(g.cpu().numpy() - w).max()) < 1e-5

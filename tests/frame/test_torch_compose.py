@@ -127,3 +127,55 @@ def test_compose_frame_matches_numpy_in_frame(device: str) -> None:
             assert g["met_bound_in_frame"] == w["met_bound_in_frame"]
             assert g["fallback"] == w["fallback"] and g["projected"]
         assert any(r["met_bound_in_frame"] for r in got_rows)
+
+
+@pytest.mark.parametrize("scale", [2, 3])
+def test_plain_upscale_on_the_device_is_the_cpus(device: str, scale: int) -> None:
+    from pipeline.frame.upscale import upscale
+
+    photo = (_photo() * 255 + 0.5).astype(np.uint8)
+    for image in (photo, photo.astype(np.uint16) * 257):
+        want = upscale(image, scale, "lanczos")
+        got = T.upscale_on(image, scale, "lanczos", device)
+        assert got.device.type == torch.device(device).type and tuple(got.shape) == want.shape
+        d = np.abs(got.cpu().numpy().astype(np.int64) - want.astype(np.int64))
+        assert int(d.max()) <= 1 and float(d.mean()) < 0.01  # a level where float sums round apart
+    bicubic = T.upscale_on(photo, 1.5, "bicubic", device)  # other methods: OpenCV, then sent
+    assert np.array_equal(bicubic.cpu().numpy(), upscale(photo, 1.5, "bicubic"))
+
+
+def test_compose_with_the_plain_upscale_on_the_device_matches_the_cpus(device: str) -> None:
+    cfg = Config()
+    for frame, placements in _cases():
+        want, want_rows = compose_frame(frame, None, placements, True, cfg)  # type: ignore[arg-type]
+        up = T.upscale_on(frame, cfg.upscale.scale, cfg.upscale.method, device)
+        got, got_rows = compose_frame(frame, None, placements, True, cfg, upscaled=up, device=device)  # type: ignore[arg-type]
+        mean, worst = _levels(got, want)
+        assert got.dtype == want.dtype and mean <= 0.05 and worst <= 2, (mean, worst)
+        for g, w in zip(got_rows, want_rows, strict=True):
+            assert abs(g["psnr_in_frame_db"] - w["psnr_in_frame_db"]) <= 0.1
+            assert g["met_bound_in_frame"] == w["met_bound_in_frame"]
+    frame, _ = _cases()[0]
+    plain, rows = compose_frame(
+        frame, None, [], True, cfg, upscaled=T.upscale_on(frame, 2, "lanczos", device)
+    )
+    assert rows == [] and isinstance(plain, np.ndarray) and plain.dtype == frame.dtype
+    assert int(np.abs(plain.astype(np.int32) - compose_frame(frame, None, [], True, cfg)[0]).max()) <= 1
+
+
+def test_compose_without_a_learned_upscaler_uses_the_cuda_device_named_only() -> None:
+    from pipeline.run.steps import compose_device, plain_on_device
+
+    class Learned:
+        device = "cuda:1"
+
+    default = Config()
+    assert default.run.device == "auto" and compose_device(None, default) == "cpu"  # auto: OpenCV on the CPU
+    assert not plain_on_device(None, compose_device(None, default))
+    film_cuda = replace(default, film=replace(default.film, device="cuda"))
+    assert compose_device(None, film_cuda) == "cuda" and plain_on_device(None, "cuda")
+    run_cuda = replace(default, run=replace(default.run, device="cuda:0"))
+    assert compose_device(None, run_cuda) == "cuda:0"
+    assert compose_device(Learned(), film_cuda) == "cuda:1" and not plain_on_device(Learned(), "cuda:1")
+    cpu_film = replace(default, film=replace(default.film, device="cpu"))
+    assert compose_device(None, cpu_film) == "cpu"  # torch film on the CPU: compose keeps OpenCV

@@ -30,12 +30,12 @@ def _photos() -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
     return out
 
 
-def test_torch_sface_matches_opencv_on_real_photographs() -> None:
+def test_torch_sface_matches_opencv_on_real_photographs(device: str) -> None:
     photos = _photos()
     assert len(photos) >= 2  # the astronaut and the cameraman at least (skimage.data)
     for name, photo, box, marks in photos:
-        image = torch.from_numpy(photo).permute(2, 0, 1)[None].float() / 255.0
-        ours = embed(image, marks)[0].numpy()
+        image = torch.from_numpy(photo).permute(2, 0, 1)[None].float().to(device) / 255.0
+        ours = embed(image, marks)[0].cpu().numpy()
         assert cosine(ours, embed_face(photo, box, marks)) >= 0.999, name
 
 

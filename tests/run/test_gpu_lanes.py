@@ -41,8 +41,12 @@ def test_the_table_gives_gpu_shares_to_gpu_work_only() -> None:
     assert learned[StepKind.COMPOSE] == 0.5
     torch_film = _shares("film.weave=true", "film.device=cuda")
     assert {k for k, s in torch_film.items() if s > 0} == SEARCH_KINDS | {StepKind.COMPOSE, StepKind.CLEAN}
-    # the device alone, with no cleaning stage on, runs nothing in torch
-    assert _shares("film.device=cuda")[StepKind.CLEAN] == 0.0
+    # the device alone, with no cleaning stage on, cleans nothing in torch; compose runs there
+    named = _shares("film.device=cuda")
+    assert named[StepKind.CLEAN] == 0.0 and named[StepKind.COMPOSE] == 0.5
+    assert _shares("run.device=cuda:1")[StepKind.COMPOSE] == 0.5
+    torch_on_cpu = _shares("film.weave=true", "film.device=cpu")  # torch code on the worker's CPU
+    assert torch_on_cpu[StepKind.CLEAN] == torch_on_cpu[StepKind.COMPOSE] == 0.0
     for shares in (plain, learned, torch_film):
         assert all(shares[k] == 0.0 for k in CPU_KINDS)  # decode, scan, stitch, mux: never a GPU
 

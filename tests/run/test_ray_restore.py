@@ -359,9 +359,10 @@ def test_a_killed_driver_resumes_and_skips_finished_units(
     ]
     out = tmp_path / "out.mkv"
     cmd = [sys.executable, "-c", _DRIVER, str(face_video), str(out), *sets]
-    first = subprocess.Popen(
-        cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
-    )
+    # The first run's log goes to a file: a pipe nobody reads while it runs could fill and stall it.
+    first_log = tmp_path / "first.log"
+    with first_log.open("wb") as sink:
+        first = subprocess.Popen(cmd, cwd=REPO, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 180
         # Kill once the search unit of the three tracks is finished: all six of its artifacts
@@ -375,7 +376,7 @@ def test_a_killed_driver_resumes_and_skips_finished_units(
         ):
             time.sleep(0.05)
         if first.poll() is not None:
-            output = first.stdout.read().decode(errors="replace") if first.stdout else ""
+            output = first_log.read_text(errors="replace")
             raise AssertionError(f"the first run ended before it could be killed:\n{output[-3000:]}")
         os.killpg(first.pid, signal.SIGKILL)  # the driver and everything it started in its session
         first.wait(timeout=30)

@@ -73,3 +73,11 @@ def test_evaluate_search_reference_quick_guided_beats_unguided() -> None:
     assert out["guided_latent_error"] < 0.95 * out["unguided_latent_error"]
     assert out["guided_identity"] > out["unguided_identity"]
     assert out["seconds"] < 180
+
+
+@pytest.mark.slow
+def test_evaluate_search_reference_chunked_guided_tracks_are_pulled() -> None:
+    out = _run("evaluate_search.py", "--reference", "--quick", "--chunked")
+    assert out["guided_meeting_bound"] == 1.0
+    assert out["guided_latent_error"] < 0.95 * out["unguided_latent_error"]
+    assert out["guided_to_reference"] < 0.5 * out["unguided_to_reference"]
