@@ -144,8 +144,9 @@ class RunConfig:
     in_process_megapixels: float = 100.0  # frames x width x height / 1e6; ~5 s of SD, ~2 s of 1080p
     workdir: str | None = None  # work directory; None = "<output>.work" beside the output
     num_gpus_per_search: float = 1.0  # GPUs per search actor (fractions share a GPU)
-    # GPUs a compose task asks for when it runs a learned upscaler (upscale.model) and the cluster has
-    # GPUs (fractions share one); without GPUs, or with a classical upscaler, compose takes a CPU
+    # GPUs a task asks for where the cluster has GPUs and its kind runs GPU work (pipeline.run.work.KINDS:
+    # compose with a learned upscaler or torch film cleaning, clean with torch film cleaning; fractions
+    # share one); every other task takes a CPU
     num_gpus_per_upscale: float = 0.5
     search_resource: str | None = None  # custom Ray resource a search actor also asks one of (node pinning)
     device: str = "auto"  # "auto" (cuda when present), "cpu", "cuda", "cuda:1", ...
@@ -161,6 +162,9 @@ class RunConfig:
     # ffmpeg threads of each part's encoder (0 = ffmpeg's choice): one per task, as the worker count
     # sets the parallelism; a simple job run in-process as one part (`executor_of`) uses 0
     encoder_threads: int = 1
+    # frames a compose step decodes (and cleans) ahead of its upscale and paste, and frames it queues
+    # for its encoder, each on its own thread (the device is kept fed: pipeline.run.feed); 0 = no threads
+    prefetch_frames: int = 4
     max_retries: int = 3  # retries of a failed task, or of a call on a restarted actor, before the job fails
     progress: bool = True  # one live progress line on stderr (frames scanned / restored / encoded)
     timeline: str | None = None  # plan: write every step's start and end (JSON) here (scripts/bench_ray.py)

@@ -207,6 +207,12 @@ def precision(device_type: str, supports_half: bool, supports_bfloat16: bool, bf
 _TOPS = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0, np.dtype(np.float32): 1.0}
 
 
+def _levels() -> dict[float, Any]:
+    import torch
+
+    return {255.0: torch.uint8, 65535.0: torch.int32}  # torch has few uint16 ops: 16 bits in int32
+
+
 class LearnedUpscaler:
     """A whole-frame upscaler around a spandrel model: `up(image) -> image * scale`, dtype kept;
     `up.many(images)` upscales several frames of one size together (one forward pass per tile).
@@ -283,7 +289,19 @@ class LearnedUpscaler:
             out.extend(self._batch(images[i : i + self.batch]))
         return out
 
-    def _batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+    def many_on_device(self, images: Sequence[np.ndarray]) -> list[Any]:
+        """`many`, each upscale left on the model's device: an [sH, sW, 3] tensor of exactly the values
+        `many` returns (uint8; int32 holding 16-bit values; float32 for float frames), the device
+        upscale compose takes (`compose_frame(upscaled=...)`), so it pastes and projects there with
+        no copy to the host and back. Where the model's factor differs from the one asked for, the
+        resize runs on the host (OpenCV's filters) and that frame comes back as `many` gives it, a
+        numpy image."""
+        out: list[Any] = []
+        for i in range(0, len(images), self.batch):
+            out.extend(self._batch(images[i : i + self.batch], on_device=True))
+        return out
+
+    def _batch(self, images: Sequence[np.ndarray], on_device: bool = False) -> list[Any]:
         import torch
 
         first = images[0]
@@ -303,8 +321,14 @@ class LearnedUpscaler:
             y = y.expand(-1, 3, -1, -1)
         y = y.permute(0, 2, 3, 1).clamp(0, 1)  # [B, sH, sW, 3]
         size = (w * self.scale, h * self.scale)
-        if (y.shape[2], y.shape[1]) == size and first.dtype != np.float32:
-            q = (y * top).round().to(torch.uint8 if top == 255.0 else torch.int32).cpu().numpy()
+        fits = (y.shape[2], y.shape[1]) == size
+        if fits and on_device:
+            kept = (
+                y if first.dtype == np.float32 else (y * top).round().to(_levels()[top])
+            )  # what `many` gives
+            return [f.clone(memory_format=torch.contiguous_format) for f in kept]  # not inference tensors
+        if fits and first.dtype != np.float32:
+            q = (y * top).round().to(_levels()[top]).cpu().numpy()
             return [np.ascontiguousarray(f, dtype=first.dtype) for f in q]
         return [_finish(f, size, self.model_scale > self.scale, top, first.dtype) for f in y.cpu().numpy()]
 

@@ -165,10 +165,15 @@ def robust_std(values: Tensor) -> float:
 
 
 def as_tensor(image: np.ndarray, device: str | torch.device) -> Tensor:
-    """A float32 copy of a numpy image on `device` (never sharing the caller's memory)."""
+    """A float32 copy of a numpy image on `device` (never sharing the caller's memory). To CUDA,
+    8-bit images move as they are, through pinned host memory, and become float32 there."""
     import torch
 
-    return torch.tensor(np.asarray(image, np.float32), device=torch.device(device))
+    dev = torch.device(device)
+    if dev.type == "cuda" and image.dtype == np.uint8:
+        host = torch.from_numpy(np.ascontiguousarray(image)).pin_memory()
+        return host.to(dev, non_blocking=True).to(torch.float32)
+    return torch.tensor(np.asarray(image, np.float32), device=dev)
 
 
 def _lanczos_axis(x: Tensor, scale: int, dim: int, round_to: float | None) -> Tensor:

@@ -24,6 +24,7 @@ from pipeline.report.assets import load_crops
 from pipeline.report.html import index_page, page
 from pipeline.report.measure import track_motion
 from pipeline.report.model import (
+    UNSCANNED_THUMBS,
     Collected,
     ReportArtifacts,
     SheetFace,
@@ -135,6 +136,17 @@ def collect(artifacts: ReportArtifacts, faces: Sequence[Mapping[str, Any]], cfg:
     if artifacts.spread is not None and Path(artifacts.spread).is_file():
         with np.load(artifacts.spread, allow_pickle=False) as npz:
             out.spread = spread_from_arrays({k: npz[k] for k in npz.files})
+    out.pictures = load_pictures(artifacts.pictures)
+    return out
+
+
+def load_pictures(paths: Sequence[Path]) -> dict[int, np.ndarray]:
+    """Output frame -> RGB uint8 picture, from the npz files compose kept them in (missing: none)."""
+    out: dict[int, np.ndarray] = {}
+    for path in paths:
+        if Path(path).is_file():
+            with np.load(path, allow_pickle=False) as npz:
+                out.update(zip(npz["frame_index"].tolist(), npz["image"], strict=True))
     return out
 
 
@@ -168,15 +180,17 @@ def render_report(
     output = Path(body["output"])
     scale = float(body.get("scale") or 1.0)
     shots = body.get("shots") or [[0, int(body.get("frames") or 0)]]  # not scanned: the whole output
-    thumbs = thumb_frames(shots, cfg.thumbs_per_shot if body.get("shots") else 8)
+    thumbs = thumb_frames(shots, cfg.thumbs_per_shot if body.get("shots") else UNSCANNED_THUMBS)
     sheet_idx = {f.frame for faces in collected.sheet.values() for f in faces}
     wanted = sheet_idx | {f for frames in thumbs.values() for f in frames} | people_frames(body.get("people"))
-    out_frames: dict[int, np.ndarray] = {}
+    # pictures compose kept (a pass-through run without a scan: its thumbnails) are not decoded again
+    out_frames = {f: collected.pictures[f] for f in wanted if f in collected.pictures}
+    missing = wanted - set(out_frames)
     if not output.is_file():
         log.warning("report: output %s is missing: no output pictures", output)
-    else:
+    elif missing:
         try:  # the output's pictures as decoded: a file that cannot be opened is not pictured
-            out_frames = open_video(output, deinterlace="off").pictures(wanted)
+            out_frames.update(open_video(output, deinterlace="off").pictures(missing))
         except PipelineError as exc:
             log.warning("report: %s not decoded (%s)", output, exc)
     src_frames: dict[int, np.ndarray] = {}

@@ -29,6 +29,10 @@ class ReportArtifacts:
     restorations: Sequence[Path] = ()  # npz in faces.store.restorations_to_arrays format
     compose_records: Sequence[Path] = ()  # JSON files, each a list of compose records (frame.compose)
     spread: Path | None = None  # npz in report.spread.spread_to_arrays format
+    # npz of output pictures the compose steps kept (frame_index [N], image [N, H, W, 3] uint8): the
+    # page's thumbnails of a run without a scan, not decoded again. Removed with the parts (not in the
+    # JSON): a redraw decodes them from the output
+    pictures: Sequence[Path] = ()
 
     def to_json(self) -> dict[str, Any]:
         def rel(p: Path) -> str:
@@ -81,6 +85,7 @@ class Collected:
     sheet: dict[int, list[SheetFace]] = field(default_factory=dict)  # per track, worst first
     records: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)  # compose records
     spread: list[Spread] = field(default_factory=list)  # where invented (report.spread)
+    pictures: dict[int, np.ndarray] = field(default_factory=dict)  # output frame -> RGB uint8 (kept)
 
 
 def flagged(row: Mapping[str, Any]) -> bool:
@@ -134,6 +139,7 @@ def crop_box(crop_to_frame: np.ndarray, size: int) -> tuple[float, float, float,
 
 
 MAX_THUMBS = 180  # shot thumbnails per page at most (a long film shows fewer per shot)
+UNSCANNED_THUMBS = 8  # thumbnails of an output that was not scanned (one "shot": the whole output)
 
 
 def thumb_frames(shots: Sequence[Sequence[int]], per_shot: int) -> dict[int, list[int]]:

@@ -179,6 +179,7 @@ def finish_restore(
         [Path(p) for p in summary.tracks],
         [Path(p) for p in summary.records],
         Path(summary.spread) if summary.spread else None,
+        [Path(_pictures_path(p)) for p in summary.records],
     )
     report.report_path = write_report(
         report,
@@ -221,8 +222,14 @@ def _remove_parts(parts: Sequence[str], records: Sequence[str]) -> None:
     """Encoded parts are as big as the output and only serve a rerun before the mux: once the output
     exists they go, with their records (scan, crops and search results stay: a changed late setting
     reuses them)."""
-    for path in (*parts, *records):
+    for path in (*parts, *records, *map(_pictures_path, records)):
         Path(path).unlink(missing_ok=True)
+
+
+def _pictures_path(records: str) -> str:
+    from pipeline.run.steps import pictures_path
+
+    return pictures_path(records)
 
 
 def remove_empty_dirs(root: Path) -> None:

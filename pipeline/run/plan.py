@@ -34,6 +34,7 @@ from pipeline.faces.choose import PeopleChoice, References
 from pipeline.faces.scan import ScanResult
 from pipeline.files import settings_key
 from pipeline.io.presets import EncoderPreset
+from pipeline.report.model import UNSCANNED_THUMBS, thumb_frames
 from pipeline.report.spread import sample_tracks
 from pipeline.run import progress as P
 from pipeline.run import steps
@@ -417,6 +418,7 @@ class _Builder:
         stitch = self.plan.stitch
         stitched = stitch.artifacts[0] if stitch is not None else None  # the scan (anonymise reads it)
         gray = bool(scanned.gray) if scanned is not None else False
+        pictured = self.report_pictures(scanned)
         for s, e in self.plan.segments:
             shown = sorted(tid for tid, t in self.tracks.items() if t.start < e and t.end > s)
             faces = (keys["search"], keys["crops"], shown, gray) if shown else None
@@ -431,11 +433,24 @@ class _Builder:
             work = ComposeWork(
                 self.video, job.info, cfg, s, e, sources, gray, part, records, job.mode, stitched, stored
             )
+            work = replace(work, keep=[f for f in pictured if s <= f < e])  # the report's pictures
             progress = ((P.SEGMENTS_ENCODED, 1),)
             label = f"segment {len(compose_keys)} (frames {s}-{e})"
             self.add(Step(f"compose/{s:08d}", work, (part, records), (*deps, *reading), progress, label))
             compose_keys.append(f"compose/{s:08d}")
         return compose_keys
+
+    def report_pictures(self, scanned: ScanResult | None) -> list[int]:
+        """The output frames the report pictures that compose can keep for it: the thumbnails of a
+        run without a scan (the page's "shots" are then the whole output) whose frames pass to the
+        encoder as decoded (`steps.passes_through`: already in the output's pixel format, so a
+        picture of one is the output's but for the encoder's quantisation, none when lossless), so
+        the report need not decode the output again. Other runs' frames would show detail the
+        output's chroma subsampling takes away: the report decodes those."""
+        cfg = self.job.config
+        if scanned is not None or not cfg.report.html or not steps.passes_through(self.job.info, cfg):
+            return []
+        return thumb_frames([(0, self.job.frames)], UNSCANNED_THUMBS).get(0, [])
 
     def add_spread(self) -> tuple[str, ...]:
         """ "Where is this invented?" (pipeline.report.spread): a few faces searched again from several

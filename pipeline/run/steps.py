@@ -55,6 +55,7 @@ from pipeline.frame.upscale import make_upscaler as film_upscaler
 from pipeline.io.presets import get_preset, output_pix_fmt
 from pipeline.io.probe import probe
 from pipeline.io.writer import VideoWriter
+from pipeline.run.feed import ThreadedWriter, prefetched
 from pipeline.run.frames import (
     CleanSegment,
     Frames,
@@ -515,6 +516,11 @@ def _writer(
     )
 
 
+def _threaded(writer: Any, depth: int) -> Any:
+    """The writer, encoding on its own thread (`depth` frames queued) unless `depth` is 0."""
+    return ThreadedWriter(writer, depth) if depth > 0 else writer
+
+
 def passes_through(info: VideoInfo, cfg: Config) -> bool:
     """Nothing changes the pictures of a segment without faces (scale 1, no learned upscaler, no
     film cleaning) and the stored format is the source's: its decoded frames go to the encoder as
@@ -527,6 +533,31 @@ def passes_through(info: VideoInfo, cfg: Config) -> bool:
         return False
     stored = output_pix_fmt(get_preset(cfg.io.preset), vs.pix_fmt, vs.bit_depth > 8, vs.width, vs.height)
     return stored == vs.pix_fmt
+
+
+def pictures_path(records_path: str) -> str:
+    """Where a compose segment keeps the output pictures the report shows, beside its records."""
+    return records_path.removesuffix(".records.json") + ".pictures.npz"
+
+
+class _Kept:
+    """The pictures (RGB uint8) of the frames in `keep` of a segment passed through (`native`: the
+    decoded frames, in the output's pixel format, as the encoder takes them), for the report
+    (`pictures_path`): a few frames, so the report need not decode the output again."""
+
+    def __init__(self, keep: Sequence[int]) -> None:
+        self.keep = set(keep)
+        self.frames: dict[int, np.ndarray] = {}
+
+    def native(self, index: int, av_frame: Any) -> None:
+        if index in self.keep:
+            self.frames[index] = av_frame.to_ndarray(format="rgb24")
+
+    def save(self, records_path: str) -> None:
+        if self.frames:
+            order = sorted(self.frames)
+            images = np.stack([self.frames[i] for i in order])  # [N, H, W, 3] uint8
+            save_arrays(pictures_path(records_path), frame_index=np.array(order, np.int64), image=images)
 
 
 def film_stats_path(records_path: str) -> str:
@@ -562,9 +593,10 @@ def plain_on_device(upscaler: Upscale | None, device: str) -> bool:
     return device.startswith("cuda") and getattr(upscaler, "device", None) is None
 
 
-def upscaled_frames(frames: Iterable[P], upscaler: Upscale | None) -> Iterator[tuple[P, np.ndarray | None]]:
+def upscaled_frames(frames: Iterable[P], upscaler: Upscale | None) -> Iterator[tuple[P, Any]]:
     """Each frame with its upscale (None without an upscaler): a learned upscaler's frames go
-    through its `many`, `upscaler.batch` at a time (one forward pass per tile for the lot)."""
+    through its `many_on_device` (or `many`), `upscaler.batch` at a time (one forward pass per tile
+    for the lot), and come as tensors on its device where it has that (a numpy image otherwise)."""
     many = getattr(upscaler, "many", None)
     n = max(1, int(getattr(upscaler, "batch", 1))) if many is not None else 1
     group: list[P] = []
@@ -580,11 +612,12 @@ def upscaled_frames(frames: Iterable[P], upscaler: Upscale | None) -> Iterator[t
 
 def _upscale_group(
     group: list[P], upscaler: Upscale | None, many: Callable[[list[np.ndarray]], Iterable[np.ndarray]] | None
-) -> Iterator[tuple[P, np.ndarray | None]]:
+) -> Iterator[tuple[P, Any]]:
     if upscaler is None:
-        ups: list[np.ndarray | None] = [None] * len(group)
+        ups: list[Any] = [None] * len(group)
     elif many is not None:
-        ups = list(many([f.image for f in group]))
+        # a learned upscaler's frames stay on its device for compose (`many_on_device`)
+        ups = list(getattr(upscaler, "many_on_device", many)([f.image for f in group]))
     else:
         ups = [np.asarray(upscaler(f.image)) for f in group]
     yield from zip(group, ups, strict=True)
@@ -635,6 +668,23 @@ def _composed(
         yield frame, image, rows, faces
 
 
+def _pass_through(
+    frames: Frames | StoredFrames, out: Path, info: VideoInfo, cfg: Config, matte: Any, kept: _Kept
+) -> Any:
+    """A segment whose pictures nothing changes: its decoded frames (read ahead on a thread) go to
+    the encoder as they are. Returns the open writer (the caller closes it)."""
+    vs = info.video
+    writer = _writer(out, (vs.width, vs.height), vs.bit_depth > 8, frames, info, cfg, native=vs.pix_fmt)
+    writer.open()
+    with prefetched(frames.native(), cfg.run.prefetch_frames) as native:
+        for index, pts, av_frame in native:
+            writer.write_frame(av_frame, pts)
+            kept.native(index, av_frame)
+            if matte is not None:  # nothing changed: an all-zero matte
+                matte.add((vs.height, vs.width), index, pts, frames.time_base)
+    return writer
+
+
 def compose_step(
     video: str,
     info: VideoInfo,
@@ -648,11 +698,13 @@ def compose_step(
     mode: Mode[RunReport],
     scan_path: str | None = None,
     stored: Sequence[CleanSegment] = (),
+    keep: Sequence[int] = (),
 ) -> dict[str, int]:
     """Decode [start, end) (or read it from its clean segment `stored`), upscale, paste the faces of
     these frames, encode a video-only part (source timestamps kept) and store the per-face records
     of `compose_frame` as JSON. A mode that hides faces (`Mode.hider`: anonymise) hides every
-    face-frame of the scan instead.
+    face-frame of the scan instead. The output pictures of the frames in `keep` are stored beside
+    the records for the report (`pictures_path`).
 
     The part is written under a temporary name and renamed when complete (VideoWriter), so an
     existing part is always a finished one; the records are written after it.
@@ -668,30 +720,27 @@ def compose_step(
     writer: VideoWriter | None = None
     matte = SegmentMatte(out_records) if cfg.film.matte else None  # provenance matte (pipeline.run.matte)
     frames = read_frames(video, cfg, start, end, stored=stored)
+    depth = cfg.run.prefetch_frames  # decode ahead and encode beside the device work (pipeline.run.feed)
+    kept = _Kept(keep)  # the report's pictures of these frames
     try:
         with frames:
             if not by_frame and not hide and passes_through(info, cfg):
-                vs = info.video
-                size = (vs.width, vs.height)
-                writer = _writer(Path(out_part), size, vs.bit_depth > 8, frames, info, cfg, native=vs.pix_fmt)
-                writer.open()
-                for index, pts, av_frame in frames.native():
-                    writer.write_frame(av_frame, pts)
-                    if matte is not None:  # nothing changed: an all-zero matte
-                        matte.add((vs.height, vs.width), index, pts, frames.time_base)
+                writer = _pass_through(frames, Path(out_part), info, cfg, matte, kept)
             else:
-                for frame, image, rows, faces in _composed(frames, by_frame, hide, hider, gray, cfg):
-                    records.extend(rows)
-                    if writer is None:
-                        # Opened at the first frame: inverse telecine sets the time base as it decodes.
-                        size = (image.shape[1], image.shape[0])
-                        writer = _writer(Path(out_part), size, image.dtype == np.uint16, frames, info, cfg)
-                        writer.open()
-                    writer.write(image, frame.pts)
-                    if matte is not None:
-                        matte.add(
-                            image.shape[:2], frame.index, frame.pts, frames.time_base, frame.filled, faces
-                        )
+                with prefetched(frames, depth) as feed:
+                    for frame, image, rows, faces in _composed(feed, by_frame, hide, hider, gray, cfg):
+                        records.extend(rows)
+                        if writer is None:
+                            # Opened at the first frame: inverse telecine sets the time base as it decodes.
+                            size = (image.shape[1], image.shape[0])
+                            deep = image.dtype == np.uint16
+                            writer = _threaded(_writer(Path(out_part), size, deep, frames, info, cfg), depth)
+                            writer.open()
+                        writer.write(image, frame.pts)
+                        if matte is not None:
+                            matte.add(
+                                image.shape[:2], frame.index, frame.pts, frames.time_base, frame.filled, faces
+                            )
         if writer is None:
             raise DecodeError(Path(video), f"no frame decoded in [{start}, {end})")
         writer.close()
@@ -703,6 +752,7 @@ def compose_step(
         if matte is not None:
             matte.abort()
         raise
+    kept.save(out_records)  # before the records: existing records mean a finished segment
     save_json(out_records, records)
     if frames.film_stats is not None:  # film: what cleaning changed in this segment (merged at the join)
         save_json(

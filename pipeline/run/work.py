@@ -338,6 +338,7 @@ class ComposeWork(Task):
     mode: Mode[RunReport]
     scan: str | None = None  # the stitched scan (a mode that hides faces places them from it)
     stored: Sequence[CleanSegment] = ()
+    keep: Sequence[int] = ()  # frames whose output pictures the report shows (kept beside the records)
 
     def __call__(self) -> dict[str, int]:
         return steps.compose_step(
@@ -353,6 +354,7 @@ class ComposeWork(Task):
             self.mode,
             self.scan,
             self.stored,
+            self.keep,
         )
 
 

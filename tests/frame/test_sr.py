@@ -195,3 +195,45 @@ def test_half_precision_only_where_the_model_and_the_device_allow(checkpoints: d
         assert precision("cuda", desc.supports_half, desc.supports_bfloat16) == half
     desc = load_descriptor(checkpoints["swinir"])  # no float16; bfloat16 only where the card has it
     assert precision("cuda", desc.supports_half, desc.supports_bfloat16, bf16_ok=False) == torch.float32
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_the_upscale_kept_on_the_device_composes_the_same_frame(
+    tmp_path: Path, device: str, dtype: type
+) -> None:
+    """`many_on_device` hands compose the values `many` gives, as a tensor on the model's device:
+    the composed frame and its records are the same as through the host, bit for bit."""
+    from spandrel.architectures.Compact import Compact
+
+    from pipeline.config import Config
+    from pipeline.frame.compose import compose_frame
+    from tests.frame.test_compose import _frame_and_placement
+
+    torch.manual_seed(1)
+    path = tmp_path / "compact_x2.pth"
+    torch.save(Compact(num_in_ch=3, num_out_ch=3, num_feat=8, num_conv=2, upscale=2).state_dict(), path)
+    frame, placements, _ = _frame_and_placement(64, scale=2.0)
+    frame = frame if dtype == np.uint8 else frame.astype(np.uint16) * 257
+    up = LearnedUpscaler.from_file(path, scale=2, device=device, tile=64, overlap=8)
+    (host,) = up.many([frame])
+    (kept,) = up.many_on_device([frame])
+    assert isinstance(kept, torch.Tensor) and kept.device.type == torch.device(device).type
+    assert kept.shape == host.shape and kept.dtype == (torch.uint8 if dtype == np.uint8 else torch.int32)
+    assert np.array_equal(kept.cpu().numpy(), host)  # the same values, left on the device
+    cfg = Config()
+    plain, _ = compose_frame(frame, None, [], True, cfg, upscaled=kept, device=device)
+    assert plain.dtype == host.dtype and np.array_equal(plain, host)  # no faces: the upscale itself
+    want, want_rows = compose_frame(frame, None, placements, True, cfg, upscaled=host, device=device)
+    got, got_rows = compose_frame(frame, None, placements, True, cfg, upscaled=kept, device=device)
+    assert got.dtype == want.dtype and np.array_equal(got, want)
+    assert got_rows == want_rows and want_rows[0]["projected"]
+    # a model of another factor is resized on the host: that frame comes back as `many` gives it
+    x4 = LearnedUpscaler.from_file(_x4(tmp_path), scale=2, tile=0)
+    (resized,) = x4.many_on_device([frame])
+    assert isinstance(resized, np.ndarray) and np.array_equal(resized, x4.many([frame])[0])
+
+
+def _x4(tmp_path: Path) -> Path:
+    path = tmp_path / "compact_x4.pth"
+    torch.save(_make("compact").state_dict(), path)
+    return path

@@ -1,0 +1,134 @@
+"""Keeping the device fed: decode ahead of the device work, and encode beside it.
+
+`prefetched(frames, depth)` reads an iterator (decode, film cleaning) on a thread into a bounded
+queue of `depth` items, so the next frames are decoded while the device upscales and composes the
+current ones; `ThreadedWriter` hands finished frames to the encoder through a bounded queue and
+encodes them on a thread, so the encoder runs beside the next frames' device work. Both bound what
+they hold (memory stays flat), and both give the worker's errors back to the caller, as they were
+raised (a DecodeError stays the one-line DecodeError naming the file): a prefetched item that
+failed raises in the consumer where it would have been read, and a failed encode raises at the next
+`write` or at `close`. Neither waits on a clock: the threads are stopped by queue items and events.
+Decoders, cleaners and encoders release the GIL in their C code, which is where the overlap comes from.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+_END = object()  # the producer's last item: the source is exhausted
+
+
+class _Failure:
+    """An exception raised by the producer, carried through the queue to the consumer."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+def _produce(source: Iterable[Any], items: queue.Queue[Any], stop: threading.Event) -> None:
+    try:
+        for item in source:
+            if stop.is_set():
+                return
+            items.put(item)
+            if stop.is_set():
+                return
+        items.put(_END)
+    except BaseException as exc:  # handed to the consumer, raised there
+        items.put(_Failure(exc))
+
+
+@contextlib.contextmanager
+def prefetched(source: Iterable[Any], depth: int = 2) -> Iterator[Iterator[Any]]:
+    """`source`'s items, read `depth` ahead on a thread (depth < 1: read in the caller, no thread).
+
+    Leaving the block stops the thread and waits for it, whether the items were all read or not, so
+    the source (a reader whose file the caller closes next) is never read after the block."""
+    if depth < 1:
+        yield iter(source)
+        return
+    items: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    thread = threading.Thread(target=_produce, args=(source, items, stop), name="reel-prefetch", daemon=True)
+    thread.start()
+
+    def consume() -> Iterator[Any]:
+        while True:
+            item = items.get()
+            if item is _END:
+                return
+            if isinstance(item, _Failure):
+                raise item.error
+            yield item
+
+    try:
+        yield consume()
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting for room, until it has returned
+            with contextlib.suppress(queue.Empty):
+                items.get(timeout=0.1)
+        thread.join()
+
+
+class ThreadedWriter:
+    """A `VideoWriter` (or anything with open/write/close/abort) whose `write`s are encoded on a
+    thread, at most `depth` frames waiting; `close` and `abort` wait for the thread first."""
+
+    def __init__(self, writer: Any, depth: int = 4) -> None:
+        self.writer = writer
+        self._frames: queue.Queue[Any] = queue.Queue(maxsize=max(1, depth))
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def frames_written(self) -> int:
+        return int(self.writer.frames_written)
+
+    def open(self) -> None:
+        self.writer.open()
+        self._thread = threading.Thread(target=self._encode, name="reel-encode", daemon=True)
+        self._thread.start()
+
+    def _encode(self) -> None:
+        while True:
+            item = self._frames.get()
+            if item is _END:
+                return
+            if self._error is not None:
+                continue  # after a failure: drain (the caller raises it at its next call)
+            try:
+                self.writer.write(*item)
+            except BaseException as exc:
+                self._error = exc
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def write(self, image: Any, pts: int) -> None:
+        """Queue a frame (the caller must not change `image` afterwards); raises an earlier failure."""
+        self._raise()
+        self._frames.put((image, pts))
+
+    def _finish(self) -> None:
+        if self._thread is not None:
+            self._frames.put(_END)
+            self._thread.join()
+            self._thread = None
+
+    def close(self) -> Any:
+        self._finish()
+        self._raise()
+        return self.writer.close()
+
+    def abort(self) -> None:
+        self._error = self._error or RuntimeError("aborted")  # the thread skips what is left
+        self._finish()
+        self._error = None
+        self.writer.abort()
