@@ -145,8 +145,8 @@ class RunConfig:
     workdir: str | None = None  # work directory; None = "<output>.work" beside the output
     num_gpus_per_search: float = 1.0  # GPUs per search actor (fractions share a GPU)
     # GPUs a task asks for where the cluster has GPUs and its kind runs GPU work (pipeline.run.work.KINDS:
-    # compose with a learned upscaler or torch film cleaning, clean with torch film cleaning; fractions
-    # share one); every other task takes a CPU
+    # compose with a learned upscaler or a CUDA film.device/run.device, clean with film cleaning on a
+    # CUDA film.device; fractions share one); every other task takes a CPU
     num_gpus_per_upscale: float = 0.5
     search_resource: str | None = None  # custom Ray resource a search actor also asks one of (node pinning)
     device: str = "auto"  # "auto" (cuda when present), "cpu", "cuda", "cuda:1", ...
