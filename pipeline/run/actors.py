@@ -4,11 +4,11 @@
 module-level stage functions with it, one whole work unit per call, so warm starts stay in order
 inside a unit. `WorkQueue` is the single place where work enters Ray: tasks and actor calls are
 admitted only while fewer than `max_in_flight` are pending (the `ray.wait` backpressure pattern),
-actor calls go to the least-loaded live actor, and every completion is handed, with the tag it was
-queued with, to the queue's one `on_done` handler, which may queue more work (so stages overlap
-naturally: a finished scan queues crops, a finished search queues a segment...). What waits in the
-queue is data (`Call`: a label, the remote function or none for an actor call, its arguments and a
-tag), never a closure.
+actor calls go to the least-loaded live actor (of those, the one given the fewest calls), and every
+completion is handed, with the tag it was queued with, to the queue's one `on_done` handler, which
+may queue more work (so stages overlap naturally: a finished scan queues crops, a finished search
+queues a segment...). What waits in the queue is data (`Call`: a label, the remote function or none
+for an actor call, its arguments and a tag), never a closure.
 
 Faults: tasks are retried by Ray (`max_retries`) when their worker dies; actors are restarted
 (`max_restarts`) and the interrupted call is retried on the restarted actor (`max_task_retries`).
@@ -126,6 +126,7 @@ class WorkQueue:
     _waiting: collections.deque[Call] = field(default_factory=collections.deque)
     _waiting_actor: collections.deque[Call] = field(default_factory=collections.deque)
     _actor_load: list[int] = field(default_factory=list)
+    _actor_given: list[int] = field(default_factory=list)  # calls each actor has been given
     _retired: set[int] = field(default_factory=set)  # actors that take no more calls
     completed: int = 0
 
@@ -133,6 +134,7 @@ class WorkQueue:
         if self.max_in_flight < 1:
             raise JobError(f"max_in_flight = {self.max_in_flight}: must be at least 1")
         self._actor_load = [0] * len(self.actors)
+        self._actor_given = [0] * len(self.actors)
 
     def set_actors(self, actors: Sequence[Any]) -> None:
         """Use these actors for actor calls from now on (set before the first actor call)."""
@@ -140,6 +142,7 @@ class WorkQueue:
             raise JobError("cannot replace actors while actor calls are running")
         self.actors = list(actors)
         self._actor_load = [0] * len(self.actors)
+        self._actor_given = [0] * len(self.actors)
         self._retired = set()
 
     def retire_idle(self, keep: int) -> list[Any]:
@@ -183,12 +186,14 @@ class WorkQueue:
             live = [i for i in range(len(self.actors)) if i not in self._retired]
             if not live:
                 raise JobError(f"{self._waiting_actor[0].label}: no actors to run it")
-            index = min(live, key=self._actor_load.__getitem__)
+            # the least loaded; among those, the one given the fewest calls (units alternate actors)
+            index = min(live, key=lambda i: (self._actor_load[i], self._actor_given[i], i))
             if self._actor_load[index] >= self.calls_per_actor:
                 break
             call = self._waiting_actor.popleft()
             self._in_flight[self.actors[index].run.remote(*call.args)] = _Pending(call, index)
             self._actor_load[index] += 1
+            self._actor_given[index] += 1
         tasks = sum(1 for p in self._in_flight.values() if p.actor is None)
         while self._waiting and tasks < self.max_in_flight:
             call = self._waiting.popleft()

@@ -54,6 +54,12 @@ def film_cleaning(cfg: Config) -> bool:
     return enabled(cfg)
 
 
+def film_on_torch(cfg: Config) -> bool:
+    """Film cleaning is on and its torch stages run on a torch device (`film.device` not "numpy"):
+    its steps ask for a GPU share where the cluster has GPUs (`pipeline.run.work.KINDS`)."""
+    return film_cleaning(cfg) and cfg.film.device != "numpy"
+
+
 def open_source(video: str | Path, cfg: Config) -> Video:
     """The input opened with the job's decoding settings (`pipeline.io.decode.open_video`), one
     decoder thread per reader: the worker count sets the parallelism."""

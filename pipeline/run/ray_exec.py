@@ -7,10 +7,13 @@ every step whose dependencies have finished is submitted at once, within `run.ma
 so scan segments run on every worker, a search unit starts when its crops exist, and a segment is
 composed as soon as the tracks it shows are searched. Search steps go to actors that load the
 generator once (`run.num_gpus_per_search` GPUs each where the cluster has GPUs, else a CPU), started
-when the first one is ready and released when the last one is done. A compose step that runs a
-learned upscaler (`upscale.model`) asks for `run.num_gpus_per_upscale` of a GPU where the cluster
-has GPUs. Frames never cross the object store: steps read the source by path and exchange artifacts
-through the work directory. Each step's result names the GPUs it ran with (`run.timeline`).
+when the first one is ready and released when the last one is done. Whether any other step asks for
+a GPU share is the step kinds' table (`pipeline.run.work.KINDS`, `gpu_share`): compose with a learned
+upscaler, clean and compose with film cleaning in torch; the CPU-only steps take none. Where the
+cluster has GPUs, every GPU step is placed in a GPU lane (`pipeline.run.lanes`: one placement-group
+bundle per GPU), so the actors and GPU tasks spread over all of them. Frames never cross the object
+store: steps read the source by path and exchange artifacts through the work directory. Each step's
+result names the GPUs it ran with (`run.timeline`).
 """
 
 from __future__ import annotations
@@ -28,12 +31,13 @@ from pipeline.run.actors import (
     search_actor_options,
     unit_error,
 )
+from pipeline.run.lanes import GpuLanes, usable
 from pipeline.run.plan import Job, Step
 from pipeline.run.progress import Progress, ProgressDisplay
 from pipeline.run.ray_runtime import ray_session
 from pipeline.run.schedule import Schedule, run_search_step, run_step
 from pipeline.run.search_steps import SearchModel, describe_model, load_search_model
-from pipeline.run.work import Driver, Search, StepKind, Task
+from pipeline.run.work import KINDS, Driver, Search, StepKind, Task, gpu_share
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +51,7 @@ def _gpu_ids() -> list[str]:
 
 @portable_errors
 def step_task(work: Task, retries: int, label: str) -> dict[str, Any]:
-    """A step in a Ray worker (a CPU, and a GPU share for a learned upscale: `_RayRun.gpu_task`)."""
+    """A step in a Ray worker (a CPU, and a GPU share where its kind asks for one: `_RayRun._submit_task`)."""
     out = run_step(work, retries, label)
     out["gpus"] = _gpu_ids()
     return out
@@ -105,13 +109,13 @@ class _RayRun:
         self.progress = Progress()
         self.display = ProgressDisplay(self.progress.snapshot, enabled=run.progress)
         self.schedule = Schedule(job, self.progress)
-        options: dict[str, Any] = {"num_cpus": 1, "max_retries": self.retries, "retry_exceptions": False}
-        self.task = ray.remote(step_task).options(**options)
-        # compose with a learned upscaler runs the network: on a GPU share where the cluster has GPUs
-        self.gpu_task: Any = None
-        if getattr(job.config.upscale, "model", None) and cluster.gpus > 0 and run.num_gpus_per_upscale > 0:
-            self.gpu_task = ray.remote(step_task).options(**options, num_gpus=run.num_gpus_per_upscale)
+        self.task_options: dict[str, Any] = {"max_retries": self.retries, "retry_exceptions": False}
+        self.remote = ray.remote(step_task)
+        self.task = self.remote.options(num_cpus=1, **self.task_options)
+        self.lanes = _reserve_lanes(job, cluster)  # one per GPU, where the job has GPU steps
+        self.step_lanes: dict[str, int] = {}  # GPU task -> its lane, until it finishes
         self.actors: list[Any] = []
+        self.actor_gpus = False  # the search actors hold GPU shares
         self.search_nodes: set[str] = set()
         self.report: Any = None  # the join's (the mode's RunReport)
 
@@ -131,6 +135,8 @@ class _RayRun:
     def close(self) -> None:
         self.display.close()
         self._release_actors()
+        if self.lanes is not None:
+            self.lanes.close()
 
     def _submit_ready(self) -> None:
         for step in self.schedule.ready():
@@ -142,22 +148,35 @@ class _RayRun:
                 self._start_actors()
                 self.queue.submit_actor(step.label, search_call, work, self.retries, step.label, tag=step)
             else:
-                gpu = step.kind is StepKind.COMPOSE and self.gpu_task is not None
-                task = self.gpu_task if gpu else self.task
-                self.queue.submit(step.label, task, work, self.retries, step.label, tag=step)
+                self._submit_task(step)
+
+    def _submit_task(self, step: Step) -> None:
+        """A task: one CPU, or, where its kind asks for a GPU share and the cluster has GPUs, that
+        share (in the least busy GPU lane when there are lanes)."""
+        share = gpu_share(step.kind, self.job.config) if self.cluster.gpus > 0 else 0.0
+        task = self.task
+        if share > 0 and self.lanes is not None:
+            lane = self.step_lanes[step.key] = self.lanes.counts.take()
+            task = self.remote.options(**self.task_options, **self.lanes.options(lane, share))
+        elif share > 0:
+            task = self.remote.options(**self.task_options, num_cpus=1, num_gpus=share)
+        self.queue.submit(step.label, task, step.work, self.retries, step.label, tag=step)
 
     def _done(self, step: Step, result: dict[str, Any]) -> None:
         if "node_id" in result:
             self.search_nodes.add(result["node_id"])
+        if step.key in self.step_lanes and self.lanes is not None:
+            self.lanes.counts.release(self.step_lanes.pop(step.key))
         self.schedule.finish(step, result)
         if self.actors and self.schedule.plan.complete and not self.schedule.pending(search=True):
             # Every search is done: give the actors' GPUs and CPUs back to the compose tasks.
             self.queue.set_actors([])
             self._release_actors()
-        elif self.actors:
+        elif self.actors and not self.actor_gpus:
             # Actors beyond the search work that can run now (queued or running) give their resources
             # back: on a CPU-only machine an idle actor may hold the CPU the crops task its next unit
             # waits for. Actors are started again when a search step is ready and none is left.
+            # Actors on GPUs stay until the last search (each keeps its GPU, its lane's CPU share).
             ready = sum(1 for s in self.schedule.ready() if s.search)
             for actor in self.queue.retire_idle(keep=ready + self.queue.actor_calls):
                 self.ray.kill(actor)
@@ -199,8 +218,11 @@ class _RayRun:
         args = (str(cfg.prior.model), run.device, cfg.prior.dtype, cfg.search.gaussian_samples)
         # Named (reel-search-<run>-<i> in the "reel" namespace) so operators and tests can find them.
         run_id = os.urandom(4).hex()
+        self.actor_gpus = bool(options.get("num_gpus"))
         self.actors = [
-            actor_class.options(**options, name=f"reel-search-{run_id}-{i}").remote(load_model, *args)
+            actor_class.options(**self._in_lane(options, i), name=f"reel-search-{run_id}-{i}").remote(
+                load_model, *args
+            )
             for i in range(count)
         ]
         self.queue.set_actors(self.actors)
@@ -212,7 +234,35 @@ class _RayRun:
         log.info("face model on the search actors: %s (%s)", about["description"], about["device"])
         log.info("%d search actor(s): %s", count, {k: v for k, v in options.items() if "retr" not in k})
 
+    def _in_lane(self, options: dict[str, Any], i: int) -> dict[str, Any]:
+        """Search actor i's options, placed in GPU lane i mod lanes where there are lanes (an actor
+        pinned by `run.search_resource` is not: a lane holds GPUs and CPUs only)."""
+        if self.lanes is None or not options.get("num_gpus") or "resources" in options:
+            return options
+        return {**options, **self.lanes.options(i % self.lanes.lanes, float(options["num_gpus"]))}
+
     def _release_actors(self) -> None:
         for actor in self.actors:
             self.ray.kill(actor)
         self.actors = []
+
+
+def _reserve_lanes(job: Job, cluster: Any) -> GpuLanes | None:
+    """GPU lanes for the run (`pipeline.run.lanes`), where the cluster has GPUs and the job has GPU
+    steps: the search (with a face model) or a kind whose `gpu` rule asks for a share. Reserved
+    before any step runs, so the cluster can grant them at once."""
+    if cluster.gpus <= 0:
+        return None
+    cfg = job.config
+    shares = [gpu_share(kind, cfg) for kind in KINDS]
+    searches = cfg.prior.model is not None
+    wanted = [
+        s for kind, s in zip(KINDS, shares, strict=True) if s > 0 and (searches or not _search_kind(kind))
+    ]
+    if not wanted or not usable(cluster.gpus, wanted):
+        return None
+    return GpuLanes.reserve(cluster.gpus, cluster.cpus)
+
+
+def _search_kind(kind: StepKind) -> bool:
+    return KINDS[kind].gpu.share == "num_gpus_per_search"

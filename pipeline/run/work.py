@@ -17,7 +17,7 @@ To add a step kind: a `StepKind` and its row in `KINDS`, a record here, and the 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pipeline.config import Config
 from pipeline.report.spread import spread_step
 from pipeline.run import join, search_steps, steps
-from pipeline.run.frames import CleanSegment
+from pipeline.run.frames import CleanSegment, film_on_torch
 from pipeline.run.mode import Mode, RunReport
 from pipeline.types import VideoInfo
 
@@ -54,28 +54,72 @@ class StepKind(StrEnum):
     JOIN = "join"  # the parts muxed into the output, the mode's report
 
 
+def _never(cfg: Config) -> bool:
+    return False
+
+
+def _always(cfg: Config) -> bool:
+    return True
+
+
+def _film_on_cuda(cfg: Config) -> bool:
+    """Film cleaning is on and its torch stages run on CUDA (`film.device` "cuda" or "cuda:N"; "cpu"
+    runs the same torch code on the worker's CPU, which needs no GPU)."""
+    return film_on_torch(cfg) and cfg.film.device.startswith("cuda")
+
+
+def _compose_on_gpu(cfg: Config) -> bool:
+    """Compose runs GPU work: a learned upscaler, or a CUDA device named outright by `film.device`
+    or `run.device` (`steps.compose_device`: the plain upscale, paste and projection then run there)."""
+    return bool(cfg.upscale.model) or any(d.startswith("cuda") for d in (cfg.film.device, cfg.run.device))
+
+
+@dataclass(frozen=True)
+class GpuUse:
+    """When a step of a kind asks for a GPU share, on a cluster that has GPUs (`when(cfg)`), and how
+    much: the `RunConfig` field `share` names (fractions share a GPU)."""
+
+    when: Callable[[Config], bool] = _never
+    share: str = "num_gpus_per_upscale"
+
+    def of(self, cfg: Config) -> float:
+        return float(getattr(cfg.run, self.share)) if self.when(cfg) else 0.0
+
+
+CPU_ONLY = GpuUse()  # decode, detection, encode, stitch, mux: no GPU work
+SEARCH_GPU = GpuUse(_always, "num_gpus_per_search")  # the generator's search, on its actors
+FILM_ON_CUDA = GpuUse(_film_on_cuda)  # film cleaning written in torch, on a CUDA `film.device`
+COMPOSE_GPU = GpuUse(_compose_on_gpu)  # a learned upscaler, or a CUDA device named for compose
+
+
 @dataclass(frozen=True)
 class KindRule:
     stage: str  # the report's timing stage its seconds count in (`Schedule.seconds`)
     transient: bool = False  # its artifacts are removed once every step that reads them has finished
+    gpu: GpuUse = CPU_ONLY  # when it asks for a GPU share (the cluster having GPUs), and how much
 
 
 # The table of step kinds: what the schedule needs to know of each (where a step runs is its work's
-# class: `Task`, `Search` or `Driver`).
+# class: `Task`, `Search` or `Driver`; whether it holds a GPU share there is its `gpu` rule).
 KINDS: dict[StepKind, KindRule] = {
-    StepKind.CLEAN: KindRule("clean", transient=True),
+    StepKind.CLEAN: KindRule("clean", transient=True, gpu=FILM_ON_CUDA),
     StepKind.SCAN: KindRule("scan"),
     StepKind.STITCH: KindRule("scan"),
     StepKind.CROPS: KindRule("crops"),
-    StepKind.GUIDE: KindRule("search"),
-    StepKind.SEARCH: KindRule("search"),
-    StepKind.ANCHORS: KindRule("search"),
-    StepKind.CHUNK: KindRule("search"),
+    StepKind.GUIDE: KindRule("search", gpu=SEARCH_GPU),
+    StepKind.SEARCH: KindRule("search", gpu=SEARCH_GPU),
+    StepKind.ANCHORS: KindRule("search", gpu=SEARCH_GPU),
+    StepKind.CHUNK: KindRule("search", gpu=SEARCH_GPU),
     StepKind.JOIN_CHUNKS: KindRule("search"),
-    StepKind.COMPOSE: KindRule("compose"),
-    StepKind.SPREAD: KindRule("spread"),
+    StepKind.COMPOSE: KindRule("compose", gpu=COMPOSE_GPU),
+    StepKind.SPREAD: KindRule("spread", gpu=SEARCH_GPU),
     StepKind.JOIN: KindRule("join"),
 }
+
+
+def gpu_share(kind: StepKind, cfg: Config) -> float:
+    """The GPU share a step of `kind` asks for where the cluster has GPUs (0: it takes CPUs only)."""
+    return KINDS[kind].gpu.of(cfg)
 
 
 @dataclass(frozen=True)

@@ -223,6 +223,26 @@ def test_idle_actors_retire_and_take_no_more_calls() -> None:
     assert queue.retire_idle(keep=0) == []  # both are busy
 
 
+class _Named:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def run(self, *args: Any) -> str:
+        return self.name
+
+
+def test_calls_one_at_a_time_alternate_between_idle_actors() -> None:
+    """With every actor idle, the next call goes to the one given the fewest so far: a search that
+    finishes before the next unit is ready still leaves the second actor (its GPU) its share."""
+    actors = [ray.remote(_Named).options(num_cpus=0).remote(name) for name in "ab"]
+    took: list[str] = []
+    queue = WorkQueue(max_in_flight=1, actors=actors, on_done=lambda tag, name: took.append(name))
+    for i in range(4):
+        queue.submit_actor(f"unit {i}", i)
+        queue.drain(timeout=120)  # finished before the next is submitted
+    assert took == ["a", "b", "a", "b"]
+
+
 def test_actor_sizing() -> None:
     assert default_actor_count(None, cluster_gpus=4, num_gpus_per_search=0.5, cluster_resource=0) == 8
     assert default_actor_count(None, cluster_gpus=0, num_gpus_per_search=1.0, cluster_resource=0) == 1

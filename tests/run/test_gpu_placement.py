@@ -1,6 +1,7 @@
-"""Placement on a cluster with a GPU, checked on the CPU with Ray's logical GPU resource (a node
-started with `num_gpus=1`): the search and the learned upscale ask for the GPU and run with it, the
-other steps take CPUs only, and the output equals the in-process executor's."""
+"""Placement on a cluster with GPUs, checked on the CPU with Ray's logical GPU resource (a node
+started with `num_gpus=2`): two search actors, one per GPU, both searching; the learned upscale's
+compose tasks on both GPUs; the other steps on CPUs only; the output equal to the in-process
+executor's. (The default suite's guard is tests/run/test_gpu_lanes.py.)"""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from pipeline.io.decode import open_video
 from pipeline.run.ray_runtime import configure_auth
 from pipeline.run.restore import restore
 
-pytestmark = pytest.mark.slow  # two restores and a Ray start: ~25 s on the shared 2-core CPU
+pytestmark = pytest.mark.slow  # two restores with faces and a Ray start: ~30 s on the shared 2-core CPU
 
 ray = pytest.importorskip("ray")
 torch = pytest.importorskip("torch")
@@ -26,7 +27,7 @@ torch = pytest.importorskip("torch")
 @pytest.fixture(scope="module", autouse=True)
 def logical_gpu() -> Iterator[None]:
     configure_auth()
-    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, logging_level="warning", log_to_driver=False)
+    ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, logging_level="warning", log_to_driver=False)
     yield
     ray.shutdown()
 
@@ -57,6 +58,7 @@ def _config(model: Path, upscaler: Path, workdir: Path, executor: str) -> Config
             "search.steps=8",
             "search.warm_steps=3",
             "search.gaussian_samples=2000",
+            "search.batch_size=1",  # a search unit per track (3): work for both search actors
             "report.spread_k=0",
             "io.preset=master-ffv1",
             "compose.max_face_stretch=8",  # the 16-px test generator's faces are pasted
@@ -69,7 +71,7 @@ def _frames(path: Path) -> list[np.ndarray]:
         return [f.image for f in reader]
 
 
-def test_search_and_learned_upscale_run_on_the_gpu_and_match_in_process(
+def test_search_and_learned_upscale_use_both_gpus_and_match_in_process(
     face_video: Path, tiny_model: Path, tmp_path: Path
 ) -> None:
     upscaler = _compact(tmp_path / "compact.pth")
@@ -87,8 +89,8 @@ def test_search_and_learned_upscale_run_on_the_gpu_and_match_in_process(
     gpus: dict[str, set[tuple[str, ...]]] = {}
     for step in steps:
         gpus.setdefault(step["kind"], set()).add(tuple(step["gpus"]))
-    assert gpus["search"] == {("0",)}  # the search actor holds the GPU
-    assert gpus["compose"] == {("0",)}  # so does every compose task: it runs the learned upscaler
+    assert gpus["search"] == {("0",), ("1",)}  # two search actors, one per GPU, both given units
+    assert gpus["compose"] == {("0",), ("1",)}  # the learned upscale's segments alternate GPU lanes
     for kind in ("scan", "stitch", "crops", "join"):
         assert gpus[kind] == {()}, kind  # CPU steps (and the driver's join) take no GPU
     local = json.loads((tmp_path / "local.timeline.json").read_text())["steps"]
