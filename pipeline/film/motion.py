@@ -7,7 +7,7 @@ resampled so that each pixel shows what the flow says sits under the centre fram
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, overload
 
 import numpy as np
 
@@ -15,10 +15,13 @@ from pipeline.film import torch_ops
 from pipeline.film.torch_ops import is_tensor
 from pipeline.film.window import gray8
 
+if TYPE_CHECKING:
+    from torch import Tensor
+
 _FLOW_LINES = 576  # flow is computed on at most this many lines
 
 
-def flow_input(image: Any) -> tuple[np.ndarray, float]:
+def flow_input(image: np.ndarray | Tensor) -> tuple[np.ndarray, float]:
     """[h, w] uint8 median-filtered luma for flow, and the factor (source px per flow px)."""
     import cv2
 
@@ -38,7 +41,13 @@ def flow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.asarray(dis.calc(a, b, None))
 
 
-def warp(neighbour: Any, fl: np.ndarray, factor: float) -> tuple[Any, Any]:
+@overload
+def warp(neighbour: np.ndarray, fl: np.ndarray, factor: float) -> tuple[np.ndarray, np.ndarray]: ...
+@overload
+def warp(neighbour: Tensor, fl: np.ndarray, factor: float) -> tuple[Tensor, Tensor]: ...
+def warp(
+    neighbour: np.ndarray | Tensor, fl: np.ndarray, factor: float
+) -> tuple[np.ndarray, np.ndarray] | tuple[Tensor, Tensor]:
     """(`neighbour` ([H, W, C] float32) resampled at x + flow(x): its picture aligned onto the centre's,
     [H, W] bool where that sample lies inside the neighbour: elsewhere the picture entered or left).
     A tensor `neighbour` is resampled on its device (both results are tensors there)."""
@@ -56,7 +65,7 @@ def warp(neighbour: Any, fl: np.ndarray, factor: float) -> tuple[Any, Any]:
     return np.asarray(out).reshape(neighbour.shape), inside
 
 
-def _warp_tensor(neighbour: Any, fl: np.ndarray, factor: float) -> tuple[Any, Any]:
+def _warp_tensor(neighbour: Tensor, fl: np.ndarray, factor: float) -> tuple[Tensor, Tensor]:
     import torch
 
     h, w = neighbour.shape[:2]

@@ -24,7 +24,7 @@ Each operation follows the OpenCV call it replaces (the tests state by how much 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, TypeGuard
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -32,9 +32,10 @@ from pipeline.frame.tensor_ops import _area_rows, reflect101
 
 if TYPE_CHECKING:
     from torch import Tensor
+    from typing_extensions import TypeIs
 
 
-def is_tensor(image: Tensor | np.ndarray) -> TypeGuard[Tensor]:
+def is_tensor(image: Tensor | np.ndarray) -> TypeIs[Tensor]:
     """Whether a working picture is a torch tensor (a torch `film.device`) rather than numpy."""
     return not isinstance(image, np.ndarray)
 

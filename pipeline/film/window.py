@@ -10,13 +10,16 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import numpy as np
 
 from pipeline.film import torch_ops
 from pipeline.film.torch_ops import is_tensor
 from pipeline.types import VideoFrame
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 T = TypeVar("T")
 S = TypeVar("S")
@@ -57,7 +60,11 @@ def sliding(
             past.append(summary(centre))
 
 
-def luma(image: Any) -> Any:
+@overload
+def luma(image: np.ndarray) -> np.ndarray: ...
+@overload
+def luma(image: Tensor) -> Tensor: ...
+def luma(image: np.ndarray | Tensor) -> np.ndarray | Tensor:
     """[H, W] float32 Rec.601 luma of an [H, W, 3] float32 RGB picture (a tensor stays on its device)."""
     import cv2
 
@@ -66,7 +73,7 @@ def luma(image: Any) -> Any:
     return np.asarray(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY))
 
 
-def gray8(image: Any) -> np.ndarray:
+def gray8(image: np.ndarray | Tensor) -> np.ndarray:
     """[H, W] uint8 luma (what OpenCV's flow and phase correlation work on), numpy also for a tensor."""
     import cv2
 
@@ -78,7 +85,7 @@ def gray8(image: Any) -> np.ndarray:
 _CUT_CORRELATION = 0.5  # consecutive frames whose brightness-normalised thumbnails correlate less: a cut
 
 
-def thumbnail(image: Any) -> np.ndarray:
+def thumbnail(image: np.ndarray | Tensor) -> np.ndarray:
     """[24, 32] float32 luma thumbnail, zero mean and unit variance (flicker does not change it)."""
     import cv2
 

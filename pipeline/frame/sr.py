@@ -17,20 +17,27 @@ from __future__ import annotations
 import functools
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pipeline.errors import CheckpointError
+
+if TYPE_CHECKING:
+    import torch
+    from spandrel import ImageModelDescriptor
+
+    Model = Callable[[torch.Tensor], torch.Tensor]  # a network's forward pass
 
 log = logging.getLogger(__name__)
 
 SUFFIXES = (".pth", ".pt", ".ckpt", ".safetensors")
 
 
-def import_spandrel() -> Any:
+def import_spandrel() -> ModuleType:
     """`spandrel`, importable with a CPU build of torch beside a torchvision wheel built for CUDA
     (pipeline.torchvision_ops: its pure-Python parts, all that spandrel's architectures use)."""
     from pipeline.torchvision_ops import allow_torchvision_import
@@ -41,7 +48,7 @@ def import_spandrel() -> Any:
     return spandrel
 
 
-def read_state_dict(path: str | Path) -> dict[str, Any]:
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """The checkpoint's tensors, read without running anything stored in the file."""
     import torch
 
@@ -63,7 +70,7 @@ def read_state_dict(path: str | Path) -> dict[str, Any]:
     return state
 
 
-def load_descriptor(path: str | Path) -> Any:
+def load_descriptor(path: str | Path) -> ImageModelDescriptor:
     """spandrel's ImageModelDescriptor for a super-resolution checkpoint (CheckpointError if not one)."""
     spandrel = import_spandrel()
     state = read_state_dict(path)
@@ -100,7 +107,7 @@ def _starts(size: int, tile: int, overlap: int) -> list[int]:
     return sorted({min(i * stride, size - tile) for i in range(n)})
 
 
-def run_tiled(model: Any, x: Any, scale: int, tile: int, overlap: int) -> Any:
+def run_tiled(model: Model, x: torch.Tensor, scale: int, tile: int, overlap: int) -> torch.Tensor:
     """model(x) for x [B, C, H, W], run on overlapping tiles and blended: [B, C', sH, sW] float32.
 
     The B frames' tiles at one position go through the model together (one forward pass per tile
@@ -176,7 +183,7 @@ def tile_from_memory(
     return int(min(max(side, floor), TILE_CEILING))
 
 
-def probe_bytes_per_px(model: Any, channels: int, dtype: Any, device: Any) -> float:
+def probe_bytes_per_px(model: Model, channels: int, dtype: torch.dtype, device: torch.device) -> float:
     """Peak CUDA memory one PROBE x PROBE pass of `model` allocates, per source pixel."""
     import torch
 
@@ -190,7 +197,9 @@ def probe_bytes_per_px(model: Any, channels: int, dtype: Any, device: Any) -> fl
     return max(torch.cuda.max_memory_allocated(device) - base, 1) / float(PROBE * PROBE)
 
 
-def precision(device_type: str, supports_half: bool, supports_bfloat16: bool, bf16_ok: bool = True) -> Any:
+def precision(
+    device_type: str, supports_half: bool, supports_bfloat16: bool, bf16_ok: bool = True
+) -> torch.dtype:
     """The dtype a model runs in: float16 on CUDA where spandrel says the architecture supports it,
     else bfloat16 where it supports that (and the card does), else float32. The CPU runs float32."""
     import torch
@@ -224,7 +233,7 @@ class LearnedUpscaler:
 
     def __init__(
         self,
-        descriptor: Any,
+        descriptor: ImageModelDescriptor,
         *,
         scale: int,
         device: str = "cpu",
@@ -332,7 +341,7 @@ class LearnedUpscaler:
             return [np.ascontiguousarray(f, dtype=first.dtype) for f in q]
         return [_finish(f, size, self.model_scale > self.scale, top, first.dtype) for f in y.cpu().numpy()]
 
-    def _to_device(self, images: Sequence[np.ndarray], top: float) -> Any:
+    def _to_device(self, images: Sequence[np.ndarray], top: float) -> torch.Tensor:
         """[B, C, H, W] on the device in the model's dtype: the integer frames are moved as they are
         (through pinned memory on CUDA) and scaled to [0, 1] there."""
         import torch

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from pipeline.faces.scan import ScanResult
     from pipeline.frame.compose import FacePlacement
     from pipeline.run.plan import PlanSummary
-    from pipeline.types import Detection, TrackFrame
+    from pipeline.types import Detection, FaceRestoration, TrackFrame
 
 
 class ModeName(StrEnum):
@@ -84,7 +84,7 @@ class Mode(Generic[R]):
 
     name: ModeName  # in the work directory's keys and in logs; never compared by the engine
     # (G, space, crops, cfg, device) -> one FaceRestoration per crop (the search step's work)
-    search_unit: Callable[..., list[Any]]
+    search_unit: Callable[..., list[FaceRestoration]]
     finish: Finish[R]
     chunkable: bool  # long tracks may be split into anchor chains and chunks
     faces_without_model: bool  # faces are scanned (and handled) even when no generator is given

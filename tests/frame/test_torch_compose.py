@@ -179,3 +179,32 @@ def test_compose_without_a_learned_upscaler_uses_the_cuda_device_named_only() ->
     assert compose_device(Learned(), film_cuda) == "cuda:1" and not plain_on_device(Learned(), "cuda:1")
     cpu_film = replace(default, film=replace(default.film, device="cpu"))
     assert compose_device(None, cpu_film) == "cpu"  # torch film on the CPU: compose keeps OpenCV
+
+
+def test_a_compose_segment_with_the_plain_upscale_on_the_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compose step's wiring (run/steps._composed): where the plain upscale goes to the device
+    (forced here onto the CPU's torch, as a CUDA device would be), each frame is upscaled there
+    once and comes out as the OpenCV path's, within two levels."""
+    from pipeline.run import steps
+    from pipeline.types import VideoFrame
+
+    frame, placements, _ = _frame_and_placement(128)
+    frames = [VideoFrame(index=i, pts=i, time=i, image=frame) for i in range(2)]  # type: ignore[arg-type]
+    by_frame = {0: placements, 1: []}  # a frame with a face, one without
+    cfg = Config()
+    want = list(steps._composed(frames, by_frame, {}, None, True, cfg))  # type: ignore[arg-type]
+    calls: list[str] = []
+    upscale_on = T.upscale_on
+
+    def spy(image: np.ndarray, scale: float, method: str, device: str) -> torch.Tensor:
+        calls.append(device)
+        return upscale_on(image, scale, method, device)
+
+    monkeypatch.setattr(steps, "plain_on_device", lambda upscaler, device: True)
+    monkeypatch.setattr(T, "upscale_on", spy)
+    got = list(steps._composed(frames, by_frame, {}, None, True, cfg))  # type: ignore[arg-type]
+    assert calls == ["cpu", "cpu"]
+    for (_, g, g_rows, _), (_, w, w_rows, _) in zip(got, want, strict=True):
+        assert g.dtype == w.dtype and g.shape == w.shape and _levels(g, w)[1] <= 2
+        assert [r["met_bound_in_frame"] for r in g_rows] == [r["met_bound_in_frame"] for r in w_rows]
+    assert len(got[0][2]) == 1 and got[1][2] == []
