@@ -81,13 +81,24 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
 
 
-@pytest.fixture(scope="module")
-def embedded_ray() -> Iterator[None]:
-    """An embedded Ray of 2 CPUs for the module (use with `pytest.mark.usefixtures`)."""
+def _embedded(**resources: float) -> Iterator[None]:
     ray = pytest.importorskip("ray")
     from pipeline.run.ray_runtime import configure_auth
 
     configure_auth()
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="warning", log_to_driver=False)
+    ray.init(num_cpus=2, **resources, include_dashboard=False, logging_level="warning", log_to_driver=False)
     yield
     ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def embedded_ray() -> Iterator[None]:
+    """An embedded Ray of 2 CPUs for the module (use with `pytest.mark.usefixtures`)."""
+    yield from _embedded()
+
+
+@pytest.fixture(scope="module")
+def two_logical_gpus() -> Iterator[None]:
+    """An embedded Ray of 2 CPUs and 2 logical GPUs (Ray's resource only: placement is checked on the
+    CPU, each step seeing the GPU ids Ray gave it)."""
+    yield from _embedded(num_gpus=2)

@@ -110,8 +110,13 @@ def _moving_object(
     return bool((loose < 2 * tol * tol).any())
 
 
-def gain_to(image: np.ndarray, other: np.ndarray) -> np.ndarray:
-    """[3] float32 per-channel gain bringing `other`'s mean brightness to `image`'s."""
+def gain_to(image: Any, other: Any) -> Any:
+    """[3] float32 per-channel gain bringing `other`'s mean brightness to `image`'s (numpy arrays,
+    or tensors on their device)."""
+    if is_tensor(image):
+        a = image[::4, ::4].reshape(-1, 3).mean(dim=0)
+        b = other[::4, ::4].reshape(-1, 3).mean(dim=0)
+        return a / b.clamp(min=1e-3)
     a = image[::4, ::4].reshape(-1, 3).mean(axis=0)
     b = other[::4, ::4].reshape(-1, 3).mean(axis=0)
     return (a / np.maximum(b, 1e-3)).astype(np.float32)
@@ -167,8 +172,8 @@ def speck_candidates(
     # the threshold grows with the gradient of the speck-free estimate (the neighbours' mean).
     # Flicker between the frames is not dirt: each neighbour is brought to the frame's brightness first.
     on_device = is_tensor(image)
-    prev_w = prev_w * _gain(image, prev_w)
-    next_w = next_w * _gain(image, next_w)
+    prev_w = prev_w * gain_to(image, prev_w)
+    next_w = next_w * gain_to(image, next_w)
     both = 0.5 * (prev_w + next_w)  # [H, W, 3]
     if on_device:
         gx, gy = torch_ops.sobel(both)
@@ -189,14 +194,6 @@ def speck_candidates(
         cand = (agree & same).any(axis=2) & inside
         explained = np.minimum(np.abs(dp), np.abs(dn)).max(axis=2)  # [H, W]
     return cand, explained, prev_w, next_w, both
-
-
-def _gain(image: Any, other: Any) -> Any:
-    if is_tensor(image):
-        a = image[::4, ::4].reshape(-1, 3).mean(dim=0)
-        b = other[::4, ::4].reshape(-1, 3).mean(dim=0)
-        return a / b.clamp(min=1e-3)
-    return gain_to(image, other)
 
 
 def find_specks(

@@ -64,20 +64,12 @@ def _specks(
     args = (image, pw, nw, raw[a], raw[b], warps[a][1] & warps[b][1])  # tensors: candidates on the device
     mask, specks, objects = find_specks(*args, kw["dust_threshold"], kw["dust_max_area"], pair)
     if specks:
-        fill = 0.5 * (pw * _gain_to(image, pw) + nw * _gain_to(image, nw))  # flicker-matched
+        fill = 0.5 * (pw * gain_to(image, pw) + nw * gain_to(image, nw))  # flicker-matched
         image = _filled(image, fill, mask)
         before = c.work.info.get("filled")
         c.work.info["filled"] = mask if before is None else before | mask
     c.work.info.update(specks=specks, speck_px=int(mask.sum()), objects_kept=objects)
     return image
-
-
-def _gain_to(image: Any, other: Any) -> Any:
-    if is_tensor(image):
-        a = image[::4, ::4].reshape(-1, 3).mean(dim=0)
-        b = other[::4, ::4].reshape(-1, 3).mean(dim=0)
-        return a / b.clamp(min=1e-3)
-    return gain_to(image, other)
 
 
 def _filled(image: Any, fill: Any, mask: np.ndarray) -> Any:

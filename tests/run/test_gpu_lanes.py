@@ -7,7 +7,6 @@ and search actors is tests/run/test_gpu_placement.py."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +16,9 @@ from pipeline.config import Config, load_config
 from pipeline.faces.synthetic import write_video
 from pipeline.io.decode import open_video
 from pipeline.run.lanes import LaneCounts, lane_cpus, usable
-from pipeline.run.ray_runtime import configure_auth
 from pipeline.run.restore import restore
 from pipeline.run.work import KINDS, StepKind, gpu_share
+from tests.upscalers import save_compact
 
 torch = pytest.importorskip("torch")
 
@@ -77,26 +76,6 @@ def test_lanes_leave_a_cpu_to_the_cpu_steps() -> None:
 ray = pytest.importorskip("ray")
 
 
-@pytest.fixture(scope="module")
-def two_gpus() -> Iterator[None]:
-    configure_auth()
-    ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, logging_level="warning", log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
-def _compact(path: Path) -> Path:
-    """A tiny Real-ESRGAN compact network (random weights: its placement, not its looks)."""
-    from pipeline.frame.sr import import_spandrel
-
-    import_spandrel()
-    from spandrel.architectures.Compact import Compact
-
-    torch.manual_seed(0)
-    torch.save(Compact(num_in_ch=3, num_out_ch=3, num_feat=4, num_conv=1, upscale=2).state_dict(), path)
-    return path
-
-
 def _config(upscaler: Path, workdir: Path, executor: str) -> Config:
     return load_config(
         sets=[
@@ -113,12 +92,12 @@ def _config(upscaler: Path, workdir: Path, executor: str) -> Config:
 
 
 def test_learned_upscale_segments_run_on_both_gpus_and_match_in_process(
-    two_gpus: None, tmp_path: Path
+    two_logical_gpus: None, tmp_path: Path
 ) -> None:
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 256, (24, 32, 3), np.uint8) for _ in range(8)]  # two 4-frame segments
     clip = write_video(frames, tmp_path / "clip.mkv")
-    upscaler = _compact(tmp_path / "compact.pth")
+    upscaler = save_compact(tmp_path / "compact.pth", num_feat=4, num_conv=1)
     out: dict[str, list[np.ndarray]] = {}
     for executor in ("local", "ray"):
         report = restore(clip, tmp_path / f"{executor}.mkv", _config(upscaler, tmp_path / executor, executor))

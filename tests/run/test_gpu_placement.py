@@ -6,7 +6,6 @@ executor's. (The default suite's guard is tests/run/test_gpu_lanes.py.)"""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,33 +14,14 @@ import pytest
 
 from pipeline.config import Config, load_config
 from pipeline.io.decode import open_video
-from pipeline.run.ray_runtime import configure_auth
 from pipeline.run.restore import restore
+from tests.upscalers import save_compact
 
-pytestmark = pytest.mark.slow  # two restores with faces and a Ray start: ~30 s on the shared 2-core CPU
+# two restores with faces and a Ray start: ~30 s on the shared 2-core CPU
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("two_logical_gpus")]
 
 ray = pytest.importorskip("ray")
 torch = pytest.importorskip("torch")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def logical_gpu() -> Iterator[None]:
-    configure_auth()
-    ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, logging_level="warning", log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
-def _compact(path: Path) -> Path:
-    """A small Real-ESRGAN compact network (random weights: its speed and placement, not its looks)."""
-    from pipeline.frame.sr import import_spandrel
-
-    import_spandrel()
-    from spandrel.architectures.Compact import Compact
-
-    torch.manual_seed(0)
-    torch.save(Compact(num_in_ch=3, num_out_ch=3, num_feat=8, num_conv=2, upscale=2).state_dict(), path)
-    return path
 
 
 def _config(model: Path, upscaler: Path, workdir: Path, executor: str) -> Config:
@@ -74,7 +54,7 @@ def _frames(path: Path) -> list[np.ndarray]:
 def test_search_and_learned_upscale_use_both_gpus_and_match_in_process(
     face_video: Path, tiny_model: Path, tmp_path: Path
 ) -> None:
-    upscaler = _compact(tmp_path / "compact.pth")
+    upscaler = save_compact(tmp_path / "compact.pth", num_feat=8, num_conv=2)
     outputs = {}
     for executor in ("local", "ray"):
         cfg = _config(tiny_model, upscaler, tmp_path / executor, executor)
