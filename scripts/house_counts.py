@@ -111,6 +111,5 @@ def main(root: str = "pipeline", *flags: str) -> None:
             print(f"  {n:4d} {path}")
 
 
-
 if __name__ == "__main__":
     main(*sys.argv[1:])
