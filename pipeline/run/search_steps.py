@@ -20,7 +20,7 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 
@@ -70,7 +70,14 @@ def load_search_model(model: str, device: str, dtype: str, gaussian_samples: int
     return SearchModel(prior.G, space, device, prior.description, prior.random)
 
 
-def describe_model(model: SearchModel) -> dict[str, Any]:
+class ModelDescription(TypedDict):
+    description: str
+    random: bool  # the seeded random test generator, not trained weights
+    device: str
+
+
+def describe_model(model: SearchModel) -> ModelDescription:
+
     return {"description": model.description, "random": model.random, "device": model.device}
 
 

@@ -20,13 +20,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from pipeline.config import Config
 from pipeline.report.spread import spread_step
 from pipeline.run import join, search_steps, steps
 from pipeline.run.frames import CleanSegment, film_on_torch
-from pipeline.run.mode import Mode, RunReport
+from pipeline.run.mode import DriverContext, Mode, RunReport
 from pipeline.types import VideoInfo
 
 if TYPE_CHECKING:
@@ -155,7 +155,7 @@ class Driver:
 
     kind: ClassVar[StepKind]
 
-    def __call__(self, *, context: dict[str, Any]) -> RunReport:
+    def __call__(self, *, context: DriverContext) -> RunReport:
         raise NotImplementedError
 
 
@@ -376,5 +376,5 @@ class JoinWork(Driver):
 
     summary: PlanSummary
 
-    def __call__(self, *, context: dict[str, Any]) -> RunReport:
+    def __call__(self, *, context: DriverContext) -> RunReport:
         return join.join(self.summary, context=context)
