@@ -23,12 +23,16 @@ radius); no whole picture crosses. The fill (pipeline.film.temporal) is made on 
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pipeline.film import torch_ops
 from pipeline.film.torch_ops import is_tensor
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 _SEARCH = 40  # px (at 576 lines; 32 at least): how far a moving object may travel between frames
 _MAX_BLOBS = 2000  # candidates examined per frame at most (a frame this dirty is mostly picture)
@@ -234,18 +238,22 @@ def find_specks(
     return grown, int(keep.sum()), objects
 
 
-def _cut(pictures: list[Any], rects: list[tuple[int, int, int, int]], fill: float) -> list[list[np.ndarray]]:
+def _cut(
+    pictures: Sequence[np.ndarray | Tensor], rects: list[tuple[int, int, int, int]], fill: float
+) -> list[list[np.ndarray]]:
     """[rect][picture] the regions (y0, y1, x0, x1) of the pictures, `fill` past the frame: numpy
     copies, or (tensors) cut on their device and brought over together (torch_ops.cut)."""
     if not rects:
         return []
-    if is_tensor(pictures[0]):
-        return torch_ops.cut(pictures, rects, fill)
+    tensors = [p for p in pictures if is_tensor(p)]
+    if tensors:
+        return torch_ops.cut(tensors, rects, fill)
     out = []
     h, w = pictures[0].shape[:2]
+    arrays = [np.asarray(p) for p in pictures]  # numpy already: the same arrays
     for y0, y1, x0, x1 in rects:
         row = []
-        for p in pictures:
+        for p in arrays:
             region = np.full((y1 - y0, x1 - x0, *p.shape[2:]), fill, p.dtype)
             sy0, sy1, sx0, sx1 = max(0, y0), min(h, y1), max(0, x0), min(w, x1)
             region[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = p[sy0:sy1, sx0:sx1]
@@ -275,7 +283,7 @@ def _candidates(boxes: np.ndarray, size: tuple[int, int], area_limit: int) -> tu
 def _judge(
     labels: np.ndarray,
     boxes: np.ndarray,
-    pictures: list[Any],  # image, prev_w, next_w, both, explained, prev_raw, next_raw
+    pictures: list[np.ndarray | Tensor],  # image, prev_w, next_w, both, explained, prev_raw, next_raw
     threshold: float,
     area_limit: int,
     offsets: tuple[int, int],
@@ -319,7 +327,9 @@ def _moving(
     labels: np.ndarray,
     boxes: np.ndarray,
     passed: list[tuple[int, tuple[int, int, int, int], np.ndarray]],  # blob, its near box, the frame there
-    pictures: tuple[Any, Any, Any],  # the frame, prev_raw, next_raw
+    pictures: tuple[
+        np.ndarray | Tensor, np.ndarray | Tensor, np.ndarray | Tensor
+    ],  # frame, prev_raw, next_raw
     search: tuple[int, float],  # the radius r, the match tolerance
     offsets: tuple[int, int],
 ) -> list[bool]:
@@ -331,8 +341,8 @@ def _moving(
     r, tol = search
     size = tuple(image.shape[:2])
     templates = [_templates(labels, i, _xywh(boxes[i]), size) for i, _, _ in passed]
-    if is_tensor(image) and passed:
-        first = next_raw if abs(offsets[0]) > abs(offsets[1]) else prev_raw
+    first = next_raw if abs(offsets[0]) > abs(offsets[1]) else prev_raw
+    if is_tensor(image) and is_tensor(first) and passed:
         clear = _unmatched_on_device(image, first, templates, r, tol)
     else:
         clear = [False] * len(passed)
@@ -368,7 +378,7 @@ _CLEAR = 1e-6  # relative margin by which a device-computed best match must miss
 
 
 def _unmatched_on_device(
-    image: Any, raw: Any, templates: list[list[tuple[np.ndarray, int, int]]], r: int, tol: float
+    image: Tensor, raw: Tensor, templates: list[list[tuple[np.ndarray, int, int]]], r: int, tol: float
 ) -> list[bool]:
     """For each blob: whether none of its templates matches anywhere within r in `raw` (the best
     masked mean squared difference, as `_match_map`'s, in float64 on the device, above tol^2 by more

@@ -12,9 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from pipeline.film.torch_ops import is_tensor
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 _BANDS = 8  # brightness bands the grain strength is measured in
 _LUMA = np.array([0.299, 0.587, 0.114])  # BT.601, as film.window.luma
@@ -59,12 +64,10 @@ def _neighbour_correlation(r: np.ndarray) -> float:
     return float(((r[:, 1:] * r[:, :-1]).mean() + (r[1:] * r[:-1]).mean()) / (2 * var))
 
 
-def grain_size(grain: Any) -> float:
+def grain_size(grain: np.ndarray | Tensor) -> float:
     """The grain's size: the blur (source px) of white noise whose neighbouring pixels correlate as
     those of `grain` ([H, W], grain and little else) do; outliers (edges, misaligned detail) are
     clipped at 3 robust std devs first. A tensor is measured on its device (one number crosses)."""
-    from pipeline.film.torch_ops import is_tensor
-
     if is_tensor(grain):
         return _grain_size_tensor(grain)
     s = 1.4826 * float(np.median(np.abs(grain - np.median(grain))))
@@ -73,7 +76,7 @@ def grain_size(grain: Any) -> float:
     return float(np.interp(_neighbour_correlation(np.asarray(r, np.float64)), rho, sigmas))
 
 
-def _grain_profile_tensor(y: Any, residual: Any) -> np.ndarray:
+def _grain_profile_tensor(y: Tensor, residual: Tensor) -> np.ndarray:
     """`grain_profile(y, residual)` of [H, W] float32 tensors, on their device: the same sample, bands
     and medians (selections, as numpy's); only the [_BANDS + 1] medians and counts cross."""
     import torch
@@ -92,7 +95,7 @@ def _grain_profile_tensor(y: Any, residual: Any) -> np.ndarray:
     return prof
 
 
-def _grain_size_tensor(grain: Any) -> float:
+def _grain_size_tensor(grain: Tensor) -> float:
     """`grain_size` of an [H, W] float32 tensor: the medians (selections, as numpy's) in float32, the
     correlation in float64, as numpy's; only the correlation comes to the CPU."""
     import torch
@@ -135,9 +138,9 @@ def channel_grain(residual: np.ndarray) -> np.ndarray:
 
 
 def measure_grain(
-    y: Any,
-    residual: Any,
-    difference: Any,
+    y: np.ndarray | Tensor,
+    residual: np.ndarray | Tensor,
+    difference: np.ndarray | Tensor,
     colour: np.ndarray | None = None,
     motions: Sequence[np.ndarray | None] = (),
 ) -> np.ndarray:
@@ -152,13 +155,15 @@ def measure_grain(
         the grain there was. The size is measured on `difference` (the frame minus an aligned
         neighbour: two independent grain fields, spatially correlated as one is), not on the residual,
         whose per-pixel weights whiten it."""
-    from pipeline.film.torch_ops import is_tensor
     from pipeline.frame.grain import pack
 
     still = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
     c = np.array([1.0, 1.0, 1.0, 1.0]) if colour is None else np.asarray(colour, np.float64)
     moved = [still if m is None else m for m in (*motions, None, None)[:2]]
-    profile = _grain_profile_tensor(y, residual) if is_tensor(y) else grain_profile(y, residual)
+    if is_tensor(y) and is_tensor(residual):
+        profile = _grain_profile_tensor(y, residual)
+    else:
+        profile = grain_profile(np.asarray(y), np.asarray(residual))  # numpy already: the same arrays
     return pack(profile, grain_size(difference), float(c[0]), c[1:], moved)
 
 
@@ -167,7 +172,7 @@ def line_denoise(image: Any, sigma_levels: float) -> Any:
     is filtered on its device: pipeline.film.torch_ops.bilateral)."""
     import cv2
 
-    from pipeline.film.torch_ops import bilateral, is_tensor
+    from pipeline.film.torch_ops import bilateral
 
     if is_tensor(image):
         return bilateral(image, sigma_levels / 255.0, 2.0, 5)

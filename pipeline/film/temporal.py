@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,6 +22,9 @@ from pipeline.film.grain import channel_grain
 from pipeline.film.motion import affine_motion, flow, flow_input, warp
 from pipeline.film.torch_ops import is_tensor
 from pipeline.film.window import Work, luma, sliding
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 @dataclass(eq=False)
@@ -33,7 +36,7 @@ class _Item:
     factor: float  # source px per flow px
 
 
-def grain_sigma(difference: Any, step: int = 4) -> float:
+def grain_sigma(difference: np.ndarray | Tensor, step: int = 4) -> float:
     """Grain standard deviation (0..1) from a frame's luma minus an aligned neighbour's (every `step`-th
     pixel each way): robust. A tensor is measured on its device (the medians are selections, in
     float32 as numpy's: the same figure); only the number crosses."""
