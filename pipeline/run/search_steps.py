@@ -221,7 +221,6 @@ def search_chunk_step(
     states = states_from_arrays(load_arrays(anchors_path))
     after = states[index + 1] if index + 1 < len(states) else None
     with model.lock:
-
         faces = search_chunk(
             model.G, model.space, crops, chunks, index, states[index], after, cfg, model.device, guide
         )

@@ -296,7 +296,6 @@ class ChunkWork(Search):
         )
 
 
-
 @dataclass(frozen=True)
 class JoinChunksWork(Task):
     kind: ClassVar[StepKind] = StepKind.JOIN_CHUNKS

@@ -229,7 +229,6 @@ def _warm_starts(
     return SearchState.cat(starts), SearchState.cat(pulls)
 
 
-
 def _guides(
     tracks: Sequence[TrackInput], G: torch.nn.Module
 ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
