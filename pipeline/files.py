@@ -43,7 +43,7 @@ TMP_MARK = ".tmp-"  # prefix of every temporary name atomic_path makes
 KEY_LENGTH = 20  # hex digits of a key (80 bits)
 
 # A value JSON holds: what `save_json` writes (after converting) and `_canonical` hashes.
-JSONValue: TypeAlias = None | bool | int | float | str | list["JSONValue"] | dict[str, "JSONValue"]
+JSONValue: TypeAlias = bool | int | float | str | list["JSONValue"] | dict[str, "JSONValue"] | None
 
 
 def file_key(path: str | Path) -> str:
