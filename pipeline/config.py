@@ -13,14 +13,19 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, TypeVar, get_args, get_origin, get_type_hints
+from typing import TYPE_CHECKING, TypeVar, get_args, get_origin, get_type_hints
 
 import yaml
 
 from pipeline.errors import ConfigError, did_you_mean
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -296,10 +301,12 @@ class Config:
 
 
 T = TypeVar("T")
+D = TypeVar("D", bound="DataclassInstance")
 
 
-def _coerce(value: Any, tp: Any, where: str) -> Any:
-    """Check (and gently convert) one YAML value against a dataclass field type."""
+def _coerce(value: object, tp: object, where: str) -> object:
+    """Check (and gently convert) one YAML value against a dataclass field type (`tp`: a type, or a
+    union or tuple of them, as the field's annotation names it)."""
     origin = get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = get_args(tp)
@@ -360,7 +367,7 @@ def _refuse_unknown(given: set[str], names: set[str], where: str) -> None:
         raise ConfigError(f"{where or 'config'}: unknown key(s) {', '.join(unknown)}{hint}; known: {known}")
 
 
-def _from_dict(cls: type[T], data: dict[str, Any], where: str) -> T:
+def _from_dict(cls: type[T], data: dict[str, object], where: str) -> T:
     hints = get_type_hints(cls)
     names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
     _refuse_unknown(set(data), names, where)
@@ -368,33 +375,33 @@ def _from_dict(cls: type[T], data: dict[str, Any], where: str) -> T:
     return cls(**kwargs)
 
 
-def _merge(base: Any, overrides: dict[str, Any], where: str) -> Any:
+def _merge(base: D, overrides: Mapping[str, object], where: str) -> D:
     """Apply a nested override mapping to a frozen dataclass instance."""
     if not isinstance(overrides, dict):
         raise ConfigError(f"{where or 'config'}: expected a mapping, got {overrides!r}")
     hints = get_type_hints(type(base))
     names = {f.name for f in fields(base)}
     _refuse_unknown(set(overrides), names, where)
-    changes: dict[str, Any] = {}
+    changes: dict[str, object] = {}
     for key, value in overrides.items():
         sub = f"{where}.{key}" if where else key
         current = getattr(base, key)
-        if is_dataclass(current) and isinstance(value, dict):
+        if is_dataclass(current) and not isinstance(current, type) and isinstance(value, dict):
             changes[key] = _merge(current, value, sub)
         else:
             changes[key] = _coerce(value, hints[key], sub)
     return replace(base, **changes)
 
 
-def apply_overrides(config: Config, overrides: dict[str, Any], source: str = "") -> Config:
+def apply_overrides(config: Config, overrides: Mapping[str, object], source: str = "") -> Config:
     """Return `config` with the nested mapping `overrides` applied; errors name `source`."""
     try:
-        return typing.cast(Config, _merge(config, overrides, ""))
+        return _merge(config, overrides, "")
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}" if source else str(exc)) from None
 
 
-def parse_set_option(item: str) -> dict[str, Any]:
+def parse_set_option(item: str) -> dict[str, object]:
     """Turn `--set search.steps=50` into {"search": {"steps": 50}} (the value is parsed as YAML)."""
     if "=" not in item:
         raise ConfigError(f"--set {item!r}: expected section.key=value")
@@ -403,13 +410,14 @@ def parse_set_option(item: str) -> dict[str, Any]:
     if not all(keys):
         raise ConfigError(f"--set {item!r}: expected section.key=value")
     try:
-        value: Any = yaml.safe_load(raw) if raw.strip() else ""
+        value: object = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
         problem = str(getattr(exc, "problem", None) or "not a valid value")
         raise ConfigError(f"--set {item!r}: cannot read the value ({problem})") from None
-    for key in reversed(keys):
-        value = {key: value}
-    return typing.cast(dict[str, Any], value)
+    nested: dict[str, object] = {keys[-1]: value}
+    for key in reversed(keys[:-1]):
+        nested = {key: nested}
+    return nested
 
 
 def resolve_preset(name_or_path: str) -> Path:
@@ -440,10 +448,10 @@ def load_config(presets: list[str] | tuple[str, ...] = (), sets: list[str] | tup
     return config
 
 
-def to_dict(config: Any) -> dict[str, Any]:
-    """Plain, YAML-safe nested dict (Fractions as strings)."""
+def to_dict(config: Config) -> dict[str, dict[str, object]]:
+    """Plain, YAML-safe nested dict, section -> key -> value (Fractions as strings)."""
 
-    def plain(v: Any) -> Any:
+    def plain(v: object) -> object:
         if isinstance(v, Fraction):
             return str(v)
         if isinstance(v, tuple | list):
@@ -452,7 +460,10 @@ def to_dict(config: Any) -> dict[str, Any]:
             return {k: plain(x) for k, x in v.items()}
         return v
 
-    return typing.cast(dict[str, Any], plain(dataclasses.asdict(config)))
+    return {
+        section: typing.cast(dict[str, object], plain(body))
+        for section, body in dataclasses.asdict(config).items()
+    }
 
 
 def dump_config(config: Config, path: Path) -> None:

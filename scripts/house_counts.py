@@ -1,7 +1,8 @@
 """Counts for issue 20: `Any` in annotations, imports of the project's own modules inside functions,
 and functions longer than 80 lines (each one named).
 
-    python scripts/house_counts.py [pipeline]
+    python scripts/house_counts.py [pipeline [--by-file]]
+
 
 An annotation counts once per `Any` name in it (parameters, returns, annotated assignments); a local
 import counts once per `import`/`from` statement of `pipeline.*` inside a function body (imports under
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -72,21 +74,41 @@ def _long_functions(tree: ast.AST, path: Path) -> list[str]:
     return out
 
 
-def main(root: str = "pipeline") -> None:
-    files = sorted(Path(root).rglob("*.py"))
-    anys = local = 0
-    long: list[str] = []
-    for path in files:
+@dataclass
+class Counts:
+    files: int = 0
+    anys: int = 0  # `Any` in annotations, all files
+    local: int = 0  # local imports of pipeline.* inside functions
+    long: list[str] = field(default_factory=list)  # "path:line name (n lines)" of each long function
+    anys_by_file: dict[str, int] = field(default_factory=dict)  # files with at least one `Any`
+
+
+def counts(root: str | Path = "pipeline") -> Counts:
+    """The counts over every .py file below `root`."""
+    out = Counts()
+    for path in sorted(Path(root).rglob("*.py")):
         tree = ast.parse(path.read_text(), str(path))
-        anys += sum(_any_in(a) for a in _annotations(tree))
-        local += _local_own_imports(tree)
-        long += _long_functions(tree, path)
+        anys = sum(_any_in(a) for a in _annotations(tree))
+        out.files += 1
+        out.anys += anys
+        out.local += _local_own_imports(tree)
+        out.long += _long_functions(tree, path)
+        if anys:
+            out.anys_by_file[str(path)] = anys
+    return out
+
+
+def main(root: str = "pipeline", *flags: str) -> None:
+    c = counts(root)
     print(
-        f"files {len(files)}  Any-in-annotations {anys}  local-imports-of-pipeline {local}  "
-        f"functions-over-{LONG}-lines {len(long)}"
+        f"files {c.files}  Any-in-annotations {c.anys}  local-imports-of-pipeline {c.local}  "
+        f"functions-over-{LONG}-lines {len(c.long)}"
     )
-    for line in long:
+    for line in c.long:
         print(f"  {line}")
+    if "--by-file" in flags:
+        for path, n in sorted(c.anys_by_file.items(), key=lambda item: (-item[1], item[0])):
+            print(f"  {n:4d} {path}")
 
 
 if __name__ == "__main__":

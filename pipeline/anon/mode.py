@@ -12,10 +12,9 @@ point passes to `pipeline.run.restore.restore`, so its rules hold however it is 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pipeline.anon.audit import AnonReport, check_anon_config, forget_faces
 from pipeline.anon.search import anonymize_unit
@@ -25,6 +24,7 @@ from pipeline.files import load_json
 from pipeline.run.mode import Hider, Mode, ModeName
 
 if TYPE_CHECKING:
+    from pipeline.run.mode import DecodeSection
     from pipeline.run.plan import PlanSummary
 
 
@@ -36,7 +36,7 @@ def prepare(config: Config) -> Config:
     return config
 
 
-def key_settings(config: Config) -> tuple[Any, ...]:
+def key_settings(config: Config) -> tuple[object, ...]:
     """The anon section, less what only the join's audit reads (the attack check's sample)."""
     return (replace(config.anon, attack_faces=0),)
 
@@ -50,7 +50,7 @@ def finish_anonymize(
     summary: PlanSummary,
     seconds: dict[str, float],
     executor: str | None,
-    decode: Mapping[str, Any] | None = None,
+    decode: DecodeSection | None = None,
 ) -> AnonReport:
     """The audit sidecar and the report page, from every compose segment's face-frame records."""
 

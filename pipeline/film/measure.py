@@ -16,8 +16,14 @@ Defects (known defects added to a clean clip; each the share of what was added t
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from pipeline.film.torch_ops import is_tensor
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 BLOCK = 16
 
@@ -28,11 +34,20 @@ def _gray(image: np.ndarray) -> np.ndarray:
     return np.asarray(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)).astype(np.float32)
 
 
-def frame_shift(out: np.ndarray, src: np.ndarray) -> float:
-    """How far (px) `out` is moved against `src` (phase correlation over the whole frame)."""
+def frame_shift(out: np.ndarray | Tensor, src: np.ndarray | Tensor) -> float:
+    """How far (px) `out` is moved against `src` (phase correlation over the whole frame). Two [H, W, 3]
+    uint8 tensors are measured on their device (pipeline.film.phase: the same figure, to 1e-4 px)."""
     import cv2
 
-    a, b = _gray(src), _gray(out)
+    if is_tensor(out) and is_tensor(src):
+        from pipeline.film.phase import hanning, phase_correlate
+        from pipeline.film.torch_ops import rgb8_to_gray8, to_numpy
+
+        ta, tb = (rgb8_to_gray8(x).float() for x in (src, out))
+        h, w = ta.shape
+        d = to_numpy(phase_correlate(ta, tb, hanning(h, w, str(ta.device))))[0]
+        return float(np.hypot(d[0], d[1]))
+    a, b = _gray(np.asarray(src)), _gray(np.asarray(out))
     (dx, dy), _ = cv2.phaseCorrelate(a, b, cv2.createHanningWindow(a.shape[::-1], cv2.CV_32F))
     return float(np.hypot(dx, dy))
 

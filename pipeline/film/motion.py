@@ -22,9 +22,17 @@ _FLOW_LINES = 576  # flow is computed on at most this many lines
 
 
 def flow_input(image: np.ndarray | Tensor) -> tuple[np.ndarray, float]:
-    """[h, w] uint8 median-filtered luma for flow, and the factor (source px per flow px)."""
+    """[h, w] uint8 median-filtered luma for flow, and the factor (source px per flow px). Of a tensor
+    picture it is made on its device (8-bit luma, area reduction, 5 x 5 median: OpenCV's) and only
+    the small picture comes to the CPU, where the flow runs."""
     import cv2
 
+    if is_tensor(image):
+        g8 = torch_ops.gray8_tensor(image)
+        f = max(1.0, g8.shape[0] / _FLOW_LINES)
+        if f > 1.0:
+            g8 = torch_ops.area_resize8(g8, (round(g8.shape[1] / f), round(g8.shape[0] / f)))
+        return torch_ops.to_numpy(torch_ops.median_blur(g8, 5)), f
     g = gray8(image)
     f = max(1.0, g.shape[0] / _FLOW_LINES)
     if f > 1.0:

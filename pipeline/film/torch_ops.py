@@ -84,14 +84,35 @@ def luma(image: Tensor) -> Tensor:
     return image[..., 0] * 0.299 + image[..., 1] * 0.587 + image[..., 2] * 0.114
 
 
-def gray8(image: Tensor) -> np.ndarray:
-    """`pipeline.film.window.gray8` of a tensor, as a numpy [H, W] uint8: each channel rounded to 8 bits,
-    then OpenCV's fixed-point RGB2GRAY (R 9798, G 19235, B 3735 in 1/32768, rounded)."""
+def gray8_tensor(image: Tensor) -> Tensor:
+    """`pipeline.film.window.gray8` of a tensor, as an [H, W] uint8 tensor on its device: each channel
+    rounded to 8 bits, then OpenCV's fixed-point RGB2GRAY (R 9798, G 19235, B 3735 in 1/32768, rounded)."""
     import torch
 
     q = torch.floor((image * 255.0 + 0.5).clamp_(0, 255)).to(torch.int32)
-    y = (q[..., 0] * 9798 + q[..., 1] * 19235 + q[..., 2] * 3735 + 16384) >> 15
-    return to_numpy(y.to(torch.uint8))
+    return rgb8_to_gray8(q)
+
+
+def rgb8_to_gray8(q: Tensor) -> Tensor:
+    """`cv2.cvtColor(q, COLOR_RGB2GRAY)` of an [H, W, 3] integer tensor of 8-bit values, uint8."""
+    import torch
+
+    q = q.to(torch.int32)
+    return ((q[..., 0] * 9798 + q[..., 1] * 19235 + q[..., 2] * 3735 + 16384) >> 15).to(torch.uint8)
+
+
+def gray8(image: Tensor) -> np.ndarray:
+    """`gray8_tensor` as a numpy [H, W] uint8."""
+    return to_numpy(gray8_tensor(image))
+
+
+def area_resize8(image: Tensor, size: tuple[int, int]) -> Tensor:
+    """`cv2.resize(image, size, interpolation=INTER_AREA)` of an [H, W] uint8 tensor: the area means
+    rounded to the nearest level (OpenCV's saturating cast), uint8."""
+    import torch
+
+    mean = area_resize(image.to(torch.float32), size)
+    return torch.round(mean).clamp_(0, 255).to(torch.uint8)
 
 
 def area_resize(image: Tensor, size: tuple[int, int]) -> Tensor:

@@ -1,26 +1,31 @@
 """Gate weave and jitter: each frame moved onto the smooth path of its window, without cropping.
 
-Consecutive frames' global shift is measured by phase correlation (OpenCV, sub-pixel, on a reduced
-luma copy). A frame's position relative to a neighbour is the sum of the shifts between them. The
-camera's own motion (a steady camera, a pan, a tilt, a handheld sway) is smooth over the window
-(`radius` frames either side, about a second): its robust quadratic trend is kept and only the
-jitter about it is removed; a window whose positions show no frame-to-frame jitter (robust std of
-their second differences under `_MIN_JITTER_PX`) is left alone. A cut, or a shift whose correlation
-peak is weak (a flash), breaks the chain there. The frame is moved by cubic interpolation; the few
-pixels uncovered at the edge are mirrored from the picture (no crop, the size never changes).
+Consecutive frames' global shift is measured by phase correlation (OpenCV, sub-pixel, on a reduced luma
+copy; of tensor pictures the same in torch on their device, pipeline.film.phase). A frame's position
+relative to a neighbour is the sum of the shifts between them. The camera's own motion (a steady camera,
+a pan, a tilt, a handheld sway) is smooth over the window (`radius` frames either side, about a second):
+its robust quadratic trend is kept and only the jitter about it is removed; a window whose positions
+show no frame-to-frame jitter (robust std of their second differences under `_MIN_JITTER_PX`) is left
+alone. A cut, or a shift whose correlation peak is weak (a flash), breaks the chain there. The frame is
+moved by cubic interpolation; the few pixels uncovered at the edge are mirrored from the picture (no
+crop, the size never changes).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pipeline.film import torch_ops
+from pipeline.film.phase import hanning, phase_correlate, windows_in_place
 from pipeline.film.torch_ops import is_tensor
 from pipeline.film.trend import chain, trend_at_centre, wobble
 from pipeline.film.window import Work, gray8, is_cut, sliding, thumbnail
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 _WIDTH = 384  # phase correlation runs on a copy about this wide (shifts are scaled back)
 _MIN_RESPONSE = 0.03  # a correlation peak weaker than this is not a shift of the same picture
@@ -29,10 +34,19 @@ _MIN_TILES = 5  # ... when this many of them have a clear peak
 _MIN_JITTER_PX = 0.25  # frame-to-frame jitter (robust std, px) below this is no weave: the shot is left alone
 
 
-def _small(image: Any) -> tuple[np.ndarray, float]:
-    """[h, w] float32 reduced luma and the factor (source px per reduced px)."""
+def _small(image: Any) -> tuple[Any, float]:
+    """[h, w] float32 reduced luma and the factor (source px per reduced px); of a tensor picture a
+    tensor on its device (the 8-bit luma and its reduction as OpenCV's, made there)."""
     import cv2
 
+    if is_tensor(image):
+        import torch
+
+        g8 = torch_ops.gray8_tensor(image)
+        f = max(1.0, g8.shape[1] / _WIDTH)
+        if f > 1.0:
+            g8 = torch_ops.area_resize8(g8, (round(g8.shape[1] / f), round(g8.shape[0] / f)))
+        return g8.to(torch.float32), f
     g = gray8(image)
     f = max(1.0, g.shape[1] / _WIDTH)
     if f > 1.0:
@@ -48,12 +62,15 @@ def shift_between(a: np.ndarray, b: np.ndarray, window: np.ndarray) -> np.ndarra
     return None if response < _MIN_RESPONSE else np.array([dx, dy])
 
 
-def global_shift(a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
+def global_shift(a: Any, b: Any) -> np.ndarray | None:
     """[2] the picture's shift from `a` to `b` (reduced px): the median of the shifts of a 3 x 3 grid
     of tiles, so an object moving on its own (a car, a hand) does not pass for the camera's motion;
-    the whole frame's shift where too few tiles have texture enough. None: no shift measured."""
+    the whole frame's shift where too few tiles have texture enough. None: no shift measured.
+    Tensors are correlated on their device (pipeline.film.phase): only the shifts leave it."""
     import cv2
 
+    if is_tensor(a):
+        return _global_shift_tensor(a, b)
     h, w = a.shape
     th, tw = h // _TILES, w // _TILES
     found = []
@@ -68,6 +85,33 @@ def global_shift(a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
     if len(found) >= _MIN_TILES:
         return np.asarray(np.median(np.stack(found), axis=0))
     return shift_between(a, b, cv2.createHanningWindow((w, h), cv2.CV_32F))
+
+
+def _global_shift_tensor(a: Tensor, b: Tensor) -> np.ndarray | None:
+    """`global_shift` of two [h, w] float32 tensors: the nine tiles correlated in one batch. As
+    `cv2.phaseCorrelate` does to numpy's, a tile (or the frame) of a DFT size is left multiplied by
+    the window (`phase.windows_in_place`): `prev` is measured again at the next frame as numpy's is."""
+    h, w = a.shape
+    th, tw = h // _TILES, w // _TILES
+    found = []
+    if th >= 16 and tw >= 16:
+        win = hanning(th, tw, str(a.device))
+        ta, tb = (x[: th * _TILES, : tw * _TILES].view(_TILES, th, _TILES, tw) for x in (a, b))
+        res = phase_correlate(
+            ta.transpose(1, 2).reshape(-1, th, tw), tb.transpose(1, 2).reshape(-1, th, tw), win
+        )
+        if windows_in_place(th, tw):
+            ta.mul_(win[None, :, None, :])
+            tb.mul_(win[None, :, None, :])
+        found = [np.array(r[:2]) for r in torch_ops.to_numpy(res) if r[2] >= _MIN_RESPONSE]
+    if len(found) >= _MIN_TILES:
+        return np.asarray(np.median(np.stack(found), axis=0))
+    win = hanning(h, w, str(a.device))
+    whole = torch_ops.to_numpy(phase_correlate(a, b, win))[0]
+    if windows_in_place(h, w):
+        a.mul_(win)
+        b.mul_(win)
+    return None if whole[2] < _MIN_RESPONSE else np.array(whole[:2])
 
 
 def translate(image: np.ndarray, d: np.ndarray) -> np.ndarray:
@@ -88,7 +132,7 @@ def _move(image: Any, d: np.ndarray) -> Any:
 
 def _with_steps(works: Iterator[Work]) -> Iterator[tuple[Work, np.ndarray | None]]:
     """Each frame with its shift from the previous frame (source px; None at the start or a break)."""
-    prev: np.ndarray | None = None
+    prev: Any = None  # the previous frame's reduced luma (numpy, or a tensor on the device)
     prev_thumb: np.ndarray | None = None
     for work in works:
         small, f = _small(work.image)

@@ -22,7 +22,7 @@ from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -38,6 +38,7 @@ from pipeline.io.probe import (
     main_video_stream,
     open_input,
     probe,
+    stream_time_base,
 )
 from pipeline.types import ColorTags, VideoFrame, VideoInfo
 
@@ -272,7 +273,8 @@ class FrameReader(Iterator[VideoFrame]):
         self._field_order = int(cc.field_order or 0)
         self._filters: list[tuple[str, str]] | None = None  # decided at the first frame
         self._ivtc = inverse_telecine
-        self._graph: Any = None
+        self._graph: av.filter.Graph | None = None
+
         self._next_ivtc_index = 0
         self._seen: set[int] = set()
         self._gen: Generator[VideoFrame, None, None] = self._frames()
@@ -498,12 +500,13 @@ class FrameReader(Iterator[VideoFrame]):
                 return
             sar = self._stream.codec_context.sample_aspect_ratio or Fraction(1)
             rate = self._source_rate or Fraction(25)
-            tb = Fraction(self._stream.time_base)
+            tb = stream_time_base(self._stream, self.path)
             self._graph = build_graph(frame, tb, sar, rate, self._filters)
         self._graph.push(frame)
         while True:
             try:
-                yield self._graph.pull()
+                yield cast("av.VideoFrame", self._graph.pull())  # a video graph: video frames
+
             except (av.error.BlockingIOError, av.error.EOFError):
                 return
 

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import av
+    import av.filter
 
 
 def filter_chain(
@@ -34,8 +38,12 @@ def filter_chain(
 
 
 def build_graph(
-    frame: Any, time_base: Fraction, sar: Fraction, frame_rate: Fraction, filters: list[tuple[str, str]]
-) -> Any:
+    frame: av.VideoFrame,
+    time_base: Fraction,
+    sar: Fraction,
+    frame_rate: Fraction,
+    filters: list[tuple[str, str]],
+) -> av.filter.Graph:
     """A configured PyAV filter graph: buffer → filters → buffersink, for frames like `frame`."""
     import av
 

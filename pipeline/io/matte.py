@@ -15,11 +15,15 @@ import os
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pipeline.errors import EncodeError
+
+if TYPE_CHECKING:
+    from av.container import OutputContainer
+    from av.video.stream import VideoStream
 
 
 def matte_path(output: str | Path) -> Path:
@@ -38,8 +42,8 @@ class MatteWriter:
         self.time_base = Fraction(time_base)
         self.frames_written = 0
         self._tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")  # swept after a kill
-        self._box: Any = None
-        self._stream: Any = None
+        self._box: OutputContainer | None = None
+        self._stream: VideoStream | None = None
 
     def open(self) -> None:
         import av
@@ -61,6 +65,7 @@ class MatteWriter:
             raise ValueError(f"matte {mask.shape} {mask.dtype} is not ({self.height}, {self.width}) uint8")
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(mask), format="gray")
         frame.pts, frame.time_base = pts, self.time_base
+        assert self._box is not None and self._stream is not None, "MatteWriter.write before open()"
         try:
             for packet in self._stream.encode(frame):
                 self._box.mux(packet)
@@ -73,6 +78,7 @@ class MatteWriter:
         """Finish the part and move it into place."""
         import av
 
+        assert self._box is not None and self._stream is not None, "MatteWriter.close before open()"
         try:
             for packet in self._stream.encode(None):
                 self._box.mux(packet)

@@ -23,7 +23,7 @@ import subprocess
 from collections.abc import Iterator, Mapping, Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pipeline.errors import DiskFullError, EncodeError, OutputError, disk_full_message, is_disk_full
 from pipeline.io.presets import CONTAINER_FORMATS, is_rgb_format, mov_timescale
@@ -32,6 +32,11 @@ from pipeline.io.sequence import existing_outputs, is_sequence, is_sequence_outp
 from pipeline.io.verify import count_video_packets, verify_video
 from pipeline.io.writer import StderrDrain, ffmpeg_error
 from pipeline.types import ColorTags
+
+if TYPE_CHECKING:
+    import av
+    from av.container import InputContainer
+    from av.video.stream import VideoStream
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +50,7 @@ _REFUSED_PREFIXES = {"mp4": ("pcm_",)}
 _TEXT_SUBTITLES = {"subrip", "srt", "ass", "ssa", "webvtt", "mov_text", "text"}
 
 
-def _time_base(stream: Any) -> Fraction:
+def _time_base(stream: VideoStream) -> Fraction:
     if stream.time_base is None:
         raise EncodeError(Path(stream.container.name), "video stream has no time base")
     return Fraction(stream.time_base)
@@ -155,7 +160,7 @@ def join_parts(
     return output
 
 
-def joined_packets(parts: Sequence[Path]) -> Iterator[Any]:
+def joined_packets(parts: Sequence[Path]) -> Iterator[av.Packet]:
     """The video packets of `parts` in order (same time base), each part's timestamps kept."""
     import av
 
@@ -254,7 +259,8 @@ def plan_streams(source: Path, output: Path, fmt: str) -> tuple[list[int], dict[
         return maps, codecs
 
 
-def _timecode(container: Any) -> str | None:
+def _timecode(container: InputContainer) -> str | None:
+
     for holder in (container, *container.streams):
         for key, value in holder.metadata.items():
             if key.lower() == "timecode" and value:  # Matroska tags come back upper-case
@@ -507,7 +513,9 @@ def _run_ffmpeg(cmd: list[str], output: Path) -> None:
         )
     except OSError as exc:
         raise EncodeError(output, f"cannot start ffmpeg ({exc.strerror})") from exc
+    assert proc.stderr is not None  # stderr=PIPE
     drain = StderrDrain(proc.stderr)
+
     drain.start()
     try:
         rc = proc.wait()

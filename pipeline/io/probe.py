@@ -13,7 +13,7 @@ import logging
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 from pipeline.errors import VideoOpenError
 from pipeline.io.sequence import file_version as sequence_version
@@ -71,7 +71,7 @@ def check_input_path(path: str | Path) -> Path:
     return path
 
 
-def open_input(path: str | Path) -> Any:
+def open_input(path: str | Path) -> InputContainer:
     """Open a container with PyAV, turning its errors into VideoOpenError."""
     import av
 
@@ -96,7 +96,7 @@ def file_version(path: str | Path) -> tuple[int, int]:
     return st.st_mtime_ns, st.st_size
 
 
-def main_video_stream(container: Any, path: Path) -> Any:
+def main_video_stream(container: InputContainer, path: Path) -> VideoStream:
     """The first real video stream (cover art and thumbnails are skipped)."""
     import av
 
@@ -109,6 +109,13 @@ def main_video_stream(container: Any, path: Path) -> Any:
     kinds = sorted({s.type for s in container.streams})
     has = f" (it has only {', '.join(kinds)} streams)" if kinds else ""
     raise VideoOpenError(path, f"has no video stream{has}")
+
+
+def stream_time_base(stream: VideoStream, path: Path) -> Fraction:
+    """The stream's time base (seconds per pts tick); a stream without one is not a usable video."""
+    if stream.time_base is None:
+        raise VideoOpenError(path, "its video stream has no time base")
+    return Fraction(stream.time_base)
 
 
 def frame_timestamps(path: str | Path) -> tuple[Fraction, list[int]]:
@@ -131,10 +138,10 @@ def frame_timestamps(path: str | Path) -> tuple[Fraction, list[int]]:
         except Exception as exc:  # a damaged tail: keep what was read
             log.warning("%s: demuxing stopped early (%s); %d frames indexed", path, exc, len(pts))
         pts.sort()
-        return Fraction(stream.time_base), pts
+        return stream_time_base(stream, path), pts
 
 
-def _fraction(value: Any) -> Fraction | None:
+def _fraction(value: Fraction | None) -> Fraction | None:
     if value is None:
         return None
     f = Fraction(value)
@@ -184,7 +191,8 @@ def _first_frames(
     return first_frame, interlaced, early_pts
 
 
-def _tag(table: dict[int, str], frame_value: Any, stream_value: Any) -> str | None:
+def _tag(table: dict[int, str], frame_value: int | None, stream_value: int | None) -> str | None:
+
     for v in (frame_value, stream_value):
         if v is not None and int(v) in table:
             return table[int(v)]
@@ -255,7 +263,8 @@ def probe(path: str | Path, *, exact: bool = False) -> VideoInfo:
     with open_input(path) as container:
         stream = main_video_stream(container, path)
         cc = stream.codec_context
-        time_base = Fraction(stream.time_base)
+        time_base = stream_time_base(stream, path)
+
         first_frame, interlaced, early_pts = _first_frames(container, stream, path)
         rotation = int(-round(first_frame.rotation)) % 360  # PyAV: counter-clockwise degrees
         field_order = FIELD_ORDERS.get(int(cc.field_order or 0), "unknown")
@@ -360,5 +369,6 @@ def _detect_interlacing(path: str, mtime_ns: int, size: int) -> str | None:
     return "tt" if counts.get("tff", 0) >= counts.get("bff", 0) else "bb"
 
 
-def _top_field_first(frame: Any) -> bool:
+def _top_field_first(frame: av.VideoFrame) -> bool:
+
     return bool(getattr(frame, "top_field_first", True))

@@ -18,8 +18,13 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.errors import VideoOpenError
+
+if TYPE_CHECKING:
+    from av.container import InputContainer
+
 
 # Suffixes read and written as image sequences (FFmpeg image2 codecs).
 IMAGE_SUFFIXES = {".dpx": "dpx", ".tif": "tiff", ".tiff": "tiff", ".png": "png", ".exr": "exr"}
@@ -163,7 +168,7 @@ def resolve_sequence(path: str | Path) -> Sequence:
     return seq
 
 
-def open_sequence(path: str | Path) -> object:
+def open_sequence(path: str | Path) -> InputContainer:
     """A PyAV input container reading the sequence at `sequence_rate()`."""
     import av
 

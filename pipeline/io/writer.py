@@ -20,7 +20,7 @@ import threading
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING
 
 import numpy as np
 
@@ -46,6 +46,8 @@ from pipeline.types import ColorTags
 
 if TYPE_CHECKING:
     import av
+    from av.container import OutputContainer
+    from av.video.stream import VideoStream
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +89,7 @@ def output_color(
 class StderrDrain(threading.Thread):
     """Reads a pipe to its end, keeping the last lines (ffmpeg's error is at the end)."""
 
-    def __init__(self, pipe: Any, keep: int = 60) -> None:
+    def __init__(self, pipe: IO[bytes], keep: int = 60) -> None:
         super().__init__(daemon=True)
         self.pipe = pipe
         self.lines: collections.deque[str] = collections.deque(maxlen=keep)
@@ -163,8 +165,8 @@ class VideoWriter:
         self.expected_frames: int | None = None  # set by the caller to have close() check the count
         self._proc: subprocess.Popen[bytes] | None = None
         self._drain: StderrDrain | None = None
-        self._nut: Any = None
-        self._stream: Any = None
+        self._nut: OutputContainer | None = None
+        self._stream: VideoStream | None = None
         self._last_pts: int | None = None
 
     # -- command ----------------------------------------------------------------------------
@@ -184,7 +186,7 @@ class VideoWriter:
                 f"scale=out_color_matrix={_SCALE_MATRIX[cs]}:out_range={_SCALE_RANGE[rng]}"
                 f":flags=bicubic+accurate_rnd+full_chroma_int,format={self.pix_fmt},{setsar}"
             )
-        out: dict[str, Any] = {
+        out: dict[str, str | None] = {
             "vf": vf,
             **encoder_options(self.preset, self.pix_fmt, self.crf),
             "fps_mode": "passthrough",  # never drop, duplicate or retime a frame
@@ -236,7 +238,9 @@ class VideoWriter:
             self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
         except OSError as exc:
             raise EncodeError(self.path, f"cannot start ffmpeg ({exc.strerror})") from exc
+        assert self._proc.stderr is not None  # stderr=PIPE
         self._drain = StderrDrain(self._proc.stderr)
+
         self._drain.start()
         self._nut = av.open(self._proc.stdin, mode="w", format="nut")
         rgb = "rgb48le" if self.deep else "rgb24"
@@ -287,6 +291,7 @@ class VideoWriter:
             raise ValueError(f"timestamps must increase: {pts} after {self._last_pts}")
         frame.pts = pts
         frame.time_base = self.time_base
+        assert self._nut is not None and self._stream is not None  # open() set both
         try:
             for packet in self._stream.encode(frame):
                 self._nut.mux(packet)
@@ -302,6 +307,7 @@ class VideoWriter:
 
         if self._proc is None or self._nut is None:
             raise RuntimeError("VideoWriter.close before open()")
+        assert self._stream is not None  # open() set it with the container
         try:
             for packet in self._stream.encode(None):
                 self._nut.mux(packet)

@@ -24,25 +24,32 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Generic, ParamSpec, Protocol, TypedDict, TypeVar
 
 from pipeline.errors import JobError, PipelineError
 
+if TYPE_CHECKING:
+    from ray import ObjectRef
+    from ray.actor import ActorHandle
+
 log = logging.getLogger(__name__)
+
+R = TypeVar("R")  # what the queue's tasks and actor calls return
+T = TypeVar("T")  # the tags work is queued with
 
 
 class ModelActor:
     """Loads `loader(*args)` once; `run(fn, ...)` calls `fn(model, ...)` with it."""
 
-    def __init__(self, loader: Callable[..., Any], *args: Any) -> None:
+    def __init__(self, loader: Callable[..., object], *args: object) -> None:
         started = time.perf_counter()
         self.model = loader(*args)
         self.load_seconds = time.perf_counter() - started
 
-    def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    def run(self, fn: Callable[..., R], *args: object, **kwargs: object) -> R:
         return fn(self.model, *args, **kwargs)
 
-    def where(self) -> dict[str, Any]:
+    def where(self) -> dict[str, str | int]:
         """Node and process this actor lives in (for logs and tests)."""
         import os
 
@@ -51,15 +58,27 @@ class ModelActor:
         return {"node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
 
 
+class ActorOptions(TypedDict, total=False):
+    """The Ray actor options the executor sets (`ActorClass.options(**...)`)."""
+
+    max_restarts: int
+    max_task_retries: int
+    num_cpus: float
+    max_concurrency: int
+    num_gpus: float
+    resources: dict[str, float]
+    scheduling_strategy: object  # a placement-group strategy (pipeline.run.lanes)
+
+
 def search_actor_options(
     *,
     num_gpus_per_search: float,
     search_resource: str | None,
     cluster_gpus: float,
     max_retries: int,
-) -> dict[str, Any]:
+) -> ActorOptions:
     """Ray options for a search actor: a GPU share when the cluster has GPUs, else one CPU."""
-    options: dict[str, Any] = {
+    options: ActorOptions = {
         "max_restarts": max_retries,
         "max_task_retries": max_retries,
         "num_cpus": 1,
@@ -91,40 +110,58 @@ def default_actor_count(
     return 1
 
 
+class RemoteTask(Protocol[R]):
+    """A Ray remote function (`ray.remote(fn)`, or its `.options(...)`) whose calls return R."""
+
+    @property
+    def remote(self) -> Callable[..., ObjectRef[R]]: ...
+
+
+class _ActorRun(Protocol[R]):
+    def remote(self, *args: object) -> ObjectRef[R]: ...
+
+
+class RunsCalls(Protocol[R]):
+    """What the queue uses of a `ModelActor` handle: `actor.run.remote(fn, *args)`."""
+
+    @property
+    def run(self) -> _ActorRun[R]: ...
+
+
 @dataclass(frozen=True)
-class Call:
+class Call(Generic[T, R]):
     """One piece of queued work: a task, `remote.remote(*args)`, or, with `remote` None, an actor
     call, `actor.run.remote(*args)` on the least-loaded live actor. `tag` is handed back with its
     result (`WorkQueue.on_done`)."""
 
     label: str  # names the unit in errors and logs
-    args: tuple[Any, ...]
-    remote: Any = None  # a Ray remote function; None: an actor call
-    tag: Any = None
+    args: tuple[object, ...]
+    remote: RemoteTask[R] | None = None  # a Ray remote function; None: an actor call
+    tag: T | None = None
 
 
 @dataclass
-class _Pending:
-    call: Call
+class _Pending(Generic[T, R]):
+    call: Call[T, R]
     actor: int | None = None  # index of the actor running it
 
 
-def _ignore(tag: Any, result: Any) -> None:
+def _ignore(tag: object, result: object) -> None:
     return None
 
 
 @dataclass
-class WorkQueue:
+class WorkQueue(Generic[T, R]):
     """Bounded in-flight Ray work; `drain()` runs until everything has finished, handing each result
     to `on_done(tag, result)`."""
 
     max_in_flight: int
-    actors: Sequence[Any] = ()
-    on_done: Callable[[Any, Any], None] = _ignore
+    actors: Sequence[ActorHandle[ModelActor]] = ()
+    on_done: Callable[[T | None, R], None] = _ignore
     calls_per_actor: int = 2  # one running + one queued keeps an actor busy between units
-    _in_flight: dict[Any, _Pending] = field(default_factory=dict)
-    _waiting: collections.deque[Call] = field(default_factory=collections.deque)
-    _waiting_actor: collections.deque[Call] = field(default_factory=collections.deque)
+    _in_flight: dict[ObjectRef[R], _Pending[T, R]] = field(default_factory=dict)
+    _waiting: collections.deque[Call[T, R]] = field(default_factory=collections.deque)
+    _waiting_actor: collections.deque[Call[T, R]] = field(default_factory=collections.deque)
     _actor_load: list[int] = field(default_factory=list)
     _actor_given: list[int] = field(default_factory=list)  # calls each actor has been given
     _retired: set[int] = field(default_factory=set)  # actors that take no more calls
@@ -136,7 +173,7 @@ class WorkQueue:
         self._actor_load = [0] * len(self.actors)
         self._actor_given = [0] * len(self.actors)
 
-    def set_actors(self, actors: Sequence[Any]) -> None:
+    def set_actors(self, actors: Sequence[ActorHandle[ModelActor]]) -> None:
         """Use these actors for actor calls from now on (set before the first actor call)."""
         if any(p.actor is not None for p in self._in_flight.values()):
             raise JobError("cannot replace actors while actor calls are running")
@@ -145,7 +182,7 @@ class WorkQueue:
         self._actor_given = [0] * len(self.actors)
         self._retired = set()
 
-    def retire_idle(self, keep: int) -> list[Any]:
+    def retire_idle(self, keep: int) -> list[ActorHandle[ModelActor]]:
         """Stop giving calls to idle actors beyond `keep` live ones; returns them (to be killed, which
         gives their CPUs or GPUs back to tasks while the other actors finish)."""
         live = [i for i in range(len(self.actors)) if i not in self._retired]
@@ -169,12 +206,12 @@ class WorkQueue:
     def in_flight(self) -> int:
         return len(self._in_flight)
 
-    def submit(self, label: str, remote: Any, *args: Any, tag: Any = None) -> None:
+    def submit(self, label: str, remote: RemoteTask[R], *args: object, tag: T | None = None) -> None:
         """Queue a task, `remote.remote(*args)` (submitted only when there is room)."""
         self._waiting.append(Call(label, args, remote, tag))
         self._admit()
 
-    def submit_actor(self, label: str, *args: Any, tag: Any = None) -> None:
+    def submit_actor(self, label: str, *args: object, tag: T | None = None) -> None:
         """Queue an actor call, `actor.run.remote(*args)`; the least-loaded live actor takes it."""
         if not self.actors:
             raise JobError(f"{label}: no actors to run it")
@@ -191,12 +228,14 @@ class WorkQueue:
             if self._actor_load[index] >= self.calls_per_actor:
                 break
             call = self._waiting_actor.popleft()
-            self._in_flight[self.actors[index].run.remote(*call.args)] = _Pending(call, index)
+            actor: RunsCalls[R] = self.actors[index]  # Ray types an actor's methods as Never
+            self._in_flight[actor.run.remote(*call.args)] = _Pending(call, index)
             self._actor_load[index] += 1
             self._actor_given[index] += 1
         tasks = sum(1 for p in self._in_flight.values() if p.actor is None)
         while self._waiting and tasks < self.max_in_flight:
             call = self._waiting.popleft()
+            assert call.remote is not None  # queued by submit
             self._in_flight[call.remote.remote(*call.args)] = _Pending(call)
             tasks += 1
 
@@ -263,7 +302,7 @@ class RemotePipelineError(Exception):
         import importlib
 
         try:
-            cls: Any = importlib.import_module(self.module)
+            cls: object = importlib.import_module(self.module)
             for part in self.qualname.split("."):
                 cls = getattr(cls, part)
         except (ImportError, AttributeError):
@@ -275,20 +314,20 @@ class RemotePipelineError(Exception):
         return error
 
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
 
 
-def portable_errors(fn: F) -> F:
+def portable_errors(fn: Callable[P, R]) -> Callable[P, R]:
     """Decorate a function that runs in Ray workers so its PipelineErrors reach the driver intact."""
 
     @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return fn(*args, **kwargs)
         except PipelineError as exc:
             raise RemotePipelineError(type(exc).__module__, type(exc).__qualname__, str(exc)) from None
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 def unit_error(label: str, exc: BaseException) -> PipelineError:

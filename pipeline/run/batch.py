@@ -29,7 +29,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
 
 import yaml
 
@@ -53,7 +52,7 @@ class BatchItem:
     input: Path
     output: Path
     presets: tuple[str, ...] = ()
-    overrides: tuple[dict[str, Any], ...] = ()  # nested mappings, applied in order
+    overrides: tuple[dict[str, object], ...] = ()  # nested mappings, applied in order
     where: str = ""  # "MANIFEST: items[3]" for messages
     mode: str = "restore"  # a mode's name, a key of the batch's `modes`
 
@@ -87,7 +86,7 @@ class BatchReport:
         return "\n".join(lines)
 
 
-def _as_list(value: Any, where: str) -> tuple[str, ...]:
+def _as_list(value: object, where: str) -> tuple[str, ...]:
     if value is None:
         return ()
     if isinstance(value, str):
@@ -97,7 +96,7 @@ def _as_list(value: Any, where: str) -> tuple[str, ...]:
     raise ConfigError(f"{where}: expected a name or a list of names, got {value!r}")
 
 
-def _as_overrides(value: Any, where: str) -> tuple[dict[str, Any], ...]:
+def _as_overrides(value: object, where: str) -> tuple[dict[str, object], ...]:
     if value is None:
         return ()
     if isinstance(value, dict):
@@ -109,7 +108,7 @@ def _as_overrides(value: Any, where: str) -> tuple[dict[str, Any], ...]:
 
 def load_manifest(
     path: str | Path, modes: Mapping[str, Mode[RunReport]] = RESTORE_ONLY
-) -> tuple[list[BatchItem], tuple[str, ...], tuple[dict[str, Any], ...]]:
+) -> tuple[list[BatchItem], tuple[str, ...], tuple[dict[str, object], ...]]:
     """Items of a manifest, and the manifest-wide presets and overrides; errors name file and item.
     `modes`: the modes an item may name, by name."""
     path = Path(path)
@@ -180,7 +179,7 @@ def item_config(
     presets: Sequence[str],
     sets: Sequence[str],
     manifest_presets: Sequence[str],
-    manifest_overrides: Sequence[dict[str, Any]],
+    manifest_overrides: Sequence[dict[str, object]],
 ) -> Config:
     first = [mode.preset] if mode.preset else []  # as `reel anonymize` applies its preset
     config = load_config([*first, *presets, *manifest_presets, *item.presets], list(sets))

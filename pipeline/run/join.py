@@ -28,7 +28,7 @@ from pipeline.types import VideoInfo, VideoStreamInfo
 
 if TYPE_CHECKING:
     from pipeline.faces.scan import ScanResult
-    from pipeline.run.mode import RunReport
+    from pipeline.run.mode import DecodeSection, DriverContext, RunReport
     from pipeline.run.plan import PlanSummary
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ def mux_parts(
     )
 
 
-def join(summary: PlanSummary, *, context: dict[str, Any]) -> RunReport:
+def join(summary: PlanSummary, *, context: DriverContext) -> RunReport:
     """Mux and config, then the mode's report (`Mode.finish`); `context` is the executor's: its name,
     the seconds so far and the frames decoded and cleaned (`Schedule.decode_section`). Returns what
     the mode's finish returns (a `RunReport`)."""
@@ -129,7 +129,7 @@ def finish_restore(
     summary: PlanSummary,
     seconds: dict[str, float],
     executor: str | None,
-    decode: Mapping[str, Any] | None = None,
+    decode: DecodeSection | None = None,
 ) -> RestoreReport:
     """Restore's report: every face-frame's figures, film cleaning's, the JSON and the HTML page."""
     from pipeline.run.steps import face_rows

@@ -17,9 +17,21 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict
+
+if TYPE_CHECKING:
+    from ray.util.placement_group import PlacementGroup
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 log = logging.getLogger(__name__)
+
+
+class LaneOptions(TypedDict):
+    """Ray options that place a task or actor in a lane (`GpuLanes.options`)."""
+
+    num_gpus: float
+    num_cpus: float
+    scheduling_strategy: PlacementGroupSchedulingStrategy
 
 
 def lane_cpus(cluster_cpus: float, lanes: int) -> float:
@@ -61,7 +73,7 @@ class LaneCounts:
 class GpuLanes:
     """The run's lanes: a placement group of `lanes` bundles of one GPU (and `cpus` CPU) each."""
 
-    def __init__(self, lanes: int, cpus: float, group: Any) -> None:
+    def __init__(self, lanes: int, cpus: float, group: PlacementGroup) -> None:
         self.lanes, self.cpus, self.group = lanes, cpus, group
         self.counts = LaneCounts(lanes)
 
@@ -84,7 +96,7 @@ class GpuLanes:
         log.info("%d GPU lane(s), %.2f CPU each", lanes, cpus)
         return cls(lanes, cpus, group)
 
-    def options(self, lane: int, share: float) -> dict[str, Any]:
+    def options(self, lane: int, share: float) -> LaneOptions:
         """Ray options placing a step that asks for `share` of a GPU in `lane` (its CPU share in
         proportion: a half-GPU step takes half the lane's CPUs)."""
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy

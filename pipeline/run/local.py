@@ -18,7 +18,7 @@ from pipeline.run.search_steps import load_search_model
 from pipeline.run.work import Driver, Search, Task
 
 if TYPE_CHECKING:
-    from pipeline.run.mode import RunReport
+    from pipeline.run.mode import DriverContext, RunReport
     from pipeline.run.search_steps import SearchModel
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,12 @@ def run_plan(job: Job) -> RunReport:
             retries = cfg.run.max_retries
             if step.driver:
                 seconds = {**schedule.seconds, "total": time.perf_counter() - started}
-                context = {"executor": "local", "seconds": seconds, "decode": schedule.decode_section()}
+                context: DriverContext = {
+                    "executor": "local",
+                    "seconds": seconds,
+                    "decode": schedule.decode_section(),
+                }
+
                 t0 = time.time()
                 assert isinstance(step.work, Driver)
                 report = step.work(context=context)

@@ -12,12 +12,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pipeline.files import load_json, save_json
 from pipeline.frame.compose import Pasted
+
+if TYPE_CHECKING:
+    from pipeline.io.matte import MatteWriter
 
 
 def part_path(records: str | Path) -> Path:
@@ -37,7 +40,7 @@ class SegmentMatte:
 
     def __init__(self, records: str | Path) -> None:
         self._records = records
-        self._writer: Any = None
+        self._writer: MatteWriter | None = None
         self.shares: list[tuple[int, float]] = []  # (frame index, share of its pixels altered)
 
     def add(

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypedDict, TypeVar
 
 import numpy as np
 
@@ -34,6 +34,26 @@ if TYPE_CHECKING:
 class ModeName(StrEnum):
     RESTORE = "restore"
     ANONYMIZE = "anonymize"
+
+
+class DecodeSection(TypedDict):
+    """The report's "decode" section (`Schedule.decode_section`): frames decoded and film-cleaned by
+    the steps a run ran (context frames included), per frame of the video and per stage."""
+
+    frames: int
+    decoded: int
+    cleaned: int
+    decoded_per_frame: float
+    cleaned_per_frame: float
+    by_stage: dict[str, dict[str, int]]  # stage -> {"decoded": n, "cleaned": n}
+
+
+class DriverContext(TypedDict):
+    """What an executor hands a driver step (the join): its name, the seconds so far, the frames."""
+
+    executor: str
+    seconds: dict[str, float]
+    decode: DecodeSection
 
 
 class RunReport(Protocol):
@@ -57,7 +77,7 @@ class Finish(Protocol[R]):
         summary: PlanSummary,
         seconds: dict[str, float],
         executor: str | None,
-        decode: Mapping[str, Any] | None,
+        decode: DecodeSection | None,
     ) -> R: ...
 
 
@@ -92,14 +112,15 @@ class Mode(Generic[R]):
     spread: bool  # the report's "where is this invented?" spread is computed
     # (stitched scan, detections by frame, cfg) -> the scan's npz arrays; None: the tracker's own
     stitch_arrays: (
-        Callable[[ScanResult, Mapping[int, Sequence[Detection]], Config], dict[str, Any]] | None
+        Callable[[ScanResult, Mapping[int, Sequence[Detection]], Config], dict[str, np.ndarray]] | None
     ) = None
     servable: Callable[[TrackFrame, tuple[int, int], Config], bool] | None = None  # None: every face-frame
     hider: Hider[Any] | None = None  # None: faces are restored and pasted (pipeline.frame.compose)
     forget: Callable[[Path, Config], None] | None = None  # (work directory, cfg): when a job ends, however
     output_word: str = "restored"  # a batch item's default output: NAME.<output_word>.mkv
     preset: str | None = None  # the config preset applied before the user's (`reel anonymize`, batch items)
-    key_settings: Callable[[Config], tuple[Any, ...]] | None = None  # its settings in the search/compose keys
+    # its settings in the search/compose keys
+    key_settings: Callable[[Config], tuple[object, ...]] | None = None
     prepare: Callable[[Config], Config] | None = None  # checks and normalises the settings before a job
     hides_undecided: bool = False  # under a choice of people, a person it cannot decide is processed
     guided: bool = False  # its search_unit takes `guides` (reference photos, pipeline.search.guide)
@@ -107,7 +128,8 @@ class Mode(Generic[R]):
     # `persons=` (track id -> person id): anonymise gives every track of a person one synthetic person
     units_by_person: bool = False
 
-    def settings(self, cfg: Config) -> tuple[Any, ...]:
+    def settings(self, cfg: Config) -> tuple[object, ...]:
+
         return (str(self.name), *(self.key_settings(cfg) if self.key_settings is not None else ()))
 
     def crops_of(self, rows: Sequence[TrackFrame], size: tuple[int, int], cfg: Config) -> list[TrackFrame]:

@@ -14,7 +14,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Protocol, TextIO, cast
+
+if TYPE_CHECKING:
+    from ray import ObjectRef
+    from ray.actor import ActorHandle
 
 log = logging.getLogger(__name__)
 
@@ -93,17 +97,31 @@ def _duration(seconds: float) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
+class _RemoteCall(Protocol):
+    def remote(self, *args: object) -> ObjectRef[None]: ...
+
+
+class ProgressActor(Protocol):
+    """What a reporter calls on the `Progress` actor (`make_progress_actor`)."""
+
+    @property
+    def add_many(self) -> _RemoteCall: ...
+
+    @property
+    def set_total(self) -> _RemoteCall: ...
+
+
 class ProgressReporter:
     """Worker-side handle: `add()` is cheap; updates reach the actor at most every `interval` s."""
 
-    def __init__(self, actor: Any, interval: float = 0.5) -> None:
+    def __init__(self, actor: ProgressActor | None, interval: float = 0.5) -> None:
         self._actor = actor
         self._interval = interval
         self._pending: dict[str, int] = {}
         self._last = 0.0
-        self._sent: Any = None  # ObjectRef of the last update sent
+        self._sent: ObjectRef[None] | None = None  # the last update sent
 
-    def __reduce__(self) -> tuple[type[ProgressReporter], tuple[Any, float]]:
+    def __reduce__(self) -> tuple[type[ProgressReporter], tuple[ProgressActor | None, float]]:
         return (ProgressReporter, (self._actor, self._interval))  # pending counts stay behind
 
     def add(self, counter: str, n: int = 1) -> None:
@@ -133,11 +151,12 @@ class ProgressReporter:
             self._actor.set_total.remote(counter, total)
 
 
-def make_progress_actor() -> Any:
+def make_progress_actor() -> ActorHandle[Progress]:
     """A Progress in a Ray actor that takes no CPU (it only adds numbers)."""
     import ray
 
-    return ray.remote(num_cpus=0, max_restarts=-1)(Progress).remote()
+    # Ray types `ActorClass.remote()` as a handle or the class itself: it is a handle
+    return cast("ActorHandle[Progress]", ray.remote(num_cpus=0, max_restarts=-1)(Progress).remote())
 
 
 class _ClearLine(logging.Filter):

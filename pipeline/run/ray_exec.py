@@ -21,10 +21,12 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict, cast
 
 from pipeline.run.actors import (
+    ActorOptions,
     ModelActor,
+    RunsCalls,
     WorkQueue,
     default_actor_count,
     portable_errors,
@@ -32,14 +34,24 @@ from pipeline.run.actors import (
     unit_error,
 )
 from pipeline.run.lanes import GpuLanes, usable
+from pipeline.run.mode import DriverContext, RunReport
 from pipeline.run.plan import Job, Step
 from pipeline.run.progress import Progress, ProgressDisplay
-from pipeline.run.ray_runtime import ray_session
-from pipeline.run.schedule import Schedule, run_search_step, run_step
-from pipeline.run.search_steps import SearchModel, describe_model, load_search_model
+from pipeline.run.ray_runtime import RayInfo, ray_session
+from pipeline.run.schedule import Schedule, StepResult, run_search_step, run_step
+from pipeline.run.search_steps import ModelDescription, SearchModel, describe_model, load_search_model
 from pipeline.run.work import KINDS, Driver, Search, StepKind, Task, gpu_share
 
+if TYPE_CHECKING:
+    from ray.actor import ActorHandle
+
+
 log = logging.getLogger(__name__)
+
+
+class _TaskOptions(TypedDict):
+    max_retries: int
+    retry_exceptions: bool
 
 
 def _gpu_ids() -> list[str]:
@@ -50,7 +62,7 @@ def _gpu_ids() -> list[str]:
 
 
 @portable_errors
-def step_task(work: Task, retries: int, label: str) -> dict[str, Any]:
+def step_task(work: Task, retries: int, label: str) -> StepResult:
     """A step in a Ray worker (a CPU, and a GPU share where its kind asks for one: `_RayRun._submit_task`)."""
     out = run_step(work, retries, label)
     out["gpus"] = _gpu_ids()
@@ -58,7 +70,7 @@ def step_task(work: Task, retries: int, label: str) -> dict[str, Any]:
 
 
 @portable_errors
-def search_call(model: SearchModel, work: Search, retries: int, label: str) -> dict[str, Any]:
+def search_call(model: SearchModel, work: Search, retries: int, label: str) -> StepResult:
     """A search step on a search actor (`model`: the actor's loaded generator)."""
     out = run_search_step(model, work, retries, label)
     import ray
@@ -75,11 +87,11 @@ def load_model(model: str, device: str, dtype: str, gaussian_samples: int) -> Se
 
 
 @portable_errors
-def describe(model: SearchModel) -> dict[str, Any]:
+def describe(model: SearchModel) -> ModelDescription:
     return describe_model(model)
 
 
-def run_plan(job: Job) -> Any:
+def run_plan(job: Job) -> RunReport:
 
     started, wall = time.perf_counter(), time.time()
     with ray_session(job.config.run) as cluster:
@@ -98,28 +110,28 @@ def run_plan(job: Job) -> Any:
 class _RayRun:
     """Submits ready steps, releases dependents as results arrive; the actors for search steps."""
 
-    def __init__(self, job: Job, cluster: Any, started: float) -> None:
+    def __init__(self, job: Job, cluster: RayInfo, started: float) -> None:
         import ray
 
         self.ray, self.job, self.cluster, self.started = ray, job, cluster, started
         run = job.config.run
         self.retries = run.max_retries
         in_flight = run.max_in_flight or 2 * max(1, int(cluster.cpus))
-        self.queue = WorkQueue(max_in_flight=in_flight, on_done=self._done)
+        self.queue: WorkQueue[Step, StepResult] = WorkQueue(max_in_flight=in_flight, on_done=self._done)
         self.progress = Progress()
         self.display = ProgressDisplay(self.progress.snapshot, enabled=run.progress)
         self.schedule = Schedule(job, self.progress)
-        self.task_options: dict[str, Any] = {"max_retries": self.retries, "retry_exceptions": False}
+        self.task_options: _TaskOptions = {"max_retries": self.retries, "retry_exceptions": False}
         self.remote = ray.remote(step_task)
         self.task = self.remote.options(num_cpus=1, **self.task_options)
         self.lanes = _reserve_lanes(job, cluster)  # one per GPU, where the job has GPU steps
         self.step_lanes: dict[str, int] = {}  # GPU task -> its lane, until it finishes
-        self.actors: list[Any] = []
+        self.actors: list[ActorHandle[ModelActor]] = []
         self.actor_gpus = False  # the search actors hold GPU shares
         self.search_nodes: set[str] = set()
-        self.report: Any = None  # the join's (the mode's RunReport)
+        self.report: RunReport | None = None  # the join's (the mode's RunReport)
 
-    def execute(self) -> Any:
+    def execute(self) -> RunReport:
         with self.display:
             self._submit_ready()
             self.queue.drain()
@@ -162,7 +174,8 @@ class _RayRun:
             task = self.remote.options(**self.task_options, num_cpus=1, num_gpus=share)
         self.queue.submit(step.label, task, step.work, self.retries, step.label, tag=step)
 
-    def _done(self, step: Step, result: dict[str, Any]) -> None:
+    def _done(self, step: Step | None, result: StepResult) -> None:
+        assert step is not None  # every step is queued with itself as its tag
         if "node_id" in result:
             self.search_nodes.add(result["node_id"])
         if step.key in self.step_lanes and self.lanes is not None:
@@ -184,7 +197,11 @@ class _RayRun:
 
     def _run_driver_step(self, step: Step) -> None:
         seconds = {**self.schedule.seconds, "total": time.perf_counter() - self.started}
-        context = {"executor": "ray", "seconds": seconds, "decode": self.schedule.decode_section()}
+        context: DriverContext = {
+            "executor": "ray",
+            "seconds": seconds,
+            "decode": self.schedule.decode_section(),
+        }
         t0 = time.time()
         assert isinstance(step.work, Driver)
         self.report = step.work(context=context)
@@ -219,22 +236,27 @@ class _RayRun:
         # Named (reel-search-<run>-<i> in the "reel" namespace) so operators and tests can find them.
         run_id = os.urandom(4).hex()
         self.actor_gpus = bool(options.get("num_gpus"))
+        # Ray types `ActorClass.remote()` as a handle or the class itself: it is a handle
         self.actors = [
-            actor_class.options(**self._in_lane(options, i), name=f"reel-search-{run_id}-{i}").remote(
-                load_model, *args
+            cast(
+                "ActorHandle[ModelActor]",
+                actor_class.options(**self._in_lane(options, i), name=f"reel-search-{run_id}-{i}").remote(
+                    load_model, *args
+                ),
             )
             for i in range(count)
         ]
         self.queue.set_actors(self.actors)
+        first: RunsCalls[ModelDescription] = self.actors[0]
         # Loading errors (a bad checkpoint) surface here, before any unit is queued.
         try:
-            about = self.ray.get(self.actors[0].run.remote(describe))
+            about = self.ray.get(first.run.remote(describe))
         except Exception as exc:
             raise unit_error(f"loading the face model {cfg.prior.model}", exc) from exc
         log.info("face model on the search actors: %s (%s)", about["description"], about["device"])
         log.info("%d search actor(s): %s", count, {k: v for k, v in options.items() if "retr" not in k})
 
-    def _in_lane(self, options: dict[str, Any], i: int) -> dict[str, Any]:
+    def _in_lane(self, options: ActorOptions, i: int) -> ActorOptions:
         """Search actor i's options, placed in GPU lane i mod lanes where there are lanes (an actor
         pinned by `run.search_resource` is not: a lane holds GPUs and CPUs only)."""
         if self.lanes is None or not options.get("num_gpus") or "resources" in options:
@@ -247,7 +269,7 @@ class _RayRun:
         self.actors = []
 
 
-def _reserve_lanes(job: Job, cluster: Any) -> GpuLanes | None:
+def _reserve_lanes(job: Job, cluster: RayInfo) -> GpuLanes | None:
     """GPU lanes for the run (`pipeline.run.lanes`), where the cluster has GPUs and the job has GPU
     steps: the search (with a face model) or a kind whose `gpu` rule asks for a share. Reserved
     before any step runs, so the cluster can grant them at once."""

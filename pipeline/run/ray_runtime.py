@@ -19,7 +19,7 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,7 +48,8 @@ def configure_auth(env: dict[str, str] | None = None) -> dict[str, str]:
 
     Updates `env` (default: this process's environment, which Ray's children inherit) and returns it.
     """
-    target: Any = os.environ if env is None else env
+    target: MutableMapping[str, str] = os.environ if env is None else env
+
     if AUTH_MODE_ENV not in target and (auth_token_path().is_file() or "RAY_AUTH_TOKEN" in target):
         target[AUTH_MODE_ENV] = "token"
         if env is None and "ray" in sys.modules:

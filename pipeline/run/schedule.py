@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, NotRequired, TypedDict
 
 from pipeline.errors import JobError, PipelineError
 from pipeline.faces import store
@@ -30,9 +30,21 @@ from pipeline.run.progress import Progress
 from pipeline.run.work import Search, StepKind
 
 if TYPE_CHECKING:
+    from pipeline.run.mode import DecodeSection
     from pipeline.run.search_steps import SearchModel
 
 log = logging.getLogger(__name__)
+
+
+class StepResult(TypedDict):
+    """A finished step (`run_step`), or a driver step's seconds; the Ray executor adds where it ran."""
+
+    seconds: float
+    started: float  # epoch seconds
+    result: NotRequired[object]  # what the step's work returned
+    frames: NotRequired[dict[str, int]]  # frames decoded and cleaned ("decoded", "cleaned")
+    gpus: NotRequired[list[str]]  # the GPUs Ray gave it (none in-process or on a CPU)
+    node_id: NotRequired[str]  # the Ray node a search ran on
 
 
 class Schedule:
@@ -73,7 +85,7 @@ class Schedule:
     def start(self, step: Step) -> None:
         self.started.add(step.key)
 
-    def finish(self, step: Step, result: dict[str, Any] | None = None) -> None:
+    def finish(self, step: Step, result: StepResult | None = None) -> None:
         """`step` has written its artifacts (`result`: `run_step`'s): count it, release its dependents."""
         seconds = float(result["seconds"]) if result else 0.0
         if result and "started" in result:
@@ -110,7 +122,7 @@ class Schedule:
             steps = [{"kind": k, "start": a, "end": b, "gpus": list(g)} for k, a, b, g in self.timeline]
             save_json(path, {"started": started, "ended": ended, "steps": steps})
 
-    def decode_section(self) -> dict[str, Any]:
+    def decode_section(self) -> DecodeSection:
         """The report's "decode" section: frames decoded and film-cleaned by the steps this run ran
         (context frames included), per frame of the video and per stage."""
         frames = max(1, self.job.frames)
@@ -196,7 +208,7 @@ class Schedule:
             log.info("%s: done earlier, skipped", step.label)
 
 
-def run_step(work: Callable[[], object], retries: int, label: str) -> dict[str, Any]:
+def run_step(work: Callable[[], object], retries: int, label: str) -> StepResult:
     """Call a step with one thread per library, retrying unexpected errors; returns its result and
     the seconds it took (the same wrapper in-process and in a Ray worker)."""
 
@@ -226,6 +238,6 @@ def run_step(work: Callable[[], object], retries: int, label: str) -> dict[str, 
     raise AssertionError("unreachable")
 
 
-def run_search_step(model: SearchModel, work: Search, retries: int, label: str) -> dict[str, Any]:
+def run_search_step(model: SearchModel, work: Search, retries: int, label: str) -> StepResult:
     """`run_step` for a search step: `work(model)` with the worker's loaded generator."""
     return run_step(functools.partial(work, model), retries, label)

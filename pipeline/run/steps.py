@@ -70,12 +70,15 @@ from pipeline.run.report import identity_from_arrays, identity_to_arrays
 from pipeline.types import Detection, FaceCrop, FaceRestoration, Track, TrackFrame, VideoFrame, VideoInfo
 
 if TYPE_CHECKING:
+    import av
     from torch import Tensor
 
     from pipeline.faces.choose import PeopleChoice, References
     from pipeline.faces.people import Person
     from pipeline.faces.scan import Embeddings
     from pipeline.frame.compose import FacePlacement, Pasted
+    from pipeline.run.matte import SegmentMatte
+
 
 __all__ = [
     "CUT_WINDOW",
@@ -516,7 +519,7 @@ def _writer(
     )
 
 
-def _threaded(writer: Any, depth: int) -> Any:
+def _threaded(writer: VideoWriter, depth: int) -> VideoWriter | ThreadedWriter:
     """The writer, encoding on its own thread (`depth` frames queued) unless `depth` is 0."""
     return ThreadedWriter(writer, depth) if depth > 0 else writer
 
@@ -549,7 +552,7 @@ class _Kept:
         self.keep = set(keep)
         self.frames: dict[int, np.ndarray] = {}
 
-    def native(self, index: int, av_frame: Any) -> None:
+    def native(self, index: int, av_frame: av.VideoFrame) -> None:
         if index in self.keep:
             self.frames[index] = av_frame.to_ndarray(format="rgb24")
 
@@ -593,7 +596,9 @@ def plain_on_device(upscaler: Upscale | None, device: str) -> bool:
     return device.startswith("cuda") and getattr(upscaler, "device", None) is None
 
 
-def upscaled_frames(frames: Iterable[P], upscaler: Upscale | None) -> Iterator[tuple[P, Any]]:
+def upscaled_frames(
+    frames: Iterable[P], upscaler: Upscale | None
+) -> Iterator[tuple[P, Tensor | np.ndarray | None]]:
     """Each frame with its upscale (None without an upscaler): a learned upscaler's frames go
     through its `many_on_device` (or `many`), `upscaler.batch` at a time (one forward pass per tile
     for the lot), and come as tensors on its device where it has that (a numpy image otherwise)."""
@@ -612,9 +617,9 @@ def upscaled_frames(frames: Iterable[P], upscaler: Upscale | None) -> Iterator[t
 
 def _upscale_group(
     group: list[P], upscaler: Upscale | None, many: Callable[[list[np.ndarray]], Iterable[np.ndarray]] | None
-) -> Iterator[tuple[P, Any]]:
+) -> Iterator[tuple[P, Tensor | np.ndarray | None]]:
     if upscaler is None:
-        ups: list[Any] = [None] * len(group)
+        ups: list[Tensor | np.ndarray | None] = [None] * len(group)
     elif many is not None:
         # a learned upscaler's frames stay on its device for compose (`many_on_device`)
         ups = list(getattr(upscaler, "many_on_device", many)([f.image for f in group]))
@@ -669,8 +674,13 @@ def _composed(
 
 
 def _pass_through(
-    frames: Frames | StoredFrames, out: Path, info: VideoInfo, cfg: Config, matte: Any, kept: _Kept
-) -> Any:
+    frames: Frames | StoredFrames,
+    out: Path,
+    info: VideoInfo,
+    cfg: Config,
+    matte: SegmentMatte | None,
+    kept: _Kept,
+) -> VideoWriter:
     """A segment whose pictures nothing changes: its decoded frames (read ahead on a thread) go to
     the encoder as they are. Returns the open writer (the caller closes it)."""
     vs = info.video
@@ -717,7 +727,7 @@ def compose_step(
     if hider is not None and scan_path is not None:  # every face-frame of the scan is hidden
         hide = hider.segment(scan_path, by_frame, start, end, (info.video.width, info.video.height), cfg)
     records: list[dict[str, Any]] = []
-    writer: VideoWriter | None = None
+    writer: VideoWriter | ThreadedWriter | None = None
     matte = SegmentMatte(out_records) if cfg.film.matte else None  # provenance matte (pipeline.run.matte)
     frames = read_frames(video, cfg, start, end, stored=stored)
     depth = cfg.run.prefetch_frames  # decode ahead and encode beside the device work (pipeline.run.feed)

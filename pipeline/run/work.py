@@ -20,13 +20,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from pipeline.config import Config
 from pipeline.report.spread import spread_step
 from pipeline.run import join, search_steps, steps
 from pipeline.run.frames import CleanSegment, film_on_torch
-from pipeline.run.mode import Mode, RunReport
+from pipeline.run.mode import DriverContext, Mode, RunReport
 from pipeline.types import VideoInfo
 
 if TYPE_CHECKING:
@@ -155,7 +155,7 @@ class Driver:
 
     kind: ClassVar[StepKind]
 
-    def __call__(self, *, context: dict[str, Any]) -> RunReport:
+    def __call__(self, *, context: DriverContext) -> RunReport:
         raise NotImplementedError
 
 
@@ -285,26 +285,14 @@ class AnchorsWork(Search):
 class ChunkWork(Search):
     kind: ClassVar[StepKind] = StepKind.CHUNK
 
-    cfg: Config
-    crops: str
-    anchors: str
-    chunks: Sequence[Chunk]
+    chain: AnchorsWork  # the track's anchor chain: its crops, chunks and guide; `chain.out` its states
     index: int  # which chunk
     out: str
-    scan: str | None = None  # the stitched scan (whose person each track is), when guided
-    guide: str | None = None  # the guide step's latents (reference photos), when guided
 
     def __call__(self, model: SearchModel) -> dict[str, int]:
+        c = self.chain
         return search_steps.search_chunk_step(
-            model,
-            self.cfg,
-            self.crops,
-            self.anchors,
-            self.chunks,
-            self.index,
-            self.out,
-            self.scan,
-            self.guide,
+            model, c.cfg, c.crops, c.out, c.chunks, self.index, self.out, c.scan, c.guide
         )
 
 
@@ -376,5 +364,5 @@ class JoinWork(Driver):
 
     summary: PlanSummary
 
-    def __call__(self, *, context: dict[str, Any]) -> RunReport:
+    def __call__(self, *, context: DriverContext) -> RunReport:
         return join.join(self.summary, context=context)

@@ -329,10 +329,24 @@ def test_a_killed_search_actor_gives_the_same_output(
 _DRIVER = textwrap.dedent(
     """
     import logging, sys
+    from pathlib import Path
     from pipeline.config import load_config
     from pipeline.run.restore import restore
+    from pipeline.run.schedule import Schedule
+    from pipeline.run.work import StepKind
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    source, output, *sets = sys.argv[1:]
+    source, output, held, *sets = sys.argv[1:]
+    finish = Schedule.finish
+
+    def finished(schedule, step, result=None):
+        # Once the driver has the finished search unit (its artifacts are on disk: the actor
+        # wrote them before it returned), say so and wait to be killed: no race with the run's end.
+        if step.kind is StepKind.SEARCH and held and result is not None:
+            Path(held).write_text(step.label)
+            sys.stdin.read()
+        finish(schedule, step, result)
+
+    Schedule.finish = finished
     restore(source, output, load_config(sets=sets))
     """
 )
@@ -348,6 +362,7 @@ def test_a_killed_driver_resumes_and_skips_finished_units(
         f"prior.model={tiny_model}",
         f"run.workdir={work}",
         f"run.temp_dir={ray_tmp}",
+        "run.executor=ray",
         "run.num_cpus=2",
         "run.progress=false",
         "search.steps=12",
@@ -358,26 +373,28 @@ def test_a_killed_driver_resumes_and_skips_finished_units(
         "io.preset=master-ffv1",
     ]
     out = tmp_path / "out.mkv"
-    cmd = [sys.executable, "-c", _DRIVER, str(face_video), str(out), *sets]
+    held = tmp_path / "held"
+    cmd = [sys.executable, "-c", _DRIVER, str(face_video), str(out)]
     # The first run's log goes to a file: a pipe nobody reads while it runs could fill and stall it.
+    # Its stdin is a pipe nobody writes to: the driver waits on it once the search unit is finished.
     first_log = tmp_path / "first.log"
     with first_log.open("wb") as sink:
-        first = subprocess.Popen(cmd, cwd=REPO, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+        first = subprocess.Popen(
+            [*cmd, str(held), *sets],
+            cwd=REPO,
+            stdin=subprocess.PIPE,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
-        deadline = time.monotonic() + 180
-        # Kill once the search unit of the three tracks is finished: all six of its artifacts
-        # (three latents, three face arrays) are under their final names. A kill between the
-        # first and the last would leave the unit unfinished, and the rerun would rightly redo it.
-        while (
-            len(list(work.glob("search/*/track-*.npz"))) + len(list(work.glob("search/*/track-*.faces.npy")))
-            < 6
-            and first.poll() is None
-            and time.monotonic() < deadline
-        ):
+        deadline = time.monotonic() + 300  # only a guard against a hung run: the kill waits for `held`
+        while not held.exists() and first.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
-        if first.poll() is not None:
+        if not held.exists():
             output = first_log.read_text(errors="replace")
-            raise AssertionError(f"the first run ended before it could be killed:\n{output[-3000:]}")
+            raise AssertionError(f"the first run never finished its search unit:\n{output[-3000:]}")
+        assert first.poll() is None, "the driver went on past its finished search unit"
         os.killpg(first.pid, signal.SIGKILL)  # the driver and everything it started in its session
         first.wait(timeout=30)
     finally:
@@ -385,7 +402,7 @@ def test_a_killed_driver_resumes_and_skips_finished_units(
     assert not out.exists()
 
     try:
-        second = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+        second = subprocess.run([*cmd, "", *sets], cwd=REPO, capture_output=True, text=True, timeout=300)
     finally:
         _kill_own_ray(ray_tmp)
         shutil.rmtree(ray_tmp, ignore_errors=True)

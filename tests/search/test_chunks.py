@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -122,6 +123,8 @@ def test_chunked_track_through_the_stage_units_equals_restore_track_chunked(
     )
     want = stages.as_stored(want)
     assert [(f.track_id, f.frame_index) for f in faces] == [(7, 100 + i) for i in range(15)]
+    bound_db = 10.0 * math.log10(1.0 / settings.eps)
+    assert sum(abs(r.psnr - bound_db) >= 0.25 for r in want) >= 10  # the comparison is not left empty
     for got, ref in zip(faces, want, strict=True):
         if batch_size == 1:
             assert (got.steps, got.met_bound, got.psnr) == (ref.steps, ref.met_bound, ref.psnr)
@@ -131,7 +134,10 @@ def test_chunked_track_through_the_stage_units_equals_restore_track_chunked(
             # Batch companions change the order of float sums, and an optimisation amplifies that
             # differently on each CPU (4.2e-4 in the latents on one machine, 0 on another). The
             # promise a user relies on: the same bound met, the same work, and the same picture
-            # to within one 8-bit level.
-            assert got.met_bound == ref.met_bound and abs(got.steps - ref.steps) <= 1
+            # to within one 8-bit level. A face that ends within 0.25 dB of the bound may meet it on
+            # one CPU and miss it on another (and then take other steps): only its PSNR is compared.
             assert got.psnr == pytest.approx(ref.psnr, abs=0.25)
+            if abs(ref.psnr - bound_db) < 0.25:
+                continue
+            assert got.met_bound == ref.met_bound and abs(got.steps - ref.steps) <= 1
             assert float(np.abs(got.image - ref.image).max()) <= 1 / 255
