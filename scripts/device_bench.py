@@ -15,8 +15,9 @@ ignored `device-deps/` folder, see that script). Each figure is measured here, o
   film_1080p_fps, film_numpy_1080p_fps
       `film.clean.clean_frames` with the newsreel preset's stages on a 1080p clip with flicker, specks,
       weave, a scratch and grain (24 frames): in torch on the device (`film.device`; the frames
-      already there as 8-bit tensors, one warm-up run, the cleaned frames back on the host; the
-      decisions, phase correlation and optical flow run on the CPU), and beside it numpy/OpenCV on
+      already there as 8-bit tensors, one warm-up run, the cleaned frames back on the host; phase
+      correlation runs there too, the decisions, dust's blob judging (from the packed mask and
+      patches) and optical flow (from the small flow input) on the CPU), and beside it numpy/OpenCV on
       the machine's CPU (all its threads; the first 8 frames)
   compose_ms_per_face
       `frame.compose.paste_face` (torch, on the device) of a 1024-px face into a 1080p frame (tone

@@ -277,7 +277,6 @@ def _chain(frames: Iterable[VideoFrame], f: FilmConfig) -> Iterator[Work]:
 def _finish(works: Iterator[Work], f: FilmConfig) -> Iterator[Work]:
     """The grain measured (regrain) and the line denoise, after the other stages."""
     from pipeline.film.grain import line_denoise, measure_grain
-    from pipeline.film.torch_ops import to_numpy
     from pipeline.film.window import luma
 
     for work in works:
@@ -285,8 +284,10 @@ def _finish(works: Iterator[Work], f: FilmConfig) -> Iterator[Work]:
         difference = work.info.pop("grain_difference", None)
         colour, motions = work.info.pop("grain_colour", None), work.info.pop("grain_motion", ())
         if f.grain == "regrain" and residual is not None:  # put back at output resolution by compose
-            y, r, d = (to_numpy(x) for x in (luma(work.image), residual, difference))
-            work.info["grain_measure"] = measure_grain(y, r, d, colour, motions)
+            # tensors are measured on their device (pipeline.film.grain.measure_grain)
+            work.info["grain_measure"] = measure_grain(
+                luma(work.image), residual, difference, colour, motions
+            )
             work.info["regrained"] = True
         if f.line_denoise > 0:
             work.image = line_denoise(work.image, f.line_denoise)

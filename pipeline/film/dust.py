@@ -15,18 +15,24 @@ Specks (slightly grown to take their soft rim) are filled with the mean of the a
 
 With tensor pictures (a torch `film.device`) the per-pixel detector (`speck_candidates`: gains,
 Sobel, the thresholds, the candidate map) runs on their device; the blobs are judged on the CPU
-(connected components, template matching), the pictures brought over only when a candidate blob
-has a speck's size; the fill (pipeline.film.temporal) is made on the device.
+(connected components, template matching) from the candidate mask (packed to a bit a pixel) and
+patches cut around them on the device (at most _MAX_BLOBS of them: the pictures within 4 px of a
+blob, and for the blobs that pass the first tests the unaligned neighbours within the search
+radius); no whole picture crosses. The fill (pipeline.film.temporal) is made on the device.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pipeline.film import torch_ops
 from pipeline.film.torch_ops import is_tensor
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 _SEARCH = 40  # px (at 576 lines; 32 at least): how far a moving object may travel between frames
 _MAX_BLOBS = 2000  # candidates examined per frame at most (a frame this dirty is mostly picture)
@@ -125,7 +131,8 @@ def gain_to(image: Any, other: Any) -> Any:
 def _surroundings_unexplained(
     labels: np.ndarray, i: int, box: tuple[int, int, int, int], explained: np.ndarray, threshold: float
 ) -> bool:
-    """Whether the ring around blob `i` (its box x, y, w, h) is badly explained by the neighbours."""
+    """Whether the ring around blob `i` (its box x, y, w, h) is badly explained by the neighbours
+    (`explained`: how well, over the box grown by 4 px within the frame)."""
     import cv2
 
     x, yy, w, h = box
@@ -136,7 +143,7 @@ def _surroundings_unexplained(
     ring = (cv2.dilate(near, np.ones((2 * e + 1, 2 * e + 1), np.uint8)) > 0) & ~(
         cv2.dilate(near, np.ones((5, 5), np.uint8)) > 0
     )
-    return bool(ring.any()) and float(np.median(explained[ey0:ey1, ex0:ex1][ring])) > _CONTEXT * threshold
+    return bool(ring.any()) and float(np.median(explained[ring])) > _CONTEXT * threshold
 
 
 def _templates(
@@ -209,12 +216,11 @@ def find_specks(
 ) -> tuple[np.ndarray, int, int]:
     """(mask [H, W] bool of pixels to fill, specks found, candidates left alone: moving objects, or
     blobs whose surroundings the neighbours do not explain). With tensors the candidates are found on
-    their device; the blobs are judged here on the CPU (the pictures come over only when a blob of
-    a speck's size is among them)."""
+    their device and only their mask (packed) and patches around the blobs judged come to the CPU."""
     import cv2
 
     cand, explained, prev_w, next_w, both = speck_candidates(image, prev_w, next_w, inside, threshold)
-    cand = torch_ops.to_numpy(cand)
+    cand = torch_ops.mask_to_numpy(cand) if is_tensor(cand) else cand
     if not cand.any():
         return np.zeros_like(cand), 0, 0
     _, labels, boxes, _ = cv2.connectedComponentsWithStats(cand.astype(np.uint8), connectivity=8)
@@ -223,7 +229,7 @@ def find_specks(
     area = boxes[1:, cv2.CC_STAT_AREA]
     if not ((area >= _MIN_AREA) & (area <= area_limit)).any():
         return np.zeros_like(cand), 0, 0
-    pictures = [torch_ops.to_numpy(x) for x in (image, prev_w, next_w, both, explained, prev_raw, next_raw)]
+    pictures = [image, prev_w, next_w, both, explained, prev_raw, next_raw]
     keep, objects = _judge(labels, boxes, pictures, threshold, area_limit, offsets)
     mask = keep[labels]
     if not mask.any():
@@ -232,54 +238,188 @@ def find_specks(
     return grown, int(keep.sum()), objects
 
 
-def _judge(
-    labels: np.ndarray,
-    boxes: np.ndarray,
-    pictures: list[np.ndarray],  # image, prev_w, next_w, both, explained, prev_raw, next_raw
-    threshold: float,
-    area_limit: int,
-    offsets: tuple[int, int],
-) -> tuple[np.ndarray, int]:
-    """([n] bool: which candidate blobs are specks, how many were left alone)."""
+def _cut(
+    pictures: Sequence[np.ndarray | Tensor], rects: list[tuple[int, int, int, int]], fill: float
+) -> list[list[np.ndarray]]:
+    """[rect][picture] the regions (y0, y1, x0, x1) of the pictures, `fill` past the frame: numpy
+    copies, or (tensors) cut on their device and brought over together (torch_ops.cut)."""
+    if not rects:
+        return []
+    tensors = [p for p in pictures if is_tensor(p)]
+    if tensors:
+        return torch_ops.cut(tensors, rects, fill)
+    out = []
+    h, w = pictures[0].shape[:2]
+    arrays = [np.asarray(p) for p in pictures]  # numpy already: the same arrays
+    for y0, y1, x0, x1 in rects:
+        row = []
+        for p in arrays:
+            region = np.full((y1 - y0, x1 - x0, *p.shape[2:]), fill, p.dtype)
+            sy0, sy1, sx0, sx1 = max(0, y0), min(h, y1), max(0, x0), min(w, x1)
+            region[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = p[sy0:sy1, sx0:sx1]
+            row.append(region)
+        out.append(row)
+    return out
+
+
+def _candidates(boxes: np.ndarray, size: tuple[int, int], area_limit: int) -> tuple[list[int], int]:
+    """(the blobs to judge, largest first, at most _MAX_BLOBS looked at; how many of those were left
+    alone at the frame's edge, where picture enters and leaves and the flow cannot vouch for it)."""
     import cv2
 
-    image, prev_w, next_w, both, explained, prev_raw, next_raw = pictures
-    agree = _AGREE / (_ONE_SIDED if offsets[0] * offsets[1] > 0 else 1)  # > 0: a clip's first or last frame
-    r = max(32, round(_SEARCH * image.shape[0] / 576.0))
-    pad = ((r, r), (r, r), (0, 0))
-    pads = (np.pad(prev_raw, pad, constant_values=-4.0), np.pad(next_raw, pad, constant_values=-4.0))
-    keep = np.zeros(len(boxes), dtype=bool)
-    objects = 0
     order = np.argsort(-boxes[1:, cv2.CC_STAT_AREA])[:_MAX_BLOBS] + 1
+    judged, edge = [], 0
     for i in order:
         x, yy, w, h, a = boxes[i]
         if a > area_limit or a < _MIN_AREA:
             continue
-        if min(x, yy) < _BORDER or x + w > image.shape[1] - _BORDER or yy + h > image.shape[0] - _BORDER:
-            objects += 1  # at the frame's edge picture enters and leaves: the flow cannot vouch for it
+        if min(x, yy) < _BORDER or x + w > size[1] - _BORDER or yy + h > size[0] - _BORDER:
+            edge += 1
             continue
+        judged.append(int(i))
+    return judged, edge
+
+
+def _judge(
+    labels: np.ndarray,
+    boxes: np.ndarray,
+    pictures: list[np.ndarray | Tensor],  # image, prev_w, next_w, both, explained, prev_raw, next_raw
+    threshold: float,
+    area_limit: int,
+    offsets: tuple[int, int],
+) -> tuple[np.ndarray, int]:
+    """([n] bool: which candidate blobs are specks, how many were left alone). Each blob is judged on
+    the patches around it alone: first the pictures within 4 px of its box (a one-frame event whose
+    surroundings the neighbours explain?), then, for the blobs that pass, the unaligned neighbours
+    within the search radius (a moving object?)."""
+    image, prev_w, next_w, both, explained, prev_raw, next_raw = pictures
+    size = tuple(image.shape[:2])
+    agree = _AGREE / (_ONE_SIDED if offsets[0] * offsets[1] > 0 else 1)  # > 0: a clip's first or last frame
+    r = max(32, round(_SEARCH * size[0] / 576.0))
+    judged, objects = _candidates(boxes, size, area_limit)
+    e = 4  # the surroundings' margin (_surroundings_unexplained)
+    near = [_near_box(boxes[i], e, size) for i in judged]
+    patches = _cut([image, prev_w, next_w, both, explained], near, 0.0)
+    passed = []
+    for i, rect, (im, pw, nw, bo, ex) in zip(judged, near, patches, strict=True):
+        x, yy, w, h = (int(v) for v in boxes[i][:4])
+        ly, lx = yy - rect[0], x - rect[2]
         # A one-frame event: over the blob the two neighbours agree with each other far better than
         # with the frame (where they disagree, the picture itself moves there: a car, a hand).
         sel = labels[yy : yy + h, x : x + w] == i
-        apart = float(np.abs(prev_w - next_w)[yy : yy + h, x : x + w][sel].mean())
-        off = float(np.abs(image - both)[yy : yy + h, x : x + w][sel].mean())
-        if apart > agree * off:
-            objects += 1
-            continue
+        apart = float(np.abs(pw - nw)[ly : ly + h, lx : lx + w][sel].mean())
+        off = float(np.abs(im - bo)[ly : ly + h, lx : lx + w][sel].mean())
         # Its surroundings must be explained by the neighbours (else the picture itself changes there:
         # flames, water, a fractal zoom, detail the flow cannot follow) - then it is left alone.
-        if _surroundings_unexplained(labels, i, (x, yy, w, h), explained, threshold):
+        if apart > agree * off or _surroundings_unexplained(labels, i, (x, yy, w, h), ex, threshold):
             objects += 1
             continue
-        templates = _templates(labels, i, (x, yy, w, h), image.shape[:2])
-        tol = threshold / 2
-        if any(
-            _moving_object(
-                image[ty : ty + t.shape[0], tx : tx + t.shape[1]], t, pads, (tx, ty), r, tol, offsets
-            )
-            for t, tx, ty in templates
-        ):
-            objects += 1
-            continue
-        keep[i] = True
+        passed.append((i, rect, im))
+    keep = np.zeros(len(boxes), dtype=bool)
+    moving = _moving(labels, boxes, passed, (image, prev_raw, next_raw), (r, threshold / 2), offsets)
+    for (i, _, _), m in zip(passed, moving, strict=True):
+        objects += m
+        keep[i] = not m
     return keep, objects
+
+
+def _moving(
+    labels: np.ndarray,
+    boxes: np.ndarray,
+    passed: list[tuple[int, tuple[int, int, int, int], np.ndarray]],  # blob, its near box, the frame there
+    pictures: tuple[
+        np.ndarray | Tensor, np.ndarray | Tensor, np.ndarray | Tensor
+    ],  # frame, prev_raw, next_raw
+    search: tuple[int, float],  # the radius r, the match tolerance
+    offsets: tuple[int, int],
+) -> list[bool]:
+    """Whether each blob that passed the first tests is a moving object (`_moving_object` of any of
+    its templates), read from the unaligned neighbours within r of it. On a device a blob none of
+    whose templates matches anywhere in the first neighbour compared (its best match, computed there,
+    is clearly worse than the tolerance: most dust) is no object, and its windows are not brought over."""
+    image, prev_raw, next_raw = pictures
+    r, tol = search
+    size = tuple(image.shape[:2])
+    templates = [_templates(labels, i, _xywh(boxes[i]), size) for i, _, _ in passed]
+    first = next_raw if abs(offsets[0]) > abs(offsets[1]) else prev_raw
+    if is_tensor(image) and is_tensor(first) and passed:
+        clear = _unmatched_on_device(image, first, templates, r, tol)
+    else:
+        clear = [False] * len(passed)
+    todo = [k for k in range(len(passed)) if not clear[k]]
+    searched = {k: _search_box(boxes[passed[k][0]], r, size) for k in todo}
+    windows = dict(zip(todo, _cut([prev_raw, next_raw], [searched[k] for k in todo], -4.0), strict=True))
+    out = []
+    for k, (_, rect, im) in enumerate(passed):
+        if clear[k]:
+            out.append(False)
+            continue
+        area, pads = searched[k], windows[k]
+        # the search windows start r px before the templates' union: a template's place there is its
+        # place in the frame less the union's corner, as in the neighbour padded by r
+        out.append(
+            any(
+                _moving_object(
+                    im[ty - rect[0] : ty - rect[0] + t.shape[0], tx - rect[2] : tx - rect[2] + t.shape[1]],
+                    t,
+                    (pads[0], pads[1]),
+                    (tx - area[2] - r, ty - area[0] - r),
+                    r,
+                    tol,
+                    offsets,
+                )
+                for t, tx, ty in templates[k]
+            )
+        )
+    return out
+
+
+_CLEAR = 1e-6  # relative margin by which a device-computed best match must miss the tolerance
+
+
+def _unmatched_on_device(
+    image: Tensor, raw: Tensor, templates: list[list[tuple[np.ndarray, int, int]]], r: int, tol: float
+) -> list[bool]:
+    """For each blob: whether none of its templates matches anywhere within r in `raw` (the best
+    masked mean squared difference, as `_match_map`'s, in float64 on the device, above tol^2 by more
+    than rounding could explain). One small transfer: the best match of every template."""
+    import torch
+
+    dev = image.device
+    padded = torch.nn.functional.pad(raw.permute(2, 0, 1)[None].double(), (r, r, r, r), value=-4.0)
+    frame = image.permute(2, 0, 1).double()
+    best = []
+    for blob in templates:
+        for t, tx, ty in blob:
+            th, tw = t.shape
+            m = torch.as_tensor(t, device=dev, dtype=torch.float64)
+            patch = frame[:, ty : ty + th, tx : tx + tw] * m  # [3, th, tw]
+            area = padded[:, :, ty : ty + th + 2 * r, tx : tx + tw + 2 * r]
+            a2 = torch.nn.functional.conv2d(area * area, m.expand(1, 3, th, tw))
+            ap = torch.nn.functional.conv2d(area, patch[None])
+            cost = (a2 - 2.0 * ap + (patch * patch).sum()) / max(1.0, float(t.sum()))
+            best.append(cost.min())
+    lows = torch_ops.to_numpy(torch.stack(best))
+    out, k = [], 0
+    for blob in templates:
+        out.append(bool((lows[k : k + len(blob)] > tol * tol * (1 + _CLEAR) + 1e-12).all()))
+        k += len(blob)
+    return out
+
+
+def _xywh(box: np.ndarray) -> tuple[int, int, int, int]:
+    x, yy, w, h = (int(v) for v in box[:4])
+    return x, yy, w, h
+
+
+def _near_box(box: np.ndarray, e: int, size: tuple[int, ...]) -> tuple[int, int, int, int]:
+    """(y0, y1, x0, x1): a blob's box grown by e px, within the frame."""
+    x, yy, w, h = (int(v) for v in box[:4])
+    return max(0, yy - e), min(size[0], yy + h + e), max(0, x - e), min(size[1], x + w + e)
+
+
+def _search_box(box: np.ndarray, r: int, size: tuple[int, ...]) -> tuple[int, int, int, int]:
+    """(y0, y1, x0, x1): the union of a blob's templates (its box grown by 2 px within the frame)
+    grown by the search radius r (past the frame: read as the impossible value)."""
+    y0, y1, x0, x1 = _near_box(box, 2, size)
+    return y0 - r, y1 + r, x0 - r, x1 + r

@@ -12,9 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from pipeline.film.torch_ops import is_tensor
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 _BANDS = 8  # brightness bands the grain strength is measured in
 _LUMA = np.array([0.299, 0.587, 0.114])  # BT.601, as film.window.luma
@@ -59,14 +64,54 @@ def _neighbour_correlation(r: np.ndarray) -> float:
     return float(((r[:, 1:] * r[:, :-1]).mean() + (r[1:] * r[:-1]).mean()) / (2 * var))
 
 
-def grain_size(grain: np.ndarray) -> float:
+def grain_size(grain: np.ndarray | Tensor) -> float:
     """The grain's size: the blur (source px) of white noise whose neighbouring pixels correlate as
     those of `grain` ([H, W], grain and little else) do; outliers (edges, misaligned detail) are
-    clipped at 3 robust std devs first."""
+    clipped at 3 robust std devs first. A tensor is measured on its device (one number crosses)."""
+    if is_tensor(grain):
+        return _grain_size_tensor(grain)
     s = 1.4826 * float(np.median(np.abs(grain - np.median(grain))))
     r = np.clip(grain, -3 * s, 3 * s) if s > 0 else grain
     rho, sigmas = _size_table()
     return float(np.interp(_neighbour_correlation(np.asarray(r, np.float64)), rho, sigmas))
+
+
+def _grain_profile_tensor(y: Tensor, residual: Tensor) -> np.ndarray:
+    """`grain_profile(y, residual)` of [H, W] float32 tensors, on their device: the same sample, bands
+    and medians (selections, as numpy's); only the [_BANDS + 1] medians and counts cross."""
+    import torch
+
+    from pipeline.film.torch_ops import to_numpy
+    from pipeline.frame.tensor_ops import median
+
+    band = ((y[::3, ::3] * _BANDS).to(torch.int32)).clamp(0, _BANDS - 1).reshape(-1)
+    a = residual[::3, ::3].abs().reshape(-1)
+    counts = to_numpy(torch.bincount(band, minlength=_BANDS))
+    bands = [b for b in range(_BANDS) if counts[b] >= 64]
+    got = to_numpy(torch.stack([median(a)] + [median(a[band == b]) for b in bands])).astype(np.float32)
+    prof = np.full(_BANDS, float(1.4826 * got[0]), np.float64)
+    for k, b in enumerate(bands):
+        prof[b] = 1.4826 * float(got[1 + k])
+    return prof
+
+
+def _grain_size_tensor(grain: Tensor) -> float:
+    """`grain_size` of an [H, W] float32 tensor: the medians (selections, as numpy's) in float32, the
+    correlation in float64, as numpy's; only the correlation comes to the CPU."""
+    import torch
+
+    from pipeline.film.torch_ops import to_numpy
+    from pipeline.frame.tensor_ops import median
+
+    flat = grain.reshape(-1)
+    s = 1.4826 * float(to_numpy(median((flat - median(flat)).abs())))
+    r = (grain.clamp(-3 * s, 3 * s) if s > 0 else grain).to(torch.float64)
+    r = r - r.mean()
+    var = (r * r).mean()
+    rho = ((r[:, 1:] * r[:, :-1]).mean() + (r[1:] * r[:-1]).mean()) / (2 * var)
+    value = float(to_numpy(torch.where(var > 0, rho, torch.zeros_like(rho))))
+    table, sigmas = _size_table()
+    return float(np.interp(value, table, sigmas))
 
 
 def _robust_std(x: np.ndarray) -> float:
@@ -93,28 +138,33 @@ def channel_grain(residual: np.ndarray) -> np.ndarray:
 
 
 def measure_grain(
-    y: np.ndarray,
-    residual: np.ndarray,
-    difference: np.ndarray,
+    y: np.ndarray | Tensor,
+    residual: np.ndarray | Tensor,
+    difference: np.ndarray | Tensor,
     colour: np.ndarray | None = None,
     motions: Sequence[np.ndarray | None] = (),
 ) -> np.ndarray:
     """float32: the grain std (0..1) per brightness band of the cleaned luma `y`, its size (source
-    px), how its channels relate (`colour`, from `channel_grain`; None: monochrome) and how the
-    picture moved from the two frames before (`motions`, [2, 3] frame px -> that frame's px, None
-    where there is none): what `pipeline.frame.grain.Regrain` puts back at output resolution, in
-    that module's layout (`pipeline.frame.grain.pack`).
+        px), how its channels relate (`colour`, from `channel_grain`; None: monochrome) and how the
+        picture moved from the two frames before (`motions`, [2, 3] frame px -> that frame's px, None
+        where there is none): what `pipeline.frame.grain.Regrain` puts back at output resolution, in
+        that module's layout (`pipeline.frame.grain.pack`). `y`, `residual`, `difference` may be tensors
+    (a torch `film.device`): they are measured on their device, only a ninth of `y` and `residual` crosses.
 
-    The strength is what the reduction removed (`residual`): the grain it left plus this much is
-    the grain there was. The size is measured on `difference` (the frame minus an aligned
-    neighbour: two independent grain fields, spatially correlated as one is), not on the residual,
-    whose per-pixel weights whiten it."""
+        The strength is what the reduction removed (`residual`): the grain it left plus this much is
+        the grain there was. The size is measured on `difference` (the frame minus an aligned
+        neighbour: two independent grain fields, spatially correlated as one is), not on the residual,
+        whose per-pixel weights whiten it."""
     from pipeline.frame.grain import pack
 
     still = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
     c = np.array([1.0, 1.0, 1.0, 1.0]) if colour is None else np.asarray(colour, np.float64)
     moved = [still if m is None else m for m in (*motions, None, None)[:2]]
-    return pack(grain_profile(y, residual), grain_size(difference), float(c[0]), c[1:], moved)
+    if is_tensor(y) and is_tensor(residual):
+        profile = _grain_profile_tensor(y, residual)
+    else:
+        profile = grain_profile(np.asarray(y), np.asarray(residual))  # numpy already: the same arrays
+    return pack(profile, grain_size(difference), float(c[0]), c[1:], moved)
 
 
 def line_denoise(image: Any, sigma_levels: float) -> Any:
@@ -122,7 +172,7 @@ def line_denoise(image: Any, sigma_levels: float) -> Any:
     is filtered on its device: pipeline.film.torch_ops.bilateral)."""
     import cv2
 
-    from pipeline.film.torch_ops import bilateral, is_tensor
+    from pipeline.film.torch_ops import bilateral
 
     if is_tensor(image):
         return bilateral(image, sigma_levels / 255.0, 2.0, 5)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,6 +22,9 @@ from pipeline.film.grain import channel_grain
 from pipeline.film.motion import affine_motion, flow, flow_input, warp
 from pipeline.film.torch_ops import is_tensor
 from pipeline.film.window import Work, luma, sliding
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 @dataclass(eq=False)
@@ -33,10 +36,17 @@ class _Item:
     factor: float  # source px per flow px
 
 
-def grain_sigma(difference: np.ndarray, step: int = 4) -> float:
+def grain_sigma(difference: np.ndarray | Tensor, step: int = 4) -> float:
     """Grain standard deviation (0..1) from a frame's luma minus an aligned neighbour's (every `step`-th
-    pixel each way): robust."""
+    pixel each way): robust. A tensor is measured on its device (the medians are selections, in
+    float32 as numpy's: the same figure); only the number crosses."""
     d = difference[::step, ::step]
+    if is_tensor(d):
+        from pipeline.frame.tensor_ops import median
+
+        flat = d.reshape(-1)
+        mad = np.float32(torch_ops.to_numpy(median((flat - median(flat)).abs())))
+        return float(1.4826 * mad / np.sqrt(2.0))
     return float(1.4826 * np.median(np.abs(d - np.median(d))) / np.sqrt(2.0))
 
 
@@ -91,7 +101,7 @@ def _reduced(c: _Item, image: Any, warps: dict[int, tuple[Any, Any]], strength: 
     y = luma(image)
     near = warps[1][0] if 1 in warps else warps[-1][0]
     difference = y - luma(near)  # two grain fields (and what the alignment missed)
-    sigma = max(grain_sigma(torch_ops.to_numpy(difference[::4, ::4]), step=1), 1e-3)
+    sigma = max(grain_sigma(difference), 1e-3)
     acc = image.clone() if is_tensor(image) else image.copy()
     weight = y.new_ones(y.shape) if is_tensor(y) else np.ones(y.shape, np.float32)
     # A neighbour's weight falls with its local mismatch beyond what grain alone explains: the mean

@@ -40,9 +40,69 @@ def is_tensor(image: Tensor | np.ndarray) -> TypeIs[Tensor]:
     return not isinstance(image, np.ndarray)
 
 
-def to_numpy(x: Tensor | np.ndarray) -> np.ndarray:
-    """A tensor (or array) as a numpy array on the CPU."""
-    return x if isinstance(x, np.ndarray) else np.asarray(x.detach().cpu().numpy())
+# Bytes brought from tensors to numpy by `to_numpy`, by what they were for: the one way film
+# cleaning's pictures leave their device (tests/film/test_host_traffic.py counts them).
+HOST_BYTES: dict[str, int] = {}
+
+
+def to_numpy(x: Tensor | np.ndarray, why: str = "measure") -> np.ndarray:
+    """A tensor (or array) as a numpy array on the CPU; a tensor's bytes are counted in
+    `HOST_BYTES[why]` ("frame": a cleaned frame handed out; else what a stage reads on the CPU)."""
+    if isinstance(x, np.ndarray):
+        return x
+    out = np.asarray(x.detach().cpu().numpy())
+    HOST_BYTES[why] = HOST_BYTES.get(why, 0) + out.nbytes
+    return out
+
+
+def mask_to_numpy(mask: Tensor) -> np.ndarray:
+    """An [H, W] bool tensor as a numpy bool array, packed to 8 pixels a byte on its device first (an
+    eighth of the bytes cross)."""
+    import torch
+
+    h, w = mask.shape
+    flat = mask.reshape(-1)
+    flat = torch.nn.functional.pad(flat, (0, (-flat.numel()) % 8)).reshape(-1, 8).to(torch.uint8)
+    weights = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.uint8, device=mask.device)
+    packed = (flat * weights).sum(dim=1, dtype=torch.uint8)
+    bits = np.unpackbits(to_numpy(packed, "mask"))[: h * w]
+    return bits.reshape(h, w).astype(bool)
+
+
+def cut(
+    pictures: list[Tensor], rects: list[tuple[int, int, int, int]], fill: float
+) -> list[list[np.ndarray]]:
+    """The regions `rects` ((y0, y1, x0, x1), frame px; they may reach past the frame, where `fill` is
+    read) of each [H, W] or [H, W, C] picture, cut on the device and brought over in one transfer:
+    [rect][picture] numpy float32 arrays."""
+    import torch
+
+    h, w = pictures[0].shape[:2]
+    idx, ok, shapes = [], [], []
+    for y0, y1, x0, x1 in rects:
+        ys, xs = np.arange(y0, y1), np.arange(x0, x1)
+        inside = ((ys >= 0) & (ys < h))[:, None] & ((xs >= 0) & (xs < w))[None, :]
+        idx.append((np.clip(ys, 0, h - 1)[:, None] * w + np.clip(xs, 0, w - 1)[None, :]).ravel())
+        ok.append(inside.ravel())
+        shapes.append((y1 - y0, x1 - x0))
+    at = torch.as_tensor(np.concatenate(idx).astype(np.int64), device=pictures[0].device)
+    columns = [p.reshape(h * w, -1) for p in pictures]
+    got = to_numpy(torch.cat([c.index_select(0, at) for c in columns], dim=1), "patches")
+    got = np.where(np.concatenate(ok)[:, None], got, np.float32(fill))
+    widths = np.cumsum([0, *(c.shape[1] for c in columns)])
+    out, start = [], 0
+    for (rh, rw), p_idx in zip(shapes, idx, strict=True):
+        rows = got[start : start + p_idx.size]
+        start += p_idx.size
+        out.append(
+            [
+                rows[:, widths[k] : widths[k + 1]].reshape(rh, rw, -1)[..., 0]
+                if p.ndim == 2
+                else rows[:, widths[k] : widths[k + 1]].reshape(rh, rw, -1)
+                for k, p in enumerate(pictures)
+            ]
+        )
+    return out
 
 
 def working(image: Tensor | np.ndarray, device: str) -> Tensor:
@@ -76,7 +136,9 @@ def quantised(image: Tensor, dtype: np.dtype) -> np.ndarray:
 
     top = 255.0 if dtype == np.uint8 else 65535.0
     q = torch.round(image * top).clamp_(0, top)
-    return to_numpy(q.to(torch.uint8 if dtype == np.uint8 else torch.int32)).astype(dtype, copy=False)
+    return to_numpy(q.to(torch.uint8 if dtype == np.uint8 else torch.int32), "frame").astype(
+        dtype, copy=False
+    )
 
 
 def luma(image: Tensor) -> Tensor:
@@ -261,7 +323,7 @@ def translate(image: np.ndarray, d: np.ndarray, device: str = "cpu") -> np.ndarr
     flat = t[..., None] if t.ndim == 2 else t
     out = translate_tensor(flat, (float(d[0]), float(d[1])))
     out = out[..., 0] if t.ndim == 2 else out
-    return np.asarray(out.cpu().numpy(), dtype=np.float32)
+    return to_numpy(out).astype(np.float32, copy=False)
 
 
 def as_device_array(values: np.ndarray, like: Tensor) -> Tensor:
