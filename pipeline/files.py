@@ -27,7 +27,7 @@ import zipfile
 from collections.abc import Iterator, Mapping
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 
@@ -41,6 +41,9 @@ _SAMPLE_BLOCKS = 16
 _BLOCK_SIZE = 1 << 16
 TMP_MARK = ".tmp-"  # prefix of every temporary name atomic_path makes
 KEY_LENGTH = 20  # hex digits of a key (80 bits)
+
+# A value JSON holds: what `save_json` writes (after converting) and `_canonical` hashes.
+JSONValue: TypeAlias = bool | int | float | str | list["JSONValue"] | dict[str, "JSONValue"] | None
 
 
 def file_key(path: str | Path) -> str:
@@ -106,7 +109,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise
 
 
-def save_json(path: str | Path, obj: Any) -> None:
+def save_json(path: str | Path, obj: object) -> None:
     """Write JSON atomically (dataclasses, Paths, Fractions and numpy scalars are converted)."""
     text = json.dumps(_jsonable(obj), indent=1, sort_keys=True, allow_nan=True)
     with atomic_path(path) as tmp:
@@ -123,6 +126,7 @@ def save_arrays(path: str | Path, **arrays: np.ndarray) -> None:
         if np.asarray(value).dtype == object:
             raise TypeError(f"array {name!r} has dtype object; artifacts never hold pickles")
     with atomic_path(path) as tmp, tmp.open("wb") as f:
+        # Any: numpy's stub lets `**` arrays land on `allow_pickle: bool` (the names never clash)
         payload: dict[str, Any] = {k: np.asarray(v) for k, v in arrays.items()}
         np.savez(f, **payload)
 
@@ -200,7 +204,7 @@ def _fsync_dir(directory: Path) -> None:
             os.close(fd)
 
 
-def _canonical(value: object) -> Any:
+def _canonical(value: object) -> JSONValue:
     """A JSON-able value that identifies `value` exactly (types that could be confused are tagged)."""
     if value is None or isinstance(value, bool | int | str):
         return value
@@ -236,7 +240,8 @@ def _canonical(value: object) -> Any:
     raise TypeError(f"settings_key cannot hash a {type(value).__name__}: pass its settings explicitly")
 
 
-def _jsonable(obj: Any) -> Any:
+def _jsonable(obj: object) -> JSONValue:
+
     if obj is None or isinstance(obj, bool | int | float | str):
         return obj
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):

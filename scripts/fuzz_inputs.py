@@ -283,7 +283,24 @@ def build_corpus(d: Path, quick: bool = False) -> dict[str, Path]:
 # ---------------------------------------------------------------------- cases
 
 
+# Damaged copies of the good clips (truncated at 1, 10, 50, 90 %, a broken header, a broken middle):
+# (case and corpus name, what must happen, in the quick subset).
+_DAMAGED = (
+    ("mkv-cut10", "error", True),
+    ("mkv-cut1", "error", False),
+    ("mkv-cut50", "either", False),
+    ("mp4-cut10", "error", False),
+    ("mp4-cut50", "error", False),
+    ("mp4-cut90", "error", False),
+    ("mkv-header", "error", False),
+    ("mp4-header", "error", True),
+    ("mkv-middle", "either", False),
+    ("mp4-middle", "either", False),
+)
+
+
 def cases(c: dict[str, Path], out: Path) -> list[Case]:
+
     def o(name: str, suffix: str = ".mkv") -> Path:
         directory = out / name
         directory.mkdir(parents=True, exist_ok=True)
@@ -307,7 +324,16 @@ def cases(c: dict[str, Path], out: Path) -> list[Case]:
         names = names or (src.name, output.name, src.parent.name)
         return Case(name, args, expect, names, output, frames, sent, quick=quick)
 
+    def stored_as(
+        name: str, src: Path, suffix: str, preset: str, *extra: str, frames: int, quick: bool = False
+    ) -> Case:
+        """A restore that must work, stored with `--set io.preset=PRESET`."""
+        return restore(
+            name, src, "ok", suffix, "--set", f"io.preset={preset}", *extra, frames=frames, quick=quick
+        )
+
     def probe(name: str, src: Path, expect: str, *extra: str, quick: bool = False) -> Case:
+
         return Case(name, ["probe", str(src), *extra], expect, (src.name, src.parent.name), quick=quick)
 
     L: list[Case] = [
@@ -317,63 +343,29 @@ def cases(c: dict[str, Path], out: Path) -> list[Case]:
         restore("prores422-pcm-to-mov", c["prores422"], "ok", ".mov", frames=25, quick=True),
         restore("prores4444-master", c["prores4444"], "ok", ".mkv", "--preset", "master", frames=25),
         restore("ffv1-bgr0-to-mp4", c["gbrp"], "ok", ".mp4", frames=25, quick=True),
-        restore(
-            "ffv1-gbrp16-master-rgb",
-            c["gbrp16"],
-            "ok",
-            ".mkv",
-            "--set",
-            "io.preset=master-rgb",
-            frames=25,
-            quick=True,
-        ),
+        stored_as("ffv1-gbrp16-master-rgb", c["gbrp16"], ".mkv", "master-rgb", frames=25, quick=True),
         restore("ffv1-gbrp10-master", c["gbrp10"], "ok", ".mkv", "--preset", "master", frames=25),
-        restore(
-            "ffv1-gbrp16-to-tiff-seq",
-            c["gbrp16"],
-            "ok",
-            "_%06d.tiff",
-            "--set",
-            "io.preset=sequence-tiff",
-            frames=25,
-            quick=True,
+        stored_as(
+            "ffv1-gbrp16-to-tiff-seq", c["gbrp16"], "_%06d.tiff", "sequence-tiff", frames=25, quick=True
         ),
         restore("png-still", c["png"], "either", ".mkv", "--preset", "master", frames=1),
         restore("dpx-seq-master", c["dpx"], "ok", ".mkv", "--preset", "master", frames=12, quick=True),
-        restore(
+        stored_as(
             "tiff-dir-to-dpx-seq",
             c["tiff_dir"],
-            "ok",
             "_%06d.dpx",
-            "--set",
-            "io.preset=sequence-dpx",
+            "sequence-dpx",
             "--set",
             "io.sequence_rate=25",
             frames=12,
         ),
-        restore(
-            "png-seq-to-png-seq",
-            c["png_seq"],
-            "ok",
-            "_%04d.png",
-            "--set",
-            "io.preset=sequence-png",
-            frames=12,
-        ),
+        stored_as("png-seq-to-png-seq", c["png_seq"], "_%04d.png", "sequence-png", frames=12),
         restore("exr-seq-master-rgb", c["exr_seq"], "ok", ".mkv", "--preset", "master-rgb", frames=12),
         restore("mkv-cut90", c["mkv_cut90"], "ok", frames=None),
         restore("mkv-spots", c["mkv_spots"], "either"),
         # inputs that must fail cleanly
-        restore("mkv-cut10", c["mkv_cut10"], "error", quick=True),
-        restore("mkv-cut1", c["mkv_cut1"], "error"),
-        restore("mkv-cut50", c["mkv_cut50"], "either"),
-        restore("mp4-cut10", c["mp4_cut10"], "error"),
-        restore("mp4-cut50", c["mp4_cut50"], "error"),
-        restore("mp4-cut90", c["mp4_cut90"], "error"),
-        restore("mkv-header", c["mkv_header"], "error"),
-        restore("mp4-header", c["mp4_header"], "error", quick=True),
-        restore("mkv-middle", c["mkv_middle"], "either"),
-        restore("mp4-middle", c["mp4_middle"], "either"),
+        # (damaged files: each case is named after its corpus file)
+        *(restore(name, c[name.replace("-", "_")], expect, quick=quick) for name, expect, quick in _DAMAGED),
         restore("empty-file", c["empty"], "error"),
         restore("text-as-mp4", c["text"], "error"),
         restore("audio-only", c["audio_only"], "error"),

@@ -17,14 +17,21 @@ something only with a real face model; with a seeded random test generator it ch
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pipeline.config import Config, SearchConfig
+
+if TYPE_CHECKING:
+    from pipeline.prior.stylegan2 import Generator
+    from pipeline.run.search_steps import SearchModel
+    from pipeline.search.latent_space import GaussianizedW
+    from pipeline.types import TrackFrame, VideoFrame
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +75,8 @@ def _unit(image: np.ndarray) -> np.ndarray:
 
 
 def attack(
-    G: Any,  # pipeline.prior.stylegan2.Generator on `device`: the run's prior
-    space: Any,  # pipeline.search.latent_space.GaussianizedW fitted for G
+    G: Generator,  # on `device`: the run's prior
+    space: GaussianizedW,  # fitted for G
     original: Mapping[int, np.ndarray],  # frame -> source frame [H, W, 3]
     output: Mapping[int, np.ndarray],  # frame -> anonymised frame [H*s, W*s, 3] (s: the output scale)
     targets: Sequence[Target],
@@ -106,7 +113,9 @@ def attack(
     return cosines
 
 
-def frames_at(frames: Any, wanted: set[int]) -> dict[int, np.ndarray]:
+def frames_at(
+    frames: AbstractContextManager[Iterable[VideoFrame]], wanted: set[int]
+) -> dict[int, np.ndarray]:
     """The frames of an open reader (VideoFrames) whose index is in `wanted`; reading stops after the last."""
     out: dict[int, np.ndarray] = {}
     last = max(wanted, default=-1)
@@ -120,7 +129,7 @@ def frames_at(frames: Any, wanted: set[int]) -> dict[int, np.ndarray]:
 
 
 def pick_targets(
-    records: Sequence[Mapping[str, Any]], rows: Mapping[tuple[int, int], Any], limit: int
+    records: Sequence[Mapping[str, Any]], rows: Mapping[tuple[int, int], TrackFrame], limit: int
 ) -> list[Target]:
     """Up to `limit` face-frames to attack: those whose output is closest to the person already
     (highest identity cosine at compose), the others after them; one per (track, frame)."""
@@ -145,7 +154,7 @@ def attack_check(
     output: Path,
     targets: Sequence[Target],
     cfg: Config,
-    model: Any = None,  # a loaded pipeline.run.search_steps.SearchModel; None: the run's prior is loaded
+    model: SearchModel | None = None,  # a loaded search model; None: the run's prior is loaded
 ) -> dict[str, Any]:
     """The audit's `attack` section: restore's search with the run's prior on `targets` of `output`,
     compared with `source` as the pipeline reads it (`pipeline.run.frames.read_frames`)."""

@@ -19,7 +19,7 @@ import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.anon.scan import KINDS, AnonScan
 from pipeline.config import Config, to_dict
@@ -27,6 +27,9 @@ from pipeline.errors import ConfigError
 from pipeline.faces.people import Person
 from pipeline.files import save_json
 from pipeline.metrics.identity import SAME_PERSON_COSINE
+
+if TYPE_CHECKING:
+    from pipeline.run.mode import DecodeSection
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +58,8 @@ class AnonReport:
     audit_path: Path | None = None
     html_path: Path | None = None  # OUTPUT.report.html (pipeline.report.anon), when report.html is on
     seconds: dict[str, float] = field(default_factory=dict)
-    decode: dict[str, Any] | None = None  # frames decoded and film-cleaned (Schedule.decode_section)
+    decode: DecodeSection | None = None  # frames decoded and film-cleaned (Schedule.decode_section)
+
     attack: dict[str, Any] | None = None  # the attack check's section of the audit (pipeline.anon.attack)
 
     @property

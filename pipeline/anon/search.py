@@ -26,7 +26,7 @@ import logging
 import secrets
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -34,12 +34,17 @@ from pipeline.config import AnonConfig, Config
 from pipeline.faces.align import ffhq_quad, native_size
 from pipeline.types import FaceCrop, FaceRestoration, TrackFrame
 
+if TYPE_CHECKING:
+    from pipeline.prior.stylegan2 import Generator
+    from pipeline.search.latent_space import GaussianizedW
+    from pipeline.search.state import SearchResult, SearchState
+
 log = logging.getLogger(__name__)
 
 NO_LATENTS = np.zeros((0, 0), np.float32)  # FaceRestoration.latents of a synthetic face: not kept
 
 
-def secret_start(G: Any) -> Any:
+def secret_start(G: Generator) -> SearchState:
     """A cold start for one face (SearchState, batch 1) drawn from the OS's randomness.
 
     The generator is seeded with 63 fresh bits from `secrets` that exist only inside this call.
@@ -116,8 +121,8 @@ def person_sequences(
 
 
 def anonymize_unit(
-    G: Any,  # pipeline.prior.stylegan2.Generator on `device`
-    space: Any,  # pipeline.search.latent_space.GaussianizedW fitted for G
+    G: Generator,  # on `device`
+    space: GaussianizedW,  # fitted for G
     crops: Sequence[FaceCrop],  # the servable face-frames of whole tracks (of whole people)
     cfg: Config,
     device: str = "cpu",
@@ -141,8 +146,8 @@ def anonymize_unit(
 
     sequences = person_sequences(crops, cfg.anon.max_face_ratio * int(G.img_resolution), persons)
     size = cfg.anon.bottleneck
-    prev: dict[int, Any] = {}  # sequence -> SearchState of its last frame (on the search device)
-    first: dict[int, Any] = {}  # sequence -> SearchState of the person's first synthetic face
+    prev: dict[int, SearchState] = {}  # sequence -> the state of its last frame (on the search device)
+    first: dict[int, SearchState] = {}  # sequence -> the state of the person's first synthetic face
     out: list[FaceRestoration] = []
     step = max(1, cfg.search.batch_size)
     for t in range(max((len(v) for v in sequences), default=0)):
@@ -184,7 +189,7 @@ def anonymize_unit(
     return out
 
 
-def _synthetic(c: FaceCrop, res: Any, i: int) -> FaceRestoration:
+def _synthetic(c: FaceCrop, res: SearchResult, i: int) -> FaceRestoration:
     """The i-th face of a search result as the synthetic face of crop `c` (its latents not kept)."""
     return FaceRestoration(
         track_id=c.track_id,

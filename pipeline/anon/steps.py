@@ -15,7 +15,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,6 +23,10 @@ from pipeline.anon.audit import AnonReport, write_audit
 from pipeline.anon.compose import AnonFace, anonymize_frame, measure_frame
 from pipeline.anon.scan import KINDS, AnonScan, complete_tracks
 from pipeline.anon.search import unservable
+
+if TYPE_CHECKING:
+    from pipeline.frame.compose import FacePlacement
+    from pipeline.run.mode import DecodeSection
 from pipeline.config import Config
 from pipeline.faces import store
 from pipeline.faces.people import people_from_arrays
@@ -91,7 +95,7 @@ def servable(row: TrackFrame, frame_size: tuple[int, int], cfg: Config) -> bool:
 
 def segment_faces(
     scan_path: str | Path,
-    synthetic: Mapping[int, Sequence[Any]],  # frame -> FacePlacements (restoration, affine, size)
+    synthetic: Mapping[int, Sequence[FacePlacement]],  # frame -> the synthetic faces, placed
     start: int,
     end: int,
     frame_size: tuple[int, int],
@@ -101,12 +105,12 @@ def segment_faces(
     face when the search made one, else the reason it is masked."""
 
     scanned = scan_from_arrays(load_arrays(scan_path))
-    served: dict[tuple[int, int], Any] = {}
+    served: dict[tuple[int, int], FacePlacement] = {}
     resolution = None
     for frame, placements in synthetic.items():
-        for p in placements:
-            served[(int(p.restoration.track_id), int(frame))] = p
-            resolution = int(p.restoration.image.shape[0])
+        for placed in placements:
+            served[(int(placed.restoration.track_id), int(frame))] = placed
+            resolution = int(placed.restoration.image.shape[0])
     out: dict[int, list[AnonFace]] = {}
     for track in scanned.result.tracks:
         if track.end <= start or track.start >= end:
@@ -203,7 +207,7 @@ def finish(
     model: str | None,
     random_generator: bool,
     seconds: Mapping[str, float],
-    decode: Mapping[str, Any] | None = None,
+    decode: DecodeSection | None = None,
 ) -> AnonReport:
     """The audit sidecar (and the report page); returns the AnonReport."""
 
@@ -227,7 +231,7 @@ def finish(
         model=model,
         random_generator=random_generator,
         seconds=dict(seconds),
-        decode=dict(decode) if decode is not None else None,
+        decode=decode.copy() if decode is not None else None,
     )
     report.attack = attack_section(source, output, scanned, records, cfg, model)
     report.audit_path = write_audit(report, scanned, records, cfg, people)

@@ -31,7 +31,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pipeline.affine import rescale_affine, to_cv2_matrix
-from pipeline.frame.project import Window, largest_share, project_tensor, region_psnr, window
+from pipeline.frame.project import (
+    Window,
+    largest_share,
+    largest_share_tensor,
+    project_tensor,
+    region_psnr,
+    window,
+)
 from pipeline.frame.steady import Steadiness
 from pipeline.frame.tensor_ops import area_shrink, as_tensor, gaussian_blur, robust_std, warp_affine
 from pipeline.frame.upscale import upscale
@@ -253,11 +260,35 @@ def _is_tensor(x: Any) -> bool:
     return x is not None and not isinstance(x, np.ndarray) and hasattr(x, "device")
 
 
+def _as_numpy(x: Tensor | np.ndarray) -> np.ndarray:
+    return x if isinstance(x, np.ndarray) else x.cpu().numpy()
+
+
 def _host(up: Any, dtype: np.dtype) -> np.ndarray:
     """An upscaled frame as a numpy image of `dtype` (a tensor is brought from its device)."""
     if isinstance(up, np.ndarray):
         return up
-    return np.asarray(up.cpu().numpy()).astype(dtype, copy=False)
+    return _to_host(up).astype(dtype, copy=False)
+
+
+def _to_host(q: Tensor) -> np.ndarray:
+    """A frame's one crossing to the host (for the encoder): uint8 as it is, 16-bit values (int32)
+    as 16 bits, through pinned memory from CUDA."""
+    import torch
+
+    wide = q.dtype == torch.int32  # 16-bit values: sent as int16 offset by 2^15, 2 bytes a sample
+    if wide:
+        q = (q - 32768).to(torch.int16)
+    if q.device.type == "cuda":
+        host = torch.empty(q.shape, dtype=q.dtype, pin_memory=True)
+        host.copy_(q)
+    else:
+        host = q.cpu()
+    out = host.numpy()
+    if wide:
+        out = out.view(np.uint16)
+        out ^= np.uint16(0x8000)  # back to 0 .. 65535
+    return out
 
 
 def _on_device(up: Any, device: str) -> Any:
@@ -283,9 +314,9 @@ def _to_dtype(out: Tensor | np.ndarray, dtype: np.dtype) -> np.ndarray:
         return clipped.astype(dtype) if peak == 1.0 else (clipped * peak + 0.5).astype(dtype)
     unit = out.clamp(0, 1)
     if peak == 1.0:
-        return unit.cpu().numpy().astype(dtype)
+        return _to_host(unit).astype(dtype)
     q = (unit * peak + 0.5).to(torch.uint8 if peak == 255.0 else torch.int32)  # truncation: out >= 0
-    return q.cpu().numpy().astype(dtype)
+    return _to_host(q).astype(dtype, copy=False)
 
 
 # ----------------------------------------------------------------------------- one frame, guaranteed
@@ -350,13 +381,17 @@ def grain_seed(base: int, track_id: int) -> int:
 @dataclass(frozen=True, eq=False)
 class _Region:
     win: Window
-    hr_mask: np.ndarray  # [hr rows, hr cols] in [0, 1]: how freely the projection may move a pixel
-    lr_weight: np.ndarray  # [lr rows, lr cols] soft weight: the face's share of each source pixel
+    # [hr rows, hr cols] in [0, 1]: how freely the projection may move a pixel (on the frame's device)
+    hr_mask: Tensor | np.ndarray
+    lr_weight: Tensor | np.ndarray  # [lr rows, lr cols] soft weight: the face's share of each source pixel
+    face: np.ndarray  # [lr rows, lr cols] float64 0/1 on the host: the source pixels that are mostly face
 
 
 def _face_region(
     pasted: Pasted, scale: float, lr_shape: tuple[int, int], hr_shape: tuple[int, int]
 ) -> _Region | None:
+    """The projection window around a pasted face and its masks, worked out where the mask is: on
+    the frame's device for a tensor (only the face's source pixels, one byte each, come to the host)."""
     x0, y0, x1, y1 = pasted.box
     lr_box = (
         int(np.floor(x0 / scale)) - 1,
@@ -368,17 +403,27 @@ def _face_region(
     if win is None:
         return None
     (a0, a1), (b0, b1) = win.hy, win.hx
-    alpha = np.zeros((a1 - a0, b1 - b0), np.float64)
     ya, yb = max(y0, a0), min(y1, a1)
     xa, xb = max(x0, b0), min(x1, b1)
+    inner = (slice(ya - a0, yb - a0), slice(xa - b0, xb - b0))
+    placed = pasted.alpha[ya - y0 : yb - y0, xa - x0 : xb - x0]
+    if isinstance(placed, np.ndarray):  # a numpy mask (the tests' numpy reference)
+        alpha = np.zeros((a1 - a0, b1 - b0), np.float64)
+        if yb > ya and xb > xa:
+            alpha[inner] = placed
+        lr_alpha = win.wy @ alpha @ win.wx.T  # the mask's downscale: [lr rows, lr cols]
+        face = (lr_alpha >= 0.5).astype(np.float64)
+        return _Region(win, np.clip(2.0 * alpha, 0.0, 1.0), lr_alpha, face)
+    import torch
+
+    dev = placed.device
+    alpha_t = torch.zeros((a1 - a0, b1 - b0), dtype=torch.float64, device=dev)
     if yb > ya and xb > xa:
-        placed = pasted.alpha[ya - y0 : yb - y0, xa - x0 : xb - x0]
-        # a tensor on its device (a numpy mask from the tests' numpy reference)
-        alpha[ya - a0 : yb - a0, xa - b0 : xb - b0] = (
-            placed.cpu().numpy() if hasattr(placed, "cpu") else placed
-        )
-    lr_alpha = win.wy @ alpha @ win.wx.T  # the mask's downscale: [lr rows, lr cols]
-    return _Region(win, np.clip(2.0 * alpha, 0.0, 1.0), lr_alpha)
+        alpha_t[inner] = placed
+    wy, wx = (torch.as_tensor(w, dtype=torch.float64, device=dev) for w in (win.wy, win.wx))
+    lr_t = wy @ alpha_t @ wx.T
+    face = (lr_t >= 0.5).cpu().numpy().astype(np.float64)
+    return _Region(win, (2.0 * alpha_t).clamp_(0.0, 1.0), lr_t, face)
 
 
 def compose_frame(
@@ -419,7 +464,8 @@ def compose_frame(
     scale = up.shape[1] / image.shape[1]
     measure, index = (frame.grain, frame.index) if isinstance(frame, VideoFrame) else (None, 0)
     dtype: np.dtype = up.dtype if isinstance(up, np.ndarray) else image.dtype  # (a tensor: 16 bits in int32)
-    if not placements:
+    grain_on_device = regrain is not None and measure is not None and (regrain.on_device or device != "cpu")
+    if not placements and not grain_on_device:
         up = _host(up, dtype)
         if regrain is not None and measure is not None:
             up = regrain.apply_to(up, measure, index, scale)
@@ -429,7 +475,7 @@ def compose_frame(
     rows = _paste_all(out, placements, scale, image.shape[:2], gray, cfg)
     if pasted is not None:  # faces pasted (not fallbacks, which keep the upscale: nothing synthesised)
         pasted.extend(where for _, reason, where in rows if reason is None and where is not None)
-    lr = src.astype(np.float64) / _peak(src)
+    lr = src.astype(np.float64) / _peak(src) if placements else np.empty((0, 0, 3))
     bound = 10.0 * math.log10(1.0 / cfg.search.eps)  # the search's bound (loss.bound_psnr), in frame
     c = cfg.compose
     regions: list[tuple[_Region | None, float]] = []
@@ -442,18 +488,66 @@ def compose_frame(
     shares: list[float | None] = [None] * len(regions)
     final: Tensor | np.ndarray = out
     if regrain is not None and measure is not None:
-        projected = out.cpu().numpy()  # film regrain (pipeline.frame.grain) is numpy
-        grain = regrain.layer(projected, measure, index, scale)
-        if grain is not None:
-            final, shares = _add_grain(projected, grain, lr, regions, bound + c.project_margin_db)
+        floor = bound + c.project_margin_db
+        final, shares = _grained(out, regrain, measure, index, scale, lr, regions, floor, grain_on_device)
     result = _to_dtype(final, dtype)
-    records = _records(result.astype(np.float64) / peak, lr, rows, regions, bound, c.project)
+    records = _records(result.astype(np.float64) / peak, lr, rows, regions, bound, c.project) if rows else []
     for rec, share in zip(records, shares, strict=True):
         if share is not None:
             rec["grain_share"] = round(share, 3)
-    if steadiness is not None:
+    if steadiness is not None and placements:
         steadiness.measure(int(placements[0].restoration.frame_index), src, result, placements, records)
     return result, records
+
+
+def _grained(
+    out: Tensor,  # [H, W, 3] float32 in [0, 1] on the device: the frame, faces pasted and projected
+    regrain: Regrain,
+    measure: np.ndarray,
+    index: int,
+    scale: float,
+    lr: np.ndarray,
+    regions: Sequence[tuple[_Region | None, float]],
+    floor_db: float,
+    on_device: bool,  # the grain laid in torch on `out`'s device (else numpy, on the host)
+) -> tuple[Tensor | np.ndarray, list[float | None]]:
+    """The frame with its film grain (`pipeline.frame.grain`) and each face's share of it."""
+    shares: list[float | None] = [None] * len(regions)
+    if on_device:
+        layer = regrain.layer_tensor(out, measure, index, scale)
+        return (out, shares) if layer is None else _add_grain_tensor(out, layer, lr, regions, floor_db)
+    projected = out.cpu().numpy()  # numpy regrain: the frame to the host as float32
+    grain = regrain.layer(projected, measure, index, scale)
+    return (out, shares) if grain is None else _add_grain(projected, grain, lr, regions, floor_db)
+
+
+def _add_grain_tensor(
+    out: Tensor,  # [H, W, 3] float32 in [0, 1] on the device
+    grain: Tensor,  # [H, W] or [H, W, 3] float32 (same device): `Regrain.layer_tensor`
+    lr: np.ndarray,
+    regions: Sequence[tuple[_Region | None, float]],
+    floor_db: float,
+) -> tuple[Tensor, list[float | None]]:
+    """`_add_grain` on the device: the frame with its grain, and each face's share of it."""
+    add = grain if grain.ndim == 3 else grain[..., None].expand(-1, -1, 3)
+    share_map = out.new_ones(add.shape[:2])
+    shares: list[float | None] = []
+    for region, _ in regions:
+        if region is None:
+            shares.append(None)
+            continue
+        k = 1.0
+        if region.face.any():
+            k = largest_share_tensor(out, add, lr, region.win, region.hr_mask, region.face, floor_db)
+        (a0, a1), (b0, b1) = region.win.hy, region.win.hx
+        hr_mask = (
+            as_tensor(region.hr_mask, out.device)
+            if isinstance(region.hr_mask, np.ndarray)
+            else region.hr_mask
+        )
+        share_map[a0:a1, b0:b1] *= (1 - (1 - k) * hr_mask).to(share_map.dtype)
+        shares.append(k)
+    return (out + add * share_map[..., None]).clamp_(0.0, 1.0), shares
 
 
 def _add_grain(
@@ -477,10 +571,14 @@ def _add_grain(
         if region is None:
             shares.append(None)
             continue
-        weight = (region.lr_weight >= 0.5).astype(np.float64)
-        k = largest_share(out, add, lr, region.win, region.hr_mask, weight, floor_db) if weight.any() else 1.0
+        hr_mask = _as_numpy(region.hr_mask)
+        k = (
+            largest_share(out, add, lr, region.win, hr_mask, region.face, floor_db)
+            if region.face.any()
+            else 1.0
+        )
         (a0, a1), (b0, b1) = region.win.hy, region.win.hx
-        share_map[a0:a1, b0:b1] *= (1 - (1 - k) * region.hr_mask).astype(np.float32)
+        share_map[a0:a1, b0:b1] *= (1 - (1 - k) * hr_mask).astype(np.float32)
         shares.append(k)
     return np.clip(out + add * share_map[..., None], 0.0, 1.0), shares
 
@@ -530,8 +628,8 @@ def _records(
     for (p, reason, _), (region, before) in zip(rows, regions, strict=True):
         r = p.restoration
         psnr = float("nan")
-        if region is not None and (region.lr_weight >= 0.5).any():
-            psnr = region_psnr(written, lr, region.win, (region.lr_weight >= 0.5).astype(np.float64))
+        if region is not None and region.face.any():
+            psnr = region_psnr(written, lr, region.win, region.face)
         records.append(
             {
                 "track_id": int(r.track_id),

@@ -32,13 +32,28 @@ motion to t - 1 (2 x 3), motion to t - 2 (2 x 3)]; the older [profile, size] is 
 
     regrain = Regrain(seed=cfg.film.grain_seed)
     out = regrain.apply(out, frame.grain, frame.index, scale)   # [H, W, 3] float32 in [0, 1]
+
+The same grain in torch, on the frame's device (`Regrain.layer_tensor`, `apply_tensor`: CPU or
+CUDA, used by compose when it works on a torch device, so a frame on a GPU stays there): the white
+noise is drawn there by a `torch.Generator` seeded from the same (seed, frame index, channels) as
+numpy's generator (`noise_seed`), so a frame's grain still depends only on its index and its
+measurement, and is the same on a given device for a given seed; the fields are moved to the
+nearest sample (OpenCV's rounding), folded at the borders as BORDER_REFLECT_101 and blurred by
+`tensor_ops.gaussian_blur` (OpenCV's kernel). Its values are not numpy's (another generator) but its
+statistics are: strength, size, frame-to-frame change, colour and motion (tests/frame/test_grain.py
+runs every test on both). The numpy path stays the CPU's default and is unchanged.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor
 
 FRAMES = 3  # white-noise fields summed per frame (consecutive frames share FRAMES - 1 of them)
 MIN_SIZE = 0.3  # source px: grain finer than a pixel is measured as white; it is at least a pixel wide
@@ -88,13 +103,35 @@ def band_centres(bands: int) -> np.ndarray:
     return (np.arange(bands) + 0.5) / bands
 
 
+def noise_seed(seed: int, index: int, channels: int) -> int:
+    """The torch generator's seed of frame `index`'s white noise: derived from the same entropy as
+    numpy's generator of that frame (seed, index + FRAMES, 7, channels), so it depends on nothing else."""
+    state = np.random.SeedSequence([int(seed), index + FRAMES, 7, channels]).generate_state(1, np.uint64)
+    return int(state[0]) & 0x7FFF_FFFF_FFFF_FFFF
+
+
+def _interp_tensor(y: Tensor, profile: np.ndarray) -> Tensor:
+    """`np.interp(y, band_centres(n), profile)` of a luma tensor (ends held flat)."""
+    p = y.new_tensor(np.asarray(profile, np.float32))
+    n = p.numel()
+    if n == 1:
+        return p[0].expand_as(y)
+    pos = (y * n - 0.5).clamp(0, n - 1)
+    i0 = pos.floor().long().clamp_(max=n - 2)
+    frac = pos - i0.to(pos.dtype)
+    return p[i0] + (p[i0 + 1] - p[i0]) * frac
+
+
 class Regrain:
     """Adds grain of a measured strength, size and colour to output frames, seeded per frame
     index and carried along with the picture's motion."""
 
-    def __init__(self, seed: int = 0) -> None:
+    def __init__(self, seed: int = 0, on_device: bool = False) -> None:
         self.seed = int(seed)
+        # compose lays the grain in torch (`layer_tensor`) on a CUDA device, and on the CPU with this
+        self.on_device = bool(on_device)
         self._white: dict[int, np.ndarray] = {}  # frame index -> its white-noise field (the last FRAMES)
+        self._white_t: dict[int, Tensor] = {}  # the same for the torch path (on the frames' device)
 
     def _noise(self, index: int, shape: tuple[int, int, int]) -> np.ndarray:
         field = self._white.get(index)
@@ -177,3 +214,78 @@ class Regrain:
         top = 255.0 if image.dtype == np.uint8 else 65535.0
         out = self.apply(image.astype(np.float32) / np.float32(top), measure, index, scale)
         return np.clip(np.rint(out * top), 0, top).astype(image.dtype)
+
+    # ------------------------------------------------------------------------- torch, on the device
+
+    def _noise_tensor(self, index: int, shape: tuple[int, int, int], device: torch.device) -> Tensor:
+        import torch
+
+        field = self._white_t.get(index)
+        if field is None or tuple(field.shape) != shape or field.device != device:
+            gen = torch.Generator(device=device)
+            gen.manual_seed(noise_seed(self.seed, index, shape[2]))
+            field = torch.randn(shape, generator=gen, device=device, dtype=torch.float32)
+            self._white_t[index] = field
+        return field
+
+    def field_tensor(
+        self,
+        index: int,
+        shape: tuple[int, int],
+        sigma: float,
+        device: torch.device,
+        motions: tuple[np.ndarray, ...] = (_STILL, _STILL),
+        scale: float = 1.0,
+        channels: int = 1,
+    ) -> Tensor:
+        """`field` in torch on `device`: [H, W, channels] float32 grain of unit std per channel."""
+        import torch
+
+        from pipeline.frame.tensor_ops import gaussian_blur, reflect101
+
+        m = round(MARGIN * scale)
+        big = (shape[0] + 2 * m, shape[1] + 2 * m, channels)
+        ys = torch.arange(shape[0], device=device, dtype=torch.float32)[:, None]
+        xs = torch.arange(shape[1], device=device, dtype=torch.float32)[None, :]
+        total = self._noise_tensor(index, big, device)[m : m + shape[0], m : m + shape[1]].clone()
+        for k in range(1, FRAMES):
+            noise = self._noise_tensor(index - k, big, device)
+            a = np.asarray(motions[k - 1], np.float64)
+            c = a[:, 2] * scale + m  # output px of t -> the field's px, rounded to the nearest sample
+            ix = reflect101(torch.floor(a[0, 0] * xs + a[0, 1] * ys + c[0] + 0.5).long(), big[1])
+            iy = reflect101(torch.floor(a[1, 0] * xs + a[1, 1] * ys + c[1] + 0.5).long(), big[0])
+            total += noise.reshape(-1, channels)[iy * big[1] + ix]
+        if sigma > 0:
+            total = gaussian_blur(total, sigma)
+        for old in [k for k in self._white_t if k <= index - FRAMES]:
+            del self._white_t[old]
+        std = total.reshape(-1, channels).std(dim=0, correction=0)
+        return total / std.clamp_min(1e-6)
+
+    def layer_tensor(
+        self, image: Tensor, measure: np.ndarray | None, index: int, scale: float
+    ) -> Tensor | None:
+        """`layer` in torch: [H, W] or [H, W, 3] float32 grain for `image` ([H, W, 3] float32 in [0, 1]
+        on its device), on that device (None when nothing was measured)."""
+        if measure is None or not np.all(np.isfinite(measure)):
+            return None
+        g = parse(measure)
+        if float(g.profile.max()) <= 0:
+            return None
+        sigma = max(g.size, MIN_SIZE) * scale
+        shape = (int(image.shape[0]), int(image.shape[1]))
+        noise = self.field_tensor(index, shape, sigma, image.device, g.motions, scale, 1 if g.mono else 4)
+        level = _interp_tensor(image @ image.new_tensor(_LUMA), g.profile)
+        if g.mono:
+            return noise[..., 0] * level
+        rho = min(max(g.rho, 0.0), 1.0)
+        own = float(np.sqrt(1.0 - rho)) * noise[..., 1:] + float(np.sqrt(rho)) * noise[..., :1]
+        return own * image.new_tensor(np.asarray(g.strengths, np.float32)) * level[..., None]
+
+    def apply_tensor(self, image: Tensor, measure: np.ndarray | None, index: int, scale: float) -> Tensor:
+        """`apply` in torch: `image` ([H, W, 3] float32 in [0, 1] on its device) with its grain, clipped
+        to [0, 1] (a new tensor; `image` itself when nothing was measured)."""
+        grain = self.layer_tensor(image, measure, index, scale)
+        if grain is None:
+            return image
+        return (image + (grain if grain.ndim == 3 else grain[..., None])).clamp_(0.0, 1.0)

@@ -188,8 +188,8 @@ def project_tensor(
     region: Tensor,  # [hy1 - hy0, hx1 - hx0, C] float32 tensor: the output under the window
     src: Tensor,  # [ly1 - ly0, lx1 - lx0, C] float32 tensor (same device): the footage there
     win: Window,
-    hr_mask: np.ndarray,
-    lr_mask: np.ndarray,
+    hr_mask: np.ndarray | Tensor,  # (numpy, or a tensor on the region's device)
+    lr_mask: np.ndarray | Tensor,
     steps: int = 12,
     target_db: float = 50.0,
     damping: float = 0.0,
@@ -207,13 +207,17 @@ def project_tensor(
 
     dev = region.device
 
-    def t(a: np.ndarray) -> Tensor:
-        return torch.as_tensor(np.asarray(a, np.float32), device=dev)
+    def t(a: np.ndarray | Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
+        if isinstance(a, torch.Tensor):  # a mask already on the device
+            return a.to(device=dev, dtype=dtype)
+        return torch.as_tensor(
+            np.asarray(a, dtype=np.float64 if dtype == torch.float64 else np.float32), device=dev
+        )
 
     wy, wx = t(win.wy), t(win.wx)
     py, px = (t(_back_projector(w, damping)) for w in (win.wy, win.wx))  # [hr, lr]
     m_h, m_l = t(hr_mask)[..., None], t(lr_mask)[..., None]
-    weight = torch.as_tensor(np.asarray(lr_mask, np.float64), device=dev)
+    weight = t(lr_mask, torch.float64)
     total = max(float(weight.sum()), 1e-9)
 
     def psnr_of(r: Tensor) -> float:
@@ -263,6 +267,11 @@ def largest_share(
     v = _apply(win.wy, win.wx, part * m)
     w = np.asarray(weight, np.float64)[..., None] / max(float(weight.sum()) * e0.shape[2], 1e-9)
     a, b, c = float((w * e0 * e0).sum()), float((w * e0 * v).sum()), float((w * v * v).sum())
+    return _share(a, b, c, floor_db)
+
+
+def _share(a: float, b: float, c: float, floor_db: float) -> float:
+    """The largest k in [0, 1] with a + 2 b k + c k^2 (a region's mean squared error) within the floor."""
     limit = 10.0 ** (-floor_db / 10.0)  # the largest mean squared error allowed
     if a + 2 * b + c <= limit:
         return 1.0
@@ -271,3 +280,34 @@ def largest_share(
     # c k^2 + 2 b k + (a - limit) = 0: the larger root, where the error grows through the limit.
     k = (-b + np.sqrt(max(b * b - c * (a - limit), 0.0))) / c
     return float(np.clip(k, 0.0, 1.0))
+
+
+def largest_share_tensor(
+    out: Tensor,  # [H, W, C] float32 tensor in [0, 1], the output frame (projected), on its device
+    add: Tensor,  # [H, W, C] float32 tensor (same device): what is to be added to it (film grain)
+    source: np.ndarray,  # [h, w, C] float in [0, 1], the footage (its window is sent to the device)
+    win: Window,
+    hr_mask: np.ndarray | Tensor,  # (numpy, or a tensor on the frame's device)
+    weight: np.ndarray,
+    floor_db: float,
+) -> float:
+    """`largest_share` in torch on the frame's device (float64 sums, as numpy's): only the three
+    sums of the quadratic come back to the host."""
+    import torch
+
+    (y0, y1), (x0, x1) = win.ly, win.lx
+    (a0, a1), (b0, b1) = win.hy, win.hx
+    dev = out.device
+
+    def t(a: np.ndarray | Tensor) -> Tensor:
+        if isinstance(a, torch.Tensor):
+            return a.to(device=dev, dtype=torch.float64)
+        return torch.as_tensor(np.asarray(a, np.float64), device=dev)
+
+    wy, wx, m = t(win.wy), t(win.wx), t(hr_mask)[..., None]
+    part = add[a0:a1, b0:b1].double()
+    e0 = _apply_t(wy, wx, out[a0:a1, b0:b1].double() + part * (1 - m)) - t(source[y0:y1, x0:x1])
+    v = _apply_t(wy, wx, part * m)
+    w = t(weight)[..., None] / max(float(np.sum(weight)) * e0.shape[2], 1e-9)
+    a, b, c = torch.stack([(w * e0 * e0).sum(), (w * e0 * v).sum(), (w * v * v).sum()]).tolist()
+    return _share(a, b, c, floor_db)

@@ -20,7 +20,7 @@ import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 
@@ -216,7 +216,7 @@ def precision(
 _TOPS = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0, np.dtype(np.float32): 1.0}
 
 
-def _levels() -> dict[float, Any]:
+def _levels() -> dict[float, torch.dtype]:
     import torch
 
     return {255.0: torch.uint8, 65535.0: torch.int32}  # torch has few uint16 ops: 16 bits in int32
@@ -298,19 +298,30 @@ class LearnedUpscaler:
             out.extend(self._batch(images[i : i + self.batch]))
         return out
 
-    def many_on_device(self, images: Sequence[np.ndarray]) -> list[Any]:
+    def many_on_device(self, images: Sequence[np.ndarray]) -> list[torch.Tensor | np.ndarray]:
         """`many`, each upscale left on the model's device: an [sH, sW, 3] tensor of exactly the values
         `many` returns (uint8; int32 holding 16-bit values; float32 for float frames), the device
         upscale compose takes (`compose_frame(upscaled=...)`), so it pastes and projects there with
         no copy to the host and back. Where the model's factor differs from the one asked for, the
         resize runs on the host (OpenCV's filters) and that frame comes back as `many` gives it, a
         numpy image."""
-        out: list[Any] = []
+        out: list[torch.Tensor | np.ndarray] = []
         for i in range(0, len(images), self.batch):
             out.extend(self._batch(images[i : i + self.batch], on_device=True))
         return out
 
-    def _batch(self, images: Sequence[np.ndarray], on_device: bool = False) -> list[Any]:
+    @overload
+    def _batch(self, images: Sequence[np.ndarray], on_device: Literal[False] = False) -> list[np.ndarray]: ...
+
+    @overload
+    def _batch(
+        self, images: Sequence[np.ndarray], on_device: Literal[True]
+    ) -> list[torch.Tensor | np.ndarray]: ...
+
+    def _batch(
+        self, images: Sequence[np.ndarray], on_device: bool = False
+    ) -> Sequence[torch.Tensor | np.ndarray]:
+
         import torch
 
         first = images[0]

@@ -51,53 +51,37 @@ SEQUENCE_PRESETS = {
     ".png": "sequence-png",
 }
 
-PRESETS: dict[str, EncoderPreset] = {
-    "master-ffv1": EncoderPreset(
-        name="master-ffv1",
+# FFV1 version 3, intra-only, per-slice CRCs: every frame independently decodable and checkable.
+_FFV1_OPTIONS = {"level": "3", "g": "1", "slices": "4", "slicecrc": "1", "context": "1"}
+
+
+def _master(name: str, pix_fmt_8: str, pix_fmt_deep: str, rgb: bool) -> EncoderPreset:
+    """A lossless FFV1 master that keeps the source's own pixel format where FFV1 stores it."""
+    return EncoderPreset(
+        name=name,
         codec="ffv1",
         suffixes=(".mkv", ".mov"),
-        # Version 3, intra-only, per-slice CRCs: every frame independently decodable and checkable.
-        options={"level": "3", "g": "1", "slices": "4", "slicecrc": "1", "context": "1"},
-        pix_fmt_8="yuv444p",
-        pix_fmt_deep="yuv444p16le",
+        options=_FFV1_OPTIONS,
+        pix_fmt_8=pix_fmt_8,
+        pix_fmt_deep=pix_fmt_deep,
         keeps_source_format=True,
-    ),
-    "master-rgb": EncoderPreset(
-        name="master-rgb",
-        codec="ffv1",
-        suffixes=(".mkv", ".mov"),
-        # FFV1 RGB (planar GBR): film scans stay RGB at their own depth, losslessly.
-        options={"level": "3", "g": "1", "slices": "4", "slicecrc": "1", "context": "1"},
-        pix_fmt_8="gbrp",
-        pix_fmt_deep="gbrp16le",
-        keeps_source_format=True,
-        rgb=True,
-    ),
-    "sequence-dpx": EncoderPreset(
-        name="sequence-dpx",
-        codec="dpx",
-        suffixes=(".dpx",),
-        pix_fmt_8="rgb24",
-        pix_fmt_deep="rgb48le",
-        rgb=True,
-    ),
-    "sequence-tiff": EncoderPreset(
-        name="sequence-tiff",
-        codec="tiff",
-        suffixes=(".tiff", ".tif"),
-        pix_fmt_8="rgb24",
-        pix_fmt_deep="rgb48le",
-        rgb=True,
-    ),
-    "sequence-png": EncoderPreset(
-        name="sequence-png",
-        codec="png",
-        suffixes=(".png",),
-        pix_fmt_8="rgb24",
-        pix_fmt_deep="rgb48be",
-        rgb=True,
-    ),
-    "mezzanine-prores": EncoderPreset(
+        rgb=rgb,
+    )
+
+
+def _sequence(name: str, codec: str, suffixes: tuple[str, ...], pix_fmt_deep: str) -> EncoderPreset:
+    """An image-sequence preset: RGB frames, 8-bit or `pix_fmt_deep`."""
+    return EncoderPreset(name, codec, suffixes, pix_fmt_8="rgb24", pix_fmt_deep=pix_fmt_deep, rgb=True)
+
+
+_ALL = (
+    _master("master-ffv1", "yuv444p", "yuv444p16le", rgb=False),
+    # FFV1 RGB (planar GBR): film scans stay RGB at their own depth, losslessly.
+    _master("master-rgb", "gbrp", "gbrp16le", rgb=True),
+    _sequence("sequence-dpx", "dpx", (".dpx",), "rgb48le"),
+    _sequence("sequence-tiff", "tiff", (".tiff", ".tif"), "rgb48le"),
+    _sequence("sequence-png", "png", (".png",), "rgb48be"),
+    EncoderPreset(
         name="mezzanine-prores",
         codec="prores_ks",
         suffixes=(".mov", ".mkv"),
@@ -105,7 +89,7 @@ PRESETS: dict[str, EncoderPreset] = {
         pix_fmt_8="yuv422p10le",
         pix_fmt_deep="yuv422p10le",
     ),
-    "delivery-x264": EncoderPreset(
+    EncoderPreset(
         name="delivery-x264",
         codec="libx264",
         suffixes=(".mp4", ".mkv", ".mov"),
@@ -114,7 +98,7 @@ PRESETS: dict[str, EncoderPreset] = {
         pix_fmt_8="yuv420p",
         pix_fmt_deep="yuv420p",  # 8-bit: what every player decodes
     ),
-    "delivery-x265": EncoderPreset(
+    EncoderPreset(
         name="delivery-x265",
         codec="libx265",
         suffixes=(".mp4", ".mkv", ".mov"),
@@ -125,7 +109,8 @@ PRESETS: dict[str, EncoderPreset] = {
         codec_tag="hvc1",
         quiet=("x265-params", "log-level=error"),
     ),
-}
+)
+PRESETS: dict[str, EncoderPreset] = {p.name: p for p in _ALL}
 
 
 def mov_timescale(time_base: Fraction) -> int:

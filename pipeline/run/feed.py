@@ -7,7 +7,10 @@ encodes them on a thread, so the encoder runs beside the next frames' device wor
 they hold (memory stays flat), and both give the worker's errors back to the caller, as they were
 raised (a DecodeError stays the one-line DecodeError naming the file): a prefetched item that
 failed raises in the consumer where it would have been read, and a failed encode raises at the next
-`write` or at `close`. Neither waits on a clock: the threads are stopped by queue items and events.
+`write` or at `close`. A failed encoder is never handed another frame: from then on every `write`
+and `close` raises that same error at once (`close` aborting the encoder first, so no ffmpeg is left
+running and no partial file left behind). Neither waits on a clock: the threads are stopped by queue
+items and events.
 Decoders, cleaners and encoders release the GIL in their C code, which is where the overlap comes from.
 """
 
@@ -77,13 +80,18 @@ def prefetched(source: Iterable[Any], depth: int = 2) -> Iterator[Iterator[Any]]
 
 class ThreadedWriter:
     """A `VideoWriter` (or anything with open/write/close/abort) whose `write`s are encoded on a
-    thread, at most `depth` frames waiting; `close` and `abort` wait for the thread first."""
+    thread, at most `depth` frames waiting; `close` and `abort` wait for the thread first.
+
+    The encoder's first error is kept: the thread hands the encoder nothing more (the frames still
+    queued are dropped), and every later `write` or `close` raises that same error without reaching
+    the encoder; `close` then aborts it (its process stopped, its partial file removed)."""
 
     def __init__(self, writer: Any, depth: int = 4) -> None:
         self.writer = writer
         self._frames: queue.Queue[Any] = queue.Queue(maxsize=max(1, depth))
-        self._error: BaseException | None = None
+        self._error: BaseException | None = None  # the encoder's first error (kept: raised again)
         self._thread: threading.Thread | None = None
+        self._done = False  # closed or aborted: nothing more is taken
 
     @property
     def frames_written(self) -> int:
@@ -106,29 +114,41 @@ class ThreadedWriter:
             except BaseException as exc:
                 self._error = exc
 
-    def _raise(self) -> None:
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error
-
     def write(self, image: Any, pts: int) -> None:
         """Queue a frame (the caller must not change `image` afterwards); raises an earlier failure."""
-        self._raise()
+        if self._error is not None:
+            raise self._error
+        if self._thread is None or self._done:
+            raise RuntimeError("ThreadedWriter.write before open() or after close()")
         self._frames.put((image, pts))
 
     def _finish(self) -> None:
         if self._thread is not None:
-            self._frames.put(_END)
+            self._frames.put(_END)  # the thread takes every item, failed or not: this never waits long
             self._thread.join()
             self._thread = None
 
     def close(self) -> Any:
+        """Wait for the queued frames and finish the encode; the encoder's error, if it failed
+        (raised again on every later call), after aborting it."""
         self._finish()
-        self._raise()
-        return self.writer.close()
+        if self._error is not None:
+            if not self._done:
+                self._done = True
+                self.writer.abort()
+            raise self._error
+        try:
+            result = self.writer.close()
+        except BaseException as exc:  # kept too: a later close raises it again, abort still aborts
+            self._error = exc
+            raise
+        self._done = True
+        return result
 
     def abort(self) -> None:
+        """Drop what is queued, stop the encoder and remove its partial file (safe to call again)."""
         self._error = self._error or RuntimeError("aborted")  # the thread skips what is left
         self._finish()
-        self._error = None
-        self.writer.abort()
+        if not self._done:
+            self._done = True
+            self.writer.abort()

@@ -169,7 +169,7 @@ def finish_restore(
         searched=counts.searched,
         fell_back=counts.fell_back,
         met_bound_in_frame=counts.met_bound_in_frame,
-        decode=dict(decode) if decode is not None else None,
+        decode=decode.copy() if decode is not None else None,
     )
     report.input = job.input
     # the report reads crops, restorations and compose records before the records are removed

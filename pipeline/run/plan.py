@@ -395,7 +395,8 @@ class _Builder:
             part = self.art("search", f"{stem}-chunk-{chunk.index:04d}.npz")
             progress = ((P.FACE_FRAMES_SEARCHED, chunk.end - chunk.start - 1),)
             label = f"search of track {tid} chunk {chunk.index} (track frames {chunk.start}-{chunk.end})"
-            work_c = ChunkWork(cfg, crop, anchors, chunks, chunk.index, part, **guided)
+            work_c = ChunkWork(work_a, chunk.index, part)
+
             key = f"chunk/{tid:06d}/{chunk.index:04d}"
             self.add(Step(key, work_c, (part,), (f"anchors/{tid:06d}",), progress, label))
             parts.append(part)

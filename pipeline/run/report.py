@@ -24,7 +24,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -40,6 +40,9 @@ from pipeline.report.build import collect, merge_records, render_report
 from pipeline.report.model import Collected, FaceCounts, ReportArtifacts, html_path, json_path
 from pipeline.report.spread import Spread
 from pipeline.types import FaceCrop, FaceRestoration, Track
+
+if TYPE_CHECKING:
+    from pipeline.run.mode import DecodeSection
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +84,7 @@ class RestoreReport:
     report_path: Path | None = None
     input: Path | None = None  # the source video (the report decodes a few of its frames)
     html_path: Path | None = None  # OUTPUT.report.html, when written
-    decode: dict[str, Any] | None = None  # frames decoded and film-cleaned (Schedule.decode_section)
+    decode: DecodeSection | None = None  # frames decoded and film-cleaned (Schedule.decode_section)
 
 
 def measure_identity(

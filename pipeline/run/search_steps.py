@@ -172,12 +172,16 @@ def _guides(scan_path: str, guide_path: str, unit: set[int]) -> dict[int, Guide]
     return out
 
 
-def _track_guide(scan_path: str | None, guide_path: str | None, crops: Sequence[FaceCrop]) -> Guide | None:
-    """The reference person guiding a chunked track (a Guide), or None."""
+def _chunked_track(
+    crops_path: str, scan_path: str | None, guide_path: str | None
+) -> tuple[list[FaceCrop], Guide | None]:
+    """A chunked track's crops and the reference person guiding it (a Guide), or None."""
+    pin_torch()
+    crops = load_crops(crops_path)
     if scan_path is None or guide_path is None or not crops:
-        return None
+        return crops, None
     tid = int(crops[0].track_id)
-    return _guides(scan_path, guide_path, {tid}).get(tid)
+    return crops, _guides(scan_path, guide_path, {tid}).get(tid)
 
 
 def search_anchors_step(
@@ -192,9 +196,7 @@ def search_anchors_step(
     """The anchor chain of one chunked track (one frame per chunk), stored with the anchors' states."""
     from pipeline.search.units import search_anchors, states_to_arrays
 
-    pin_torch()
-    crops = load_crops(crops_path)
-    guide = _track_guide(scan_path, guide_path, crops)
+    crops, guide = _chunked_track(crops_path, scan_path, guide_path)
     with model.lock:
         faces, states = search_anchors(model.G, model.space, crops, chunks, cfg, model.device, guide)
     save_arrays(out, **store.restorations_to_arrays(faces), **states_to_arrays(states))
@@ -215,11 +217,9 @@ def search_chunk_step(
     """One chunk of a chunked track, from its anchor's stored state, landing on the next anchor's."""
     from pipeline.search.units import search_chunk, states_from_arrays
 
-    pin_torch()
-    crops = load_crops(crops_path)
+    crops, guide = _chunked_track(crops_path, scan_path, guide_path)
     states = states_from_arrays(load_arrays(anchors_path))
     after = states[index + 1] if index + 1 < len(states) else None
-    guide = _track_guide(scan_path, guide_path, crops)
     with model.lock:
         faces = search_chunk(
             model.G, model.space, crops, chunks, index, states[index], after, cfg, model.device, guide

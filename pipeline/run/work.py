@@ -285,26 +285,14 @@ class AnchorsWork(Search):
 class ChunkWork(Search):
     kind: ClassVar[StepKind] = StepKind.CHUNK
 
-    cfg: Config
-    crops: str
-    anchors: str
-    chunks: Sequence[Chunk]
+    chain: AnchorsWork  # the track's anchor chain: its crops, chunks and guide; `chain.out` its states
     index: int  # which chunk
     out: str
-    scan: str | None = None  # the stitched scan (whose person each track is), when guided
-    guide: str | None = None  # the guide step's latents (reference photos), when guided
 
     def __call__(self, model: SearchModel) -> dict[str, int]:
+        c = self.chain
         return search_steps.search_chunk_step(
-            model,
-            self.cfg,
-            self.crops,
-            self.anchors,
-            self.chunks,
-            self.index,
-            self.out,
-            self.scan,
-            self.guide,
+            model, c.cfg, c.crops, c.out, c.chunks, self.index, self.out, c.scan, c.guide
         )
 
 

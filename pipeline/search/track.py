@@ -186,19 +186,33 @@ def _search_step(
     warm = torch.tensor([p is not None for p in prev])
     seeds = [track_seed(settings.seed, tr.track_id) for tr in tracks]
     guide, guide_mask, embedding = _guides(tracks, G)
-    if not bool(warm.any()):
-        return search(
-            G,
-            targets,
-            settings=settings,
-            space=space,
-            gray=torch.tensor([tr.gray for tr in tracks]),
-            seeds=seeds,
-            device=device,
-            guide=guide,
-            guide_mask=guide_mask,
-            guide_embedding=embedding,
-        )
+    init, pulls = _warm_starts(G, tracks, prev, seeds, t) if bool(warm.any()) else (None, None)
+    return search(
+        G,
+        targets,
+        settings=settings,
+        space=space,
+        init=init,
+        prev=pulls,
+        prev_mask=warm if init is not None else None,
+        gray=torch.tensor([tr.gray for tr in tracks]),
+        seeds=seeds,
+        device=device,
+        guide=guide,
+        guide_mask=guide_mask,
+        guide_embedding=embedding,
+    )
+
+
+def _warm_starts(
+    G: torch.nn.Module,
+    tracks: Sequence[TrackInput],
+    prev: Sequence[SearchState | None],
+    seeds: Sequence[int],
+    t: int,
+) -> tuple[SearchState, SearchState]:
+    """The start of each face (its previous frame, or a fresh seeded state for a cold one) and the
+    state it is pulled towards (its previous frame, blended towards the arrival state near the end)."""
     cold_rows = [i for i, p in enumerate(prev) if p is None]
     fresh = random_state(G, [seeds[i] for i in cold_rows]) if cold_rows else None
     starts, pulls = [], []
@@ -212,21 +226,7 @@ def _search_step(
         starts.append(p)
         w = _arrive_weight(tr, t)
         pulls.append(SearchState.lerp(p, tr.arrive_state, w) if w > 0 and tr.arrive_state is not None else p)
-    return search(
-        G,
-        targets,
-        settings=settings,
-        space=space,
-        init=SearchState.cat(starts),
-        prev=SearchState.cat(pulls),
-        prev_mask=warm,
-        gray=torch.tensor([tr.gray for tr in tracks]),
-        seeds=seeds,
-        device=device,
-        guide=guide,
-        guide_mask=guide_mask,
-        guide_embedding=embedding,
-    )
+    return SearchState.cat(starts), SearchState.cat(pulls)
 
 
 def _guides(

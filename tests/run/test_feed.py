@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from pipeline.config import Config, load_config
-from pipeline.errors import DecodeError
+from pipeline.errors import DecodeError, OutputError
 from pipeline.io.decode import open_video
 from pipeline.io.probe import probe
+from pipeline.io.writer import VideoWriter
 from pipeline.run.feed import ThreadedWriter, prefetched
 from pipeline.run.restore import RESTORE
 from pipeline.run.steps import compose_step
@@ -112,17 +114,76 @@ def test_threaded_writer_encodes_every_frame_in_order() -> None:
     assert writer.frames_written == 30
 
 
-def test_an_encoder_error_is_raised_once_and_the_part_aborted() -> None:
+def test_an_encoder_error_is_raised_as_itself_and_the_part_aborted() -> None:
     inner = _Recorder(fail_at=3)
     writer = ThreadedWriter(inner, depth=2)
     writer.open()
-    with pytest.raises(DecodeError, match=r"^/out/part\.mkv: the encoder refused frame 3$"):
+    with pytest.raises(DecodeError, match=r"^/out/part\.mkv: the encoder refused frame 3$") as caught:
         for pts in range(50):  # raised at a later write, or at the close at the latest
             writer.write(np.zeros((2, 2), np.uint8), pts)
         writer.close()
+    for pts in range(50, 60):  # every later call: the same error at once, the encoder not reached
+        with pytest.raises(DecodeError) as again:
+            writer.write(np.zeros((2, 2), np.uint8), pts)
+        assert again.value is caught.value
+    with pytest.raises(DecodeError) as closing:
+        writer.close()
+    assert closing.value is caught.value
     writer.abort()  # what compose_step does with a failed part: no second error, no hang
     assert inner.aborted and not inner.closed
     assert inner.frames == [(0, p) for p in range(3)]
+
+
+class _Counted(VideoWriter):
+    """The real encoder (ffmpeg through a pipe), its writes counted."""
+
+    calls = 0
+
+    def write(self, image: np.ndarray, pts: int) -> None:
+        self.calls += 1
+        super().write(image, pts)
+
+
+def test_a_killed_encoder_fails_every_later_write_at_once_and_close_neither_hangs_nor_hides_it(
+    tmp_path: Path,
+) -> None:
+    """ffmpeg killed under a running encode (as the OOM killer would): the error reaches the caller
+    at a write or at the close, as the writer's one error; then no frame reaches the encoder again,
+    every write and close raises that same error at once, and nothing is left behind."""
+    inner = _Counted(
+        tmp_path / "part.mov", width=64, height=48, time_base=Fraction(1, 25), preset="master-ffv1"
+    )
+    writer = ThreadedWriter(inner, depth=2)
+    writer.open()
+    assert inner._proc is not None
+    inner._proc.kill()
+    inner._proc.wait()  # dead and reaped: its end of the pipe is closed, every write to it fails
+    image = np.zeros((48, 64, 3), np.uint8)
+    first: OutputError | None = None
+    for pts in range(300):  # 2.7 MB: far more than the pipe and the muxer's buffers hold
+        try:
+            writer.write(image, pts)
+        except OutputError as exc:
+            first = exc
+            break
+    if first is None:  # every frame queued before the thread met the error: close raises it
+        with pytest.raises(OutputError) as caught:
+            writer.close()
+        first = caught.value
+    calls = inner.calls
+    assert "ffmpeg" in str(first) and calls <= 300
+    for pts in range(300, 310):
+        with pytest.raises(OutputError) as again:
+            writer.write(image, pts)
+        assert again.value is first
+    for _ in range(2):  # closing after the error: the same error, no wait, no other error in its place
+        with pytest.raises(OutputError) as closing:
+            writer.close()
+        assert closing.value is first
+    writer.abort()
+    assert inner.calls == calls  # the failed encoder was never handed another frame
+    assert not [t for t in threading.enumerate() if t.name == "reel-encode"]
+    assert list(tmp_path.iterdir()) == []  # no part, no partial file
 
 
 def _config(tmp: Path, *sets: str) -> Config:
