@@ -14,7 +14,8 @@ The steps follow OpenCV's documented method (imgproc `phaseCorrelate`, `createHa
   half a pixel off along an axis whose DFT size is odd).
 
 One more fact of OpenCV's (the installed 5.0): a picture already of a DFT size (not padded) is
-multiplied by the window *in place*, so the caller's array is left windowed (`windows_in_place`).
+multiplied by the window *in place*, so the caller's array is left windowed; weave gives OpenCV
+copies (`weave.shift_between`), and nothing here changes its inputs.
 """
 
 from __future__ import annotations
@@ -71,12 +72,6 @@ def _centroid(corr: Tensor) -> Tensor:
     cx = (v * xc[:, None, :].to(torch.float64)).sum(dim=(1, 2))
     cy = (v * yc[:, :, None].to(torch.float64)).sum(dim=(1, 2))
     return torch.stack([cx / (total + _DBL_EPSILON), cy / (total + _DBL_EPSILON), total], dim=1)
-
-
-def windows_in_place(h: int, w: int) -> bool:
-    """Whether `cv2.phaseCorrelate` with a window leaves an [h, w] input multiplied by it (it does
-    when no padding is needed: it multiplies the caller's array, not a padded copy)."""
-    return (optimal_dft_size(h), optimal_dft_size(w)) == (h, w)
 
 
 def phase_correlate(a: Tensor, b: Tensor, window: Tensor | None = None) -> Tensor:

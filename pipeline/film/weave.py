@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pipeline.film import torch_ops
-from pipeline.film.phase import hanning, phase_correlate, windows_in_place
+from pipeline.film.phase import hanning, phase_correlate
 from pipeline.film.torch_ops import is_tensor
 from pipeline.film.trend import chain, trend_at_centre, wobble
 from pipeline.film.window import Work, gray8, is_cut, sliding, thumbnail
@@ -55,10 +55,13 @@ def _small(image: Any) -> tuple[Any, float]:
 
 
 def shift_between(a: np.ndarray, b: np.ndarray, window: np.ndarray) -> np.ndarray | None:
-    """[2] (dx, dy) such that b(x) ~ a(x - d) in reduced px, or None when the peak is too weak."""
+    """[2] (dx, dy) such that b(x) ~ a(x - d) in reduced px, or None when the peak is too weak.
+    OpenCV multiplies an input of a DFT size (no padding needed) by the window in place: it is given
+    copies, so a tile or a frame measured again (the next pair, the whole-frame fallback) is not
+    measured windowed twice."""
     import cv2
 
-    (dx, dy), response = cv2.phaseCorrelate(a, b, window)
+    (dx, dy), response = cv2.phaseCorrelate(np.array(a), np.array(b), window)
     return None if response < _MIN_RESPONSE else np.array([dx, dy])
 
 
@@ -88,9 +91,7 @@ def global_shift(a: Any, b: Any) -> np.ndarray | None:
 
 
 def _global_shift_tensor(a: Tensor, b: Tensor) -> np.ndarray | None:
-    """`global_shift` of two [h, w] float32 tensors: the nine tiles correlated in one batch. As
-    `cv2.phaseCorrelate` does to numpy's, a tile (or the frame) of a DFT size is left multiplied by
-    the window (`phase.windows_in_place`): `prev` is measured again at the next frame as numpy's is."""
+    """`global_shift` of two [h, w] float32 tensors: the nine tiles correlated in one batch."""
     h, w = a.shape
     th, tw = h // _TILES, w // _TILES
     found = []
@@ -100,17 +101,11 @@ def _global_shift_tensor(a: Tensor, b: Tensor) -> np.ndarray | None:
         res = phase_correlate(
             ta.transpose(1, 2).reshape(-1, th, tw), tb.transpose(1, 2).reshape(-1, th, tw), win
         )
-        if windows_in_place(th, tw):
-            ta.mul_(win[None, :, None, :])
-            tb.mul_(win[None, :, None, :])
         found = [np.array(r[:2]) for r in torch_ops.to_numpy(res) if r[2] >= _MIN_RESPONSE]
     if len(found) >= _MIN_TILES:
         return np.asarray(np.median(np.stack(found), axis=0))
     win = hanning(h, w, str(a.device))
     whole = torch_ops.to_numpy(phase_correlate(a, b, win))[0]
-    if windows_in_place(h, w):
-        a.mul_(win)
-        b.mul_(win)
     return None if whole[2] < _MIN_RESPONSE else np.array(whole[:2])
 
 

@@ -33,7 +33,7 @@ def _moved(picture: np.ndarray, d: tuple[float, float]) -> np.ndarray:
 
 def _cv(a: np.ndarray, b: np.ndarray, window: np.ndarray) -> list[float]:
     """[dx, dy, response] of `cv2.phaseCorrelate` on copies (OpenCV leaves an unpadded input
-    multiplied by the window: pipeline.film.phase.windows_in_place)."""
+    multiplied by the window in place)."""
     (dx, dy), r = cv2.phaseCorrelate(a.copy(), b.copy(), window)
     return [dx, dy, r]
 
@@ -105,8 +105,9 @@ def test_a_batch_ranks_its_responses_as_opencv_does(device: str) -> None:
 
 
 def test_weave_and_the_harm_figure_measure_on_the_device_as_numpy(device: str) -> None:
-    """Three frames (384 x 288 reduced: tiles of a DFT size, which OpenCV leaves windowed, so the
-    second step reads a frame the first has windowed): both steps as numpy's."""
+    """Three frames (384 x 288 reduced: tiles of a DFT size, which OpenCV would leave windowed were it
+    given the frames themselves): both steps as numpy's, and neither path changes the frames it
+    measures (the second step reads the first step's frame as it was)."""
     import torch
 
     first = cv2.resize(skimage.data.astronaut(), (480, 360), interpolation=cv2.INTER_AREA).astype(np.float32)
@@ -118,10 +119,13 @@ def test_weave_and_the_harm_figure_measure_on_the_device_as_numpy(device: str) -
         assert f == tf > 1.0 and tuple(ta.shape) == a.shape
         assert float(np.abs(ta.cpu().numpy() - a).max()) <= 1.0  # the reduced luma within a level
     truth = [(2.4, -1.3), (-1.3, 1.9)]
+    before = [a.copy() for a, _ in small] + [ta.clone().cpu().numpy() for ta, _ in on_device]
     for k in range(2):
         want = global_shift(small[k][0], small[k + 1][0])
         got = global_shift(on_device[k][0], on_device[k + 1][0])
         assert want is not None and got is not None
+        after = [a for a, _ in small] + [ta.cpu().numpy() for ta, _ in on_device]
+        assert all(np.array_equal(x, y) for x, y in zip(before, after, strict=True)), "a frame was changed"
         assert float(np.abs(got - want).max()) < TOL_WEAVE_PX
         assert float(np.abs(want * small[0][1] - truth[k]).max()) < 0.4  # the shift, found
     tensors = [torch.tensor(c, device=device) for c in clip]
