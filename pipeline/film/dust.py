@@ -374,35 +374,55 @@ def _moving(
     return out
 
 
-_CLEAR = 1e-6  # relative margin by which a device-computed best match must miss the tolerance
+_CLEAR = 1e-6  # a device-computed best match must miss tol^2 by this much (float64: rounding ~1e-12)
+
+
+def _masked_sqdiff(areas: list[Tensor], patches: list[Tensor], masks: list[Tensor], r: int) -> Tensor:
+    """[T, 2r + 1, 2r + 1] float64 `_match_map` of each [3, th, tw] patch (zero outside its [th, tw]
+    mask) at every place in its [3, th + 2r, tw + 2r] area: sum(m a^2) - 2 sum(m p a) + sum(m p^2),
+    the correlations by FFT, all templates in one batch (zero-padded to the largest; the places
+    read never wrap): exact to rounding, and fast where direct convolutions of large kernels are not."""
+    import torch
+
+    hh = max(a.shape[1] for a in areas)
+    ww = max(a.shape[2] for a in areas)
+
+    def padded(x: Tensor) -> Tensor:
+        return torch.nn.functional.pad(x, (0, ww - x.shape[-1], 0, hh - x.shape[-2]))
+
+    signal = torch.stack([padded(torch.cat([(a * a).sum(dim=0, keepdim=True), a])) for a in areas])
+    kernel = torch.stack([padded(torch.cat([m[None], p])) for m, p in zip(masks, patches, strict=True)])
+    prod = torch.fft.rfft2(signal) * torch.fft.rfft2(kernel).conj()  # [T, 4, H, W / 2 + 1]
+    corr = torch.fft.irfft2(torch.stack([prod[:, 0], prod[:, 1:].sum(dim=1)], dim=1), s=(hh, ww))
+    n = 2 * r + 1
+    p2 = torch.stack([(p * p).sum() for p in patches])
+    count = torch.stack([m.sum().clamp(min=1.0) for m in masks])
+    return (corr[:, 0, :n, :n] - 2.0 * corr[:, 1, :n, :n] + p2[:, None, None]) / count[:, None, None]
 
 
 def _unmatched_on_device(
     image: Tensor, raw: Tensor, templates: list[list[tuple[np.ndarray, int, int]]], r: int, tol: float
 ) -> list[bool]:
     """For each blob: whether none of its templates matches anywhere within r in `raw` (the best
-    masked mean squared difference, as `_match_map`'s, in float64 on the device, above tol^2 by more
-    than rounding could explain). One small transfer: the best match of every template."""
+    masked mean squared difference, as `_match_map`'s, computed on the device in float64, above
+    tol^2 by more than rounding could explain). One small transfer: the best match of every template."""
     import torch
 
     dev = image.device
-    padded = torch.nn.functional.pad(raw.permute(2, 0, 1)[None].double(), (r, r, r, r), value=-4.0)
+    padded = torch.nn.functional.pad(raw.permute(2, 0, 1)[None].double(), (r, r, r, r), value=-4.0)[0]
     frame = image.permute(2, 0, 1).double()
-    best = []
+    areas, patches, masks = [], [], []
     for blob in templates:
         for t, tx, ty in blob:
             th, tw = t.shape
             m = torch.as_tensor(t, device=dev, dtype=torch.float64)
-            patch = frame[:, ty : ty + th, tx : tx + tw] * m  # [3, th, tw]
-            area = padded[:, :, ty : ty + th + 2 * r, tx : tx + tw + 2 * r]
-            a2 = torch.nn.functional.conv2d(area * area, m.expand(1, 3, th, tw))
-            ap = torch.nn.functional.conv2d(area, patch[None])
-            cost = (a2 - 2.0 * ap + (patch * patch).sum()) / max(1.0, float(t.sum()))
-            best.append(cost.min())
-    lows = torch_ops.to_numpy(torch.stack(best))
+            masks.append(m)
+            patches.append(frame[:, ty : ty + th, tx : tx + tw] * m)  # [3, th, tw]
+            areas.append(padded[:, ty : ty + th + 2 * r, tx : tx + tw + 2 * r])
+    lows = torch_ops.to_numpy(_masked_sqdiff(areas, patches, masks, r).amin(dim=(1, 2)))
     out, k = [], 0
     for blob in templates:
-        out.append(bool((lows[k : k + len(blob)] > tol * tol * (1 + _CLEAR) + 1e-12).all()))
+        out.append(bool((lows[k : k + len(blob)] > tol * tol + _CLEAR).all()))
         k += len(blob)
     return out
 
