@@ -9,9 +9,12 @@ schemas lets everything that does not run them import: spandrel's super-resoluti
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import TYPE_CHECKING
 
-_LIBRARIES: list[Any] = []  # the definitions live as long as their Library objects
+if TYPE_CHECKING:
+    import torch.library
+
+_LIBRARIES: list[torch.library.Library] = []  # the definitions live as long as their Library objects
 
 
 def allow_torchvision_import() -> None:

@@ -15,12 +15,14 @@ import re
 import sys
 import typing
 from collections.abc import Sequence
-from typing import Any
 
 from pipeline import __version__
 from pipeline.errors import PipelineError, did_you_mean, one_line
 from pipeline.run.preflight import estimated_bytes
 from pipeline.run.workdir import default_workdir
+
+if typing.TYPE_CHECKING:
+    from pipeline.config import Config
 
 # Subcommand name -> module. The order is the order of `reel --help`.
 COMMANDS: dict[str, str] = {
@@ -63,9 +65,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
 
 
-def apply_run_arguments(config: Any, args: argparse.Namespace) -> Any:
-    """`config` (a pipeline.config.Config) with --model, --executor, --address, --workdir and the
-    choice of people applied."""
+def apply_run_arguments(config: Config, args: argparse.Namespace) -> Config:
+    """`config` with --model, --executor, --address, --workdir and the choice of people applied."""
+
     from dataclasses import replace
 
     if getattr(args, "model", None) is not None:

@@ -6,11 +6,10 @@ import argparse
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from pipeline import INVENTED_DETAIL_NOTICE
 from pipeline.cli import add_run_arguments, apply_run_arguments, whole_factor
-from pipeline.config import load_config
+from pipeline.config import Config, load_config
 from pipeline.io.presets import SEQUENCE_PRESETS
 from pipeline.io.sequence import is_sequence_output
 from pipeline.run.join import face_sentence
@@ -72,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sequence_preset(config: Any, output: Path) -> Any:
+def _sequence_preset(config: Config, output: Path) -> Config:
     """`-o out_%06d.tiff` writes numbered image files: the preset is the one of the suffix (#15)."""
     import logging
 

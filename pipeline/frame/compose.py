@@ -256,7 +256,7 @@ def paste_faces(
     return _to_dtype(out, frame.dtype)
 
 
-def _is_tensor(x: Any) -> bool:
+def _is_tensor(x: object) -> bool:
     return x is not None and not isinstance(x, np.ndarray) and hasattr(x, "device")
 
 
@@ -264,7 +264,7 @@ def _as_numpy(x: Tensor | np.ndarray) -> np.ndarray:
     return x if isinstance(x, np.ndarray) else x.cpu().numpy()
 
 
-def _host(up: Any, dtype: np.dtype) -> np.ndarray:
+def _host(up: Tensor | np.ndarray, dtype: np.dtype) -> np.ndarray:
     """An upscaled frame as a numpy image of `dtype` (a tensor is brought from its device)."""
     if isinstance(up, np.ndarray):
         return up
@@ -291,7 +291,7 @@ def _to_host(q: Tensor) -> np.ndarray:
     return out
 
 
-def _on_device(up: Any, device: str) -> Any:
+def _on_device(up: Tensor | np.ndarray, device: str) -> Tensor:
     """An upscaled frame as a float32 tensor on `device` (a tensor already there stays)."""
     import torch
 

@@ -9,17 +9,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pipeline.errors import CheckpointError
 from pipeline.files import file_key
+
+if TYPE_CHECKING:
+    from pipeline.prior.stylegan2 import Generator
 
 RANDOM_SOURCE_PREFIX = "random"  # `source` metadata of seeded random (non-face) test generators
 
 
 @dataclass(frozen=True)
 class Prior:
-    G: Any  # pipeline.prior.stylegan2.Generator on `device`
+    G: Generator  # on `device`
+
     description: str  # where the weights came from
     random: bool  # a seeded random test generator, not a face model
     key: str  # content key of the weights (part of the search steps' key)

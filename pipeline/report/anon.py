@@ -27,7 +27,10 @@ log = logging.getLogger(__name__)
 
 
 def anon_page(
-    audit: Mapping[str, Any], out_frames: Mapping[int, Any], thumbs: Mapping[int, Any], cfg: ReportConfig
+    audit: Mapping[str, Any],
+    out_frames: Mapping[int, np.ndarray],
+    thumbs: Mapping[int, Sequence[int]],
+    cfg: ReportConfig,
 ) -> str:
     """The page: notice, figures, time per stage, per-track table, output thumbnails per shot."""
 
@@ -53,24 +56,7 @@ def anon_page(
                 f"max cosine after restoring the output (bound < {attack.get('threshold')})",
             )
         )
-    head = (
-        "<tr><th>track</th><th>shot</th><th>frames</th><th>synthetic</th><th>masked</th><th>why masked</th>"
-        "<th>identity cosine (max / mean)</th><th>above threshold</th></tr>"
-    )
-    rows = []
-    for t in audit.get("tracks", []):
-        cos = t.get("identity_cosine") or {}
-        why = ", ".join(f"{k}: {v}" for k, v in (t.get("masked_because") or {}).items()) or "—"
-        leaked = int(t.get("leaked_frames") or 0)
-        frames = t.get("frames") or [0, 0]
-        rows.append(
-            f'<tr id="track-{t.get("track_id")}"><td>{t.get("track_id")}</td>'
-            f'<td><a href="#shot-{t.get("shot")}">{t.get("shot")}</a></td>'
-            f"<td>{frames[0]}–{int(frames[1]) - 1}</td><td>{t.get('synthetic')}</td>"
-            f"<td>{t.get('masked')}</td><td>{escape(why)}</td>"
-            f"<td>{fmt_num(cos.get('max'), '{:.3f}')} / {fmt_num(cos.get('mean'), '{:.3f}')}</td>"
-            f'<td class="{"bad" if leaked else "ok"}">{leaked}</td></tr>'
-        )
+    table = _track_table(audit.get("tracks", []))
     review = _review(ident.get("above_threshold") or [], out_frames, cfg)
     warn = ""
     if audit.get("random_test_generator"):
@@ -85,7 +71,7 @@ def anon_page(
         "<h2>Time</h2>",
         times_section(body),
         '<h2 id="tracks">Face tracks</h2>',
-        f"<table>{head}{''.join(rows)}</table>" if rows else '<p class="small">no faces found</p>',
+        table,
         review,
         _attack(attack, bool(audit.get("random_test_generator"))),
         '<h2 id="people">People (the output)</h2>',
@@ -105,6 +91,29 @@ def anon_page(
         f"<title>reel anonymize report: {escape(name)}</title><style>{CSS}</style></head>"
         f"<body><main>{''.join(sections)}</main></body></html>\n"
     )
+
+
+def _track_table(tracks: Sequence[Mapping[str, Any]]) -> str:
+    """One row per track: its shot, frames, synthetic and masked counts, why masked, identity."""
+    head = (
+        "<tr><th>track</th><th>shot</th><th>frames</th><th>synthetic</th><th>masked</th><th>why masked</th>"
+        "<th>identity cosine (max / mean)</th><th>above threshold</th></tr>"
+    )
+    rows = []
+    for t in tracks:
+        cos = t.get("identity_cosine") or {}
+        why = ", ".join(f"{k}: {v}" for k, v in (t.get("masked_because") or {}).items()) or "—"
+        leaked = int(t.get("leaked_frames") or 0)
+        frames = t.get("frames") or [0, 0]
+        rows.append(
+            f'<tr id="track-{t.get("track_id")}"><td>{t.get("track_id")}</td>'
+            f'<td><a href="#shot-{t.get("shot")}">{t.get("shot")}</a></td>'
+            f"<td>{frames[0]}–{int(frames[1]) - 1}</td><td>{t.get('synthetic')}</td>"
+            f"<td>{t.get('masked')}</td><td>{escape(why)}</td>"
+            f"<td>{fmt_num(cos.get('max'), '{:.3f}')} / {fmt_num(cos.get('mean'), '{:.3f}')}</td>"
+            f'<td class="{"bad" if leaked else "ok"}">{leaked}</td></tr>'
+        )
+    return f"<table>{head}{''.join(rows)}</table>" if rows else '<p class="small">no faces found</p>'
 
 
 def _attack(attack: Mapping[str, Any], random: bool) -> str:
@@ -131,7 +140,9 @@ def _attack(attack: Mapping[str, Any], random: bool) -> str:
 REVIEW_THUMBS = 24  # output thumbnails of the worst face-frames above the threshold
 
 
-def _review(above: Sequence[Mapping[str, Any]], out_frames: Mapping[int, Any], cfg: ReportConfig) -> str:
+def _review(
+    above: Sequence[Mapping[str, Any]], out_frames: Mapping[int, np.ndarray], cfg: ReportConfig
+) -> str:
     """Every face-frame above the same-person threshold (frame, track, cosine), the worst with the
     output frame beside it: what a reviewer must look at before release."""
 

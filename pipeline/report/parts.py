@@ -60,7 +60,8 @@ def img_tag(uri: str, alt: str, cls: str = "") -> str:
     return f'<img{c} src="{uri}" alt="{escape(alt)}">'
 
 
-def fmt_num(v: Any, fmt: str = "{:.1f}", none: str = "—") -> str:
+def fmt_num(v: object, fmt: str = "{:.1f}", none: str = "—") -> str:
+
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return none
     return fmt.format(v)

@@ -20,9 +20,18 @@ import contextlib
 import queue
 import threading
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Generic, Protocol, TypeVar
 
-_END = object()  # the producer's last item: the source is exhausted
+import numpy as np
+
+T = TypeVar("T")
+
+
+class _End:
+    """The type of `_END`, the last item a queue carries: the source is exhausted."""
+
+
+_END = _End()
 
 
 class _Failure:
@@ -32,7 +41,7 @@ class _Failure:
         self.error = error
 
 
-def _produce(source: Iterable[Any], items: queue.Queue[Any], stop: threading.Event) -> None:
+def _produce(source: Iterable[T], items: queue.Queue[T | _Failure | _End], stop: threading.Event) -> None:
     try:
         for item in source:
             if stop.is_set():
@@ -46,7 +55,7 @@ def _produce(source: Iterable[Any], items: queue.Queue[Any], stop: threading.Eve
 
 
 @contextlib.contextmanager
-def prefetched(source: Iterable[Any], depth: int = 2) -> Iterator[Iterator[Any]]:
+def prefetched(source: Iterable[T], depth: int = 2) -> Iterator[Iterator[T]]:
     """`source`'s items, read `depth` ahead on a thread (depth < 1: read in the caller, no thread).
 
     Leaving the block stops the thread and waits for it, whether the items were all read or not, so
@@ -54,15 +63,15 @@ def prefetched(source: Iterable[Any], depth: int = 2) -> Iterator[Iterator[Any]]
     if depth < 1:
         yield iter(source)
         return
-    items: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    items: queue.Queue[T | _Failure | _End] = queue.Queue(maxsize=depth)
     stop = threading.Event()
     thread = threading.Thread(target=_produce, args=(source, items, stop), name="reel-prefetch", daemon=True)
     thread.start()
 
-    def consume() -> Iterator[Any]:
+    def consume() -> Iterator[T]:
         while True:
             item = items.get()
-            if item is _END:
+            if isinstance(item, _End):
                 return
             if isinstance(item, _Failure):
                 raise item.error
@@ -78,7 +87,25 @@ def prefetched(source: Iterable[Any], depth: int = 2) -> Iterator[Iterator[Any]]
         thread.join()
 
 
-class ThreadedWriter:
+class Encoder(Protocol):
+    """What `ThreadedWriter` uses of its writer (a `pipeline.io.writer.VideoWriter`)."""
+
+    @property
+    def frames_written(self) -> int: ...
+
+    def open(self) -> None: ...
+
+    def write(self, image: np.ndarray, pts: int) -> None: ...
+
+    def close(self) -> object: ...
+
+    def abort(self) -> None: ...
+
+
+W = TypeVar("W", bound=Encoder)
+
+
+class ThreadedWriter(Generic[W]):
     """A `VideoWriter` (or anything with open/write/close/abort) whose `write`s are encoded on a
     thread, at most `depth` frames waiting; `close` and `abort` wait for the thread first.
 
@@ -86,9 +113,9 @@ class ThreadedWriter:
     queued are dropped), and every later `write` or `close` raises that same error without reaching
     the encoder; `close` then aborts it (its process stopped, its partial file removed)."""
 
-    def __init__(self, writer: Any, depth: int = 4) -> None:
+    def __init__(self, writer: W, depth: int = 4) -> None:
         self.writer = writer
-        self._frames: queue.Queue[Any] = queue.Queue(maxsize=max(1, depth))
+        self._frames: queue.Queue[tuple[np.ndarray, int] | _End] = queue.Queue(maxsize=max(1, depth))
         self._error: BaseException | None = None  # the encoder's first error (kept: raised again)
         self._thread: threading.Thread | None = None
         self._done = False  # closed or aborted: nothing more is taken
@@ -105,7 +132,7 @@ class ThreadedWriter:
     def _encode(self) -> None:
         while True:
             item = self._frames.get()
-            if item is _END:
+            if isinstance(item, _End):
                 return
             if self._error is not None:
                 continue  # after a failure: drain (the caller raises it at its next call)
@@ -114,7 +141,7 @@ class ThreadedWriter:
             except BaseException as exc:
                 self._error = exc
 
-    def write(self, image: Any, pts: int) -> None:
+    def write(self, image: np.ndarray, pts: int) -> None:
         """Queue a frame (the caller must not change `image` afterwards); raises an earlier failure."""
         if self._error is not None:
             raise self._error
@@ -128,7 +155,7 @@ class ThreadedWriter:
             self._thread.join()
             self._thread = None
 
-    def close(self) -> Any:
+    def close(self) -> object:
         """Wait for the queued frames and finish the encode; the encoder's error, if it failed
         (raised again on every later call), after aborting it."""
         self._finish()

@@ -17,10 +17,14 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import JobError
 from pipeline.run.ray_runtime import configure_auth
+
+if TYPE_CHECKING:
+    from ray.job_submission import JobSubmissionClient
+
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +62,7 @@ def dashboard_address(address: str | None) -> str:
     return address
 
 
-def job_client(address: str | None) -> Any:
+def job_client(address: str | None) -> JobSubmissionClient:
     """A JobSubmissionClient for `address` (token auth configured consistently with `ray start`)."""
     configure_auth()
     from ray.job_submission import JobSubmissionClient

@@ -519,7 +519,7 @@ def _writer(
     )
 
 
-def _threaded(writer: VideoWriter, depth: int) -> VideoWriter | ThreadedWriter:
+def _threaded(writer: VideoWriter, depth: int) -> VideoWriter | ThreadedWriter[VideoWriter]:
     """The writer, encoding on its own thread (`depth` frames queued) unless `depth` is 0."""
     return ThreadedWriter(writer, depth) if depth > 0 else writer
 
@@ -727,7 +727,7 @@ def compose_step(
     if hider is not None and scan_path is not None:  # every face-frame of the scan is hidden
         hide = hider.segment(scan_path, by_frame, start, end, (info.video.width, info.video.height), cfg)
     records: list[dict[str, Any]] = []
-    writer: VideoWriter | ThreadedWriter | None = None
+    writer: VideoWriter | ThreadedWriter[VideoWriter] | None = None
     matte = SegmentMatte(out_records) if cfg.film.matte else None  # provenance matte (pipeline.run.matte)
     frames = read_frames(video, cfg, start, end, stored=stored)
     depth = cfg.run.prefetch_frames  # decode ahead and encode beside the device work (pipeline.run.feed)
